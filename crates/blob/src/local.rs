@@ -1,0 +1,286 @@
+//! A directory on a local filesystem.
+//!
+//! Layout (version [`LAYOUT_VERSION`], recorded in `<root>/layout`):
+//! ```text
+//! <root>/layout            "vallum-blobs 1"
+//! <root>/blobs/<ab>/<id>   one file per blob; <ab> = first two hex digits of the id
+//! <root>/tmp/<id>.<nonce>  writes in progress
+//! ```
+//! A write goes to `tmp/`, is fsynced, renamed into `blobs/`, and the shard directory is
+//! fsynced: a blob is either absent or complete, and complete means durable.
+
+use std::io::{self, SeekFrom};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use vallum_core::blob::{BlobError, BlobStore, ByteStream};
+use vallum_types::BlobId;
+use vallum_types::limits::STREAM_CHUNK_BYTES;
+
+/// Version of the on-disk layout.
+pub const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_FILE: &str = "layout";
+
+/// Blobs as files under one root directory.
+#[derive(Debug, Clone)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+impl LocalBlobStore {
+    /// Opens (creating if needed) a store at `root`. Refuses a directory written by an
+    /// unknown layout version.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("blobs"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        let layout = root.join(LAYOUT_FILE);
+        let expected = format!("vallum-blobs {LAYOUT_VERSION}\n");
+        match std::fs::read_to_string(&layout) {
+            Ok(found) if found == expected => {}
+            Ok(found) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} holds layout {:?}; this build understands {:?}",
+                        root.display(),
+                        found.trim(),
+                        expected.trim()
+                    ),
+                ));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::write(&layout, &expected)?;
+            }
+            Err(e) => return Err(e),
+        }
+        for shard in 0..=255u8 {
+            std::fs::create_dir_all(root.join("blobs").join(format!("{shard:02x}")))?;
+        }
+        sync_dir(&root.join("blobs"))?;
+        sync_dir(&root)?;
+        Ok(Self { root })
+    }
+
+    fn shard_dir(&self, id: BlobId) -> PathBuf {
+        let text = id.to_string();
+        self.root.join("blobs").join(&text[..2])
+    }
+
+    fn blob_path(&self, id: BlobId) -> PathBuf {
+        self.shard_dir(id).join(id.to_string())
+    }
+
+    async fn write_temp(&self, tmp: &Path, mut data: ByteStream) -> Result<u64, BlobError> {
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)
+            .await?;
+        let mut writer = tokio::io::BufWriter::with_capacity(STREAM_CHUNK_BYTES, file);
+        let mut written = 0u64;
+        while let Some(chunk) = data.next().await {
+            let chunk = chunk.map_err(BlobError::Source)?;
+            writer.write_all(&chunk).await?;
+            written += chunk.len() as u64;
+        }
+        writer.flush().await?;
+        let file = writer.into_inner();
+        file.sync_all().await?;
+        Ok(written)
+    }
+}
+
+fn not_found(id: BlobId) -> impl FnOnce(io::Error) -> BlobError {
+    move |e| {
+        if e.kind() == io::ErrorKind::NotFound {
+            BlobError::NotFound(id)
+        } else {
+            BlobError::Io(e)
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for LocalBlobStore {
+    async fn put(&self, id: BlobId, data: ByteStream) -> Result<u64, BlobError> {
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{id}.{}", BlobId::random()));
+        match self.write_temp(&tmp, data).await {
+            Ok(written) => {
+                let shard = self.shard_dir(id);
+                let dest = self.blob_path(id);
+                let renamed = async {
+                    tokio::fs::rename(&tmp, &dest).await?;
+                    tokio::task::spawn_blocking(move || sync_dir(&shard))
+                        .await
+                        .map_err(io::Error::other)?
+                }
+                .await;
+                if let Err(e) = renamed {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(BlobError::Io(e));
+                }
+                Ok(written)
+            }
+            Err(e) => {
+                if let Err(rm) = tokio::fs::remove_file(&tmp).await
+                    && rm.kind() != io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %tmp.display(), %rm, "could not remove temporary file; the GC will");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn get(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
+        let mut file = tokio::fs::File::open(self.blob_path(id))
+            .await
+            .map_err(not_found(id))?;
+        let size = file.metadata().await?.len();
+        if range.start > range.end || range.end > size {
+            return Err(BlobError::OutOfRange {
+                id,
+                start: range.start,
+                end: range.end,
+                size_bytes: size,
+            });
+        }
+        file.seek(SeekFrom::Start(range.start)).await?;
+        let limited = file.take(range.end - range.start);
+        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+            limited,
+            STREAM_CHUNK_BYTES,
+        )))
+    }
+
+    async fn size(&self, id: BlobId) -> Result<u64, BlobError> {
+        Ok(tokio::fs::metadata(self.blob_path(id))
+            .await
+            .map_err(not_found(id))?
+            .len())
+    }
+
+    async fn delete(&self, id: BlobId) -> Result<(), BlobError> {
+        match tokio::fs::remove_file(self.blob_path(id)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(BlobError::Io(e)),
+        }
+    }
+
+    async fn list_older_than(&self, age: Duration) -> Result<Vec<BlobId>, BlobError> {
+        let root = self.root.join("blobs");
+        let found = tokio::task::spawn_blocking(move || -> io::Result<Vec<BlobId>> {
+            let cutoff = SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let mut out = Vec::new();
+            for shard in std::fs::read_dir(&root)? {
+                for entry in std::fs::read_dir(shard?.path())? {
+                    let entry = entry?;
+                    let Some(id) = entry
+                        .file_name()
+                        .to_str()
+                        .and_then(|n| n.parse::<BlobId>().ok())
+                    else {
+                        continue;
+                    };
+                    if entry.metadata()?.modified()? < cutoff {
+                        out.push(id);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(found)
+    }
+
+    async fn sweep_temp(&self, age: Duration) -> Result<u64, BlobError> {
+        let tmp = self.root.join("tmp");
+        let removed = tokio::task::spawn_blocking(move || -> io::Result<u64> {
+            let cutoff = SystemTime::now()
+                .checked_sub(age)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&tmp)? {
+                let entry = entry?;
+                if entry.metadata()?.modified()? <= cutoff {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct TestStore {
+        _dir: tempfile::TempDir,
+        store: LocalBlobStore,
+    }
+
+    impl std::ops::Deref for TestStore {
+        type Target = LocalBlobStore;
+        fn deref(&self) -> &LocalBlobStore {
+            &self.store
+        }
+    }
+
+    fn make() -> TestStore {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path().join("site")).unwrap();
+        TestStore { _dir: dir, store }
+    }
+
+    vallum_core::blob_conformance_tests!(make());
+
+    #[test]
+    fn refuses_unknown_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        LocalBlobStore::open(dir.path()).unwrap();
+        LocalBlobStore::open(dir.path()).unwrap();
+        std::fs::write(dir.path().join(LAYOUT_FILE), "vallum-blobs 99\n").unwrap();
+        let err = LocalBlobStore::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn blob_names_are_opaque_ids() {
+        let t = make();
+        let id = BlobId::random();
+        t.put(
+            id,
+            Box::pin(futures::stream::iter(vec![Ok(bytes::Bytes::from_static(
+                b"secret-bucket/secret-key",
+            ))])),
+        )
+        .await
+        .unwrap();
+        let path = t.blob_path(id);
+        assert!(path.ends_with(id.to_string()));
+        assert_eq!(std::fs::read(path).unwrap(), b"secret-bucket/secret-key");
+    }
+}

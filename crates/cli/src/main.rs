@@ -1,0 +1,94 @@
+//! The `vallum` binary.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use vallum_server::config::LogFormat;
+use vallum_server::{Config, start};
+
+/// Vallum: a sovereign, S3-compatible object store.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the S3 endpoint. With no configuration: data in ./vallum-data, listening on
+    /// 127.0.0.1:9000, root credentials generated on first start and printed.
+    Serve {
+        /// Path to vallum.toml (every field is optional; see docs/configuration.md).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen address, e.g. 127.0.0.1:9000 (overrides config and VALLUM_LISTEN).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Data directory (overrides config and VALLUM_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let mut cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())
+                .context("loading configuration")?;
+            if let Some(listen) = listen {
+                cfg.listen = listen
+                    .parse()
+                    .with_context(|| format!("--listen {listen:?} is not an address"))?;
+            }
+            if let Some(dir) = data_dir {
+                cfg.data_dir = dir;
+            }
+            init_logging(&cfg);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(async move {
+                let data_dir = cfg.data_dir.clone();
+                let server = start(cfg).await.context("starting the server")?;
+                // Machine-readable start-up banner on stdout; logs go to stderr.
+                println!("Vallum S3 endpoint: http://{}", server.addr);
+                println!("Region:             {}", server.region);
+                println!("Access key:         {}", server.credentials.access_key);
+                println!("Secret key:         {}", server.credentials.secret_key);
+                println!(
+                    "Credentials file:   {}{}",
+                    vallum_server::credentials::Credentials::path(&data_dir).display(),
+                    if server.credentials_created {
+                        " (generated now)"
+                    } else {
+                        ""
+                    }
+                );
+                println!("Data directory:     {}", data_dir.display());
+                tracing::info!(addr = %server.addr, "vallum is serving");
+                server.run_until_signal().await;
+                anyhow::Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The one error type of the domain layer. The server maps each variant to exactly one S3
+//! error code and HTTP status (see `vallum-server`'s `error.rs`).
+
+use vallum_types::NameError;
+use vallum_types::limits::{MAX_USER_METADATA_BYTES, MIN_PART_BYTES};
+
+use crate::blob::BlobError;
+use crate::meta::MetaError;
+
+/// Result alias of the domain layer.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything an object-service call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bucket does not exist.
+    #[error("The specified bucket does not exist")]
+    NoSuchBucket,
+    /// CreateBucket on a bucket that already exists.
+    #[error("Your previous request to create the named bucket succeeded and you already own it")]
+    BucketAlreadyOwnedByYou,
+    /// DeleteBucket on a bucket that still holds objects.
+    #[error("The bucket you tried to delete is not empty")]
+    BucketNotEmpty,
+    /// The deployment holds the maximum number of buckets.
+    #[error("You have attempted to create more buckets than allowed")]
+    TooManyBuckets,
+    /// The key does not exist.
+    #[error("The specified key does not exist")]
+    NoSuchKey,
+    /// The multipart upload does not exist (or belongs to another key).
+    #[error("The specified multipart upload does not exist")]
+    NoSuchUpload,
+    /// A bucket name, key or id was refused.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// An argument is out of range or malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A request is valid XML but not a valid request.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The request document is not well-formed or misses required parts.
+    #[error("{0}")]
+    MalformedXml(String),
+    /// A part named in CompleteMultipartUpload is missing or its ETag does not match.
+    #[error("{0}")]
+    InvalidPart(String),
+    /// Parts in CompleteMultipartUpload are not in ascending order.
+    #[error("The list of parts was not in ascending order. Parts must be ordered by part number.")]
+    InvalidPartOrder,
+    /// A non-final part is smaller than the minimum.
+    #[error(
+        "Part {part} is {size_bytes} bytes; every part but the last must be at least {MIN_PART_BYTES} bytes"
+    )]
+    EntityTooSmall {
+        /// The offending part number.
+        part: u32,
+        /// Its size.
+        size_bytes: u64,
+    },
+    /// The body is larger than allowed.
+    #[error("Your proposed upload exceeds the maximum allowed size of {0} bytes")]
+    EntityTooLarge(u64),
+    /// A digest the client sent does not match the data.
+    #[error("{0}")]
+    BadDigest(String),
+    /// The body's SHA-256 differs from the signed `x-amz-content-sha256`.
+    #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
+    ContentSha256Mismatch,
+    /// A digest the client sent is not well-formed.
+    #[error("{0}")]
+    InvalidDigest(String),
+    /// The body ended before its declared length, or the client stream broke.
+    #[error(
+        "You did not provide the number of bytes specified by the Content-Length HTTP header ({got_bytes} of {expected_bytes} received)"
+    )]
+    IncompleteBody {
+        /// Bytes received.
+        got_bytes: u64,
+        /// Bytes declared.
+        expected_bytes: u64,
+    },
+    /// The client's body stream failed.
+    #[error("The request body could not be read: {0}")]
+    ClientStream(String),
+    /// User metadata is too large.
+    #[error(
+        "Your metadata headers are {0} bytes; they may not exceed {MAX_USER_METADATA_BYTES} bytes"
+    )]
+    MetadataTooLarge(usize),
+    /// A conditional request's precondition does not hold.
+    #[error("At least one of the pre-conditions you specified did not hold")]
+    PreconditionFailed,
+    /// A conditional GET/HEAD whose representation did not change.
+    #[error("Not Modified")]
+    NotModified,
+    /// The range does not overlap the object.
+    #[error("The requested range is not satisfiable")]
+    InvalidRange,
+    /// The metadata store is unreachable right now; the client should retry.
+    #[error("The metadata store is unavailable: {0}")]
+    Unavailable(String),
+    /// A storage site has no room left.
+    #[error("The storage site is full")]
+    StorageFull,
+    /// A blob store failure.
+    #[error("storage site error: {0}")]
+    Blob(BlobError),
+    /// A metadata store failure.
+    #[error("metadata store error: {0}")]
+    Meta(MetaError),
+}
+
+impl From<BlobError> for Error {
+    fn from(err: BlobError) -> Self {
+        match err {
+            BlobError::Io(ref io) if io.raw_os_error() == Some(28) => Error::StorageFull,
+            BlobError::Source(io) => Error::ClientStream(io.to_string()),
+            other => Error::Blob(other),
+        }
+    }
+}
+
+impl From<MetaError> for Error {
+    fn from(err: MetaError) -> Self {
+        match err {
+            MetaError::NoSuchBucket => Error::NoSuchBucket,
+            MetaError::BucketExists => Error::BucketAlreadyOwnedByYou,
+            MetaError::BucketNotEmpty => Error::BucketNotEmpty,
+            MetaError::PreconditionFailed => Error::PreconditionFailed,
+            MetaError::NoSuchUpload => Error::NoSuchUpload,
+            MetaError::PartChanged(n) => Error::InvalidPart(format!(
+                "part {n} was replaced while the upload was being completed"
+            )),
+            MetaError::Unavailable(msg) => Error::Unavailable(msg),
+            other => Error::Meta(other),
+        }
+    }
+}

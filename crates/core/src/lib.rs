@@ -1,0 +1,24 @@
+//! Vallum's domain layer. It knows buckets, objects, multipart uploads, listing and garbage
+//! collection, and talks to storage only through two traits:
+//!
+//! * [`MetaStore`](meta::MetaStore): buckets, object records, uploads, the blob trash. Every
+//!   mutation is one atomic transaction.
+//! * [`BlobStore`](blob::BlobStore): immutable blobs of object data named by opaque ids.
+//!
+//! It knows no HTTP, XML or SQL (DESIGN.md invariant 4). The [`service::ObjectService`] is the
+//! entry point the server calls.
+
+pub mod blob;
+pub mod clock;
+pub mod digest;
+pub mod error;
+pub mod gc;
+pub mod list;
+pub mod meta;
+pub mod multipart;
+pub mod service;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{Error, Result};

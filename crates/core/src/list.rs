@@ -1,0 +1,226 @@
+//! Listing with prefix, delimiter and markers, as ListObjects (v1) and ListObjectsV2 define
+//! it. The metadata store only returns keys in byte order; rolling keys up into common
+//! prefixes and skipping past a whole prefix in one query happen here, so every store
+//! behaves the same.
+
+use vallum_types::limits::{LIST_BATCH_ROWS, MAX_LIST_KEYS};
+
+use crate::error::{Error, Result};
+use crate::meta::{ListStart, ObjectSummary};
+use crate::service::ObjectService;
+
+/// Where a listing resumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Marker {
+    /// After this key.
+    Key(String),
+    /// After every key under this common prefix.
+    Prefix(String),
+}
+
+impl Marker {
+    /// Interprets a client-supplied marker / start-after. A marker that is itself a common
+    /// prefix of this listing skips the whole prefix, so clients that page with `NextMarker`
+    /// never see the same prefix twice.
+    #[must_use]
+    pub fn from_client(marker: &str, prefix: &str, delimiter: Option<&str>) -> Self {
+        if let Some(d) = delimiter
+            && let Some(rest) = marker.strip_prefix(prefix)
+            && let Some(pos) = rest.find(d)
+            && pos + d.len() == rest.len()
+        {
+            return Marker::Prefix(marker.to_owned());
+        }
+        Marker::Key(marker.to_owned())
+    }
+
+    /// The key or prefix text.
+    #[must_use]
+    pub fn text(&self) -> &str {
+        match self {
+            Marker::Key(k) | Marker::Prefix(k) => k,
+        }
+    }
+
+    /// Opaque continuation token.
+    #[must_use]
+    pub fn to_token(&self) -> String {
+        let tagged = match self {
+            Marker::Key(k) => format!("k{k}"),
+            Marker::Prefix(p) => format!("p{p}"),
+        };
+        crate::digest::base64(tagged.as_bytes())
+    }
+
+    /// Parses a continuation token made by [`Marker::to_token`].
+    pub fn from_token(token: &str) -> Result<Self> {
+        let invalid =
+            || Error::InvalidArgument("The continuation token provided is incorrect".into());
+        let raw = crate::digest::unbase64(token).ok_or_else(invalid)?;
+        let text = String::from_utf8(raw).map_err(|_| invalid())?;
+        match text.split_at_checked(1) {
+            Some(("k", k)) => Ok(Marker::Key(k.to_owned())),
+            Some(("p", p)) => Ok(Marker::Prefix(p.to_owned())),
+            _ => Err(invalid()),
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Objects, in key order.
+    pub objects: Vec<ObjectSummary>,
+    /// Common prefixes, in order.
+    pub common_prefixes: Vec<String>,
+    /// More entries follow.
+    pub truncated: bool,
+    /// Where the next page starts, when truncated.
+    pub next: Option<Marker>,
+}
+
+/// The smallest string greater than every string starting with `prefix`, if it is valid UTF-8.
+#[must_use]
+pub fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut bytes = prefix.as_bytes().to_vec();
+    while let Some(last) = bytes.pop() {
+        if last < 0xff {
+            bytes.push(last + 1);
+            return String::from_utf8(bytes).ok();
+        }
+    }
+    None
+}
+
+enum Cursor {
+    Beginning,
+    After(String),
+    AtOrAfter(String),
+}
+
+impl Cursor {
+    fn as_start(&self) -> ListStart<'_> {
+        match self {
+            Cursor::Beginning => ListStart::Beginning,
+            Cursor::After(k) => ListStart::After(k),
+            Cursor::AtOrAfter(k) => ListStart::AtOrAfter(k),
+        }
+    }
+
+    /// Positions the cursor past every key under `prefix`; returns the prefix to skip by
+    /// filtering when no successor string exists.
+    fn skip_prefix(prefix: &str) -> (Cursor, Option<String>) {
+        match prefix_successor(prefix) {
+            Some(next) => (Cursor::AtOrAfter(next), None),
+            None => (Cursor::After(prefix.to_owned()), Some(prefix.to_owned())),
+        }
+    }
+}
+
+impl ObjectService {
+    /// Lists `bucket` from `start`, returning at most `max_keys` entries (objects plus common
+    /// prefixes; capped at 1000).
+    pub async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        start: Option<Marker>,
+        max_keys: usize,
+    ) -> Result<ListPage> {
+        self.bucket(bucket).await?;
+        let max_keys = max_keys.min(MAX_LIST_KEYS);
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let mut page = ListPage::default();
+        if max_keys == 0 {
+            return Ok(page);
+        }
+        let (mut cursor, mut skipping) = match start {
+            None => (Cursor::Beginning, None),
+            Some(Marker::Key(k)) => (Cursor::After(k), None),
+            Some(Marker::Prefix(p)) => Cursor::skip_prefix(&p),
+        };
+        let mut count = 0usize;
+        'batches: loop {
+            let batch = self
+                .meta
+                .list_objects(bucket, prefix, cursor.as_start(), LIST_BATCH_ROWS)
+                .await?;
+            let full_batch = batch.len() == LIST_BATCH_ROWS;
+            if batch.is_empty() {
+                break;
+            }
+            for object in batch {
+                cursor = Cursor::After(object.key.clone());
+                if let Some(skip) = &skipping {
+                    if object.key.starts_with(skip.as_str()) {
+                        continue;
+                    }
+                    skipping = None;
+                }
+                if count == max_keys {
+                    page.truncated = true;
+                    break 'batches;
+                }
+                count += 1;
+                let rolled_up = delimiter.and_then(|d| {
+                    let rest = object.key.get(prefix.len()..)?;
+                    rest.find(d)
+                        .map(|pos| object.key[..prefix.len() + pos + d.len()].to_owned())
+                });
+                match rolled_up {
+                    Some(common) => {
+                        let (next_cursor, next_skip) = Cursor::skip_prefix(&common);
+                        page.next = Some(Marker::Prefix(common.clone()));
+                        page.common_prefixes.push(common);
+                        cursor = next_cursor;
+                        skipping = next_skip;
+                        if skipping.is_none() {
+                            // Re-query from past the prefix instead of reading its keys.
+                            continue 'batches;
+                        }
+                    }
+                    None => {
+                        page.next = Some(Marker::Key(object.key.clone()));
+                        page.objects.push(object);
+                    }
+                }
+            }
+            if !full_batch {
+                break;
+            }
+        }
+        if !page.truncated {
+            page.next = None;
+        }
+        Ok(page)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn successor_and_markers() {
+        assert_eq!(prefix_successor("a/").as_deref(), Some("a0"));
+        assert_eq!(prefix_successor("").as_deref(), None);
+        assert_eq!(
+            Marker::from_client("photos/2024/", "photos/", Some("/")),
+            Marker::Prefix("photos/2024/".into())
+        );
+        assert_eq!(
+            Marker::from_client("photos/2024/a.jpg", "photos/", Some("/")),
+            Marker::Key("photos/2024/a.jpg".into())
+        );
+        assert_eq!(
+            Marker::from_client("x/", "", None),
+            Marker::Key("x/".into())
+        );
+        for m in [Marker::Key("a b/é".into()), Marker::Prefix("p/".into())] {
+            assert_eq!(Marker::from_token(&m.to_token()).unwrap(), m);
+        }
+        assert!(Marker::from_token("not base64!").is_err());
+        assert!(Marker::from_token(&crate::digest::base64(b"zkey")).is_err());
+    }
+}

@@ -1,0 +1,327 @@
+//! The `MetaStore` trait and the records it keeps. Every mutating call is one atomic
+//! transaction; conditional writes are checked inside it, so they are atomic across gateways.
+//! Blobs that a mutation stops referencing are moved to the *trash* in the same transaction
+//! and deleted by the garbage collector after a grace period, so readers that already opened
+//! an object keep working and no crash can leak or lose a blob.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use vallum_types::{BlobId, UploadId};
+
+/// Why a metadata operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The bucket does not exist.
+    #[error("no such bucket")]
+    NoSuchBucket,
+    /// The bucket already exists.
+    #[error("bucket exists")]
+    BucketExists,
+    /// The bucket still holds objects.
+    #[error("bucket not empty")]
+    BucketNotEmpty,
+    /// A write condition did not hold.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// The upload does not exist.
+    #[error("no such upload")]
+    NoSuchUpload,
+    /// A part named in a completion is no longer the part stored under that number.
+    #[error("part {0} changed during completion")]
+    PartChanged(u32),
+    /// The store cannot be reached now; retrying later may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// A stored row could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// Result alias for metadata operations.
+pub type MetaResult<T> = Result<T, MetaError>;
+
+/// A bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRecord {
+    /// Its validated name.
+    pub name: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: i64,
+    /// The region (location constraint) it was created in.
+    pub location: String,
+}
+
+/// Representation headers and user metadata stored with an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectAttrs {
+    /// Content-Type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Content-Encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// Content-Disposition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    /// Content-Language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    /// Cache-Control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    /// Expires, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<i64>,
+    /// `x-amz-meta-*` pairs, names lower-cased.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user_metadata: BTreeMap<String, String>,
+}
+
+impl ObjectAttrs {
+    /// Total bytes of user metadata names and values, as S3 counts them.
+    #[must_use]
+    pub fn user_metadata_bytes(&self) -> usize {
+        self.user_metadata
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+}
+
+/// Additional checksums of an object or part, base64 of the big-endian digest. A multipart
+/// object's value is the composite form `<base64>-<parts>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checksums {
+    /// CRC32 (ISO-HDLC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32: Option<String>,
+    /// CRC32C (Castagnoli).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc32c: Option<String>,
+    /// SHA-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
+    /// SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl Checksums {
+    /// True when no checksum is present.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.crc32.is_none()
+            && self.crc32c.is_none()
+            && self.sha1.is_none()
+            && self.sha256.is_none()
+    }
+}
+
+/// Additional checksum algorithms S3 clients may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ChecksumAlgorithm {
+    /// CRC32.
+    Crc32,
+    /// CRC32C.
+    Crc32c,
+    /// SHA-1.
+    Sha1,
+    /// SHA-256.
+    Sha256,
+}
+
+/// One contiguous piece of an object's data: a whole blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// The blob holding the bytes.
+    pub blob: BlobId,
+    /// Its size.
+    pub size_bytes: u64,
+}
+
+/// A stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRecord {
+    /// Bucket name.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// ETag without quotes: hex MD5, or `<hex>-<parts>` for multipart objects.
+    pub etag: String,
+    /// Last-Modified, ms since the epoch.
+    pub last_modified_ms: i64,
+    /// Representation headers and user metadata.
+    pub attrs: ObjectAttrs,
+    /// Verified additional checksums.
+    pub checksums: Checksums,
+    /// Number of parts, for objects made by a multipart upload.
+    pub parts_count: Option<u32>,
+    /// The data, in order. Sizes add up to `size_bytes`.
+    pub segments: Vec<Segment>,
+}
+
+/// What a listing returns per object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectSummary {
+    /// Object key.
+    pub key: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// ETag without quotes.
+    pub etag: String,
+    /// Last-Modified, ms since the epoch.
+    pub last_modified_ms: i64,
+}
+
+/// A condition a write must meet, checked atomically with the write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// No condition.
+    None,
+    /// `If-None-Match: *`: the key must not exist.
+    IfAbsent,
+    /// `If-Match: <etag>`: the key must exist with this ETag (without quotes); `*` matches any.
+    IfMatch(String),
+}
+
+/// Where a listing starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListStart<'a> {
+    /// The first key.
+    Beginning,
+    /// The first key strictly after this one.
+    After(&'a str),
+    /// The first key at or after this one.
+    AtOrAfter(&'a str),
+}
+
+/// A multipart upload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadRecord {
+    /// Its id.
+    pub upload_id: UploadId,
+    /// Target bucket.
+    pub bucket: String,
+    /// Target key.
+    pub key: String,
+    /// Creation time, ms since the epoch.
+    pub initiated_ms: i64,
+    /// Headers and metadata the completed object will carry.
+    pub attrs: ObjectAttrs,
+    /// The checksum algorithm the client announced, if any.
+    pub checksum_algorithm: Option<ChecksumAlgorithm>,
+}
+
+/// One uploaded part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRecord {
+    /// Part number, 1 to 10,000.
+    pub part_number: u32,
+    /// The blob holding its bytes.
+    pub blob: BlobId,
+    /// Its size.
+    pub size_bytes: u64,
+    /// Hex MD5 of the part, without quotes.
+    pub etag: String,
+    /// Verified additional checksums.
+    pub checksums: Checksums,
+    /// Upload time, ms since the epoch.
+    pub last_modified_ms: i64,
+}
+
+/// Metadata storage. Implementations: embedded SQLite and PostgreSQL (`vallum-meta`); both pass
+/// `conformance::meta`.
+#[async_trait::async_trait]
+pub trait MetaStore: Send + Sync + 'static {
+    /// Creates a bucket; `BucketExists` if it exists.
+    async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()>;
+    /// Looks a bucket up.
+    async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>>;
+    /// All buckets, by name.
+    async fn list_buckets(&self) -> MetaResult<Vec<BucketRecord>>;
+    /// Deletes an empty bucket; its unfinished uploads are aborted and their parts trashed.
+    async fn delete_bucket(&self, name: &str, now_ms: i64) -> MetaResult<()>;
+
+    /// Stores an object record if `condition` holds; the blobs of the record it replaces go to
+    /// the trash.
+    async fn put_object(
+        &self,
+        object: &ObjectRecord,
+        condition: &WriteCondition,
+        now_ms: i64,
+    ) -> MetaResult<()>;
+    /// Looks an object up, segments included.
+    async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>>;
+    /// Removes an object (its blobs go to the trash) and returns what was removed. A missing
+    /// key is not an error; a missing bucket is.
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> MetaResult<Option<ObjectRecord>>;
+    /// Up to `limit` objects whose key starts with `prefix`, from `start`, in byte order of key.
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: ListStart<'_>,
+        limit: usize,
+    ) -> MetaResult<Vec<ObjectSummary>>;
+
+    /// Records a new upload; `NoSuchBucket` if the bucket is gone.
+    async fn create_upload(&self, upload: &UploadRecord) -> MetaResult<()>;
+    /// Looks an upload up.
+    async fn get_upload(&self, upload_id: UploadId) -> MetaResult<Option<UploadRecord>>;
+    /// Records a part, replacing (and trashing) an earlier part with the same number.
+    async fn put_part(&self, upload_id: UploadId, part: &PartRecord, now_ms: i64)
+    -> MetaResult<()>;
+    /// Up to `limit` parts numbered above `after_part`, ascending.
+    async fn list_parts(
+        &self,
+        upload_id: UploadId,
+        after_part: u32,
+        limit: usize,
+    ) -> MetaResult<Vec<PartRecord>>;
+    /// Up to `limit` uploads of `bucket` whose key starts with `prefix`, ordered by key then
+    /// initiation then id, strictly after (`key_marker`, `upload_id_marker`).
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: &str,
+        upload_id_marker: Option<UploadId>,
+        limit: usize,
+    ) -> MetaResult<Vec<UploadRecord>>;
+    /// Atomically: checks that segment *i* of `object` is still the blob of part
+    /// `part_numbers[i]`, checks `condition`, stores `object`, trashes unused parts and the
+    /// replaced object, and removes the upload.
+    async fn complete_upload(
+        &self,
+        upload_id: UploadId,
+        object: &ObjectRecord,
+        part_numbers: &[u32],
+        condition: &WriteCondition,
+        now_ms: i64,
+    ) -> MetaResult<()>;
+    /// Removes an upload; its parts go to the trash.
+    async fn abort_upload(&self, upload_id: UploadId, now_ms: i64) -> MetaResult<()>;
+    /// Up to `limit` uploads initiated before `before_ms`.
+    async fn stale_uploads(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>>;
+
+    /// Up to `limit` trashed blobs trashed before `before_ms`.
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<BlobId>>;
+    /// Forgets trashed blobs once they are deleted from the blob store.
+    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()>;
+    /// True if an object, a part or the trash references the blob.
+    async fn blob_in_use(&self, blob: BlobId) -> MetaResult<bool>;
+}

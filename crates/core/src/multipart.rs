@@ -1,0 +1,454 @@
+//! Multipart uploads. Each part is its own blob; completing an upload does not copy data: the
+//! object's segments are the parts' blobs, in order.
+
+use vallum_types::limits::{
+    MAX_LIST_KEYS, MAX_OBJECT_BYTES, MAX_PART_BYTES, MAX_PARTS, MIN_PART_BYTES,
+};
+use vallum_types::{ObjectKey, UploadId};
+
+use crate::blob::ByteStream;
+use crate::digest::{self, ChecksumSet};
+use crate::error::{Error, Result};
+use crate::meta::{
+    ChecksumAlgorithm, Checksums, ObjectAttrs, ObjectRecord, PartRecord, Segment, UploadRecord,
+    WriteCondition,
+};
+use crate::service::{BodyCheck, ByteRange, ObjectService, ReadConditions, check_attrs};
+
+/// A part as CompleteMultipartUpload names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedPart {
+    /// Part number.
+    pub part_number: u32,
+    /// ETag the client got from UploadPart (quotes allowed).
+    pub etag: String,
+    /// Checksums the client sent for the part, if any.
+    pub checksums: Checksums,
+}
+
+/// A page of parts.
+#[derive(Debug, Clone, Default)]
+pub struct PartsPage {
+    /// Parts, ascending.
+    pub parts: Vec<PartRecord>,
+    /// More parts follow.
+    pub truncated: bool,
+    /// The marker for the next page.
+    pub next_marker: Option<u32>,
+}
+
+/// A page of uploads.
+#[derive(Debug, Clone, Default)]
+pub struct UploadsPage {
+    /// Uploads, by key then initiation.
+    pub uploads: Vec<UploadRecord>,
+    /// Common prefixes when a delimiter was given.
+    pub common_prefixes: Vec<String>,
+    /// More uploads follow.
+    pub truncated: bool,
+    /// Next key marker.
+    pub next_key_marker: Option<String>,
+    /// Next upload-id marker.
+    pub next_upload_id_marker: Option<UploadId>,
+}
+
+fn check_part_number(part_number: i64) -> Result<u32> {
+    u32::try_from(part_number)
+        .ok()
+        .filter(|n| (1..=MAX_PARTS).contains(n))
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "Part number must be an integer between 1 and {MAX_PARTS}, inclusive"
+            ))
+        })
+}
+
+/// Parses an upload id sent by a client; an unknown form is simply an unknown upload.
+pub fn parse_upload_id(text: &str) -> Result<UploadId> {
+    text.parse().map_err(|_| Error::NoSuchUpload)
+}
+
+impl ObjectService {
+    /// Starts a multipart upload.
+    pub async fn create_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        attrs: ObjectAttrs,
+        algorithm: Option<ChecksumAlgorithm>,
+    ) -> Result<UploadRecord> {
+        ObjectKey::new(key)?;
+        check_attrs(&attrs)?;
+        let upload = UploadRecord {
+            upload_id: UploadId::random(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            initiated_ms: self.now_ms(),
+            attrs,
+            checksum_algorithm: algorithm,
+        };
+        self.meta.create_upload(&upload).await?;
+        Ok(upload)
+    }
+
+    /// The upload `upload_id` of `bucket`/`key`, or `NoSuchUpload`.
+    pub async fn upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
+        let id = parse_upload_id(upload_id)?;
+        match self.meta.get_upload(id).await? {
+            Some(u) if u.bucket == bucket && u.key == key => Ok(u),
+            _ => {
+                self.bucket(bucket).await?;
+                Err(Error::NoSuchUpload)
+            }
+        }
+    }
+
+    /// Stores one part from `body`.
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i64,
+        mut check: BodyCheck,
+        body: ByteStream,
+    ) -> Result<PartRecord> {
+        let part_number = check_part_number(part_number)?;
+        if check.content_length.is_some_and(|len| len > MAX_PART_BYTES) {
+            return Err(Error::EntityTooLarge(MAX_PART_BYTES));
+        }
+        let upload = self.upload(bucket, key, upload_id).await?;
+        if check.algorithm.is_none() {
+            check.algorithm = upload.checksum_algorithm;
+        }
+        let (blob, digests) = self.write_blob(body, check, MAX_PART_BYTES).await?;
+        self.record_part(&upload, part_number, blob, digests).await
+    }
+
+    async fn record_part(
+        &self,
+        upload: &UploadRecord,
+        part_number: u32,
+        blob: vallum_types::BlobId,
+        digests: digest::Digests,
+    ) -> Result<PartRecord> {
+        let part = PartRecord {
+            part_number,
+            blob,
+            size_bytes: digests.len_bytes,
+            etag: digest::hex(&digests.md5),
+            checksums: digests.checksums,
+            last_modified_ms: self.now_ms(),
+        };
+        if let Err(err) = self
+            .meta
+            .put_part(upload.upload_id, &part, self.now_ms())
+            .await
+        {
+            self.discard(&[blob]).await;
+            return Err(err.into());
+        }
+        Ok(part)
+    }
+
+    /// Stores one part copied from (a range of) an existing object.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: i64,
+        src_bucket: &str,
+        src_key: &str,
+        src_range: Option<ByteRange>,
+        src_conditions: &ReadConditions,
+    ) -> Result<(PartRecord, i64)> {
+        let part_number = check_part_number(part_number)?;
+        let upload = self.upload(bucket, key, upload_id).await?;
+        let source = self.head_object(src_bucket, src_key).await?;
+        src_conditions.check(&source, true)?;
+        let range = match src_range {
+            Some(r) => r.resolve(source.size_bytes).map_err(|_| {
+                Error::InvalidArgument(format!("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy, within an object of {} bytes", source.size_bytes))
+            })?,
+            None => 0..source.size_bytes,
+        };
+        let len = range.end - range.start;
+        if len > MAX_PART_BYTES {
+            return Err(Error::EntityTooLarge(MAX_PART_BYTES));
+        }
+        let body = self.read_segments(&source.segments, range).await?;
+        let check = BodyCheck {
+            content_length: Some(len),
+            algorithm: upload.checksum_algorithm,
+            ..BodyCheck::default()
+        };
+        let (blob, digests) = self.write_blob(body, check, MAX_PART_BYTES).await?;
+        let part = self
+            .record_part(&upload, part_number, blob, digests)
+            .await?;
+        Ok((part, source.last_modified_ms))
+    }
+
+    /// Completes an upload: validates the named parts and commits the object atomically.
+    pub async fn complete_upload(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        requested: &[CompletedPart],
+        condition: &WriteCondition,
+    ) -> Result<ObjectRecord> {
+        let upload = self.upload(bucket, key, upload_id).await?;
+        if requested.is_empty() {
+            return Err(Error::MalformedXml("The XML you provided was not well-formed or did not validate against our published schema: you must specify at least one part".into()));
+        }
+        if requested.len() > MAX_PARTS as usize {
+            return Err(Error::InvalidArgument(format!(
+                "at most {MAX_PARTS} parts are allowed"
+            )));
+        }
+        for pair in requested.windows(2) {
+            if pair[0].part_number >= pair[1].part_number {
+                return Err(Error::InvalidPartOrder);
+            }
+        }
+        self.precheck_condition(bucket, key, condition).await?;
+        let stored = self.all_parts(upload.upload_id).await?;
+        let mut chosen: Vec<&PartRecord> = Vec::with_capacity(requested.len());
+        for want in requested {
+            let Some(have) = stored.iter().find(|p| p.part_number == want.part_number) else {
+                return Err(Error::InvalidPart(format!(
+                    "One or more of the specified parts could not be found: part {} was never uploaded.",
+                    want.part_number
+                )));
+            };
+            if want.etag.trim_matches('"') != have.etag {
+                return Err(Error::InvalidPart(format!(
+                    "One or more of the specified parts could not be found: the ETag of part {} does not match.",
+                    want.part_number
+                )));
+            }
+            let mismatch = [
+                (&want.checksums.crc32, &have.checksums.crc32),
+                (&want.checksums.crc32c, &have.checksums.crc32c),
+                (&want.checksums.sha1, &have.checksums.sha1),
+                (&want.checksums.sha256, &have.checksums.sha256),
+            ]
+            .iter()
+            .any(|(w, h)| w.is_some() && h.is_some() && w != h);
+            if mismatch {
+                return Err(Error::InvalidPart(format!(
+                    "The checksum of part {} does not match the uploaded part.",
+                    want.part_number
+                )));
+            }
+            chosen.push(have);
+        }
+        let last = chosen.len() - 1;
+        for (i, part) in chosen.iter().enumerate() {
+            if i != last && part.size_bytes < MIN_PART_BYTES {
+                return Err(Error::EntityTooSmall {
+                    part: part.part_number,
+                    size_bytes: part.size_bytes,
+                });
+            }
+        }
+        let size_bytes: u64 = chosen.iter().map(|p| p.size_bytes).sum();
+        if size_bytes > MAX_OBJECT_BYTES {
+            return Err(Error::EntityTooLarge(MAX_OBJECT_BYTES));
+        }
+        let etag = digest::multipart_etag(chosen.iter().map(|p| p.etag.as_str()))
+            .ok_or_else(|| Error::InvalidPart("a stored part ETag is not hex".into()))?;
+        let checksums = upload
+            .checksum_algorithm
+            .and_then(|alg| {
+                digest::composite_checksum(
+                    alg,
+                    &chosen.iter().map(|p| &p.checksums).collect::<Vec<_>>(),
+                )
+            })
+            .unwrap_or_default();
+        let parts_count = u32::try_from(chosen.len()).map_err(|_| Error::InvalidPartOrder)?;
+        let object = ObjectRecord {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            size_bytes,
+            etag,
+            last_modified_ms: self.now_ms(),
+            attrs: upload.attrs.clone(),
+            checksums,
+            parts_count: Some(parts_count),
+            segments: chosen
+                .iter()
+                .map(|p| Segment {
+                    blob: p.blob,
+                    size_bytes: p.size_bytes,
+                })
+                .collect(),
+        };
+        let numbers: Vec<u32> = chosen.iter().map(|p| p.part_number).collect();
+        self.meta
+            .complete_upload(
+                upload.upload_id,
+                &object,
+                &numbers,
+                condition,
+                self.now_ms(),
+            )
+            .await?;
+        tracing::debug!(
+            bucket,
+            key,
+            parts = parts_count,
+            size_bytes,
+            "multipart upload completed"
+        );
+        Ok(object)
+    }
+
+    async fn all_parts(&self, upload_id: UploadId) -> Result<Vec<PartRecord>> {
+        let mut parts = Vec::new();
+        let mut after = 0;
+        loop {
+            let batch = self
+                .meta
+                .list_parts(upload_id, after, MAX_LIST_KEYS)
+                .await?;
+            let done = batch.len() < MAX_LIST_KEYS;
+            if let Some(last) = batch.last() {
+                after = last.part_number;
+            }
+            parts.extend(batch);
+            if done {
+                return Ok(parts);
+            }
+        }
+    }
+
+    /// Aborts an upload; its parts are collected later.
+    pub async fn abort_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        let upload = self.upload(bucket, key, upload_id).await?;
+        self.meta
+            .abort_upload(upload.upload_id, self.now_ms())
+            .await?;
+        Ok(())
+    }
+
+    /// Lists the parts of an upload after `marker`.
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        marker: u32,
+        max_parts: usize,
+    ) -> Result<(UploadRecord, PartsPage)> {
+        let upload = self.upload(bucket, key, upload_id).await?;
+        let max_parts = max_parts.min(MAX_LIST_KEYS);
+        let mut parts = self
+            .meta
+            .list_parts(upload.upload_id, marker, max_parts + 1)
+            .await?;
+        let truncated = parts.len() > max_parts;
+        parts.truncate(max_parts);
+        let next_marker = if truncated {
+            parts.last().map(|p| p.part_number)
+        } else {
+            None
+        };
+        Ok((
+            upload,
+            PartsPage {
+                parts,
+                truncated,
+                next_marker,
+            },
+        ))
+    }
+
+    /// Lists the uploads of a bucket.
+    pub async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        key_marker: &str,
+        upload_id_marker: Option<&str>,
+        max_uploads: usize,
+    ) -> Result<UploadsPage> {
+        self.bucket(bucket).await?;
+        let max_uploads = max_uploads.min(MAX_LIST_KEYS);
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        // An upload-id marker only counts together with a key marker; an unknown one starts
+        // after every upload of that key.
+        let mut id_marker = if key_marker.is_empty() {
+            None
+        } else {
+            upload_id_marker.and_then(|m| m.parse::<UploadId>().ok())
+        };
+        let mut key_cursor = key_marker.to_owned();
+        let mut page = UploadsPage::default();
+        let mut count = 0usize;
+        'outer: loop {
+            let batch = self
+                .meta
+                .list_uploads(bucket, prefix, &key_cursor, id_marker, MAX_LIST_KEYS)
+                .await?;
+            let full = batch.len() == MAX_LIST_KEYS;
+            for upload in batch {
+                key_cursor.clone_from(&upload.key);
+                id_marker = Some(upload.upload_id);
+                let common = delimiter.and_then(|d| {
+                    let rest = upload.key.get(prefix.len()..)?;
+                    rest.find(d)
+                        .map(|pos| upload.key[..prefix.len() + pos + d.len()].to_owned())
+                });
+                if let Some(common) = &common
+                    && page.common_prefixes.last() == Some(common)
+                {
+                    continue;
+                }
+                if count == max_uploads {
+                    page.truncated = true;
+                    break 'outer;
+                }
+                count += 1;
+                page.next_key_marker = Some(upload.key.clone());
+                page.next_upload_id_marker = Some(upload.upload_id);
+                match common {
+                    Some(common) => page.common_prefixes.push(common),
+                    None => page.uploads.push(upload),
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        if !page.truncated {
+            page.next_key_marker = None;
+            page.next_upload_id_marker = None;
+        }
+        Ok(page)
+    }
+}
+
+/// Checksum algorithm named by `x-amz-checksum-algorithm`.
+pub fn parse_checksum_algorithm(name: &str) -> Result<ChecksumAlgorithm> {
+    match name.to_ascii_uppercase().as_str() {
+        "CRC32" => Ok(ChecksumAlgorithm::Crc32),
+        "CRC32C" => Ok(ChecksumAlgorithm::Crc32c),
+        "SHA1" => Ok(ChecksumAlgorithm::Sha1),
+        "SHA256" => Ok(ChecksumAlgorithm::Sha256),
+        other => Err(Error::InvalidArgument(format!(
+            "Checksum algorithm {other} is not supported"
+        ))),
+    }
+}
+
+/// The set of algorithms present in a checksum set (re-exported for the server).
+#[must_use]
+pub fn algorithms_of(checksums: &Checksums) -> ChecksumSet {
+    ChecksumSet::of(checksums)
+}

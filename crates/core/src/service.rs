@@ -1,0 +1,693 @@
+//! [`ObjectService`]: the S3 semantics of buckets and objects over a `MetaStore` and a
+//! `BlobStore`. A write streams into a new blob (verified on the way), and only then commits
+//! the record that makes it visible; a failure at any point leaves nothing visible.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use vallum_types::limits::{MAX_BUCKETS, MAX_PUT_OBJECT_BYTES, MAX_USER_METADATA_BYTES};
+use vallum_types::{BlobId, BucketName, ObjectKey};
+
+use crate::blob::{BlobStore, ByteStream};
+use crate::clock::Clock;
+use crate::digest::{self, ChecksumSet, Digests, Expectations};
+use crate::error::{Error, Result};
+use crate::meta::{
+    BucketRecord, ChecksumAlgorithm, MetaStore, ObjectAttrs, ObjectRecord, Segment, WriteCondition,
+};
+
+/// A byte range as a client asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// `bytes=first-last` (inclusive) or `bytes=first-`.
+    From {
+        /// First byte.
+        first: u64,
+        /// Last byte, inclusive.
+        last: Option<u64>,
+    },
+    /// `bytes=-len`: the last `len` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The half-open range this selects in an object of `size` bytes, or `InvalidRange`.
+    pub fn resolve(self, size: u64) -> Result<Range<u64>> {
+        match self {
+            ByteRange::From { first, last } => {
+                if first >= size || last.is_some_and(|l| l < first) {
+                    return Err(Error::InvalidRange);
+                }
+                let end = last.map_or(size, |l| l.saturating_add(1).min(size));
+                Ok(first..end)
+            }
+            ByteRange::Suffix(len) => {
+                if len == 0 || size == 0 {
+                    return Err(Error::InvalidRange);
+                }
+                Ok(size.saturating_sub(len)..size)
+            }
+        }
+    }
+}
+
+/// Conditional-request headers of a read (GET, HEAD, or a copy source).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadConditions {
+    /// If-Match ETags (without quotes); `*` matches any.
+    pub if_match: Option<Vec<String>>,
+    /// If-None-Match ETags (without quotes); `*` matches any.
+    pub if_none_match: Option<Vec<String>>,
+    /// If-Modified-Since, seconds since the epoch.
+    pub if_modified_since_secs: Option<i64>,
+    /// If-Unmodified-Since, seconds since the epoch.
+    pub if_unmodified_since_secs: Option<i64>,
+}
+
+fn etag_listed(list: &[String], etag: &str) -> bool {
+    list.iter().any(|e| e == "*" || e == etag)
+}
+
+impl ReadConditions {
+    /// Evaluates the conditions against `object` as RFC 9110 section 13.2.2 orders them.
+    /// `for_copy` turns a "not modified" outcome into a precondition failure, as S3 does for
+    /// `x-amz-copy-source-if-*`.
+    pub fn check(&self, object: &ObjectRecord, for_copy: bool) -> Result<()> {
+        let modified_secs = object.last_modified_ms.div_euclid(1000);
+        if let Some(list) = &self.if_match {
+            if !etag_listed(list, &object.etag) {
+                return Err(Error::PreconditionFailed);
+            }
+        } else if let Some(since) = self.if_unmodified_since_secs
+            && modified_secs > since
+        {
+            return Err(Error::PreconditionFailed);
+        }
+        let not_modified = if let Some(list) = &self.if_none_match {
+            etag_listed(list, &object.etag)
+        } else if let Some(since) = self.if_modified_since_secs {
+            modified_secs <= since
+        } else {
+            false
+        };
+        if not_modified {
+            return Err(if for_copy {
+                Error::PreconditionFailed
+            } else {
+                Error::NotModified
+            });
+        }
+        Ok(())
+    }
+}
+
+/// What the client sent about a body it uploads.
+#[derive(Default)]
+pub struct BodyCheck {
+    /// Content-Length (decoded length for aws-chunked bodies).
+    pub content_length: Option<u64>,
+    /// Content-MD5, base64.
+    pub content_md5: Option<String>,
+    /// `x-amz-checksum-*` header values.
+    pub checksums: crate::meta::Checksums,
+    /// `x-amz-checksum-algorithm` / `x-amz-sdk-checksum-algorithm`: compute and keep this one.
+    pub algorithm: Option<ChecksumAlgorithm>,
+    /// Checksums that arrive as trailers.
+    pub trailer: Option<digest::LateChecksums>,
+    /// Algorithms the trailers will carry.
+    pub trailer_set: ChecksumSet,
+    /// Further algorithms to compute and keep.
+    pub extra: ChecksumSet,
+    /// Hex `x-amz-content-sha256`, when it is a real payload hash.
+    pub payload_sha256_hex: Option<String>,
+}
+
+/// A PutObject request, minus the body.
+pub struct PutObject {
+    /// Target bucket.
+    pub bucket: String,
+    /// Target key.
+    pub key: String,
+    /// Headers and user metadata.
+    pub attrs: ObjectAttrs,
+    /// Body verification.
+    pub check: BodyCheck,
+    /// Conditional-write header.
+    pub condition: WriteCondition,
+}
+
+/// A CopyObject request.
+pub struct CopyObject {
+    /// Source bucket.
+    pub src_bucket: String,
+    /// Source key.
+    pub src_key: String,
+    /// `x-amz-copy-source-if-*`.
+    pub src_conditions: ReadConditions,
+    /// Destination bucket.
+    pub bucket: String,
+    /// Destination key.
+    pub key: String,
+    /// `Some` for `x-amz-metadata-directive: REPLACE`: the new headers and metadata.
+    pub replace_attrs: Option<ObjectAttrs>,
+    /// Conditional-write header on the destination.
+    pub condition: WriteCondition,
+}
+
+/// The outcome of a DeleteObjects entry.
+#[derive(Debug)]
+pub struct DeleteOutcome {
+    /// The key.
+    pub key: String,
+    /// `Ok` if deleted (or already absent).
+    pub result: Result<()>,
+}
+
+/// An object opened for reading.
+pub struct ObjectRead {
+    /// The record.
+    pub object: ObjectRecord,
+    /// The bytes being returned.
+    pub range: Range<u64>,
+    /// Whether the client asked for a range (206 rather than 200).
+    pub partial: bool,
+    /// The bytes.
+    pub body: ByteStream,
+}
+
+/// The domain service the S3 front end calls.
+pub struct ObjectService {
+    pub(crate) meta: Arc<dyn MetaStore>,
+    pub(crate) blobs: Arc<dyn BlobStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    region: String,
+}
+
+impl ObjectService {
+    /// A service over the given stores; `region` is reported as every bucket's location.
+    #[must_use]
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        clock: Arc<dyn Clock>,
+        region: impl Into<String>,
+    ) -> Self {
+        Self {
+            meta,
+            blobs,
+            clock,
+            region: region.into(),
+        }
+    }
+
+    /// The metadata store.
+    #[must_use]
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    /// The blob store.
+    #[must_use]
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
+    }
+
+    /// The service's clock.
+    #[must_use]
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    // ---- buckets ----
+
+    /// Creates a bucket.
+    pub async fn create_bucket(&self, name: &str) -> Result<BucketRecord> {
+        let name = BucketName::new(name)?;
+        if self.meta.list_buckets().await?.len() >= MAX_BUCKETS {
+            return Err(Error::TooManyBuckets);
+        }
+        let record = BucketRecord {
+            name: name.as_str().to_owned(),
+            created_ms: self.clock.now_ms(),
+            location: self.region.clone(),
+        };
+        self.meta.create_bucket(&record).await?;
+        tracing::info!(bucket = %name, "bucket created");
+        Ok(record)
+    }
+
+    /// Looks a bucket up; `NoSuchBucket` if absent.
+    pub async fn bucket(&self, name: &str) -> Result<BucketRecord> {
+        self.meta.get_bucket(name).await?.ok_or(Error::NoSuchBucket)
+    }
+
+    /// All buckets.
+    pub async fn list_buckets(&self) -> Result<Vec<BucketRecord>> {
+        Ok(self.meta.list_buckets().await?)
+    }
+
+    /// Deletes an empty bucket.
+    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+        self.meta.delete_bucket(name, self.clock.now_ms()).await?;
+        tracing::info!(bucket = %name, "bucket deleted");
+        Ok(())
+    }
+
+    // ---- objects ----
+
+    /// Stores an object from `body`. Returns once data and record are durable.
+    pub async fn put_object(&self, req: PutObject, body: ByteStream) -> Result<ObjectRecord> {
+        ObjectKey::new(&req.key)?;
+        check_attrs(&req.attrs)?;
+        if req
+            .check
+            .content_length
+            .is_some_and(|len| len > MAX_PUT_OBJECT_BYTES)
+        {
+            return Err(Error::EntityTooLarge(MAX_PUT_OBJECT_BYTES));
+        }
+        self.bucket(&req.bucket).await?;
+        self.precheck_condition(&req.bucket, &req.key, &req.condition)
+            .await?;
+        let (blob, digests) = self
+            .write_blob(body, req.check, MAX_PUT_OBJECT_BYTES)
+            .await?;
+        let record = ObjectRecord {
+            bucket: req.bucket,
+            key: req.key,
+            size_bytes: digests.len_bytes,
+            etag: digest::hex(&digests.md5),
+            last_modified_ms: self.clock.now_ms(),
+            attrs: req.attrs,
+            checksums: digests.checksums,
+            parts_count: None,
+            segments: vec![Segment {
+                blob,
+                size_bytes: digests.len_bytes,
+            }],
+        };
+        self.commit(&record, &req.condition, &[blob]).await?;
+        Ok(record)
+    }
+
+    /// Fails fast (before any data is written) when a write condition already cannot hold.
+    /// The authoritative check happens atomically in the metadata store.
+    pub(crate) async fn precheck_condition(
+        &self,
+        bucket: &str,
+        key: &str,
+        condition: &WriteCondition,
+    ) -> Result<()> {
+        match condition {
+            WriteCondition::None => Ok(()),
+            WriteCondition::IfAbsent => match self.meta.get_object(bucket, key).await? {
+                Some(_) => Err(Error::PreconditionFailed),
+                None => Ok(()),
+            },
+            WriteCondition::IfMatch(etag) => match self.meta.get_object(bucket, key).await? {
+                Some(obj) if etag == "*" || obj.etag == *etag => Ok(()),
+                Some(_) => Err(Error::PreconditionFailed),
+                None => Err(Error::NoSuchKey),
+            },
+        }
+    }
+
+    /// Streams `body` into a new blob, verifying it; nothing is left behind on failure.
+    pub(crate) async fn write_blob(
+        &self,
+        body: ByteStream,
+        check: BodyCheck,
+        max_len_bytes: u64,
+    ) -> Result<(BlobId, Digests)> {
+        let md5 = check
+            .content_md5
+            .as_deref()
+            .map(digest::parse_content_md5)
+            .transpose()?;
+        let payload_sha256 = match check.payload_sha256_hex.as_deref() {
+            Some(hex) => Some(
+                hex_simd::decode_to_vec(hex)
+                    .ok()
+                    .and_then(|raw| <[u8; 32]>::try_from(raw.as_slice()).ok())
+                    .ok_or_else(|| {
+                        Error::InvalidArgument("x-amz-content-sha256 must be 64 hex digits".into())
+                    })?,
+            ),
+            None => None,
+        };
+        let keep_sha256 = check.algorithm == Some(ChecksumAlgorithm::Sha256)
+            || check.extra.sha256
+            || check.checksums.sha256.is_some()
+            || check.trailer_set.sha256;
+        let compute = check
+            .algorithm
+            .map(ChecksumSet::only)
+            .unwrap_or_default()
+            .union(check.extra);
+        let expect = Expectations {
+            content_length: check.content_length,
+            max_len_bytes,
+            md5,
+            checksums: check.checksums,
+            compute,
+            late: check.trailer,
+            late_set: check.trailer_set,
+            payload_sha256,
+        };
+        let (stream, outcome) = digest::verifying_stream(body, expect);
+        let blob = BlobId::random();
+        match self.blobs.put(blob, stream).await {
+            Ok(_) => match digest::take_outcome(&outcome) {
+                Some(Ok(mut digests)) => {
+                    if !keep_sha256 {
+                        // Computed only to check the signed payload hash; not an object checksum.
+                        digests.checksums.sha256 = None;
+                    }
+                    Ok((blob, digests))
+                }
+                Some(Err(err)) => {
+                    self.discard(&[blob]).await;
+                    Err(err)
+                }
+                None => {
+                    self.discard(&[blob]).await;
+                    Err(Error::ClientStream(
+                        "the body was not read to its end".into(),
+                    ))
+                }
+            },
+            Err(err) => Err(digest::take_outcome(&outcome)
+                .and_then(Result::err)
+                .unwrap_or_else(|| err.into())),
+        }
+    }
+
+    /// Commits a record whose blobs are written; on failure deletes the blobs.
+    pub(crate) async fn commit(
+        &self,
+        record: &ObjectRecord,
+        condition: &WriteCondition,
+        new_blobs: &[BlobId],
+    ) -> Result<()> {
+        match self
+            .meta
+            .put_object(record, condition, self.clock.now_ms())
+            .await
+        {
+            Ok(()) => {
+                tracing::debug!(bucket = %record.bucket, key = %record.key, size_bytes = record.size_bytes, "object stored");
+                Ok(())
+            }
+            Err(err) => {
+                self.discard(new_blobs).await;
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Best-effort removal of blobs no record references; the GC's orphan sweep catches any
+    /// that survive a crash here.
+    pub(crate) async fn discard(&self, blobs: &[BlobId]) {
+        for blob in blobs {
+            if let Err(err) = self.blobs.delete(*blob).await {
+                tracing::warn!(%blob, %err, "could not remove unreferenced blob; the GC will retry");
+            }
+        }
+    }
+
+    /// Looks an object up; `NoSuchKey` (or `NoSuchBucket`) if absent.
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
+        match self.meta.get_object(bucket, key).await? {
+            Some(obj) => Ok(obj),
+            None => {
+                self.bucket(bucket).await?;
+                Err(Error::NoSuchKey)
+            }
+        }
+    }
+
+    /// Opens an object (or a range of it) for reading, after evaluating `conditions`.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+        conditions: &ReadConditions,
+    ) -> Result<ObjectRead> {
+        let object = self.head_object(bucket, key).await?;
+        conditions.check(&object, false)?;
+        let (range, partial) = match range {
+            Some(r) => (r.resolve(object.size_bytes)?, true),
+            None => (0..object.size_bytes, false),
+        };
+        let body = self.read_segments(&object.segments, range.clone()).await?;
+        Ok(ObjectRead {
+            object,
+            range,
+            partial,
+            body,
+        })
+    }
+
+    /// Streams `range` of the concatenation of `segments`. The first blob is opened before
+    /// returning so that a missing blob is an error, not a truncated body.
+    pub(crate) async fn read_segments(
+        &self,
+        segments: &[Segment],
+        range: Range<u64>,
+    ) -> Result<ByteStream> {
+        let mut pieces = Vec::new();
+        let mut offset = 0u64;
+        for seg in segments {
+            let seg_range = offset..offset + seg.size_bytes;
+            offset += seg.size_bytes;
+            let start = range.start.max(seg_range.start);
+            let end = range.end.min(seg_range.end);
+            if start < end {
+                pieces.push((seg.blob, (start - seg_range.start)..(end - seg_range.start)));
+            }
+        }
+        let mut pieces = pieces.into_iter();
+        let Some((first_blob, first_range)) = pieces.next() else {
+            return Ok(Box::pin(futures::stream::empty()));
+        };
+        let first = self.blobs.get(first_blob, first_range).await?;
+        let blobs = Arc::clone(&self.blobs);
+        let rest = futures::stream::iter(pieces)
+            .then(move |(blob, r)| {
+                let blobs = Arc::clone(&blobs);
+                async move { blobs.get(blob, r).await.map_err(std::io::Error::other) }
+            })
+            .try_flatten();
+        Ok(Box::pin(first.chain(rest)))
+    }
+
+    /// Deletes an object; deleting an absent key succeeds.
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let removed = self
+            .meta
+            .delete_object(bucket, key, self.clock.now_ms())
+            .await?;
+        if removed.is_some() {
+            tracing::debug!(bucket, key, "object deleted");
+        }
+        Ok(())
+    }
+
+    /// Deletes several objects, each independently.
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: Vec<String>,
+    ) -> Result<Vec<DeleteOutcome>> {
+        self.bucket(bucket).await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let result = match ObjectKey::new(&key) {
+                Ok(_) => self.delete_object(bucket, &key).await,
+                Err(err) => Err(err.into()),
+            };
+            out.push(DeleteOutcome { key, result });
+        }
+        Ok(out)
+    }
+
+    /// Copies an object (server-side: the data is read and written again, verified).
+    pub async fn copy_object(&self, req: CopyObject) -> Result<ObjectRecord> {
+        ObjectKey::new(&req.key)?;
+        let source = self.head_object(&req.src_bucket, &req.src_key).await?;
+        req.src_conditions.check(&source, true)?;
+        if source.size_bytes > MAX_PUT_OBJECT_BYTES {
+            return Err(Error::InvalidRequest(format!(
+                "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PUT_OBJECT_BYTES}"
+            )));
+        }
+        if req.src_bucket == req.bucket && req.src_key == req.key && req.replace_attrs.is_none() {
+            return Err(Error::InvalidRequest(
+                "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
+            ));
+        }
+        self.bucket(&req.bucket).await?;
+        let attrs = req.replace_attrs.unwrap_or_else(|| source.attrs.clone());
+        check_attrs(&attrs)?;
+        self.precheck_condition(&req.bucket, &req.key, &req.condition)
+            .await?;
+        let body = self
+            .read_segments(&source.segments, 0..source.size_bytes)
+            .await?;
+        // The copy keeps the source's checksum algorithms, as whole-object checksums.
+        let check = BodyCheck {
+            content_length: Some(source.size_bytes),
+            extra: ChecksumSet::of(&source.checksums),
+            ..BodyCheck::default()
+        };
+        let (blob, digests) = self.write_blob(body, check, MAX_PUT_OBJECT_BYTES).await?;
+        let record = ObjectRecord {
+            bucket: req.bucket,
+            key: req.key,
+            size_bytes: digests.len_bytes,
+            etag: digest::hex(&digests.md5),
+            last_modified_ms: self.clock.now_ms(),
+            attrs,
+            checksums: digests.checksums,
+            parts_count: None,
+            segments: vec![Segment {
+                blob,
+                size_bytes: digests.len_bytes,
+            }],
+        };
+        self.commit(&record, &req.condition, &[blob]).await?;
+        Ok(record)
+    }
+}
+
+/// Checks user metadata against the S3 limit.
+pub(crate) fn check_attrs(attrs: &ObjectAttrs) -> Result<()> {
+    let bytes = attrs.user_metadata_bytes();
+    if bytes > MAX_USER_METADATA_BYTES {
+        return Err(Error::MetadataTooLarge(bytes));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_resolve_like_rfc_9110() {
+        assert_eq!(
+            ByteRange::From {
+                first: 0,
+                last: Some(9)
+            }
+            .resolve(100)
+            .unwrap(),
+            0..10
+        );
+        assert_eq!(
+            ByteRange::From {
+                first: 90,
+                last: None
+            }
+            .resolve(100)
+            .unwrap(),
+            90..100
+        );
+        assert_eq!(
+            ByteRange::From {
+                first: 90,
+                last: Some(500)
+            }
+            .resolve(100)
+            .unwrap(),
+            90..100
+        );
+        assert_eq!(ByteRange::Suffix(10).resolve(100).unwrap(), 90..100);
+        assert_eq!(ByteRange::Suffix(500).resolve(100).unwrap(), 0..100);
+        assert!(
+            ByteRange::From {
+                first: 100,
+                last: None
+            }
+            .resolve(100)
+            .is_err()
+        );
+        assert!(
+            ByteRange::From {
+                first: 5,
+                last: Some(4)
+            }
+            .resolve(100)
+            .is_err()
+        );
+        assert!(ByteRange::Suffix(0).resolve(100).is_err());
+        assert!(ByteRange::Suffix(5).resolve(0).is_err());
+    }
+
+    fn object(etag: &str, modified_secs: i64) -> ObjectRecord {
+        ObjectRecord {
+            bucket: "b".into(),
+            key: "k".into(),
+            size_bytes: 0,
+            etag: etag.into(),
+            last_modified_ms: modified_secs * 1000 + 500,
+            attrs: ObjectAttrs::default(),
+            checksums: Default::default(),
+            parts_count: None,
+            segments: vec![],
+        }
+    }
+
+    #[test]
+    fn conditions_follow_precedence() {
+        let obj = object("abc", 1000);
+        let c = |f: fn(&mut ReadConditions)| {
+            let mut c = ReadConditions::default();
+            f(&mut c);
+            c.check(&obj, false)
+        };
+        assert!(c(|c| c.if_match = Some(vec!["abc".into()])).is_ok());
+        assert!(matches!(
+            c(|c| c.if_match = Some(vec!["zzz".into()])),
+            Err(Error::PreconditionFailed)
+        ));
+        // If-Match wins over a failing If-Unmodified-Since.
+        assert!(
+            c(|c| {
+                c.if_match = Some(vec!["*".into()]);
+                c.if_unmodified_since_secs = Some(10);
+            })
+            .is_ok()
+        );
+        assert!(matches!(
+            c(|c| c.if_unmodified_since_secs = Some(999)),
+            Err(Error::PreconditionFailed)
+        ));
+        assert!(c(|c| c.if_unmodified_since_secs = Some(1000)).is_ok());
+        assert!(matches!(
+            c(|c| c.if_none_match = Some(vec!["abc".into()])),
+            Err(Error::NotModified)
+        ));
+        assert!(matches!(
+            c(|c| c.if_modified_since_secs = Some(1000)),
+            Err(Error::NotModified)
+        ));
+        assert!(c(|c| c.if_modified_since_secs = Some(999)).is_ok());
+        // If-None-Match not matching wins over If-Modified-Since.
+        assert!(
+            c(|c| {
+                c.if_none_match = Some(vec!["zzz".into()]);
+                c.if_modified_since_secs = Some(5000);
+            })
+            .is_ok()
+        );
+        let mut copy = ReadConditions::default();
+        copy.if_none_match = Some(vec!["abc".into()]);
+        assert!(matches!(
+            copy.check(&obj, true),
+            Err(Error::PreconditionFailed)
+        ));
+    }
+}

@@ -1,0 +1,807 @@
+//! The embedded metadata store: SQLite in WAL mode with `synchronous=FULL`, so a committed
+//! transaction survives power loss. All writes go through one connection (SQLite has one
+//! writer anyway; this avoids lock-upgrade failures), reads through a pool.
+//!
+//! Schema migrations are plain SQL files under `migrations/sqlite/`, compiled in and applied in
+//! order; the applied version is kept in `PRAGMA user_version`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use vallum_core::meta::{
+    BucketRecord, ChecksumAlgorithm, ListStart, MetaError, MetaResult, MetaStore, ObjectAttrs,
+    ObjectRecord, ObjectSummary, PartRecord, Segment, UploadRecord, WriteCondition,
+};
+use vallum_types::{BlobId, UploadId};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_initial.sql")];
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+const READ_CONNECTIONS: u32 = 4;
+
+/// The embedded SQLite metadata store.
+#[derive(Debug, Clone)]
+pub struct SqliteMetaStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+fn backend(err: sqlx::Error) -> MetaError {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            MetaError::Unavailable(err.to_string())
+        }
+        other => MetaError::Backend(other.to_string()),
+    }
+}
+
+fn corrupt(what: impl std::fmt::Display) -> MetaError {
+    MetaError::Corrupt(what.to_string())
+}
+
+fn to_i64(v: u64) -> MetaResult<i64> {
+    i64::try_from(v)
+        .map_err(|_| MetaError::Backend(format!("{v} does not fit a signed 64-bit column")))
+}
+
+fn to_u64(v: i64) -> MetaResult<u64> {
+    u64::try_from(v).map_err(|_| corrupt(format!("negative size {v}")))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> MetaResult<String> {
+    serde_json::to_string(value).map_err(|e| MetaError::Backend(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> MetaResult<T> {
+    serde_json::from_str(text).map_err(corrupt)
+}
+
+fn algorithm_name(a: ChecksumAlgorithm) -> &'static str {
+    match a {
+        ChecksumAlgorithm::Crc32 => "CRC32",
+        ChecksumAlgorithm::Crc32c => "CRC32C",
+        ChecksumAlgorithm::Sha1 => "SHA1",
+        ChecksumAlgorithm::Sha256 => "SHA256",
+    }
+}
+
+fn algorithm_from(name: &str) -> MetaResult<ChecksumAlgorithm> {
+    match name {
+        "CRC32" => Ok(ChecksumAlgorithm::Crc32),
+        "CRC32C" => Ok(ChecksumAlgorithm::Crc32c),
+        "SHA1" => Ok(ChecksumAlgorithm::Sha1),
+        "SHA256" => Ok(ChecksumAlgorithm::Sha256),
+        other => Err(corrupt(format!("unknown checksum algorithm {other}"))),
+    }
+}
+
+fn bucket_row(row: &SqliteRow) -> MetaResult<BucketRecord> {
+    Ok(BucketRecord {
+        name: row.try_get("name").map_err(backend)?,
+        created_ms: row.try_get("created_ms").map_err(backend)?,
+        location: row.try_get("location").map_err(backend)?,
+    })
+}
+
+fn upload_row(row: &SqliteRow) -> MetaResult<UploadRecord> {
+    let id: String = row.try_get("upload_id").map_err(backend)?;
+    let attrs: String = row.try_get("attrs").map_err(backend)?;
+    let algorithm: Option<String> = row.try_get("checksum_algorithm").map_err(backend)?;
+    Ok(UploadRecord {
+        upload_id: UploadId::from_str(&id).map_err(corrupt)?,
+        bucket: row.try_get("bucket").map_err(backend)?,
+        key: row.try_get("key").map_err(backend)?,
+        initiated_ms: row.try_get("initiated_ms").map_err(backend)?,
+        attrs: from_json(&attrs)?,
+        checksum_algorithm: algorithm.as_deref().map(algorithm_from).transpose()?,
+    })
+}
+
+fn part_row(row: &SqliteRow) -> MetaResult<PartRecord> {
+    let blob: String = row.try_get("blob_id").map_err(backend)?;
+    let checksums: String = row.try_get("checksums").map_err(backend)?;
+    let number: i64 = row.try_get("part_number").map_err(backend)?;
+    Ok(PartRecord {
+        part_number: u32::try_from(number).map_err(corrupt)?,
+        blob: BlobId::from_str(&blob).map_err(corrupt)?,
+        size_bytes: to_u64(row.try_get("size_bytes").map_err(backend)?)?,
+        etag: row.try_get("etag").map_err(backend)?,
+        checksums: from_json(&checksums)?,
+        last_modified_ms: row.try_get("last_modified_ms").map_err(backend)?,
+    })
+}
+
+impl SqliteMetaStore {
+    /// Opens (creating and migrating if needed) the database file at `path`.
+    pub async fn open(path: &Path) -> MetaResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
+        Self::migrate(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(READ_CONNECTIONS)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(backend)?;
+        Ok(Self { read, write })
+    }
+
+    async fn migrate(pool: &SqlitePool) -> MetaResult<()> {
+        let current: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(pool)
+            .await
+            .map_err(backend)?;
+        if current > SCHEMA_VERSION {
+            return Err(MetaError::Backend(format!(
+                "the database has schema version {current}; this build knows up to {SCHEMA_VERSION}"
+            )));
+        }
+        for (index, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
+            let version = index + 1;
+            let mut tx = pool.begin().await.map_err(backend)?;
+            sqlx::raw_sql(sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::raw_sql(&format!("PRAGMA user_version = {version}"))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            tx.commit().await.map_err(backend)?;
+            tracing::info!(version, "metadata schema migrated");
+        }
+        Ok(())
+    }
+
+    /// Closes both pools (checkpointing the WAL).
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
+    async fn bucket_exists(tx: &mut Transaction<'_, Sqlite>, name: &str) -> MetaResult<bool> {
+        Ok(sqlx::query("SELECT 1 FROM buckets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?
+            .is_some())
+    }
+
+    async fn current_etag(
+        tx: &mut Transaction<'_, Sqlite>,
+        bucket: &str,
+        key: &str,
+    ) -> MetaResult<Option<String>> {
+        sqlx::query_scalar("SELECT etag FROM objects WHERE bucket = ? AND key = ?")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)
+    }
+
+    fn check_condition(current: Option<&str>, condition: &WriteCondition) -> MetaResult<()> {
+        let holds = match condition {
+            WriteCondition::None => true,
+            WriteCondition::IfAbsent => current.is_none(),
+            WriteCondition::IfMatch(etag) => current.is_some_and(|c| etag == "*" || c == etag),
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(MetaError::PreconditionFailed)
+        }
+    }
+
+    /// Moves an object's segments to the trash and removes its row.
+    async fn remove_object(
+        tx: &mut Transaction<'_, Sqlite>,
+        bucket: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, ? FROM segments WHERE bucket = ? AND key = ?")
+            .bind(now_ms)
+            .bind(bucket)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM segments WHERE bucket = ? AND key = ?")
+            .bind(bucket)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?")
+            .bind(bucket)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn insert_object(
+        tx: &mut Transaction<'_, Sqlite>,
+        object: &ObjectRecord,
+    ) -> MetaResult<()> {
+        sqlx::query(
+            "INSERT INTO objects (bucket, key, size_bytes, etag, last_modified_ms, attrs, checksums, parts_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&object.bucket)
+        .bind(&object.key)
+        .bind(to_i64(object.size_bytes)?)
+        .bind(&object.etag)
+        .bind(object.last_modified_ms)
+        .bind(json(&object.attrs)?)
+        .bind(json(&object.checksums)?)
+        .bind(object.parts_count.map(i64::from))
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        for (seq, segment) in object.segments.iter().enumerate() {
+            sqlx::query("INSERT INTO segments (blob_id, bucket, key, seq, size_bytes) VALUES (?, ?, ?, ?, ?)")
+                .bind(segment.blob.to_string())
+                .bind(&object.bucket)
+                .bind(&object.key)
+                .bind(i64::try_from(seq).map_err(|e| MetaError::Backend(e.to_string()))?)
+                .bind(to_i64(segment.size_bytes)?)
+                .execute(&mut **tx)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    async fn load_object(&self, row: &SqliteRow) -> MetaResult<ObjectRecord> {
+        let bucket: String = row.try_get("bucket").map_err(backend)?;
+        let key: String = row.try_get("key").map_err(backend)?;
+        let attrs: String = row.try_get("attrs").map_err(backend)?;
+        let checksums: String = row.try_get("checksums").map_err(backend)?;
+        let parts: Option<i64> = row.try_get("parts_count").map_err(backend)?;
+        let segments = sqlx::query(
+            "SELECT blob_id, size_bytes FROM segments WHERE bucket = ? AND key = ? ORDER BY seq",
+        )
+        .bind(&bucket)
+        .bind(&key)
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| {
+            let blob: String = r.try_get("blob_id").map_err(backend)?;
+            Ok(Segment {
+                blob: BlobId::from_str(&blob).map_err(corrupt)?,
+                size_bytes: to_u64(r.try_get("size_bytes").map_err(backend)?)?,
+            })
+        })
+        .collect::<MetaResult<Vec<_>>>()?;
+        Ok(ObjectRecord {
+            size_bytes: to_u64(row.try_get("size_bytes").map_err(backend)?)?,
+            etag: row.try_get("etag").map_err(backend)?,
+            last_modified_ms: row.try_get("last_modified_ms").map_err(backend)?,
+            attrs: from_json::<ObjectAttrs>(&attrs)?,
+            checksums: from_json(&checksums)?,
+            parts_count: parts.map(u32::try_from).transpose().map_err(corrupt)?,
+            segments,
+            bucket,
+            key,
+        })
+    }
+
+    async fn trash_parts(
+        tx: &mut Transaction<'_, Sqlite>,
+        upload_id: &str,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, ? FROM parts WHERE upload_id = ?")
+            .bind(now_ms)
+            .bind(upload_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM parts WHERE upload_id = ?")
+            .bind(upload_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM uploads WHERE upload_id = ?")
+            .bind(upload_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl MetaStore for SqliteMetaStore {
+    async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if Self::bucket_exists(&mut tx, &bucket.name).await? {
+            return Err(MetaError::BucketExists);
+        }
+        sqlx::query("INSERT INTO buckets (name, created_ms, location) VALUES (?, ?, ?)")
+            .bind(&bucket.name)
+            .bind(bucket.created_ms)
+            .bind(&bucket.location)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>> {
+        let row = sqlx::query("SELECT name, created_ms, location FROM buckets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(bucket_row).transpose()
+    }
+
+    async fn list_buckets(&self) -> MetaResult<Vec<BucketRecord>> {
+        let rows = sqlx::query("SELECT name, created_ms, location FROM buckets ORDER BY name")
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(bucket_row).collect()
+    }
+
+    async fn delete_bucket(&self, name: &str, now_ms: i64) -> MetaResult<()> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if !Self::bucket_exists(&mut tx, name).await? {
+            return Err(MetaError::NoSuchBucket);
+        }
+        if sqlx::query("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .is_some()
+        {
+            return Err(MetaError::BucketNotEmpty);
+        }
+        let uploads: Vec<String> =
+            sqlx::query_scalar("SELECT upload_id FROM uploads WHERE bucket = ?")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        for upload in uploads {
+            Self::trash_parts(&mut tx, &upload, now_ms).await?;
+        }
+        sqlx::query("DELETE FROM buckets WHERE name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn put_object(
+        &self,
+        object: &ObjectRecord,
+        condition: &WriteCondition,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if !Self::bucket_exists(&mut tx, &object.bucket).await? {
+            return Err(MetaError::NoSuchBucket);
+        }
+        let current = Self::current_etag(&mut tx, &object.bucket, &object.key).await?;
+        Self::check_condition(current.as_deref(), condition)?;
+        if current.is_some() {
+            Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
+        }
+        Self::insert_object(&mut tx, object).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
+        let row = sqlx::query("SELECT * FROM objects WHERE bucket = ? AND key = ?")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        match row {
+            Some(row) => Ok(Some(self.load_object(&row).await?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> MetaResult<Option<ObjectRecord>> {
+        let existing = self.get_object(bucket, key).await?;
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if !Self::bucket_exists(&mut tx, bucket).await? {
+            return Err(MetaError::NoSuchBucket);
+        }
+        if Self::current_etag(&mut tx, bucket, key).await?.is_none() {
+            return Ok(None);
+        }
+        Self::remove_object(&mut tx, bucket, key, now_ms).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(existing)
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: ListStart<'_>,
+        limit: usize,
+    ) -> MetaResult<Vec<ObjectSummary>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        const FROM_PREFIX: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = ? AND key >= ? ORDER BY key LIMIT ?";
+        const AFTER: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = ? AND key >= ? AND key > ? ORDER BY key LIMIT ?";
+        const AT_OR_AFTER: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = ? AND key >= ? AND key >= ? ORDER BY key LIMIT ?";
+        let query = match start {
+            ListStart::Beginning => sqlx::query(FROM_PREFIX)
+                .bind(bucket)
+                .bind(prefix)
+                .bind(limit),
+            ListStart::After(k) => sqlx::query(AFTER)
+                .bind(bucket)
+                .bind(prefix)
+                .bind(k)
+                .bind(limit),
+            ListStart::AtOrAfter(k) => sqlx::query(AT_OR_AFTER)
+                .bind(bucket)
+                .bind(prefix)
+                .bind(k)
+                .bind(limit),
+        };
+        let rows = query.fetch_all(&self.read).await.map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key: String = row.try_get("key").map_err(backend)?;
+            // Keys with the prefix are contiguous from the prefix on: stop at the first that is not.
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(ObjectSummary {
+                key,
+                size_bytes: to_u64(row.try_get("size_bytes").map_err(backend)?)?,
+                etag: row.try_get("etag").map_err(backend)?,
+                last_modified_ms: row.try_get("last_modified_ms").map_err(backend)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create_upload(&self, upload: &UploadRecord) -> MetaResult<()> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if !Self::bucket_exists(&mut tx, &upload.bucket).await? {
+            return Err(MetaError::NoSuchBucket);
+        }
+        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, checksum_algorithm) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(upload.upload_id.to_string())
+            .bind(&upload.bucket)
+            .bind(&upload.key)
+            .bind(upload.initiated_ms)
+            .bind(json(&upload.attrs)?)
+            .bind(upload.checksum_algorithm.map(algorithm_name))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn get_upload(&self, upload_id: UploadId) -> MetaResult<Option<UploadRecord>> {
+        let row = sqlx::query("SELECT * FROM uploads WHERE upload_id = ?")
+            .bind(upload_id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(upload_row).transpose()
+    }
+
+    async fn put_part(
+        &self,
+        upload_id: UploadId,
+        part: &PartRecord,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        let id = upload_id.to_string();
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if sqlx::query("SELECT 1 FROM uploads WHERE upload_id = ?")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .is_none()
+        {
+            return Err(MetaError::NoSuchUpload);
+        }
+        let number = i64::from(part.part_number);
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, ? FROM parts WHERE upload_id = ? AND part_number = ?")
+            .bind(now_ms)
+            .bind(&id)
+            .bind(number)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM parts WHERE upload_id = ? AND part_number = ?")
+            .bind(&id)
+            .bind(number)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("INSERT INTO parts (upload_id, part_number, blob_id, size_bytes, etag, checksums, last_modified_ms) VALUES (?, ?, ?, ?, ?, ?, ?)")
+            .bind(&id)
+            .bind(number)
+            .bind(part.blob.to_string())
+            .bind(to_i64(part.size_bytes)?)
+            .bind(&part.etag)
+            .bind(json(&part.checksums)?)
+            .bind(part.last_modified_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn list_parts(
+        &self,
+        upload_id: UploadId,
+        after_part: u32,
+        limit: usize,
+    ) -> MetaResult<Vec<PartRecord>> {
+        let rows = sqlx::query("SELECT * FROM parts WHERE upload_id = ? AND part_number > ? ORDER BY part_number LIMIT ?")
+            .bind(upload_id.to_string())
+            .bind(i64::from(after_part))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(part_row).collect()
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: &str,
+        upload_id_marker: Option<UploadId>,
+        limit: usize,
+    ) -> MetaResult<Vec<UploadRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Within one key, uploads are ordered by (initiated_ms, upload_id); resuming after an
+        // upload id therefore needs its initiation time.
+        let marker_initiated: Option<i64> = match upload_id_marker {
+            Some(id) => sqlx::query_scalar("SELECT initiated_ms FROM uploads WHERE upload_id = ?")
+                .bind(id.to_string())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(backend)?,
+            None => None,
+        };
+        let rows = match (upload_id_marker, marker_initiated) {
+            (Some(id), Some(initiated)) => sqlx::query(
+                "SELECT * FROM uploads WHERE bucket = ? AND key >= ? AND (key > ? OR (key = ? AND (initiated_ms > ? OR (initiated_ms = ? AND upload_id > ?)))) \
+                 ORDER BY key, initiated_ms, upload_id LIMIT ?",
+            )
+            .bind(bucket)
+            .bind(prefix)
+            .bind(key_marker)
+            .bind(key_marker)
+            .bind(initiated)
+            .bind(initiated)
+            .bind(id.to_string())
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?,
+            _ => sqlx::query("SELECT * FROM uploads WHERE bucket = ? AND key >= ? AND key > ? ORDER BY key, initiated_ms, upload_id LIMIT ?")
+                .bind(bucket)
+                .bind(prefix)
+                .bind(key_marker)
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+                .map_err(backend)?,
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let upload = upload_row(row)?;
+            if !upload.key.starts_with(prefix) {
+                break;
+            }
+            out.push(upload);
+        }
+        Ok(out)
+    }
+
+    async fn complete_upload(
+        &self,
+        upload_id: UploadId,
+        object: &ObjectRecord,
+        part_numbers: &[u32],
+        condition: &WriteCondition,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        let id = upload_id.to_string();
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if sqlx::query("SELECT 1 FROM uploads WHERE upload_id = ?")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .is_none()
+        {
+            return Err(MetaError::NoSuchUpload);
+        }
+        if part_numbers.len() != object.segments.len() {
+            return Err(MetaError::Backend(
+                "one part number per segment is required".into(),
+            ));
+        }
+        for (segment, number) in object.segments.iter().zip(part_numbers) {
+            let still_there = sqlx::query(
+                "SELECT 1 FROM parts WHERE upload_id = ? AND part_number = ? AND blob_id = ?",
+            )
+            .bind(&id)
+            .bind(i64::from(*number))
+            .bind(segment.blob.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if still_there.is_none() {
+                return Err(MetaError::PartChanged(*number));
+            }
+        }
+        let existing = Self::current_etag(&mut tx, &object.bucket, &object.key).await?;
+        Self::check_condition(existing.as_deref(), condition)?;
+        if existing.is_some() {
+            Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
+        }
+        // Used parts become segments; the rest go to the trash with the upload.
+        for segment in &object.segments {
+            sqlx::query("DELETE FROM parts WHERE upload_id = ? AND blob_id = ?")
+                .bind(&id)
+                .bind(segment.blob.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        Self::trash_parts(&mut tx, &id, now_ms).await?;
+        Self::insert_object(&mut tx, object).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn abort_upload(&self, upload_id: UploadId, now_ms: i64) -> MetaResult<()> {
+        let id = upload_id.to_string();
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        if sqlx::query("SELECT 1 FROM uploads WHERE upload_id = ?")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .is_none()
+        {
+            return Err(MetaError::NoSuchUpload);
+        }
+        Self::trash_parts(&mut tx, &id, now_ms).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn stale_uploads(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM uploads WHERE initiated_ms < ? ORDER BY initiated_ms LIMIT ?",
+        )
+        .bind(before_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(upload_row).collect()
+    }
+
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<BlobId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT blob_id FROM trash WHERE trashed_ms < ? ORDER BY trashed_ms LIMIT ?",
+        )
+        .bind(before_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        ids.iter()
+            .map(|s| BlobId::from_str(s).map_err(corrupt))
+            .collect()
+    }
+
+    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        for blob in blobs {
+            sqlx::query("DELETE FROM trash WHERE blob_id = ?")
+                .bind(blob.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn blob_in_use(&self, blob: BlobId) -> MetaResult<bool> {
+        let id = blob.to_string();
+        let found = sqlx::query(
+            "SELECT 1 FROM segments WHERE blob_id = ?1 UNION ALL SELECT 1 FROM parts WHERE blob_id = ?1 UNION ALL SELECT 1 FROM trash WHERE blob_id = ?1 LIMIT 1",
+        )
+        .bind(&id)
+        .fetch_optional(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(found.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    async fn make() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
+            .await
+            .unwrap();
+        (dir, Arc::new(store))
+    }
+
+    vallum_core::meta_conformance_tests!(make().await);
+
+    #[tokio::test]
+    async fn reopens_and_refuses_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        store
+            .create_bucket(&BucketRecord {
+                name: "kept".into(),
+                created_ms: 1,
+                location: "r".into(),
+            })
+            .await
+            .unwrap();
+        store.close().await;
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        assert!(store.get_bucket("kept").await.unwrap().is_some());
+        sqlx::raw_sql("PRAGMA user_version = 99")
+            .execute(&store.write)
+            .await
+            .unwrap();
+        store.close().await;
+        assert!(SqliteMetaStore::open(&path).await.is_err());
+    }
+}

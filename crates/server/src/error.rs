@@ -1,0 +1,135 @@
+//! The one place a domain error becomes an S3 error code and HTTP status.
+
+use s3s::{S3Error, S3ErrorCode};
+use vallum_core::Error;
+use vallum_types::NameError;
+
+/// Maps a domain error to the S3 error a client expects. Internal details are logged, not sent.
+pub fn to_s3(err: Error) -> S3Error {
+    let code = match &err {
+        Error::NoSuchBucket => S3ErrorCode::NoSuchBucket,
+        Error::BucketAlreadyOwnedByYou => S3ErrorCode::BucketAlreadyOwnedByYou,
+        Error::BucketNotEmpty => S3ErrorCode::BucketNotEmpty,
+        Error::TooManyBuckets => S3ErrorCode::TooManyBuckets,
+        Error::NoSuchKey => S3ErrorCode::NoSuchKey,
+        Error::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        Error::InvalidName(NameError::InvalidBucketName(..)) => S3ErrorCode::InvalidBucketName,
+        Error::InvalidName(NameError::KeyTooLong(_)) => S3ErrorCode::KeyTooLongError,
+        Error::InvalidName(_) | Error::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+        Error::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
+        Error::MalformedXml(_) => S3ErrorCode::MalformedXML,
+        Error::InvalidPart(_) => S3ErrorCode::InvalidPart,
+        Error::InvalidPartOrder => S3ErrorCode::InvalidPartOrder,
+        Error::EntityTooSmall { .. } => S3ErrorCode::EntityTooSmall,
+        Error::EntityTooLarge(_) => S3ErrorCode::EntityTooLarge,
+        Error::BadDigest(_) => S3ErrorCode::BadDigest,
+        Error::InvalidDigest(_) => S3ErrorCode::InvalidDigest,
+        Error::ContentSha256Mismatch => S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+        Error::IncompleteBody { .. } | Error::ClientStream(_) => S3ErrorCode::IncompleteBody,
+        Error::MetadataTooLarge(_) => S3ErrorCode::MetadataTooLarge,
+        Error::PreconditionFailed => S3ErrorCode::PreconditionFailed,
+        Error::NotModified => S3ErrorCode::NotModified,
+        Error::InvalidRange => S3ErrorCode::InvalidRange,
+        Error::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
+        Error::StorageFull => S3ErrorCode::Custom("XVallumStorageFull".into()),
+        Error::Blob(_) | Error::Meta(_) => S3ErrorCode::InternalError,
+    };
+    match &err {
+        Error::Blob(_) | Error::Meta(_) | Error::Unavailable(_) | Error::StorageFull => {
+            tracing::error!(error = %err, "request failed on the server side");
+            let mut e = S3Error::with_message(code, public_message(&err));
+            if matches!(err, Error::StorageFull) {
+                e.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+            }
+            e
+        }
+        Error::ContentSha256Mismatch => {
+            let mut e = S3Error::with_message(code, err.to_string());
+            e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
+        _ => S3Error::with_message(code, err.to_string()),
+    }
+}
+
+fn public_message(err: &Error) -> String {
+    match err {
+        Error::Unavailable(_) => "The service is temporarily unavailable; please retry.".into(),
+        Error::StorageFull => "The storage site has no space left for this object.".into(),
+        _ => "We encountered an internal error. Please try again.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_domain_error_has_its_s3_code_and_status() {
+        let cases: Vec<(Error, &str, u16)> = vec![
+            (Error::NoSuchBucket, "NoSuchBucket", 404),
+            (Error::NoSuchKey, "NoSuchKey", 404),
+            (Error::NoSuchUpload, "NoSuchUpload", 404),
+            (Error::BucketNotEmpty, "BucketNotEmpty", 409),
+            (
+                Error::BucketAlreadyOwnedByYou,
+                "BucketAlreadyOwnedByYou",
+                409,
+            ),
+            (
+                Error::InvalidName(NameError::KeyTooLong(2000)),
+                "KeyTooLongError",
+                400,
+            ),
+            (Error::InvalidPart("x".into()), "InvalidPart", 400),
+            (Error::InvalidPartOrder, "InvalidPartOrder", 400),
+            (
+                Error::EntityTooSmall {
+                    part: 1,
+                    size_bytes: 1,
+                },
+                "EntityTooSmall",
+                400,
+            ),
+            (Error::EntityTooLarge(5), "EntityTooLarge", 400),
+            (Error::BadDigest("x".into()), "BadDigest", 400),
+            (Error::PreconditionFailed, "PreconditionFailed", 412),
+            (Error::NotModified, "NotModified", 304),
+            (Error::InvalidRange, "InvalidRange", 416),
+            (
+                Error::IncompleteBody {
+                    got_bytes: 1,
+                    expected_bytes: 2,
+                },
+                "IncompleteBody",
+                400,
+            ),
+            (
+                Error::Unavailable("db down".into()),
+                "ServiceUnavailable",
+                503,
+            ),
+            (Error::StorageFull, "XVallumStorageFull", 507),
+            (
+                Error::ContentSha256Mismatch,
+                "XAmzContentSHA256Mismatch",
+                400,
+            ),
+        ];
+        for (err, code, status) in cases {
+            let s3 = to_s3(err);
+            assert_eq!(s3.code().as_str(), code);
+            let got = s3
+                .status_code()
+                .or_else(|| s3.code().status_code())
+                .unwrap()
+                .as_u16();
+            assert_eq!(got, status, "{code}");
+        }
+        let hidden = to_s3(Error::Unavailable("password=hunter2 at db".into()));
+        assert!(
+            !hidden.message().unwrap().contains("hunter2"),
+            "internal details must not reach clients"
+        );
+    }
+}

@@ -1,0 +1,235 @@
+//! The HTTP entry point around the s3s service: request ids, the header-size limit, the
+//! health and metrics endpoints, per-operation metrics, and a `RequestId` in every error body.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use s3s::Body;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::service::S3Service;
+use vallum_types::limits::MAX_REQUEST_HEADER_BYTES;
+
+use crate::metrics::SharedMetrics;
+
+/// Largest error body the wrapper will rewrite to add a RequestId.
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Filled in by [`OperationRecorder`] once s3s has resolved the operation.
+#[derive(Clone, Default)]
+pub struct OperationSlot(Arc<Mutex<Option<String>>>);
+
+/// Records the resolved operation name; denies anonymous requests as s3s's default does.
+pub struct OperationRecorder;
+
+#[async_trait::async_trait]
+impl S3Access for OperationRecorder {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> s3s::S3Result<()> {
+        let name = cx.s3_op().name().to_owned();
+        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>()
+            && let Ok(mut s) = slot.0.lock()
+        {
+            *s = Some(name);
+        }
+        match cx.credentials() {
+            Some(_) => Ok(()),
+            None => Err(s3s::s3_error!(
+                AccessDenied,
+                "Anonymous access is not allowed; sign the request"
+            )),
+        }
+    }
+}
+
+/// The service hyper drives for every connection.
+#[derive(Clone)]
+pub struct VallumHttp {
+    pub s3: S3Service,
+    pub metrics: SharedMetrics,
+}
+
+fn new_request_id() -> String {
+    let mut raw = [0u8; 8];
+    if getrandom::fill(&mut raw).is_err() {
+        return "0000000000000000".into();
+    }
+    raw.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+fn header_bytes(req: &Request<Incoming>) -> usize {
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req.uri().to_string().len()
+}
+
+fn content_length(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn is_unsigned(req: &Request<Incoming>) -> bool {
+    !req.headers().contains_key(http::header::AUTHORIZATION)
+        && !req
+            .uri()
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
+}
+
+fn xml_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<Body> {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
+    );
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/xml"),
+    );
+    resp
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+/// Adds `<RequestId>` to an XML error body that lacks one.
+async fn with_request_id(resp: Response<Body>, request_id: &str) -> Response<Body> {
+    let is_xml = resp
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
+    let small = resp
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|n| n <= MAX_ERROR_BODY_BYTES);
+    if !is_xml || !small {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let bytes = collected.to_bytes();
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    if text.contains("<RequestId>") || !text.contains("</Error>") {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let rewritten = text.replacen(
+        "</Error>",
+        &format!("<RequestId>{request_id}</RequestId></Error>"),
+        1,
+    );
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from(rewritten.len()),
+    );
+    Response::from_parts(parts, Body::from(Bytes::from(rewritten)))
+}
+
+impl VallumHttp {
+    async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = new_request_id();
+        let bytes_in = content_length(req.headers());
+        let path = req.uri().path().to_owned();
+        let (op, mut resp) = if req.method() == Method::GET
+            && (path == "/_vallum/health" || (path == "/health" && is_unsigned(&req)))
+        {
+            (
+                "Health".to_owned(),
+                text(
+                    StatusCode::OK,
+                    "application/json",
+                    "{\"status\":\"ok\"}".into(),
+                ),
+            )
+        } else if req.method() == Method::GET
+            && (path == "/_vallum/metrics" || (path == "/metrics" && is_unsigned(&req)))
+        {
+            (
+                "Metrics".to_owned(),
+                text(
+                    StatusCode::OK,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    self.metrics.render(),
+                ),
+            )
+        } else if header_bytes(&req) > MAX_REQUEST_HEADER_BYTES {
+            let msg = format!(
+                "Your request header section exceeds the maximum allowed size of {MAX_REQUEST_HEADER_BYTES} bytes."
+            );
+            (
+                "Unknown".to_owned(),
+                xml_error(
+                    StatusCode::BAD_REQUEST,
+                    "RequestHeaderSectionTooLarge",
+                    &msg,
+                    &request_id,
+                ),
+            )
+        } else {
+            let slot = OperationSlot::default();
+            req.extensions_mut().insert(slot.clone());
+            let req = req.map(Body::from);
+            let resp = match self.s3.call(req).await {
+                Ok(resp) => with_request_id(resp, &request_id).await,
+                Err(err) => {
+                    tracing::error!(error = ?err, "s3 service failed");
+                    xml_error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "InternalError",
+                        "We encountered an internal error. Please try again.",
+                        &request_id,
+                    )
+                }
+            };
+            let op = slot
+                .0
+                .lock()
+                .ok()
+                .and_then(|s| s.clone())
+                .unwrap_or_else(|| "Unknown".into());
+            (op, resp)
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-amz-request-id", v);
+        }
+        let status = resp.status().as_u16();
+        let bytes_out = content_length(resp.headers());
+        self.metrics
+            .record(&op, status, started.elapsed(), bytes_in, bytes_out);
+        tracing::debug!(request_id, operation = %op, status, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+        resp
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for VallumHttp {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.handle(req).await) })
+    }
+}

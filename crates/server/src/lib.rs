@@ -1,0 +1,13 @@
+//! Vallum's HTTP edge: the S3 wire protocol through `s3s`, the health and metrics endpoints,
+//! configuration, credentials and start-up. Only this crate knows HTTP, XML and SigV4.
+
+pub mod config;
+pub mod credentials;
+mod error;
+mod http_service;
+pub mod metrics;
+mod s3;
+mod server;
+
+pub use config::Config;
+pub use server::{RunningServer, ServerError, start};

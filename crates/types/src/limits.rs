@@ -1,0 +1,38 @@
+//! Every limit Vallum enforces, as a named constant (DESIGN.md invariant 7).
+//!
+//! Values follow Amazon S3 where S3 documents one, so that clients behave the same.
+
+/// Largest object key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Most parts a multipart upload may have; part numbers run from 1 to this.
+pub const MAX_PARTS: u32 = 10_000;
+/// Smallest size of every part but the last.
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+/// Largest part.
+pub const MAX_PART_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Largest object a single PUT (or CopyObject) may create.
+pub const MAX_PUT_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+/// Largest object overall (a multipart upload).
+pub const MAX_OBJECT_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// Most keys (objects plus common prefixes) in one list page; also the most uploads or parts.
+pub const MAX_LIST_KEYS: usize = 1000;
+/// Most keys in one DeleteObjects request.
+pub const MAX_DELETE_OBJECTS: usize = 1000;
+/// Largest total size of user metadata (`x-amz-meta-*` names and values), in bytes.
+pub const MAX_USER_METADATA_BYTES: usize = 2 * 1024;
+/// Largest request header section (all names and values), in bytes.
+pub const MAX_REQUEST_HEADER_BYTES: usize = 16 * 1024;
+/// Largest XML or JSON request document (CompleteMultipartUpload with 10,000 parts fits).
+pub const MAX_XML_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Bucket name length bounds.
+pub const MIN_BUCKET_NAME_BYTES: usize = 3;
+/// Bucket name length bounds.
+pub const MAX_BUCKET_NAME_BYTES: usize = 63;
+/// How many buckets one deployment may hold.
+pub const MAX_BUCKETS: usize = 10_000;
+/// Size of the buffer used when streaming object data from disk.
+pub const STREAM_CHUNK_BYTES: usize = 256 * 1024;
+/// How many metadata rows the list engine reads per round trip.
+pub const LIST_BATCH_ROWS: usize = 1000;
+/// Seconds a graceful shutdown waits for in-flight requests.
+pub const SHUTDOWN_GRACE_SECS: u64 = 10;
