@@ -33,7 +33,14 @@ enum Command {
 }
 
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+    // s3s logs every client error (bad signature, missing key) at ERROR; Vallum reports
+    // requests itself, so s3s's operation log is off unless the filter names it.
+    let directive = if config.log.level.contains("s3s") {
+        config.log.level.clone()
+    } else {
+        format!("{},s3s::ops=off", config.log.level)
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

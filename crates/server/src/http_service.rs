@@ -114,17 +114,14 @@ async fn with_request_id(resp: Response<Body>, request_id: &str) -> Response<Bod
         .headers()
         .get(http::header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/xml"));
-    let small = resp
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|n| n <= MAX_ERROR_BODY_BYTES);
-    if !is_xml || !small {
+    if !is_xml || resp.status().is_success() {
         return resp;
     }
     let (mut parts, body) = resp.into_parts();
-    let Ok(collected) = body.collect().await else {
+    let Ok(collected) = http_body_util::Limited::new(body, MAX_ERROR_BODY_BYTES)
+        .collect()
+        .await
+    else {
         return Response::from_parts(parts, Body::empty());
     };
     let bytes = collected.to_bytes();
