@@ -1,6 +1,7 @@
 //! Vallum's HTTP edge: the S3 wire protocol through `s3s`, the health and metrics endpoints,
 //! configuration, credentials and start-up. Only this crate knows HTTP, XML and SigV4.
 
+mod auth;
 pub mod config;
 pub mod credentials;
 mod error;

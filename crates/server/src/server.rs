@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use s3s::auth::SimpleAuth;
 use s3s::config::{S3Config, StaticConfigProvider};
 use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
@@ -134,10 +133,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         credentials.access_key.clone(),
     );
     let mut builder = S3ServiceBuilder::new(s3);
-    builder.set_auth(SimpleAuth::from_single(
-        credentials.access_key.clone(),
-        credentials.secret_key.clone(),
-    ));
+    builder.set_auth(crate::auth::RootAuth::new(credentials.clone()));
     builder.set_access(OperationRecorder);
     let mut s3_config = S3Config::default();
     s3_config.xml_max_body_size = MAX_XML_BODY_BYTES;

@@ -1,0 +1,214 @@
+//! Shared end-to-end harness: starts the real `vallum` binary on a free port with a fresh data
+//! directory, reads its start-up banner, and builds clients for it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+
+/// A running `vallum serve`.
+pub struct Server {
+    pub child: Child,
+    pub endpoint: String,
+    pub port: u16,
+    pub access_key: String,
+    pub secret_key: String,
+    pub data_dir: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts a server on a fresh temporary data directory.
+    pub fn start() -> Server {
+        Self::start_with(&[], &[])
+    }
+
+    /// Starts a server with extra arguments and environment variables.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let mut server = Self::start_in(&data_dir, "127.0.0.1:0", args, env);
+        server._dir = Some(dir);
+        server
+    }
+
+    /// Starts a server on `data_dir` (kept after the server stops).
+    pub fn start_in(data_dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vallum"));
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(listen)
+            .args(args);
+        cmd.env("VALLUM_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn vallum");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let (mut endpoint, mut access_key, mut secret_key) = (None, None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while endpoint.is_none() || access_key.is_none() || secret_key.is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "vallum did not print its banner in time"
+            );
+            let line = lines
+                .next()
+                .expect("vallum exited before printing its banner")
+                .expect("read banner");
+            let value = line.split_once(':').map(|(_, v)| v.trim().to_owned());
+            if line.starts_with("Vallum S3 endpoint:") {
+                endpoint = value;
+            } else if line.starts_with("Access key:") {
+                access_key = value;
+            } else if line.starts_with("Secret key:") {
+                secret_key = value;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        let endpoint = endpoint.unwrap();
+        let port = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+        Server {
+            child,
+            endpoint,
+            port,
+            access_key: access_key.unwrap(),
+            secret_key: secret_key.unwrap(),
+            data_dir: data_dir.to_owned(),
+            _dir: None,
+        }
+    }
+
+    /// The aws-sdk-s3 client for this server (path-style).
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        self.client_with(&self.access_key, &self.secret_key)
+    }
+
+    /// A client with arbitrary credentials.
+    pub fn client_with(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+        let creds =
+            aws_credential_types::Credentials::new(access_key, secret_key, None, None, "e2e");
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new(REGION))
+            .credentials_provider(creds)
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// Environment for CLI tools (aws, boto3, s3cmd) talking to this server.
+    pub fn tool_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
+            ("AWS_DEFAULT_REGION".into(), REGION.into()),
+            ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
+            ("AWS_CONFIG_FILE".into(), "/dev/null".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE".into(), "/dev/null".into()),
+            ("AWS_PAGER".into(), String::new()),
+        ]
+    }
+
+    /// Kills the server with SIGKILL and waits for it.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Resident-set high-water mark of the server process, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .expect("VmHWM")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Finds a tool on PATH or fails the test with the command that installs it.
+pub fn tool(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "`{name}` is not on PATH; run ./scripts/test.sh, which installs every tool the end-to-end tests use"
+    );
+}
+
+/// Runs a command, failing the test with its output if it fails; returns stdout.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command that must fail; returns stdout + stderr.
+pub fn run_failing(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(!out.status.success(), "{cmd:?} unexpectedly succeeded");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn data(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Hex MD5.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::Digest;
+    md5::Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
