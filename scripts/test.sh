@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The whole Vallum test suite, on a fresh Debian machine with only the Rust toolchain:
+# installs what the tests need (Debian packages, Python clients in a virtualenv), checks
+# formatting and clippy, then runs every test with cargo-nextest (or cargo test without it).
+#
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh -E 'test(multipart)'   # extra arguments go to nextest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CACHE="${VALLUM_CACHE:-$HOME/.cache/vallum}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+VENV="$CACHE/venv"
+mkdir -p "$CACHE"
+
+log() { printf '\n== %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+# --- Debian packages ---------------------------------------------------------------------
+need_pkgs=()
+command -v rclone >/dev/null || need_pkgs+=(rclone)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${need_pkgs[*]}"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+
+# --- Python clients ----------------------------------------------------------------------
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3' 2>/dev/null \
+   || [ ! -x "$VENV/bin/aws" ] || [ ! -x "$VENV/bin/s3cmd" ]; then
+  log "installing awscli, boto3 and s3cmd into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
+  "$VENV/bin/pip" install -q awscli boto3 s3cmd
+fi
+export PATH="$VENV/bin:$PATH"
+
+# --- Rust checks and tests ---------------------------------------------------------------
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+log "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  echo "cargo-nextest not found; running cargo test"
+  cargo test --workspace --no-fail-fast "$@"
+fi
