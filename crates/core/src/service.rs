@@ -683,8 +683,10 @@ mod tests {
             })
             .is_ok()
         );
-        let mut copy = ReadConditions::default();
-        copy.if_none_match = Some(vec!["abc".into()]);
+        let copy = ReadConditions {
+            if_none_match: Some(vec!["abc".into()]),
+            ..ReadConditions::default()
+        };
         assert!(matches!(
             copy.check(&obj, true),
             Err(Error::PreconditionFailed)

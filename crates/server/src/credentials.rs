@@ -32,25 +32,16 @@ impl fmt::Debug for Credentials {
 }
 
 fn random_string(len: usize, alphabet: &[u8]) -> std::io::Result<String> {
-    let mut raw = vec![0u8; len];
-    getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
-    // 256 is a multiple of neither alphabet size; the tiny bias is irrelevant at these lengths
-    // but we reject the top values anyway to stay uniform.
+    // Rejection sampling keeps every character equally likely.
     let limit = 256 - (256 % alphabet.len());
     let mut out = String::with_capacity(len);
-    let mut pool = raw.into_iter();
     while out.len() < len {
-        let b = match pool.next() {
-            Some(b) => b,
-            None => {
-                let mut more = [0u8; 32];
-                getrandom::fill(&mut more).map_err(|e| std::io::Error::other(e.to_string()))?;
-                pool = more.to_vec().into_iter();
-                continue;
+        let mut raw = [0u8; 64];
+        getrandom::fill(&mut raw).map_err(|e| std::io::Error::other(e.to_string()))?;
+        for b in raw {
+            if usize::from(b) < limit && out.len() < len {
+                out.push(char::from(alphabet[usize::from(b) % alphabet.len()]));
             }
-        };
-        if usize::from(b) < limit {
-            out.push(char::from(alphabet[usize::from(b) % alphabet.len()]));
         }
     }
     Ok(out)
