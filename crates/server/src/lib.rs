@@ -5,6 +5,7 @@ mod auth;
 pub mod config;
 pub mod credentials;
 mod error;
+mod host;
 mod http_service;
 pub mod metrics;
 mod s3;

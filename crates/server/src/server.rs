@@ -8,7 +8,6 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::config::{S3Config, StaticConfigProvider};
-use s3s::host::MultiDomain;
 use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -48,9 +47,6 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A configured domain is invalid.
-    #[error("invalid domain: {0}")]
-    Domain(String),
 }
 
 /// A server that is accepting connections.
@@ -139,9 +135,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     s3_config.xml_max_body_size = MAX_XML_BODY_BYTES;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
     if !config.domains.is_empty() {
-        builder.set_host(
-            MultiDomain::new(&config.domains).map_err(|e| ServerError::Domain(e.to_string()))?,
-        );
+        builder.set_host(crate::host::VallumHost::new(&config.domains));
     }
     let http = VallumHttp {
         s3: builder.build(),
