@@ -1,1 +1,321 @@
-fn main() {}
+//! Developer tasks. `cargo xtask bench` drives any S3 endpoint with N concurrent clients and
+//! reports, as JSON: PUT and GET ops/s for 4 KiB objects, MB/s for 64 MiB objects, and LIST
+//! latency. Without `--endpoint` it builds and starts a release `vallum serve` on a temporary
+//! data directory and measures that.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use aws_sdk_s3::primitives::ByteStream;
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+#[derive(Debug, Parser)]
+#[command(about = "Vallum developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Load-test an S3 endpoint and print JSON results.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// S3 endpoint; when absent, a local release `vallum serve` is started.
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Access key (with --endpoint).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key: Option<String>,
+    /// Secret key (with --endpoint).
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_key: Option<String>,
+    /// Region to sign for.
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Number of 4 KiB objects to PUT and then GET.
+    #[arg(long, default_value_t = 5000)]
+    small_objects: usize,
+    /// Number of 64 MiB objects to PUT and then GET.
+    #[arg(long, default_value_t = 8)]
+    large_objects: usize,
+    /// LIST requests (pages of 1000) to time.
+    #[arg(long, default_value_t = 50)]
+    lists: usize,
+    /// Bucket to use (created if missing).
+    #[arg(long, default_value = "vallum-bench")]
+    bucket: String,
+}
+
+struct Spawned {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_local() -> Result<(Spawned, String, String, String)> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "vallum", "--quiet"])
+        .status()
+        .context("cargo build")?;
+    if !status.success() {
+        bail!("building vallum failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let binary = target.join("release/vallum");
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("VALLUM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut endpoint, mut ak, mut sk) = (None, None, None);
+    while endpoint.is_none() || ak.is_none() || sk.is_none() {
+        let line = lines.next().context("vallum exited early")??;
+        let value = line.split_once(':').map(|(_, v)| v.trim().to_owned());
+        if line.starts_with("Vallum S3 endpoint:") {
+            endpoint = value;
+        } else if line.starts_with("Access key:") {
+            ak = value;
+        } else if line.starts_with("Secret key:") {
+            sk = value;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    Ok((
+        Spawned { child, _dir: dir },
+        endpoint.unwrap_or_default(),
+        ak.unwrap_or_default(),
+        sk.unwrap_or_default(),
+    ))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1000.0
+}
+
+/// Runs `count` operations over `concurrency` workers; returns elapsed time and latencies.
+async fn run_phase<F, Fut>(
+    count: usize,
+    concurrency: usize,
+    op: F,
+) -> Result<(Duration, Vec<Duration>)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<()>> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let op = Arc::clone(&op);
+            let next = Arc::clone(&next);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= count {
+                        return Ok::<_, anyhow::Error>(latencies);
+                    }
+                    let t = Instant::now();
+                    op(i).await?;
+                    latencies.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(count);
+    for w in workers {
+        all.extend(w.await??);
+    }
+    all.sort();
+    Ok((started.elapsed(), all))
+}
+
+async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
+    let (_spawned, endpoint, ak, sk) = match &args.endpoint {
+        Some(e) => (
+            None,
+            e.clone(),
+            args.access_key
+                .clone()
+                .context("--access-key is required with --endpoint")?,
+            args.secret_key
+                .clone()
+                .context("--secret-key is required with --endpoint")?,
+        ),
+        None => {
+            let (s, e, a, k) = spawn_local()?;
+            (Some(s), e, a, k)
+        }
+    };
+    let creds = aws_credential_types::Credentials::new(ak, sk, None, None, "bench");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new(args.region.clone()))
+        .credentials_provider(creds)
+        .endpoint_url(&endpoint)
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let bucket = args.bucket.clone();
+    if s3.head_bucket().bucket(&bucket).send().await.is_err() {
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .context("create bucket")?;
+    }
+
+    let small = bytes::Bytes::from(vec![0x5a_u8; 4096]);
+    let (c, b) = (s3.clone(), bucket.clone());
+    let (put_small, put_small_lat) = run_phase(args.small_objects, args.concurrency, move |i| {
+        let (c, b, body) = (c.clone(), b.clone(), small.clone());
+        async move {
+            c.put_object()
+                .bucket(b)
+                .key(format!("small/{i:08}"))
+                .body(ByteStream::from(body))
+                .send()
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let (c, b) = (s3.clone(), bucket.clone());
+    let (get_small, get_small_lat) = run_phase(args.small_objects, args.concurrency, move |i| {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            let out = c
+                .get_object()
+                .bucket(b)
+                .key(format!("small/{i:08}"))
+                .send()
+                .await?;
+            let body = out.body.collect().await?.into_bytes();
+            anyhow::ensure!(body.len() == 4096, "short read");
+            Ok(())
+        }
+    })
+    .await?;
+
+    let large_bytes = 64 * 1024 * 1024;
+    let large = bytes::Bytes::from(
+        (0..large_bytes)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let large_concurrency = args.concurrency.min(4);
+    let (c, b) = (s3.clone(), bucket.clone());
+    let (put_large, _) = run_phase(args.large_objects, large_concurrency, move |i| {
+        let (c, b, body) = (c.clone(), b.clone(), large.clone());
+        async move {
+            c.put_object()
+                .bucket(b)
+                .key(format!("large/{i:04}"))
+                .body(ByteStream::from(body))
+                .send()
+                .await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let (c, b) = (s3.clone(), bucket.clone());
+    let (get_large, _) = run_phase(args.large_objects, large_concurrency, move |i| {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            let mut out = c
+                .get_object()
+                .bucket(b)
+                .key(format!("large/{i:04}"))
+                .send()
+                .await?
+                .body;
+            let mut n = 0usize;
+            while let Some(chunk) = out.try_next().await? {
+                n += chunk.len();
+            }
+            anyhow::ensure!(n == large_bytes, "short read");
+            Ok(())
+        }
+    })
+    .await?;
+
+    let (c, b) = (s3.clone(), bucket.clone());
+    let small_count = args.small_objects;
+    let (_, list_lat) = run_phase(args.lists, 1, move |i| {
+        let (c, b) = (c.clone(), b.clone());
+        async move {
+            let start = if small_count > 1000 {
+                format!("small/{:08}", (i * 997) % (small_count - 1000))
+            } else {
+                String::new()
+            };
+            let page = c
+                .list_objects_v2()
+                .bucket(b)
+                .prefix("small/")
+                .start_after(start)
+                .max_keys(1000)
+                .send()
+                .await?;
+            anyhow::ensure!(!page.contents().is_empty(), "empty page");
+            Ok(())
+        }
+    })
+    .await?;
+
+    let mb = |bytes: usize, d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
+    Ok(json!({
+        "endpoint": endpoint,
+        "concurrency": args.concurrency,
+        "put_4k": { "objects": args.small_objects, "ops_per_s": args.small_objects as f64 / put_small.as_secs_f64(), "p50_ms": percentile(&put_small_lat, 0.5), "p99_ms": percentile(&put_small_lat, 0.99) },
+        "get_4k": { "objects": args.small_objects, "ops_per_s": args.small_objects as f64 / get_small.as_secs_f64(), "p50_ms": percentile(&get_small_lat, 0.5), "p99_ms": percentile(&get_small_lat, 0.99) },
+        "put_64m": { "objects": args.large_objects, "concurrency": large_concurrency, "mb_per_s": mb(args.large_objects * large_bytes, put_large) },
+        "get_64m": { "objects": args.large_objects, "concurrency": large_concurrency, "mb_per_s": mb(args.large_objects * large_bytes, get_large) },
+        "list_1000": { "requests": args.lists, "p50_ms": percentile(&list_lat, 0.5), "p99_ms": percentile(&list_lat, 0.99) },
+    }))
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.task {
+        Task::Bench(args) => {
+            let report = runtime.block_on(bench(args))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
+}
