@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::meta::{ListStart, ObjectSummary};
 use crate::service::ObjectService;
 
+/// Rows read first after a common prefix was skipped.
+const FIRST_DELIMITED_BATCH: usize = 16;
+
 /// Where a listing resumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Marker {
@@ -141,12 +144,25 @@ impl ObjectService {
             Some(Marker::Prefix(p)) => Cursor::skip_prefix(&p),
         };
         let mut count = 0usize;
+        // Rows to ask for: without a delimiter, what the page still needs (plus one to learn
+        // whether it is truncated); with one, few at first and doubling, because a common
+        // prefix may swallow most rows and a re-query skips past it.
+        let mut batch_rows = if delimiter.is_some() {
+            FIRST_DELIMITED_BATCH
+        } else {
+            (max_keys + 1).min(LIST_BATCH_ROWS)
+        };
         'batches: loop {
             let batch = self
                 .meta
-                .list_objects(bucket, prefix, cursor.as_start(), LIST_BATCH_ROWS)
+                .list_objects(bucket, prefix, cursor.as_start(), batch_rows)
                 .await?;
-            let full_batch = batch.len() == LIST_BATCH_ROWS;
+            let full_batch = batch.len() == batch_rows;
+            if delimiter.is_some() {
+                batch_rows = (batch_rows * 2).min(LIST_BATCH_ROWS);
+            } else {
+                batch_rows = (max_keys + 1 - count.min(max_keys)).clamp(1, LIST_BATCH_ROWS);
+            }
             if batch.is_empty() {
                 break;
             }
@@ -176,6 +192,7 @@ impl ObjectService {
                         cursor = next_cursor;
                         skipping = next_skip;
                         if skipping.is_none() {
+                            batch_rows = FIRST_DELIMITED_BATCH;
                             // Re-query from past the prefix instead of reading its keys.
                             continue 'batches;
                         }

@@ -1,0 +1,206 @@
+//! Micro-benchmarks of the hot paths, on the real embedded stores:
+//! digest computation, body verification, blob writes, metadata commits, list pages, and the
+//! whole PutObject/GetObject path of the domain service (no HTTP).
+//!
+//! Run: `cargo bench -p vallum-server`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures::StreamExt;
+use vallum_blob::LocalBlobStore;
+use vallum_core::blob::{BlobStore, ByteStream};
+use vallum_core::clock::SystemClock;
+use vallum_core::digest::{self, ChecksumSet, Expectations, Hasher};
+use vallum_core::meta::{ObjectAttrs, WriteCondition};
+use vallum_core::service::{BodyCheck, ObjectService, PutObject, ReadConditions};
+use vallum_meta::SqliteMetaStore;
+use vallum_types::BlobId;
+
+fn body(data: &Bytes, chunk: usize) -> ByteStream {
+    let chunks: Vec<std::io::Result<Bytes>> = (0..data.len())
+        .step_by(chunk)
+        .map(|i| Ok(data.slice(i..(i + chunk).min(data.len()))))
+        .collect();
+    Box::pin(futures::stream::iter(chunks))
+}
+
+fn digests(c: &mut Criterion) {
+    let data = vec![0xa5u8; 1 << 20];
+    let mut g = c.benchmark_group("digest_1MiB");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    for (name, set) in [
+        ("md5", ChecksumSet::default()),
+        (
+            "md5+crc32c",
+            ChecksumSet {
+                crc32c: true,
+                ..ChecksumSet::default()
+            },
+        ),
+        (
+            "md5+sha256",
+            ChecksumSet {
+                sha256: true,
+                ..ChecksumSet::default()
+            },
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut h = Hasher::new(set);
+                h.update(&data);
+                h.finish()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn verifying_stream(c: &mut Criterion) {
+    let rt = runtime();
+    let data = Bytes::from(vec![7u8; 8 << 20]);
+    let mut g = c.benchmark_group("verifying_stream_8MiB");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("md5_and_length", |b| {
+        b.to_async(&rt).iter(|| async {
+            let expect = Expectations {
+                content_length: Some(data.len() as u64),
+                max_len_bytes: u64::MAX,
+                ..Expectations::default()
+            };
+            let (mut s, outcome) = digest::verifying_stream(body(&data, 256 << 10), expect);
+            while let Some(chunk) = s.next().await {
+                chunk.unwrap();
+            }
+            digest::take_outcome(&outcome).unwrap().unwrap()
+        })
+    });
+    g.finish();
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    service: ObjectService,
+    blobs: Arc<LocalBlobStore>,
+}
+
+fn env(rt: &tokio::runtime::Runtime) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = rt
+        .block_on(SqliteMetaStore::open(&dir.path().join("meta.db")))
+        .unwrap();
+    let blobs = Arc::new(LocalBlobStore::open(dir.path().join("blobs")).unwrap());
+    let service = ObjectService::new(
+        Arc::new(meta),
+        blobs.clone(),
+        Arc::new(SystemClock),
+        "us-east-1",
+    );
+    rt.block_on(service.create_bucket("bench")).unwrap();
+    Env {
+        _dir: dir,
+        service,
+        blobs,
+    }
+}
+
+async fn put(env: &Env, key: String, data: Bytes) {
+    let req = PutObject {
+        bucket: "bench".into(),
+        key,
+        attrs: ObjectAttrs::default(),
+        check: BodyCheck {
+            content_length: Some(data.len() as u64),
+            ..BodyCheck::default()
+        },
+        condition: WriteCondition::None,
+    };
+    let stream = body(&data, 256 << 10);
+    env.service.put_object(req, stream).await.unwrap();
+}
+
+fn object_paths(c: &mut Criterion) {
+    let rt = runtime();
+    let env = env(&rt);
+    let small = Bytes::from(vec![1u8; 4096]);
+    let mut counter = 0u64;
+    let mut g = c.benchmark_group("object_service");
+    g.sample_size(50);
+    g.bench_function("blob_put_4KiB_fsync", |b| {
+        b.to_async(&rt).iter(|| async {
+            env.blobs
+                .put(BlobId::random(), body(&small, 4096))
+                .await
+                .unwrap()
+        })
+    });
+    g.bench_function("put_object_4KiB", |b| {
+        b.to_async(&rt).iter(|| {
+            counter += 1;
+            put(&env, format!("small/{counter:010}"), small.clone())
+        })
+    });
+    g.bench_function("get_object_4KiB", |b| {
+        b.to_async(&rt).iter(|| async {
+            let read = env
+                .service
+                .get_object(
+                    "bench",
+                    "small/0000000001",
+                    None,
+                    &ReadConditions::default(),
+                )
+                .await
+                .unwrap();
+            let mut s = read.body;
+            let mut n = 0;
+            while let Some(chunk) = s.next().await {
+                n += chunk.unwrap().len();
+            }
+            assert_eq!(n, 4096);
+        })
+    });
+    g.finish();
+
+    // A list page of 1000 among 20,000 keys, with and without a delimiter.
+    let env = self::env(&rt);
+    rt.block_on(async {
+        for i in 0..20_000u32 {
+            put(
+                &env,
+                format!("dir{:02}/obj{i:06}", i % 20),
+                Bytes::from_static(b"x"),
+            )
+            .await;
+        }
+    });
+    let mut g = c.benchmark_group("list_page_1000_of_20000");
+    for delimiter in [None, Some("/")] {
+        g.bench_with_input(
+            BenchmarkId::from_parameter(delimiter.unwrap_or("none")),
+            &delimiter,
+            |b, d| {
+                b.to_async(&rt).iter(|| async {
+                    env.service
+                        .list_objects("bench", "", *d, None, 1000)
+                        .await
+                        .unwrap()
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, digests, verifying_stream, object_paths);
+criterion_main!(benches);
