@@ -9,7 +9,7 @@ use vallum_server::{Config, start};
 
 /// Vallum: a sovereign, S3-compatible object store.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about = "Vallum: a sovereign, S3-compatible object store", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -1,0 +1,62 @@
+//! The README's client example, run as written against a fresh server (only the port differs).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Server, run, tool};
+
+fn readme_block() -> String {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let after = readme
+        .split_once("<!-- readme-test -->")
+        .expect("README has a readme-test block")
+        .1;
+    let body = after
+        .split_once("```sh\n")
+        .expect("a sh block follows the marker")
+        .1;
+    body.split_once("```").expect("the block ends").0.to_owned()
+}
+
+#[test]
+fn readme_client_example_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        tmp.path().join("README.md"),
+    )
+    .unwrap();
+    let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
+    let script = readme_block().replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
+    assert!(script.contains("s3 mb"), "{script}");
+    let aws_dir = tool("aws").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        aws_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(Command::new(tool("bash"))
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(tmp.path())
+        .env("PATH", path)
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
+    assert!(out.contains("docs/README.md"), "{out}");
+    let url = out.lines().last().unwrap().trim();
+    assert!(url.starts_with("http://127.0.0.1:"), "{out}");
+    let fetched = Command::new(tool("curl"))
+        .args(["-sf", url])
+        .output()
+        .unwrap();
+    assert!(fetched.status.success());
+    assert_eq!(
+        fetched.stdout,
+        std::fs::read(tmp.path().join("README.md")).unwrap()
+    );
+}

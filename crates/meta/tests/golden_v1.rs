@@ -1,0 +1,162 @@
+//! Golden files for the metadata format: a database written by schema version 1 must keep
+//! opening and reading, and the schema itself changes only through a new migration.
+//! Regenerate (after a deliberate format change, with a new migration) with
+//! `VALLUM_REGENERATE_GOLDEN=1 cargo test -p vallum-meta --test golden_v1`.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sqlx::Row;
+use vallum_core::meta::{
+    BucketRecord, Checksums, ListStart, MetaStore, ObjectAttrs, ObjectRecord, Segment,
+    UploadRecord, WriteCondition,
+};
+use vallum_meta::SqliteMetaStore;
+use vallum_types::{BlobId, UploadId};
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+fn regenerate() -> bool {
+    std::env::var_os("VALLUM_REGENERATE_GOLDEN").is_some()
+}
+
+fn sample_object() -> ObjectRecord {
+    let mut attrs = ObjectAttrs {
+        content_type: Some("text/plain".into()),
+        cache_control: Some("no-cache".into()),
+        expires_ms: Some(1_900_000_000_000),
+        ..ObjectAttrs::default()
+    };
+    attrs.user_metadata.insert("case".into(), "GDPR-17".into());
+    ObjectRecord {
+        bucket: "golden".into(),
+        key: "records/2026/é.txt".into(),
+        size_bytes: 11,
+        etag: "5eb63bbbe01eeed093cb22bb8f5acdc3".into(),
+        last_modified_ms: 1_795_000_000_000,
+        attrs,
+        checksums: Checksums {
+            crc32: Some("DUoRhQ==".into()),
+            ..Checksums::default()
+        },
+        parts_count: None,
+        segments: vec![Segment {
+            blob: BlobId::from_str("0123456789abcdef0123456789abcdef").unwrap(),
+            size_bytes: 11,
+        }],
+    }
+}
+
+async fn schema(db: &Path) -> String {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=ro", db.display()))
+        .await
+        .unwrap();
+    let rows = sqlx::query(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY type, name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let mut out = format!("-- user_version = {version}\n");
+    for row in rows {
+        let sql: String = row.get("sql");
+        out.push_str(&sql);
+        out.push_str(";\n");
+    }
+    out
+}
+
+#[tokio::test]
+async fn schema_v1_is_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meta.db");
+    SqliteMetaStore::open(&db).await.unwrap().close().await;
+    let got = schema(&db).await;
+    if regenerate() {
+        std::fs::write(golden("schema-v1.sql"), &got).unwrap();
+    }
+    assert_eq!(
+        got,
+        std::fs::read_to_string(golden("schema-v1.sql")).unwrap(),
+        "the schema changed without a new migration"
+    );
+}
+
+#[tokio::test]
+async fn database_written_by_v1_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("meta.db");
+    let upload_id = UploadId::from_str("fedcba9876543210fedcba9876543210").unwrap();
+    if regenerate() {
+        let store = SqliteMetaStore::open(&db).await.unwrap();
+        store
+            .create_bucket(&BucketRecord {
+                name: "golden".into(),
+                created_ms: 1_795_000_000_000,
+                location: "eu-west-3".into(),
+            })
+            .await
+            .unwrap();
+        store
+            .put_object(&sample_object(), &WriteCondition::None, 1)
+            .await
+            .unwrap();
+        let upload = UploadRecord {
+            upload_id,
+            bucket: "golden".into(),
+            key: "big".into(),
+            initiated_ms: 1_795_000_000_500,
+            attrs: ObjectAttrs::default(),
+            checksum_algorithm: Some(vallum_core::meta::ChecksumAlgorithm::Crc32c),
+        };
+        store.create_upload(&upload).await.unwrap();
+        store.close().await;
+        // Fold the WAL into the main file so the golden is one self-contained file.
+        use sqlx::Connection;
+        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query("PRAGMA journal_mode=DELETE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        std::fs::copy(&db, golden("meta-v1.db")).unwrap();
+    }
+    std::fs::copy(golden("meta-v1.db"), &db).unwrap();
+    let store = SqliteMetaStore::open(&db).await.unwrap();
+    assert_eq!(
+        store.get_bucket("golden").await.unwrap().unwrap().location,
+        "eu-west-3"
+    );
+    assert_eq!(
+        store
+            .get_object("golden", "records/2026/é.txt")
+            .await
+            .unwrap(),
+        Some(sample_object())
+    );
+    let listed = store
+        .list_objects("golden", "records/", ListStart::Beginning, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    let upload = store.get_upload(upload_id).await.unwrap().unwrap();
+    assert_eq!(
+        upload.checksum_algorithm,
+        Some(vallum_core::meta::ChecksumAlgorithm::Crc32c)
+    );
+}
