@@ -273,20 +273,7 @@ impl ObjectService {
         let (blob, digests) = self
             .write_blob(body, req.check, MAX_PUT_OBJECT_BYTES)
             .await?;
-        let record = ObjectRecord {
-            bucket: req.bucket,
-            key: req.key,
-            size_bytes: digests.len_bytes,
-            etag: digest::hex(&digests.md5),
-            last_modified_ms: self.clock.now_ms(),
-            attrs: req.attrs,
-            checksums: digests.checksums,
-            parts_count: None,
-            segments: vec![Segment {
-                blob,
-                size_bytes: digests.len_bytes,
-            }],
-        };
+        let record = self.single_blob_record(req.bucket, req.key, req.attrs, blob, digests);
         self.commit(&record, &req.condition, &[blob]).await?;
         Ok(record)
     }
@@ -380,6 +367,31 @@ impl ObjectService {
             Err(err) => Err(digest::take_outcome(&outcome)
                 .and_then(Result::err)
                 .unwrap_or_else(|| err.into())),
+        }
+    }
+
+    /// The record of an object held in one freshly written blob.
+    fn single_blob_record(
+        &self,
+        bucket: String,
+        key: String,
+        attrs: ObjectAttrs,
+        blob: BlobId,
+        digests: Digests,
+    ) -> ObjectRecord {
+        ObjectRecord {
+            bucket,
+            key,
+            size_bytes: digests.len_bytes,
+            etag: digest::hex(&digests.md5),
+            last_modified_ms: self.clock.now_ms(),
+            attrs,
+            checksums: digests.checksums,
+            parts_count: None,
+            segments: vec![Segment {
+                blob,
+                size_bytes: digests.len_bytes,
+            }],
         }
     }
 
@@ -543,20 +555,7 @@ impl ObjectService {
             ..BodyCheck::default()
         };
         let (blob, digests) = self.write_blob(body, check, MAX_PUT_OBJECT_BYTES).await?;
-        let record = ObjectRecord {
-            bucket: req.bucket,
-            key: req.key,
-            size_bytes: digests.len_bytes,
-            etag: digest::hex(&digests.md5),
-            last_modified_ms: self.clock.now_ms(),
-            attrs,
-            checksums: digests.checksums,
-            parts_count: None,
-            segments: vec![Segment {
-                blob,
-                size_bytes: digests.len_bytes,
-            }],
-        };
+        let record = self.single_blob_record(req.bucket, req.key, attrs, blob, digests);
         self.commit(&record, &req.condition, &[blob]).await?;
         Ok(record)
     }

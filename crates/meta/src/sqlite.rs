@@ -202,6 +202,19 @@ impl SqliteMetaStore {
             .map_err(backend)
     }
 
+    async fn require_upload(tx: &mut Transaction<'_, Sqlite>, upload_id: &str) -> MetaResult<()> {
+        let found = sqlx::query("SELECT 1 FROM uploads WHERE upload_id = ?")
+            .bind(upload_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+        if found.is_some() {
+            Ok(())
+        } else {
+            Err(MetaError::NoSuchUpload)
+        }
+    }
+
     fn check_condition(current: Option<&str>, condition: &WriteCondition) -> MetaResult<()> {
         let holds = match condition {
             WriteCondition::None => true,
@@ -533,15 +546,7 @@ impl MetaStore for SqliteMetaStore {
     ) -> MetaResult<()> {
         let id = upload_id.to_string();
         let mut tx = self.write.begin().await.map_err(backend)?;
-        if sqlx::query("SELECT 1 FROM uploads WHERE upload_id = ?")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .is_none()
-        {
-            return Err(MetaError::NoSuchUpload);
-        }
+        Self::require_upload(&mut tx, &id).await?;
         let number = i64::from(part.part_number);
         sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, ? FROM parts WHERE upload_id = ? AND part_number = ?")
             .bind(now_ms)
@@ -651,15 +656,7 @@ impl MetaStore for SqliteMetaStore {
     ) -> MetaResult<()> {
         let id = upload_id.to_string();
         let mut tx = self.write.begin().await.map_err(backend)?;
-        if sqlx::query("SELECT 1 FROM uploads WHERE upload_id = ?")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .is_none()
-        {
-            return Err(MetaError::NoSuchUpload);
-        }
+        Self::require_upload(&mut tx, &id).await?;
         if part_numbers.len() != object.segments.len() {
             return Err(MetaError::Backend(
                 "one part number per segment is required".into(),
@@ -701,15 +698,7 @@ impl MetaStore for SqliteMetaStore {
     async fn abort_upload(&self, upload_id: UploadId, now_ms: i64) -> MetaResult<()> {
         let id = upload_id.to_string();
         let mut tx = self.write.begin().await.map_err(backend)?;
-        if sqlx::query("SELECT 1 FROM uploads WHERE upload_id = ?")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?
-            .is_none()
-        {
-            return Err(MetaError::NoSuchUpload);
-        }
+        Self::require_upload(&mut tx, &id).await?;
         Self::trash_parts(&mut tx, &id, now_ms).await?;
         tx.commit().await.map_err(backend)
     }

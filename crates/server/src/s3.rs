@@ -74,6 +74,34 @@ fn condition_etags(c: Option<ETagCondition>) -> Option<Vec<String>> {
     })
 }
 
+fn read_conditions(
+    if_match: Option<ETagCondition>,
+    if_none_match: Option<ETagCondition>,
+    modified_since: Option<Timestamp>,
+    unmodified_since: Option<Timestamp>,
+) -> ReadConditions {
+    ReadConditions {
+        if_match: condition_etags(if_match),
+        if_none_match: condition_etags(if_none_match),
+        if_modified_since_secs: modified_since.map(to_secs),
+        if_unmodified_since_secs: unmodified_since.map(to_secs),
+    }
+}
+
+fn checksums_in(
+    crc32: &Option<String>,
+    crc32c: &Option<String>,
+    sha1: &Option<String>,
+    sha256: &Option<String>,
+) -> Checksums {
+    Checksums {
+        crc32: crc32.clone(),
+        crc32c: crc32c.clone(),
+        sha1: sha1.clone(),
+        sha256: sha256.clone(),
+    }
+}
+
 fn write_condition(
     if_match: Option<ETagCondition>,
     if_none_match: Option<ETagCondition>,
@@ -202,6 +230,25 @@ fn body_check<T>(
         extra: ChecksumSet::default(),
         payload_sha256_hex,
     })
+}
+
+/// `body_check` for any input with the PutObject/UploadPart body fields.
+macro_rules! body_check_of {
+    ($req:expr) => {
+        body_check(
+            &$req,
+            $req.input.content_length,
+            $req.input.content_md5.clone(),
+            checksums_in(
+                &$req.input.checksum_crc32,
+                &$req.input.checksum_crc32c,
+                &$req.input.checksum_sha1,
+                &$req.input.checksum_sha256,
+            ),
+            $req.input.checksum_algorithm.as_ref(),
+            $req.input.checksum_crc64nvme.as_ref(),
+        )
+    };
 }
 
 fn body_stream(body: Option<StreamingBlob>) -> vallum_core::blob::ByteStream {
@@ -451,20 +498,7 @@ impl S3 for VallumS3 {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> R<PutObjectOutput> {
-        let checksums = Checksums {
-            crc32: req.input.checksum_crc32.clone(),
-            crc32c: req.input.checksum_crc32c.clone(),
-            sha1: req.input.checksum_sha1.clone(),
-            sha256: req.input.checksum_sha256.clone(),
-        };
-        let check = body_check(
-            &req,
-            req.input.content_length,
-            req.input.content_md5.clone(),
-            checksums,
-            req.input.checksum_algorithm.as_ref(),
-            req.input.checksum_crc64nvme.as_ref(),
-        )?;
+        let check = body_check_of!(req)?;
         let input = req.input;
         let condition = write_condition(input.if_match, input.if_none_match)?;
         let attrs = attrs_from(
@@ -512,12 +546,12 @@ impl S3 for VallumS3 {
         if input.version_id.as_deref().is_some_and(|v| v != "null") {
             return Err(s3_error!(NoSuchVersion, "versioning is not enabled"));
         }
-        let conditions = ReadConditions {
-            if_match: condition_etags(input.if_match),
-            if_none_match: condition_etags(input.if_none_match),
-            if_modified_since_secs: input.if_modified_since.map(to_secs),
-            if_unmodified_since_secs: input.if_unmodified_since.map(to_secs),
-        };
+        let conditions = read_conditions(
+            input.if_match,
+            input.if_none_match,
+            input.if_modified_since,
+            input.if_unmodified_since,
+        );
         let range = input.range.map(|r| match r {
             Range::Int { first, last } => ByteRange::From { first, last },
             Range::Suffix { length } => ByteRange::Suffix(length),
@@ -578,12 +612,12 @@ impl S3 for VallumS3 {
             .head_object(&input.bucket, &input.key)
             .await
             .map_err(to_s3)?;
-        let conditions = ReadConditions {
-            if_match: condition_etags(input.if_match),
-            if_none_match: condition_etags(input.if_none_match),
-            if_modified_since_secs: input.if_modified_since.map(to_secs),
-            if_unmodified_since_secs: input.if_unmodified_since.map(to_secs),
-        };
+        let conditions = read_conditions(
+            input.if_match,
+            input.if_none_match,
+            input.if_modified_since,
+            input.if_unmodified_since,
+        );
         conditions.check(&object, false).map_err(to_s3)?;
         let (content_length, content_range) = match input.range {
             Some(r) => {
@@ -710,12 +744,12 @@ impl S3 for VallumS3 {
         let req = CopyObject {
             src_bucket,
             src_key,
-            src_conditions: ReadConditions {
-                if_match: condition_etags(input.copy_source_if_match),
-                if_none_match: condition_etags(input.copy_source_if_none_match),
-                if_modified_since_secs: input.copy_source_if_modified_since.map(to_secs),
-                if_unmodified_since_secs: input.copy_source_if_unmodified_since.map(to_secs),
-            },
+            src_conditions: read_conditions(
+                input.copy_source_if_match,
+                input.copy_source_if_none_match,
+                input.copy_source_if_modified_since,
+                input.copy_source_if_unmodified_since,
+            ),
             bucket: input.bucket,
             key: input.key,
             replace_attrs,
@@ -869,20 +903,7 @@ impl S3 for VallumS3 {
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> R<UploadPartOutput> {
-        let checksums = Checksums {
-            crc32: req.input.checksum_crc32.clone(),
-            crc32c: req.input.checksum_crc32c.clone(),
-            sha1: req.input.checksum_sha1.clone(),
-            sha256: req.input.checksum_sha256.clone(),
-        };
-        let check = body_check(
-            &req,
-            req.input.content_length,
-            req.input.content_md5.clone(),
-            checksums,
-            req.input.checksum_algorithm.as_ref(),
-            req.input.checksum_crc64nvme.as_ref(),
-        )?;
+        let check = body_check_of!(req)?;
         let input = req.input;
         let part = self
             .service
@@ -918,12 +939,12 @@ impl S3 for VallumS3 {
             .as_deref()
             .map(parse_copy_range)
             .transpose()?;
-        let conditions = ReadConditions {
-            if_match: condition_etags(input.copy_source_if_match),
-            if_none_match: condition_etags(input.copy_source_if_none_match),
-            if_modified_since_secs: input.copy_source_if_modified_since.map(to_secs),
-            if_unmodified_since_secs: input.copy_source_if_unmodified_since.map(to_secs),
-        };
+        let conditions = read_conditions(
+            input.copy_source_if_match,
+            input.copy_source_if_none_match,
+            input.copy_source_if_modified_since,
+            input.copy_source_if_unmodified_since,
+        );
         let (part, _) = self
             .service
             .upload_part_copy(
