@@ -311,3 +311,26 @@ async fn garbage_requests_get_errors_not_crashes() {
     }
     server.client().list_buckets().send().await.unwrap();
 }
+
+#[tokio::test]
+async fn slow_header_senders_are_disconnected() {
+    let server = Server::start();
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(45),
+        "the connection was held for {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_secs(25),
+        "closed after {waited:?}, before the header timeout"
+    );
+    server.client().list_buckets().send().await.unwrap();
+}

@@ -17,7 +17,7 @@ use vallum_core::clock::SystemClock;
 use vallum_core::gc::GcPolicy;
 use vallum_core::service::ObjectService;
 use vallum_meta::SqliteMetaStore;
-use vallum_types::limits::{MAX_XML_BODY_BYTES, SHUTDOWN_GRACE_SECS};
+use vallum_types::limits::{HEADER_READ_TIMEOUT_SECS, MAX_XML_BODY_BYTES, SHUTDOWN_GRACE_SECS};
 
 use crate::config::Config;
 use crate::credentials::Credentials;
@@ -176,7 +176,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
 
     let task = tokio::spawn(async move {
         let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
-        conn_builder.http1().keep_alive(true);
+        conn_builder
+            .http1()
+            .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             tokio::select! {

@@ -34,5 +34,7 @@ pub const MAX_BUCKETS: usize = 10_000;
 pub const STREAM_CHUNK_BYTES: usize = 256 * 1024;
 /// How many metadata rows the list engine reads per round trip.
 pub const LIST_BATCH_ROWS: usize = 1000;
+/// Seconds a client may take to send a request's header section (slow-client guard).
+pub const HEADER_READ_TIMEOUT_SECS: u64 = 30;
 /// Seconds a graceful shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE_SECS: u64 = 10;
