@@ -1316,3 +1316,20 @@ async fn credentials_survive_restart_and_data_too() {
         b"kept"
     );
 }
+
+#[tokio::test]
+async fn a_second_server_on_the_same_data_dir_is_refused() {
+    let server = Server::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&server.data_dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by another vallum process"),
+        "{stderr}"
+    );
+    server.client().list_buckets().send().await.unwrap();
+}

@@ -36,6 +36,9 @@ pub enum ServerError {
         /// The cause.
         source: std::io::Error,
     },
+    /// Another process is serving this data directory.
+    #[error("data directory {0} is in use by another vallum process")]
+    Locked(std::path::PathBuf),
     /// The metadata store failed to open.
     #[error("metadata store: {0}")]
     Meta(#[from] vallum_core::meta::MetaError),
@@ -100,6 +103,23 @@ async fn wait_for_signal() {
     }
 }
 
+/// Holds `<data_dir>/LOCK` exclusively for the life of the server: two processes on one data
+/// directory would collect each other's in-flight writes as orphans.
+fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServerError> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(data_dir_error(data_dir))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(data_dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(ServerError::DataDir { path, source: e }),
+    }
+}
+
 fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
     move |source| ServerError::DataDir {
         path: path.to_owned(),
@@ -111,6 +131,7 @@ fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Serv
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(data_dir_error(&data_dir))?;
+    let lock = lock_data_dir(&data_dir)?;
     let (credentials, credentials_created) =
         Credentials::load_or_create(&data_dir).map_err(data_dir_error(&data_dir))?;
     let meta = SqliteMetaStore::open(&data_dir.join("meta.db")).await?;
@@ -213,6 +234,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         }
         gc_task.abort();
         meta.close().await;
+        drop(lock);
     });
 
     Ok(RunningServer {
