@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole Vallum test suite, on a fresh Debian machine with only the Rust toolchain:
-# installs what the tests need (Debian packages, Python clients in a virtualenv), checks
+# installs what the tests need (Debian packages, Python clients in a virtualenv), starts a
+# throwaway PostgreSQL server, checks
 # formatting and clippy, then runs every test with cargo-nextest (or cargo test without it).
 #
 #   ./scripts/test.sh            # everything
@@ -25,6 +26,7 @@ command -v rclone >/dev/null || need_pkgs+=(rclone)
 command -v curl >/dev/null || need_pkgs+=(curl)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   as_root apt-get update -qq
@@ -40,6 +42,21 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3' 2>/dev/
   "$VENV/bin/pip" install -q awscli boto3 s3cmd
 fi
 export PATH="$VENV/bin:$PATH"
+
+# --- PostgreSQL for the metadata-store tests (a throwaway cluster on a free loopback port) ---
+PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PG_DIR=$(mktemp -d /tmp/vallum-pg.XXXXXX)
+PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+pg_as() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres "$PG_DIR"
+log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+pg_as "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U vallum >/dev/null
+pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+  -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+stop_pg() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR"; }
+trap stop_pg EXIT
+export VALLUM_TEST_PG_URL="postgres://vallum@127.0.0.1:$PG_PORT/postgres"
+export VALLUM_TEST_PG_BIN="$PG_BIN" VALLUM_TEST_PG_DATA="$PG_DIR/data" VALLUM_TEST_PG_PORT="$PG_PORT"
 
 # --- Rust checks and tests ---------------------------------------------------------------
 log "cargo fmt --check"

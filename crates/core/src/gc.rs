@@ -49,8 +49,12 @@ impl ObjectService {
                 .stale_uploads(now.saturating_sub(ms(policy.multipart_expiry)), GC_BATCH)
                 .await?;
             for upload in &stale {
-                self.meta.abort_upload(upload.upload_id, now).await?;
-                report.uploads_aborted += 1;
+                match self.meta.abort_upload(upload.upload_id, now).await {
+                    Ok(()) => report.uploads_aborted += 1,
+                    // Completed, aborted, or collected by another gateway meanwhile.
+                    Err(crate::meta::MetaError::NoSuchUpload) => {}
+                    Err(err) => return Err(err.into()),
+                }
             }
             if stale.len() < GC_BATCH {
                 break;

@@ -1,5 +1,9 @@
-//! `MetaStore` implementations. Only this crate knows SQL.
+//! `MetaStore` implementations: embedded SQLite (the default) and PostgreSQL (for several
+//! gateways). Only this crate knows SQL.
 
+mod common;
+mod postgres;
 mod sqlite;
 
+pub use postgres::{PG_SCHEMA_VERSION, PgMetaStore};
 pub use sqlite::{SCHEMA_VERSION, SqliteMetaStore};

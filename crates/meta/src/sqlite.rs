@@ -14,9 +14,30 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, Transaction};
+
+use crate::common::{
+    OBJECT_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt, json,
+    object_from_joined_rows, part_from_row, to_i64, to_u64, upload_from_row,
+};
+
+fn bucket_row(row: &SqliteRow) -> MetaResult<BucketRecord> {
+    bucket_from_row!(row)
+}
+
+fn upload_row(row: &SqliteRow) -> MetaResult<UploadRecord> {
+    upload_from_row!(row)
+}
+
+fn part_row(row: &SqliteRow) -> MetaResult<PartRecord> {
+    part_from_row!(row)
+}
+
+fn object_from_rows(rows: &[SqliteRow]) -> MetaResult<Option<ObjectRecord>> {
+    object_from_joined_rows!(rows)
+}
 use vallum_core::meta::{
-    BucketRecord, ChecksumAlgorithm, ListStart, MetaError, MetaResult, MetaStore, ObjectAttrs,
-    ObjectRecord, ObjectSummary, PartRecord, Segment, UploadRecord, WriteCondition,
+    BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord, ObjectSummary,
+    PartRecord, UploadRecord, WriteCondition,
 };
 use vallum_types::{BlobId, UploadId};
 
@@ -31,91 +52,6 @@ const READ_CONNECTIONS: u32 = 4;
 pub struct SqliteMetaStore {
     read: SqlitePool,
     write: SqlitePool,
-}
-
-fn backend(err: sqlx::Error) -> MetaError {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            MetaError::Unavailable(err.to_string())
-        }
-        other => MetaError::Backend(other.to_string()),
-    }
-}
-
-fn corrupt(what: impl std::fmt::Display) -> MetaError {
-    MetaError::Corrupt(what.to_string())
-}
-
-fn to_i64(v: u64) -> MetaResult<i64> {
-    i64::try_from(v)
-        .map_err(|_| MetaError::Backend(format!("{v} does not fit a signed 64-bit column")))
-}
-
-fn to_u64(v: i64) -> MetaResult<u64> {
-    u64::try_from(v).map_err(|_| corrupt(format!("negative size {v}")))
-}
-
-fn json<T: serde::Serialize>(value: &T) -> MetaResult<String> {
-    serde_json::to_string(value).map_err(|e| MetaError::Backend(e.to_string()))
-}
-
-fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> MetaResult<T> {
-    serde_json::from_str(text).map_err(corrupt)
-}
-
-fn algorithm_name(a: ChecksumAlgorithm) -> &'static str {
-    match a {
-        ChecksumAlgorithm::Crc32 => "CRC32",
-        ChecksumAlgorithm::Crc32c => "CRC32C",
-        ChecksumAlgorithm::Sha1 => "SHA1",
-        ChecksumAlgorithm::Sha256 => "SHA256",
-    }
-}
-
-fn algorithm_from(name: &str) -> MetaResult<ChecksumAlgorithm> {
-    match name {
-        "CRC32" => Ok(ChecksumAlgorithm::Crc32),
-        "CRC32C" => Ok(ChecksumAlgorithm::Crc32c),
-        "SHA1" => Ok(ChecksumAlgorithm::Sha1),
-        "SHA256" => Ok(ChecksumAlgorithm::Sha256),
-        other => Err(corrupt(format!("unknown checksum algorithm {other}"))),
-    }
-}
-
-fn bucket_row(row: &SqliteRow) -> MetaResult<BucketRecord> {
-    Ok(BucketRecord {
-        name: row.try_get("name").map_err(backend)?,
-        created_ms: row.try_get("created_ms").map_err(backend)?,
-        location: row.try_get("location").map_err(backend)?,
-    })
-}
-
-fn upload_row(row: &SqliteRow) -> MetaResult<UploadRecord> {
-    let id: String = row.try_get("upload_id").map_err(backend)?;
-    let attrs: String = row.try_get("attrs").map_err(backend)?;
-    let algorithm: Option<String> = row.try_get("checksum_algorithm").map_err(backend)?;
-    Ok(UploadRecord {
-        upload_id: UploadId::from_str(&id).map_err(corrupt)?,
-        bucket: row.try_get("bucket").map_err(backend)?,
-        key: row.try_get("key").map_err(backend)?,
-        initiated_ms: row.try_get("initiated_ms").map_err(backend)?,
-        attrs: from_json(&attrs)?,
-        checksum_algorithm: algorithm.as_deref().map(algorithm_from).transpose()?,
-    })
-}
-
-fn part_row(row: &SqliteRow) -> MetaResult<PartRecord> {
-    let blob: String = row.try_get("blob_id").map_err(backend)?;
-    let checksums: String = row.try_get("checksums").map_err(backend)?;
-    let number: i64 = row.try_get("part_number").map_err(backend)?;
-    Ok(PartRecord {
-        part_number: u32::try_from(number).map_err(corrupt)?,
-        blob: BlobId::from_str(&blob).map_err(corrupt)?,
-        size_bytes: to_u64(row.try_get("size_bytes").map_err(backend)?)?,
-        etag: row.try_get("etag").map_err(backend)?,
-        checksums: from_json(&checksums)?,
-        last_modified_ms: row.try_get("last_modified_ms").map_err(backend)?,
-    })
 }
 
 impl SqliteMetaStore {
@@ -215,19 +151,6 @@ impl SqliteMetaStore {
         }
     }
 
-    fn check_condition(current: Option<&str>, condition: &WriteCondition) -> MetaResult<()> {
-        let holds = match condition {
-            WriteCondition::None => true,
-            WriteCondition::IfAbsent => current.is_none(),
-            WriteCondition::IfMatch(etag) => current.is_some_and(|c| etag == "*" || c == etag),
-        };
-        if holds {
-            Ok(())
-        } else {
-            Err(MetaError::PreconditionFailed)
-        }
-    }
-
     /// Moves an object's segments to the trash and removes its row.
     async fn remove_object(
         tx: &mut Transaction<'_, Sqlite>,
@@ -287,42 +210,6 @@ impl SqliteMetaStore {
                 .map_err(backend)?;
         }
         Ok(())
-    }
-
-    async fn load_object(&self, row: &SqliteRow) -> MetaResult<ObjectRecord> {
-        let bucket: String = row.try_get("bucket").map_err(backend)?;
-        let key: String = row.try_get("key").map_err(backend)?;
-        let attrs: String = row.try_get("attrs").map_err(backend)?;
-        let checksums: String = row.try_get("checksums").map_err(backend)?;
-        let parts: Option<i64> = row.try_get("parts_count").map_err(backend)?;
-        let segments = sqlx::query(
-            "SELECT blob_id, size_bytes FROM segments WHERE bucket = ? AND key = ? ORDER BY seq",
-        )
-        .bind(&bucket)
-        .bind(&key)
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| {
-            let blob: String = r.try_get("blob_id").map_err(backend)?;
-            Ok(Segment {
-                blob: BlobId::from_str(&blob).map_err(corrupt)?,
-                size_bytes: to_u64(r.try_get("size_bytes").map_err(backend)?)?,
-            })
-        })
-        .collect::<MetaResult<Vec<_>>>()?;
-        Ok(ObjectRecord {
-            size_bytes: to_u64(row.try_get("size_bytes").map_err(backend)?)?,
-            etag: row.try_get("etag").map_err(backend)?,
-            last_modified_ms: row.try_get("last_modified_ms").map_err(backend)?,
-            attrs: from_json::<ObjectAttrs>(&attrs)?,
-            checksums: from_json(&checksums)?,
-            parts_count: parts.map(u32::try_from).transpose().map_err(corrupt)?,
-            segments,
-            bucket,
-            key,
-        })
     }
 
     async fn trash_parts(
@@ -426,7 +313,7 @@ impl MetaStore for SqliteMetaStore {
             return Err(MetaError::NoSuchBucket);
         }
         let current = Self::current_etag(&mut tx, &object.bucket, &object.key).await?;
-        Self::check_condition(current.as_deref(), condition)?;
+        check_condition(current.as_deref(), condition)?;
         if current.is_some() {
             Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
         }
@@ -435,16 +322,13 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
-        let row = sqlx::query("SELECT * FROM objects WHERE bucket = ? AND key = ?")
+        let rows = sqlx::query(OBJECT_WITH_SEGMENTS)
             .bind(bucket)
             .bind(key)
-            .fetch_optional(&self.read)
+            .fetch_all(&self.read)
             .await
             .map_err(backend)?;
-        match row {
-            Some(row) => Ok(Some(self.load_object(&row).await?)),
-            None => Ok(None),
-        }
+        object_from_rows(&rows)
     }
 
     async fn delete_object(
@@ -453,12 +337,18 @@ impl MetaStore for SqliteMetaStore {
         key: &str,
         now_ms: i64,
     ) -> MetaResult<Option<ObjectRecord>> {
-        let existing = self.get_object(bucket, key).await?;
         let mut tx = self.write.begin().await.map_err(backend)?;
         if !Self::bucket_exists(&mut tx, bucket).await? {
             return Err(MetaError::NoSuchBucket);
         }
-        if Self::current_etag(&mut tx, bucket, key).await?.is_none() {
+        let rows = sqlx::query(OBJECT_WITH_SEGMENTS)
+            .bind(bucket)
+            .bind(key)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let existing = object_from_rows(&rows)?;
+        if existing.is_none() {
             return Ok(None);
         }
         Self::remove_object(&mut tx, bucket, key, now_ms).await?;
@@ -677,7 +567,7 @@ impl MetaStore for SqliteMetaStore {
             }
         }
         let existing = Self::current_etag(&mut tx, &object.bucket, &object.key).await?;
-        Self::check_condition(existing.as_deref(), condition)?;
+        check_condition(existing.as_deref(), condition)?;
         if existing.is_some() {
             Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
         }

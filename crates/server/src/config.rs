@@ -56,6 +56,17 @@ pub struct Config {
     pub log: LogConfig,
     /// Garbage collection.
     pub gc: GcConfig,
+    /// Metadata store.
+    pub meta: MetaConfig,
+}
+
+/// Metadata store selection.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaConfig {
+    /// `postgres://user:password@host:port/database` to keep metadata in PostgreSQL (several
+    /// gateways may share it); absent: the embedded SQLite store in the data directory.
+    pub url: Option<String>,
 }
 
 /// Logging settings.
@@ -102,6 +113,7 @@ impl Default for Config {
             domains: Vec::new(),
             log: LogConfig::default(),
             gc: GcConfig::default(),
+            meta: MetaConfig::default(),
         }
     }
 }
@@ -158,7 +170,7 @@ impl Config {
     }
 
     /// Applies `VALLUM_LISTEN`, `VALLUM_DATA_DIR`, `VALLUM_REGION`, `VALLUM_DOMAINS`
-    /// (comma-separated), `VALLUM_LOG` and `VALLUM_LOG_FORMAT`.
+    /// (comma-separated), `VALLUM_META_URL`, `VALLUM_LOG` and `VALLUM_LOG_FORMAT`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = env("VALLUM_LISTEN") {
             self.listen = v.parse().map_err(|e| ConfigError::Value {
@@ -179,6 +191,9 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect();
+        }
+        if let Some(v) = env("VALLUM_META_URL") {
+            self.meta.url = Some(v).filter(|v| !v.is_empty());
         }
         if let Some(v) = env("VALLUM_LOG") {
             self.log.level = v;
@@ -227,6 +242,14 @@ impl Config {
                 });
             }
         }
+        if let Some(url) = &self.meta.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::Value {
+                field: "meta.url",
+                message: "must be a postgres:// URL".into(),
+            });
+        }
         if self.gc.interval_secs == 0 {
             return Err(ConfigError::Value {
                 field: "gc.interval_secs",
@@ -269,6 +292,13 @@ mod tests {
         assert!(err.to_string().contains("interval"), "{err}");
         assert!(Config::from_toml("version = 2\n", Path::new("x")).is_err());
         assert!(Config::from_toml("region = \"eu west\"\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("[meta]\nurl = \"mysql://x\"\n", Path::new("x")).is_err());
+        let pg = Config::from_toml(
+            "[meta]\nurl = \"postgres://v@db:5432/vallum\"\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(pg.meta.url.as_deref(), Some("postgres://v@db:5432/vallum"));
     }
 
     #[test]

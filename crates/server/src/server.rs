@@ -15,8 +15,31 @@ use tokio::task::JoinHandle;
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::gc::GcPolicy;
+use vallum_core::meta::MetaStore;
 use vallum_core::service::ObjectService;
-use vallum_meta::SqliteMetaStore;
+use vallum_meta::{PgMetaStore, SqliteMetaStore};
+
+/// The metadata store the server opened, kept to close it on shutdown.
+enum MetaHandle {
+    Sqlite(SqliteMetaStore),
+    Postgres(PgMetaStore),
+}
+
+impl MetaHandle {
+    fn shared(&self) -> Arc<dyn MetaStore> {
+        match self {
+            MetaHandle::Sqlite(s) => Arc::new(s.clone()),
+            MetaHandle::Postgres(p) => Arc::new(p.clone()),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            MetaHandle::Sqlite(s) => s.close().await,
+            MetaHandle::Postgres(p) => p.close().await,
+        }
+    }
+}
 use vallum_types::limits::{HEADER_READ_TIMEOUT_SECS, MAX_XML_BODY_BYTES, SHUTDOWN_GRACE_SECS};
 
 use crate::config::Config;
@@ -103,9 +126,10 @@ async fn wait_for_signal() {
     }
 }
 
-/// Holds `<data_dir>/LOCK` exclusively for the life of the server: two processes on one data
-/// directory would collect each other's in-flight writes as orphans.
-fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServerError> {
+/// Holds `<data_dir>/LOCK` for the life of the server: exclusively with the embedded store (two
+/// processes on one SQLite file and blob site would collect each other's in-flight writes as
+/// orphans), shared between gateways of one PostgreSQL deployment.
+fn lock_data_dir(data_dir: &std::path::Path, shared: bool) -> Result<std::fs::File, ServerError> {
     let path = data_dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -113,7 +137,12 @@ fn lock_data_dir(data_dir: &std::path::Path) -> Result<std::fs::File, ServerErro
         .write(true)
         .open(&path)
         .map_err(data_dir_error(data_dir))?;
-    match file.try_lock() {
+    let locked = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match locked {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(ServerError::Locked(data_dir.to_owned())),
         Err(std::fs::TryLockError::Error(e)) => Err(ServerError::DataDir { path, source: e }),
@@ -131,14 +160,19 @@ fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Serv
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let data_dir = config.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(data_dir_error(&data_dir))?;
-    let lock = lock_data_dir(&data_dir)?;
+    // Gateways sharing PostgreSQL may share a data directory (credentials, blob site on a shared
+    // filesystem); an embedded store may not be shared at all.
+    let lock = lock_data_dir(&data_dir, config.meta.url.is_some())?;
     let (credentials, credentials_created) =
         Credentials::load_or_create(&data_dir).map_err(data_dir_error(&data_dir))?;
-    let meta = SqliteMetaStore::open(&data_dir.join("meta.db")).await?;
+    let meta = match &config.meta.url {
+        Some(url) => MetaHandle::Postgres(PgMetaStore::connect(url).await?),
+        None => MetaHandle::Sqlite(SqliteMetaStore::open(&data_dir.join("meta.db")).await?),
+    };
     let blobs = LocalBlobStore::open(data_dir.join("sites").join("local"))
         .map_err(data_dir_error(&data_dir))?;
     let service = Arc::new(ObjectService::new(
-        Arc::new(meta.clone()),
+        meta.shared(),
         Arc::new(blobs),
         Arc::new(SystemClock),
         config.region.clone(),

@@ -1,0 +1,438 @@
+//! Several stateless gateways over one PostgreSQL database (and a shared data directory) behave
+//! as one store. Needs `VALLUM_TEST_PG_URL` (scripts/test.sh starts PostgreSQL).
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use common::{Server, data};
+
+const MIB: usize = 1024 * 1024;
+
+/// A fresh database on the test server; returns its URL.
+async fn fresh_database() -> String {
+    let admin = std::env::var("VALLUM_TEST_PG_URL")
+        .expect("VALLUM_TEST_PG_URL is not set: run ./scripts/test.sh, which starts PostgreSQL");
+    let name = format!("vallum_gw_{}", std::process::id())
+        + &format!(
+            "_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+    let out = std::process::Command::new(common::tool("psql"))
+        .args([&admin, "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+fn gateways(dir: &std::path::Path, url: &str, n: usize) -> Vec<Server> {
+    // The first gateway creates the shared credentials; the others start after it.
+    (0..n)
+        .map(|_| Server::start_in(dir, "127.0.0.1:0", &[], &[("VALLUM_META_URL", url)]))
+        .collect()
+}
+
+fn body_of(v: &[u8]) -> ByteStream {
+    ByteStream::from(v.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_gateways_behave_as_one_store() {
+    let url = fresh_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut gws = gateways(&tmp.path().join("shared"), &url, 3);
+    let c: Vec<_> = gws.iter().map(Server::client).collect();
+    assert!(
+        gws.windows(2).all(|w| w[0].access_key == w[1].access_key),
+        "gateways share credentials"
+    );
+
+    // Bucket creation race: exactly one gateway creates it.
+    let creates = c.iter().map(|s| {
+        let s = s.clone();
+        tokio::spawn(async move { s.create_bucket().bucket("shared").send().await })
+    });
+    let results = futures::future::join_all(creates).await;
+    let created = results
+        .iter()
+        .filter(|r| r.as_ref().unwrap().is_ok())
+        .count();
+    assert_eq!(created, 1);
+    for r in results {
+        if let Err(e) = r.unwrap() {
+            assert_eq!(
+                e.into_service_error().code(),
+                Some("BucketAlreadyOwnedByYou")
+            );
+        }
+    }
+
+    // Read-after-write and list-after-write across gateways.
+    for i in 0..30 {
+        let writer = &c[i % 3];
+        let key = format!("raw/{i:03}");
+        writer
+            .put_object()
+            .bucket("shared")
+            .key(&key)
+            .body(body_of(&data(1000 + i, i as u64)))
+            .send()
+            .await
+            .unwrap();
+        let reader = &c[(i + 1) % 3];
+        let got = reader
+            .get_object()
+            .bucket("shared")
+            .key(&key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert_eq!(got.as_ref(), data(1000 + i, i as u64).as_slice());
+        let listed = c[(i + 2) % 3]
+            .list_objects_v2()
+            .bucket("shared")
+            .prefix("raw/")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            listed.key_count(),
+            Some(i as i32 + 1),
+            "listing on another gateway sees every write"
+        );
+    }
+
+    // Racing conditional PUTs on one key through all gateways: exactly one wins.
+    let racers: Vec<_> = (0..12)
+        .map(|i| {
+            let s = c[i % 3].clone();
+            tokio::spawn(async move {
+                s.put_object()
+                    .bucket("shared")
+                    .key("lock")
+                    .if_none_match("*")
+                    .body(ByteStream::from(vec![i as u8; 100]))
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(e) => assert_eq!(e.into_service_error().code(), Some("PreconditionFailed")),
+        }
+    }
+    assert_eq!(wins, 1);
+
+    // A multipart upload started, continued and completed through different gateways.
+    let up = c[0]
+        .create_multipart_upload()
+        .bucket("shared")
+        .key("mp")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap();
+    let (p1, p2) = (data(5 * MIB, 31), data(1234, 32));
+    let e1 = c[1]
+        .upload_part()
+        .bucket("shared")
+        .key("mp")
+        .upload_id(id)
+        .part_number(1)
+        .body(body_of(&p1))
+        .send()
+        .await
+        .unwrap();
+    let e2 = c[2]
+        .upload_part()
+        .bucket("shared")
+        .key("mp")
+        .upload_id(id)
+        .part_number(2)
+        .body(body_of(&p2))
+        .send()
+        .await
+        .unwrap();
+    let listed = c[0]
+        .list_parts()
+        .bucket("shared")
+        .key("mp")
+        .upload_id(id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.parts().len(), 2);
+    let parts = CompletedMultipartUpload::builder()
+        .parts(
+            CompletedPart::builder()
+                .part_number(1)
+                .e_tag(e1.e_tag().unwrap())
+                .build(),
+        )
+        .parts(
+            CompletedPart::builder()
+                .part_number(2)
+                .e_tag(e2.e_tag().unwrap())
+                .build(),
+        )
+        .build();
+    c[1].complete_multipart_upload()
+        .bucket("shared")
+        .key("mp")
+        .upload_id(id)
+        .multipart_upload(parts)
+        .send()
+        .await
+        .unwrap();
+    let got = c[2]
+        .get_object()
+        .bucket("shared")
+        .key("mp")
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    let mut whole = p1;
+    whole.extend(p2);
+    assert!(got.as_ref() == whole.as_slice());
+
+    // A gateway killed mid-traffic loses no acknowledged write.
+    let victim = c[2].clone();
+    let writer = tokio::spawn(async move {
+        let mut acked = Vec::new();
+        for i in 0.. {
+            let key = format!("kill/{i:05}");
+            if victim
+                .put_object()
+                .bucket("shared")
+                .key(&key)
+                .body(ByteStream::from(vec![7u8; 20_000]))
+                .send()
+                .await
+                .is_err()
+            {
+                return acked;
+            }
+            acked.push(key);
+        }
+        acked
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    gws[2].kill9();
+    let acked = writer.await.unwrap();
+    assert!(!acked.is_empty());
+    for key in &acked {
+        let got = c[0]
+            .get_object()
+            .bucket("shared")
+            .key(key)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        assert_eq!(got.len(), 20_000, "{key}");
+    }
+}
+
+/// A PostgreSQL cluster of this test's own (restarting the shared one would disturb others).
+struct PrivatePg {
+    bin: std::path::PathBuf,
+    data: std::path::PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivatePg {
+    fn as_pg(&self, program: &str) -> std::process::Command {
+        let path = self.bin.join(program);
+        // PostgreSQL refuses to run as root; scripts/test.sh runs as root on CI machines.
+        if running_as_root() {
+            let mut cmd = std::process::Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(path);
+            cmd
+        } else {
+            std::process::Command::new(path)
+        }
+    }
+
+    fn start() -> Self {
+        let bin = std::path::PathBuf::from(
+            std::env::var("VALLUM_TEST_PG_BIN")
+                .expect("VALLUM_TEST_PG_BIN (set by scripts/test.sh)"),
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("vallum-pg-restart")
+            .tempdir_in("/tmp")
+            .unwrap();
+        if running_as_root() {
+            common::run(
+                std::process::Command::new("chown")
+                    .arg("postgres")
+                    .arg(dir.path()),
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = PrivatePg {
+            bin,
+            data: dir.path().join("data"),
+            port,
+            _dir: dir,
+        };
+        common::run(
+            pg.as_pg("initdb")
+                .args(["-A", "trust", "-U", "vallum", "-D"])
+                .arg(&pg.data),
+        );
+        pg.ctl("start");
+        pg
+    }
+
+    fn ctl(&self, action: &str) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.data.parent().unwrap().display()
+        );
+        let log = self.data.parent().unwrap().join("log");
+        common::run(
+            self.as_pg("pg_ctl")
+                .arg("-D")
+                .arg(&self.data)
+                .arg("-l")
+                .arg(log)
+                .args(["-w", "-m", "fast", "-o", &opts, action]),
+        );
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = self
+            .as_pg("pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_fails_cleanly_and_recovers_without_restarting_gateways() {
+    let pg = PrivatePg::start();
+    let url = format!("postgres://vallum@127.0.0.1:{}/postgres", pg.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let gw = Server::start_in(
+        &tmp.path().join("d"),
+        "127.0.0.1:0",
+        &[],
+        &[("VALLUM_META_URL", url.as_str())],
+    );
+    let creds =
+        aws_credential_types::Credentials::new(&gw.access_key, &gw.secret_key, None, None, "t");
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version_latest()
+        .region(aws_sdk_s3::config::Region::new(common::REGION))
+        .credentials_provider(creds)
+        .endpoint_url(&gw.endpoint)
+        .force_path_style(true)
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(config);
+    s3.create_bucket().bucket("pgr").send().await.unwrap();
+    s3.put_object()
+        .bucket("pgr")
+        .key("before")
+        .body(ByteStream::from_static(b"1"))
+        .send()
+        .await
+        .unwrap();
+
+    pg.ctl("stop");
+    let err = s3
+        .put_object()
+        .bucket("pgr")
+        .key("during")
+        .body(ByteStream::from_static(b"2"))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503));
+    assert_eq!(err.into_service_error().code(), Some("ServiceUnavailable"));
+    let err = s3
+        .get_object()
+        .bucket("pgr")
+        .key("before")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.raw_response().map(|r| r.status().as_u16()), Some(503));
+
+    pg.ctl("start");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match s3
+            .put_object()
+            .bucket("pgr")
+            .key("after")
+            .body(ByteStream::from_static(b"3"))
+            .send()
+            .await
+        {
+            Ok(_) => break,
+            Err(e) => assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway did not recover: {e:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let keys: Vec<String> = s3
+        .list_objects_v2()
+        .bucket("pgr")
+        .send()
+        .await
+        .unwrap()
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert_eq!(keys, ["after", "before"], "the refused write left no trace");
+}

@@ -1,0 +1,197 @@
+//! What both metadata stores share: error mapping, value conversions, and row decoding written
+//! once over sqlx's database-generic `Row`.
+
+use vallum_core::meta::{ChecksumAlgorithm, MetaError, MetaResult, WriteCondition};
+
+/// Whether a write condition holds for the key's current ETag.
+pub(crate) fn check_condition(current: Option<&str>, condition: &WriteCondition) -> MetaResult<()> {
+    let holds = match condition {
+        WriteCondition::None => true,
+        WriteCondition::IfAbsent => current.is_none(),
+        WriteCondition::IfMatch(etag) => current.is_some_and(|c| etag == "*" || c == etag),
+    };
+    if holds {
+        Ok(())
+    } else {
+        Err(MetaError::PreconditionFailed)
+    }
+}
+
+pub(crate) fn backend(err: sqlx::Error) -> MetaError {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            MetaError::Unavailable(err.to_string())
+        }
+        other => MetaError::Backend(other.to_string()),
+    }
+}
+
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> MetaError {
+    MetaError::Corrupt(what.to_string())
+}
+
+pub(crate) fn to_i64(v: u64) -> MetaResult<i64> {
+    i64::try_from(v)
+        .map_err(|_| MetaError::Backend(format!("{v} does not fit a signed 64-bit column")))
+}
+
+pub(crate) fn to_u64(v: i64) -> MetaResult<u64> {
+    u64::try_from(v).map_err(|_| corrupt(format!("negative size {v}")))
+}
+
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> MetaResult<String> {
+    serde_json::to_string(value).map_err(|e| MetaError::Backend(e.to_string()))
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(text: &str) -> MetaResult<T> {
+    serde_json::from_str(text).map_err(corrupt)
+}
+
+pub(crate) fn algorithm_name(a: ChecksumAlgorithm) -> &'static str {
+    match a {
+        ChecksumAlgorithm::Crc32 => "CRC32",
+        ChecksumAlgorithm::Crc32c => "CRC32C",
+        ChecksumAlgorithm::Sha1 => "SHA1",
+        ChecksumAlgorithm::Sha256 => "SHA256",
+    }
+}
+
+pub(crate) fn algorithm_from(name: &str) -> MetaResult<ChecksumAlgorithm> {
+    match name {
+        "CRC32" => Ok(ChecksumAlgorithm::Crc32),
+        "CRC32C" => Ok(ChecksumAlgorithm::Crc32c),
+        "SHA1" => Ok(ChecksumAlgorithm::Sha1),
+        "SHA256" => Ok(ChecksumAlgorithm::Sha256),
+        other => Err(corrupt(format!("unknown checksum algorithm {other}"))),
+    }
+}
+
+/// Decodes a row into a record (expanded per backend, whose row types differ).
+macro_rules! bucket_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+
+        Ok::<_, vallum_core::meta::MetaError>(vallum_core::meta::BucketRecord {
+            name: $row.try_get("name").map_err($crate::common::backend)?,
+            created_ms: $row
+                .try_get("created_ms")
+                .map_err($crate::common::backend)?,
+            location: $row.try_get("location").map_err($crate::common::backend)?,
+        })
+    }};
+}
+pub(crate) use bucket_from_row;
+
+/// Decodes a row into a record (expanded per backend, whose row types differ).
+macro_rules! upload_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+
+        let id: String = $row.try_get("upload_id").map_err($crate::common::backend)?;
+        let attrs: String = $row.try_get("attrs").map_err($crate::common::backend)?;
+        let algorithm: Option<String> = $row
+            .try_get("checksum_algorithm")
+            .map_err($crate::common::backend)?;
+        Ok::<_, vallum_core::meta::MetaError>(vallum_core::meta::UploadRecord {
+            upload_id: <vallum_types::UploadId as std::str::FromStr>::from_str(&id)
+                .map_err($crate::common::corrupt)?,
+            bucket: $row.try_get("bucket").map_err($crate::common::backend)?,
+            key: $row.try_get("key").map_err($crate::common::backend)?,
+            initiated_ms: $row
+                .try_get("initiated_ms")
+                .map_err($crate::common::backend)?,
+            attrs: $crate::common::from_json(&attrs)?,
+            checksum_algorithm: algorithm
+                .as_deref()
+                .map($crate::common::algorithm_from)
+                .transpose()?,
+        })
+    }};
+}
+pub(crate) use upload_from_row;
+
+/// Decodes a row into a record (expanded per backend, whose row types differ).
+macro_rules! part_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+
+        let blob: String = $row.try_get("blob_id").map_err($crate::common::backend)?;
+        let checksums: String = $row.try_get("checksums").map_err($crate::common::backend)?;
+        let number: i64 = $row
+            .try_get("part_number")
+            .map_err($crate::common::backend)?;
+        Ok::<_, vallum_core::meta::MetaError>(vallum_core::meta::PartRecord {
+            part_number: u32::try_from(number).map_err($crate::common::corrupt)?,
+            blob: <vallum_types::BlobId as std::str::FromStr>::from_str(&blob)
+                .map_err($crate::common::corrupt)?,
+            size_bytes: $crate::common::to_u64(
+                $row.try_get("size_bytes")
+                    .map_err($crate::common::backend)?,
+            )?,
+            etag: $row.try_get("etag").map_err($crate::common::backend)?,
+            checksums: $crate::common::from_json(&checksums)?,
+            last_modified_ms: $row
+                .try_get("last_modified_ms")
+                .map_err($crate::common::backend)?,
+        })
+    }};
+}
+pub(crate) use part_from_row;
+
+/// One object row joined with its segments, in order: a single statement, so the row and its
+/// segments come from one snapshot even while another transaction replaces the object. Both
+/// backends accept `$1`/`$2` placeholders.
+pub(crate) const OBJECT_WITH_SEGMENTS: &str = "SELECT o.*, s.blob_id, s.size_bytes AS seg_size FROM objects o \
+     LEFT JOIN segments s ON s.bucket = o.bucket AND s.key = o.key WHERE o.bucket = $1 AND o.key = $2 ORDER BY s.seq";
+
+/// Decodes the rows of [`OBJECT_WITH_SEGMENTS`] into a record.
+macro_rules! object_from_joined_rows {
+    ($rows:expr) => {{
+        use sqlx::Row as _;
+
+        let Some(first) = $rows.first() else {
+            return Ok(None);
+        };
+        let attrs: String = first.try_get("attrs").map_err($crate::common::backend)?;
+        let checksums: String = first
+            .try_get("checksums")
+            .map_err($crate::common::backend)?;
+        let parts: Option<i64> = first
+            .try_get("parts_count")
+            .map_err($crate::common::backend)?;
+        let mut segments = Vec::with_capacity($rows.len());
+        for row in $rows {
+            let blob: Option<String> = row.try_get("blob_id").map_err($crate::common::backend)?;
+            if let Some(blob) = blob {
+                let size: i64 = row.try_get("seg_size").map_err($crate::common::backend)?;
+                segments.push(vallum_core::meta::Segment {
+                    blob: blob
+                        .parse::<vallum_types::BlobId>()
+                        .map_err($crate::common::corrupt)?,
+                    size_bytes: $crate::common::to_u64(size)?,
+                });
+            }
+        }
+        Ok::<_, vallum_core::meta::MetaError>(Some(vallum_core::meta::ObjectRecord {
+            bucket: first.try_get("bucket").map_err($crate::common::backend)?,
+            key: first.try_get("key").map_err($crate::common::backend)?,
+            size_bytes: $crate::common::to_u64(
+                first
+                    .try_get("size_bytes")
+                    .map_err($crate::common::backend)?,
+            )?,
+            etag: first.try_get("etag").map_err($crate::common::backend)?,
+            last_modified_ms: first
+                .try_get("last_modified_ms")
+                .map_err($crate::common::backend)?,
+            attrs: $crate::common::from_json(&attrs)?,
+            checksums: $crate::common::from_json(&checksums)?,
+            parts_count: parts
+                .map(u32::try_from)
+                .transpose()
+                .map_err($crate::common::corrupt)?,
+            segments,
+        }))
+    }};
+}
+pub(crate) use object_from_joined_rows;

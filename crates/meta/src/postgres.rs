@@ -1,0 +1,704 @@
+//! The PostgreSQL metadata store, for several stateless gateways over one database. Same
+//! tables and semantics as the embedded store (both pass `conformance::meta`).
+//!
+//! Atomicity across gateways comes from PostgreSQL, never from the gateways: each mutation is
+//! one transaction; a write to a key takes a transaction-scoped advisory lock on that key (so
+//! `If-None-Match: *` racers serialize even when the row does not exist yet), holds the bucket
+//! row `FOR SHARE` (so DeleteBucket, which takes it `FOR UPDATE`, cannot interleave), and part
+//! uploads hold their upload row `FOR SHARE` while completion and abort take it `FOR UPDATE`.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use vallum_core::meta::{
+    BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord, ObjectSummary,
+    PartRecord, UploadRecord, WriteCondition,
+};
+use vallum_types::{BlobId, UploadId};
+
+use crate::common::{
+    OBJECT_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt, json,
+    object_from_joined_rows, part_from_row, to_i64, to_u64, upload_from_row,
+};
+
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_initial.sql")];
+/// The schema version this build writes.
+pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+/// Connections per gateway.
+const POOL_CONNECTIONS: u32 = 16;
+/// Advisory lock key held while migrating, so gateways starting together migrate once.
+const MIGRATION_LOCK: i64 = 0x7661_6c6c_756d_0001;
+/// How long a request waits for a connection before failing with ServiceUnavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn bucket_row(row: &PgRow) -> MetaResult<BucketRecord> {
+    bucket_from_row!(row)
+}
+
+fn upload_row(row: &PgRow) -> MetaResult<UploadRecord> {
+    upload_from_row!(row)
+}
+
+fn part_row(row: &PgRow) -> MetaResult<PartRecord> {
+    part_from_row!(row)
+}
+
+/// The PostgreSQL metadata store.
+#[derive(Debug, Clone)]
+pub struct PgMetaStore {
+    pool: PgPool,
+}
+
+type Tx<'a> = Transaction<'a, Postgres>;
+
+impl PgMetaStore {
+    /// Connects to `url` (`postgres://user:password@host:port/database`) and migrates.
+    pub async fn connect(url: &str) -> MetaResult<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(POOL_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await
+            .map_err(unavailable)?;
+        Self::migrate(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// Applies missing migrations in one transaction (PostgreSQL DDL is transactional) under
+    /// a transaction-scoped advisory lock, so gateways starting together migrate once.
+    async fn migrate(pool: &PgPool) -> MetaResult<()> {
+        let mut tx = pool.begin().await.map_err(unavailable)?;
+        Self::run(
+            &mut tx,
+            &format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"),
+        )
+        .await?;
+        Self::run(
+            &mut tx,
+            "CREATE TABLE IF NOT EXISTS vallum_schema (version BIGINT NOT NULL)",
+        )
+        .await?;
+        let current = Self::schema_version(&mut tx).await?;
+        if current > PG_SCHEMA_VERSION {
+            return Err(MetaError::Backend(format!(
+                "the database has schema version {current}; this build knows up to {PG_SCHEMA_VERSION}"
+            )));
+        }
+        for (index, sql) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
+            for statement in statements(sql) {
+                Self::run(&mut tx, statement).await?;
+            }
+            let version = index + 1;
+            Self::run(
+                &mut tx,
+                &format!("INSERT INTO vallum_schema (version) VALUES ({version})"),
+            )
+            .await?;
+            tracing::info!(version, "PostgreSQL metadata schema migrated");
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn run(tx: &mut Tx<'_>, sql: &str) -> MetaResult<()> {
+        sqlx::query(sql).execute(&mut **tx).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn schema_version(tx: &mut Tx<'_>) -> MetaResult<i64> {
+        let v: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM vallum_schema")
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> MetaResult<Tx<'static>> {
+        self.pool.begin().await.map_err(unavailable)
+    }
+
+    async fn lock_key(tx: &mut Tx<'_>, kind: &str, a: &str, b: &str) -> MetaResult<()> {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!("{kind}:{}:{a}/{b}", a.len()))
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    /// Holds the bucket row so the bucket cannot be deleted before the transaction ends.
+    async fn hold_bucket(tx: &mut Tx<'_>, name: &str, exclusive: bool) -> MetaResult<()> {
+        let sql = if exclusive {
+            "SELECT 1 FROM buckets WHERE name = $1 FOR UPDATE"
+        } else {
+            "SELECT 1 FROM buckets WHERE name = $1 FOR SHARE"
+        };
+        match sqlx::query(sql)
+            .bind(name)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?
+        {
+            Some(_) => Ok(()),
+            None => Err(MetaError::NoSuchBucket),
+        }
+    }
+
+    async fn hold_upload(tx: &mut Tx<'_>, upload_id: &str, exclusive: bool) -> MetaResult<()> {
+        let sql = if exclusive {
+            "SELECT 1 FROM uploads WHERE upload_id = $1 FOR UPDATE"
+        } else {
+            "SELECT 1 FROM uploads WHERE upload_id = $1 FOR SHARE"
+        };
+        match sqlx::query(sql)
+            .bind(upload_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?
+        {
+            Some(_) => Ok(()),
+            None => Err(MetaError::NoSuchUpload),
+        }
+    }
+
+    async fn current_etag(tx: &mut Tx<'_>, bucket: &str, key: &str) -> MetaResult<Option<String>> {
+        sqlx::query_scalar("SELECT etag FROM objects WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)
+    }
+
+    async fn remove_object(
+        tx: &mut Tx<'_>,
+        bucket: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, $1 FROM segments WHERE bucket = $2 AND key = $3 ON CONFLICT DO NOTHING")
+            .bind(now_ms)
+            .bind(bucket)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM segments WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM objects WHERE bucket = $1 AND key = $2")
+            .bind(bucket)
+            .bind(key)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn insert_object(tx: &mut Tx<'_>, object: &ObjectRecord) -> MetaResult<()> {
+        sqlx::query("INSERT INTO objects (bucket, key, size_bytes, etag, last_modified_ms, attrs, checksums, parts_count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .bind(to_i64(object.size_bytes)?)
+            .bind(&object.etag)
+            .bind(object.last_modified_ms)
+            .bind(json(&object.attrs)?)
+            .bind(json(&object.checksums)?)
+            .bind(object.parts_count.map(i64::from))
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        let blobs: Vec<String> = object.segments.iter().map(|s| s.blob.to_string()).collect();
+        let sizes = object
+            .segments
+            .iter()
+            .map(|s| to_i64(s.size_bytes))
+            .collect::<MetaResult<Vec<i64>>>()?;
+        sqlx::query(
+            "INSERT INTO segments (blob_id, bucket, key, seq, size_bytes) \
+             SELECT b, $3, $4, s.ord - 1, z FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS s(b, z, ord)",
+        )
+        .bind(&blobs)
+        .bind(&sizes)
+        .bind(&object.bucket)
+        .bind(&object.key)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn trash_parts(tx: &mut Tx<'_>, upload_id: &str, now_ms: i64) -> MetaResult<()> {
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, $1 FROM parts WHERE upload_id = $2 ON CONFLICT DO NOTHING")
+            .bind(now_ms)
+            .bind(upload_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM parts WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM uploads WHERE upload_id = $1")
+            .bind(upload_id)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// The statements of a migration file. Migration files use `;` only to end statements (not in
+/// comments or literals); `migration_files_split_cleanly` checks it.
+fn statements(sql: &'static str) -> impl Iterator<Item = &'static str> {
+    sql.split(';').map(str::trim).filter(|s| {
+        s.lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--"))
+    })
+}
+
+/// Connection-level failures mean "retry later" to the client (503), not an internal error.
+fn unavailable(err: sqlx::Error) -> MetaError {
+    match err {
+        sqlx::Error::Database(_) => backend(err),
+        other => MetaError::Unavailable(other.to_string()),
+    }
+}
+
+fn object_from_rows(rows: &[PgRow]) -> MetaResult<Option<ObjectRecord>> {
+    object_from_joined_rows!(rows)
+}
+
+#[async_trait::async_trait]
+impl MetaStore for PgMetaStore {
+    async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()> {
+        let done = sqlx::query("INSERT INTO buckets (name, created_ms, location) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(&bucket.name)
+            .bind(bucket.created_ms)
+            .bind(&bucket.location)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        if done.rows_affected() == 0 {
+            Err(MetaError::BucketExists)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>> {
+        let row = sqlx::query("SELECT name, created_ms, location FROM buckets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(bucket_row).transpose()
+    }
+
+    async fn list_buckets(&self) -> MetaResult<Vec<BucketRecord>> {
+        let rows = sqlx::query("SELECT name, created_ms, location FROM buckets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(bucket_row).collect()
+    }
+
+    async fn delete_bucket(&self, name: &str, now_ms: i64) -> MetaResult<()> {
+        let mut tx = self.begin().await?;
+        Self::hold_bucket(&mut tx, name, true).await?;
+        if sqlx::query("SELECT 1 FROM objects WHERE bucket = $1 LIMIT 1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .is_some()
+        {
+            return Err(MetaError::BucketNotEmpty);
+        }
+        let uploads: Vec<String> =
+            sqlx::query_scalar("SELECT upload_id FROM uploads WHERE bucket = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        for upload in uploads {
+            Self::trash_parts(&mut tx, &upload, now_ms).await?;
+        }
+        sqlx::query("DELETE FROM buckets WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn put_object(
+        &self,
+        object: &ObjectRecord,
+        condition: &WriteCondition,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        let mut tx = self.begin().await?;
+        Self::hold_bucket(&mut tx, &object.bucket, false).await?;
+        Self::lock_key(&mut tx, "object", &object.bucket, &object.key).await?;
+        let current = Self::current_etag(&mut tx, &object.bucket, &object.key).await?;
+        check_condition(current.as_deref(), condition)?;
+        if current.is_some() {
+            Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
+        }
+        Self::insert_object(&mut tx, object).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
+        // One statement, one snapshot: the row and its segments always belong together.
+        let rows = sqlx::query(OBJECT_WITH_SEGMENTS)
+            .bind(bucket)
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        object_from_rows(&rows)
+    }
+
+    async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> MetaResult<Option<ObjectRecord>> {
+        let mut tx = self.begin().await?;
+        Self::hold_bucket(&mut tx, bucket, false).await?;
+        Self::lock_key(&mut tx, "object", bucket, key).await?;
+        let rows = sqlx::query(OBJECT_WITH_SEGMENTS)
+            .bind(bucket)
+            .bind(key)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let existing = object_from_rows(&rows)?;
+        if existing.is_some() {
+            Self::remove_object(&mut tx, bucket, key, now_ms).await?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(existing)
+    }
+
+    async fn list_objects(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: ListStart<'_>,
+        limit: usize,
+    ) -> MetaResult<Vec<ObjectSummary>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        const FROM_PREFIX: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key >= $2 ORDER BY key LIMIT $3";
+        const AFTER: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key >= $2 AND key > $4 ORDER BY key LIMIT $3";
+        const AT_OR_AFTER: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key >= $2 AND key >= $4 ORDER BY key LIMIT $3";
+        let query = match start {
+            ListStart::Beginning => sqlx::query(FROM_PREFIX)
+                .bind(bucket)
+                .bind(prefix)
+                .bind(limit),
+            ListStart::After(k) => sqlx::query(AFTER)
+                .bind(bucket)
+                .bind(prefix)
+                .bind(limit)
+                .bind(k),
+            ListStart::AtOrAfter(k) => sqlx::query(AT_OR_AFTER)
+                .bind(bucket)
+                .bind(prefix)
+                .bind(limit)
+                .bind(k),
+        };
+        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key: String = row.try_get("key").map_err(backend)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(ObjectSummary {
+                key,
+                size_bytes: to_u64(row.try_get("size_bytes").map_err(backend)?)?,
+                etag: row.try_get("etag").map_err(backend)?,
+                last_modified_ms: row.try_get("last_modified_ms").map_err(backend)?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn create_upload(&self, upload: &UploadRecord) -> MetaResult<()> {
+        let mut tx = self.begin().await?;
+        Self::hold_bucket(&mut tx, &upload.bucket, false).await?;
+        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, checksum_algorithm) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(upload.upload_id.to_string())
+            .bind(&upload.bucket)
+            .bind(&upload.key)
+            .bind(upload.initiated_ms)
+            .bind(json(&upload.attrs)?)
+            .bind(upload.checksum_algorithm.map(algorithm_name))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn get_upload(&self, upload_id: UploadId) -> MetaResult<Option<UploadRecord>> {
+        let row = sqlx::query("SELECT * FROM uploads WHERE upload_id = $1")
+            .bind(upload_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        row.as_ref().map(upload_row).transpose()
+    }
+
+    async fn put_part(
+        &self,
+        upload_id: UploadId,
+        part: &PartRecord,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        let id = upload_id.to_string();
+        let number = i64::from(part.part_number);
+        let mut tx = self.begin().await?;
+        Self::hold_upload(&mut tx, &id, false).await?;
+        Self::lock_key(&mut tx, "part", &id, &number.to_string()).await?;
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, $1 FROM parts WHERE upload_id = $2 AND part_number = $3 ON CONFLICT DO NOTHING")
+            .bind(now_ms)
+            .bind(&id)
+            .bind(number)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM parts WHERE upload_id = $1 AND part_number = $2")
+            .bind(&id)
+            .bind(number)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query("INSERT INTO parts (upload_id, part_number, blob_id, size_bytes, etag, checksums, last_modified_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            .bind(&id)
+            .bind(number)
+            .bind(part.blob.to_string())
+            .bind(to_i64(part.size_bytes)?)
+            .bind(&part.etag)
+            .bind(json(&part.checksums)?)
+            .bind(part.last_modified_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn list_parts(
+        &self,
+        upload_id: UploadId,
+        after_part: u32,
+        limit: usize,
+    ) -> MetaResult<Vec<PartRecord>> {
+        let rows = sqlx::query("SELECT * FROM parts WHERE upload_id = $1 AND part_number > $2 ORDER BY part_number LIMIT $3")
+            .bind(upload_id.to_string())
+            .bind(i64::from(after_part))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        rows.iter().map(part_row).collect()
+    }
+
+    async fn list_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        key_marker: &str,
+        upload_id_marker: Option<UploadId>,
+        limit: usize,
+    ) -> MetaResult<Vec<UploadRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let marker_initiated: Option<i64> = match upload_id_marker {
+            Some(id) => sqlx::query_scalar("SELECT initiated_ms FROM uploads WHERE upload_id = $1")
+                .bind(id.to_string())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?,
+            None => None,
+        };
+        let rows = match (upload_id_marker, marker_initiated) {
+            (Some(id), Some(initiated)) => sqlx::query(
+                "SELECT * FROM uploads WHERE bucket = $1 AND key >= $2 AND (key > $3 OR (key = $3 AND (initiated_ms > $4 OR (initiated_ms = $4 AND upload_id > $5)))) \
+                 ORDER BY key, initiated_ms, upload_id LIMIT $6",
+            )
+            .bind(bucket)
+            .bind(prefix)
+            .bind(key_marker)
+            .bind(initiated)
+            .bind(id.to_string())
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?,
+            _ => sqlx::query("SELECT * FROM uploads WHERE bucket = $1 AND key >= $2 AND key > $3 ORDER BY key, initiated_ms, upload_id LIMIT $4")
+                .bind(bucket)
+                .bind(prefix)
+                .bind(key_marker)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(unavailable)?,
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let upload = upload_row(row)?;
+            if !upload.key.starts_with(prefix) {
+                break;
+            }
+            out.push(upload);
+        }
+        Ok(out)
+    }
+
+    async fn complete_upload(
+        &self,
+        upload_id: UploadId,
+        object: &ObjectRecord,
+        part_numbers: &[u32],
+        condition: &WriteCondition,
+        now_ms: i64,
+    ) -> MetaResult<()> {
+        let id = upload_id.to_string();
+        if part_numbers.len() != object.segments.len() {
+            return Err(MetaError::Backend(
+                "one part number per segment is required".into(),
+            ));
+        }
+        let mut tx = self.begin().await?;
+        Self::hold_upload(&mut tx, &id, true).await?;
+        let rows = sqlx::query("SELECT part_number, blob_id FROM parts WHERE upload_id = $1")
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let mut current = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let number: i64 = row.try_get("part_number").map_err(backend)?;
+            let blob: String = row.try_get("blob_id").map_err(backend)?;
+            current.insert(number, blob);
+        }
+        for (segment, number) in object.segments.iter().zip(part_numbers) {
+            if current.get(&i64::from(*number)) != Some(&segment.blob.to_string()) {
+                return Err(MetaError::PartChanged(*number));
+            }
+        }
+        Self::hold_bucket(&mut tx, &object.bucket, false).await?;
+        Self::lock_key(&mut tx, "object", &object.bucket, &object.key).await?;
+        let existing = Self::current_etag(&mut tx, &object.bucket, &object.key).await?;
+        check_condition(existing.as_deref(), condition)?;
+        if existing.is_some() {
+            Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
+        }
+        let used: Vec<String> = object.segments.iter().map(|s| s.blob.to_string()).collect();
+        sqlx::query("DELETE FROM parts WHERE upload_id = $1 AND blob_id = ANY($2)")
+            .bind(&id)
+            .bind(&used)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        Self::trash_parts(&mut tx, &id, now_ms).await?;
+        Self::insert_object(&mut tx, object).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn abort_upload(&self, upload_id: UploadId, now_ms: i64) -> MetaResult<()> {
+        let id = upload_id.to_string();
+        let mut tx = self.begin().await?;
+        Self::hold_upload(&mut tx, &id, true).await?;
+        Self::trash_parts(&mut tx, &id, now_ms).await?;
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn stale_uploads(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM uploads WHERE initiated_ms < $1 ORDER BY initiated_ms LIMIT $2",
+        )
+        .bind(before_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        rows.iter().map(upload_row).collect()
+    }
+
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<BlobId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT blob_id FROM trash WHERE trashed_ms < $1 ORDER BY trashed_ms LIMIT $2",
+        )
+        .bind(before_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        ids.iter()
+            .map(|s| s.parse::<BlobId>().map_err(corrupt))
+            .collect()
+    }
+
+    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()> {
+        let ids: Vec<String> = blobs.iter().map(ToString::to_string).collect();
+        sqlx::query("DELETE FROM trash WHERE blob_id = ANY($1)")
+            .bind(&ids)
+            .execute(&self.pool)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn blob_in_use(&self, blob: BlobId) -> MetaResult<bool> {
+        let found = sqlx::query(
+            "SELECT 1 FROM segments WHERE blob_id = $1 UNION ALL SELECT 1 FROM parts WHERE blob_id = $1 UNION ALL SELECT 1 FROM trash WHERE blob_id = $1 LIMIT 1",
+        )
+        .bind(blob.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        Ok(found.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migration_files_split_cleanly() {
+        for sql in MIGRATIONS {
+            for statement in statements(sql) {
+                let code: Vec<&str> = statement
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("--"))
+                    .collect();
+                let first = code.first().map(|l| l.trim_start()).unwrap_or_default();
+                assert!(
+                    first.starts_with("CREATE ")
+                        || first.starts_with("ALTER ")
+                        || first.starts_with("INSERT "),
+                    "suspicious statement: {statement}"
+                );
+            }
+        }
+        assert_eq!(statements(MIGRATIONS[0]).count(), 10);
+    }
+}

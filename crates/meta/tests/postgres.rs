@@ -1,0 +1,69 @@
+//! The shared MetaStore conformance suite against a real PostgreSQL server.
+//! `scripts/test.sh` starts one and sets `VALLUM_TEST_PG_URL` (an admin URL); each test gets a
+//! database of its own.
+
+use std::sync::Arc;
+
+use vallum_core::meta::MetaStore;
+use vallum_meta::PgMetaStore;
+
+/// Creates a fresh database and connects a store to it.
+async fn make() -> ((), Arc<dyn MetaStore>) {
+    let admin = std::env::var("VALLUM_TEST_PG_URL")
+        .expect("VALLUM_TEST_PG_URL is not set: run ./scripts/test.sh, which starts a PostgreSQL server for the tests");
+    let name = format!("vallum_test_{}", vallum_types::UploadId::random());
+    let pool = sqlx::PgPool::connect(&admin)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let (base, _) = admin.rsplit_once('/').expect("the URL names a database");
+    let store = PgMetaStore::connect(&format!("{base}/{name}"))
+        .await
+        .unwrap();
+    ((), Arc::new(store))
+}
+
+vallum_core::meta_conformance_tests!(make().await);
+
+#[tokio::test]
+async fn gateways_starting_together_migrate_once() {
+    let admin =
+        std::env::var("VALLUM_TEST_PG_URL").expect("VALLUM_TEST_PG_URL (see scripts/test.sh)");
+    let name = format!("vallum_test_{}", vallum_types::UploadId::random());
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let starts = (0..4).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { PgMetaStore::connect(&url).await })
+    });
+    for s in futures::future::join_all(starts).await {
+        s.unwrap().unwrap();
+    }
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM vallum_schema ORDER BY version")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(versions, vec![vallum_meta::PG_SCHEMA_VERSION]);
+}
+
+#[tokio::test]
+async fn unreachable_server_is_unavailable_not_internal() {
+    let err = PgMetaStore::connect("postgres://vallum@127.0.0.1:1/none")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, vallum_core::meta::MetaError::Unavailable(_)),
+        "{err:?}"
+    );
+}
