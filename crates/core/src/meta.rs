@@ -324,4 +324,17 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()>;
     /// True if an object, a part or the trash references the blob.
     async fn blob_in_use(&self, blob: BlobId) -> MetaResult<bool>;
+
+    /// Takes (or renews) lease `name` for `holder` until `now_ms + ttl_ms` when it is free,
+    /// expired, or already `holder`'s; returns whether `holder` now holds it. Jobs that must run
+    /// on one gateway at a time (garbage collection) run only while holding their lease.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> MetaResult<bool>;
+    /// Gives lease `name` up if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()>;
 }

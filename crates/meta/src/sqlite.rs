@@ -41,7 +41,10 @@ use vallum_core::meta::{
 };
 use vallum_types::{BlobId, UploadId};
 
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/sqlite/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/sqlite/0001_initial.sql"),
+    include_str!("../migrations/sqlite/0002_leases.sql"),
+];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -641,6 +644,37 @@ impl MetaStore for SqliteMetaStore {
         .await
         .map_err(backend)?;
         Ok(found.is_some())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> MetaResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE \
+             SET holder = excluded.holder, expires_ms = excluded.expires_ms WHERE leases.expires_ms < $4 OR leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now_ms.saturating_add(ttl_ms))
+        .bind(now_ms)
+        .execute(&self.write)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 }
 

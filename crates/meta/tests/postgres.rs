@@ -54,7 +54,11 @@ async fn gateways_starting_together_migrate_once() {
             .fetch_all(&pool)
             .await
             .unwrap();
-    assert_eq!(versions, vec![vallum_meta::PG_SCHEMA_VERSION]);
+    assert_eq!(
+        versions,
+        (1..=vallum_meta::PG_SCHEMA_VERSION).collect::<Vec<_>>(),
+        "each migration applied exactly once"
+    );
 }
 
 #[tokio::test]

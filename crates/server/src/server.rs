@@ -48,6 +48,11 @@ use crate::http_service::{OperationRecorder, VallumHttp};
 use crate::metrics::Metrics;
 use crate::s3::VallumS3;
 
+/// Name of the lease under which garbage collection runs.
+const GC_LEASE: &str = "gc";
+/// Shortest lease a collector holds (it renews every interval and holds three intervals).
+const GC_LEASE_MIN_TTL_SECS: u64 = 60;
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -216,15 +221,47 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         orphan_age: Duration::from_secs(config.gc.orphan_age_secs),
     };
     let gc_interval = Duration::from_secs(config.gc.interval_secs);
-    let mut gc_shutdown = shutdown.subscribe();
+    let (gc_stop, mut gc_shutdown) = watch::channel(false);
+    // Gateways sharing one metadata store collect garbage one at a time: a pass runs only under
+    // the `gc` lease, which outlives a crashed holder by at most its TTL.
+    // With the embedded store the data-directory lock already makes this the only process, so
+    // a restart after a crash takes over its predecessor's lease at once.
+    let holder = if config.meta.url.is_some() {
+        format!("gateway-{}", vallum_types::UploadId::random())
+    } else {
+        "embedded".to_owned()
+    };
+    let lease_ttl_ms = i64::try_from(
+        gc_interval
+            .saturating_mul(3)
+            .max(Duration::from_secs(GC_LEASE_MIN_TTL_SECS))
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX);
     let gc_task = tokio::spawn(async move {
         loop {
-            if let Err(err) = gc_service.collect_garbage(&policy).await {
-                tracing::warn!(%err, "garbage collection pass failed; will retry");
+            let now = gc_service.now_ms();
+            match gc_service
+                .meta()
+                .acquire_lease(GC_LEASE, &holder, now, lease_ttl_ms)
+                .await
+            {
+                Ok(true) => {
+                    if let Err(err) = gc_service.collect_garbage(&policy).await {
+                        tracing::warn!(%err, "garbage collection pass failed; will retry");
+                    }
+                }
+                Ok(false) => tracing::debug!("another gateway holds the garbage-collection lease"),
+                Err(err) => {
+                    tracing::warn!(%err, "could not take the garbage-collection lease; will retry")
+                }
             }
             tokio::select! {
                 () = tokio::time::sleep(gc_interval) => {}
-                _ = gc_shutdown.changed() => return,
+                _ = gc_shutdown.changed() => {
+                    let _ = gc_service.meta().release_lease(GC_LEASE, &holder).await;
+                    return;
+                }
             }
         }
     });
@@ -266,7 +303,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                 tracing::warn!("in-flight requests did not finish within the shutdown grace period");
             }
         }
-        gc_task.abort();
+        let _ = gc_stop.send(true);
+        let _ = gc_task.await;
         meta.close().await;
         drop(lock);
     });

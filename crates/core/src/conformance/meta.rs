@@ -498,13 +498,66 @@ pub async fn complete_upload_is_atomic(store: Arc<dyn MetaStore>) {
     ));
 }
 
+/// Leases: one holder at a time, renewable by the holder, free again after expiry or release.
+pub async fn leases_have_one_holder(store: Arc<dyn MetaStore>) {
+    assert!(store.acquire_lease("gc", "gw-a", 1_000, 100).await.unwrap());
+    assert!(
+        !store.acquire_lease("gc", "gw-b", 1_050, 100).await.unwrap(),
+        "held by gw-a until 1100"
+    );
+    assert!(
+        store.acquire_lease("gc", "gw-a", 1_090, 100).await.unwrap(),
+        "the holder renews"
+    );
+    assert!(
+        !store.acquire_lease("gc", "gw-b", 1_150, 100).await.unwrap(),
+        "renewed until 1190"
+    );
+    assert!(
+        store
+            .acquire_lease("other-job", "gw-b", 1_150, 100)
+            .await
+            .unwrap(),
+        "leases are per name"
+    );
+    assert!(
+        store.acquire_lease("gc", "gw-b", 1_191, 100).await.unwrap(),
+        "expired leases can be taken"
+    );
+    assert!(!store.acquire_lease("gc", "gw-a", 1_200, 100).await.unwrap());
+    store.release_lease("gc", "gw-a").await.unwrap();
+    assert!(
+        !store.acquire_lease("gc", "gw-a", 1_200, 100).await.unwrap(),
+        "only the holder releases"
+    );
+    store.release_lease("gc", "gw-b").await.unwrap();
+    assert!(store.acquire_lease("gc", "gw-a", 1_200, 100).await.unwrap());
+    // Concurrent takers of a free lease: exactly one wins.
+    let takers = (0..8).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .acquire_lease("race", &format!("gw-{i}"), 5_000, 1_000)
+                .await
+                .unwrap()
+        })
+    });
+    let won = futures::future::join_all(takers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1);
+}
+
 /// Generates one `#[tokio::test]` per meta check; `$make` is an async expression returning
 /// `(guard, Arc<dyn MetaStore>)`, the guard kept alive for the test.
 #[macro_export]
 macro_rules! meta_conformance_tests {
     ($make:expr) => {
         $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash, conditional_writes,
-            conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic);
+            conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic,
+            leases_have_one_holder);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
