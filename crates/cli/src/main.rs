@@ -30,6 +30,17 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Copy an embedded deployment's metadata (SQLite) into PostgreSQL. The server must be
+    /// stopped; the copy is verified, and running it again skips what was already copied. Then
+    /// start the server with `[meta] url` (or VALLUM_META_URL) set to the same URL.
+    MigrateMeta {
+        /// The data directory of the embedded deployment.
+        #[arg(long, default_value = "vallum-data")]
+        data_dir: PathBuf,
+        /// Target database, e.g. postgres://vallum:secret@db:5432/vallum.
+        #[arg(long, env = "VALLUM_META_URL", hide_env_values = true)]
+        to: String,
+    },
 }
 
 fn init_logging(config: &Config) {
@@ -54,6 +65,29 @@ fn init_logging(config: &Config) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::MigrateMeta { data_dir, to } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime
+                .block_on(vallum_server::migrate::migrate_meta(
+                    &data_dir,
+                    &to,
+                    |line| eprintln!("migrate-meta: {line}"),
+                ))
+                .context("migrating metadata")?;
+            println!(
+                "migrated: {} buckets, {} objects ({} already present), {} uploads, {} parts; {} trashed blobs deleted",
+                report.buckets,
+                report.objects,
+                report.objects_skipped,
+                report.uploads,
+                report.parts,
+                report.trash_deleted
+            );
+            Ok(())
+        }
         Command::Serve {
             config,
             listen,

@@ -436,3 +436,151 @@ async fn postgres_restart_fails_cleanly_and_recovers_without_restarting_gateways
         .collect();
     assert_eq!(keys, ["after", "before"], "the refused write left no trace");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
+    let url = fresh_database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("d");
+    let mut embedded = Server::start_in(&dir, "127.0.0.1:0", &[], &[]);
+    let s3 = embedded.client();
+    s3.create_bucket().bucket("mig").send().await.unwrap();
+    s3.create_bucket().bucket("mig-empty").send().await.unwrap();
+    for i in 0..1100 {
+        s3.put_object()
+            .bucket("mig")
+            .key(format!("k/{i:05}"))
+            .metadata("n", i.to_string())
+            .body(ByteStream::from(data(100 + i, i as u64)))
+            .send()
+            .await
+            .unwrap();
+    }
+    s3.put_object()
+        .bucket("mig")
+        .key("gone")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object()
+        .bucket("mig")
+        .key("gone")
+        .send()
+        .await
+        .unwrap();
+    let up = s3
+        .create_multipart_upload()
+        .bucket("mig")
+        .key("unfinished")
+        .send()
+        .await
+        .unwrap();
+    let id = up.upload_id().unwrap().to_owned();
+    let p1 = data(5 * MIB, 41);
+    let e1 = s3
+        .upload_part()
+        .bucket("mig")
+        .key("unfinished")
+        .upload_id(&id)
+        .part_number(1)
+        .body(body_of(&p1))
+        .send()
+        .await
+        .unwrap();
+    embedded.kill9();
+
+    let migrate = |expect: &str| {
+        let out = common::run(
+            std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+                .args(["migrate-meta", "--to", &url, "--data-dir"])
+                .arg(&dir),
+        );
+        assert!(out.contains(expect), "{out}");
+    };
+    migrate(
+        "migrated: 2 buckets, 1100 objects (0 already present), 1 uploads, 1 parts; 1 trashed blobs deleted",
+    );
+    migrate(
+        "migrated: 0 buckets, 0 objects (1100 already present), 0 uploads, 0 parts; 0 trashed blobs deleted",
+    );
+
+    let gw = Server::start_in(
+        &dir,
+        "127.0.0.1:0",
+        &[],
+        &[("VALLUM_META_URL", url.as_str())],
+    );
+    let s3 = gw.client();
+    let mut count = 0;
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket("mig")
+            .prefix("k/")
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        count += page.contents().len();
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        token = page.next_continuation_token().map(str::to_owned);
+    }
+    assert_eq!(count, 1100);
+    let got = s3
+        .get_object()
+        .bucket("mig")
+        .key("k/00777")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.metadata().unwrap().get("n").map(String::as_str),
+        Some("777")
+    );
+    assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == data(877, 777).as_slice());
+    let e2 = s3
+        .upload_part()
+        .bucket("mig")
+        .key("unfinished")
+        .upload_id(&id)
+        .part_number(2)
+        .body(ByteStream::from_static(b"tail"))
+        .send()
+        .await
+        .unwrap();
+    let parts = CompletedMultipartUpload::builder()
+        .parts(
+            CompletedPart::builder()
+                .part_number(1)
+                .e_tag(e1.e_tag().unwrap())
+                .build(),
+        )
+        .parts(
+            CompletedPart::builder()
+                .part_number(2)
+                .e_tag(e2.e_tag().unwrap())
+                .build(),
+        )
+        .build();
+    s3.complete_multipart_upload()
+        .bucket("mig")
+        .key("unfinished")
+        .upload_id(&id)
+        .multipart_upload(parts)
+        .send()
+        .await
+        .unwrap();
+    let head = s3
+        .head_object()
+        .bucket("mig")
+        .key("unfinished")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_length(), Some((5 * MIB + 4) as i64));
+    s3.head_bucket().bucket("mig-empty").send().await.unwrap();
+}

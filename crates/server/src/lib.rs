@@ -8,6 +8,7 @@ mod error;
 mod host;
 mod http_service;
 pub mod metrics;
+pub mod migrate;
 mod s3;
 mod server;
 

@@ -134,7 +134,10 @@ async fn wait_for_signal() {
 /// Holds `<data_dir>/LOCK` for the life of the server: exclusively with the embedded store (two
 /// processes on one SQLite file and blob site would collect each other's in-flight writes as
 /// orphans), shared between gateways of one PostgreSQL deployment.
-fn lock_data_dir(data_dir: &std::path::Path, shared: bool) -> Result<std::fs::File, ServerError> {
+pub(crate) fn lock_data_dir(
+    data_dir: &std::path::Path,
+    shared: bool,
+) -> Result<std::fs::File, ServerError> {
     let path = data_dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
