@@ -29,9 +29,10 @@ enum Task {
 
 #[derive(Debug, clap::Args)]
 struct BenchArgs {
-    /// S3 endpoint; when absent, a local release `vallum serve` is started.
-    #[arg(long)]
-    endpoint: Option<String>,
+    /// S3 endpoint(s), comma-separated; clients are spread over them round-robin (several
+    /// gateways of one deployment). When absent, a local release `vallum serve` is started.
+    #[arg(long, value_delimiter = ',')]
+    endpoint: Vec<String>,
     /// Access key (with --endpoint).
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key: Option<String>,
@@ -162,31 +163,38 @@ where
 }
 
 async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
-    let (_spawned, endpoint, ak, sk) = match &args.endpoint {
-        Some(e) => (
-            None,
-            e.clone(),
-            args.access_key
-                .clone()
-                .context("--access-key is required with --endpoint")?,
-            args.secret_key
-                .clone()
-                .context("--secret-key is required with --endpoint")?,
-        ),
-        None => {
-            let (s, e, a, k) = spawn_local()?;
-            (Some(s), e, a, k)
-        }
+    let (_spawned, endpoints, ak, sk) = if args.endpoint.is_empty() {
+        let (s, e, a, k) = spawn_local()?;
+        (Some(s), vec![e], a, k)
+    } else {
+        let ak = args
+            .access_key
+            .clone()
+            .context("--access-key is required with --endpoint")?;
+        let sk = args
+            .secret_key
+            .clone()
+            .context("--secret-key is required with --endpoint")?;
+        (None, args.endpoint.clone(), ak, sk)
     };
     let creds = aws_credential_types::Credentials::new(ak, sk, None, None, "bench");
-    let config = aws_sdk_s3::Config::builder()
-        .behavior_version_latest()
-        .region(aws_sdk_s3::config::Region::new(args.region.clone()))
-        .credentials_provider(creds)
-        .endpoint_url(&endpoint)
-        .force_path_style(true)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(config);
+    let clients: Arc<Vec<aws_sdk_s3::Client>> = Arc::new(
+        endpoints
+            .iter()
+            .map(|endpoint| {
+                let config = aws_sdk_s3::Config::builder()
+                    .behavior_version_latest()
+                    .region(aws_sdk_s3::config::Region::new(args.region.clone()))
+                    .credentials_provider(creds.clone())
+                    .endpoint_url(endpoint)
+                    .force_path_style(true)
+                    .build();
+                aws_sdk_s3::Client::from_conf(config)
+            })
+            .collect(),
+    );
+    let s3 = clients[0].clone();
+    let pick = move |i: usize| clients[i % clients.len()].clone();
     let bucket = args.bucket.clone();
     if s3.head_bucket().bucket(&bucket).send().await.is_err() {
         s3.create_bucket()
@@ -197,9 +205,9 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
     }
 
     let small = bytes::Bytes::from(vec![0x5a_u8; 4096]);
-    let (c, b) = (s3.clone(), bucket.clone());
+    let (p, b) = (pick.clone(), bucket.clone());
     let (put_small, put_small_lat) = run_phase(args.small_objects, args.concurrency, move |i| {
-        let (c, b, body) = (c.clone(), b.clone(), small.clone());
+        let (c, b, body) = (p(i), b.clone(), small.clone());
         async move {
             c.put_object()
                 .bucket(b)
@@ -211,9 +219,9 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
         }
     })
     .await?;
-    let (c, b) = (s3.clone(), bucket.clone());
+    let (p, b) = (pick.clone(), bucket.clone());
     let (get_small, get_small_lat) = run_phase(args.small_objects, args.concurrency, move |i| {
-        let (c, b) = (c.clone(), b.clone());
+        let (c, b) = (p(i), b.clone());
         async move {
             let out = c
                 .get_object()
@@ -235,9 +243,9 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
             .collect::<Vec<u8>>(),
     );
     let large_concurrency = args.concurrency.min(4);
-    let (c, b) = (s3.clone(), bucket.clone());
+    let (p, b) = (pick.clone(), bucket.clone());
     let (put_large, _) = run_phase(args.large_objects, large_concurrency, move |i| {
-        let (c, b, body) = (c.clone(), b.clone(), large.clone());
+        let (c, b, body) = (p(i), b.clone(), large.clone());
         async move {
             c.put_object()
                 .bucket(b)
@@ -249,9 +257,9 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
         }
     })
     .await?;
-    let (c, b) = (s3.clone(), bucket.clone());
+    let (p, b) = (pick.clone(), bucket.clone());
     let (get_large, _) = run_phase(args.large_objects, large_concurrency, move |i| {
-        let (c, b) = (c.clone(), b.clone());
+        let (c, b) = (p(i), b.clone());
         async move {
             let mut out = c
                 .get_object()
@@ -270,10 +278,10 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
     })
     .await?;
 
-    let (c, b) = (s3.clone(), bucket.clone());
+    let (p, b) = (pick.clone(), bucket.clone());
     let small_count = args.small_objects;
     let (_, list_lat) = run_phase(args.lists, 1, move |i| {
-        let (c, b) = (c.clone(), b.clone());
+        let (c, b) = (p(i), b.clone());
         async move {
             let start = if small_count > 1000 {
                 format!("small/{:08}", (i * 997) % (small_count - 1000))
@@ -296,7 +304,7 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
 
     let mb = |bytes: usize, d: Duration| bytes as f64 / 1e6 / d.as_secs_f64();
     Ok(json!({
-        "endpoint": endpoint,
+        "endpoints": endpoints,
         "concurrency": args.concurrency,
         "put_4k": { "objects": args.small_objects, "ops_per_s": args.small_objects as f64 / put_small.as_secs_f64(), "p50_ms": percentile(&put_small_lat, 0.5), "p99_ms": percentile(&put_small_lat, 0.99) },
         "get_4k": { "objects": args.small_objects, "ops_per_s": args.small_objects as f64 / get_small.as_secs_f64(), "p50_ms": percentile(&get_small_lat, 0.5), "p99_ms": percentile(&get_small_lat, 0.99) },

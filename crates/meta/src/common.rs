@@ -1,7 +1,7 @@
 //! What both metadata stores share: error mapping, value conversions, and row decoding written
 //! once over sqlx's database-generic `Row`.
 
-use vallum_core::meta::{ChecksumAlgorithm, MetaError, MetaResult, WriteCondition};
+use vallum_core::meta::{ChecksumAlgorithm, ListStart, MetaError, MetaResult, WriteCondition};
 
 /// Whether a write condition holds for the key's current ETag.
 pub(crate) fn check_condition(current: Option<&str>, condition: &WriteCondition) -> MetaResult<()> {
@@ -195,3 +195,22 @@ macro_rules! object_from_joined_rows {
     }};
 }
 pub(crate) use object_from_joined_rows;
+
+/// A list page from an inclusive lower bound (`$1` bucket, `$2` bound, `$3` limit).
+pub(crate) const LIST_FROM_INCLUSIVE: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key >= $2 ORDER BY key LIMIT $3";
+/// A list page from an exclusive lower bound.
+pub(crate) const LIST_FROM_EXCLUSIVE: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key > $2 ORDER BY key LIMIT $3";
+
+/// The one lower bound where a listing of `prefix` from `start` begins, and whether it is
+/// inclusive. Giving the database a single bound matters: with two lower bounds on `key`
+/// SQLite ranges the index on one and filters the other, scanning from the prefix.
+pub(crate) fn list_lower_bound<'a>(
+    prefix: &'a str,
+    start: ListStart<'a>,
+) -> (&'a str, &'static str) {
+    match start {
+        ListStart::After(k) if k >= prefix => (k, LIST_FROM_EXCLUSIVE),
+        ListStart::AtOrAfter(k) if k >= prefix => (k, LIST_FROM_INCLUSIVE),
+        _ => (prefix, LIST_FROM_INCLUSIVE),
+    }
+}

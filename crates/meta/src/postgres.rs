@@ -19,7 +19,7 @@ use vallum_types::{BlobId, UploadId};
 
 use crate::common::{
     OBJECT_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt, json,
-    object_from_joined_rows, part_from_row, to_i64, to_u64, upload_from_row,
+    list_lower_bound, object_from_joined_rows, part_from_row, to_i64, to_u64, upload_from_row,
 };
 
 const MIGRATIONS: &[&str] = &[
@@ -408,25 +408,8 @@ impl MetaStore for PgMetaStore {
         limit: usize,
     ) -> MetaResult<Vec<ObjectSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        const FROM_PREFIX: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key >= $2 ORDER BY key LIMIT $3";
-        const AFTER: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key >= $2 AND key > $4 ORDER BY key LIMIT $3";
-        const AT_OR_AFTER: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key >= $2 AND key >= $4 ORDER BY key LIMIT $3";
-        let query = match start {
-            ListStart::Beginning => sqlx::query(FROM_PREFIX)
-                .bind(bucket)
-                .bind(prefix)
-                .bind(limit),
-            ListStart::After(k) => sqlx::query(AFTER)
-                .bind(bucket)
-                .bind(prefix)
-                .bind(limit)
-                .bind(k),
-            ListStart::AtOrAfter(k) => sqlx::query(AT_OR_AFTER)
-                .bind(bucket)
-                .bind(prefix)
-                .bind(limit)
-                .bind(k),
-        };
+        let (bound, sql) = list_lower_bound(prefix, start);
+        let query = sqlx::query(sql).bind(bucket).bind(bound).bind(limit);
         let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {

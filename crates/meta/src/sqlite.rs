@@ -17,7 +17,7 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use crate::common::{
     OBJECT_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt, json,
-    object_from_joined_rows, part_from_row, to_i64, to_u64, upload_from_row,
+    list_lower_bound, object_from_joined_rows, part_from_row, to_i64, to_u64, upload_from_row,
 };
 
 fn bucket_row(row: &SqliteRow) -> MetaResult<BucketRecord> {
@@ -367,25 +367,8 @@ impl MetaStore for SqliteMetaStore {
         limit: usize,
     ) -> MetaResult<Vec<ObjectSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        const FROM_PREFIX: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = ? AND key >= ? ORDER BY key LIMIT ?";
-        const AFTER: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = ? AND key >= ? AND key > ? ORDER BY key LIMIT ?";
-        const AT_OR_AFTER: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = ? AND key >= ? AND key >= ? ORDER BY key LIMIT ?";
-        let query = match start {
-            ListStart::Beginning => sqlx::query(FROM_PREFIX)
-                .bind(bucket)
-                .bind(prefix)
-                .bind(limit),
-            ListStart::After(k) => sqlx::query(AFTER)
-                .bind(bucket)
-                .bind(prefix)
-                .bind(k)
-                .bind(limit),
-            ListStart::AtOrAfter(k) => sqlx::query(AT_OR_AFTER)
-                .bind(bucket)
-                .bind(prefix)
-                .bind(k)
-                .bind(limit),
-        };
+        let (bound, sql) = list_lower_bound(prefix, start);
+        let query = sqlx::query(sql).bind(bucket).bind(bound).bind(limit);
         let rows = query.fetch_all(&self.read).await.map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
