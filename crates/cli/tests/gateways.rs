@@ -78,6 +78,37 @@ async fn three_gateways_behave_as_one_store() {
         }
     }
 
+    // Bucket delete racing writes through other gateways resolves one way or the other.
+    for round in 0..5 {
+        let name = format!("race-{round}");
+        c[0].create_bucket().bucket(&name).send().await.unwrap();
+        let (deleter, writer) = (c[1].clone(), c[2].clone());
+        let (n1, n2) = (name.clone(), name.clone());
+        let del = tokio::spawn(async move {
+            deleter
+                .delete_bucket()
+                .bucket(n1)
+                .send()
+                .await
+                .map_err(|e| e.into_service_error().code().map(str::to_owned))
+        });
+        let put = tokio::spawn(async move {
+            writer
+                .put_object()
+                .bucket(n2)
+                .key("k")
+                .body(ByteStream::from_static(b"x"))
+                .send()
+                .await
+                .map_err(|e| e.into_service_error().code().map(str::to_owned))
+        });
+        match (del.await.unwrap(), put.await.unwrap()) {
+            (Ok(_), Err(code)) => assert_eq!(code.as_deref(), Some("NoSuchBucket")),
+            (Err(code), Ok(_)) => assert_eq!(code.as_deref(), Some("BucketNotEmpty")),
+            other => panic!("unclean race outcome: {other:?}"),
+        }
+    }
+
     // Read-after-write and list-after-write across gateways.
     for i in 0..30 {
         let writer = &c[i % 3];
@@ -385,6 +416,33 @@ async fn postgres_restart_fails_cleanly_and_recovers_without_restarting_gateways
         .await
         .unwrap();
 
+    // Traffic keeps flowing while PostgreSQL goes away and comes back: every answer is a
+    // success or a clean 503, never an internal error.
+    let traffic_client = s3.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_flag = std::sync::Arc::clone(&stop);
+    let traffic = tokio::spawn(async move {
+        let mut statuses = Vec::new();
+        let mut i = 0u32;
+        while !stop_flag.load(std::sync::atomic::Ordering::SeqCst) {
+            i += 1;
+            let sent = traffic_client
+                .put_object()
+                .bucket("pgr")
+                .key(format!("traffic/{i:05}"))
+                .body(ByteStream::from_static(b"t"))
+                .send()
+                .await;
+            let status = match sent {
+                Ok(_) => 200,
+                Err(e) => e.raw_response().map_or(0, |r| r.status().as_u16()),
+            };
+            statuses.push((i, status));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        statuses
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
     pg.ctl("stop");
     let err = s3
         .put_object()
@@ -424,12 +482,47 @@ async fn postgres_restart_fails_cleanly_and_recovers_without_restarting_gateways
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let keys: Vec<String> = s3
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let statuses = traffic.await.unwrap();
+    assert!(
+        statuses.iter().all(|(_, st)| *st == 200 || *st == 503),
+        "only successes and clean 503s: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().any(|(_, st)| *st == 503),
+        "the outage was observed"
+    );
+    assert!(
+        statuses.last().is_some_and(|(_, st)| *st == 200),
+        "traffic recovered"
+    );
+    let listed = s3
         .list_objects_v2()
         .bucket("pgr")
+        .prefix("traffic/")
         .send()
         .await
-        .unwrap()
+        .unwrap();
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    let acknowledged: Vec<String> = statuses
+        .iter()
+        .filter(|(_, st)| *st == 200)
+        .map(|(i, _)| format!("traffic/{i:05}"))
+        .collect();
+    assert_eq!(keys, acknowledged, "exactly the acknowledged writes exist");
+    let listed = s3
+        .list_objects_v2()
+        .bucket("pgr")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> = listed
         .contents()
         .iter()
         .filter_map(|o| o.key().map(str::to_owned))
