@@ -83,18 +83,7 @@ async fn truncated_body_and_wrong_content_length_store_nothing() {
     request.extend(b"hello, and some garbage after the declared length");
     let resp = raw(&server, &request, false);
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
-    let got = s3
-        .get_object()
-        .bucket("bad")
-        .key("short")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let got = common::get_bytes(&s3, "bad", "short").await;
     assert_eq!(got.as_ref(), b"hello");
     // Nothing half-written is left in the temporary area either.
     tokio::time::sleep(Duration::from_millis(200)).await;

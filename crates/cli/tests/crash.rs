@@ -137,18 +137,7 @@ async fn verify(server: &Server, acked: &HashMap<String, ()>) {
             expected.len(),
             "{key} is listed with a partial size"
         );
-        let got = s3
-            .get_object()
-            .bucket("crash")
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        let got = common::get_bytes(&s3, "crash", key).await;
         assert!(
             got.as_ref() == expected.as_slice(),
             "{key} does not read back byte-identical"

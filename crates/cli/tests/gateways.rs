@@ -122,18 +122,7 @@ async fn three_gateways_behave_as_one_store() {
             .await
             .unwrap();
         let reader = &c[(i + 1) % 3];
-        let got = reader
-            .get_object()
-            .bucket("shared")
-            .key(&key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        let got = common::get_bytes(reader, "shared", &key).await;
         assert_eq!(got.as_ref(), data(1000 + i, i as u64).as_slice());
         let listed = c[(i + 2) % 3]
             .list_objects_v2()
@@ -234,18 +223,7 @@ async fn three_gateways_behave_as_one_store() {
         .send()
         .await
         .unwrap();
-    let got = c[2]
-        .get_object()
-        .bucket("shared")
-        .key("mp")
-        .send()
-        .await
-        .unwrap()
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+    let got = common::get_bytes(&c[2], "shared", "mp").await;
     let mut whole = p1;
     whole.extend(p2);
     assert!(got.as_ref() == whole.as_slice());
@@ -276,18 +254,7 @@ async fn three_gateways_behave_as_one_store() {
     let acked = writer.await.unwrap();
     assert!(!acked.is_empty());
     for key in &acked {
-        let got = c[0]
-            .get_object()
-            .bucket("shared")
-            .key(key)
-            .send()
-            .await
-            .unwrap()
-            .body
-            .collect()
-            .await
-            .unwrap()
-            .into_bytes();
+        let got = common::get_bytes(&c[0], "shared", key).await;
         assert_eq!(got.len(), 20_000, "{key}");
     }
 }

@@ -17,13 +17,45 @@ pub(crate) fn check_condition(current: Option<&str>, condition: &WriteCondition)
     }
 }
 
+/// Maps a database error: what a retry may cure becomes `Unavailable` (503 to clients).
 pub(crate) fn backend(err: sqlx::Error) -> MetaError {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            MetaError::Unavailable(err.to_string())
+    let retryable = match &err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                pg_retryable(&code)
+            } else {
+                sqlite_retryable(&code)
+            }
         }
-        other => MetaError::Backend(other.to_string()),
+        _ => false,
+    };
+    if retryable {
+        MetaError::Unavailable(err.to_string())
+    } else {
+        MetaError::Backend(err.to_string())
     }
+}
+
+/// PostgreSQL SQLSTATE classes 08 (connection), 40 (serialization failure, deadlock), 53
+/// (insufficient resources) and 57 (operator intervention: shutdown, restart).
+fn pg_retryable(sqlstate: &str) -> bool {
+    ["08", "40", "53", "57"]
+        .iter()
+        .any(|class| sqlstate.starts_with(class))
+}
+
+/// SQLite BUSY and LOCKED (primary codes 5 and 6; extended codes keep them in the low byte).
+fn sqlite_retryable(code: &str) -> bool {
+    code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> MetaError {
@@ -212,5 +244,28 @@ pub(crate) fn list_lower_bound<'a>(
         ListStart::After(k) if k >= prefix => (k, LIST_FROM_EXCLUSIVE),
         ListStart::AtOrAfter(k) if k >= prefix => (k, LIST_FROM_INCLUSIVE),
         _ => (prefix, LIST_FROM_INCLUSIVE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pg_retryable, sqlite_retryable};
+
+    #[test]
+    fn retryable_database_codes() {
+        for code in [
+            "57P01", "57P03", "08006", "08001", "40001", "40P01", "53300",
+        ] {
+            assert!(pg_retryable(code), "{code}");
+        }
+        for code in ["23505", "42P01", "22021", "XX000"] {
+            assert!(!pg_retryable(code), "{code}");
+        }
+        for code in ["5", "6", "517", "262"] {
+            assert!(sqlite_retryable(code), "{code}");
+        }
+        for code in ["19", "2067", "1", ""] {
+            assert!(!sqlite_retryable(code), "{code}");
+        }
     }
 }

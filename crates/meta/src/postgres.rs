@@ -63,7 +63,7 @@ impl PgMetaStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect(url)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         Self::migrate(&pool).await?;
         Ok(Self { pool })
     }
@@ -71,7 +71,7 @@ impl PgMetaStore {
     /// Applies missing migrations in one transaction (PostgreSQL DDL is transactional) under
     /// a transaction-scoped advisory lock, so gateways starting together migrate once.
     async fn migrate(pool: &PgPool) -> MetaResult<()> {
-        let mut tx = pool.begin().await.map_err(unavailable)?;
+        let mut tx = pool.begin().await.map_err(backend)?;
         Self::run(
             &mut tx,
             &format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK})"),
@@ -104,7 +104,7 @@ impl PgMetaStore {
             .await?;
             tracing::info!(version, "PostgreSQL metadata schema migrated");
         }
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(backend)
     }
 
     async fn run(tx: &mut Tx<'_>, sql: &str) -> MetaResult<()> {
@@ -126,7 +126,7 @@ impl PgMetaStore {
     }
 
     async fn begin(&self) -> MetaResult<Tx<'static>> {
-        self.pool.begin().await.map_err(unavailable)
+        self.pool.begin().await.map_err(backend)
     }
 
     async fn lock_key(tx: &mut Tx<'_>, kind: &str, a: &str, b: &str) -> MetaResult<()> {
@@ -273,14 +273,6 @@ fn statements(sql: &'static str) -> impl Iterator<Item = &'static str> {
     })
 }
 
-/// Connection-level failures mean "retry later" to the client (503), not an internal error.
-fn unavailable(err: sqlx::Error) -> MetaError {
-    match err {
-        sqlx::Error::Database(_) => backend(err),
-        other => MetaError::Unavailable(other.to_string()),
-    }
-}
-
 fn object_from_rows(rows: &[PgRow]) -> MetaResult<Option<ObjectRecord>> {
     object_from_joined_rows!(rows)
 }
@@ -294,7 +286,7 @@ impl MetaStore for PgMetaStore {
             .bind(&bucket.location)
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         if done.rows_affected() == 0 {
             Err(MetaError::BucketExists)
         } else {
@@ -307,7 +299,7 @@ impl MetaStore for PgMetaStore {
             .bind(name)
             .fetch_optional(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         row.as_ref().map(bucket_row).transpose()
     }
 
@@ -315,7 +307,7 @@ impl MetaStore for PgMetaStore {
         let rows = sqlx::query("SELECT name, created_ms, location FROM buckets ORDER BY name")
             .fetch_all(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         rows.iter().map(bucket_row).collect()
     }
 
@@ -345,7 +337,7 @@ impl MetaStore for PgMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(backend)
     }
 
     async fn put_object(
@@ -363,7 +355,7 @@ impl MetaStore for PgMetaStore {
             Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
         }
         Self::insert_object(&mut tx, object).await?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(backend)
     }
 
     async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
@@ -373,7 +365,7 @@ impl MetaStore for PgMetaStore {
             .bind(key)
             .fetch_all(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         object_from_rows(&rows)
     }
 
@@ -396,7 +388,7 @@ impl MetaStore for PgMetaStore {
         if existing.is_some() {
             Self::remove_object(&mut tx, bucket, key, now_ms).await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(backend)?;
         Ok(existing)
     }
 
@@ -410,7 +402,7 @@ impl MetaStore for PgMetaStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (bound, sql) = list_lower_bound(prefix, start);
         let query = sqlx::query(sql).bind(bucket).bind(bound).bind(limit);
-        let rows = query.fetch_all(&self.pool).await.map_err(unavailable)?;
+        let rows = query.fetch_all(&self.pool).await.map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let key: String = row.try_get("key").map_err(backend)?;
@@ -440,7 +432,7 @@ impl MetaStore for PgMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(backend)
     }
 
     async fn get_upload(&self, upload_id: UploadId) -> MetaResult<Option<UploadRecord>> {
@@ -448,7 +440,7 @@ impl MetaStore for PgMetaStore {
             .bind(upload_id.to_string())
             .fetch_optional(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         row.as_ref().map(upload_row).transpose()
     }
 
@@ -487,7 +479,7 @@ impl MetaStore for PgMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(backend)
     }
 
     async fn list_parts(
@@ -502,7 +494,7 @@ impl MetaStore for PgMetaStore {
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         rows.iter().map(part_row).collect()
     }
 
@@ -520,7 +512,7 @@ impl MetaStore for PgMetaStore {
                 .bind(id.to_string())
                 .fetch_optional(&self.pool)
                 .await
-                .map_err(unavailable)?,
+                .map_err(backend)?,
             None => None,
         };
         let rows = match (upload_id_marker, marker_initiated) {
@@ -536,7 +528,7 @@ impl MetaStore for PgMetaStore {
             .bind(limit)
             .fetch_all(&self.pool)
             .await
-            .map_err(unavailable)?,
+            .map_err(backend)?,
             _ => sqlx::query("SELECT * FROM uploads WHERE bucket = $1 AND key >= $2 AND key > $3 ORDER BY key, initiated_ms, upload_id LIMIT $4")
                 .bind(bucket)
                 .bind(prefix)
@@ -544,7 +536,7 @@ impl MetaStore for PgMetaStore {
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await
-                .map_err(unavailable)?,
+                .map_err(backend)?,
         };
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
@@ -605,7 +597,7 @@ impl MetaStore for PgMetaStore {
             .map_err(backend)?;
         Self::trash_parts(&mut tx, &id, now_ms).await?;
         Self::insert_object(&mut tx, object).await?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(backend)
     }
 
     async fn abort_upload(&self, upload_id: UploadId, now_ms: i64) -> MetaResult<()> {
@@ -613,7 +605,7 @@ impl MetaStore for PgMetaStore {
         let mut tx = self.begin().await?;
         Self::hold_upload(&mut tx, &id, true).await?;
         Self::trash_parts(&mut tx, &id, now_ms).await?;
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(backend)
     }
 
     async fn stale_uploads(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>> {
@@ -624,7 +616,7 @@ impl MetaStore for PgMetaStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(backend)?;
         rows.iter().map(upload_row).collect()
     }
 
@@ -636,7 +628,7 @@ impl MetaStore for PgMetaStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(backend)?;
         ids.iter()
             .map(|s| s.parse::<BlobId>().map_err(corrupt))
             .collect()
@@ -648,7 +640,7 @@ impl MetaStore for PgMetaStore {
             .bind(&ids)
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -659,7 +651,7 @@ impl MetaStore for PgMetaStore {
         .bind(blob.to_string())
         .fetch_optional(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(backend)?;
         Ok(found.is_some())
     }
 
@@ -680,7 +672,7 @@ impl MetaStore for PgMetaStore {
         .bind(now_ms)
         .execute(&self.pool)
         .await
-        .map_err(unavailable)?;
+        .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -690,7 +682,7 @@ impl MetaStore for PgMetaStore {
             .bind(holder)
             .execute(&self.pool)
             .await
-            .map_err(unavailable)?;
+            .map_err(backend)?;
         Ok(())
     }
 }

@@ -212,3 +212,19 @@ pub fn md5_hex(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The whole body of an object (the test fails if it cannot be read).
+pub async fn get_bytes(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bytes::Bytes {
+    client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {bucket}/{key}: {e:?}"))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes()
+}
