@@ -162,6 +162,63 @@ where
     Ok((started.elapsed(), all))
 }
 
+/// PUTs `count` copies of `body` as `<prefix>/<n>`; returns elapsed time and latencies.
+async fn put_phase(
+    pick: impl Fn(usize) -> aws_sdk_s3::Client + Clone + Send + Sync + 'static,
+    bucket: &str,
+    prefix: &'static str,
+    count: usize,
+    concurrency: usize,
+    body: bytes::Bytes,
+) -> Result<(Duration, Vec<Duration>)> {
+    let bucket = bucket.to_owned();
+    run_phase(count, concurrency, move |i| {
+        let (client, bucket, body) = (pick(i), bucket.clone(), body.clone());
+        async move {
+            client
+                .put_object()
+                .bucket(bucket)
+                .key(format!("{prefix}/{i:08}"))
+                .body(ByteStream::from(body))
+                .send()
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// GETs (streaming) the `count` objects `put_phase` wrote, checking each is `len` bytes.
+async fn get_phase(
+    pick: impl Fn(usize) -> aws_sdk_s3::Client + Clone + Send + Sync + 'static,
+    bucket: &str,
+    prefix: &'static str,
+    count: usize,
+    concurrency: usize,
+    len: usize,
+) -> Result<(Duration, Vec<Duration>)> {
+    let bucket = bucket.to_owned();
+    run_phase(count, concurrency, move |i| {
+        let (client, bucket) = (pick(i), bucket.clone());
+        async move {
+            let mut body = client
+                .get_object()
+                .bucket(bucket)
+                .key(format!("{prefix}/{i:08}"))
+                .send()
+                .await?
+                .body;
+            let mut n = 0usize;
+            while let Some(chunk) = body.try_next().await? {
+                n += chunk.len();
+            }
+            anyhow::ensure!(n == len, "short read: {n} of {len} bytes");
+            Ok(())
+        }
+    })
+    .await
+}
+
 async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
     let (_spawned, endpoints, ak, sk) = if args.endpoint.is_empty() {
         let (s, e, a, k) = spawn_local()?;
@@ -205,35 +262,23 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
     }
 
     let small = bytes::Bytes::from(vec![0x5a_u8; 4096]);
-    let (p, b) = (pick.clone(), bucket.clone());
-    let (put_small, put_small_lat) = run_phase(args.small_objects, args.concurrency, move |i| {
-        let (c, b, body) = (p(i), b.clone(), small.clone());
-        async move {
-            c.put_object()
-                .bucket(b)
-                .key(format!("small/{i:08}"))
-                .body(ByteStream::from(body))
-                .send()
-                .await?;
-            Ok(())
-        }
-    })
+    let (put_small, put_small_lat) = put_phase(
+        pick.clone(),
+        &bucket,
+        "small",
+        args.small_objects,
+        args.concurrency,
+        small,
+    )
     .await?;
-    let (p, b) = (pick.clone(), bucket.clone());
-    let (get_small, get_small_lat) = run_phase(args.small_objects, args.concurrency, move |i| {
-        let (c, b) = (p(i), b.clone());
-        async move {
-            let out = c
-                .get_object()
-                .bucket(b)
-                .key(format!("small/{i:08}"))
-                .send()
-                .await?;
-            let body = out.body.collect().await?.into_bytes();
-            anyhow::ensure!(body.len() == 4096, "short read");
-            Ok(())
-        }
-    })
+    let (get_small, get_small_lat) = get_phase(
+        pick.clone(),
+        &bucket,
+        "small",
+        args.small_objects,
+        args.concurrency,
+        4096,
+    )
     .await?;
 
     let large_bytes = 64 * 1024 * 1024;
@@ -243,39 +288,23 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
             .collect::<Vec<u8>>(),
     );
     let large_concurrency = args.concurrency.min(4);
-    let (p, b) = (pick.clone(), bucket.clone());
-    let (put_large, _) = run_phase(args.large_objects, large_concurrency, move |i| {
-        let (c, b, body) = (p(i), b.clone(), large.clone());
-        async move {
-            c.put_object()
-                .bucket(b)
-                .key(format!("large/{i:04}"))
-                .body(ByteStream::from(body))
-                .send()
-                .await?;
-            Ok(())
-        }
-    })
+    let (put_large, _) = put_phase(
+        pick.clone(),
+        &bucket,
+        "large",
+        args.large_objects,
+        large_concurrency,
+        large,
+    )
     .await?;
-    let (p, b) = (pick.clone(), bucket.clone());
-    let (get_large, _) = run_phase(args.large_objects, large_concurrency, move |i| {
-        let (c, b) = (p(i), b.clone());
-        async move {
-            let mut out = c
-                .get_object()
-                .bucket(b)
-                .key(format!("large/{i:04}"))
-                .send()
-                .await?
-                .body;
-            let mut n = 0usize;
-            while let Some(chunk) = out.try_next().await? {
-                n += chunk.len();
-            }
-            anyhow::ensure!(n == large_bytes, "short read");
-            Ok(())
-        }
-    })
+    let (get_large, _) = get_phase(
+        pick.clone(),
+        &bucket,
+        "large",
+        args.large_objects,
+        large_concurrency,
+        large_bytes,
+    )
     .await?;
 
     let (p, b) = (pick.clone(), bucket.clone());

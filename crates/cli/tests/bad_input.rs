@@ -118,14 +118,7 @@ async fn malformed_xml_documents_are_refused() {
         .send()
         .await
         .unwrap();
-    let valid = aws_sdk_s3::types::CompletedMultipartUpload::builder()
-        .parts(
-            aws_sdk_s3::types::CompletedPart::builder()
-                .part_number(1)
-                .e_tag(part.e_tag().unwrap())
-                .build(),
-        )
-        .build();
+    let valid = common::completed(&[(1, part.e_tag().unwrap())]);
     for body in [
         "<CompleteMultipartUpload><Part><PartNumber>1</Part>",
         "not xml at all",

@@ -128,6 +128,22 @@ fn send(server: &Server, head: &[(&str, String)], method_path: &str, body: &[u8]
     out
 }
 
+/// The headers every aws-chunked upload signs; `content_sha256` names the chunk scheme.
+fn chunked_headers(
+    server: &Server,
+    signer: &Signer,
+    content_sha256: &str,
+    decoded_len: usize,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("host", format!("127.0.0.1:{}", server.port)),
+        ("x-amz-date", signer.amz_date.clone()),
+        ("x-amz-content-sha256", content_sha256.to_owned()),
+        ("content-encoding", "aws-chunked".to_owned()),
+        ("x-amz-decoded-content-length", decoded_len.to_string()),
+    ]
+}
+
 fn signed_chunked_put(
     server: &Server,
     key: &str,
@@ -137,16 +153,12 @@ fn signed_chunked_put(
 ) -> String {
     let signer = Signer::new(server);
     let path = format!("/chunked/{key}");
-    let headers = vec![
-        ("host", format!("127.0.0.1:{}", server.port)),
-        ("x-amz-date", signer.amz_date.clone()),
-        (
-            "x-amz-content-sha256",
-            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD".to_owned(),
-        ),
-        ("content-encoding", "aws-chunked".to_owned()),
-        ("x-amz-decoded-content-length", payload.len().to_string()),
-    ];
+    let headers = chunked_headers(
+        server,
+        &signer,
+        "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+        payload.len(),
+    );
     let (auth, seed) = signer.sign("PUT", &path, &headers, "STREAMING-AWS4-HMAC-SHA256-PAYLOAD");
     let mut body = Vec::new();
     let mut previous = seed;
@@ -170,17 +182,13 @@ fn signed_chunked_put(
 fn trailer_put(server: &Server, key: &str, payload: &[u8], crc32: u32) -> String {
     let signer = Signer::new(server);
     let path = format!("/chunked/{key}");
-    let headers = vec![
-        ("host", format!("127.0.0.1:{}", server.port)),
-        ("x-amz-date", signer.amz_date.clone()),
-        (
-            "x-amz-content-sha256",
-            "STREAMING-UNSIGNED-PAYLOAD-TRAILER".to_owned(),
-        ),
-        ("content-encoding", "aws-chunked".to_owned()),
-        ("x-amz-decoded-content-length", payload.len().to_string()),
-        ("x-amz-trailer", "x-amz-checksum-crc32".to_owned()),
-    ];
+    let mut headers = chunked_headers(
+        server,
+        &signer,
+        "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        payload.len(),
+    );
+    headers.push(("x-amz-trailer", "x-amz-checksum-crc32".to_owned()));
     let (auth, _) = signer.sign("PUT", &path, &headers, "STREAMING-UNSIGNED-PAYLOAD-TRAILER");
     let mut body = Vec::new();
     for chunk in payload.chunks(64 * 1024) {

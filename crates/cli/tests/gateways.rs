@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use common::{Server, data};
 
 const MIB: usize = 1024 * 1024;
@@ -201,20 +200,7 @@ async fn three_gateways_behave_as_one_store() {
         .await
         .unwrap();
     assert_eq!(listed.parts().len(), 2);
-    let parts = CompletedMultipartUpload::builder()
-        .parts(
-            CompletedPart::builder()
-                .part_number(1)
-                .e_tag(e1.e_tag().unwrap())
-                .build(),
-        )
-        .parts(
-            CompletedPart::builder()
-                .part_number(2)
-                .e_tag(e2.e_tag().unwrap())
-                .build(),
-        )
-        .build();
+    let parts = common::completed(&[(1, e1.e_tag().unwrap()), (2, e2.e_tag().unwrap())]);
     c[1].complete_multipart_upload()
         .bucket("shared")
         .key("mp")
@@ -624,20 +610,7 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         .send()
         .await
         .unwrap();
-    let parts = CompletedMultipartUpload::builder()
-        .parts(
-            CompletedPart::builder()
-                .part_number(1)
-                .e_tag(e1.e_tag().unwrap())
-                .build(),
-        )
-        .parts(
-            CompletedPart::builder()
-                .part_number(2)
-                .e_tag(e2.e_tag().unwrap())
-                .build(),
-        )
-        .build();
+    let parts = common::completed(&[(1, e1.e_tag().unwrap()), (2, e2.e_tag().unwrap())]);
     s3.complete_multipart_upload()
         .bucket("mig")
         .key("unfinished")

@@ -16,6 +16,20 @@ fn code<E: ProvideErrorMetadata>(err: &E) -> String {
     err.code().unwrap_or("<none>").to_owned()
 }
 
+/// Completes upload `id` of bkt/big with `parts`, which must fail; returns the error code.
+async fn complete_fails(s3: &aws_sdk_s3::Client, id: &str, parts: &[(i32, &str)]) -> String {
+    let err = s3
+        .complete_multipart_upload()
+        .bucket("bkt")
+        .key("big")
+        .upload_id(id)
+        .multipart_upload(common::completed(parts))
+        .send()
+        .await
+        .unwrap_err();
+    code(&err.into_service_error())
+}
+
 async fn body(out: aws_sdk_s3::operation::get_object::GetObjectOutput) -> Vec<u8> {
     out.body.collect().await.unwrap().into_bytes().to_vec()
 }
@@ -863,77 +877,28 @@ async fn multipart_upload_full_cycle() {
             .collect::<Vec<_>>(),
         [id.as_str()]
     );
-
-    let part = |n: i32, e: &str| CompletedPart::builder().part_number(n).e_tag(e).build();
     // Out of order.
-    let bad = CompletedMultipartUpload::builder()
-        .parts(part(2, &e2))
-        .parts(part(1, &e1))
-        .build();
-    let err = s3
-        .complete_multipart_upload()
-        .bucket("bkt")
-        .key("big")
-        .upload_id(&id)
-        .multipart_upload(bad)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err.into_service_error()), "InvalidPartOrder");
-    // Wrong ETag.
-    let bad = CompletedMultipartUpload::builder()
-        .parts(part(1, "\"00000000000000000000000000000000\""))
-        .build();
-    let err = s3
-        .complete_multipart_upload()
-        .bucket("bkt")
-        .key("big")
-        .upload_id(&id)
-        .multipart_upload(bad)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err.into_service_error()), "InvalidPart");
-    // A small part that is not last.
-    let bad = CompletedMultipartUpload::builder()
-        .parts(part(3, &e3))
-        .parts(part(4, &e3))
-        .build();
-    let err = s3
-        .complete_multipart_upload()
-        .bucket("bkt")
-        .key("big")
-        .upload_id(&id)
-        .multipart_upload(bad)
-        .send()
-        .await
-        .unwrap_err();
     assert_eq!(
-        code(&err.into_service_error()),
+        complete_fails(&s3, &id, &[(2, &e2), (1, &e1)]).await,
+        "InvalidPartOrder"
+    );
+    // Wrong ETag.
+    assert_eq!(
+        complete_fails(&s3, &id, &[(1, "\"00000000000000000000000000000000\"")]).await,
+        "InvalidPart"
+    );
+    // A small part that is not last.
+    assert_eq!(
+        complete_fails(&s3, &id, &[(3, &e3), (4, &e3)]).await,
         "InvalidPart",
         "part 4 does not exist"
     );
-    let bad = CompletedMultipartUpload::builder()
-        .parts(part(1, &e1))
-        .parts(part(3, &e3))
-        .parts(part(2, &e2))
-        .build();
-    let err = s3
-        .complete_multipart_upload()
-        .bucket("bkt")
-        .key("big")
-        .upload_id(&id)
-        .multipart_upload(bad)
-        .send()
-        .await
-        .unwrap_err();
-    assert_eq!(code(&err.into_service_error()), "InvalidPartOrder");
+    assert_eq!(
+        complete_fails(&s3, &id, &[(1, &e1), (3, &e3), (2, &e2)]).await,
+        "InvalidPartOrder"
+    );
 
-    let good = CompletedMultipartUpload::builder()
-        .parts(part(1, &e1))
-        .parts(part(2, &e2))
-        .parts(part(3, &e3))
-        .build();
+    let good = common::completed(&[(1, &e1), (2, &e2), (3, &e3)]);
     let done = s3
         .complete_multipart_upload()
         .bucket("bkt")
@@ -1018,10 +983,7 @@ async fn multipart_upload_full_cycle() {
         .send()
         .await
         .unwrap();
-    let req = CompletedMultipartUpload::builder()
-        .parts(part(1, a.e_tag().unwrap()))
-        .parts(part(2, b.e_tag().unwrap()))
-        .build();
+    let req = common::completed(&[(1, a.e_tag().unwrap()), (2, b.e_tag().unwrap())]);
     let err = s3
         .complete_multipart_upload()
         .bucket("bkt")

@@ -228,3 +228,19 @@ pub async fn get_bytes(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> 
         .unwrap()
         .into_bytes()
 }
+
+/// The CompleteMultipartUpload document naming `parts` as (part number, ETag).
+pub fn completed(parts: &[(i32, &str)]) -> aws_sdk_s3::types::CompletedMultipartUpload {
+    let parts = parts
+        .iter()
+        .map(|(n, e)| {
+            aws_sdk_s3::types::CompletedPart::builder()
+                .part_number(*n)
+                .e_tag(*e)
+                .build()
+        })
+        .collect();
+    aws_sdk_s3::types::CompletedMultipartUpload::builder()
+        .set_parts(Some(parts))
+        .build()
+}
