@@ -28,6 +28,41 @@ pub enum Error {
     /// The key does not exist.
     #[error("The specified key does not exist")]
     NoSuchKey,
+    /// The named version does not exist.
+    #[error("The specified version does not exist.")]
+    NoSuchVersion,
+    /// The version read is a delete marker: 404 `NoSuchKey` for the latest, 405
+    /// `MethodNotAllowed` when named; both carry `x-amz-delete-marker: true`.
+    #[error("The specified key is a delete marker")]
+    DeleteMarker {
+        /// The marker's version id.
+        version_id: String,
+        /// When it was created.
+        last_modified_ms: i64,
+        /// The request named the version.
+        named: bool,
+    },
+    /// Object lock (or a missing permission) forbids the operation.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// The bucket's state does not allow the request.
+    #[error("{0}")]
+    InvalidBucketState(String),
+    /// The operation does not apply to this resource (e.g. tagging a delete marker).
+    #[error("The specified method is not allowed against this resource.")]
+    MethodNotAllowed,
+    /// A tag set breaks S3's rules.
+    #[error("{0}")]
+    InvalidTag(String),
+    /// GetObjectLockConfiguration on a bucket without object lock.
+    #[error("Object Lock configuration does not exist for this bucket")]
+    ObjectLockConfigurationNotFound,
+    /// GetBucketLifecycleConfiguration on a bucket without one.
+    #[error("The lifecycle configuration does not exist")]
+    NoSuchLifecycleConfiguration,
+    /// GetObjectRetention / GetObjectLegalHold on a version without that setting.
+    #[error("The specified object does not have a ObjectLock configuration")]
+    NoSuchObjectLockConfiguration,
     /// The multipart upload does not exist (or belongs to another key).
     #[error("The specified multipart upload does not exist")]
     NoSuchUpload,
@@ -130,6 +165,12 @@ impl From<MetaError> for Error {
             MetaError::BucketNotEmpty => Error::BucketNotEmpty,
             MetaError::PreconditionFailed => Error::PreconditionFailed,
             MetaError::NoSuchUpload => Error::NoSuchUpload,
+            MetaError::NoSuchKey => Error::NoSuchKey,
+            MetaError::NoSuchVersion => Error::NoSuchVersion,
+            MetaError::DeleteMarker => Error::MethodNotAllowed,
+            MetaError::Locked(msg) => Error::AccessDenied(msg),
+            MetaError::InvalidBucketState(msg) => Error::InvalidBucketState(msg),
+            MetaError::Invalid(msg) => Error::InvalidRequest(msg),
             MetaError::PartChanged(n) => Error::InvalidPart(format!(
                 "part {n} was replaced while the upload was being completed"
             )),

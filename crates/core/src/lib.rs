@@ -13,10 +13,12 @@ pub mod clock;
 pub mod digest;
 pub mod error;
 pub mod gc;
+pub mod lifecycle;
 pub mod list;
 pub mod meta;
 pub mod multipart;
 pub mod service;
+pub mod versioning;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;

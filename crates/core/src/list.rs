@@ -6,7 +6,8 @@
 use vallum_types::limits::{LIST_BATCH_ROWS, MAX_LIST_KEYS};
 
 use crate::error::{Error, Result};
-use crate::meta::{ListStart, ObjectSummary};
+use crate::meta::{ListStart, ObjectSummary, VersionStart, VersionSummary};
+use crate::versioning::is_valid_version_id;
 use crate::service::ObjectService;
 
 /// Rows read first after a common prefix was skipped.
@@ -211,6 +212,189 @@ impl ObjectService {
             page.next = None;
         }
         Ok(page)
+    }
+}
+
+/// One page of ListObjectVersions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VersionsPage {
+    /// Versions and delete markers, by key then newest first.
+    pub versions: Vec<VersionSummary>,
+    /// Common prefixes, in order.
+    pub common_prefixes: Vec<String>,
+    /// More entries follow.
+    pub truncated: bool,
+    /// `NextKeyMarker` when truncated.
+    pub next_key_marker: Option<String>,
+    /// `NextVersionIdMarker` when truncated after a version (not after a common prefix).
+    pub next_version_id_marker: Option<String>,
+}
+
+enum VersionCursor {
+    Beginning,
+    AfterKey(String),
+    AtOrAfterKey(String),
+    AfterVersion(String, i64),
+}
+
+impl VersionCursor {
+    fn as_start(&self) -> VersionStart<'_> {
+        match self {
+            VersionCursor::Beginning => VersionStart::Beginning,
+            VersionCursor::AfterKey(k) => VersionStart::AfterKey(k),
+            VersionCursor::AtOrAfterKey(k) => VersionStart::AtOrAfterKey(k),
+            VersionCursor::AfterVersion(k, s) => VersionStart::AfterVersion(k, *s),
+        }
+    }
+
+    fn skip_prefix(prefix: &str) -> (Self, Option<String>) {
+        match prefix_successor(prefix) {
+            Some(next) => (VersionCursor::AtOrAfterKey(next), None),
+            None => (VersionCursor::AfterKey(prefix.to_owned()), Some(prefix.to_owned())),
+        }
+    }
+}
+
+impl ObjectService {
+    /// ListObjectVersions: versions and delete markers of `bucket` by key then newest first,
+    /// from (`key_marker`, `version_id_marker`), at most `max_keys` entries (versions plus
+    /// common prefixes; capped at 1000).
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        delimiter: Option<&str>,
+        key_marker: Option<&str>,
+        version_id_marker: Option<&str>,
+        max_keys: usize,
+    ) -> Result<VersionsPage> {
+        self.bucket(bucket).await?;
+        let max_keys = max_keys.min(MAX_LIST_KEYS);
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let key_marker = key_marker.filter(|k| !k.is_empty());
+        let mut page = VersionsPage::default();
+        let (mut cursor, mut skipping) = match (key_marker, version_id_marker) {
+            (None, Some(_)) => {
+                return Err(Error::InvalidArgument(
+                    "A version-id marker cannot be specified without a key marker.".into(),
+                ));
+            }
+            (None, None) => (VersionCursor::Beginning, None),
+            (Some(k), Some(v)) if !v.is_empty() => {
+                if !is_valid_version_id(v) {
+                    return Err(Error::InvalidArgument("Invalid version id specified".into()));
+                }
+                match self.meta.get_object(bucket, k, Some(v)).await? {
+                    Some(found) => (VersionCursor::AfterVersion(k.to_owned(), found.seq), None),
+                    None => (VersionCursor::AfterKey(k.to_owned()), None),
+                }
+            }
+            (Some(k), _) => match Marker::from_client(k, prefix, delimiter) {
+                Marker::Prefix(p) => VersionCursor::skip_prefix(&p),
+                Marker::Key(k) => (VersionCursor::AfterKey(k), None),
+            },
+        };
+        if max_keys == 0 {
+            return Ok(page);
+        }
+        let mut count = 0usize;
+        let mut batch_rows = if delimiter.is_some() {
+            FIRST_DELIMITED_BATCH
+        } else {
+            (max_keys + 1).min(LIST_BATCH_ROWS)
+        };
+        'batches: loop {
+            let after_version = matches!(cursor, VersionCursor::AfterVersion(..));
+            let batch = self
+                .meta
+                .list_versions(bucket, prefix, cursor.as_start(), batch_rows)
+                .await?;
+            let full_batch = batch.len() == batch_rows;
+            batch_rows = if delimiter.is_some() {
+                (batch_rows * 2).min(LIST_BATCH_ROWS)
+            } else {
+                (max_keys + 1 - count.min(max_keys)).clamp(1, LIST_BATCH_ROWS)
+            };
+            if batch.is_empty() && !after_version {
+                break;
+            }
+            if batch.is_empty() || (after_version && !full_batch) {
+                // The rest of one key is done: continue with the keys after it.
+                let key = match &cursor {
+                    VersionCursor::AfterVersion(k, _) => k.clone(),
+                    _ => unreachable!("checked above"),
+                };
+                for version in batch {
+                    if !self.take_version(&mut page, &mut count, max_keys, version) {
+                        break 'batches;
+                    }
+                }
+                cursor = VersionCursor::AfterKey(key);
+                continue;
+            }
+            for version in batch {
+                cursor = VersionCursor::AfterVersion(version.key.clone(), version.seq);
+                if let Some(skip) = &skipping {
+                    if version.key.starts_with(skip.as_str()) {
+                        continue;
+                    }
+                    skipping = None;
+                }
+                let rolled_up = delimiter.and_then(|d| {
+                    let rest = version.key.get(prefix.len()..)?;
+                    rest.find(d)
+                        .map(|pos| version.key[..prefix.len() + pos + d.len()].to_owned())
+                });
+                if let Some(common) = rolled_up {
+                    if count == max_keys {
+                        page.truncated = true;
+                        break 'batches;
+                    }
+                    count += 1;
+                    let (next_cursor, next_skip) = VersionCursor::skip_prefix(&common);
+                    page.next_key_marker = Some(common.clone());
+                    page.next_version_id_marker = None;
+                    page.common_prefixes.push(common);
+                    cursor = next_cursor;
+                    skipping = next_skip;
+                    if skipping.is_none() {
+                        batch_rows = FIRST_DELIMITED_BATCH;
+                        continue 'batches;
+                    }
+                    continue;
+                }
+                if !self.take_version(&mut page, &mut count, max_keys, version) {
+                    break 'batches;
+                }
+            }
+            if !full_batch {
+                break;
+            }
+        }
+        if !page.truncated {
+            page.next_key_marker = None;
+            page.next_version_id_marker = None;
+        }
+        Ok(page)
+    }
+
+    /// Adds a version to the page; false (and the page marked truncated) when it is full.
+    fn take_version(
+        &self,
+        page: &mut VersionsPage,
+        count: &mut usize,
+        max_keys: usize,
+        version: VersionSummary,
+    ) -> bool {
+        if *count == max_keys {
+            page.truncated = true;
+            return false;
+        }
+        *count += 1;
+        page.next_key_marker = Some(version.key.clone());
+        page.next_version_id_marker = Some(version.version_id.clone());
+        page.versions.push(version);
+        true
     }
 }
 

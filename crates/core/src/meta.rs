@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use vallum_types::{BlobId, UploadId};
 
+use crate::lifecycle::LifecycleConfig;
+use crate::versioning::{BucketUpdate, ObjectLock, ObjectLockConfig, Tags, VersionUpdate, Versioning};
+
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
@@ -27,6 +30,24 @@ pub enum MetaError {
     /// The upload does not exist.
     #[error("no such upload")]
     NoSuchUpload,
+    /// The key has no current version (or none at all).
+    #[error("no such key")]
+    NoSuchKey,
+    /// The named version does not exist.
+    #[error("no such version")]
+    NoSuchVersion,
+    /// The named version is a delete marker, which the operation does not apply to.
+    #[error("the version is a delete marker")]
+    DeleteMarker,
+    /// Object lock protects the version; the text says how.
+    #[error("{0}")]
+    Locked(String),
+    /// The bucket's state does not allow the change.
+    #[error("{0}")]
+    InvalidBucketState(String),
+    /// The change is not allowed.
+    #[error("{0}")]
+    Invalid(String),
     /// A part named in a completion is no longer the part stored under that number.
     #[error("part {0} changed during completion")]
     PartChanged(u32),
@@ -53,6 +74,27 @@ pub struct BucketRecord {
     pub created_ms: i64,
     /// The region (location constraint) it was created in.
     pub location: String,
+    /// Versioning state.
+    pub versioning: Versioning,
+    /// Object lock configuration; `Some` means object lock is enabled (for good).
+    pub object_lock: Option<ObjectLockConfig>,
+    /// Lifecycle configuration.
+    pub lifecycle: Option<LifecycleConfig>,
+}
+
+impl BucketRecord {
+    /// A new bucket with default settings.
+    #[must_use]
+    pub fn new(name: impl Into<String>, created_ms: i64, location: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            created_ms,
+            location: location.into(),
+            versioning: Versioning::Unversioned,
+            object_lock: None,
+            lifecycle: None,
+        }
+    }
 }
 
 /// Representation headers and user metadata stored with an object.
@@ -146,13 +188,21 @@ pub struct Segment {
     pub size_bytes: u64,
 }
 
-/// A stored object.
+/// A stored object version (or delete marker).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRecord {
     /// Bucket name.
     pub bucket: String,
     /// Object key.
     pub key: String,
+    /// Version id: `null` or 32 hex digits. Assigned by the store on write.
+    pub version_id: String,
+    /// Order among the key's versions (larger is newer). Assigned by the store on write.
+    pub seq: i64,
+    /// True for the key's newest version. Maintained by the store.
+    pub latest: bool,
+    /// True for a delete marker (no data).
+    pub delete_marker: bool,
     /// Size in bytes.
     pub size_bytes: u64,
     /// ETag without quotes: hex MD5, or `<hex>-<parts>` for multipart objects.
@@ -167,6 +217,84 @@ pub struct ObjectRecord {
     pub parts_count: Option<u32>,
     /// The data, in order. Sizes add up to `size_bytes`.
     pub segments: Vec<Segment>,
+    /// Object tags.
+    pub tags: Tags,
+    /// Retention and legal hold.
+    pub lock: ObjectLock,
+}
+
+/// What ListObjectVersions (and the lifecycle worker) sees per version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionSummary {
+    /// Object key.
+    pub key: String,
+    /// Version id.
+    pub version_id: String,
+    /// Order among the key's versions (larger is newer).
+    pub seq: i64,
+    /// True for the key's newest version.
+    pub latest: bool,
+    /// True for a delete marker.
+    pub delete_marker: bool,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// ETag without quotes (empty for delete markers).
+    pub etag: String,
+    /// Last-Modified, ms since the epoch.
+    pub last_modified_ms: i64,
+    /// Tags (for lifecycle filters).
+    pub tags: Tags,
+    /// Retention and legal hold.
+    pub lock: ObjectLock,
+}
+
+/// Where a version listing starts. Versions are ordered by key, then newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionStart<'a> {
+    /// The first version.
+    Beginning,
+    /// The first version of the first key strictly after this one.
+    AfterKey(&'a str),
+    /// The first key at or after this one.
+    AtOrAfterKey(&'a str),
+    /// The version after (older than) version `seq` of key.
+    AfterVersion(&'a str, i64),
+}
+
+/// A condition a delete must meet, checked atomically with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteCondition {
+    /// No condition.
+    None,
+    /// The key's latest version must still be the one ordered at this seq.
+    LatestSeq(i64),
+    /// The named version must not be the latest.
+    NotLatest,
+    /// The key's only version must be the delete marker ordered at this seq (it is removed).
+    SoleMarker(i64),
+}
+
+/// A DeleteObject request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteRequest<'a> {
+    /// Remove this version for good; `None` deletes the current object (a delete marker in
+    /// versioned buckets).
+    pub version_id: Option<&'a str>,
+    /// The request may bypass GOVERNANCE retention (header present and permission held).
+    pub bypass_governance: bool,
+    /// Atomic condition.
+    pub condition: DeleteCondition,
+}
+
+/// What a delete did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeleteResult {
+    /// The version removed, or the delete marker created (absent in unversioned buckets).
+    pub version_id: Option<String>,
+    /// The version removed or created is a delete marker.
+    pub delete_marker: bool,
+    /// Something was removed or created.
+    pub changed: bool,
 }
 
 /// What a listing returns per object.
@@ -219,6 +347,10 @@ pub struct UploadRecord {
     pub attrs: ObjectAttrs,
     /// The checksum algorithm the client announced, if any.
     pub checksum_algorithm: Option<ChecksumAlgorithm>,
+    /// Tags the completed object gets.
+    pub tags: Tags,
+    /// Retention and legal hold the completed object gets.
+    pub lock: ObjectLock,
 }
 
 /// One uploaded part.
@@ -248,28 +380,63 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>>;
     /// All buckets, by name.
     async fn list_buckets(&self) -> MetaResult<Vec<BucketRecord>>;
-    /// Deletes an empty bucket; its unfinished uploads are aborted and their parts trashed.
+    /// Deletes a bucket that holds no version (nor delete marker); its unfinished uploads are
+    /// aborted and their parts trashed.
     async fn delete_bucket(&self, name: &str, now_ms: i64) -> MetaResult<()>;
+    /// Applies a configuration change (checked by `versioning::apply_bucket_update` inside the
+    /// transaction) and returns the updated bucket.
+    async fn update_bucket(&self, name: &str, update: &BucketUpdate) -> MetaResult<BucketRecord>;
 
-    /// Stores an object record if `condition` holds; the blobs of the record it replaces go to
-    /// the trash.
+    /// Stores a new version if `condition` holds (checked against the latest version that is
+    /// not a delete marker) and returns its version id. In an `Enabled` bucket it becomes the
+    /// newest version; otherwise it replaces the `null` version, whose blobs go to the trash —
+    /// unless object lock protects it (`Locked`).
     async fn put_object(
         &self,
         object: &ObjectRecord,
         condition: &WriteCondition,
         now_ms: i64,
-    ) -> MetaResult<()>;
-    /// Looks an object up, segments included.
-    async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>>;
-    /// Removes an object (its blobs go to the trash) and returns what was removed. A missing
-    /// key is not an error; a missing bucket is.
+    ) -> MetaResult<String>;
+    /// Looks a version up (the latest when `version_id` is `None`), segments included. The
+    /// latest may be a delete marker.
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> MetaResult<Option<ObjectRecord>>;
+    /// Deletes as S3 does: a named version is removed for good (`Locked` if protected); else
+    /// unversioned buckets remove the object, `Enabled` ones add a delete marker, `Suspended`
+    /// ones replace the `null` version with a `null` delete marker. Removed blobs go to the
+    /// trash. A missing key or version is not an error; a missing bucket is.
     async fn delete_object(
         &self,
         bucket: &str,
         key: &str,
+        request: &DeleteRequest<'_>,
         now_ms: i64,
-    ) -> MetaResult<Option<ObjectRecord>>;
-    /// Up to `limit` objects whose key starts with `prefix`, from `start`, in byte order of key.
+    ) -> MetaResult<DeleteResult>;
+    /// Changes a version's tags, retention or legal hold (checked by
+    /// `versioning::apply_version_update` inside the transaction); returns the version id.
+    async fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        update: &VersionUpdate,
+        now_ms: i64,
+    ) -> MetaResult<String>;
+    /// Up to `limit` versions whose key starts with `prefix`, from `start`, by key then newest
+    /// first.
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: VersionStart<'_>,
+        limit: usize,
+    ) -> MetaResult<Vec<VersionSummary>>;
+    /// Up to `limit` current objects (latest versions that are not delete markers) whose key
+    /// starts with `prefix`, from `start`, in byte order of key.
     async fn list_objects(
         &self,
         bucket: &str,
@@ -304,7 +471,7 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> MetaResult<Vec<UploadRecord>>;
     /// Atomically: checks that segment *i* of `object` is still the blob of part
     /// `part_numbers[i]`, checks `condition`, stores `object`, trashes unused parts and the
-    /// replaced object, and removes the upload.
+    /// replaced object, and removes the upload. Versions as `put_object`; returns the version id.
     async fn complete_upload(
         &self,
         upload_id: UploadId,
@@ -312,7 +479,7 @@ pub trait MetaStore: Send + Sync + 'static {
         part_numbers: &[u32],
         condition: &WriteCondition,
         now_ms: i64,
-    ) -> MetaResult<()>;
+    ) -> MetaResult<String>;
     /// Removes an upload; its parts go to the trash.
     async fn abort_upload(&self, upload_id: UploadId, now_ms: i64) -> MetaResult<()>;
     /// Up to `limit` uploads initiated before `before_ms`.
@@ -337,4 +504,9 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> MetaResult<bool>;
     /// Gives lease `name` up if `holder` holds it.
     async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()>;
+
+    /// The saved state of background job `name` (opaque JSON), if any.
+    async fn get_job(&self, name: &str) -> MetaResult<Option<String>>;
+    /// Saves the state of background job `name`.
+    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()>;
 }

@@ -13,7 +13,8 @@ use crate::meta::{
     ChecksumAlgorithm, Checksums, ObjectAttrs, ObjectRecord, PartRecord, Segment, UploadRecord,
     WriteCondition,
 };
-use crate::service::{BodyCheck, ByteRange, ObjectService, ReadConditions, check_attrs};
+use crate::service::{BodyCheck, ByteRange, LockRequest, ObjectService, ReadConditions, check_attrs};
+use crate::versioning::{Tags, validate_tags};
 
 /// A part as CompleteMultipartUpload names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +77,17 @@ impl ObjectService {
         key: &str,
         attrs: ObjectAttrs,
         algorithm: Option<ChecksumAlgorithm>,
+        tags: Tags,
+        lock: LockRequest,
     ) -> Result<UploadRecord> {
         ObjectKey::new(key)?;
         check_attrs(&attrs)?;
+        validate_tags(&tags).map_err(Error::InvalidTag)?;
+        let record = self.bucket(bucket).await?;
+        let lock = self.resolve_lock(&record, lock)?;
         let upload = UploadRecord {
+            tags,
+            lock,
             upload_id: UploadId::random(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
@@ -161,12 +169,13 @@ impl ObjectService {
         part_number: i64,
         src_bucket: &str,
         src_key: &str,
+        src_version: Option<&str>,
         src_range: Option<ByteRange>,
         src_conditions: &ReadConditions,
     ) -> Result<(PartRecord, i64)> {
         let part_number = check_part_number(part_number)?;
         let upload = self.upload(bucket, key, upload_id).await?;
-        let source = self.head_object(src_bucket, src_key).await?;
+        let source = self.head_object(src_bucket, src_key, src_version).await?;
         src_conditions.check(&source, true)?;
         let range = match src_range {
             Some(r) => r.resolve(source.size_bytes).map_err(|_| {
@@ -271,9 +280,15 @@ impl ObjectService {
             })
             .unwrap_or_default();
         let parts_count = u32::try_from(chosen.len()).map_err(|_| Error::InvalidPartOrder)?;
-        let object = ObjectRecord {
+        let mut object = ObjectRecord {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
+            version_id: String::new(),
+            seq: 0,
+            latest: true,
+            delete_marker: false,
+            tags: upload.tags.clone(),
+            lock: upload.lock,
             size_bytes,
             etag,
             last_modified_ms: self.now_ms(),
@@ -289,7 +304,8 @@ impl ObjectService {
                 .collect(),
         };
         let numbers: Vec<u32> = chosen.iter().map(|p| p.part_number).collect();
-        self.meta
+        object.version_id = self
+            .meta
             .complete_upload(
                 upload.upload_id,
                 &object,

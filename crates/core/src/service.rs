@@ -14,7 +14,12 @@ use crate::clock::Clock;
 use crate::digest::{self, ChecksumSet, Digests, Expectations};
 use crate::error::{Error, Result};
 use crate::meta::{
-    BucketRecord, ChecksumAlgorithm, MetaStore, ObjectAttrs, ObjectRecord, Segment, WriteCondition,
+    BucketRecord, ChecksumAlgorithm, DeleteCondition, DeleteRequest, DeleteResult, MetaStore,
+    ObjectAttrs, ObjectRecord, Segment, WriteCondition,
+};
+use crate::versioning::{
+    BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, Tags, VersionUpdate,
+    Versioning, is_valid_version_id, validate_tags,
 };
 
 /// A byte range as a client asks for it.
@@ -135,6 +140,19 @@ pub struct PutObject {
     pub check: BodyCheck,
     /// Conditional-write header.
     pub condition: WriteCondition,
+    /// Tags (`x-amz-tagging`).
+    pub tags: Tags,
+    /// Object lock headers.
+    pub lock: LockRequest,
+}
+
+/// Object lock settings a write asks for (`x-amz-object-lock-*` headers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockRequest {
+    /// Explicit retention (mode and date together).
+    pub retention: Option<Retention>,
+    /// Explicit legal hold.
+    pub legal_hold: Option<bool>,
 }
 
 /// A CopyObject request.
@@ -143,6 +161,8 @@ pub struct CopyObject {
     pub src_bucket: String,
     /// Source key.
     pub src_key: String,
+    /// Source version (`?versionId=` in `x-amz-copy-source`).
+    pub src_version: Option<String>,
     /// `x-amz-copy-source-if-*`.
     pub src_conditions: ReadConditions,
     /// Destination bucket.
@@ -153,6 +173,10 @@ pub struct CopyObject {
     pub replace_attrs: Option<ObjectAttrs>,
     /// Conditional-write header on the destination.
     pub condition: WriteCondition,
+    /// `Some` for `x-amz-tagging-directive: REPLACE`: the new tags.
+    pub replace_tags: Option<Tags>,
+    /// Object lock headers for the new object.
+    pub lock: LockRequest,
 }
 
 /// The outcome of a DeleteObjects entry.
@@ -160,8 +184,10 @@ pub struct CopyObject {
 pub struct DeleteOutcome {
     /// The key.
     pub key: String,
-    /// `Ok` if deleted (or already absent).
-    pub result: Result<()>,
+    /// The version asked for.
+    pub version_id: Option<String>,
+    /// What happened (deleting an absent key or version succeeds).
+    pub result: Result<DeleteResult>,
 }
 
 /// An object opened for reading.
@@ -221,17 +247,42 @@ impl ObjectService {
 
     // ---- buckets ----
 
+    /// Creates a bucket with object lock (and therefore versioning) enabled.
+    pub async fn create_locked_bucket(&self, name: &str) -> Result<BucketRecord> {
+        self.create_bucket(name).await?;
+        self.meta
+            .update_bucket(name, &BucketUpdate::Versioning(Versioning::Enabled))
+            .await?;
+        let bucket = self
+            .meta
+            .update_bucket(name, &BucketUpdate::ObjectLock(ObjectLockConfig::default()))
+            .await?;
+        tracing::info!(target: "vallum::audit", event = "object_lock_enabled", bucket = name, "bucket created with object lock");
+        Ok(bucket)
+    }
+
+    /// Changes a bucket's configuration (versioning, object lock, lifecycle).
+    pub async fn update_bucket(&self, name: &str, update: BucketUpdate) -> Result<BucketRecord> {
+        if let BucketUpdate::Lifecycle(Some(config)) = &update {
+            config.validate().map_err(Error::InvalidArgument)?;
+        }
+        if let BucketUpdate::ObjectLock(config) = &update
+            && let Some(d) = &config.default_retention
+        {
+            d.validate().map_err(Error::InvalidArgument)?;
+        }
+        let bucket = self.meta.update_bucket(name, &update).await?;
+        tracing::info!(target: "vallum::audit", event = "bucket_configuration_changed", bucket = name, change = ?update, "bucket configuration changed");
+        Ok(bucket)
+    }
+
     /// Creates a bucket.
     pub async fn create_bucket(&self, name: &str) -> Result<BucketRecord> {
         let name = BucketName::new(name)?;
         if self.meta.list_buckets().await?.len() >= MAX_BUCKETS {
             return Err(Error::TooManyBuckets);
         }
-        let record = BucketRecord {
-            name: name.as_str().to_owned(),
-            created_ms: self.clock.now_ms(),
-            location: self.region.clone(),
-        };
+        let record = BucketRecord::new(name.as_str(), self.clock.now_ms(), self.region.clone());
         self.meta.create_bucket(&record).await?;
         tracing::info!(bucket = %name, "bucket created");
         Ok(record)
@@ -267,15 +318,50 @@ impl ObjectService {
         {
             return Err(Error::EntityTooLarge(MAX_PUT_OBJECT_BYTES));
         }
-        self.bucket(&req.bucket).await?;
+        validate_tags(&req.tags).map_err(Error::InvalidTag)?;
+        let bucket = self.bucket(&req.bucket).await?;
+        let lock = self.resolve_lock(&bucket, req.lock)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
             .await?;
         let (blob, digests) = self
             .write_blob(body, req.check, MAX_PUT_OBJECT_BYTES)
             .await?;
-        let record = self.single_blob_record(req.bucket, req.key, req.attrs, blob, digests);
-        self.commit(&record, &req.condition, &[blob]).await?;
+        let mut record = self.single_blob_record(req.bucket, req.key, req.attrs, blob, digests);
+        record.tags = req.tags;
+        record.lock = lock;
+        self.commit(&mut record, &req.condition, &[blob]).await?;
         Ok(record)
+    }
+
+    /// The lock state a new version gets: explicit settings, else the bucket's default
+    /// retention. Lock settings on a bucket without object lock are refused.
+    pub(crate) fn resolve_lock(&self, bucket: &BucketRecord, req: LockRequest) -> Result<ObjectLock> {
+        let Some(config) = &bucket.object_lock else {
+            if req.retention.is_some() || req.legal_hold.is_some() {
+                return Err(Error::InvalidRequest(
+                    "Bucket is missing ObjectLockConfiguration".into(),
+                ));
+            }
+            return Ok(ObjectLock::default());
+        };
+        let now = self.now_ms();
+        if let Some(r) = req.retention
+            && r.until_ms <= now
+        {
+            return Err(Error::InvalidArgument(
+                "The retain until date must be in the future!".into(),
+            ));
+        }
+        let retention = req.retention.or_else(|| {
+            config
+                .default_retention
+                .map(|d| d.retention_from(now))
+        });
+        let lock = ObjectLock {
+            retention,
+            legal_hold: req.legal_hold.unwrap_or(false),
+        };
+        Ok(lock)
     }
 
     /// Fails fast (before any data is written) when a write condition already cannot hold.
@@ -288,11 +374,12 @@ impl ObjectService {
     ) -> Result<()> {
         match condition {
             WriteCondition::None => Ok(()),
-            WriteCondition::IfAbsent => match self.meta.get_object(bucket, key).await? {
-                Some(_) => Err(Error::PreconditionFailed),
-                None => Ok(()),
+            WriteCondition::IfAbsent => match self.meta.get_object(bucket, key, None).await? {
+                Some(obj) if !obj.delete_marker => Err(Error::PreconditionFailed),
+                _ => Ok(()),
             },
-            WriteCondition::IfMatch(etag) => match self.meta.get_object(bucket, key).await? {
+            WriteCondition::IfMatch(etag) => match self.meta.get_object(bucket, key, None).await? {
+                Some(obj) if obj.delete_marker => Err(Error::NoSuchKey),
                 Some(obj) if etag == "*" || obj.etag == *etag => Ok(()),
                 Some(_) => Err(Error::PreconditionFailed),
                 None => Err(Error::NoSuchKey),
@@ -382,6 +469,12 @@ impl ObjectService {
         ObjectRecord {
             bucket,
             key,
+            version_id: String::new(),
+            seq: 0,
+            latest: true,
+            delete_marker: false,
+            tags: Tags::new(),
+            lock: ObjectLock::default(),
             size_bytes: digests.len_bytes,
             etag: digest::hex(&digests.md5),
             last_modified_ms: self.clock.now_ms(),
@@ -398,7 +491,7 @@ impl ObjectService {
     /// Commits a record whose blobs are written; on failure deletes the blobs.
     pub(crate) async fn commit(
         &self,
-        record: &ObjectRecord,
+        record: &mut ObjectRecord,
         condition: &WriteCondition,
         new_blobs: &[BlobId],
     ) -> Result<()> {
@@ -407,8 +500,12 @@ impl ObjectService {
             .put_object(record, condition, self.clock.now_ms())
             .await
         {
-            Ok(()) => {
-                tracing::debug!(bucket = %record.bucket, key = %record.key, size_bytes = record.size_bytes, "object stored");
+            Ok(version_id) => {
+                record.version_id = version_id;
+                tracing::debug!(bucket = %record.bucket, key = %record.key, version_id = %record.version_id, size_bytes = record.size_bytes, "object stored");
+                if record.lock != ObjectLock::default() {
+                    tracing::info!(target: "vallum::audit", event = "object_lock_set", bucket = %record.bucket, key = %record.key, version_id = %record.version_id, lock = ?record.lock, "new version stored under object lock");
+                }
                 Ok(())
             }
             Err(err) => {
@@ -428,13 +525,33 @@ impl ObjectService {
         }
     }
 
-    /// Looks an object up; `NoSuchKey` (or `NoSuchBucket`) if absent.
-    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectRecord> {
-        match self.meta.get_object(bucket, key).await? {
+    /// Looks an object version up (the latest when `version_id` is `None`); `NoSuchKey`,
+    /// `NoSuchVersion` or `NoSuchBucket` if absent, `DeleteMarker` if it is one.
+    pub async fn head_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> Result<ObjectRecord> {
+        if let Some(v) = version_id
+            && !is_valid_version_id(v)
+        {
+            return Err(Error::InvalidArgument("Invalid version id specified".into()));
+        }
+        match self.meta.get_object(bucket, key, version_id).await? {
+            Some(obj) if obj.delete_marker => Err(Error::DeleteMarker {
+                version_id: obj.version_id,
+                last_modified_ms: obj.last_modified_ms,
+                named: version_id.is_some(),
+            }),
             Some(obj) => Ok(obj),
             None => {
                 self.bucket(bucket).await?;
-                Err(Error::NoSuchKey)
+                if version_id.is_some() {
+                    Err(Error::NoSuchVersion)
+                } else {
+                    Err(Error::NoSuchKey)
+                }
             }
         }
     }
@@ -444,10 +561,11 @@ impl ObjectService {
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         range: Option<ByteRange>,
         conditions: &ReadConditions,
     ) -> Result<ObjectRead> {
-        let object = self.head_object(bucket, key).await?;
+        let object = self.head_object(bucket, key, version_id).await?;
         conditions.check(&object, false)?;
         let (range, partial) = match range {
             Some(r) => (r.resolve(object.size_bytes)?, true),
@@ -495,52 +613,144 @@ impl ObjectService {
         Ok(Box::pin(first.chain(rest)))
     }
 
-    /// Deletes an object; deleting an absent key succeeds.
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
-        let removed = self
-            .meta
-            .delete_object(bucket, key, self.clock.now_ms())
-            .await?;
-        if removed.is_some() {
-            tracing::debug!(bucket, key, "object deleted");
+    /// Deletes an object (S3 semantics: a delete marker in versioned buckets) or, with
+    /// `version_id`, one version for good. Deleting an absent key or version succeeds.
+    /// `bypass_governance` is true only when the request carried the bypass header and the
+    /// caller holds the permission for it.
+    pub async fn delete_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        bypass_governance: bool,
+    ) -> Result<DeleteResult> {
+        if let Some(v) = version_id
+            && !is_valid_version_id(v)
+        {
+            return Err(Error::InvalidArgument("Invalid version id specified".into()));
         }
-        Ok(())
+        let request = DeleteRequest {
+            version_id,
+            bypass_governance,
+            condition: DeleteCondition::None,
+        };
+        let result = self
+            .meta
+            .delete_object(bucket, key, &request, self.clock.now_ms())
+            .await?;
+        if result.changed {
+            tracing::debug!(bucket, key, version_id = ?result.version_id, delete_marker = result.delete_marker, "object deleted");
+            if version_id.is_some() {
+                tracing::info!(target: "vallum::audit", event = "version_deleted", bucket, key, version_id = ?result.version_id, bypass_governance, "object version permanently deleted");
+            }
+        }
+        Ok(result)
     }
 
-    /// Deletes several objects, each independently.
+    /// Deletes several objects or versions, each independently.
     pub async fn delete_objects(
         &self,
         bucket: &str,
-        keys: Vec<String>,
+        entries: Vec<(String, Option<String>)>,
+        bypass_governance: bool,
     ) -> Result<Vec<DeleteOutcome>> {
         self.bucket(bucket).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, version_id) in entries {
             let result = match ObjectKey::new(&key) {
-                Ok(_) => self.delete_object(bucket, &key).await,
+                Ok(_) => {
+                    self.delete_object(bucket, &key, version_id.as_deref(), bypass_governance)
+                        .await
+                }
                 Err(err) => Err(err.into()),
             };
-            out.push(DeleteOutcome { key, result });
+            out.push(DeleteOutcome {
+                key,
+                version_id,
+                result,
+            });
         }
         Ok(out)
+    }
+
+    /// Changes one version's tags, retention or legal hold; returns the version id.
+    pub async fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        update: VersionUpdate,
+    ) -> Result<String> {
+        if let Some(v) = version_id
+            && !is_valid_version_id(v)
+        {
+            return Err(Error::InvalidArgument("Invalid version id specified".into()));
+        }
+        match &update {
+            VersionUpdate::Tags(tags) => validate_tags(tags).map_err(Error::InvalidTag)?,
+            VersionUpdate::Retention {
+                retention: Some(r), ..
+            } if r.until_ms <= self.now_ms() => {
+                return Err(Error::InvalidArgument(
+                    "The retain until date must be in the future!".into(),
+                ));
+            }
+            _ => {}
+        }
+        let id = match self
+            .meta
+            .update_version(bucket, key, version_id, &update, self.now_ms())
+            .await
+        {
+            Ok(id) => id,
+            Err(crate::meta::MetaError::NoSuchKey) => {
+                self.bucket(bucket).await?;
+                return Err(Error::NoSuchKey);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        match &update {
+            VersionUpdate::Tags(_) => {
+                tracing::debug!(bucket, key, version_id = %id, "tags changed");
+            }
+            VersionUpdate::Retention {
+                retention,
+                bypass_governance,
+            } => {
+                tracing::info!(target: "vallum::audit", event = "retention_set", bucket, key, version_id = %id, retention = ?retention, bypass_governance, "object retention set");
+            }
+            VersionUpdate::LegalHold(on) => {
+                tracing::info!(target: "vallum::audit", event = if *on { "legal_hold_placed" } else { "legal_hold_removed" }, bucket, key, version_id = %id, "object legal hold changed");
+            }
+        }
+        Ok(id)
     }
 
     /// Copies an object (server-side: the data is read and written again, verified).
     pub async fn copy_object(&self, req: CopyObject) -> Result<ObjectRecord> {
         ObjectKey::new(&req.key)?;
-        let source = self.head_object(&req.src_bucket, &req.src_key).await?;
+        let source = self
+            .head_object(&req.src_bucket, &req.src_key, req.src_version.as_deref())
+            .await?;
         req.src_conditions.check(&source, true)?;
         if source.size_bytes > MAX_PUT_OBJECT_BYTES {
             return Err(Error::InvalidRequest(format!(
                 "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PUT_OBJECT_BYTES}"
             )));
         }
-        if req.src_bucket == req.bucket && req.src_key == req.key && req.replace_attrs.is_none() {
+        if req.src_bucket == req.bucket
+            && req.src_key == req.key
+            && req.src_version.is_none()
+            && req.replace_attrs.is_none()
+        {
             return Err(Error::InvalidRequest(
                 "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata, storage class, website redirect location or encryption attributes.".into(),
             ));
         }
-        self.bucket(&req.bucket).await?;
+        let bucket = self.bucket(&req.bucket).await?;
+        let lock = self.resolve_lock(&bucket, req.lock)?;
+        let tags = req.replace_tags.unwrap_or_else(|| source.tags.clone());
+        validate_tags(&tags).map_err(Error::InvalidTag)?;
         let attrs = req.replace_attrs.unwrap_or_else(|| source.attrs.clone());
         check_attrs(&attrs)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
@@ -555,10 +765,19 @@ impl ObjectService {
             ..BodyCheck::default()
         };
         let (blob, digests) = self.write_blob(body, check, MAX_PUT_OBJECT_BYTES).await?;
-        let record = self.single_blob_record(req.bucket, req.key, attrs, blob, digests);
-        self.commit(&record, &req.condition, &[blob]).await?;
+        let mut record = self.single_blob_record(req.bucket, req.key, attrs, blob, digests);
+        record.tags = tags;
+        record.lock = lock;
+        self.commit(&mut record, &req.condition, &[blob]).await?;
         Ok(record)
     }
+}
+
+/// True when a version id should be reported to clients (`null` versions of never-versioned
+/// buckets are not).
+#[must_use]
+pub fn reported_version(bucket_versioning: Versioning, version_id: &str) -> bool {
+    bucket_versioning != Versioning::Unversioned || version_id != NULL_VERSION
 }
 
 /// Checks user metadata against the S3 limit.
@@ -629,6 +848,12 @@ mod tests {
         ObjectRecord {
             bucket: "b".into(),
             key: "k".into(),
+            version_id: "null".into(),
+            seq: 0,
+            latest: true,
+            delete_marker: false,
+            tags: Tags::new(),
+            lock: ObjectLock::default(),
             size_bytes: 0,
             etag: etag.into(),
             last_modified_ms: modified_secs * 1000 + 500,

@@ -109,6 +109,23 @@ macro_rules! bucket_from_row {
                 .try_get("created_ms")
                 .map_err($crate::common::backend)?,
             location: $row.try_get("location").map_err($crate::common::backend)?,
+            versioning: vallum_core::versioning::Versioning::parse(
+                &$row
+                    .try_get::<String, _>("versioning")
+                    .map_err($crate::common::backend)?,
+            )?,
+            object_lock: $row
+                .try_get::<Option<String>, _>("object_lock")
+                .map_err($crate::common::backend)?
+                .as_deref()
+                .map($crate::common::from_json)
+                .transpose()?,
+            lifecycle: $row
+                .try_get::<Option<String>, _>("lifecycle")
+                .map_err($crate::common::backend)?
+                .as_deref()
+                .map($crate::common::from_json)
+                .transpose()?,
         })
     }};
 }
@@ -137,6 +154,14 @@ macro_rules! upload_from_row {
                 .as_deref()
                 .map($crate::common::algorithm_from)
                 .transpose()?,
+            tags: $crate::common::from_json(
+                &$row.try_get::<String, _>("tags").map_err($crate::common::backend)?,
+            )?,
+            lock: $crate::common::from_json(
+                &$row
+                    .try_get::<String, _>("lock_state")
+                    .map_err($crate::common::backend)?,
+            )?,
         })
     }};
 }
@@ -170,13 +195,17 @@ macro_rules! part_from_row {
 }
 pub(crate) use part_from_row;
 
-/// One object row joined with its segments, in order: a single statement, so the row and its
-/// segments come from one snapshot even while another transaction replaces the object. Both
-/// backends accept `$1`/`$2` placeholders.
-pub(crate) const OBJECT_WITH_SEGMENTS: &str = "SELECT o.*, s.blob_id, s.size_bytes AS seg_size FROM objects o \
-     LEFT JOIN segments s ON s.bucket = o.bucket AND s.key = o.key WHERE o.bucket = $1 AND o.key = $2 ORDER BY s.seq";
+/// The columns every bucket query selects.
+pub(crate) const BUCKET_COLUMNS: &str = "name, created_ms, location, versioning, object_lock, lifecycle";
 
-/// Decodes the rows of [`OBJECT_WITH_SEGMENTS`] into a record.
+/// The latest version of a key joined with its segments, in order: a single statement, so the
+/// row and its segments come from one snapshot even while another transaction replaces the
+/// version. Both backends accept `$1`/`$2` placeholders.
+pub(crate) const LATEST_WITH_SEGMENTS: &str = "SELECT v.*, s.blob_id, s.size_bytes AS seg_size FROM      (SELECT * FROM versions WHERE bucket = $1 AND key = $2 ORDER BY seq DESC LIMIT 1) v      LEFT JOIN segments s ON s.bucket = v.bucket AND s.key = v.key AND s.vseq = v.seq ORDER BY s.seq";
+/// One named version of a key joined with its segments (`$3` is the version id).
+pub(crate) const VERSION_WITH_SEGMENTS: &str = "SELECT v.*, s.blob_id, s.size_bytes AS seg_size FROM      (SELECT * FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3) v      LEFT JOIN segments s ON s.bucket = v.bucket AND s.key = v.key AND s.vseq = v.seq ORDER BY s.seq";
+
+/// Decodes the rows of [`LATEST_WITH_SEGMENTS`] or [`VERSION_WITH_SEGMENTS`] into a record.
 macro_rules! object_from_joined_rows {
     ($rows:expr) => {{
         use sqlx::Row as _;
@@ -207,6 +236,14 @@ macro_rules! object_from_joined_rows {
         Ok::<_, vallum_core::meta::MetaError>(Some(vallum_core::meta::ObjectRecord {
             bucket: first.try_get("bucket").map_err($crate::common::backend)?,
             key: first.try_get("key").map_err($crate::common::backend)?,
+            version_id: first
+                .try_get("version_id")
+                .map_err($crate::common::backend)?,
+            seq: first.try_get("seq").map_err($crate::common::backend)?,
+            latest: first.try_get("latest").map_err($crate::common::backend)?,
+            delete_marker: first
+                .try_get("delete_marker")
+                .map_err($crate::common::backend)?,
             size_bytes: $crate::common::to_u64(
                 first
                     .try_get("size_bytes")
@@ -223,15 +260,25 @@ macro_rules! object_from_joined_rows {
                 .transpose()
                 .map_err($crate::common::corrupt)?,
             segments,
+            tags: $crate::common::from_json(
+                &first
+                    .try_get::<String, _>("tags")
+                    .map_err($crate::common::backend)?,
+            )?,
+            lock: $crate::common::from_json(
+                &first
+                    .try_get::<String, _>("lock_state")
+                    .map_err($crate::common::backend)?,
+            )?,
         }))
     }};
 }
 pub(crate) use object_from_joined_rows;
 
 /// A list page from an inclusive lower bound (`$1` bucket, `$2` bound, `$3` limit).
-pub(crate) const LIST_FROM_INCLUSIVE: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key >= $2 ORDER BY key LIMIT $3";
+pub(crate) const LIST_FROM_INCLUSIVE: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM versions WHERE bucket = $1 AND key >= $2 AND latest = TRUE AND delete_marker = FALSE ORDER BY key LIMIT $3";
 /// A list page from an exclusive lower bound.
-pub(crate) const LIST_FROM_EXCLUSIVE: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM objects WHERE bucket = $1 AND key > $2 ORDER BY key LIMIT $3";
+pub(crate) const LIST_FROM_EXCLUSIVE: &str = "SELECT key, size_bytes, etag, last_modified_ms FROM versions WHERE bucket = $1 AND key > $2 AND latest = TRUE AND delete_marker = FALSE ORDER BY key LIMIT $3";
 
 /// The one lower bound where a listing of `prefix` from `start` begins, and whether it is
 /// inclusive. Giving the database a single bound matters: with two lower bounds on `key`
@@ -246,6 +293,60 @@ pub(crate) fn list_lower_bound<'a>(
         _ => (prefix, LIST_FROM_INCLUSIVE),
     }
 }
+
+/// The columns of a version summary.
+const VERSION_COLUMNS: &str = "key, version_id, seq, latest, delete_marker, size_bytes, etag, last_modified_ms, tags, lock_state";
+
+/// The version-listing query for `start` (after binding `$1` bucket): the bound and how many
+/// further parameters follow. Versions are ordered by key, then newest first; each query has a
+/// single lower bound on key (see [`list_lower_bound`]).
+pub(crate) fn version_list_sql(prefix: &str, start: vallum_core::meta::VersionStart<'_>) -> String {
+    use vallum_core::meta::VersionStart;
+    match start {
+        VersionStart::AfterVersion(..) => format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = $1 AND key = $2 AND seq < $3 ORDER BY seq DESC LIMIT $4"
+        ),
+        VersionStart::AfterKey(k) if k >= prefix => format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = $1 AND key > $2 ORDER BY key, seq DESC LIMIT $3"
+        ),
+        _ => format!(
+            "SELECT {VERSION_COLUMNS} FROM versions WHERE bucket = $1 AND key >= $2 ORDER BY key, seq DESC LIMIT $3"
+        ),
+    }
+}
+
+/// Decodes a version summary row.
+macro_rules! version_summary_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+
+        Ok::<_, vallum_core::meta::MetaError>(vallum_core::meta::VersionSummary {
+            key: $row.try_get("key").map_err($crate::common::backend)?,
+            version_id: $row.try_get("version_id").map_err($crate::common::backend)?,
+            seq: $row.try_get("seq").map_err($crate::common::backend)?,
+            latest: $row.try_get("latest").map_err($crate::common::backend)?,
+            delete_marker: $row
+                .try_get("delete_marker")
+                .map_err($crate::common::backend)?,
+            size_bytes: $crate::common::to_u64(
+                $row.try_get("size_bytes").map_err($crate::common::backend)?,
+            )?,
+            etag: $row.try_get("etag").map_err($crate::common::backend)?,
+            last_modified_ms: $row
+                .try_get("last_modified_ms")
+                .map_err($crate::common::backend)?,
+            tags: $crate::common::from_json(
+                &$row.try_get::<String, _>("tags").map_err($crate::common::backend)?,
+            )?,
+            lock: $crate::common::from_json(
+                &$row
+                    .try_get::<String, _>("lock_state")
+                    .map_err($crate::common::backend)?,
+            )?,
+        })
+    }};
+}
+pub(crate) use version_summary_from_row;
 
 #[cfg(test)]
 mod tests {

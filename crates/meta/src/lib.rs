@@ -2,6 +2,7 @@
 //! gateways). Only this crate knows SQL.
 
 mod common;
+mod versions;
 mod postgres;
 mod sqlite;
 

@@ -16,9 +16,44 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::common::{
-    OBJECT_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt, json,
-    list_lower_bound, object_from_joined_rows, part_from_row, to_i64, to_u64, upload_from_row,
+    BUCKET_COLUMNS, LATEST_WITH_SEGMENTS, VERSION_WITH_SEGMENTS, algorithm_name, backend,
+    bucket_from_row, check_condition, corrupt, json, list_lower_bound, object_from_joined_rows,
+    part_from_row, to_i64, to_u64, upload_from_row, version_list_sql, version_summary_from_row,
 };
+
+type Tx<'a> = Transaction<'a, Sqlite>;
+
+crate::versions::version_logic!(SqliteRow);
+
+async fn insert_segments(tx: &mut Tx<'_>, object: &ObjectRecord, vseq: i64) -> MetaResult<()> {
+    for (seq, segment) in object.segments.iter().enumerate() {
+        sqlx::query("INSERT INTO segments (blob_id, bucket, key, vseq, seq, size_bytes) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(segment.blob.to_string())
+            .bind(&object.bucket)
+            .bind(&object.key)
+            .bind(vseq)
+            .bind(i64::try_from(seq).unwrap_or(i64::MAX))
+            .bind(to_i64(segment.size_bytes)?)
+            .execute(&mut **tx)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// The bucket, read inside the write transaction (the single writer serializes all writes).
+async fn bucket_in(tx: &mut Tx<'_>, name: &str) -> MetaResult<BucketRecord> {
+    let row = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+    row.as_ref().map(bucket_row).transpose()?.ok_or(MetaError::NoSuchBucket)
+}
+
+fn version_row(row: &SqliteRow) -> MetaResult<VersionSummary> {
+    version_summary_from_row!(row)
+}
 
 fn bucket_row(row: &SqliteRow) -> MetaResult<BucketRecord> {
     bucket_from_row!(row)
@@ -37,13 +72,15 @@ fn object_from_rows(rows: &[SqliteRow]) -> MetaResult<Option<ObjectRecord>> {
 }
 use vallum_core::meta::{
     BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord, ObjectSummary,
-    PartRecord, UploadRecord, WriteCondition,
+    PartRecord, UploadRecord, VersionStart, VersionSummary, WriteCondition,
 };
+use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
 use vallum_types::{BlobId, UploadId};
 
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_initial.sql"),
     include_str!("../migrations/sqlite/0002_leases.sql"),
+    include_str!("../migrations/sqlite/0003_versions.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -128,19 +165,6 @@ impl SqliteMetaStore {
             .is_some())
     }
 
-    async fn current_etag(
-        tx: &mut Transaction<'_, Sqlite>,
-        bucket: &str,
-        key: &str,
-    ) -> MetaResult<Option<String>> {
-        sqlx::query_scalar("SELECT etag FROM objects WHERE bucket = ? AND key = ?")
-            .bind(bucket)
-            .bind(key)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)
-    }
-
     async fn require_upload(tx: &mut Transaction<'_, Sqlite>, upload_id: &str) -> MetaResult<()> {
         let found = sqlx::query("SELECT 1 FROM uploads WHERE upload_id = ?")
             .bind(upload_id)
@@ -152,67 +176,6 @@ impl SqliteMetaStore {
         } else {
             Err(MetaError::NoSuchUpload)
         }
-    }
-
-    /// Moves an object's segments to the trash and removes its row.
-    async fn remove_object(
-        tx: &mut Transaction<'_, Sqlite>,
-        bucket: &str,
-        key: &str,
-        now_ms: i64,
-    ) -> MetaResult<()> {
-        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, ? FROM segments WHERE bucket = ? AND key = ?")
-            .bind(now_ms)
-            .bind(bucket)
-            .bind(key)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("DELETE FROM segments WHERE bucket = ? AND key = ?")
-            .bind(bucket)
-            .bind(key)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        sqlx::query("DELETE FROM objects WHERE bucket = ? AND key = ?")
-            .bind(bucket)
-            .bind(key)
-            .execute(&mut **tx)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn insert_object(
-        tx: &mut Transaction<'_, Sqlite>,
-        object: &ObjectRecord,
-    ) -> MetaResult<()> {
-        sqlx::query(
-            "INSERT INTO objects (bucket, key, size_bytes, etag, last_modified_ms, attrs, checksums, parts_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&object.bucket)
-        .bind(&object.key)
-        .bind(to_i64(object.size_bytes)?)
-        .bind(&object.etag)
-        .bind(object.last_modified_ms)
-        .bind(json(&object.attrs)?)
-        .bind(json(&object.checksums)?)
-        .bind(object.parts_count.map(i64::from))
-        .execute(&mut **tx)
-        .await
-        .map_err(backend)?;
-        for (seq, segment) in object.segments.iter().enumerate() {
-            sqlx::query("INSERT INTO segments (blob_id, bucket, key, seq, size_bytes) VALUES (?, ?, ?, ?, ?)")
-                .bind(segment.blob.to_string())
-                .bind(&object.bucket)
-                .bind(&object.key)
-                .bind(i64::try_from(seq).map_err(|e| MetaError::Backend(e.to_string()))?)
-                .bind(to_i64(segment.size_bytes)?)
-                .execute(&mut **tx)
-                .await
-                .map_err(backend)?;
-        }
-        Ok(())
     }
 
     async fn trash_parts(
@@ -247,10 +210,13 @@ impl MetaStore for SqliteMetaStore {
         if Self::bucket_exists(&mut tx, &bucket.name).await? {
             return Err(MetaError::BucketExists);
         }
-        sqlx::query("INSERT INTO buckets (name, created_ms, location) VALUES (?, ?, ?)")
+        sqlx::query("INSERT INTO buckets (name, created_ms, location, versioning, object_lock, lifecycle) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(&bucket.name)
             .bind(bucket.created_ms)
             .bind(&bucket.location)
+            .bind(bucket.versioning.as_str())
+            .bind(bucket.object_lock.as_ref().map(json).transpose()?)
+            .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -258,7 +224,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>> {
-        let row = sqlx::query("SELECT name, created_ms, location FROM buckets WHERE name = ?")
+        let row = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"))
             .bind(name)
             .fetch_optional(&self.read)
             .await
@@ -267,7 +233,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn list_buckets(&self) -> MetaResult<Vec<BucketRecord>> {
-        let rows = sqlx::query("SELECT name, created_ms, location FROM buckets ORDER BY name")
+        let rows = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name"))
             .fetch_all(&self.read)
             .await
             .map_err(backend)?;
@@ -279,7 +245,7 @@ impl MetaStore for SqliteMetaStore {
         if !Self::bucket_exists(&mut tx, name).await? {
             return Err(MetaError::NoSuchBucket);
         }
-        if sqlx::query("SELECT 1 FROM objects WHERE bucket = ? LIMIT 1")
+        if sqlx::query("SELECT 1 FROM versions WHERE bucket = ? LIMIT 1")
             .bind(name)
             .fetch_optional(&mut *tx)
             .await
@@ -305,32 +271,56 @@ impl MetaStore for SqliteMetaStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn update_bucket(&self, name: &str, update: &BucketUpdate) -> MetaResult<BucketRecord> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut bucket = bucket_in(&mut tx, name).await?;
+        apply_bucket_update(&mut bucket, update)?;
+        sqlx::query("UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3 WHERE name = $4")
+            .bind(bucket.versioning.as_str())
+            .bind(bucket.object_lock.as_ref().map(json).transpose()?)
+            .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(bucket)
+    }
+
     async fn put_object(
         &self,
         object: &ObjectRecord,
         condition: &WriteCondition,
         now_ms: i64,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<String> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        if !Self::bucket_exists(&mut tx, &object.bucket).await? {
-            return Err(MetaError::NoSuchBucket);
-        }
-        let current = Self::current_etag(&mut tx, &object.bucket, &object.key).await?;
-        check_condition(current.as_deref(), condition)?;
-        if current.is_some() {
-            Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
-        }
-        Self::insert_object(&mut tx, object).await?;
-        tx.commit().await.map_err(backend)
+        let bucket = bucket_in(&mut tx, &object.bucket).await?;
+        let version_id = put_version(&mut tx, &bucket, object, condition, now_ms).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(version_id)
     }
 
-    async fn get_object(&self, bucket: &str, key: &str) -> MetaResult<Option<ObjectRecord>> {
-        let rows = sqlx::query(OBJECT_WITH_SEGMENTS)
-            .bind(bucket)
-            .bind(key)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> MetaResult<Option<ObjectRecord>> {
+        let rows = match version_id {
+            None => sqlx::query(LATEST_WITH_SEGMENTS)
+                .bind(bucket)
+                .bind(key)
+                .fetch_all(&self.read)
+                .await
+                .map_err(backend)?,
+            Some(v) => sqlx::query(VERSION_WITH_SEGMENTS)
+                .bind(bucket)
+                .bind(key)
+                .bind(v)
+                .fetch_all(&self.read)
+                .await
+                .map_err(backend)?,
+        };
         object_from_rows(&rows)
     }
 
@@ -338,25 +328,58 @@ impl MetaStore for SqliteMetaStore {
         &self,
         bucket: &str,
         key: &str,
+        request: &DeleteRequest<'_>,
         now_ms: i64,
-    ) -> MetaResult<Option<ObjectRecord>> {
+    ) -> MetaResult<DeleteResult> {
         let mut tx = self.write.begin().await.map_err(backend)?;
-        if !Self::bucket_exists(&mut tx, bucket).await? {
-            return Err(MetaError::NoSuchBucket);
-        }
-        let rows = sqlx::query(OBJECT_WITH_SEGMENTS)
-            .bind(bucket)
-            .bind(key)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let existing = object_from_rows(&rows)?;
-        if existing.is_none() {
-            return Ok(None);
-        }
-        Self::remove_object(&mut tx, bucket, key, now_ms).await?;
+        let record = bucket_in(&mut tx, bucket).await?;
+        let result = delete_version(&mut tx, &record, key, request, now_ms).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(existing)
+        Ok(result)
+    }
+
+    async fn update_version(
+        &self,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+        update: &VersionUpdate,
+        now_ms: i64,
+    ) -> MetaResult<String> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let record = bucket_in(&mut tx, bucket).await?;
+        let id = update_version_in(&mut tx, &record, key, version_id, update, now_ms).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(id)
+    }
+
+    async fn list_versions(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        start: VersionStart<'_>,
+        limit: usize,
+    ) -> MetaResult<Vec<VersionSummary>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = version_list_sql(prefix, start);
+        let query = sqlx::query(&sql).bind(bucket);
+        let query = match start {
+            VersionStart::AfterVersion(key, seq) => query.bind(key).bind(seq),
+            VersionStart::AfterKey(k) | VersionStart::AtOrAfterKey(k) if k >= prefix => {
+                query.bind(k)
+            }
+            _ => query.bind(prefix),
+        };
+        let rows = query.bind(limit).fetch_all(&self.read).await.map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let v = version_row(row)?;
+            if !v.key.starts_with(prefix) {
+                break;
+            }
+            out.push(v);
+        }
+        Ok(out)
     }
 
     async fn list_objects(
@@ -392,13 +415,15 @@ impl MetaStore for SqliteMetaStore {
         if !Self::bucket_exists(&mut tx, &upload.bucket).await? {
             return Err(MetaError::NoSuchBucket);
         }
-        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, checksum_algorithm) VALUES (?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, checksum_algorithm, tags, lock_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(upload.upload_id.to_string())
             .bind(&upload.bucket)
             .bind(&upload.key)
             .bind(upload.initiated_ms)
             .bind(json(&upload.attrs)?)
             .bind(upload.checksum_algorithm.map(algorithm_name))
+            .bind(json(&upload.tags)?)
+            .bind(json(&upload.lock)?)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -529,7 +554,7 @@ impl MetaStore for SqliteMetaStore {
         part_numbers: &[u32],
         condition: &WriteCondition,
         now_ms: i64,
-    ) -> MetaResult<()> {
+    ) -> MetaResult<String> {
         let id = upload_id.to_string();
         let mut tx = self.write.begin().await.map_err(backend)?;
         Self::require_upload(&mut tx, &id).await?;
@@ -552,11 +577,7 @@ impl MetaStore for SqliteMetaStore {
                 return Err(MetaError::PartChanged(*number));
             }
         }
-        let existing = Self::current_etag(&mut tx, &object.bucket, &object.key).await?;
-        check_condition(existing.as_deref(), condition)?;
-        if existing.is_some() {
-            Self::remove_object(&mut tx, &object.bucket, &object.key, now_ms).await?;
-        }
+        let bucket = bucket_in(&mut tx, &object.bucket).await?;
         // Used parts become segments; the rest go to the trash with the upload.
         for segment in &object.segments {
             sqlx::query("DELETE FROM parts WHERE upload_id = ? AND blob_id = ?")
@@ -567,8 +588,9 @@ impl MetaStore for SqliteMetaStore {
                 .map_err(backend)?;
         }
         Self::trash_parts(&mut tx, &id, now_ms).await?;
-        Self::insert_object(&mut tx, object).await?;
-        tx.commit().await.map_err(backend)
+        let version_id = put_version(&mut tx, &bucket, object, condition, now_ms).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(version_id)
     }
 
     async fn abort_upload(&self, upload_id: UploadId, now_ms: i64) -> MetaResult<()> {
@@ -659,6 +681,25 @@ impl MetaStore for SqliteMetaStore {
             .map_err(backend)?;
         Ok(())
     }
+
+    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
+        sqlx::query_scalar("SELECT state FROM jobs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)
+    }
+
+    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
+        sqlx::query("INSERT INTO jobs (name, state, updated_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms")
+            .bind(name)
+            .bind(state)
+            .bind(now_ms)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -683,11 +724,7 @@ mod tests {
         let path = dir.path().join("meta.db");
         let store = SqliteMetaStore::open(&path).await.unwrap();
         store
-            .create_bucket(&BucketRecord {
-                name: "kept".into(),
-                created_ms: 1,
-                location: "r".into(),
-            })
+            .create_bucket(&BucketRecord::new("kept", 1, "r"))
             .await
             .unwrap();
         store.close().await;

@@ -8,9 +8,10 @@ use std::str::FromStr;
 
 use sqlx::Row;
 use vallum_core::meta::{
-    BucketRecord, Checksums, ListStart, MetaStore, ObjectAttrs, ObjectRecord, Segment,
-    UploadRecord, WriteCondition,
+    Checksums, DeleteCondition, DeleteRequest, ListStart, MetaStore, ObjectAttrs, ObjectRecord,
+    Segment, VersionStart,
 };
+use vallum_core::versioning::Versioning;
 use vallum_meta::{SCHEMA_VERSION, SqliteMetaStore};
 use vallum_types::{BlobId, UploadId};
 
@@ -32,9 +33,16 @@ fn sample_object() -> ObjectRecord {
         ..ObjectAttrs::default()
     };
     attrs.user_metadata.insert("case".into(), "GDPR-17".into());
+    // As schema v3 reads a v1 object: the key's `null` version, ordered by its write time.
     ObjectRecord {
         bucket: "golden".into(),
         key: "records/2026/é.txt".into(),
+        version_id: "null".into(),
+        seq: 1_795_000_000_000_000,
+        latest: true,
+        delete_marker: false,
+        tags: Default::default(),
+        lock: Default::default(),
         size_bytes: 11,
         etag: "5eb63bbbe01eeed093cb22bb8f5acdc3".into(),
         last_modified_ms: 1_795_000_000_000,
@@ -96,47 +104,8 @@ async fn database_written_by_v1_still_reads() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("meta.db");
     let upload_id = UploadId::from_str("fedcba9876543210fedcba9876543210").unwrap();
-    // The v1 database is history: it is never regenerated, only read by newer builds.
-    if regenerate() && SCHEMA_VERSION == 1 {
-        let store = SqliteMetaStore::open(&db).await.unwrap();
-        store
-            .create_bucket(&BucketRecord {
-                name: "golden".into(),
-                created_ms: 1_795_000_000_000,
-                location: "eu-west-3".into(),
-            })
-            .await
-            .unwrap();
-        store
-            .put_object(&sample_object(), &WriteCondition::None, 1)
-            .await
-            .unwrap();
-        let upload = UploadRecord {
-            upload_id,
-            bucket: "golden".into(),
-            key: "big".into(),
-            initiated_ms: 1_795_000_000_500,
-            attrs: ObjectAttrs::default(),
-            checksum_algorithm: Some(vallum_core::meta::ChecksumAlgorithm::Crc32c),
-        };
-        store.create_upload(&upload).await.unwrap();
-        store.close().await;
-        // Fold the WAL into the main file so the golden is one self-contained file.
-        use sqlx::Connection;
-        let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-            .await
-            .unwrap();
-        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        sqlx::query("PRAGMA journal_mode=DELETE")
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        std::fs::copy(&db, golden("meta-v1.db")).unwrap();
-    }
+    // The v1 database is history: it was written once by the schema-v1 build and is never
+    // regenerated, only read by newer builds.
     std::fs::copy(golden("meta-v1.db"), &db).unwrap();
     let store = SqliteMetaStore::open(&db).await.unwrap();
     assert_eq!(
@@ -145,7 +114,7 @@ async fn database_written_by_v1_still_reads() {
     );
     assert_eq!(
         store
-            .get_object("golden", "records/2026/é.txt")
+            .get_object("golden", "records/2026/é.txt", None)
             .await
             .unwrap(),
         Some(sample_object())
@@ -165,4 +134,28 @@ async fn database_written_by_v1_still_reads() {
         upload.checksum_algorithm,
         Some(vallum_core::meta::ChecksumAlgorithm::Crc32c)
     );
+    let bucket = store.get_bucket("golden").await.unwrap().unwrap();
+    assert_eq!(bucket.versioning, Versioning::Unversioned);
+    assert!(upload.tags.is_empty());
+    // The migrated object is a version like any other: listed, and deletable with its blobs.
+    let versions = store
+        .list_versions("golden", "", VersionStart::Beginning, 10)
+        .await
+        .unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].version_id, "null");
+    let request = DeleteRequest {
+        version_id: Some("null"),
+        bypass_governance: false,
+        condition: DeleteCondition::None,
+    };
+    assert!(
+        store
+            .delete_object("golden", "records/2026/é.txt", &request, 5)
+            .await
+            .unwrap()
+            .changed
+    );
+    let trash = store.trash_before(i64::MAX, 10).await.unwrap();
+    assert_eq!(trash, [sample_object().segments[0].blob]);
 }

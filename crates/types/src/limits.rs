@@ -38,3 +38,15 @@ pub const LIST_BATCH_ROWS: usize = 1000;
 pub const HEADER_READ_TIMEOUT_SECS: u64 = 30;
 /// Seconds a graceful shutdown waits for in-flight requests.
 pub const SHUTDOWN_GRACE_SECS: u64 = 10;
+/// Most tags on one object (S3's limit).
+pub const MAX_OBJECT_TAGS: usize = 10;
+/// Longest tag key, in Unicode characters.
+pub const MAX_TAG_KEY_CHARS: usize = 128;
+/// Longest tag value, in Unicode characters.
+pub const MAX_TAG_VALUE_CHARS: usize = 256;
+/// Most rules in one lifecycle configuration (S3's limit).
+pub const MAX_LIFECYCLE_RULES: usize = 1000;
+/// Longest default or per-object retention a request may set, in days (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+/// How many versions the lifecycle worker examines per metadata round trip.
+pub const LIFECYCLE_BATCH_VERSIONS: usize = 500;

@@ -5,16 +5,31 @@ use std::sync::Arc;
 use vallum_types::{BlobId, UploadId};
 
 use crate::meta::{
-    BucketRecord, ListStart, MetaError, MetaStore, ObjectAttrs, ObjectRecord, PartRecord, Segment,
-    UploadRecord, WriteCondition,
+    BucketRecord, DeleteCondition, DeleteRequest, ListStart, MetaError, MetaStore, ObjectAttrs,
+    ObjectRecord, PartRecord, Segment, UploadRecord, VersionStart, WriteCondition,
+};
+use crate::versioning::{
+    BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, RetentionMode,
+    VersionUpdate, Versioning, next_seq,
 };
 
 fn bucket(name: &str) -> BucketRecord {
-    BucketRecord {
-        name: name.into(),
-        created_ms: 1_700_000_000_000,
-        location: "eu-west-1".into(),
-    }
+    BucketRecord::new(name, 1_700_000_000_000, "eu-west-1")
+}
+
+/// A plain delete of the current object.
+const DELETE: DeleteRequest<'static> = DeleteRequest {
+    version_id: None,
+    bypass_governance: false,
+    condition: DeleteCondition::None,
+};
+
+/// What the store returns for `object` put at `now_ms` as the key's first version.
+fn stored(mut object: ObjectRecord, version_id: &str, now_ms: i64) -> ObjectRecord {
+    object.version_id = version_id.to_owned();
+    object.seq = next_seq(None, now_ms);
+    object.latest = true;
+    object
 }
 
 fn object(bucket: &str, key: &str, etag: &str) -> ObjectRecord {
@@ -27,6 +42,12 @@ fn object(bucket: &str, key: &str, etag: &str) -> ObjectRecord {
     ObjectRecord {
         bucket: bucket.into(),
         key: key.into(),
+        version_id: String::new(),
+        seq: 0,
+        latest: true,
+        delete_marker: false,
+        tags: [("class".to_owned(), "x".to_owned())].into(),
+        lock: ObjectLock::default(),
         size_bytes: 30,
         etag: etag.into(),
         last_modified_ms: 1_700_000_000_123,
@@ -57,6 +78,8 @@ fn upload(bucket: &str, key: &str, initiated_ms: i64) -> UploadRecord {
         initiated_ms,
         attrs: ObjectAttrs::default(),
         checksum_algorithm: None,
+        tags: Default::default(),
+        lock: ObjectLock::default(),
     }
 }
 
@@ -125,8 +148,8 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_object("b", "dir/k").await.unwrap(),
-        Some(first.clone())
+        store.get_object("b", "dir/k", None).await.unwrap(),
+        Some(stored(first.clone(), NULL_VERSION, 100))
     );
     for seg in &first.segments {
         assert!(store.blob_in_use(seg.blob).await.unwrap());
@@ -137,7 +160,7 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_object("b", "dir/k").await.unwrap().unwrap().etag,
+        store.get_object("b", "dir/k", None).await.unwrap().unwrap().etag,
         "e2"
     );
     let trashed = store.trash_before(201, 100).await.unwrap();
@@ -156,16 +179,16 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
     for seg in &first.segments {
         assert!(!store.blob_in_use(seg.blob).await.unwrap());
     }
-    let removed = store.delete_object("b", "dir/k", 300).await.unwrap();
-    assert_eq!(removed.map(|o| o.etag), Some("e2".to_owned()));
+    let removed = store.delete_object("b", "dir/k", &DELETE, 300).await.unwrap();
+    assert!(removed.changed && !removed.delete_marker && removed.version_id.is_none());
     assert!(
-        store
-            .delete_object("b", "dir/k", 300)
+        !store
+            .delete_object("b", "dir/k", &DELETE, 300)
             .await
             .unwrap()
-            .is_none()
+            .changed
     );
-    assert!(store.get_object("b", "dir/k").await.unwrap().is_none());
+    assert!(store.get_object("b", "dir/k", None).await.unwrap().is_none());
     let trashed = store.trash_before(i64::MAX, 100).await.unwrap();
     assert!(second.segments.iter().all(|s| trashed.contains(&s.blob)));
     for seg in &second.segments {
@@ -181,7 +204,7 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
         Err(MetaError::NoSuchBucket)
     ));
     assert!(matches!(
-        store.delete_object("nope", "k", 1).await,
+        store.delete_object("nope", "k", &DELETE, 1).await,
         Err(MetaError::NoSuchBucket)
     ));
 }
@@ -236,7 +259,7 @@ pub async fn conditional_writes(store: Arc<dyn MetaStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_object("b", "k").await.unwrap().unwrap().etag,
+        store.get_object("b", "k", None).await.unwrap().unwrap().etag,
         "e3"
     );
 }
@@ -257,7 +280,7 @@ pub async fn conditional_race_has_one_winner(store: Arc<dyn MetaStore>) {
         })
     });
     let results = futures::future::join_all(attempts).await;
-    let wins = results.iter().filter(|r| matches!(r, Ok(Ok(())))).count();
+    let wins = results.iter().filter(|r| matches!(r, Ok(Ok(_)))).count();
     let losses = results
         .iter()
         .filter(|r| matches!(r, Ok(Err(MetaError::PreconditionFailed))))
@@ -337,7 +360,7 @@ pub async fn delete_bucket_rules(store: Arc<dyn MetaStore>) {
         store.delete_bucket("b", 1).await,
         Err(MetaError::BucketNotEmpty)
     ));
-    store.delete_object("b", "k", 1).await.unwrap();
+    store.delete_object("b", "k", &DELETE, 1).await.unwrap();
     let up = upload("b", "k", 1);
     store.create_upload(&up).await.unwrap();
     let p = part(1, 10);
@@ -479,7 +502,10 @@ pub async fn complete_upload_is_atomic(store: Arc<dyn MetaStore>) {
         .complete_upload(up.upload_id, &obj, &[1, 3], &WriteCondition::None, 3)
         .await
         .unwrap();
-    assert_eq!(store.get_object("b", "k").await.unwrap(), Some(obj.clone()));
+    assert_eq!(
+        store.get_object("b", "k", None).await.unwrap(),
+        Some(stored(obj.clone(), NULL_VERSION, 3))
+    );
     assert!(store.get_upload(up.upload_id).await.unwrap().is_none());
     let trash = store.trash_before(i64::MAX, 100).await.unwrap();
     assert!(
@@ -550,6 +576,429 @@ pub async fn leases_have_one_holder(store: Arc<dyn MetaStore>) {
     assert_eq!(won, 1);
 }
 
+async fn versions_of(store: &dyn MetaStore, b: &str, key: &str) -> Vec<(String, bool, bool)> {
+    store
+        .list_versions(b, key, VersionStart::Beginning, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|v| v.key == key)
+        .map(|v| (v.version_id, v.latest, v.delete_marker))
+        .collect()
+}
+
+fn delete_version(version_id: &str) -> DeleteRequest<'_> {
+    DeleteRequest {
+        version_id: Some(version_id),
+        bypass_governance: false,
+        condition: DeleteCondition::None,
+    }
+}
+
+/// Versioning: Enabled buckets keep every version, newest first; delete markers hide the
+/// key; deleting a version for good promotes the next; Suspended buckets replace `null`.
+pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
+    store.create_bucket(&bucket("v")).await.unwrap();
+    let v0 = store
+        .put_object(&object("v", "k", "e0"), &WriteCondition::None, 10)
+        .await
+        .unwrap();
+    assert_eq!(v0, NULL_VERSION, "unversioned writes make the null version");
+    assert!(matches!(
+        store
+            .update_bucket("v", &BucketUpdate::Versioning(Versioning::Unversioned))
+            .await,
+        Err(MetaError::Invalid(_))
+    ));
+    let updated = store
+        .update_bucket("v", &BucketUpdate::Versioning(Versioning::Enabled))
+        .await
+        .unwrap();
+    assert_eq!(updated.versioning, Versioning::Enabled);
+    assert_eq!(store.get_bucket("v").await.unwrap(), Some(updated));
+    let v1 = store
+        .put_object(&object("v", "k", "e1"), &WriteCondition::None, 20)
+        .await
+        .unwrap();
+    let v2 = store
+        .put_object(&object("v", "k", "e2"), &WriteCondition::None, 20)
+        .await
+        .unwrap();
+    assert!(v1 != v2 && v1.len() == 32 && v1 < v2, "{v1} {v2}");
+    assert_eq!(
+        versions_of(&*store, "v", "k").await,
+        [
+            (v2.clone(), true, false),
+            (v1.clone(), false, false),
+            (NULL_VERSION.to_owned(), false, false)
+        ]
+    );
+    let old = store.get_object("v", "k", Some(&v1)).await.unwrap().unwrap();
+    assert_eq!((old.etag.as_str(), old.latest), ("e1", false));
+    assert_eq!(
+        store.get_object("v", "k", Some(NULL_VERSION)).await.unwrap().unwrap().etag,
+        "e0"
+    );
+    // A delete without a version adds a marker; the key vanishes from listings.
+    let marker = store.delete_object("v", "k", &DELETE, 30).await.unwrap();
+    assert!(marker.delete_marker && marker.changed);
+    let marker_id = marker.version_id.unwrap();
+    let latest = store.get_object("v", "k", None).await.unwrap().unwrap();
+    assert!(latest.delete_marker && latest.version_id == marker_id);
+    assert!(keys(&*store, "v", "", ListStart::Beginning, 10).await.is_empty());
+    assert!(matches!(
+        store
+            .put_object(&object("v", "k", "x"), &WriteCondition::IfMatch("*".into()), 31)
+            .await,
+        Err(MetaError::PreconditionFailed)
+    ));
+    // Deleting the marker for good brings v2 back.
+    let undone = store
+        .delete_object("v", "k", &delete_version(&marker_id), 40)
+        .await
+        .unwrap();
+    assert!(undone.delete_marker && undone.changed);
+    assert_eq!(
+        store.get_object("v", "k", None).await.unwrap().unwrap().etag,
+        "e2"
+    );
+    assert_eq!(keys(&*store, "v", "", ListStart::Beginning, 10).await, ["k"]);
+    // Deleting a noncurrent version trashes its blobs only.
+    let before = store.get_object("v", "k", Some(&v1)).await.unwrap().unwrap();
+    store
+        .delete_object("v", "k", &delete_version(&v1), 50)
+        .await
+        .unwrap();
+    let trash = store.trash_before(i64::MAX, 100).await.unwrap();
+    assert!(before.segments.iter().all(|s| trash.contains(&s.blob)));
+    assert!(
+        !store
+            .delete_object("v", "k", &delete_version(&v1), 50)
+            .await
+            .unwrap()
+            .changed,
+        "deleting an absent version succeeds without change"
+    );
+    // Suspended: writes and deletes replace the null version, other versions stay.
+    store
+        .update_bucket("v", &BucketUpdate::Versioning(Versioning::Suspended))
+        .await
+        .unwrap();
+    let null_before = store
+        .get_object("v", "k", Some(NULL_VERSION))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store
+            .put_object(&object("v", "k", "s1"), &WriteCondition::None, 60)
+            .await
+            .unwrap(),
+        NULL_VERSION
+    );
+    let trash = store.trash_before(i64::MAX, 100).await.unwrap();
+    assert!(null_before.segments.iter().all(|s| trash.contains(&s.blob)));
+    assert_eq!(
+        versions_of(&*store, "v", "k").await,
+        [
+            (NULL_VERSION.to_owned(), true, false),
+            (v2.clone(), false, false)
+        ]
+    );
+    let marker = store.delete_object("v", "k", &DELETE, 70).await.unwrap();
+    assert_eq!(
+        (marker.version_id.as_deref(), marker.delete_marker),
+        (Some(NULL_VERSION), true)
+    );
+    assert_eq!(
+        versions_of(&*store, "v", "k").await,
+        [
+            (NULL_VERSION.to_owned(), true, true),
+            (v2.clone(), false, false)
+        ]
+    );
+    // A bucket holding only versions (or markers) is not empty.
+    assert!(matches!(
+        store.delete_bucket("v", 80).await,
+        Err(MetaError::BucketNotEmpty)
+    ));
+    // Tags of a named version; markers have none.
+    store
+        .update_version(
+            "v",
+            "k",
+            Some(&v2),
+            &VersionUpdate::Tags([("a".to_owned(), "b".to_owned())].into()),
+            90,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_object("v", "k", Some(&v2)).await.unwrap().unwrap().tags["a"],
+        "b"
+    );
+    assert!(matches!(
+        store
+            .update_version("v", "k", Some(NULL_VERSION), &VersionUpdate::Tags(Default::default()), 90)
+            .await,
+        Err(MetaError::DeleteMarker)
+    ));
+    assert!(matches!(
+        store
+            .update_version("v", "k", None, &VersionUpdate::Tags(Default::default()), 90)
+            .await,
+        Err(MetaError::NoSuchKey)
+    ));
+    assert!(matches!(
+        store
+            .update_version("v", "k", Some(&v1), &VersionUpdate::Tags(Default::default()), 90)
+            .await,
+        Err(MetaError::NoSuchVersion)
+    ));
+}
+
+/// Version listing order and resumption.
+pub async fn version_listing(store: Arc<dyn MetaStore>) {
+    store.create_bucket(&bucket("l")).await.unwrap();
+    store
+        .update_bucket("l", &BucketUpdate::Versioning(Versioning::Enabled))
+        .await
+        .unwrap();
+    let mut expected = Vec::new();
+    for key in ["a", "b/x", "c"] {
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(
+                store
+                    .put_object(&object("l", key, &format!("e{i}")), &WriteCondition::None, 5)
+                    .await
+                    .unwrap(),
+            );
+        }
+        ids.reverse();
+        for id in ids {
+            expected.push((key.to_owned(), id));
+        }
+    }
+    let all: Vec<_> = store
+        .list_versions("l", "", VersionStart::Beginning, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| (v.key, v.version_id))
+        .collect();
+    assert_eq!(all, expected, "by key, newest first");
+    let first_b = store.list_versions("l", "b", VersionStart::Beginning, 1).await.unwrap();
+    assert_eq!(first_b[0].key, "b/x");
+    let rest: Vec<_> = store
+        .list_versions("l", "", VersionStart::AfterVersion("b/x", first_b[0].seq), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.version_id)
+        .collect();
+    assert_eq!(rest, [expected[4].1.clone(), expected[5].1.clone()], "rest of one key only");
+    let after_key: Vec<_> = store
+        .list_versions("l", "", VersionStart::AfterKey("b/x"), 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|v| v.key)
+        .collect();
+    assert_eq!(after_key, ["c", "c", "c"]);
+    let prefixed = store
+        .list_versions("l", "b/", VersionStart::AtOrAfterKey("a"), 100)
+        .await
+        .unwrap();
+    assert_eq!(prefixed.len(), 3);
+    assert!(prefixed.iter().all(|v| v.key == "b/x"));
+}
+
+/// Object lock: protected versions cannot be removed; COMPLIANCE cannot be shortened by
+/// anyone; GOVERNANCE yields only to the bypass; suspension is refused.
+pub async fn object_lock_rules(store: Arc<dyn MetaStore>) {
+    store.create_bucket(&bucket("w")).await.unwrap();
+    assert!(matches!(
+        store
+            .update_bucket("w", &BucketUpdate::ObjectLock(ObjectLockConfig::default()))
+            .await,
+        Err(MetaError::InvalidBucketState(_))
+    ));
+    store
+        .update_bucket("w", &BucketUpdate::Versioning(Versioning::Enabled))
+        .await
+        .unwrap();
+    store
+        .update_bucket("w", &BucketUpdate::ObjectLock(ObjectLockConfig::default()))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .update_bucket("w", &BucketUpdate::Versioning(Versioning::Suspended))
+            .await,
+        Err(MetaError::InvalidBucketState(_))
+    ));
+    let mut locked = object("w", "k", "e");
+    locked.lock = ObjectLock {
+        retention: Some(Retention {
+            mode: RetentionMode::Compliance,
+            until_ms: 1_000,
+        }),
+        legal_hold: false,
+    };
+    let id = store
+        .put_object(&locked, &WriteCondition::None, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_object("w", "k", Some(&id)).await.unwrap().unwrap().lock,
+        locked.lock
+    );
+    let bypass = DeleteRequest {
+        version_id: Some(&id),
+        bypass_governance: true,
+        condition: DeleteCondition::None,
+    };
+    assert!(matches!(
+        store.delete_object("w", "k", &bypass, 500).await,
+        Err(MetaError::Locked(_))
+    ));
+    // A delete marker is allowed: the version itself stays.
+    assert!(store.delete_object("w", "k", &DELETE, 500).await.unwrap().delete_marker);
+    assert!(store.get_object("w", "k", Some(&id)).await.unwrap().is_some());
+    let shorten = VersionUpdate::Retention {
+        retention: Some(Retention {
+            mode: RetentionMode::Compliance,
+            until_ms: 600,
+        }),
+        bypass_governance: true,
+    };
+    assert!(matches!(
+        store.update_version("w", "k", Some(&id), &shorten, 500).await,
+        Err(MetaError::Locked(_))
+    ));
+    let extend = VersionUpdate::Retention {
+        retention: Some(Retention {
+            mode: RetentionMode::Compliance,
+            until_ms: 2_000,
+        }),
+        bypass_governance: false,
+    };
+    store.update_version("w", "k", Some(&id), &extend, 500).await.unwrap();
+    assert!(matches!(
+        store.delete_object("w", "k", &bypass, 1_500).await,
+        Err(MetaError::Locked(_))
+    ));
+    // Legal hold protects past the retention date.
+    store
+        .update_version("w", "k", Some(&id), &VersionUpdate::LegalHold(true), 1_600)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_object("w", "k", &bypass, 2_500).await,
+        Err(MetaError::Locked(_))
+    ));
+    store
+        .update_version("w", "k", Some(&id), &VersionUpdate::LegalHold(false), 2_500)
+        .await
+        .unwrap();
+    assert!(store.delete_object("w", "k", &delete_version(&id), 2_500).await.unwrap().changed);
+    // GOVERNANCE: only the bypass removes it early.
+    let mut gov = object("w", "g", "e");
+    gov.lock.retention = Some(Retention {
+        mode: RetentionMode::Governance,
+        until_ms: 10_000,
+    });
+    let gid = store.put_object(&gov, &WriteCondition::None, 3_000).await.unwrap();
+    assert!(matches!(
+        store.delete_object("w", "g", &delete_version(&gid), 3_000).await,
+        Err(MetaError::Locked(_))
+    ));
+    let bypass = DeleteRequest {
+        version_id: Some(&gid),
+        bypass_governance: true,
+        condition: DeleteCondition::None,
+    };
+    assert!(store.delete_object("w", "g", &bypass, 3_000).await.unwrap().changed);
+    // Retention on a bucket without object lock is refused.
+    store.create_bucket(&bucket("plain")).await.unwrap();
+    store
+        .put_object(&object("plain", "k", "e"), &WriteCondition::None, 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .update_version("plain", "k", None, &VersionUpdate::LegalHold(true), 1)
+            .await,
+        Err(MetaError::InvalidBucketState(_))
+    ));
+}
+
+/// The conditions the lifecycle worker relies on are checked atomically.
+pub async fn delete_conditions(store: Arc<dyn MetaStore>) {
+    store.create_bucket(&bucket("c")).await.unwrap();
+    store
+        .update_bucket("c", &BucketUpdate::Versioning(Versioning::Enabled))
+        .await
+        .unwrap();
+    let a = store
+        .put_object(&object("c", "k", "a"), &WriteCondition::None, 1)
+        .await
+        .unwrap();
+    let latest = store.get_object("c", "k", None).await.unwrap().unwrap();
+    let b = store
+        .put_object(&object("c", "k", "b"), &WriteCondition::None, 2)
+        .await
+        .unwrap();
+    let stale = DeleteRequest {
+        version_id: None,
+        bypass_governance: false,
+        condition: DeleteCondition::LatestSeq(latest.seq),
+    };
+    assert!(matches!(
+        store.delete_object("c", "k", &stale, 3).await,
+        Err(MetaError::PreconditionFailed)
+    ));
+    let not_latest = DeleteRequest {
+        version_id: Some(&b),
+        bypass_governance: false,
+        condition: DeleteCondition::NotLatest,
+    };
+    assert!(matches!(
+        store.delete_object("c", "k", &not_latest, 3).await,
+        Err(MetaError::PreconditionFailed)
+    ));
+    let marker = store.delete_object("c", "k", &DELETE, 4).await.unwrap();
+    let marker_row = store.get_object("c", "k", None).await.unwrap().unwrap();
+    let sole = DeleteRequest {
+        version_id: None,
+        bypass_governance: false,
+        condition: DeleteCondition::SoleMarker(marker_row.seq),
+    };
+    assert!(matches!(
+        store.delete_object("c", "k", &sole, 5).await,
+        Err(MetaError::PreconditionFailed)
+    ), "other versions exist");
+    for v in [&a, &b] {
+        store.delete_object("c", "k", &delete_version(v), 5).await.unwrap();
+    }
+    assert!(store.delete_object("c", "k", &sole, 6).await.unwrap().changed);
+    assert!(store.get_object("c", "k", None).await.unwrap().is_none());
+    assert!(marker.delete_marker);
+    store.delete_bucket("c", 7).await.unwrap();
+}
+
+/// Job state round-trips and is replaced on save.
+pub async fn job_state(store: Arc<dyn MetaStore>) {
+    assert!(store.get_job("lifecycle").await.unwrap().is_none());
+    store.put_job("lifecycle", "{\"a\":1}", 1).await.unwrap();
+    store.put_job("lifecycle", "{\"a\":2}", 2).await.unwrap();
+    assert_eq!(
+        store.get_job("lifecycle").await.unwrap().as_deref(),
+        Some("{\"a\":2}")
+    );
+}
+
 /// Generates one `#[tokio::test]` per meta check; `$make` is an async expression returning
 /// `(guard, Arc<dyn MetaStore>)`, the guard kept alive for the test.
 #[macro_export]
@@ -557,7 +1006,7 @@ macro_rules! meta_conformance_tests {
     ($make:expr) => {
         $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash, conditional_writes,
             conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic,
-            leases_have_one_holder);
+            leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
