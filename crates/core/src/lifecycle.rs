@@ -103,7 +103,9 @@ impl LifecycleConfig {
                     return Err("ID length should not exceed allowed limit of 255".into());
                 }
                 if !ids.insert(id.clone()) {
-                    return Err("Rule ID must be unique. Found same ID for more than one rule".into());
+                    return Err(
+                        "Rule ID must be unique. Found same ID for more than one rule".into(),
+                    );
                 }
             }
             if rule.expiration_days.is_some() && rule.expiration_date_ms.is_some() {
@@ -217,7 +219,11 @@ impl ObjectService {
             .list_buckets()
             .await?
             .into_iter()
-            .filter(|b| b.lifecycle.as_ref().is_some_and(|l| l.rules.iter().any(|r| r.enabled)))
+            .filter(|b| {
+                b.lifecycle
+                    .as_ref()
+                    .is_some_and(|l| l.rules.iter().any(|r| r.enabled))
+            })
             .collect();
         let mut scanned = 0usize;
         for bucket in buckets {
@@ -229,13 +235,22 @@ impl ObjectService {
             if progress.bucket.as_deref() != Some(bucket.name.as_str()) {
                 progress.bucket = Some(bucket.name.clone());
                 progress.after_key = None;
-                self.abort_expired_uploads(&bucket, now, &mut progress).await?;
+                self.abort_expired_uploads(&bucket, now, &mut progress)
+                    .await?;
             }
             let Some(config) = bucket.lifecycle.clone() else {
                 continue;
             };
             let done = self
-                .scan_bucket(&bucket.name, bucket.versioning, &config, now, budget, &mut scanned, &mut progress)
+                .scan_bucket(
+                    &bucket.name,
+                    bucket.versioning,
+                    &config,
+                    now,
+                    budget,
+                    &mut scanned,
+                    &mut progress,
+                )
                 .await?;
             if !done {
                 self.save_progress(&progress).await?;
@@ -262,7 +277,9 @@ impl ObjectService {
     async fn save_progress(&self, progress: &LifecycleProgress) -> Result<()> {
         let text = serde_json::to_string(progress)
             .map_err(|e| Error::Meta(MetaError::Backend(e.to_string())))?;
-        self.meta.put_job(LIFECYCLE_JOB, &text, self.now_ms()).await?;
+        self.meta
+            .put_job(LIFECYCLE_JOB, &text, self.now_ms())
+            .await?;
         Ok(())
     }
 
@@ -396,7 +413,10 @@ impl ObjectService {
                 if rules
                     .iter()
                     .filter(|r| r.filter.prefix.is_empty() || v.key.starts_with(&r.filter.prefix))
-                    .any(|r| r.expired_object_delete_marker || (r.expiration_days.is_some() && r.filter.tags.is_empty()))
+                    .any(|r| {
+                        r.expired_object_delete_marker
+                            || (r.expiration_days.is_some() && r.filter.tags.is_empty())
+                    })
                 {
                     state.lone_marker = Some(v.seq);
                 }
@@ -508,7 +528,13 @@ mod tests {
             expiration_days: Some(1),
             ..LifecycleRule::default()
         };
-        assert!(LifecycleConfig { rules: vec![rule.clone()] }.validate().is_ok());
+        assert!(
+            LifecycleConfig {
+                rules: vec![rule.clone()]
+            }
+            .validate()
+            .is_ok()
+        );
         assert!(LifecycleConfig { rules: vec![] }.validate().is_err());
         let none = LifecycleRule {
             enabled: true,
@@ -525,12 +551,24 @@ mod tests {
             expiration_date_ms: Some(5),
             ..rule.clone()
         };
-        assert!(LifecycleConfig { rules: vec![odd_date] }.validate().is_err());
+        assert!(
+            LifecycleConfig {
+                rules: vec![odd_date]
+            }
+            .validate()
+            .is_err()
+        );
         let dup = LifecycleRule {
             id: Some("a".into()),
             ..rule
         };
-        assert!(LifecycleConfig { rules: vec![dup.clone(), dup] }.validate().is_err());
+        assert!(
+            LifecycleConfig {
+                rules: vec![dup.clone(), dup]
+            }
+            .validate()
+            .is_err()
+        );
     }
 
     #[test]
@@ -541,7 +579,11 @@ mod tests {
             size_greater_than: Some(10),
             size_less_than: None,
         };
-        let tags: Tags = [("class".to_owned(), "tmp".to_owned()), ("x".to_owned(), "y".to_owned())].into();
+        let tags: Tags = [
+            ("class".to_owned(), "tmp".to_owned()),
+            ("x".to_owned(), "y".to_owned()),
+        ]
+        .into();
         assert!(f.matches("logs/a", 11, &tags));
         assert!(!f.matches("logs/a", 10, &tags));
         assert!(!f.matches("data/a", 11, &tags));

@@ -7,8 +7,8 @@ use vallum_types::limits::{LIST_BATCH_ROWS, MAX_LIST_KEYS};
 
 use crate::error::{Error, Result};
 use crate::meta::{ListStart, ObjectSummary, VersionStart, VersionSummary};
-use crate::versioning::is_valid_version_id;
 use crate::service::ObjectService;
+use crate::versioning::is_valid_version_id;
 
 /// Rows read first after a common prefix was skipped.
 const FIRST_DELIMITED_BATCH: usize = 16;
@@ -250,7 +250,10 @@ impl VersionCursor {
     fn skip_prefix(prefix: &str) -> (Self, Option<String>) {
         match prefix_successor(prefix) {
             Some(next) => (VersionCursor::AtOrAfterKey(next), None),
-            None => (VersionCursor::AfterKey(prefix.to_owned()), Some(prefix.to_owned())),
+            None => (
+                VersionCursor::AfterKey(prefix.to_owned()),
+                Some(prefix.to_owned()),
+            ),
         }
     }
 }
@@ -282,7 +285,9 @@ impl ObjectService {
             (None, None) => (VersionCursor::Beginning, None),
             (Some(k), Some(v)) if !v.is_empty() => {
                 if !is_valid_version_id(v) {
-                    return Err(Error::InvalidArgument("Invalid version id specified".into()));
+                    return Err(Error::InvalidArgument(
+                        "Invalid version id specified".into(),
+                    ));
                 }
                 match self.meta.get_object(bucket, k, Some(v)).await? {
                     Some(found) => (VersionCursor::AfterVersion(k.to_owned(), found.seq), None),

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use vallum_types::{BlobId, UploadId};
 
 use crate::lifecycle::LifecycleConfig;
-use crate::versioning::{BucketUpdate, ObjectLock, ObjectLockConfig, Tags, VersionUpdate, Versioning};
+use crate::versioning::{
+    BucketUpdate, ObjectLock, ObjectLockConfig, Tags, VersionUpdate, Versioning,
+};
 
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -416,6 +418,10 @@ pub trait MetaStore: Send + Sync + 'static {
         request: &DeleteRequest<'_>,
         now_ms: i64,
     ) -> MetaResult<DeleteResult>;
+    /// Copies a version verbatim (version id, order, latest and delete-marker flags, segments)
+    /// unless the key already holds that version id; returns whether it was copied. For
+    /// `vallum migrate-meta`, which copies versions of a key newest first.
+    async fn import_version(&self, object: &ObjectRecord) -> MetaResult<bool>;
     /// Changes a version's tags, retention or legal hold (checked by
     /// `versioning::apply_version_update` inside the transaction); returns the version id.
     async fn update_version(

@@ -13,7 +13,9 @@ use crate::meta::{
     ChecksumAlgorithm, Checksums, ObjectAttrs, ObjectRecord, PartRecord, Segment, UploadRecord,
     WriteCondition,
 };
-use crate::service::{BodyCheck, ByteRange, LockRequest, ObjectService, ReadConditions, check_attrs};
+use crate::service::{
+    BodyCheck, ByteRange, LockRequest, ObjectService, ReadConditions, check_attrs,
+};
 use crate::versioning::{Tags, validate_tags};
 
 /// A part as CompleteMultipartUpload names it.

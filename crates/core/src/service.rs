@@ -335,7 +335,11 @@ impl ObjectService {
 
     /// The lock state a new version gets: explicit settings, else the bucket's default
     /// retention. Lock settings on a bucket without object lock are refused.
-    pub(crate) fn resolve_lock(&self, bucket: &BucketRecord, req: LockRequest) -> Result<ObjectLock> {
+    pub(crate) fn resolve_lock(
+        &self,
+        bucket: &BucketRecord,
+        req: LockRequest,
+    ) -> Result<ObjectLock> {
         let Some(config) = &bucket.object_lock else {
             if req.retention.is_some() || req.legal_hold.is_some() {
                 return Err(Error::InvalidRequest(
@@ -352,11 +356,9 @@ impl ObjectService {
                 "The retain until date must be in the future!".into(),
             ));
         }
-        let retention = req.retention.or_else(|| {
-            config
-                .default_retention
-                .map(|d| d.retention_from(now))
-        });
+        let retention = req
+            .retention
+            .or_else(|| config.default_retention.map(|d| d.retention_from(now)));
         let lock = ObjectLock {
             retention,
             legal_hold: req.legal_hold.unwrap_or(false),
@@ -536,7 +538,9 @@ impl ObjectService {
         if let Some(v) = version_id
             && !is_valid_version_id(v)
         {
-            return Err(Error::InvalidArgument("Invalid version id specified".into()));
+            return Err(Error::InvalidArgument(
+                "Invalid version id specified".into(),
+            ));
         }
         match self.meta.get_object(bucket, key, version_id).await? {
             Some(obj) if obj.delete_marker => Err(Error::DeleteMarker {
@@ -627,7 +631,9 @@ impl ObjectService {
         if let Some(v) = version_id
             && !is_valid_version_id(v)
         {
-            return Err(Error::InvalidArgument("Invalid version id specified".into()));
+            return Err(Error::InvalidArgument(
+                "Invalid version id specified".into(),
+            ));
         }
         let request = DeleteRequest {
             version_id,
@@ -684,7 +690,9 @@ impl ObjectService {
         if let Some(v) = version_id
             && !is_valid_version_id(v)
         {
-            return Err(Error::InvalidArgument("Invalid version id specified".into()));
+            return Err(Error::InvalidArgument(
+                "Invalid version id specified".into(),
+            ));
         }
         match &update {
             VersionUpdate::Tags(tags) => validate_tags(tags).map_err(Error::InvalidTag)?,

@@ -194,9 +194,7 @@ impl DefaultRetention {
             (Some(d), None) => d,
             (None, Some(y)) => y.saturating_mul(365),
             _ => {
-                return Err(
-                    "a default retention names exactly one of Days and Years".to_owned(),
-                );
+                return Err("a default retention names exactly one of Days and Years".to_owned());
             }
         };
         if days == 0 || days > MAX_RETENTION_DAYS {
@@ -237,7 +235,9 @@ pub type Tags = BTreeMap<String, String>;
 /// Checks a tag set against S3's limits.
 pub fn validate_tags(tags: &Tags) -> Result<(), String> {
     if tags.len() > MAX_OBJECT_TAGS {
-        return Err(format!("Object tags cannot be greater than {MAX_OBJECT_TAGS}"));
+        return Err(format!(
+            "Object tags cannot be greater than {MAX_OBJECT_TAGS}"
+        ));
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > MAX_TAG_KEY_CHARS {
@@ -395,10 +395,19 @@ mod tests {
     fn compliance_cannot_be_shortened_removed_or_downgraded_even_with_bypass() {
         let old = ret(RetentionMode::Compliance, 2_000);
         for bypass in [false, true] {
-            assert!(check_retention_change(old, ret(RetentionMode::Compliance, 1_999), 1_000, bypass).is_err());
+            assert!(
+                check_retention_change(old, ret(RetentionMode::Compliance, 1_999), 1_000, bypass)
+                    .is_err()
+            );
             assert!(check_retention_change(old, None, 1_000, bypass).is_err());
-            assert!(check_retention_change(old, ret(RetentionMode::Governance, 3_000), 1_000, bypass).is_err());
-            assert!(check_retention_change(old, ret(RetentionMode::Compliance, 2_500), 1_000, bypass).is_ok());
+            assert!(
+                check_retention_change(old, ret(RetentionMode::Governance, 3_000), 1_000, bypass)
+                    .is_err()
+            );
+            assert!(
+                check_retention_change(old, ret(RetentionMode::Compliance, 2_500), 1_000, bypass)
+                    .is_ok()
+            );
         }
         // Once expired it is no longer binding.
         assert!(check_retention_change(old, None, 2_000, false).is_ok());
@@ -409,9 +418,18 @@ mod tests {
         let old = ret(RetentionMode::Governance, 2_000);
         assert!(check_retention_change(old, None, 1_000, false).is_err());
         assert!(check_retention_change(old, None, 1_000, true).is_ok());
-        assert!(check_retention_change(old, ret(RetentionMode::Governance, 1_500), 1_000, false).is_err());
-        assert!(check_retention_change(old, ret(RetentionMode::Governance, 2_500), 1_000, false).is_ok());
-        assert!(check_retention_change(old, ret(RetentionMode::Compliance, 2_000), 1_000, false).is_ok());
+        assert!(
+            check_retention_change(old, ret(RetentionMode::Governance, 1_500), 1_000, false)
+                .is_err()
+        );
+        assert!(
+            check_retention_change(old, ret(RetentionMode::Governance, 2_500), 1_000, false)
+                .is_ok()
+        );
+        assert!(
+            check_retention_change(old, ret(RetentionMode::Compliance, 2_000), 1_000, false)
+                .is_ok()
+        );
     }
 
     #[test]

@@ -155,7 +155,9 @@ macro_rules! upload_from_row {
                 .map($crate::common::algorithm_from)
                 .transpose()?,
             tags: $crate::common::from_json(
-                &$row.try_get::<String, _>("tags").map_err($crate::common::backend)?,
+                &$row
+                    .try_get::<String, _>("tags")
+                    .map_err($crate::common::backend)?,
             )?,
             lock: $crate::common::from_json(
                 &$row
@@ -196,7 +198,8 @@ macro_rules! part_from_row {
 pub(crate) use part_from_row;
 
 /// The columns every bucket query selects.
-pub(crate) const BUCKET_COLUMNS: &str = "name, created_ms, location, versioning, object_lock, lifecycle";
+pub(crate) const BUCKET_COLUMNS: &str =
+    "name, created_ms, location, versioning, object_lock, lifecycle";
 
 /// The latest version of a key joined with its segments, in order: a single statement, so the
 /// row and its segments come from one snapshot even while another transaction replaces the
@@ -322,21 +325,26 @@ macro_rules! version_summary_from_row {
 
         Ok::<_, vallum_core::meta::MetaError>(vallum_core::meta::VersionSummary {
             key: $row.try_get("key").map_err($crate::common::backend)?,
-            version_id: $row.try_get("version_id").map_err($crate::common::backend)?,
+            version_id: $row
+                .try_get("version_id")
+                .map_err($crate::common::backend)?,
             seq: $row.try_get("seq").map_err($crate::common::backend)?,
             latest: $row.try_get("latest").map_err($crate::common::backend)?,
             delete_marker: $row
                 .try_get("delete_marker")
                 .map_err($crate::common::backend)?,
             size_bytes: $crate::common::to_u64(
-                $row.try_get("size_bytes").map_err($crate::common::backend)?,
+                $row.try_get("size_bytes")
+                    .map_err($crate::common::backend)?,
             )?,
             etag: $row.try_get("etag").map_err($crate::common::backend)?,
             last_modified_ms: $row
                 .try_get("last_modified_ms")
                 .map_err($crate::common::backend)?,
             tags: $crate::common::from_json(
-                &$row.try_get::<String, _>("tags").map_err($crate::common::backend)?,
+                &$row
+                    .try_get::<String, _>("tags")
+                    .map_err($crate::common::backend)?,
             )?,
             lock: $crate::common::from_json(
                 &$row

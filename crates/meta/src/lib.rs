@@ -2,9 +2,9 @@
 //! gateways). Only this crate knows SQL.
 
 mod common;
-mod versions;
 mod postgres;
 mod sqlite;
+mod versions;
 
 pub use postgres::{PG_SCHEMA_VERSION, PgMetaStore};
 pub use sqlite::{SCHEMA_VERSION, SqliteMetaStore};

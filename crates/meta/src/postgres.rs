@@ -173,12 +173,17 @@ impl PgMetaStore {
     /// transaction ends, and returns it.
     async fn hold_bucket(tx: &mut Tx<'_>, name: &str, exclusive: bool) -> MetaResult<BucketRecord> {
         let lock = if exclusive { "FOR UPDATE" } else { "FOR SHARE" };
-        let row = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1 {lock}"))
-            .bind(name)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(bucket_row).transpose()?.ok_or(MetaError::NoSuchBucket)
+        let row = sqlx::query(&format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1 {lock}"
+        ))
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(backend)?;
+        row.as_ref()
+            .map(bucket_row)
+            .transpose()?
+            .ok_or(MetaError::NoSuchBucket)
     }
 
     async fn hold_upload(tx: &mut Tx<'_>, upload_id: &str, exclusive: bool) -> MetaResult<()> {
@@ -253,19 +258,23 @@ impl MetaStore for PgMetaStore {
     }
 
     async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>> {
-        let row = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(&format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(bucket_row).transpose()
     }
 
     async fn list_buckets(&self) -> MetaResult<Vec<BucketRecord>> {
-        let rows = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name"))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
         rows.iter().map(bucket_row).collect()
     }
 
@@ -302,14 +311,16 @@ impl MetaStore for PgMetaStore {
         let mut tx = self.begin().await?;
         let mut bucket = Self::hold_bucket(&mut tx, name, true).await?;
         apply_bucket_update(&mut bucket, update)?;
-        sqlx::query("UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3 WHERE name = $4")
-            .bind(bucket.versioning.as_str())
-            .bind(bucket.object_lock.as_ref().map(json).transpose()?)
-            .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3 WHERE name = $4",
+        )
+        .bind(bucket.versioning.as_str())
+        .bind(bucket.object_lock.as_ref().map(json).transpose()?)
+        .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(bucket)
     }
@@ -368,6 +379,15 @@ impl MetaStore for PgMetaStore {
         Ok(result)
     }
 
+    async fn import_version(&self, object: &ObjectRecord) -> MetaResult<bool> {
+        let mut tx = self.begin().await?;
+        Self::hold_bucket(&mut tx, &object.bucket, false).await?;
+        Self::lock_key(&mut tx, "object", &object.bucket, &object.key).await?;
+        let copied = import_version_in(&mut tx, object).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(copied)
+    }
+
     async fn update_version(
         &self,
         bucket: &str,
@@ -401,7 +421,11 @@ impl MetaStore for PgMetaStore {
             }
             _ => query.bind(prefix),
         };
-        let rows = query.bind(limit).fetch_all(&self.pool).await.map_err(backend)?;
+        let rows = query
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let v = version_row(row)?;

@@ -43,12 +43,17 @@ async fn insert_segments(tx: &mut Tx<'_>, object: &ObjectRecord, vseq: i64) -> M
 
 /// The bucket, read inside the write transaction (the single writer serializes all writes).
 async fn bucket_in(tx: &mut Tx<'_>, name: &str) -> MetaResult<BucketRecord> {
-    let row = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"))
-        .bind(name)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(backend)?;
-    row.as_ref().map(bucket_row).transpose()?.ok_or(MetaError::NoSuchBucket)
+    let row = sqlx::query(&format!(
+        "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
+    ))
+    .bind(name)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(backend)?;
+    row.as_ref()
+        .map(bucket_row)
+        .transpose()?
+        .ok_or(MetaError::NoSuchBucket)
 }
 
 fn version_row(row: &SqliteRow) -> MetaResult<VersionSummary> {
@@ -224,19 +229,23 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>> {
-        let row = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"))
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)?;
+        let row = sqlx::query(&format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(backend)?;
         row.as_ref().map(bucket_row).transpose()
     }
 
     async fn list_buckets(&self) -> MetaResult<Vec<BucketRecord>> {
-        let rows = sqlx::query(&format!("SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name"))
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
+        let rows = sqlx::query(&format!(
+            "SELECT {BUCKET_COLUMNS} FROM buckets ORDER BY name"
+        ))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
         rows.iter().map(bucket_row).collect()
     }
 
@@ -275,14 +284,16 @@ impl MetaStore for SqliteMetaStore {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let mut bucket = bucket_in(&mut tx, name).await?;
         apply_bucket_update(&mut bucket, update)?;
-        sqlx::query("UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3 WHERE name = $4")
-            .bind(bucket.versioning.as_str())
-            .bind(bucket.object_lock.as_ref().map(json).transpose()?)
-            .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        sqlx::query(
+            "UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3 WHERE name = $4",
+        )
+        .bind(bucket.versioning.as_str())
+        .bind(bucket.object_lock.as_ref().map(json).transpose()?)
+        .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(bucket)
     }
@@ -338,6 +349,14 @@ impl MetaStore for SqliteMetaStore {
         Ok(result)
     }
 
+    async fn import_version(&self, object: &ObjectRecord) -> MetaResult<bool> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        bucket_in(&mut tx, &object.bucket).await?;
+        let copied = import_version_in(&mut tx, object).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(copied)
+    }
+
     async fn update_version(
         &self,
         bucket: &str,
@@ -370,7 +389,11 @@ impl MetaStore for SqliteMetaStore {
             }
             _ => query.bind(prefix),
         };
-        let rows = query.bind(limit).fetch_all(&self.read).await.map_err(backend)?;
+        let rows = query
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let v = version_row(row)?;

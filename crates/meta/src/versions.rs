@@ -105,9 +105,20 @@ macro_rules! version_logic {
                 .execute(&mut **tx)
                 .await
                 .map_err(backend)?;
+            v_insert_row(tx, object, seq, version_id, true).await
+        }
+
+        /// Inserts a version row and its segments as given.
+        async fn v_insert_row(
+            tx: &mut Tx<'_>,
+            object: &ObjectRecord,
+            seq: i64,
+            version_id: &str,
+            latest: bool,
+        ) -> MetaResult<()> {
             sqlx::query(
                 "INSERT INTO versions (bucket, key, seq, version_id, latest, delete_marker, size_bytes, etag, last_modified_ms, attrs, checksums, parts_count, tags, lock_state) \
-                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                 VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&object.bucket)
             .bind(&object.key)
@@ -122,10 +133,23 @@ macro_rules! version_logic {
             .bind(object.parts_count.map(i64::from))
             .bind(json(&object.tags)?)
             .bind(json(&object.lock)?)
+            .bind(latest)
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
             insert_segments(tx, object, seq).await
+        }
+
+        /// Copies a version verbatim (id, order, flags) unless the key already has it.
+        async fn import_version_in(tx: &mut Tx<'_>, object: &ObjectRecord) -> MetaResult<bool> {
+            if v_by_id(tx, &object.bucket, &object.key, &object.version_id)
+                .await?
+                .is_some()
+            {
+                return Ok(false);
+            }
+            v_insert_row(tx, object, object.seq, &object.version_id, object.latest).await?;
+            Ok(true)
         }
 
         /// Removes one version: its blobs go to the trash; if it was the latest, the next

@@ -56,6 +56,8 @@ pub struct Config {
     pub log: LogConfig,
     /// Garbage collection.
     pub gc: GcConfig,
+    /// The lifecycle worker.
+    pub lifecycle: LifecycleWorkerConfig,
     /// Metadata store.
     pub meta: MetaConfig,
 }
@@ -103,6 +105,22 @@ pub struct GcConfig {
     pub orphan_age_secs: u64,
 }
 
+/// Lifecycle worker settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleWorkerConfig {
+    /// Seconds between lifecycle passes over all buckets with a lifecycle configuration.
+    pub interval_secs: u64,
+}
+
+impl Default for LifecycleWorkerConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 3600,
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -113,6 +131,7 @@ impl Default for Config {
             domains: Vec::new(),
             log: LogConfig::default(),
             gc: GcConfig::default(),
+            lifecycle: LifecycleWorkerConfig::default(),
             meta: MetaConfig::default(),
         }
     }
@@ -253,6 +272,12 @@ impl Config {
         if self.gc.interval_secs == 0 {
             return Err(ConfigError::Value {
                 field: "gc.interval_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.lifecycle.interval_secs == 0 {
+            return Err(ConfigError::Value {
+                field: "lifecycle.interval_secs",
                 message: "must be at least 1".into(),
             });
         }

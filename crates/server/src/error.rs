@@ -13,6 +13,17 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::TooManyBuckets => S3ErrorCode::TooManyBuckets,
         Error::NoSuchKey => S3ErrorCode::NoSuchKey,
         Error::NoSuchUpload => S3ErrorCode::NoSuchUpload,
+        Error::NoSuchVersion => S3ErrorCode::NoSuchVersion,
+        Error::DeleteMarker { named: false, .. } => S3ErrorCode::NoSuchKey,
+        Error::DeleteMarker { named: true, .. } | Error::MethodNotAllowed => {
+            S3ErrorCode::MethodNotAllowed
+        }
+        Error::AccessDenied(_) => S3ErrorCode::AccessDenied,
+        Error::InvalidBucketState(_) => S3ErrorCode::InvalidBucketState,
+        Error::InvalidTag(_) => S3ErrorCode::InvalidTag,
+        Error::ObjectLockConfigurationNotFound => S3ErrorCode::ObjectLockConfigurationNotFoundError,
+        Error::NoSuchLifecycleConfiguration => S3ErrorCode::NoSuchLifecycleConfiguration,
+        Error::NoSuchObjectLockConfiguration => S3ErrorCode::NoSuchObjectLockConfiguration,
         Error::InvalidName(NameError::InvalidBucketName(..)) => S3ErrorCode::InvalidBucketName,
         Error::InvalidName(NameError::KeyTooLong(_)) => S3ErrorCode::KeyTooLongError,
         Error::InvalidName(_) | Error::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
@@ -46,6 +57,35 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::ContentSha256Mismatch => {
             let mut e = S3Error::with_message(code, err.to_string());
             e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
+        Error::DeleteMarker {
+            version_id,
+            last_modified_ms,
+            named,
+        } => {
+            // S3 tells the client what it hit: a delete marker, and which version.
+            let message = if *named {
+                "The specified method is not allowed against this resource."
+            } else {
+                "The specified key does not exist."
+            };
+            let mut e = S3Error::with_message(code, message);
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                "x-amz-delete-marker",
+                http::HeaderValue::from_static("true"),
+            );
+            if let Ok(v) = http::HeaderValue::from_str(version_id) {
+                headers.insert("x-amz-version-id", v);
+            }
+            if *named {
+                let when = crate::s3::http_date(*last_modified_ms);
+                if let Ok(v) = http::HeaderValue::from_str(&when) {
+                    headers.insert("last-modified", v);
+                }
+            }
+            e.set_headers(headers);
             e
         }
         _ => S3Error::with_message(code, err.to_string()),

@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -20,6 +21,11 @@ struct OperationLabel {
     operation: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabel {
+    action: &'static str,
+}
+
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -27,6 +33,10 @@ pub struct Metrics {
     latency: Family<OperationLabel, Histogram>,
     bytes_in: Counter,
     bytes_out: Counter,
+    lifecycle_scanned: Gauge,
+    lifecycle_actions: Family<ActionLabel, Gauge>,
+    lifecycle_running: Gauge,
+    lifecycle_last_pass: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -73,12 +83,40 @@ impl Metrics {
             "Response body bytes sent (declared Content-Length)",
             bytes_out.clone(),
         );
+        let lifecycle_scanned = Gauge::default();
+        let lifecycle_actions = Family::<ActionLabel, Gauge>::default();
+        let lifecycle_running = Gauge::default();
+        let lifecycle_last_pass = Gauge::default();
+        registry.register(
+            "lifecycle_pass_versions_scanned",
+            "Versions the lifecycle worker examined in its current (or last) pass",
+            lifecycle_scanned.clone(),
+        );
+        registry.register(
+            "lifecycle_pass_actions",
+            "Lifecycle actions taken in the current (or last) pass, by action",
+            lifecycle_actions.clone(),
+        );
+        registry.register(
+            "lifecycle_pass_running",
+            "1 while a lifecycle pass is in progress",
+            lifecycle_running.clone(),
+        );
+        registry.register(
+            "lifecycle_last_pass_finished_timestamp_seconds",
+            "When the last complete lifecycle pass finished (Unix time)",
+            lifecycle_last_pass.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             bytes_in,
             bytes_out,
+            lifecycle_scanned,
+            lifecycle_actions,
+            lifecycle_running,
+            lifecycle_last_pass,
         }
     }
 
@@ -104,6 +142,27 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
         self.bytes_in.inc_by(bytes_in);
         self.bytes_out.inc_by(bytes_out);
+    }
+
+    /// Publishes the lifecycle worker's progress.
+    pub fn set_lifecycle(&self, p: &vallum_core::lifecycle::LifecycleProgress) {
+        let g = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.lifecycle_scanned.set(g(p.versions_scanned));
+        for (action, value) in [
+            ("current_expired", p.current_expired),
+            ("noncurrent_deleted", p.noncurrent_deleted),
+            ("delete_markers_removed", p.delete_markers_removed),
+            ("uploads_aborted", p.uploads_aborted),
+            ("skipped_locked", p.skipped_locked),
+        ] {
+            self.lifecycle_actions
+                .get_or_create(&ActionLabel { action })
+                .set(g(value));
+        }
+        self.lifecycle_running.set(i64::from(p.bucket.is_some()));
+        if let Some(ms) = p.last_pass_finished_ms {
+            self.lifecycle_last_pass.set(ms / 1000);
+        }
     }
 
     /// The OpenMetrics text exposition.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use vallum_blob::LocalBlobStore;
 use vallum_core::blob::BlobStore;
-use vallum_core::meta::{ListStart, MetaError, MetaStore, WriteCondition};
+use vallum_core::meta::{MetaError, MetaStore, VersionStart};
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
 use vallum_types::limits::MAX_LIST_KEYS;
 
@@ -87,33 +87,43 @@ pub async fn migrate_meta(
             Err(MetaError::BucketExists) => {}
             Err(e) => return Err(e.into()),
         }
-        let mut after: Option<String> = None;
+        // Every version and delete marker, by key then newest first, copied verbatim.
+        let mut position: Option<(String, i64)> = None;
         loop {
-            let start = after
-                .as_deref()
-                .map_or(ListStart::Beginning, ListStart::After);
-            let page = source
-                .list_objects(&bucket.name, "", start, MAX_LIST_KEYS)
+            let start = position
+                .as_ref()
+                .map_or(VersionStart::Beginning, |(k, seq)| {
+                    VersionStart::AfterVersion(k, *seq)
+                });
+            let mut page = source
+                .list_versions(&bucket.name, "", start, MAX_LIST_KEYS)
                 .await?;
-            for summary in &page {
-                let Some(object) = source.get_object(&bucket.name, &summary.key).await? else {
-                    continue;
-                };
-                match target
-                    .put_object(&object, &WriteCondition::IfAbsent, object.last_modified_ms)
-                    .await
-                {
-                    Ok(()) => report.objects += 1,
-                    Err(MetaError::PreconditionFailed) => report.objects_skipped += 1,
-                    Err(e) => return Err(e.into()),
-                }
+            if page.is_empty()
+                && let Some((key, _)) = &position
+            {
+                page = source
+                    .list_versions(&bucket.name, "", VersionStart::AfterKey(key), MAX_LIST_KEYS)
+                    .await?;
             }
-            after = page.last().map(|o| o.key.clone());
-            if page.len() < MAX_LIST_KEYS {
+            if page.is_empty() {
                 break;
             }
+            for summary in &page {
+                let Some(object) = source
+                    .get_object(&bucket.name, &summary.key, Some(&summary.version_id))
+                    .await?
+                else {
+                    continue;
+                };
+                if target.import_version(&object).await? {
+                    report.objects += 1;
+                } else {
+                    report.objects_skipped += 1;
+                }
+            }
+            position = page.last().map(|v| (v.key.clone(), v.seq));
             progress(&format!(
-                "bucket {}: {} objects copied so far",
+                "bucket {}: {} versions copied so far",
                 bucket.name,
                 report.objects + report.objects_skipped
             ));
@@ -163,25 +173,41 @@ async fn verify_bucket(
     target: &dyn MetaStore,
     bucket: &str,
 ) -> Result<(), MigrateError> {
+    let want_bucket = source.get_bucket(bucket).await?;
+    if target.get_bucket(bucket).await? != want_bucket {
+        return Err(MigrateError::Verify(format!(
+            "bucket {bucket}: configuration differs"
+        )));
+    }
     let mut after: Option<String> = None;
     loop {
         let start = after
             .as_deref()
-            .map_or(ListStart::Beginning, ListStart::After);
-        let want = source
-            .list_objects(bucket, "", start, MAX_LIST_KEYS)
+            .map_or(VersionStart::Beginning, VersionStart::AfterKey);
+        let mut want = source
+            .list_versions(bucket, "", start, MAX_LIST_KEYS)
             .await?;
-        let got = target
-            .list_objects(bucket, "", start, MAX_LIST_KEYS)
-            .await?;
+        // Compare whole keys only, so a key cut by the page limit is re-read next round.
+        if want.len() == MAX_LIST_KEYS
+            && let Some(last) = want.last().map(|v| v.key.clone())
+            && want.iter().any(|v| v.key != last)
+        {
+            want.retain(|v| v.key != last);
+        }
+        let got: Vec<_> = target
+            .list_versions(bucket, "", start, MAX_LIST_KEYS)
+            .await?
+            .into_iter()
+            .take(want.len())
+            .collect();
         if want != got {
             return Err(MigrateError::Verify(format!(
-                "bucket {bucket}: listings differ after {after:?}"
+                "bucket {bucket}: versions differ after {after:?}"
             )));
         }
-        after = want.last().map(|o| o.key.clone());
-        if want.len() < MAX_LIST_KEYS {
+        let Some(last) = want.last() else {
             return Ok(());
-        }
+        };
+        after = Some(last.key.clone());
     }
 }

@@ -7,13 +7,18 @@ use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use vallum_core::digest::ChecksumSet;
+use vallum_core::lifecycle::{LifecycleConfig, LifecycleFilter, LifecycleRule as CoreRule};
 use vallum_core::list::Marker as ListMarker;
 use vallum_core::meta::{
     ChecksumAlgorithm as CoreAlgorithm, Checksums, ObjectAttrs, ObjectRecord, WriteCondition,
 };
 use vallum_core::multipart::{CompletedPart as CorePart, parse_checksum_algorithm};
 use vallum_core::service::{
-    BodyCheck, ByteRange, CopyObject, ObjectService, PutObject, ReadConditions,
+    BodyCheck, ByteRange, CopyObject, LockRequest, ObjectService, PutObject, ReadConditions,
+};
+use vallum_core::versioning::{
+    BucketUpdate, DefaultRetention as CoreDefaultRetention, NULL_VERSION, ObjectLock,
+    ObjectLockConfig, Retention, RetentionMode, Tags, VersionUpdate, Versioning,
 };
 use vallum_types::limits::{MAX_DELETE_OBJECTS, MAX_LIST_KEYS};
 
@@ -56,6 +61,292 @@ fn timestamp(ms: i64) -> Timestamp {
 fn to_ms(ts: Timestamp) -> i64 {
     let dt: time::OffsetDateTime = ts.into();
     i64::try_from(dt.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+/// An HTTP date (`Last-Modified` format) for `ms` since the epoch.
+pub(crate) fn http_date(ms: i64) -> String {
+    let dt = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    dt.format(&format).unwrap_or_default()
+}
+
+/// The version id to report for a version: `null` versions only when the request named one.
+fn version_out(version_id: &str, named: bool) -> Option<String> {
+    (named || version_id != NULL_VERSION).then(|| version_id.to_owned())
+}
+
+/// Parses `x-amz-tagging` (URL query form, `k1=v1&k2=v2`).
+fn tags_from_header(header: Option<&str>) -> S3Result<Tags> {
+    let mut tags = Tags::new();
+    let Some(text) = header.filter(|t| !t.is_empty()) else {
+        return Ok(tags);
+    };
+    for (k, v) in form_urlencoded::parse(text.as_bytes()) {
+        if tags.insert(k.into_owned(), v.into_owned()).is_some() {
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+/// Tags from a `<Tagging>` document.
+fn tags_from_set(set: TagSet) -> S3Result<Tags> {
+    let mut tags = Tags::new();
+    for tag in set {
+        let key = tag.key.unwrap_or_default();
+        if tags.insert(key, tag.value.unwrap_or_default()).is_some() {
+            return Err(s3_error!(
+                InvalidTag,
+                "Cannot provide multiple Tags with the same key"
+            ));
+        }
+    }
+    Ok(tags)
+}
+
+fn tag_set(tags: &Tags) -> TagSet {
+    tags.iter()
+        .map(|(k, v)| Tag {
+            key: Some(k.clone()),
+            value: Some(v.clone()),
+        })
+        .collect()
+}
+
+fn mode_in(mode: &str) -> S3Result<RetentionMode> {
+    match mode {
+        "GOVERNANCE" => Ok(RetentionMode::Governance),
+        "COMPLIANCE" => Ok(RetentionMode::Compliance),
+        other => Err(s3_error!(
+            InvalidArgument,
+            "Unknown object lock mode {other}: use GOVERNANCE or COMPLIANCE"
+        )),
+    }
+}
+
+/// The `x-amz-object-lock-*` headers of a write.
+fn lock_request(
+    mode: Option<&ObjectLockMode>,
+    until: Option<Timestamp>,
+    legal_hold: Option<&ObjectLockLegalHoldStatus>,
+) -> S3Result<LockRequest> {
+    let retention = match (mode, until) {
+        (Some(m), Some(u)) => Some(Retention {
+            mode: mode_in(m.as_str())?,
+            until_ms: to_ms(u),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(s3_error!(
+                InvalidArgument,
+                "x-amz-object-lock-retain-until-date and x-amz-object-lock-mode must both be supplied"
+            ));
+        }
+    };
+    let legal_hold = legal_hold.map(|h| legal_hold_in(h.as_str())).transpose()?;
+    Ok(LockRequest {
+        retention,
+        legal_hold,
+    })
+}
+
+fn legal_hold_in(status: &str) -> S3Result<bool> {
+    match status {
+        "ON" => Ok(true),
+        "OFF" => Ok(false),
+        other => Err(s3_error!(
+            InvalidArgument,
+            "Unknown legal hold status {other}: use ON or OFF"
+        )),
+    }
+}
+
+fn legal_hold_out(on: bool) -> ObjectLockLegalHoldStatus {
+    ObjectLockLegalHoldStatus::from(if on { "ON" } else { "OFF" }.to_owned())
+}
+
+/// The response headers describing a version's lock state.
+fn lock_out(
+    lock: &ObjectLock,
+    bucket_locked: bool,
+) -> (
+    Option<ObjectLockMode>,
+    Option<Timestamp>,
+    Option<ObjectLockLegalHoldStatus>,
+) {
+    (
+        lock.retention
+            .map(|r| ObjectLockMode::from(r.mode.as_str().to_owned())),
+        lock.retention.map(|r| timestamp(r.until_ms)),
+        bucket_locked.then(|| legal_hold_out(lock.legal_hold)),
+    )
+}
+
+/// Whether the caller may bypass GOVERNANCE retention. Every request that reaches this point
+/// is authenticated as the deployment's root credential, which holds every permission
+/// (`s3:BypassGovernanceRetention` included); per-user permissions come with identities. The
+/// header is still required: without it nothing is bypassed.
+fn bypass_governance(header: Option<bool>) -> bool {
+    header.unwrap_or(false)
+}
+
+/// A count as S3 sends it (`i32` in the DTOs); negative counts are refused.
+fn count_in(value: Option<i32>, what: &str) -> S3Result<Option<u32>> {
+    value
+        .map(|v| {
+            u32::try_from(v).map_err(|_| s3_error!(InvalidArgument, "{what} must not be negative"))
+        })
+        .transpose()
+}
+
+fn lifecycle_in(config: BucketLifecycleConfiguration) -> S3Result<LifecycleConfig> {
+    let mut rules = Vec::with_capacity(config.rules.len());
+    for rule in config.rules {
+        if rule.transitions.as_ref().is_some_and(|t| !t.is_empty())
+            || rule
+                .noncurrent_version_transitions
+                .as_ref()
+                .is_some_and(|t| !t.is_empty())
+        {
+            return Err(s3_error!(
+                NotImplemented,
+                "storage class transitions are not supported: Vallum has one storage class"
+            ));
+        }
+        let mut filter = LifecycleFilter::default();
+        if let Some(p) = rule.prefix {
+            filter.prefix = p;
+        }
+        if let Some(f) = rule.filter {
+            if let Some(p) = f.prefix {
+                filter.prefix = p;
+            }
+            if let Some(t) = f.tag {
+                filter
+                    .tags
+                    .insert(t.key.unwrap_or_default(), t.value.unwrap_or_default());
+            }
+            filter.size_greater_than = f
+                .object_size_greater_than
+                .map(|n| u64::try_from(n).unwrap_or(0));
+            filter.size_less_than = f
+                .object_size_less_than
+                .map(|n| u64::try_from(n).unwrap_or(0));
+            if let Some(and) = f.and {
+                if let Some(p) = and.prefix {
+                    filter.prefix = p;
+                }
+                if let Some(tags) = and.tags {
+                    filter.tags.extend(tags_from_set(tags)?);
+                }
+                if let Some(n) = and.object_size_greater_than {
+                    filter.size_greater_than = Some(u64::try_from(n).unwrap_or(0));
+                }
+                if let Some(n) = and.object_size_less_than {
+                    filter.size_less_than = Some(u64::try_from(n).unwrap_or(0));
+                }
+            }
+        }
+        let expiration = rule.expiration.unwrap_or_default();
+        let noncurrent = rule.noncurrent_version_expiration.unwrap_or_default();
+        rules.push(CoreRule {
+            id: rule.id,
+            enabled: rule.status.as_str() == ExpirationStatus::ENABLED,
+            filter,
+            expiration_days: count_in(expiration.days, "Days")?,
+            expiration_date_ms: expiration.date.map(to_ms),
+            expired_object_delete_marker: expiration.expired_object_delete_marker.unwrap_or(false),
+            noncurrent_days: count_in(noncurrent.noncurrent_days, "NoncurrentDays")?,
+            newer_noncurrent_versions: count_in(
+                noncurrent.newer_noncurrent_versions,
+                "NewerNoncurrentVersions",
+            )?,
+            abort_incomplete_days: count_in(
+                rule.abort_incomplete_multipart_upload
+                    .and_then(|a| a.days_after_initiation),
+                "DaysAfterInitiation",
+            )?,
+        });
+    }
+    Ok(LifecycleConfig { rules })
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn lifecycle_out(config: &LifecycleConfig) -> LifecycleRules {
+    config
+        .rules
+        .iter()
+        .map(|r| {
+            let f = &r.filter;
+            let conditions = usize::from(!f.prefix.is_empty())
+                + f.tags.len()
+                + usize::from(f.size_greater_than.is_some())
+                + usize::from(f.size_less_than.is_some());
+            let size = |n: Option<u64>| n.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+            let filter = if conditions > 1 {
+                LifecycleRuleFilter {
+                    and: Some(LifecycleRuleAndOperator {
+                        prefix: (!f.prefix.is_empty()).then(|| f.prefix.clone()),
+                        tags: (!f.tags.is_empty()).then(|| tag_set(&f.tags)),
+                        object_size_greater_than: size(f.size_greater_than),
+                        object_size_less_than: size(f.size_less_than),
+                    }),
+                    ..Default::default()
+                }
+            } else {
+                LifecycleRuleFilter {
+                    prefix: (conditions == 0 || !f.prefix.is_empty()).then(|| f.prefix.clone()),
+                    tag: tag_set(&f.tags).into_iter().next(),
+                    object_size_greater_than: size(f.size_greater_than),
+                    object_size_less_than: size(f.size_less_than),
+                    ..Default::default()
+                }
+            };
+            let has_expiration = r.expiration_days.is_some()
+                || r.expiration_date_ms.is_some()
+                || r.expired_object_delete_marker;
+            LifecycleRule {
+                id: r.id.clone(),
+                status: ExpirationStatus::from(
+                    if r.enabled {
+                        ExpirationStatus::ENABLED
+                    } else {
+                        ExpirationStatus::DISABLED
+                    }
+                    .to_owned(),
+                ),
+                filter: Some(filter),
+                expiration: has_expiration.then(|| LifecycleExpiration {
+                    days: r.expiration_days.map(to_i32),
+                    date: r.expiration_date_ms.map(timestamp),
+                    expired_object_delete_marker: r.expired_object_delete_marker.then_some(true),
+                }),
+                noncurrent_version_expiration: r.noncurrent_days.map(|d| {
+                    NoncurrentVersionExpiration {
+                        noncurrent_days: Some(to_i32(d)),
+                        newer_noncurrent_versions: r.newer_noncurrent_versions.map(to_i32),
+                    }
+                }),
+                abort_incomplete_multipart_upload: r.abort_incomplete_days.map(|d| {
+                    AbortIncompleteMultipartUpload {
+                        days_after_initiation: Some(to_i32(d)),
+                    }
+                }),
+                prefix: None,
+                transitions: None,
+                noncurrent_version_transitions: None,
+            }
+        })
+        .collect()
 }
 
 fn to_secs(ts: Timestamp) -> i64 {
@@ -275,18 +566,17 @@ fn checksum_type(c: &Checksums) -> Option<ChecksumType> {
     }
 }
 
-fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
+fn copy_source(src: &CopySource) -> S3Result<(String, String, Option<String>)> {
     match src {
         CopySource::Bucket {
             bucket,
             key,
             version_id,
-        } => {
-            if version_id.as_deref().is_some_and(|v| v != "null") {
-                return Err(s3_error!(NoSuchVersion, "versioning is not enabled"));
-            }
-            Ok((bucket.to_string(), key.to_string()))
-        }
+        } => Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_deref().map(str::to_owned),
+        )),
         _ => Err(s3_error!(
             NotImplemented,
             "access point and outpost copy sources are not supported"
@@ -446,15 +736,16 @@ impl S3 for VallumS3 {
             ));
         }
         if input.object_lock_enabled_for_bucket == Some(true) {
-            return Err(s3_error!(
-                NotImplemented,
-                "object lock is not available yet"
-            ));
+            self.service
+                .create_locked_bucket(&input.bucket)
+                .await
+                .map_err(to_s3)?;
+        } else {
+            self.service
+                .create_bucket(&input.bucket)
+                .await
+                .map_err(to_s3)?;
         }
-        self.service
-            .create_bucket(&input.bucket)
-            .await
-            .map_err(to_s3)?;
         ok(CreateBucketOutput {
             location: Some(format!("/{}", input.bucket)),
         })
@@ -516,6 +807,12 @@ impl S3 for VallumS3 {
             attrs,
             check,
             condition,
+            tags: tags_from_header(input.tagging.as_deref())?,
+            lock: lock_request(
+                input.object_lock_mode.as_ref(),
+                input.object_lock_retain_until_date,
+                input.object_lock_legal_hold_status.as_ref(),
+            )?,
         };
         let record = self
             .service
@@ -531,6 +828,7 @@ impl S3 for VallumS3 {
             checksum_sha1: sums.sha1,
             checksum_sha256: sums.sha256,
             size: i64::try_from(record.size_bytes).ok(),
+            version_id: version_out(&record.version_id, false),
             ..Default::default()
         })
     }
@@ -542,9 +840,6 @@ impl S3 for VallumS3 {
                 NotImplemented,
                 "GetObject with partNumber is not supported"
             ));
-        }
-        if input.version_id.as_deref().is_some_and(|v| v != "null") {
-            return Err(s3_error!(NoSuchVersion, "versioning is not enabled"));
         }
         let conditions = read_conditions(
             input.if_match,
@@ -558,7 +853,13 @@ impl S3 for VallumS3 {
         });
         let read = self
             .service
-            .get_object(&input.bucket, &input.key, range, &conditions)
+            .get_object(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                range,
+                &conditions,
+            )
             .await
             .map_err(to_s3)?;
         let len = read.range.end - read.range.start;
@@ -576,7 +877,15 @@ impl S3 for VallumS3 {
                 read.object.size_bytes
             )
         });
+        let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
+            lock_out(&read.object.lock, read.object.lock.legal_hold);
         ok(GetObjectOutput {
+            version_id: version_out(&read.object.version_id, input.version_id.is_some()),
+            tag_count: (!read.object.tags.is_empty())
+                .then(|| i32::try_from(read.object.tags.len()).unwrap_or(i32::MAX)),
+            object_lock_mode,
+            object_lock_retain_until_date,
+            object_lock_legal_hold_status,
             body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(
                 read.body,
             ))),
@@ -604,12 +913,9 @@ impl S3 for VallumS3 {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> R<HeadObjectOutput> {
         let input = req.input;
-        if input.version_id.as_deref().is_some_and(|v| v != "null") {
-            return Err(s3_error!(NoSuchVersion, "versioning is not enabled"));
-        }
         let object = self
             .service
-            .head_object(&input.bucket, &input.key)
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
             .await
             .map_err(to_s3)?;
         let conditions = read_conditions(
@@ -640,7 +946,13 @@ impl S3 for VallumS3 {
         };
         let (e_tag, last_modified, content_type, metadata, expires, checksum_type, sums) =
             head_fields!(&object, checksums_enabled(input.checksum_mode.as_ref()));
+        let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
+            lock_out(&object.lock, object.lock.legal_hold);
         ok(HeadObjectOutput {
+            version_id: version_out(&object.version_id, input.version_id.is_some()),
+            object_lock_mode,
+            object_lock_retain_until_date,
+            object_lock_legal_hold_status,
             content_length: i64::try_from(content_length).ok(),
             content_range,
             accept_ranges: Some("bytes".into()),
@@ -665,14 +977,26 @@ impl S3 for VallumS3 {
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> R<DeleteObjectOutput> {
         let input = req.input;
-        if input.version_id.as_deref().is_some_and(|v| v != "null") {
-            return Err(s3_error!(NoSuchVersion, "versioning is not enabled"));
-        }
-        self.service
-            .delete_object(&input.bucket, &input.key)
+        let result = self
+            .service
+            .delete_object(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                bypass_governance(input.bypass_governance_retention),
+            )
             .await
             .map_err(to_s3)?;
-        ok(DeleteObjectOutput::default())
+        let mut resp = S3Response::new(DeleteObjectOutput {
+            delete_marker: result.delete_marker.then_some(true),
+            version_id: result
+                .version_id
+                .as_deref()
+                .and_then(|v| version_out(v, input.version_id.is_some() || result.delete_marker)),
+            ..Default::default()
+        });
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
     }
 
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> R<DeleteObjectsOutput> {
@@ -690,28 +1014,49 @@ impl S3 for VallumS3 {
             ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
-        let keys = input.delete.objects.into_iter().map(|o| o.key).collect();
+        let entries = input
+            .delete
+            .objects
+            .into_iter()
+            .map(|o| (o.key, o.version_id))
+            .collect();
         let outcomes = self
             .service
-            .delete_objects(&input.bucket, keys)
+            .delete_objects(
+                &input.bucket,
+                entries,
+                bypass_governance(input.bypass_governance_retention),
+            )
             .await
             .map_err(to_s3)?;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
         for outcome in outcomes {
             match outcome.result {
-                Ok(()) if !quiet => deleted.push(DeletedObject {
-                    key: Some(outcome.key),
-                    ..Default::default()
-                }),
-                Ok(()) => {}
+                Ok(result) if !quiet => {
+                    let named = outcome.version_id.is_some();
+                    let (version_id, delete_marker_version_id) = if named {
+                        (outcome.version_id, None)
+                    } else if result.delete_marker {
+                        (None, result.version_id)
+                    } else {
+                        (None, None)
+                    };
+                    deleted.push(DeletedObject {
+                        key: Some(outcome.key),
+                        version_id,
+                        delete_marker: result.delete_marker.then_some(true),
+                        delete_marker_version_id,
+                    });
+                }
+                Ok(_) => {}
                 Err(err) => {
                     let s3 = to_s3(err);
                     errors.push(Error {
                         key: Some(outcome.key),
                         code: Some(s3.code().as_str().to_owned()),
                         message: s3.message().map(str::to_owned),
-                        version_id: None,
+                        version_id: outcome.version_id,
                     });
                 }
             }
@@ -725,7 +1070,26 @@ impl S3 for VallumS3 {
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> R<CopyObjectOutput> {
         let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
+        let replace_tags = match input
+            .tagging_directive
+            .as_ref()
+            .map(TaggingDirective::as_str)
+        {
+            Some("REPLACE") => Some(tags_from_header(input.tagging.as_deref())?),
+            None | Some("COPY") => None,
+            Some(other) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "Unknown tagging directive {other}: use COPY or REPLACE"
+                ));
+            }
+        };
+        let lock = lock_request(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date,
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -742,6 +1106,9 @@ impl S3 for VallumS3 {
             )
         });
         let req = CopyObject {
+            src_version: src_version.clone(),
+            replace_tags,
+            lock,
             src_bucket,
             src_key,
             src_conditions: read_conditions(
@@ -758,6 +1125,8 @@ impl S3 for VallumS3 {
         let record = self.service.copy_object(req).await.map_err(to_s3)?;
         let sums = record.checksums;
         ok(CopyObjectOutput {
+            version_id: version_out(&record.version_id, false),
+            copy_source_version_id: src_version,
             copy_object_result: Some(CopyObjectResult {
                 e_tag: Some(etag(&record.etag)),
                 last_modified: Some(timestamp(record.last_modified_ms)),
@@ -888,9 +1257,15 @@ impl S3 for VallumS3 {
             input.expires,
             input.metadata,
         );
+        let tags = tags_from_header(input.tagging.as_deref())?;
+        let lock = lock_request(
+            input.object_lock_mode.as_ref(),
+            input.object_lock_retain_until_date,
+            input.object_lock_legal_hold_status.as_ref(),
+        )?;
         let upload = self
             .service
-            .create_upload(&input.bucket, &input.key, attrs, alg)
+            .create_upload(&input.bucket, &input.key, attrs, alg, tags, lock)
             .await
             .map_err(to_s3)?;
         ok(CreateMultipartUploadOutput {
@@ -933,7 +1308,7 @@ impl S3 for VallumS3 {
         req: S3Request<UploadPartCopyInput>,
     ) -> R<UploadPartCopyOutput> {
         let input = req.input;
-        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let range = input
             .copy_source_range
             .as_deref()
@@ -954,6 +1329,7 @@ impl S3 for VallumS3 {
                 i64::from(input.part_number),
                 &src_bucket,
                 &src_key,
+                src_version.as_deref(),
                 range,
                 &conditions,
             )
@@ -1022,6 +1398,7 @@ impl S3 for VallumS3 {
             key: Some(object.key.clone()),
             location: Some(format!("/{}/{}", object.bucket, object.key)),
             e_tag: Some(etag(&object.etag)),
+            version_id: version_out(&object.version_id, false),
             checksum_type: checksum_type(&sums),
             checksum_crc32: sums.crc32,
             checksum_crc32c: sums.crc32c,
@@ -1150,6 +1527,421 @@ impl S3 for VallumS3 {
             encoding_type: input.encoding_type,
             ..Default::default()
         })
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> R<GetBucketVersioningOutput> {
+        let bucket = self
+            .service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        let status = match bucket.versioning {
+            Versioning::Unversioned => None,
+            state => Some(BucketVersioningStatus::from(state.as_str().to_owned())),
+        };
+        ok(GetBucketVersioningOutput {
+            status,
+            mfa_delete: None,
+        })
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> R<PutBucketVersioningOutput> {
+        let input = req.input;
+        if input
+            .versioning_configuration
+            .mfa_delete
+            .as_ref()
+            .is_some_and(|m| m.as_str() == MFADelete::ENABLED)
+        {
+            return Err(s3_error!(NotImplemented, "MFA delete is not supported"));
+        }
+        let state = match input
+            .versioning_configuration
+            .status
+            .as_ref()
+            .map(BucketVersioningStatus::as_str)
+        {
+            Some("Enabled") => Versioning::Enabled,
+            Some("Suspended") => Versioning::Suspended,
+            _ => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "The versioning Status must be Enabled or Suspended"
+                ));
+            }
+        };
+        self.service
+            .update_bucket(&input.bucket, BucketUpdate::Versioning(state))
+            .await
+            .map_err(to_s3)?;
+        ok(PutBucketVersioningOutput {})
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> R<ListObjectVersionsOutput> {
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let max = max_keys(input.max_keys)?;
+        let page = self
+            .service
+            .list_versions(
+                &input.bucket,
+                &prefix,
+                input.delimiter.as_deref(),
+                input.key_marker.as_deref(),
+                input.version_id_marker.as_deref(),
+                max,
+            )
+            .await
+            .map_err(to_s3)?;
+        let enc = encoder(input.encoding_type.as_ref());
+        let mut versions = Vec::new();
+        let mut markers = Vec::new();
+        for v in page.versions {
+            if v.delete_marker {
+                markers.push(DeleteMarkerEntry {
+                    is_latest: Some(v.latest),
+                    key: Some(enc(v.key)),
+                    last_modified: Some(timestamp(v.last_modified_ms)),
+                    owner: Some(self.owner.clone()),
+                    version_id: Some(v.version_id),
+                });
+            } else {
+                versions.push(ObjectVersion {
+                    e_tag: Some(etag(&v.etag)),
+                    is_latest: Some(v.latest),
+                    key: Some(enc(v.key)),
+                    last_modified: Some(timestamp(v.last_modified_ms)),
+                    owner: Some(self.owner.clone()),
+                    size: Some(i64::try_from(v.size_bytes).unwrap_or(i64::MAX)),
+                    storage_class: Some(ObjectVersionStorageClass::from(
+                        ObjectVersionStorageClass::STANDARD.to_owned(),
+                    )),
+                    version_id: Some(v.version_id),
+                    ..Default::default()
+                });
+            }
+        }
+        let prefixes: Vec<CommonPrefix> = page
+            .common_prefixes
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(enc(p)),
+            })
+            .collect();
+        ok(ListObjectVersionsOutput {
+            name: Some(input.bucket),
+            prefix: Some(enc(prefix)),
+            delimiter: input.delimiter.map(&enc),
+            key_marker: Some(input.key_marker.map(&enc).unwrap_or_default()),
+            version_id_marker: Some(input.version_id_marker.unwrap_or_default()),
+            max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
+            is_truncated: Some(page.truncated),
+            next_key_marker: page.next_key_marker.map(&enc),
+            next_version_id_marker: page.next_version_id_marker,
+            versions: Some(versions),
+            delete_markers: Some(markers),
+            common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+            encoding_type: input.encoding_type,
+            ..Default::default()
+        })
+    }
+
+    async fn put_object_lock_configuration(
+        &self,
+        req: S3Request<PutObjectLockConfigurationInput>,
+    ) -> R<PutObjectLockConfigurationOutput> {
+        let input = req.input;
+        let config = input.object_lock_configuration.ok_or_else(|| {
+            s3_error!(
+                MalformedXML,
+                "an ObjectLockConfiguration document is required"
+            )
+        })?;
+        if config
+            .object_lock_enabled
+            .as_ref()
+            .is_none_or(|e| e.as_str() != ObjectLockEnabled::ENABLED)
+        {
+            return Err(s3_error!(MalformedXML, "ObjectLockEnabled must be Enabled"));
+        }
+        let default_retention = match config.rule.and_then(|r| r.default_retention) {
+            None => None,
+            Some(d) => {
+                let mode = d
+                    .mode
+                    .as_ref()
+                    .ok_or_else(|| s3_error!(MalformedXML, "DefaultRetention needs a Mode"))?;
+                Some(CoreDefaultRetention {
+                    mode: mode_in(mode.as_str())?,
+                    days: count_in(d.days, "Days")?,
+                    years: count_in(d.years, "Years")?,
+                })
+            }
+        };
+        self.service
+            .update_bucket(
+                &input.bucket,
+                BucketUpdate::ObjectLock(ObjectLockConfig { default_retention }),
+            )
+            .await
+            .map_err(to_s3)?;
+        ok(PutObjectLockConfigurationOutput::default())
+    }
+
+    async fn get_object_lock_configuration(
+        &self,
+        req: S3Request<GetObjectLockConfigurationInput>,
+    ) -> R<GetObjectLockConfigurationOutput> {
+        let bucket = self
+            .service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        let config = bucket
+            .object_lock
+            .ok_or_else(|| to_s3(vallum_core::Error::ObjectLockConfigurationNotFound))?;
+        ok(GetObjectLockConfigurationOutput {
+            object_lock_configuration: Some(ObjectLockConfiguration {
+                object_lock_enabled: Some(ObjectLockEnabled::from(
+                    ObjectLockEnabled::ENABLED.to_owned(),
+                )),
+                rule: config.default_retention.map(|d| ObjectLockRule {
+                    default_retention: Some(DefaultRetention {
+                        mode: Some(ObjectLockRetentionMode::from(d.mode.as_str().to_owned())),
+                        days: d.days.map(to_i32),
+                        years: d.years.map(to_i32),
+                    }),
+                }),
+            }),
+        })
+    }
+
+    async fn put_object_retention(
+        &self,
+        req: S3Request<PutObjectRetentionInput>,
+    ) -> R<PutObjectRetentionOutput> {
+        let input = req.input;
+        let retention = match input.retention {
+            Some(ObjectLockRetention {
+                mode: Some(mode),
+                retain_until_date: Some(until),
+            }) => Some(Retention {
+                mode: mode_in(mode.as_str())?,
+                until_ms: to_ms(until),
+            }),
+            Some(ObjectLockRetention {
+                mode: None,
+                retain_until_date: None,
+            })
+            | None => None,
+            Some(_) => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "a Retention names both Mode and RetainUntilDate, or neither"
+                ));
+            }
+        };
+        self.service
+            .update_version(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                VersionUpdate::Retention {
+                    retention,
+                    bypass_governance: bypass_governance(input.bypass_governance_retention),
+                },
+            )
+            .await
+            .map_err(to_s3)?;
+        ok(PutObjectRetentionOutput::default())
+    }
+
+    async fn get_object_retention(
+        &self,
+        req: S3Request<GetObjectRetentionInput>,
+    ) -> R<GetObjectRetentionOutput> {
+        let input = req.input;
+        let object = self
+            .service
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .await
+            .map_err(to_s3)?;
+        let retention = object
+            .lock
+            .retention
+            .ok_or_else(|| to_s3(vallum_core::Error::NoSuchObjectLockConfiguration))?;
+        ok(GetObjectRetentionOutput {
+            retention: Some(ObjectLockRetention {
+                mode: Some(ObjectLockRetentionMode::from(
+                    retention.mode.as_str().to_owned(),
+                )),
+                retain_until_date: Some(timestamp(retention.until_ms)),
+            }),
+        })
+    }
+
+    async fn put_object_legal_hold(
+        &self,
+        req: S3Request<PutObjectLegalHoldInput>,
+    ) -> R<PutObjectLegalHoldOutput> {
+        let input = req.input;
+        let status = input
+            .legal_hold
+            .and_then(|h| h.status)
+            .ok_or_else(|| s3_error!(MalformedXML, "a LegalHold document needs a Status"))?;
+        let on = legal_hold_in(status.as_str())?;
+        self.service
+            .update_version(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                VersionUpdate::LegalHold(on),
+            )
+            .await
+            .map_err(to_s3)?;
+        ok(PutObjectLegalHoldOutput::default())
+    }
+
+    async fn get_object_legal_hold(
+        &self,
+        req: S3Request<GetObjectLegalHoldInput>,
+    ) -> R<GetObjectLegalHoldOutput> {
+        let input = req.input;
+        let bucket = self.service.bucket(&input.bucket).await.map_err(to_s3)?;
+        if bucket.object_lock.is_none() {
+            return Err(s3_error!(
+                InvalidRequest,
+                "Bucket is missing Object Lock Configuration"
+            ));
+        }
+        let object = self
+            .service
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .await
+            .map_err(to_s3)?;
+        ok(GetObjectLegalHoldOutput {
+            legal_hold: Some(ObjectLockLegalHold {
+                status: Some(legal_hold_out(object.lock.legal_hold)),
+            }),
+        })
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> R<PutBucketLifecycleConfigurationOutput> {
+        let input = req.input;
+        let config = input.lifecycle_configuration.ok_or_else(|| {
+            s3_error!(
+                MalformedXML,
+                "a LifecycleConfiguration document is required"
+            )
+        })?;
+        let config = lifecycle_in(config)?;
+        self.service
+            .update_bucket(&input.bucket, BucketUpdate::Lifecycle(Some(config)))
+            .await
+            .map_err(to_s3)?;
+        ok(PutBucketLifecycleConfigurationOutput::default())
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> R<GetBucketLifecycleConfigurationOutput> {
+        let bucket = self
+            .service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        let config = bucket
+            .lifecycle
+            .ok_or_else(|| to_s3(vallum_core::Error::NoSuchLifecycleConfiguration))?;
+        ok(GetBucketLifecycleConfigurationOutput {
+            rules: Some(lifecycle_out(&config)),
+            ..Default::default()
+        })
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> R<DeleteBucketLifecycleOutput> {
+        self.service
+            .update_bucket(&req.input.bucket, BucketUpdate::Lifecycle(None))
+            .await
+            .map_err(to_s3)?;
+        let mut resp = S3Response::new(DeleteBucketLifecycleOutput {});
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> R<PutObjectTaggingOutput> {
+        let input = req.input;
+        let tags = tags_from_set(input.tagging.tag_set)?;
+        let id = self
+            .service
+            .update_version(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                VersionUpdate::Tags(tags),
+            )
+            .await
+            .map_err(to_s3)?;
+        ok(PutObjectTaggingOutput {
+            version_id: version_out(&id, input.version_id.is_some()),
+        })
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> R<GetObjectTaggingOutput> {
+        let input = req.input;
+        let object = self
+            .service
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .await
+            .map_err(to_s3)?;
+        ok(GetObjectTaggingOutput {
+            tag_set: tag_set(&object.tags),
+            version_id: version_out(&object.version_id, input.version_id.is_some()),
+        })
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> R<DeleteObjectTaggingOutput> {
+        let input = req.input;
+        let id = self
+            .service
+            .update_version(
+                &input.bucket,
+                &input.key,
+                input.version_id.as_deref(),
+                VersionUpdate::Tags(Tags::new()),
+            )
+            .await
+            .map_err(to_s3)?;
+        let mut resp = S3Response::new(DeleteObjectTaggingOutput {
+            version_id: version_out(&id, input.version_id.is_some()),
+        });
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::gc::GcPolicy;
+use vallum_core::lifecycle::LIFECYCLE_JOB;
 use vallum_core::meta::MetaStore;
 use vallum_core::service::ObjectService;
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
@@ -52,6 +53,54 @@ use crate::s3::VallumS3;
 const GC_LEASE: &str = "gc";
 /// Shortest lease a collector holds (it renews every interval and holds three intervals).
 const GC_LEASE_MIN_TTL_SECS: u64 = 60;
+/// Versions the lifecycle worker examines per step (between lease renewals).
+const LIFECYCLE_STEP_VERSIONS: usize = 10_000;
+
+/// Runs `step` every `interval` while holding lease `lease`; a step that returns true (more
+/// work pending) is followed by the next at once. On shutdown the lease is released.
+fn spawn_leased_job<F, Fut>(
+    service: Arc<ObjectService>,
+    lease: &'static str,
+    holder: String,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    step: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Arc<ObjectService>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let lease_ttl_ms = i64::try_from(
+        interval
+            .saturating_mul(3)
+            .max(Duration::from_secs(GC_LEASE_MIN_TTL_SECS))
+            .as_millis(),
+    )
+    .unwrap_or(i64::MAX);
+    tokio::spawn(async move {
+        loop {
+            let now = service.now_ms();
+            let mut more = false;
+            match service
+                .meta()
+                .acquire_lease(lease, &holder, now, lease_ttl_ms)
+                .await
+            {
+                Ok(true) => more = step(Arc::clone(&service)).await,
+                Ok(false) => tracing::debug!(lease, "another gateway holds the job lease"),
+                Err(err) => tracing::warn!(lease, %err, "could not take the job lease; will retry"),
+            }
+            let pause = if more { Duration::ZERO } else { interval };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {
+                    let _ = service.meta().release_lease(lease, &holder).await;
+                    return;
+                }
+            }
+        }
+    })
+}
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -200,9 +249,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     if !config.domains.is_empty() {
         builder.set_host(crate::host::VallumHost::new(&config.domains));
     }
+    let metrics = Arc::new(Metrics::new());
     let http = VallumHttp {
         s3: builder.build(),
-        metrics: Arc::new(Metrics::new()),
+        metrics: Arc::clone(&metrics),
     };
 
     let listener = TcpListener::bind(config.listen)
@@ -217,16 +267,14 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     })?;
     let (shutdown, mut shutdown_rx) = watch::channel(false);
 
-    let gc_service = Arc::clone(&service);
     let policy = GcPolicy {
         trash_grace: Duration::from_secs(config.gc.trash_grace_secs),
         multipart_expiry: Duration::from_secs(config.gc.multipart_expiry_secs),
         orphan_age: Duration::from_secs(config.gc.orphan_age_secs),
     };
-    let gc_interval = Duration::from_secs(config.gc.interval_secs);
-    let (gc_stop, mut gc_shutdown) = watch::channel(false);
-    // Gateways sharing one metadata store collect garbage one at a time: a pass runs only under
-    // the `gc` lease, which outlives a crashed holder by at most its TTL.
+    let (jobs_stop, jobs_shutdown) = watch::channel(false);
+    // Gateways sharing one metadata store run each background job one at a time: a step runs
+    // only under the job's lease, which outlives a crashed holder by at most its TTL.
     // With the embedded store the data-directory lock already makes this the only process, so
     // a restart after a crash takes over its predecessor's lease at once.
     let holder = if config.meta.url.is_some() {
@@ -234,40 +282,45 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     } else {
         "embedded".to_owned()
     };
-    let lease_ttl_ms = i64::try_from(
-        gc_interval
-            .saturating_mul(3)
-            .max(Duration::from_secs(GC_LEASE_MIN_TTL_SECS))
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX);
-    let gc_task = tokio::spawn(async move {
-        loop {
-            let now = gc_service.now_ms();
-            match gc_service
-                .meta()
-                .acquire_lease(GC_LEASE, &holder, now, lease_ttl_ms)
-                .await
-            {
-                Ok(true) => {
-                    if let Err(err) = gc_service.collect_garbage(&policy).await {
-                        tracing::warn!(%err, "garbage collection pass failed; will retry");
+    let gc_task = spawn_leased_job(
+        Arc::clone(&service),
+        GC_LEASE,
+        holder.clone(),
+        Duration::from_secs(config.gc.interval_secs),
+        jobs_shutdown.clone(),
+        move |service| {
+            let policy = policy;
+            async move {
+                if let Err(err) = service.collect_garbage(&policy).await {
+                    tracing::warn!(%err, "garbage collection pass failed; will retry");
+                }
+                false
+            }
+        },
+    );
+    let lifecycle_task = spawn_leased_job(
+        Arc::clone(&service),
+        LIFECYCLE_JOB,
+        holder,
+        Duration::from_secs(config.lifecycle.interval_secs),
+        jobs_shutdown,
+        move |service| {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                match service.run_lifecycle(LIFECYCLE_STEP_VERSIONS).await {
+                    // More of the pass is left: continue at once (the lease is renewed first).
+                    Ok(progress) => {
+                        metrics.set_lifecycle(&progress);
+                        progress.bucket.is_some()
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "lifecycle step failed; will retry");
+                        false
                     }
                 }
-                Ok(false) => tracing::debug!("another gateway holds the garbage-collection lease"),
-                Err(err) => {
-                    tracing::warn!(%err, "could not take the garbage-collection lease; will retry")
-                }
             }
-            tokio::select! {
-                () = tokio::time::sleep(gc_interval) => {}
-                _ = gc_shutdown.changed() => {
-                    let _ = gc_service.meta().release_lease(GC_LEASE, &holder).await;
-                    return;
-                }
-            }
-        }
-    });
+        },
+    );
 
     let task = tokio::spawn(async move {
         let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
@@ -306,8 +359,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                 tracing::warn!("in-flight requests did not finish within the shutdown grace period");
             }
         }
-        let _ = gc_stop.send(true);
+        let _ = jobs_stop.send(true);
         let _ = gc_task.await;
+        let _ = lifecycle_task.await;
         meta.close().await;
         drop(lock);
     });

@@ -74,6 +74,8 @@ async fn listing_matches_the_model() {
             attrs: ObjectAttrs::default(),
             check: BodyCheck::default(),
             condition: WriteCondition::None,
+            tags: Default::default(),
+            lock: Default::default(),
         };
         service
             .put_object(
@@ -119,4 +121,150 @@ async fn listing_matches_the_model() {
         }
     }
     assert_eq!(checked, 7 * 4 * 4);
+}
+
+/// What ListObjectVersions returns for the whole listing: (is_prefix, key or prefix, version).
+fn version_model(
+    versions: &[(String, Vec<String>)],
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> Vec<(bool, String, String)> {
+    let mut out: Vec<(bool, String, String)> = Vec::new();
+    for (k, ids) in versions.iter().filter(|(k, _)| k.starts_with(prefix)) {
+        match delimiter.and_then(|d| {
+            k[prefix.len()..]
+                .find(d)
+                .map(|p| k[..prefix.len() + p + d.len()].to_owned())
+        }) {
+            Some(cp) => {
+                if out.last().map(|e| (e.0, e.1.as_str())) != Some((true, cp.as_str())) {
+                    out.push((true, cp, String::new()));
+                }
+            }
+            None => {
+                for id in ids {
+                    out.push((false, k.clone(), id.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_listing_matches_the_model() {
+    use vallum_core::versioning::{BucketUpdate, Versioning};
+
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(&dir.path().join("meta.db"))
+        .await
+        .unwrap();
+    let service = ObjectService::new(
+        Arc::new(meta),
+        Arc::new(LocalBlobStore::open(dir.path().join("blobs")).unwrap()),
+        Arc::new(SystemClock),
+        "us-east-1",
+    );
+    service.create_bucket("model").await.unwrap();
+    // Some keys get a null version written before versioning is enabled.
+    let mut keys = keys();
+    keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    let put = |key: String| PutObject {
+        bucket: "model".into(),
+        key,
+        attrs: ObjectAttrs::default(),
+        check: BodyCheck::default(),
+        condition: WriteCondition::None,
+        tags: Default::default(),
+        lock: Default::default(),
+    };
+    let body = || -> vallum_core::blob::ByteStream {
+        Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"x"))]))
+    };
+    let mut versions: Vec<(String, Vec<String>)> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let mut ids = Vec::new();
+        if i % 4 == 0 {
+            ids.push(
+                service
+                    .put_object(put(k.clone()), body())
+                    .await
+                    .unwrap()
+                    .version_id,
+            );
+        }
+        versions.push((k.clone(), ids));
+    }
+    service
+        .update_bucket("model", BucketUpdate::Versioning(Versioning::Enabled))
+        .await
+        .unwrap();
+    for (i, (k, ids)) in versions.iter_mut().enumerate() {
+        for _ in 0..(i % 3) {
+            ids.push(
+                service
+                    .put_object(put(k.clone()), body())
+                    .await
+                    .unwrap()
+                    .version_id,
+            );
+        }
+        if i % 5 == 0 {
+            let marker = service
+                .delete_object("model", k, None, false)
+                .await
+                .unwrap();
+            ids.push(marker.version_id.unwrap());
+        }
+        ids.reverse();
+    }
+    versions.retain(|(_, ids)| !ids.is_empty());
+    let mut checked = 0;
+    for prefix in ["", "a", "a/", "é", "zz"] {
+        for delimiter in [None, Some("/"), Some("ab")] {
+            for max_keys in [1, 3, 1000] {
+                let expected = version_model(&versions, prefix, delimiter);
+                let mut got = Vec::new();
+                let (mut key_marker, mut id_marker): (Option<String>, Option<String>) =
+                    (None, None);
+                loop {
+                    let page = service
+                        .list_versions(
+                            "model",
+                            prefix,
+                            delimiter,
+                            key_marker.as_deref(),
+                            id_marker.as_deref(),
+                            max_keys,
+                        )
+                        .await
+                        .unwrap();
+                    assert!(page.versions.len() + page.common_prefixes.len() <= max_keys);
+                    let mut entries: Vec<(bool, String, String)> = page
+                        .versions
+                        .iter()
+                        .map(|v| (false, v.key.clone(), v.version_id.clone()))
+                        .chain(
+                            page.common_prefixes
+                                .iter()
+                                .map(|p| (true, p.clone(), String::new())),
+                        )
+                        .collect();
+                    entries.sort_by(|a, b| a.1.as_bytes().cmp(b.1.as_bytes()));
+                    got.extend(entries);
+                    if !page.truncated {
+                        break;
+                    }
+                    key_marker = page.next_key_marker;
+                    id_marker = page.next_version_id_marker;
+                }
+                assert_eq!(
+                    got, expected,
+                    "prefix {prefix:?} delimiter {delimiter:?} max_keys {max_keys}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 5 * 3 * 3);
 }

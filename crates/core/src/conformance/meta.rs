@@ -160,7 +160,12 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_object("b", "dir/k", None).await.unwrap().unwrap().etag,
+        store
+            .get_object("b", "dir/k", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .etag,
         "e2"
     );
     let trashed = store.trash_before(201, 100).await.unwrap();
@@ -179,7 +184,10 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
     for seg in &first.segments {
         assert!(!store.blob_in_use(seg.blob).await.unwrap());
     }
-    let removed = store.delete_object("b", "dir/k", &DELETE, 300).await.unwrap();
+    let removed = store
+        .delete_object("b", "dir/k", &DELETE, 300)
+        .await
+        .unwrap();
     assert!(removed.changed && !removed.delete_marker && removed.version_id.is_none());
     assert!(
         !store
@@ -188,7 +196,13 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
             .unwrap()
             .changed
     );
-    assert!(store.get_object("b", "dir/k", None).await.unwrap().is_none());
+    assert!(
+        store
+            .get_object("b", "dir/k", None)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let trashed = store.trash_before(i64::MAX, 100).await.unwrap();
     assert!(second.segments.iter().all(|s| trashed.contains(&s.blob)));
     for seg in &second.segments {
@@ -259,7 +273,12 @@ pub async fn conditional_writes(store: Arc<dyn MetaStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_object("b", "k", None).await.unwrap().unwrap().etag,
+        store
+            .get_object("b", "k", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .etag,
         "e3"
     );
 }
@@ -633,10 +652,19 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
             (NULL_VERSION.to_owned(), false, false)
         ]
     );
-    let old = store.get_object("v", "k", Some(&v1)).await.unwrap().unwrap();
+    let old = store
+        .get_object("v", "k", Some(&v1))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((old.etag.as_str(), old.latest), ("e1", false));
     assert_eq!(
-        store.get_object("v", "k", Some(NULL_VERSION)).await.unwrap().unwrap().etag,
+        store
+            .get_object("v", "k", Some(NULL_VERSION))
+            .await
+            .unwrap()
+            .unwrap()
+            .etag,
         "e0"
     );
     // A delete without a version adds a marker; the key vanishes from listings.
@@ -645,10 +673,18 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
     let marker_id = marker.version_id.unwrap();
     let latest = store.get_object("v", "k", None).await.unwrap().unwrap();
     assert!(latest.delete_marker && latest.version_id == marker_id);
-    assert!(keys(&*store, "v", "", ListStart::Beginning, 10).await.is_empty());
+    assert!(
+        keys(&*store, "v", "", ListStart::Beginning, 10)
+            .await
+            .is_empty()
+    );
     assert!(matches!(
         store
-            .put_object(&object("v", "k", "x"), &WriteCondition::IfMatch("*".into()), 31)
+            .put_object(
+                &object("v", "k", "x"),
+                &WriteCondition::IfMatch("*".into()),
+                31
+            )
             .await,
         Err(MetaError::PreconditionFailed)
     ));
@@ -659,12 +695,24 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
         .unwrap();
     assert!(undone.delete_marker && undone.changed);
     assert_eq!(
-        store.get_object("v", "k", None).await.unwrap().unwrap().etag,
+        store
+            .get_object("v", "k", None)
+            .await
+            .unwrap()
+            .unwrap()
+            .etag,
         "e2"
     );
-    assert_eq!(keys(&*store, "v", "", ListStart::Beginning, 10).await, ["k"]);
+    assert_eq!(
+        keys(&*store, "v", "", ListStart::Beginning, 10).await,
+        ["k"]
+    );
     // Deleting a noncurrent version trashes its blobs only.
-    let before = store.get_object("v", "k", Some(&v1)).await.unwrap().unwrap();
+    let before = store
+        .get_object("v", "k", Some(&v1))
+        .await
+        .unwrap()
+        .unwrap();
     store
         .delete_object("v", "k", &delete_version(&v1), 50)
         .await
@@ -734,12 +782,23 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_object("v", "k", Some(&v2)).await.unwrap().unwrap().tags["a"],
+        store
+            .get_object("v", "k", Some(&v2))
+            .await
+            .unwrap()
+            .unwrap()
+            .tags["a"],
         "b"
     );
     assert!(matches!(
         store
-            .update_version("v", "k", Some(NULL_VERSION), &VersionUpdate::Tags(Default::default()), 90)
+            .update_version(
+                "v",
+                "k",
+                Some(NULL_VERSION),
+                &VersionUpdate::Tags(Default::default()),
+                90
+            )
             .await,
         Err(MetaError::DeleteMarker)
     ));
@@ -751,7 +810,13 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
     ));
     assert!(matches!(
         store
-            .update_version("v", "k", Some(&v1), &VersionUpdate::Tags(Default::default()), 90)
+            .update_version(
+                "v",
+                "k",
+                Some(&v1),
+                &VersionUpdate::Tags(Default::default()),
+                90
+            )
             .await,
         Err(MetaError::NoSuchVersion)
     ));
@@ -770,7 +835,11 @@ pub async fn version_listing(store: Arc<dyn MetaStore>) {
         for i in 0..3 {
             ids.push(
                 store
-                    .put_object(&object("l", key, &format!("e{i}")), &WriteCondition::None, 5)
+                    .put_object(
+                        &object("l", key, &format!("e{i}")),
+                        &WriteCondition::None,
+                        5,
+                    )
                     .await
                     .unwrap(),
             );
@@ -788,16 +857,28 @@ pub async fn version_listing(store: Arc<dyn MetaStore>) {
         .map(|v| (v.key, v.version_id))
         .collect();
     assert_eq!(all, expected, "by key, newest first");
-    let first_b = store.list_versions("l", "b", VersionStart::Beginning, 1).await.unwrap();
+    let first_b = store
+        .list_versions("l", "b", VersionStart::Beginning, 1)
+        .await
+        .unwrap();
     assert_eq!(first_b[0].key, "b/x");
     let rest: Vec<_> = store
-        .list_versions("l", "", VersionStart::AfterVersion("b/x", first_b[0].seq), 100)
+        .list_versions(
+            "l",
+            "",
+            VersionStart::AfterVersion("b/x", first_b[0].seq),
+            100,
+        )
         .await
         .unwrap()
         .into_iter()
         .map(|v| v.version_id)
         .collect();
-    assert_eq!(rest, [expected[4].1.clone(), expected[5].1.clone()], "rest of one key only");
+    assert_eq!(
+        rest,
+        [expected[4].1.clone(), expected[5].1.clone()],
+        "rest of one key only"
+    );
     let after_key: Vec<_> = store
         .list_versions("l", "", VersionStart::AfterKey("b/x"), 100)
         .await
@@ -851,7 +932,12 @@ pub async fn object_lock_rules(store: Arc<dyn MetaStore>) {
         .await
         .unwrap();
     assert_eq!(
-        store.get_object("w", "k", Some(&id)).await.unwrap().unwrap().lock,
+        store
+            .get_object("w", "k", Some(&id))
+            .await
+            .unwrap()
+            .unwrap()
+            .lock,
         locked.lock
     );
     let bypass = DeleteRequest {
@@ -864,8 +950,20 @@ pub async fn object_lock_rules(store: Arc<dyn MetaStore>) {
         Err(MetaError::Locked(_))
     ));
     // A delete marker is allowed: the version itself stays.
-    assert!(store.delete_object("w", "k", &DELETE, 500).await.unwrap().delete_marker);
-    assert!(store.get_object("w", "k", Some(&id)).await.unwrap().is_some());
+    assert!(
+        store
+            .delete_object("w", "k", &DELETE, 500)
+            .await
+            .unwrap()
+            .delete_marker
+    );
+    assert!(
+        store
+            .get_object("w", "k", Some(&id))
+            .await
+            .unwrap()
+            .is_some()
+    );
     let shorten = VersionUpdate::Retention {
         retention: Some(Retention {
             mode: RetentionMode::Compliance,
@@ -874,7 +972,9 @@ pub async fn object_lock_rules(store: Arc<dyn MetaStore>) {
         bypass_governance: true,
     };
     assert!(matches!(
-        store.update_version("w", "k", Some(&id), &shorten, 500).await,
+        store
+            .update_version("w", "k", Some(&id), &shorten, 500)
+            .await,
         Err(MetaError::Locked(_))
     ));
     let extend = VersionUpdate::Retention {
@@ -884,7 +984,10 @@ pub async fn object_lock_rules(store: Arc<dyn MetaStore>) {
         }),
         bypass_governance: false,
     };
-    store.update_version("w", "k", Some(&id), &extend, 500).await.unwrap();
+    store
+        .update_version("w", "k", Some(&id), &extend, 500)
+        .await
+        .unwrap();
     assert!(matches!(
         store.delete_object("w", "k", &bypass, 1_500).await,
         Err(MetaError::Locked(_))
@@ -902,16 +1005,27 @@ pub async fn object_lock_rules(store: Arc<dyn MetaStore>) {
         .update_version("w", "k", Some(&id), &VersionUpdate::LegalHold(false), 2_500)
         .await
         .unwrap();
-    assert!(store.delete_object("w", "k", &delete_version(&id), 2_500).await.unwrap().changed);
+    assert!(
+        store
+            .delete_object("w", "k", &delete_version(&id), 2_500)
+            .await
+            .unwrap()
+            .changed
+    );
     // GOVERNANCE: only the bypass removes it early.
     let mut gov = object("w", "g", "e");
     gov.lock.retention = Some(Retention {
         mode: RetentionMode::Governance,
         until_ms: 10_000,
     });
-    let gid = store.put_object(&gov, &WriteCondition::None, 3_000).await.unwrap();
+    let gid = store
+        .put_object(&gov, &WriteCondition::None, 3_000)
+        .await
+        .unwrap();
     assert!(matches!(
-        store.delete_object("w", "g", &delete_version(&gid), 3_000).await,
+        store
+            .delete_object("w", "g", &delete_version(&gid), 3_000)
+            .await,
         Err(MetaError::Locked(_))
     ));
     let bypass = DeleteRequest {
@@ -919,7 +1033,13 @@ pub async fn object_lock_rules(store: Arc<dyn MetaStore>) {
         bypass_governance: true,
         condition: DeleteCondition::None,
     };
-    assert!(store.delete_object("w", "g", &bypass, 3_000).await.unwrap().changed);
+    assert!(
+        store
+            .delete_object("w", "g", &bypass, 3_000)
+            .await
+            .unwrap()
+            .changed
+    );
     // Retention on a bucket without object lock is refused.
     store.create_bucket(&bucket("plain")).await.unwrap();
     store
@@ -975,14 +1095,26 @@ pub async fn delete_conditions(store: Arc<dyn MetaStore>) {
         bypass_governance: false,
         condition: DeleteCondition::SoleMarker(marker_row.seq),
     };
-    assert!(matches!(
-        store.delete_object("c", "k", &sole, 5).await,
-        Err(MetaError::PreconditionFailed)
-    ), "other versions exist");
+    assert!(
+        matches!(
+            store.delete_object("c", "k", &sole, 5).await,
+            Err(MetaError::PreconditionFailed)
+        ),
+        "other versions exist"
+    );
     for v in [&a, &b] {
-        store.delete_object("c", "k", &delete_version(v), 5).await.unwrap();
+        store
+            .delete_object("c", "k", &delete_version(v), 5)
+            .await
+            .unwrap();
     }
-    assert!(store.delete_object("c", "k", &sole, 6).await.unwrap().changed);
+    assert!(
+        store
+            .delete_object("c", "k", &sole, 6)
+            .await
+            .unwrap()
+            .changed
+    );
     assert!(store.get_object("c", "k", None).await.unwrap().is_none());
     assert!(marker.delete_marker);
     store.delete_bucket("c", 7).await.unwrap();
