@@ -349,17 +349,41 @@ impl ObjectService {
         let resumed_from = progress.after_key.clone();
         let mut position: Option<(String, i64)> = None;
         let mut scan: Option<KeyScan> = None;
+        let batch = LIFECYCLE_BATCH_VERSIONS.min(budget.max(1));
         loop {
-            let start = match (&position, &resumed_from) {
-                (Some((k, seq)), _) => VersionStart::AfterVersion(k, *seq),
-                (None, Some(k)) => VersionStart::AfterKey(k),
-                (None, None) => VersionStart::Beginning,
+            let page = match (&position, &resumed_from) {
+                (Some((k, seq)), _) => {
+                    // The rest of the key in progress, then the keys after it.
+                    let mut page = self
+                        .meta
+                        .list_versions(bucket, "", VersionStart::AfterVersion(k, *seq), batch)
+                        .await?;
+                    if page.len() < batch {
+                        let more = self
+                            .meta
+                            .list_versions(
+                                bucket,
+                                "",
+                                VersionStart::AfterKey(k),
+                                batch - page.len(),
+                            )
+                            .await?;
+                        page.extend(more);
+                    }
+                    page
+                }
+                (None, Some(k)) => {
+                    self.meta
+                        .list_versions(bucket, "", VersionStart::AfterKey(k), batch)
+                        .await?
+                }
+                (None, None) => {
+                    self.meta
+                        .list_versions(bucket, "", VersionStart::Beginning, batch)
+                        .await?
+                }
             };
-            let page = self
-                .meta
-                .list_versions(bucket, "", start, LIFECYCLE_BATCH_VERSIONS)
-                .await?;
-            let exhausted = page.len() < LIFECYCLE_BATCH_VERSIONS;
+            let exhausted = page.len() < batch;
             for v in &page {
                 if scan.as_ref().is_none_or(|s| s.key != v.key) {
                     if let Some(done) = scan.take() {
