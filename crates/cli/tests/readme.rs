@@ -7,13 +7,13 @@ use std::process::Command;
 
 use common::{Server, run, tool};
 
-fn readme_block() -> String {
+fn readme_block(marker: &str) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
             .unwrap();
     let after = readme
-        .split_once("<!-- readme-test -->")
-        .expect("README has a readme-test block")
+        .split_once(marker)
+        .expect("README has the readme-test block")
         .1;
     let body = after
         .split_once("```sh\n")
@@ -31,7 +31,8 @@ fn readme_client_example_runs() {
     )
     .unwrap();
     let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
-    let script = readme_block().replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
+    let script = readme_block("<!-- readme-test -->")
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
     assert!(script.contains("s3 mb"), "{script}");
     let aws_dir = tool("aws").parent().unwrap().to_owned();
     let path = format!(
@@ -58,5 +59,49 @@ fn readme_client_example_runs() {
     assert_eq!(
         fetched.stdout,
         std::fs::read(tmp.path().join("README.md")).unwrap()
+    );
+}
+
+#[test]
+fn readme_retention_example_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        tmp.path().join("README.md"),
+    )
+    .unwrap();
+    let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
+    let script = readme_block("<!-- readme-test retention -->")
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
+    let aws_dir = tool("aws").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        aws_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(Command::new(tool("bash"))
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(tmp.path())
+        .envs(server.tool_env())
+        .env("PATH", path));
+    assert!(out.contains("\"Mode\": \"COMPLIANCE\""), "{out}");
+    assert!(out.contains("refused: under COMPLIANCE retention"), "{out}");
+    // The block left what it says: the version, under retention and legal hold, and the rules.
+    let versions = run(Command::new(tool("aws")).envs(server.tool_env()).args([
+        "s3api",
+        "list-object-versions",
+        "--bucket",
+        "records",
+    ]));
+    assert!(versions.contains("incidents/2026-042.json"), "{versions}");
+    let rules = run(Command::new(tool("aws")).envs(server.tool_env()).args([
+        "s3api",
+        "get-bucket-lifecycle-configuration",
+        "--bucket",
+        "records",
+    ]));
+    assert!(
+        rules.contains("scratch") && rules.contains("old-versions"),
+        "{rules}"
     );
 }
