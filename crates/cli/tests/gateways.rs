@@ -11,28 +11,8 @@ use common::{Server, data};
 
 const MIB: usize = 1024 * 1024;
 
-/// A fresh database on the test server; returns its URL.
 async fn fresh_database() -> String {
-    let admin = std::env::var("VALLUM_TEST_PG_URL")
-        .expect("VALLUM_TEST_PG_URL is not set: run ./scripts/test.sh, which starts PostgreSQL");
-    let name = format!("vallum_gw_{}", std::process::id())
-        + &format!(
-            "_{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-    let out = std::process::Command::new(common::tool("psql"))
-        .args([&admin, "-qc", &format!("CREATE DATABASE {name}")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+    common::fresh_pg_database()
 }
 
 fn gateways(dir: &std::path::Path, url: &str, n: usize) -> Vec<Server> {

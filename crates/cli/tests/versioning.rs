@@ -34,6 +34,26 @@ fn boto3_versioning_lock_tagging_lifecycle() {
     assert!(out.contains("boto3 versioning ok"), "{out}");
 }
 
+/// The same S3 semantics with the metadata in PostgreSQL.
+#[test]
+fn boto3_versioning_lock_tagging_lifecycle_on_postgres() {
+    let url = common::fresh_pg_database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = fast_lifecycle_config(dir.path());
+    let server = Server::start_in(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        &["--config", config.to_str().unwrap()],
+        &[("VALLUM_META_URL", url.as_str())],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/boto3_versioning.py");
+    let out = run(Command::new(tool("python3"))
+        .arg(script)
+        .envs(server.tool_env())
+        .env("VALLUM_ENDPOINT", &server.endpoint));
+    assert!(out.contains("boto3 versioning ok"), "{out}");
+}
+
 fn aws(server: &Server) -> Command {
     let mut cmd = Command::new(tool("aws"));
     cmd.envs(server.tool_env())

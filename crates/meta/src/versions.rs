@@ -83,8 +83,11 @@ macro_rules! version_logic {
             row.as_ref().map(head_row).transpose()
         }
 
+        /// How many versions the key has, counting at most two.
         async fn v_count(tx: &mut Tx<'_>, bucket: &str, key: &str) -> MetaResult<i64> {
-            sqlx::query_scalar("SELECT count(*) FROM versions WHERE bucket = $1 AND key = $2")
+            sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM versions WHERE bucket = $1 AND key = $2 LIMIT 2) AS v",
+            )
                 .bind(bucket)
                 .bind(key)
                 .fetch_one(&mut **tx)
@@ -99,7 +102,12 @@ macro_rules! version_logic {
             seq: i64,
             version_id: &str,
         ) -> MetaResult<()> {
-            sqlx::query("UPDATE versions SET latest = FALSE WHERE bucket = $1 AND key = $2 AND latest = TRUE")
+            // The latest version is always the one with the largest seq: an index probe, not a
+            // scan of the key's versions.
+            sqlx::query(
+                "UPDATE versions SET latest = FALSE WHERE bucket = $1 AND key = $2 AND latest = TRUE \
+                 AND seq = (SELECT max(seq) FROM versions WHERE bucket = $1 AND key = $2)",
+            )
                 .bind(&object.bucket)
                 .bind(&object.key)
                 .execute(&mut **tx)

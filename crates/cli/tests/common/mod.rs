@@ -244,3 +244,28 @@ pub fn completed(parts: &[(i32, &str)]) -> aws_sdk_s3::types::CompletedMultipart
         .set_parts(Some(parts))
         .build()
 }
+
+/// A fresh database on the test PostgreSQL server (`VALLUM_TEST_PG_URL`, started by
+/// scripts/test.sh); returns its URL.
+pub fn fresh_pg_database() -> String {
+    let admin = std::env::var("VALLUM_TEST_PG_URL")
+        .expect("VALLUM_TEST_PG_URL is not set: run ./scripts/test.sh, which starts PostgreSQL");
+    let name = format!("vallum_gw_{}", std::process::id())
+        + &format!(
+            "_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+    let out = std::process::Command::new(tool("psql"))
+        .args([&admin, "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
