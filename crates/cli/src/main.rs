@@ -78,7 +78,7 @@ fn main() -> anyhow::Result<()> {
                 ))
                 .context("migrating metadata")?;
             println!(
-                "migrated: {} buckets, {} objects ({} already present), {} uploads, {} parts; {} trashed blobs deleted",
+                "migrated: {} buckets, {} versions ({} already present), {} uploads, {} parts; {} trashed blobs deleted",
                 report.buckets,
                 report.objects,
                 report.objects_skipped,

@@ -526,6 +526,77 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         .send()
         .await
         .unwrap();
+    // A versioned bucket with object lock, tags, a delete marker and a lifecycle rule: every
+    // version must arrive verbatim (ids, order, lock state), with the bucket's configuration.
+    s3.create_bucket()
+        .bucket("mig-worm")
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    let mut version_ids = Vec::new();
+    for i in 0..3 {
+        let put = s3
+            .put_object()
+            .bucket("mig-worm")
+            .key("v")
+            .tagging(format!("n={i}"))
+            .object_lock_mode(aws_sdk_s3::types::ObjectLockMode::Compliance)
+            .object_lock_retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                4_102_444_800,
+            ))
+            .body(ByteStream::from(data(10 + i, i as u64)))
+            .send()
+            .await
+            .unwrap();
+        version_ids.push(put.version_id().unwrap().to_owned());
+    }
+    s3.put_object()
+        .bucket("mig-worm")
+        .key("d")
+        .body(ByteStream::from_static(b"d"))
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object()
+        .bucket("mig-worm")
+        .key("d")
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_lifecycle_configuration()
+        .bucket("mig-worm")
+        .lifecycle_configuration(
+            aws_sdk_s3::types::BucketLifecycleConfiguration::builder()
+                .rules(
+                    aws_sdk_s3::types::LifecycleRule::builder()
+                        .id("old")
+                        .status(aws_sdk_s3::types::ExpirationStatus::Enabled)
+                        .filter(
+                            aws_sdk_s3::types::LifecycleRuleFilter::builder()
+                                .prefix("")
+                                .build(),
+                        )
+                        .noncurrent_version_expiration(
+                            aws_sdk_s3::types::NoncurrentVersionExpiration::builder()
+                                .noncurrent_days(3650)
+                                .build(),
+                        )
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let versions_before = s3
+        .list_object_versions()
+        .bucket("mig-worm")
+        .send()
+        .await
+        .unwrap();
     embedded.kill9();
 
     let migrate = |expect: &str| {
@@ -537,10 +608,10 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         assert!(out.contains(expect), "{out}");
     };
     migrate(
-        "migrated: 2 buckets, 1100 objects (0 already present), 1 uploads, 1 parts; 1 trashed blobs deleted",
+        "migrated: 3 buckets, 1105 versions (0 already present), 1 uploads, 1 parts; 1 trashed blobs deleted",
     );
     migrate(
-        "migrated: 0 buckets, 0 objects (1100 already present), 0 uploads, 0 parts; 0 trashed blobs deleted",
+        "migrated: 0 buckets, 0 versions (1105 already present), 0 uploads, 0 parts; 0 trashed blobs deleted",
     );
 
     let gw = Server::start_in(
@@ -608,4 +679,59 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         .unwrap();
     assert_eq!(head.content_length(), Some((5 * MIB + 4) as i64));
     s3.head_bucket().bucket("mig-empty").send().await.unwrap();
+
+    let versions_after = s3
+        .list_object_versions()
+        .bucket("mig-worm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(versions_after.versions(), versions_before.versions());
+    assert_eq!(
+        versions_after.delete_markers(),
+        versions_before.delete_markers()
+    );
+    assert_eq!(versions_after.versions().len(), 4);
+    let oldest = s3
+        .get_object()
+        .bucket("mig-worm")
+        .key("v")
+        .version_id(&version_ids[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        oldest.object_lock_mode(),
+        Some(&aws_sdk_s3::types::ObjectLockMode::Compliance)
+    );
+    assert_eq!(
+        oldest.body.collect().await.unwrap().into_bytes().as_ref(),
+        data(10, 0).as_slice()
+    );
+    let tags = s3
+        .get_object_tagging()
+        .bucket("mig-worm")
+        .key("v")
+        .version_id(&version_ids[1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tag_set()[0].value(), "1");
+    let refused = s3
+        .delete_object()
+        .bucket("mig-worm")
+        .key("v")
+        .version_id(&version_ids[0])
+        .bypass_governance_retention(true)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.into_service_error().code(), Some("AccessDenied"));
+    let rules = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket("mig-worm")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rules.rules()[0].id(), Some("old"));
 }

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use vallum_types::limits::{LIFECYCLE_BATCH_VERSIONS, MAX_LIFECYCLE_RULES, MAX_LIST_KEYS};
 
+use crate::list::versions_after;
 use crate::meta::{DeleteCondition, DeleteRequest, MetaError, VersionStart, VersionSummary};
 use crate::service::ObjectService;
 use crate::versioning::{Tags, Versioning};
@@ -353,35 +354,14 @@ impl ObjectService {
         loop {
             let page = match (&position, &resumed_from) {
                 (Some((k, seq)), _) => {
-                    // The rest of the key in progress, then the keys after it.
-                    let mut page = self
-                        .meta
-                        .list_versions(bucket, "", VersionStart::AfterVersion(k, *seq), batch)
-                        .await?;
-                    if page.len() < batch {
-                        let more = self
-                            .meta
-                            .list_versions(
-                                bucket,
-                                "",
-                                VersionStart::AfterKey(k),
-                                batch - page.len(),
-                            )
-                            .await?;
-                        page.extend(more);
-                    }
-                    page
+                    versions_after(&*self.meta, bucket, Some((k.as_str(), *seq)), batch).await?
                 }
                 (None, Some(k)) => {
                     self.meta
                         .list_versions(bucket, "", VersionStart::AfterKey(k), batch)
                         .await?
                 }
-                (None, None) => {
-                    self.meta
-                        .list_versions(bucket, "", VersionStart::Beginning, batch)
-                        .await?
-                }
+                (None, None) => versions_after(&*self.meta, bucket, None, batch).await?,
             };
             let exhausted = page.len() < batch;
             for v in &page {

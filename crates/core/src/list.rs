@@ -403,6 +403,32 @@ impl ObjectService {
     }
 }
 
+/// The next `limit` versions of `bucket` after position `after` (a key and the seq of its
+/// version last seen; `None`: from the beginning), by key then newest first, crossing key
+/// boundaries. For whole-bucket scans (lifecycle, migration, verification).
+pub async fn versions_after(
+    meta: &dyn crate::meta::MetaStore,
+    bucket: &str,
+    after: Option<(&str, i64)>,
+    limit: usize,
+) -> crate::meta::MetaResult<Vec<VersionSummary>> {
+    let Some((key, seq)) = after else {
+        return meta
+            .list_versions(bucket, "", VersionStart::Beginning, limit)
+            .await;
+    };
+    let mut page = meta
+        .list_versions(bucket, "", VersionStart::AfterVersion(key, seq), limit)
+        .await?;
+    if page.len() < limit {
+        let more = meta
+            .list_versions(bucket, "", VersionStart::AfterKey(key), limit - page.len())
+            .await?;
+        page.extend(more);
+    }
+    Ok(page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use vallum_blob::LocalBlobStore;
 use vallum_core::blob::BlobStore;
-use vallum_core::meta::{MetaError, MetaStore, VersionStart};
+use vallum_core::list::versions_after;
+use vallum_core::meta::{MetaError, MetaStore};
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
 use vallum_types::limits::MAX_LIST_KEYS;
 
@@ -90,24 +91,10 @@ pub async fn migrate_meta(
         // Every version and delete marker, by key then newest first, copied verbatim.
         let mut position: Option<(String, i64)> = None;
         loop {
-            let start = position
-                .as_ref()
-                .map_or(VersionStart::Beginning, |(k, seq)| {
-                    VersionStart::AfterVersion(k, *seq)
-                });
-            let mut page = source
-                .list_versions(&bucket.name, "", start, MAX_LIST_KEYS)
-                .await?;
-            if page.is_empty()
-                && let Some((key, _)) = &position
-            {
-                page = source
-                    .list_versions(&bucket.name, "", VersionStart::AfterKey(key), MAX_LIST_KEYS)
-                    .await?;
-            }
-            if page.is_empty() {
-                break;
-            }
+            let after = position.as_ref().map(|(k, seq)| (k.as_str(), *seq));
+            let page = versions_after(&source, &bucket.name, after, MAX_LIST_KEYS).await?;
+            let Some(last) = page.last() else { break };
+            position = Some((last.key.clone(), last.seq));
             for summary in &page {
                 let Some(object) = source
                     .get_object(&bucket.name, &summary.key, Some(&summary.version_id))
@@ -121,7 +108,6 @@ pub async fn migrate_meta(
                     report.objects_skipped += 1;
                 }
             }
-            position = page.last().map(|v| (v.key.clone(), v.seq));
             progress(&format!(
                 "bucket {}: {} versions copied so far",
                 bucket.name,
@@ -179,35 +165,19 @@ async fn verify_bucket(
             "bucket {bucket}: configuration differs"
         )));
     }
-    let mut after: Option<String> = None;
+    let mut position: Option<(String, i64)> = None;
     loop {
-        let start = after
-            .as_deref()
-            .map_or(VersionStart::Beginning, VersionStart::AfterKey);
-        let mut want = source
-            .list_versions(bucket, "", start, MAX_LIST_KEYS)
-            .await?;
-        // Compare whole keys only, so a key cut by the page limit is re-read next round.
-        if want.len() == MAX_LIST_KEYS
-            && let Some(last) = want.last().map(|v| v.key.clone())
-            && want.iter().any(|v| v.key != last)
-        {
-            want.retain(|v| v.key != last);
-        }
-        let got: Vec<_> = target
-            .list_versions(bucket, "", start, MAX_LIST_KEYS)
-            .await?
-            .into_iter()
-            .take(want.len())
-            .collect();
+        let after = position.as_ref().map(|(k, seq)| (k.as_str(), *seq));
+        let want = versions_after(source, bucket, after, MAX_LIST_KEYS).await?;
+        let got = versions_after(target, bucket, after, MAX_LIST_KEYS).await?;
         if want != got {
             return Err(MigrateError::Verify(format!(
-                "bucket {bucket}: versions differ after {after:?}"
+                "bucket {bucket}: versions differ after {position:?}"
             )));
         }
         let Some(last) = want.last() else {
             return Ok(());
         };
-        after = Some(last.key.clone());
+        position = Some((last.key.clone(), last.seq));
     }
 }
