@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use common::{Server, data, run, tool};
 
 /// A data directory whose server runs the lifecycle worker every second.
@@ -311,7 +312,7 @@ async fn kill_9_during_lifecycle_leaves_nothing_half_deleted() {
                 intact += 1;
             }
             Err(err) => {
-                let code = err.into_service_error().meta().code().map(str::to_owned);
+                let code = err.into_service_error().code().map(str::to_owned);
                 assert_eq!(code.as_deref(), Some("NoSuchKey"), "{key}");
             }
         }
@@ -348,4 +349,108 @@ async fn kill_9_during_lifecycle_leaves_nothing_half_deleted() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// GOVERNANCE yields to the bypass header only when the caller holds the permission: a
+/// deployment that withdraws it (`object_lock.allow_governance_bypass = false`) keeps every
+/// GOVERNANCE version as strictly as COMPLIANCE, header or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn governance_bypass_needs_the_permission() {
+    use aws_sdk_s3::types::{
+        DefaultRetention, ObjectLockConfiguration, ObjectLockEnabled, ObjectLockRetention,
+        ObjectLockRetentionMode, ObjectLockRule,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vallum.toml");
+    std::fs::write(&config, "[object_lock]\nallow_governance_bypass = false\n").unwrap();
+    let server = Server::start_in(
+        &dir.path().join("data"),
+        "127.0.0.1:0",
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let s3 = server.client();
+    s3.create_bucket()
+        .bucket("gov")
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .unwrap();
+    s3.put_object_lock_configuration()
+        .bucket("gov")
+        .object_lock_configuration(
+            ObjectLockConfiguration::builder()
+                .object_lock_enabled(ObjectLockEnabled::Enabled)
+                .rule(
+                    ObjectLockRule::builder()
+                        .default_retention(
+                            DefaultRetention::builder()
+                                .mode(ObjectLockRetentionMode::Governance)
+                                .days(1)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let version = s3
+        .put_object()
+        .bucket("gov")
+        .key("k")
+        .body(b"governed".to_vec().into())
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_owned();
+    let refused = s3
+        .delete_object()
+        .bucket("gov")
+        .key("k")
+        .version_id(&version)
+        .bypass_governance_retention(true)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(refused.into_service_error().code(), Some("AccessDenied"));
+    let shorten = s3
+        .put_object_retention()
+        .bucket("gov")
+        .key("k")
+        .version_id(&version)
+        .bypass_governance_retention(true)
+        .retention(
+            ObjectLockRetention::builder()
+                .mode(ObjectLockRetentionMode::Governance)
+                .retain_until_date(aws_sdk_s3::primitives::DateTime::from_secs(
+                    (std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs()
+                        + 60) as i64,
+                ))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(shorten.into_service_error().code(), Some("AccessDenied"));
+    // The version is still there and readable.
+    let got = s3
+        .get_object()
+        .bucket("gov")
+        .key("k")
+        .version_id(&version)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"governed"
+    );
 }

@@ -58,6 +58,8 @@ pub struct Config {
     pub gc: GcConfig,
     /// The lifecycle worker.
     pub lifecycle: LifecycleWorkerConfig,
+    /// Object lock policy of the deployment.
+    pub object_lock: ObjectLockSettings,
     /// Metadata store.
     pub meta: MetaConfig,
 }
@@ -105,6 +107,24 @@ pub struct GcConfig {
     pub orphan_age_secs: u64,
 }
 
+/// Deployment-wide object lock settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ObjectLockSettings {
+    /// Whether any caller may bypass GOVERNANCE retention (with
+    /// `x-amz-bypass-governance-retention: true`). `false` makes GOVERNANCE as strict as
+    /// COMPLIANCE for every principal. COMPLIANCE is never bypassable.
+    pub allow_governance_bypass: bool,
+}
+
+impl Default for ObjectLockSettings {
+    fn default() -> Self {
+        Self {
+            allow_governance_bypass: true,
+        }
+    }
+}
+
 /// Lifecycle worker settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -132,6 +152,7 @@ impl Default for Config {
             log: LogConfig::default(),
             gc: GcConfig::default(),
             lifecycle: LifecycleWorkerConfig::default(),
+            object_lock: ObjectLockSettings::default(),
             meta: MetaConfig::default(),
         }
     }

@@ -29,11 +29,20 @@ pub struct VallumS3 {
     service: Arc<ObjectService>,
     region: String,
     owner: Owner,
+    allow_governance_bypass: bool,
 }
 
 impl VallumS3 {
-    pub fn new(service: Arc<ObjectService>, region: String, owner_id: String) -> Self {
+    /// The front end; `allow_governance_bypass` is the deployment-wide permission to bypass
+    /// GOVERNANCE retention (config `object_lock.allow_governance_bypass`).
+    pub fn new(
+        service: Arc<ObjectService>,
+        region: String,
+        owner_id: String,
+        allow_governance_bypass: bool,
+    ) -> Self {
         Self {
+            allow_governance_bypass,
             service,
             region,
             owner: Owner {
@@ -186,14 +195,6 @@ fn lock_out(
         lock.retention.map(|r| timestamp(r.until_ms)),
         bucket_locked.then(|| legal_hold_out(lock.legal_hold)),
     )
-}
-
-/// Whether the caller may bypass GOVERNANCE retention. Every request that reaches this point
-/// is authenticated as the deployment's root credential, which holds every permission
-/// (`s3:BypassGovernanceRetention` included); per-user permissions come with identities. The
-/// header is still required: without it nothing is bypassed.
-fn bypass_governance(header: Option<bool>) -> bool {
-    header.unwrap_or(false)
 }
 
 /// A count as S3 sends it (`i32` in the DTOs); negative counts are refused.
@@ -661,6 +662,20 @@ fn content_type_out(attrs: &ObjectAttrs) -> Option<ContentType> {
 }
 
 impl VallumS3 {
+    /// Whether a request bypasses GOVERNANCE retention: it must carry
+    /// `x-amz-bypass-governance-retention: true` *and* the caller must hold the permission.
+    /// Every request that reaches this point is authenticated as the deployment's root
+    /// credential, which holds the permission unless the deployment withdrew it
+    /// (`object_lock.allow_governance_bypass = false`). Without the permission the header is
+    /// ignored and protected versions stay protected (the request fails with AccessDenied).
+    fn bypass_governance(&self, header: Option<bool>) -> bool {
+        let asked = header.unwrap_or(false);
+        if asked && !self.allow_governance_bypass {
+            tracing::info!(target: "vallum::audit", event = "governance_bypass_refused", "GOVERNANCE bypass requested without the permission");
+        }
+        asked && self.allow_governance_bypass
+    }
+
     fn object_summary(
         &self,
         o: vallum_core::meta::ObjectSummary,
@@ -983,7 +998,7 @@ impl S3 for VallumS3 {
                 &input.bucket,
                 &input.key,
                 input.version_id.as_deref(),
-                bypass_governance(input.bypass_governance_retention),
+                self.bypass_governance(input.bypass_governance_retention),
             )
             .await
             .map_err(to_s3)?;
@@ -1025,7 +1040,7 @@ impl S3 for VallumS3 {
             .delete_objects(
                 &input.bucket,
                 entries,
-                bypass_governance(input.bypass_governance_retention),
+                self.bypass_governance(input.bypass_governance_retention),
             )
             .await
             .map_err(to_s3)?;
@@ -1757,7 +1772,7 @@ impl S3 for VallumS3 {
                 input.version_id.as_deref(),
                 VersionUpdate::Retention {
                     retention,
-                    bypass_governance: bypass_governance(input.bypass_governance_retention),
+                    bypass_governance: self.bypass_governance(input.bypass_governance_retention),
                 },
             )
             .await

@@ -239,6 +239,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         Arc::clone(&service),
         config.region.clone(),
         credentials.access_key.clone(),
+        config.object_lock.allow_governance_bypass,
     );
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(crate::auth::RootAuth::new(credentials.clone()));
