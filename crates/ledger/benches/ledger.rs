@@ -1,5 +1,5 @@
-//! Transparency-log hot paths: durable batched appends (hashing, tile and bundle writes, fsync
-//! per batch) and inclusion proofs computed from tiles on disk.
+//! Transparency-log hot paths: durable batched appends (sequencing into the write-ahead file,
+//! then hashing, tile and bundle writes, fsync per batch) and inclusion proofs computed from tiles on disk.
 //!
 //! Run: `cargo bench -p vallum-ledger`.
 
@@ -29,7 +29,30 @@ fn appends(c: &mut Criterion) {
             b.iter(|| {
                 let entries: Vec<Vec<u8>> = (next..next + batch).map(entry).collect();
                 next += batch;
-                store.append(&entries).unwrap()
+                store.append(&entries).unwrap();
+                store.integrate().unwrap()
+            })
+        });
+    }
+    g.finish();
+    // Sequencing alone: what a request waits for (one flush of the write-ahead file per
+    // group-committed batch); integration runs after the reply.
+    let mut g = c.benchmark_group("sequence_durable");
+    g.sample_size(20);
+    for batch in [1u64, 16, 256] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TileStore::open(dir.path()).unwrap();
+        let mut next = 0u64;
+        g.throughput(Throughput::Elements(batch));
+        g.bench_with_input(BenchmarkId::from_parameter(batch), &batch, |b, &batch| {
+            b.iter(|| {
+                let entries: Vec<Vec<u8>> = (next..next + batch).map(entry).collect();
+                next += batch;
+                let first = store.append(&entries).unwrap();
+                if store.sequenced() - store.size() >= 4096 {
+                    store.integrate().unwrap();
+                }
+                first
             })
         });
     }
@@ -45,6 +68,7 @@ fn proofs(c: &mut Criterion) {
         let n = (SIZE - next).min(65_536);
         let entries: Vec<Vec<u8>> = (next..next + n).map(entry).collect();
         store.append(&entries).unwrap();
+        store.integrate().unwrap();
         next += n;
     }
     // Reopen so tiles come from disk, not from the writer's cache.

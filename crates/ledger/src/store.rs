@@ -3,10 +3,17 @@
 //! can serve the files as they are; a small `state` file records the committed tree size and
 //! root.
 //!
-//! Durability: [`TileStore::append`] writes every new full and partial tile and bundle (temp
-//! file, fsync, rename, directory fsync) and only then the new `state`; it returns after that,
-//! so appended entries survive a crash. A crash in between leaves files beyond the committed
-//! size, which no published checkpoint covers and which the next append overwrites.
+//! Two steps, as tlog-tiles logs separate *sequencing* from *integration*:
+//!
+//! * [`TileStore::append`] sequences entries: it appends them to a write-ahead file (`wal`)
+//!   and `fdatasync`s it once per batch, so concurrent requests share one disk flush (group
+//!   commit). When it returns, the entries are durable and have their final indexes.
+//! * [`TileStore::integrate`] folds the sequenced entries into tiles and entry bundles: every
+//!   new file is written to a temporary name, all are fsynced, renamed and their directories
+//!   fsynced, and only then the new `state` (tree size and root) is committed and the
+//!   write-ahead file emptied. A crash at any point loses nothing: on open, entries still in
+//!   the write-ahead file beyond the committed size are integrated again (a torn, never
+//!   acknowledged tail is cut off).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
@@ -26,6 +33,9 @@ pub const MAX_ENTRY_BYTES: usize = u16::MAX as usize;
 const TILE_CACHE_TILES: usize = 4096;
 const STATE_FILE: &str = "state";
 const STATE_MAGIC: &str = "vallum-log-state 1";
+const WAL_FILE: &str = "wal";
+/// Bytes of a write-ahead record around its entry: index (8), length (2), check (8).
+const WAL_OVERHEAD: usize = 18;
 
 /// The store.
 #[derive(Debug)]
@@ -38,6 +48,9 @@ pub struct TileStore {
     full: Vec<u64>,
     /// Entries of the partial entry bundle.
     bundle: Vec<Vec<u8>>,
+    /// Sequenced (durable in the write-ahead file) but not yet integrated entries.
+    pending: Vec<Vec<u8>>,
+    wal: Option<File>,
     cache: Mutex<TileCache>,
 }
 
@@ -51,40 +64,99 @@ fn io_err(path: &Path, e: std::io::Error) -> LedgerError {
     ))
 }
 
-/// Writes `bytes` to `path` atomically and durably (the directory is fsynced by the caller).
-fn write_atomic(
-    path: &Path,
-    bytes: &[u8],
-    dirs: &mut BTreeSet<PathBuf>,
-) -> Result<(), LedgerError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("tile")
-    ));
-    let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
-    f.sync_all().map_err(|e| io_err(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
-    // New directories must reach the disk too: fsync every ancestor we may have created.
-    let mut d = Some(dir);
-    while let Some(x) = d {
-        if !dirs.insert(x.to_path_buf()) {
-            break;
-        }
-        d = x.parent();
-    }
-    Ok(())
+/// Files to replace atomically and durably, all with one round of fsyncs: every file is
+/// written under a temporary name, all are fsynced, then renamed, then their directories
+/// (and any directory created on the way) are fsynced.
+#[derive(Default)]
+struct FileBatch {
+    files: Vec<(PathBuf, Vec<u8>)>,
 }
 
-fn sync_dirs(dirs: &BTreeSet<PathBuf>) -> Result<(), LedgerError> {
-    for d in dirs.iter().rev() {
-        if let Ok(f) = File::open(d) {
-            f.sync_all().map_err(|e| io_err(d, e))?;
-        }
+impl FileBatch {
+    fn add(&mut self, path: PathBuf, bytes: Vec<u8>) {
+        self.files.push((path, bytes));
     }
-    Ok(())
+
+    fn commit(self) -> Result<(), LedgerError> {
+        let mut dirs = BTreeSet::new();
+        let mut temps = Vec::with_capacity(self.files.len());
+        for (path, bytes) in &self.files {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            if !dir.exists() {
+                fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
+            }
+            let mut d = Some(dir);
+            while let Some(x) = d {
+                if !dirs.insert(x.to_path_buf()) {
+                    break;
+                }
+                d = x.parent();
+            }
+            let tmp = dir.join(format!(
+                ".{}.tmp",
+                path.file_name().and_then(|n| n.to_str()).unwrap_or("tile")
+            ));
+            let mut f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+            f.write_all(bytes).map_err(|e| io_err(&tmp, e))?;
+            temps.push((tmp, f));
+        }
+        for (tmp, f) in &temps {
+            f.sync_all().map_err(|e| io_err(tmp, e))?;
+        }
+        for ((tmp, _), (path, _)) in temps.iter().zip(&self.files) {
+            fs::rename(tmp, path).map_err(|e| io_err(path, e))?;
+        }
+        for d in dirs.iter().rev() {
+            if let Ok(f) = File::open(d) {
+                f.sync_all().map_err(|e| io_err(d, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The check value of a write-ahead record: the first 8 bytes of SHA-256 over its header and
+/// entry, so a torn or damaged tail is recognised.
+fn wal_check(header: &[u8], entry: &[u8]) -> [u8; 8] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(header);
+    h.update(entry);
+    let d = h.finalize();
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&d[..8]);
+    out
+}
+
+fn encode_wal_record(index: u64, entry: &[u8], out: &mut Vec<u8>) {
+    let mut header = [0u8; 10];
+    header[..8].copy_from_slice(&index.to_be_bytes());
+    header[8..].copy_from_slice(&(entry.len() as u16).to_be_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(entry);
+    out.extend_from_slice(&wal_check(&header, entry));
+}
+
+/// Decodes write-ahead records; returns them and the length of the valid prefix (a torn or
+/// damaged record ends it).
+fn decode_wal(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, usize) {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while bytes.len() - at >= WAL_OVERHEAD {
+        let header = &bytes[at..at + 10];
+        let len = usize::from(u16::from_be_bytes([header[8], header[9]]));
+        if bytes.len() - at < WAL_OVERHEAD + len {
+            break;
+        }
+        let entry = &bytes[at + 10..at + 10 + len];
+        if bytes[at + 10 + len..at + WAL_OVERHEAD + len] != wal_check(header, entry) {
+            break;
+        }
+        let index = u64::from_be_bytes(header[..8].try_into().unwrap_or([0; 8]));
+        out.push((index, entry.to_vec()));
+        at += WAL_OVERHEAD + len;
+    }
+    (out, at)
 }
 
 fn hashes_of(bytes: &[u8], path: &Path) -> Result<Vec<Hash>, LedgerError> {
@@ -150,14 +222,58 @@ impl TileStore {
             edges: Vec::new(),
             full: Vec::new(),
             bundle: Vec::new(),
+            pending: Vec::new(),
+            wal: None,
             cache: Mutex::new(HashMap::new()),
         };
         let state_path = dir.join(STATE_FILE);
-        let state = match fs::read_to_string(&state_path) {
-            Ok(s) => s,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(store),
+        match fs::read_to_string(&state_path) {
+            Ok(state) => store.load_state(&state)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&state_path, e)),
+        }
+        store.replay_wal()?;
+        Ok(store)
+    }
+
+    /// Re-reads entries that were sequenced but not integrated before a stop or crash, and
+    /// cuts off a torn tail (a batch whose flush never completed, so never acknowledged).
+    fn replay_wal(&mut self) -> Result<(), LedgerError> {
+        let path = self.dir.join(WAL_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&path, e)),
         };
+        let (records, valid) = decode_wal(&bytes);
+        for (index, entry) in records {
+            if index < self.size {
+                continue; // integrated before the write-ahead file was emptied
+            }
+            if index != self.size + self.pending.len() as u64 {
+                return Err(LedgerError::Corrupt(format!(
+                    "write-ahead record {index} does not follow entry {}",
+                    self.size + self.pending.len() as u64
+                )));
+            }
+            self.pending.push(entry);
+        }
+        let wal = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_err(&path, e))?;
+        if valid < bytes.len() {
+            wal.set_len(valid as u64).map_err(|e| io_err(&path, e))?;
+            wal.sync_all().map_err(|e| io_err(&path, e))?;
+        }
+        self.wal = Some(wal);
+        Ok(())
+    }
+
+    fn load_state(&mut self, state: &str) -> Result<(), LedgerError> {
+        let dir = self.dir.clone();
+        let store = self;
         let lines: Vec<&str> = state.lines().collect();
         let (size, root) = match lines.as_slice() {
             [magic, size, root] if *magic == STATE_MAGIC => (
@@ -219,13 +335,19 @@ impl TileStore {
                 "the stored tiles do not reproduce the committed root".into(),
             ));
         }
-        Ok(store)
+        Ok(())
     }
 
-    /// The committed tree size.
+    /// The integrated tree size (what tiles and checkpoints cover).
     #[must_use]
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Entries sequenced so far: the integrated ones and those waiting in the write-ahead file.
+    #[must_use]
+    pub fn sequenced(&self) -> u64 {
+        self.size + self.pending.len() as u64
     }
 
     /// The directory.
@@ -250,8 +372,8 @@ impl TileStore {
         &mut self,
         level: usize,
         hash: Hash,
-        dirs: &mut BTreeSet<PathBuf>,
-    ) -> Result<(), LedgerError> {
+        batch: &mut FileBatch,
+    ) {
         self.ensure_level(level);
         self.edges[level].push(hash);
         if self.edges[level].len() as u64 == TILE_WIDTH {
@@ -263,13 +385,12 @@ impl TileStore {
                 width: 256,
             };
             let bytes: Vec<u8> = hashes.iter().flatten().copied().collect();
-            write_atomic(&self.dir.join(id.path()), &bytes, dirs)?;
+            batch.add(self.dir.join(id.path()), bytes);
             self.full[level] += 1;
             let root = fold(hashes.clone());
             self.cache_tile(level as u8, index, Arc::new(hashes));
-            self.push_hash(level + 1, root, dirs)?;
+            self.push_hash(level + 1, root, batch);
         }
-        Ok(())
     }
 
     fn cache_tile(&self, level: u8, index: u64, hashes: Arc<Vec<Hash>>) {
@@ -281,13 +402,81 @@ impl TileStore {
         }
     }
 
-    /// Appends `entries` and makes them durable; returns the index of the first.
+    /// Sequences `entries`: appends them to the write-ahead file and flushes it, so they are
+    /// durable when this returns; returns the index of the first.
     pub fn append(&mut self, entries: &[Vec<u8>]) -> Result<u64, LedgerError> {
         if let Some(big) = entries.iter().find(|e| e.len() > MAX_ENTRY_BYTES) {
             return Err(LedgerError::EntryTooLarge(big.len()));
         }
-        let first = self.size;
-        let mut dirs = BTreeSet::new();
+        let first = self.sequenced();
+        let mut bytes = Vec::with_capacity(entries.iter().map(|e| e.len() + WAL_OVERHEAD).sum());
+        for (i, e) in entries.iter().enumerate() {
+            encode_wal_record(first + i as u64, e, &mut bytes);
+        }
+        let path = self.dir.join(WAL_FILE);
+        let wal = self
+            .wal
+            .as_mut()
+            .ok_or_else(|| LedgerError::Corrupt("write-ahead file not open".into()))?;
+        let written = wal.write_all(&bytes).and_then(|()| wal.sync_data());
+        if let Err(e) = written {
+            // Whatever part reached the file is a torn tail: cut it off so the next batch
+            // does not follow garbage.
+            let keep = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            let _ = wal.set_len(keep.saturating_sub(bytes.len() as u64));
+            return Err(io_err(&path, e));
+        }
+        self.pending.extend(entries.iter().cloned());
+        Ok(first)
+    }
+
+    /// Integrates the sequenced entries into tiles and bundles and commits the new tree size;
+    /// returns it.
+    pub fn integrate(&mut self) -> Result<u64, LedgerError> {
+        if self.pending.is_empty() {
+            return Ok(self.size);
+        }
+        let entries = std::mem::take(&mut self.pending);
+        if let Err(e) = self.integrate_entries(&entries) {
+            self.pending = entries;
+            return Err(e);
+        }
+        // The state now covers every write-ahead record: empty the file.
+        let path = self.dir.join(WAL_FILE);
+        if let Some(wal) = self.wal.as_mut() {
+            wal.set_len(0).map_err(|e| io_err(&path, e))?;
+            wal.sync_all().map_err(|e| io_err(&path, e))?;
+        }
+        Ok(self.size)
+    }
+
+    /// Integrates entries that an external sequencer (e.g. the metadata database of a
+    /// multi-gateway deployment) has already made durable, in its order. Refused while this
+    /// store has entries of its own waiting.
+    pub fn integrate_entries(&mut self, entries: &[Vec<u8>]) -> Result<u64, LedgerError> {
+        if let Some(big) = entries.iter().find(|e| e.len() > MAX_ENTRY_BYTES) {
+            return Err(LedgerError::EntryTooLarge(big.len()));
+        }
+        if !self.pending.is_empty() {
+            return Err(LedgerError::Corrupt(
+                "entries are waiting in the write-ahead file".into(),
+            ));
+        }
+        let saved = (
+            self.size,
+            self.edges.clone(),
+            self.full.clone(),
+            self.bundle.clone(),
+        );
+        let result = self.integrate_inner(entries);
+        if result.is_err() {
+            (self.size, self.edges, self.full, self.bundle) = saved;
+        }
+        result
+    }
+
+    fn integrate_inner(&mut self, entries: &[Vec<u8>]) -> Result<u64, LedgerError> {
+        let mut batch = FileBatch::default();
         for entry in entries {
             let index = self.size;
             self.bundle.push(entry.clone());
@@ -298,13 +487,9 @@ impl TileStore {
                     width: 256,
                 };
                 let bundle = std::mem::take(&mut self.bundle);
-                write_atomic(
-                    &self.dir.join(id.path()),
-                    &encode_bundle(&bundle),
-                    &mut dirs,
-                )?;
+                batch.add(self.dir.join(id.path()), encode_bundle(&bundle));
             }
-            self.push_hash(0, leaf_hash(entry), &mut dirs)?;
+            self.push_hash(0, leaf_hash(entry), &mut batch);
             self.size += 1;
         }
         // Partial tiles and bundle for the new size.
@@ -317,7 +502,7 @@ impl TileStore {
                     width: width as u16,
                 };
                 let bytes: Vec<u8> = self.edges[level].iter().flatten().copied().collect();
-                write_atomic(&self.dir.join(id.path()), &bytes, &mut dirs)?;
+                batch.add(self.dir.join(id.path()), bytes);
             }
         }
         if !self.bundle.is_empty() {
@@ -326,23 +511,20 @@ impl TileStore {
                 index: self.size / TILE_WIDTH,
                 width: self.bundle.len() as u16,
             };
-            write_atomic(
-                &self.dir.join(id.path()),
-                &encode_bundle(&self.bundle),
-                &mut dirs,
-            )?;
+            batch.add(self.dir.join(id.path()), encode_bundle(&self.bundle));
         }
-        sync_dirs(&dirs)?;
+        batch.commit()?;
         // Commit: the new size and root.
         let root = self.root()?;
         let state = format!("{STATE_MAGIC}\n{}\n{}\n", self.size, b64(&root));
-        let mut dirs = BTreeSet::new();
-        write_atomic(&self.dir.join(STATE_FILE), state.as_bytes(), &mut dirs)?;
-        sync_dirs(&dirs)?;
-        Ok(first)
+        let mut commit = FileBatch::default();
+        commit.add(self.dir.join(STATE_FILE), state.into_bytes());
+        commit.commit()?;
+        Ok(self.size)
     }
 
-    /// Signs a checkpoint of the committed tree and publishes it as `checkpoint`.
+    /// Signs a checkpoint of the integrated tree and publishes it as `checkpoint`; `extra`
+    /// signature lines (witness cosignatures of the same text) are appended.
     pub fn publish_checkpoint(&self, origin: &str, signer: &Signer) -> Result<Note, LedgerError> {
         let cp = Checkpoint {
             origin: origin.to_owned(),
@@ -351,14 +533,22 @@ impl TileStore {
             extensions: Vec::new(),
         };
         let note = cp.sign(signer);
-        let mut dirs = BTreeSet::new();
-        write_atomic(
-            &self.dir.join("checkpoint"),
-            note.to_text().as_bytes(),
-            &mut dirs,
-        )?;
-        sync_dirs(&dirs)?;
+        self.publish_note(&note)?;
         Ok(note)
+    }
+
+    /// Publishes a signed checkpoint note (e.g. one carrying witness cosignatures) as
+    /// `checkpoint`; it must describe the integrated tree.
+    pub fn publish_note(&self, note: &Note) -> Result<(), LedgerError> {
+        let cp = Checkpoint::parse(&note.text)?;
+        if cp.size > self.size || cp.root != merkle::root(self, cp.size)? {
+            return Err(LedgerError::BadProof(
+                "the checkpoint does not describe this tree".into(),
+            ));
+        }
+        let mut batch = FileBatch::default();
+        batch.add(self.dir.join("checkpoint"), note.to_text().into_bytes());
+        batch.commit()
     }
 
     /// A full hash tile, from the cache or disk.
@@ -410,13 +600,16 @@ impl TileStore {
         }
     }
 
-    /// The entry at `index`.
+    /// The entry at `index` (integrated or still in the write-ahead file).
     pub fn entry(&self, index: u64) -> Result<Vec<u8>, LedgerError> {
-        if index >= self.size {
+        if index >= self.sequenced() {
             return Err(LedgerError::OutOfRange {
                 index,
-                size: self.size,
+                size: self.sequenced(),
             });
+        }
+        if index >= self.size {
+            return Ok(self.pending[(index - self.size) as usize].clone());
         }
         let (full, _) = tiles_at(0, self.size);
         let bundle = index / TILE_WIDTH;
@@ -525,6 +718,7 @@ mod tests {
             let entries: Vec<Vec<u8>> = (0..batch as u64).map(|i| entry(next + i)).collect();
             let first = store.append(&entries).unwrap();
             assert_eq!(first, next);
+            assert_eq!(store.integrate().unwrap(), next + batch as u64);
             for e in &entries {
                 mem.push(e);
             }
@@ -577,6 +771,7 @@ mod tests {
         let mut store = TileStore::open(dir.path()).unwrap();
         let entries: Vec<Vec<u8>> = (0..600).map(entry).collect();
         store.append(&entries).unwrap();
+        store.integrate().unwrap();
         drop(store);
         // Flip a byte of entry 300 in its bundle (bundle 1, second entry 44).
         let path = dir.path().join("tile/entries/001");
@@ -607,6 +802,75 @@ mod tests {
             TileStore::open(dir.path()),
             Err(LedgerError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn sequenced_entries_survive_a_crash_before_integration() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TileStore::open(dir.path()).unwrap();
+        let all: Vec<Vec<u8>> = (0..700).map(entry).collect();
+        store.append(&all[..300]).unwrap();
+        store.integrate().unwrap();
+        // Sequenced, acknowledged, then the process dies before integrating.
+        assert_eq!(store.append(&all[300..650]).unwrap(), 300);
+        assert_eq!(store.entry(640).unwrap(), all[640]);
+        drop(store);
+        // A batch whose flush never finished left a torn record behind.
+        let wal = dir.path().join(WAL_FILE);
+        let mut torn = Vec::new();
+        encode_wal_record(650, &all[650], &mut torn);
+        let mut f = fs::OpenOptions::new().append(true).open(&wal).unwrap();
+        f.write_all(&torn[..torn.len() - 3]).unwrap();
+        drop(f);
+        let mut store = TileStore::open(dir.path()).unwrap();
+        assert_eq!((store.size(), store.sequenced()), (300, 650));
+        // The torn tail is gone: the next batch gets index 650 and follows cleanly.
+        assert_eq!(store.append(&all[650..]).unwrap(), 650);
+        // A crash after the state commit but before the write-ahead file is emptied: the
+        // stale records are recognised by index and skipped.
+        let before = fs::read(&wal).unwrap();
+        store.integrate().unwrap();
+        drop(store);
+        fs::write(&wal, &before).unwrap();
+        let store = TileStore::open(dir.path()).unwrap();
+        assert_eq!((store.size(), store.sequenced()), (700, 700));
+        let mut mem = MemoryTree::new();
+        all.iter().for_each(|e| mem.push(e));
+        assert_eq!(store.root().unwrap(), merkle::root(&mem, 700).unwrap());
+        assert_eq!(store.check_integrity().unwrap(), None);
+        // A gap in the write-ahead file is corruption, not something to paper over.
+        let mut gap = Vec::new();
+        encode_wal_record(702, b"x", &mut gap);
+        fs::write(&wal, &gap).unwrap();
+        drop(store);
+        assert!(matches!(
+            TileStore::open(dir.path()),
+            Err(LedgerError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn externally_sequenced_entries_integrate_and_checkpoints_must_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TileStore::open(dir.path()).unwrap();
+        let entries: Vec<Vec<u8>> = (0..10).map(entry).collect();
+        assert_eq!(store.integrate_entries(&entries).unwrap(), 10);
+        let signer = Signer::generate("vallum.test/log").unwrap();
+        let note = store.publish_checkpoint("vallum.test/log", &signer).unwrap();
+        assert_eq!(
+            store.read_resource("checkpoint").unwrap().unwrap(),
+            note.to_text().into_bytes()
+        );
+        // A checkpoint of another tree is refused.
+        let other = Checkpoint {
+            origin: "vallum.test/log".into(),
+            size: 10,
+            root: [7; 32],
+            extensions: Vec::new(),
+        };
+        assert!(store.publish_note(&other.sign(&signer)).is_err());
+        store.append(&entries[..1]).unwrap();
+        assert!(store.integrate_entries(&entries[..1]).is_err());
     }
 
     #[test]
