@@ -6,18 +6,29 @@
 //! * [`note`] — *signed-note*: note format, Ed25519 note signatures, key IDs, verifier keys.
 //! * [`checkpoint`] — *tlog-checkpoint*: origin, tree size, root hash.
 //! * [`cosignature`] — *tlog-cosignature*: timestamped Ed25519 witness cosignatures (type 0x04).
+//! * [`entry`] — Vallum's log entries: a versioned, canonical JSON encoding.
+//! * [`client`] — a generic tlog-tiles reader over any source of tiles (directory, HTTP).
 //! * [`store`] — a durable, append-only tile store on a local directory whose layout is the
 //!   tlog-tiles URL space, so the files can be served as they are.
+//!
+//! * [`verify`] — offline verification of a whole log or of a proof bundle.
+//! * [`audit`] — the boundary audit over verified entries, with Markdown/JSON reports.
+//! * [`witness`] — a *tlog-witness* that cosigns only consistent checkpoints.
 //!
 //! Synchronous by design: no async runtime inside (callers batch and run it on a blocking
 //! thread).
 
+pub mod audit;
 pub mod checkpoint;
+pub mod client;
 pub mod cosignature;
+pub mod entry;
 pub mod merkle;
 pub mod note;
 pub mod store;
 pub mod tile;
+pub mod verify;
+pub mod witness;
 
 /// Everything the ledger can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +66,14 @@ pub enum LedgerError {
     /// Stored data disagrees with itself (a tampered or damaged tile, bundle or state).
     #[error("corrupt log data: {0}")]
     Corrupt(String),
+    /// A stored entry, tile or bundle was altered, lost or damaged.
+    #[error("entry {index}: {why}")]
+    Tampered {
+        /// The first leaf index affected.
+        index: u64,
+        /// What is wrong.
+        why: String,
+    },
     /// An entry is larger than an entry bundle can hold.
     #[error("entry of {0} bytes exceeds the 65535-byte limit")]
     EntryTooLarge(usize),

@@ -328,6 +328,99 @@ impl HashSource for MemoryTree {
     }
 }
 
+/// A proof for several leaves at once: the roots of the maximal subtrees of the tree of
+/// `size` leaves that contain none of `indexes` (sorted, distinct, `< size`), in depth-first
+/// left-to-right order. With the leaves themselves they reproduce the root; shared parts of
+/// the paths appear once, so a bundle of many entries stays small and verifies in one pass.
+pub fn multi_proof(
+    src: &dyn HashSource,
+    indexes: &[u64],
+    size: u64,
+) -> Result<Vec<Hash>, LedgerError> {
+    check_indexes(indexes, size)?;
+    let mut out = Vec::new();
+    multi_proof_at(src, indexes, 0, size, &mut out)?;
+    Ok(out)
+}
+
+fn check_indexes(indexes: &[u64], size: u64) -> Result<(), LedgerError> {
+    if indexes.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(LedgerError::BadProof(
+            "indexes must be sorted and distinct".into(),
+        ));
+    }
+    if let Some(&last) = indexes.last()
+        && last >= size
+    {
+        return Err(LedgerError::OutOfRange { index: last, size });
+    }
+    Ok(())
+}
+
+fn multi_proof_at(
+    src: &dyn HashSource,
+    indexes: &[u64],
+    start: u64,
+    end: u64,
+    out: &mut Vec<Hash>,
+) -> Result<(), LedgerError> {
+    if indexes.is_empty() {
+        out.push(subtree_root(src, start, end)?);
+        return Ok(());
+    }
+    if end - start == 1 {
+        return Ok(());
+    }
+    let mid = start + split(end - start);
+    let p = indexes.partition_point(|&i| i < mid);
+    multi_proof_at(src, &indexes[..p], start, mid, out)?;
+    multi_proof_at(src, &indexes[p..], mid, end, out)
+}
+
+/// Recomputes the root of a tree of `size` leaves from some of its leaf hashes (sorted by
+/// index, distinct) and their [`multi_proof`]; every proof hash must be used.
+pub fn root_from_multi_proof(
+    leaves: &[(u64, Hash)],
+    size: u64,
+    proof: &[Hash],
+) -> Result<Hash, LedgerError> {
+    let indexes: Vec<u64> = leaves.iter().map(|l| l.0).collect();
+    check_indexes(&indexes, size)?;
+    let mut used = 0usize;
+    let root = root_from_multi_proof_at(leaves, 0, size, proof, &mut used)?;
+    if used != proof.len() {
+        return Err(LedgerError::BadProof(format!(
+            "{} unused hashes in the proof",
+            proof.len() - used
+        )));
+    }
+    Ok(root)
+}
+
+fn root_from_multi_proof_at(
+    leaves: &[(u64, Hash)],
+    start: u64,
+    end: u64,
+    proof: &[Hash],
+    used: &mut usize,
+) -> Result<Hash, LedgerError> {
+    if leaves.is_empty() {
+        let h = proof
+            .get(*used)
+            .ok_or_else(|| LedgerError::BadProof("the proof is too short".into()))?;
+        *used += 1;
+        return Ok(*h);
+    }
+    if end - start == 1 {
+        return Ok(leaves[0].1);
+    }
+    let mid = start + split(end - start);
+    let p = leaves.partition_point(|l| l.0 < mid);
+    let left = root_from_multi_proof_at(&leaves[..p], start, mid, proof, used)?;
+    let right = root_from_multi_proof_at(&leaves[p..], mid, end, proof, used)?;
+    Ok(node_hash(&left, &right))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -460,5 +553,59 @@ mod tests {
                 verify_consistency(old, size, &root(&t, old).unwrap(), &r, &proof).unwrap();
             }
         }
+    }
+
+    #[test]
+    fn multi_proofs_reproduce_the_root_and_catch_every_change() {
+        let (t, leaves) = tree(700);
+        let mut seed = 7u64;
+        for size in [1u64, 2, 3, 5, 8, 255, 256, 257, 700] {
+            let r = root(&t, size).unwrap();
+            for pick in 0..6 {
+                // A pseudo-random subset of leaves (empty, single, dense, sparse, all).
+                let indexes: Vec<u64> = (0..size)
+                    .filter(|&i| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        match pick {
+                            0 => false,
+                            1 => i == size / 2,
+                            2 => true,
+                            _ => (seed >> 33).is_multiple_of(pick as u64 * 3),
+                        }
+                    })
+                    .collect();
+                let proof = multi_proof(&t, &indexes, size).unwrap();
+                let given: Vec<(u64, Hash)> =
+                    indexes.iter().map(|&i| (i, leaves[i as usize])).collect();
+                assert_eq!(root_from_multi_proof(&given, size, &proof).unwrap(), r);
+                // Any changed leaf or proof hash, a dropped or extra hash: another root or an error.
+                for k in 0..given.len().min(3) {
+                    let mut bad = given.clone();
+                    bad[k].1[0] ^= 1;
+                    assert_ne!(root_from_multi_proof(&bad, size, &proof).ok(), Some(r));
+                }
+                for k in 0..proof.len().min(3) {
+                    let mut bad = proof.clone();
+                    bad[k][31] ^= 1;
+                    assert_ne!(root_from_multi_proof(&given, size, &bad).ok(), Some(r));
+                }
+                if !proof.is_empty() {
+                    assert!(root_from_multi_proof(&given, size, &proof[1..]).is_err());
+                }
+                let mut longer = proof.clone();
+                longer.push(r);
+                assert!(root_from_multi_proof(&given, size, &longer).is_err());
+                // A leaf claimed at another index does not reproduce the root.
+                if given.len() == 1 && size > 1 {
+                    let moved = [((given[0].0 + 1) % size, given[0].1)];
+                    assert_ne!(root_from_multi_proof(&moved, size, &proof).ok(), Some(r));
+                }
+            }
+        }
+        assert!(multi_proof(&t, &[3, 3], 10).is_err());
+        assert!(multi_proof(&t, &[5, 2], 10).is_err());
+        assert!(multi_proof(&t, &[10], 10).is_err());
     }
 }

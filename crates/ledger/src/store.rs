@@ -55,7 +55,7 @@ pub struct TileStore {
 }
 
 /// Full tiles by (level, index).
-type TileCache = HashMap<(u8, u64), Arc<Vec<Hash>>>;
+pub(crate) type TileCache = HashMap<(u8, u64), Arc<Vec<Hash>>>;
 
 fn io_err(path: &Path, e: std::io::Error) -> LedgerError {
     LedgerError::Io(std::io::Error::new(
@@ -368,12 +368,7 @@ impl TileStore {
         }
     }
 
-    fn push_hash(
-        &mut self,
-        level: usize,
-        hash: Hash,
-        batch: &mut FileBatch,
-    ) {
+    fn push_hash(&mut self, level: usize, hash: Hash, batch: &mut FileBatch) {
         self.ensure_level(level);
         self.edges[level].push(hash);
         if self.edges[level].len() as u64 == TILE_WIDTH {
@@ -856,7 +851,9 @@ mod tests {
         let entries: Vec<Vec<u8>> = (0..10).map(entry).collect();
         assert_eq!(store.integrate_entries(&entries).unwrap(), 10);
         let signer = Signer::generate("vallum.test/log").unwrap();
-        let note = store.publish_checkpoint("vallum.test/log", &signer).unwrap();
+        let note = store
+            .publish_checkpoint("vallum.test/log", &signer)
+            .unwrap();
         assert_eq!(
             store.read_resource("checkpoint").unwrap().unwrap(),
             note.to_text().into_bytes()

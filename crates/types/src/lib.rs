@@ -2,6 +2,7 @@
 //! named limits that every edge enforces. This crate does no I/O.
 
 pub mod ids;
+pub mod jurisdiction;
 pub mod limits;
 pub mod names;
 
