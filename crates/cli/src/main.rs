@@ -1,5 +1,7 @@
 //! The `vallum` binary.
 
+mod logtools;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -41,6 +43,20 @@ enum Command {
         #[arg(long, env = "VALLUM_META_URL", hide_env_values = true)]
         to: String,
     },
+    /// Verify the transparency log (over HTTP or from a directory) or a proof bundle, offline:
+    /// signatures, witness cosignatures, consistency with a trusted checkpoint, every entry;
+    /// with --boundary, audit a bucket's boundary. Exit codes: 0 verified (and within the
+    /// boundary), 1 could not run, 3 boundary violations, 4 verification failed, 5 boundary
+    /// undetermined (no policy known).
+    Verify(logtools::VerifyArgs),
+    /// Transparency-log tools: export a proof bundle, print the log's key.
+    Log {
+        #[command(subcommand)]
+        command: logtools::LogCommand,
+    },
+    /// Run a witness (C2SP tlog-witness): it cosigns a log's checkpoints only after checking
+    /// they are consistent with the last one it cosigned, and refuses forks.
+    Witness(logtools::WitnessArgs),
 }
 
 fn init_logging(config: &Config) {
@@ -62,9 +78,23 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// Ends the process with a tool's exit code (errors print and exit 1).
+fn exit_with(result: anyhow::Result<i32>) -> anyhow::Result<()> {
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(logtools::exit::ERROR)
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Verify(args) => exit_with(logtools::verify(&args)),
+        Command::Log { command } => exit_with(logtools::log(&command)),
+        Command::Witness(args) => exit_with(logtools::witness(&args)),
         Command::MigrateMeta { data_dir, to } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -126,6 +156,11 @@ fn main() -> anyhow::Result<()> {
                     }
                 );
                 println!("Data directory:     {}", data_dir.display());
+                println!(
+                    "Log:                http://{}/log/ (origin {})",
+                    server.addr, server.log_origin
+                );
+                println!("Log verifier key:   {}", server.log_vkey);
                 tracing::info!(addr = %server.addr, "vallum is serving");
                 server.run_until_signal().await;
                 anyhow::Ok(())

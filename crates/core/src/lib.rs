@@ -13,6 +13,7 @@ pub mod clock;
 pub mod digest;
 pub mod error;
 pub mod gc;
+pub mod journal;
 pub mod lifecycle;
 pub mod list;
 pub mod meta;

@@ -437,9 +437,11 @@ impl ObjectService {
                         condition: DeleteCondition::LatestSeq(v.seq),
                     };
                     match self.meta.delete_object(bucket, &v.key, &req, now).await {
-                        Ok(_) => {
+                        Ok(result) => {
                             progress.current_expired += 1;
                             tracing::info!(target: "vallum::audit", event = "lifecycle_expire_current", bucket, key = %v.key, version_id = %v.version_id, versioning = versioning.as_str(), "lifecycle expired the current version");
+                            self.log(self.deleted_event(bucket, &v.key, &result, false))
+                                .await?;
                         }
                         Err(MetaError::PreconditionFailed) => {}
                         Err(MetaError::Locked(_)) => progress.skipped_locked += 1,
@@ -465,9 +467,11 @@ impl ObjectService {
                         condition: DeleteCondition::NotLatest,
                     };
                     match self.meta.delete_object(bucket, &v.key, &req, now).await {
-                        Ok(_) => {
+                        Ok(result) => {
                             progress.noncurrent_deleted += 1;
                             tracing::info!(target: "vallum::audit", event = "lifecycle_delete_noncurrent", bucket, key = %v.key, version_id = %v.version_id, "lifecycle deleted a noncurrent version");
+                            self.log(self.deleted_event(bucket, &v.key, &result, false))
+                                .await?;
                         }
                         Err(MetaError::PreconditionFailed) => {}
                         Err(MetaError::Locked(_)) => progress.skipped_locked += 1,
@@ -500,9 +504,11 @@ impl ObjectService {
                 condition: DeleteCondition::SoleMarker(seq),
             };
             match self.meta.delete_object(bucket, &state.key, &req, now).await {
-                Ok(_) => {
+                Ok(result) => {
                     progress.delete_markers_removed += 1;
                     tracing::info!(target: "vallum::audit", event = "lifecycle_remove_delete_marker", bucket, key = %state.key, "lifecycle removed an expired delete marker");
+                    self.log(self.deleted_event(bucket, &state.key, &result, false))
+                        .await?;
                 }
                 Err(MetaError::PreconditionFailed) => {}
                 Err(err) => return Err(err.into()),

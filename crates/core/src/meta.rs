@@ -515,4 +515,10 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn get_job(&self, name: &str) -> MetaResult<Option<String>>;
     /// Saves the state of background job `name`.
     async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()>;
+
+    /// Appends transparency-log entries to the shared sequence (when the database sequences
+    /// the log for several gateways); returns the index of the first. Durable on return.
+    async fn ledger_append(&self, entries: &[Vec<u8>]) -> MetaResult<u64>;
+    /// Up to `limit` sequenced entries from index `from`.
+    async fn ledger_read(&self, from: u64, limit: usize) -> MetaResult<Vec<Vec<u8>>>;
 }

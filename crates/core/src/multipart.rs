@@ -323,6 +323,7 @@ impl ObjectService {
             size_bytes,
             "multipart upload completed"
         );
+        self.log(self.stored_event(&object, "multipart")).await?;
         Ok(object)
     }
 

@@ -13,6 +13,7 @@ use crate::blob::{BlobStore, ByteStream};
 use crate::clock::Clock;
 use crate::digest::{self, ChecksumSet, Digests, Expectations};
 use crate::error::{Error, Result};
+use crate::journal::{Entry, Event, Journal, KeyPrivacy, KeyRef, MemoryJournal, SiteRef};
 use crate::meta::{
     BucketRecord, ChecksumAlgorithm, DeleteCondition, DeleteRequest, DeleteResult, MetaStore,
     ObjectAttrs, ObjectRecord, Segment, WriteCondition,
@@ -208,6 +209,9 @@ pub struct ObjectService {
     pub(crate) blobs: Arc<dyn BlobStore>,
     pub(crate) clock: Arc<dyn Clock>,
     region: String,
+    journal: Arc<dyn Journal>,
+    site: SiteRef,
+    key_privacy: Arc<KeyPrivacy>,
 }
 
 impl ObjectService {
@@ -224,6 +228,117 @@ impl ObjectService {
             blobs,
             clock,
             region: region.into(),
+            journal: Arc::new(MemoryJournal::default()),
+            site: SiteRef {
+                id: "local".into(),
+                jurisdiction: String::new(),
+                exposures: Vec::new(),
+            },
+            key_privacy: Arc::new(KeyPrivacy::none()),
+        }
+    }
+
+    /// Records into `journal` (the server's transparency log) instead of the in-memory one a
+    /// new service starts with.
+    #[must_use]
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// The profile of the site the blob store writes to, as entries record it.
+    #[must_use]
+    pub fn with_site(mut self, site: SiteRef) -> Self {
+        self.site = site;
+        self
+    }
+
+    /// Which buckets' object keys the log records as keyed hashes.
+    #[must_use]
+    pub fn with_key_privacy(mut self, privacy: KeyPrivacy) -> Self {
+        self.key_privacy = Arc::new(privacy);
+        self
+    }
+
+    /// The site profile entries record.
+    #[must_use]
+    pub fn site(&self) -> &SiteRef {
+        &self.site
+    }
+
+    /// Records `event` by the current actor; the request fails if it cannot be recorded.
+    pub async fn log(&self, event: Event) -> Result<()> {
+        self.log_all(vec![event]).await
+    }
+
+    /// Records several events in order, durably, in one batch.
+    pub async fn log_all(&self, events: Vec<Event>) -> Result<()> {
+        let (actor, request_id) = crate::journal::current();
+        let now = self.now_ms();
+        let entries = events
+            .into_iter()
+            .map(|event| {
+                let mut e = Entry::new(now, actor.clone(), event);
+                e.request_id.clone_from(&request_id);
+                e
+            })
+            .collect();
+        self.journal.record(entries).await.map_err(|e| {
+            tracing::error!(error = %e, "request failed: its log entry could not be written");
+            Error::Unavailable(e.to_string())
+        })
+    }
+
+    /// An object key as the log records it for `bucket`.
+    #[must_use]
+    pub fn key_ref(&self, bucket: &str, key: &str) -> KeyRef {
+        self.key_privacy.key_ref(bucket, key)
+    }
+
+    /// The entry for a stored version.
+    pub(crate) fn stored_event(&self, record: &ObjectRecord, via: &str) -> Event {
+        let sha256 = if record.parts_count.is_none() {
+            record
+                .checksums
+                .sha256
+                .as_deref()
+                .and_then(|b| base64_simd::STANDARD.decode_to_vec(b).ok())
+                .map(|raw| digest::hex(&raw))
+        } else {
+            None
+        };
+        Event::ObjectStored {
+            bucket: record.bucket.clone(),
+            key: self.key_ref(&record.bucket, &record.key),
+            version_id: record.version_id.clone(),
+            size: record.size_bytes,
+            etag: record.etag.clone(),
+            sha256,
+            via: via.to_owned(),
+            sites: vec![self.site.clone()],
+            key_id: None,
+        }
+    }
+
+    /// The entry for a deletion.
+    pub(crate) fn deleted_event(
+        &self,
+        bucket: &str,
+        key: &str,
+        result: &DeleteResult,
+        bypass_governance: bool,
+    ) -> Event {
+        let (version_id, delete_marker) = if result.delete_marker && result.version_id.is_some() {
+            (None, result.version_id.clone())
+        } else {
+            (result.version_id.clone(), None)
+        };
+        Event::ObjectDeleted {
+            bucket: bucket.to_owned(),
+            key: self.key_ref(bucket, key),
+            version_id,
+            delete_marker,
+            bypass_governance,
         }
     }
 
@@ -249,7 +364,7 @@ impl ObjectService {
 
     /// Creates a bucket with object lock (and therefore versioning) enabled.
     pub async fn create_locked_bucket(&self, name: &str) -> Result<BucketRecord> {
-        self.create_bucket(name).await?;
+        self.insert_bucket(name).await?;
         self.meta
             .update_bucket(name, &BucketUpdate::Versioning(Versioning::Enabled))
             .await?;
@@ -258,6 +373,11 @@ impl ObjectService {
             .update_bucket(name, &BucketUpdate::ObjectLock(ObjectLockConfig::default()))
             .await?;
         tracing::info!(target: "vallum::audit", event = "object_lock_enabled", bucket = name, "bucket created with object lock");
+        self.log(Event::BucketCreated {
+            bucket: name.to_owned(),
+            object_lock: true,
+        })
+        .await?;
         Ok(bucket)
     }
 
@@ -273,11 +393,28 @@ impl ObjectService {
         }
         let bucket = self.meta.update_bucket(name, &update).await?;
         tracing::info!(target: "vallum::audit", event = "bucket_configuration_changed", bucket = name, change = ?update, "bucket configuration changed");
+        let (setting, value) = update.describe();
+        self.log(Event::BucketChanged {
+            bucket: name.to_owned(),
+            setting: setting.to_owned(),
+            value,
+        })
+        .await?;
         Ok(bucket)
     }
 
     /// Creates a bucket.
     pub async fn create_bucket(&self, name: &str) -> Result<BucketRecord> {
+        let record = self.insert_bucket(name).await?;
+        self.log(Event::BucketCreated {
+            bucket: record.name.clone(),
+            object_lock: false,
+        })
+        .await?;
+        Ok(record)
+    }
+
+    async fn insert_bucket(&self, name: &str) -> Result<BucketRecord> {
         let name = BucketName::new(name)?;
         if self.meta.list_buckets().await?.len() >= MAX_BUCKETS {
             return Err(Error::TooManyBuckets);
@@ -302,7 +439,10 @@ impl ObjectService {
     pub async fn delete_bucket(&self, name: &str) -> Result<()> {
         self.meta.delete_bucket(name, self.clock.now_ms()).await?;
         tracing::info!(bucket = %name, "bucket deleted");
-        Ok(())
+        self.log(Event::BucketDeleted {
+            bucket: name.to_owned(),
+        })
+        .await
     }
 
     // ---- objects ----
@@ -330,6 +470,7 @@ impl ObjectService {
         record.tags = req.tags;
         record.lock = lock;
         self.commit(&mut record, &req.condition, &[blob]).await?;
+        self.log(self.stored_event(&record, "put")).await?;
         Ok(record)
     }
 
@@ -576,6 +717,16 @@ impl ObjectService {
             None => (0..object.size_bytes, false),
         };
         let body = self.read_segments(&object.segments, range.clone()).await?;
+        // Logged (durably) before the first byte leaves.
+        self.log(Event::ObjectRead {
+            bucket: object.bucket.clone(),
+            key: self.key_ref(&object.bucket, &object.key),
+            version_id: object.version_id.clone(),
+            first: range.start,
+            length: range.end - range.start,
+            site: self.site.clone(),
+        })
+        .await?;
         Ok(ObjectRead {
             object,
             range,
@@ -649,6 +800,8 @@ impl ObjectService {
             if version_id.is_some() {
                 tracing::info!(target: "vallum::audit", event = "version_deleted", bucket, key, version_id = ?result.version_id, bypass_governance, "object version permanently deleted");
             }
+            self.log(self.deleted_event(bucket, key, &result, bypass_governance))
+                .await?;
         }
         Ok(result)
     }
@@ -726,9 +879,30 @@ impl ObjectService {
                 bypass_governance,
             } => {
                 tracing::info!(target: "vallum::audit", event = "retention_set", bucket, key, version_id = %id, retention = ?retention, bypass_governance, "object retention set");
+                self.log(Event::ObjectLockChanged {
+                    bucket: bucket.to_owned(),
+                    key: self.key_ref(bucket, key),
+                    version_id: id.clone(),
+                    setting: "retention".into(),
+                    value: retention.map_or_else(
+                        || "none".to_owned(),
+                        |r| format!("{} until {}", r.mode.as_str(), r.until_ms),
+                    ),
+                    bypass_governance: *bypass_governance,
+                })
+                .await?;
             }
             VersionUpdate::LegalHold(on) => {
                 tracing::info!(target: "vallum::audit", event = if *on { "legal_hold_placed" } else { "legal_hold_removed" }, bucket, key, version_id = %id, "object legal hold changed");
+                self.log(Event::ObjectLockChanged {
+                    bucket: bucket.to_owned(),
+                    key: self.key_ref(bucket, key),
+                    version_id: id.clone(),
+                    setting: "legal_hold".into(),
+                    value: if *on { "ON" } else { "OFF" }.into(),
+                    bypass_governance: false,
+                })
+                .await?;
             }
         }
         Ok(id)
@@ -777,6 +951,7 @@ impl ObjectService {
         record.tags = tags;
         record.lock = lock;
         self.commit(&mut record, &req.condition, &[blob]).await?;
+        self.log(self.stored_event(&record, "copy")).await?;
         Ok(record)
     }
 }

@@ -297,6 +297,24 @@ pub enum BucketUpdate {
     Lifecycle(Option<LifecycleConfig>),
 }
 
+impl BucketUpdate {
+    /// The setting changed and its new value (JSON for structured settings), as the log
+    /// records them.
+    #[must_use]
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            BucketUpdate::Versioning(v) => ("versioning", v.as_str().to_owned()),
+            BucketUpdate::ObjectLock(c) => {
+                ("object_lock", serde_json::to_string(c).unwrap_or_default())
+            }
+            BucketUpdate::Lifecycle(None) => ("lifecycle", "none".to_owned()),
+            BucketUpdate::Lifecycle(Some(c)) => {
+                ("lifecycle", serde_json::to_string(c).unwrap_or_default())
+            }
+        }
+    }
+}
+
 /// Applies `update` to `bucket` if the rules allow it. Stores call this inside the
 /// transaction that holds the bucket row.
 pub fn apply_bucket_update(bucket: &mut BucketRecord, update: &BucketUpdate) -> MetaResult<()> {

@@ -40,6 +40,16 @@ pub struct Finding {
     pub reason: String,
 }
 
+/// A boundary policy and where it took effect.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyPeriod {
+    /// The log index of the entry that set it; `None` for the policy the auditor supplied
+    /// for the time before the log's first policy entry.
+    pub from_index: Option<u64>,
+    /// The policy.
+    pub policy: BoundaryRecord,
+}
+
 /// The audit report.
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditReport {
@@ -49,9 +59,8 @@ pub struct AuditReport {
     pub verdict: Verdict,
     /// Tree size of the verified checkpoint the entries come from.
     pub checkpoint_size: u64,
-    /// Policies in force over time: (log index where it took effect, policy); index `None`
-    /// for a policy given to the auditor rather than read from the log.
-    pub policies: Vec<(Option<u64>, BoundaryRecord)>,
+    /// Policies in force over time, in order.
+    pub policies: Vec<PolicyPeriod>,
     /// Data events examined.
     pub events_checked: u64,
     /// Data events that happened with no policy known.
@@ -110,10 +119,13 @@ pub fn boundary_audit(
     initial: Option<BoundaryRecord>,
     checkpoint_size: u64,
 ) -> AuditReport {
-    let mut policies: Vec<(Option<u64>, BoundaryRecord)> = Vec::new();
+    let mut policies = Vec::new();
     let mut current = initial;
     if let Some(p) = &current {
-        policies.push((None, p.clone()));
+        policies.push(PolicyPeriod {
+            from_index: None,
+            policy: p.clone(),
+        });
     }
     let mut findings = Vec::new();
     let (mut checked, mut unjudged) = (0u64, 0u64);
@@ -124,7 +136,10 @@ pub fn boundary_audit(
         let (sites, key): (Vec<&SiteRef>, Option<String>) = match &entry.event {
             Event::BoundaryPolicyChanged { policy, .. } => {
                 current = Some(policy.clone());
-                policies.push((Some(*index), policy.clone()));
+                policies.push(PolicyPeriod {
+                    from_index: Some(*index),
+                    policy: policy.clone(),
+                });
                 continue;
             }
             Event::ObjectStored { sites, key, .. } => (sites.iter().collect(), Some(key_text(key))),
@@ -213,7 +228,11 @@ impl AuditReport {
         if self.policies.is_empty() {
             out.push_str("None recorded and none given.\n");
         }
-        for (index, p) in &self.policies {
+        for PolicyPeriod {
+            from_index: index,
+            policy: p,
+        } in &self.policies
+        {
             let from = index.map_or_else(
                 || "given by the auditor".to_owned(),
                 |i| format!("from entry {i}"),

@@ -200,6 +200,16 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Vec<u8>>, LedgerError> {
     Ok(out)
 }
 
+/// Whether the tile or bundle at `path` exists in a tree of `size` leaves: a full tile below
+/// the right edge, or a partial one no wider than the edge (older partial tiles stay
+/// readable for clients holding older checkpoints). Malformed paths are an error.
+pub fn is_published(path: &str, size: u64) -> Result<bool, LedgerError> {
+    let id = TileId::parse(path)?;
+    let level = id.level.unwrap_or(0);
+    let (full, width) = tiles_at(level, size);
+    Ok(id.index < full || (id.index == full && id.width <= width && id.width < 256))
+}
+
 /// The root of a perfect tree given its leaves (a power of two of them).
 fn fold(mut level: Vec<Hash>) -> Hash {
     while level.len() > 1 {
@@ -234,6 +244,22 @@ impl TileStore {
         }
         store.replay_wal()?;
         Ok(store)
+    }
+
+    /// The committed tree size recorded in `dir`'s state file (0 for a new log), without
+    /// opening the store: what a reader may serve while another process writes.
+    pub fn committed_size(dir: &Path) -> Result<u64, LedgerError> {
+        let path = dir.join(STATE_FILE);
+        match fs::read_to_string(&path) {
+            Ok(state) => match state.lines().collect::<Vec<_>>().as_slice() {
+                [magic, size, _] if *magic == STATE_MAGIC => size
+                    .parse()
+                    .map_err(|_| LedgerError::Corrupt("state: bad size".into())),
+                _ => Err(LedgerError::Corrupt("state file is not a v1 state".into())),
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(io_err(&path, e)),
+        }
     }
 
     /// Re-reads entries that were sequenced but not integrated before a stop or crash, and
@@ -577,15 +603,8 @@ impl TileStore {
     /// The stored bytes of a resource (`tile/...` or `checkpoint`), if it is published: tiles
     /// only within the committed tree.
     pub fn read_resource(&self, path: &str) -> Result<Option<Vec<u8>>, LedgerError> {
-        if path != "checkpoint" {
-            let id = TileId::parse(path)?;
-            let level = id.level.unwrap_or(0);
-            let (full, width) = tiles_at(level, self.size);
-            let published =
-                id.index < full || (id.index == full && id.width <= width && id.width < 256);
-            if !published {
-                return Ok(None);
-            }
+        if path != "checkpoint" && !is_published(path, self.size)? {
+            return Ok(None);
         }
         let file = self.dir.join(path);
         match fs::read(&file) {

@@ -356,6 +356,20 @@ macro_rules! version_summary_from_row {
 }
 pub(crate) use version_summary_from_row;
 
+/// The entries of `rows` (index, entry), which must run without a gap from `from`.
+pub(crate) fn contiguous(from: u64, rows: Vec<(i64, Vec<u8>)>) -> MetaResult<Vec<Vec<u8>>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, (idx, entry)) in rows.into_iter().enumerate() {
+        if to_u64(idx)? != from + i as u64 {
+            return Err(corrupt(format!(
+                "transparency-log sequence has a gap before index {idx}"
+            )));
+        }
+        out.push(entry);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{pg_retryable, sqlite_retryable};
@@ -378,3 +392,4 @@ mod tests {
         }
     }
 }
+

@@ -56,6 +56,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_initial.sql"),
     include_str!("../migrations/postgres/0002_leases.sql"),
     include_str!("../migrations/postgres/0003_versions.sql"),
+    include_str!("../migrations/postgres/0004_ledger.sql"),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -63,8 +64,12 @@ pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const POOL_CONNECTIONS: u32 = 16;
 /// Advisory lock key held while migrating, so gateways starting together migrate once.
 const MIGRATION_LOCK: i64 = 0x7661_6c6c_756d_0001;
+/// Advisory lock key that serialises appends to the shared transparency-log sequence.
+const LEDGER_LOCK: i64 = 0x7661_6c6c_756d_0002;
 /// How long a request waits for a connection before failing with ServiceUnavailable.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+use crate::common::contiguous;
 
 fn bucket_row(row: &PgRow) -> MetaResult<BucketRecord> {
     bucket_from_row!(row)
@@ -717,6 +722,40 @@ impl MetaStore for PgMetaStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn ledger_append(&self, entries: &[Vec<u8>]) -> MetaResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // One sequencer for all gateways: appends are serialised by a transaction lock.
+        sqlx::query(&format!("SELECT pg_advisory_xact_lock({LEDGER_LOCK})"))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let idx: Vec<i64> = (0..entries.len() as i64).map(|i| next + i).collect();
+        sqlx::query("INSERT INTO ledger_entries (idx, entry) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])")
+            .bind(&idx)
+            .bind(entries)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(u64::try_from(next).unwrap_or(0))
+    }
+
+    async fn ledger_read(&self, from: u64, limit: usize) -> MetaResult<Vec<Vec<u8>>> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT idx, entry FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+        )
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        contiguous(from, rows)
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {

@@ -86,6 +86,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0001_initial.sql"),
     include_str!("../migrations/sqlite/0002_leases.sql"),
     include_str!("../migrations/sqlite/0003_versions.sql"),
+    include_str!("../migrations/sqlite/0004_ledger.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -693,6 +694,36 @@ impl MetaStore for SqliteMetaStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn ledger_append(&self, entries: &[Vec<u8>]) -> MetaResult<u64> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(backend)?;
+        for (i, e) in entries.iter().enumerate() {
+            sqlx::query("INSERT INTO ledger_entries (idx, entry) VALUES ($1, $2)")
+                .bind(next + i as i64)
+                .bind(e)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(u64::try_from(next).unwrap_or(0))
+    }
+
+    async fn ledger_read(&self, from: u64, limit: usize) -> MetaResult<Vec<Vec<u8>>> {
+        let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            "SELECT idx, entry FROM ledger_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+        )
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        crate::common::contiguous(from, rows)
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {

@@ -62,6 +62,71 @@ pub struct Config {
     pub object_lock: ObjectLockSettings,
     /// Metadata store.
     pub meta: MetaConfig,
+    /// The profile of the local storage site, as the transparency log records it.
+    pub site: SiteConfig,
+    /// The transparency log.
+    pub ledger: LedgerConfig,
+}
+
+/// The local site's legal profile (the full site registry comes with multi-site support).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SiteConfig {
+    /// Site id.
+    pub id: String,
+    /// ISO 3166-1 alpha-2 country where the site's disks are (empty: undeclared, which the
+    /// boundary audit treats as outside every boundary).
+    pub jurisdiction: String,
+    /// Legal exposures of the site's operator, e.g. `us-cloud-act`.
+    pub exposures: Vec<String>,
+}
+
+impl Default for SiteConfig {
+    fn default() -> Self {
+        Self {
+            id: "local".into(),
+            jurisdiction: String::new(),
+            exposures: Vec::new(),
+        }
+    }
+}
+
+/// A witness the log asks to cosign its checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessConfig {
+    /// The witness's submission prefix, e.g. `http://witness.example:7380` (add-checkpoint is
+    /// POSTed to `<url>/add-checkpoint`).
+    pub url: String,
+    /// The witness's verifier key (cosignature/v1), as `vallum witness` prints it.
+    pub vkey: String,
+}
+
+/// Transparency-log settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// The log's origin line (and signer key name). Empty: `vallum.local/<random id>`, chosen
+    /// when the signer key is generated. Must match the existing key's name.
+    pub origin: String,
+    /// Milliseconds between signed checkpoints (when there are new entries).
+    pub checkpoint_interval_ms: u64,
+    /// Buckets whose object keys the log records as keyed hashes (`*`: all buckets).
+    pub hash_keys: Vec<String>,
+    /// Witnesses to ask for cosignatures; their cosignatures are published with the
+    /// checkpoint.
+    pub witnesses: Vec<WitnessConfig>,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            origin: String::new(),
+            checkpoint_interval_ms: 1000,
+            hash_keys: Vec::new(),
+            witnesses: Vec::new(),
+        }
+    }
 }
 
 /// Metadata store selection.
@@ -154,6 +219,8 @@ impl Default for Config {
             lifecycle: LifecycleWorkerConfig::default(),
             object_lock: ObjectLockSettings::default(),
             meta: MetaConfig::default(),
+            site: SiteConfig::default(),
+            ledger: LedgerConfig::default(),
         }
     }
 }
@@ -295,6 +362,52 @@ impl Config {
                 field: "gc.interval_secs",
                 message: "must be at least 1".into(),
             });
+        }
+        if !self.site.jurisdiction.is_empty()
+            && !vallum_types::jurisdiction::is_country_code(&self.site.jurisdiction)
+        {
+            return Err(ConfigError::Value {
+                field: "site.jurisdiction",
+                message: format!(
+                    "{:?} is not an ISO 3166-1 alpha-2 country code (e.g. FR)",
+                    self.site.jurisdiction
+                ),
+            });
+        }
+        if self.site.id.is_empty() {
+            return Err(ConfigError::Value {
+                field: "site.id",
+                message: "must not be empty".into(),
+            });
+        }
+        if !(10..=3_600_000).contains(&self.ledger.checkpoint_interval_ms) {
+            return Err(ConfigError::Value {
+                field: "ledger.checkpoint_interval_ms",
+                message: "must be between 10 and 3600000".into(),
+            });
+        }
+        if self.ledger.origin.contains(char::is_whitespace) || self.ledger.origin.contains('+') {
+            return Err(ConfigError::Value {
+                field: "ledger.origin",
+                message: "must not contain spaces or '+'".into(),
+            });
+        }
+        for w in &self.ledger.witnesses {
+            if !w.url.starts_with("http://") {
+                return Err(ConfigError::Value {
+                    field: "ledger.witnesses.url",
+                    message: format!(
+                        "{:?}: only http:// witnesses are supported (no TLS yet)",
+                        w.url
+                    ),
+                });
+            }
+            if vallum_ledger::note::Verifier::parse(&w.vkey).is_err() {
+                return Err(ConfigError::Value {
+                    field: "ledger.witnesses.vkey",
+                    message: format!("{:?} is not a verifier key", w.vkey),
+                });
+            }
         }
         if self.lifecycle.interval_secs == 0 {
             return Err(ConfigError::Value {

@@ -37,7 +37,10 @@ impl S3Access for OperationRecorder {
             *s = Some(name);
         }
         match cx.credentials() {
-            Some(_) => Ok(()),
+            Some(c) => {
+                vallum_core::journal::set_actor(format!("key:{}", c.access_key));
+                Ok(())
+            }
             None => Err(s3s::s3_error!(
                 AccessDenied,
                 "Anonymous access is not allowed; sign the request"
@@ -51,6 +54,7 @@ impl S3Access for OperationRecorder {
 pub struct VallumHttp {
     pub s3: S3Service,
     pub metrics: SharedMetrics,
+    pub ledger: Arc<crate::ledger::Ledger>,
 }
 
 fn new_request_id() -> String {
@@ -143,7 +147,48 @@ async fn with_request_id(resp: Response<Body>, request_id: &str) -> Response<Bod
     Response::from_parts(parts, Body::from(Bytes::from(rewritten)))
 }
 
+/// The log resource a request asks for: an unsigned `GET /log/<path>` (a signed request for
+/// `/log/...` is S3 for a bucket named `log`) or `GET /_vallum/log/<path>`.
+fn log_path(req: &Request<Incoming>) -> Option<String> {
+    if req.method() != Method::GET {
+        return None;
+    }
+    let path = req.uri().path();
+    let rest = path
+        .strip_prefix("/_vallum/log/")
+        .or_else(|| path.strip_prefix("/log/").filter(|_| is_unsigned(req)))?;
+    Some(rest.to_owned())
+}
+
 impl VallumHttp {
+    /// Serves the transparency log read-only: tiles are immutable (cacheable forever), the
+    /// checkpoint changes (never cached).
+    fn log_resource(&self, path: &str) -> Response<Body> {
+        let Some(bytes) = self.ledger.resource(path) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found\n".into(),
+            );
+        };
+        let (content_type, cache) = if path == "checkpoint" {
+            ("text/plain; charset=utf-8", "no-cache")
+        } else {
+            (
+                "application/octet-stream",
+                "public, max-age=31536000, immutable",
+            )
+        };
+        let mut resp = Response::new(Body::from(Bytes::from(bytes)));
+        resp.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type),
+        );
+        resp.headers_mut()
+            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        resp
+    }
+
     async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {
         let started = Instant::now();
         let request_id = new_request_id();
@@ -171,6 +216,8 @@ impl VallumHttp {
                     self.metrics.render(),
                 ),
             )
+        } else if let Some(log_path) = log_path(&req) {
+            ("Log".to_owned(), self.log_resource(&log_path))
         } else if header_bytes(&req) > MAX_REQUEST_HEADER_BYTES {
             let msg = format!(
                 "Your request header section exceeds the maximum allowed size of {MAX_REQUEST_HEADER_BYTES} bytes."
@@ -188,7 +235,8 @@ impl VallumHttp {
             let slot = OperationSlot::default();
             req.extensions_mut().insert(slot.clone());
             let req = req.map(Body::from);
-            let resp = match self.s3.call(req).await {
+            let ctx = vallum_core::journal::RequestContext::new(Some(request_id.clone()));
+            let resp = match vallum_core::journal::in_context(ctx, self.s3.call(req)).await {
                 Ok(resp) => with_request_id(resp, &request_id).await,
                 Err(err) => {
                     tracing::error!(error = ?err, "s3 service failed");

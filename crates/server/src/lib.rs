@@ -7,6 +7,7 @@ pub mod credentials;
 mod error;
 mod host;
 mod http_service;
+pub mod ledger;
 pub mod metrics;
 pub mod migrate;
 mod s3;

@@ -14,8 +14,14 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
+use vallum_core::journal::{Event, RequestContext, SiteRef, in_context};
+
+use crate::ledger::{Ledger, LedgerJournal};
 use vallum_core::gc::GcPolicy;
 use vallum_core::lifecycle::LIFECYCLE_JOB;
+
+/// The lease under which one gateway at a time integrates the shared transparency log.
+const LEDGER_JOB: &str = "ledger";
 use vallum_core::meta::MetaStore;
 use vallum_core::service::ObjectService;
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
@@ -119,6 +125,12 @@ pub enum ServerError {
     /// The metadata store failed to open.
     #[error("metadata store: {0}")]
     Meta(#[from] vallum_core::meta::MetaError),
+    /// The transparency log could not be opened.
+    #[error(transparent)]
+    Ledger(#[from] crate::ledger::LedgerStartError),
+    /// A start-up step could not be recorded or performed.
+    #[error("start-up: {0}")]
+    Core(#[from] vallum_core::Error),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -139,6 +151,10 @@ pub struct RunningServer {
     pub credentials_created: bool,
     /// The region.
     pub region: String,
+    /// The transparency log's origin and verifier key.
+    pub log_origin: String,
+    /// The log's verifier key (what auditors pin).
+    pub log_vkey: String,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -228,12 +244,48 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     };
     let blobs = LocalBlobStore::open(data_dir.join("sites").join("local"))
         .map_err(data_dir_error(&data_dir))?;
-    let service = Arc::new(ObjectService::new(
-        meta.shared(),
-        Arc::new(blobs),
-        Arc::new(SystemClock),
-        config.region.clone(),
-    ));
+    let site = SiteRef {
+        id: config.site.id.clone(),
+        jurisdiction: config.site.jurisdiction.clone(),
+        exposures: {
+            let mut x = config.site.exposures.clone();
+            x.sort();
+            x
+        },
+    };
+    let ledger_dir = data_dir.join("ledger");
+    let ledger = match &config.meta.url {
+        None => Ledger::start(&ledger_dir, &config.ledger, vec![site.clone()])?,
+        Some(_) => {
+            Ledger::start_shared(
+                &ledger_dir,
+                &config.ledger,
+                vec![site.clone()],
+                meta.shared(),
+            )
+            .await?
+        }
+    };
+    let privacy = crate::ledger::key_privacy(&ledger_dir, &config.ledger.hash_keys)?;
+    let service = Arc::new(
+        ObjectService::new(
+            meta.shared(),
+            Arc::new(blobs),
+            Arc::new(SystemClock),
+            config.region.clone(),
+        )
+        .with_journal(Arc::new(LedgerJournal(Arc::clone(&ledger))))
+        .with_site(site)
+        .with_key_privacy(privacy),
+    );
+    if credentials_created {
+        service
+            .log(Event::Admin {
+                action: "root_credentials_created".into(),
+                target: credentials.access_key.clone(),
+            })
+            .await?;
+    }
 
     let s3 = VallumS3::new(
         Arc::clone(&service),
@@ -254,6 +306,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let http = VallumHttp {
         s3: builder.build(),
         metrics: Arc::clone(&metrics),
+        ledger: Arc::clone(&ledger),
     };
 
     let listener = TcpListener::bind(config.listen)
@@ -302,12 +355,13 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let lifecycle_task = spawn_leased_job(
         Arc::clone(&service),
         LIFECYCLE_JOB,
-        holder,
+        holder.clone(),
         Duration::from_secs(config.lifecycle.interval_secs),
-        jobs_shutdown,
+        jobs_shutdown.clone(),
         move |service| {
             let metrics = Arc::clone(&metrics);
-            async move {
+            let ctx = RequestContext::system("lifecycle");
+            in_context(ctx, async move {
                 match service.run_lifecycle(LIFECYCLE_STEP_VERSIONS).await {
                     // More of the pass is left: continue at once (the lease is renewed first).
                     Ok(progress) => {
@@ -319,10 +373,33 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                         false
                     }
                 }
-            }
+            })
         },
     );
 
+    let (log_origin, log_vkey) = (ledger.origin().to_owned(), ledger.vkey().to_owned());
+    let ledger_task = config.meta.url.is_some().then(|| {
+        let ledger = Arc::clone(&ledger);
+        spawn_leased_job(
+            Arc::clone(&service),
+            LEDGER_JOB,
+            holder.clone(),
+            Duration::from_millis(config.ledger.checkpoint_interval_ms),
+            jobs_shutdown.clone(),
+            move |_| {
+                let ledger = Arc::clone(&ledger);
+                async move {
+                    match ledger.integrate_shared().await {
+                        Ok(more) => more,
+                        Err(err) => {
+                            tracing::warn!(%err, "transparency log integration failed; will retry");
+                            false
+                        }
+                    }
+                }
+            },
+        )
+    });
     let task = tokio::spawn(async move {
         let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
         conn_builder
@@ -363,6 +440,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let _ = jobs_stop.send(true);
         let _ = gc_task.await;
         let _ = lifecycle_task.await;
+        if let Some(t) = ledger_task {
+            let _ = t.await;
+        }
+        let stopping = Arc::clone(&ledger);
+        let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
         meta.close().await;
         drop(lock);
     });
@@ -372,6 +454,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         credentials,
         credentials_created,
         region: config.region,
+        log_origin,
+        log_vkey,
         shutdown,
         task,
     })

@@ -1131,6 +1131,36 @@ pub async fn job_state(store: Arc<dyn MetaStore>) {
     );
 }
 
+/// The shared transparency-log sequence: concurrent appends get distinct, gapless indexes and
+/// read back in order.
+pub async fn ledger_sequence(store: Arc<dyn MetaStore>) {
+    assert!(store.ledger_read(0, 10).await.unwrap().is_empty());
+    assert_eq!(store.ledger_append(&[b"a".to_vec()]).await.unwrap(), 0);
+    let mut tasks = Vec::new();
+    for t in 0..8u8 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let batch: Vec<Vec<u8>> = (0..5u8).map(|i| vec![t, i]).collect();
+            (t, store.ledger_append(&batch).await.unwrap())
+        }));
+    }
+    let mut firsts = Vec::new();
+    for task in tasks {
+        firsts.push(task.await.unwrap());
+    }
+    let all = store.ledger_read(0, 1000).await.unwrap();
+    assert_eq!(all.len(), 41);
+    for (t, first) in firsts {
+        // Each batch is contiguous, in its own order.
+        for i in 0..5u8 {
+            assert_eq!(all[first as usize + usize::from(i)], vec![t, i]);
+        }
+    }
+    assert_eq!(store.ledger_read(40, 10).await.unwrap().len(), 1);
+    assert_eq!(store.ledger_read(3, 2).await.unwrap(), all[3..5].to_vec());
+    assert!(store.ledger_read(41, 10).await.unwrap().is_empty());
+}
+
 /// Generates one `#[tokio::test]` per meta check; `$make` is an async expression returning
 /// `(guard, Arc<dyn MetaStore>)`, the guard kept alive for the test.
 #[macro_export]
@@ -1138,7 +1168,7 @@ macro_rules! meta_conformance_tests {
     ($make:expr) => {
         $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash, conditional_writes,
             conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic,
-            leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state);
+            leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state, ledger_sequence);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

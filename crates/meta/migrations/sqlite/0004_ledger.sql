@@ -1,0 +1,6 @@
+-- Version 4: the transparency log's sequence when the metadata database sequences it
+-- (several gateways over one database). Entries are immutable once written.
+CREATE TABLE ledger_entries (
+    idx    INTEGER PRIMARY KEY,
+    entry  BLOB NOT NULL
+);
