@@ -34,12 +34,12 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 # --- Python clients ----------------------------------------------------------------------
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3' 2>/dev/null \
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3, cryptography' 2>/dev/null \
    || [ ! -x "$VENV/bin/aws" ] || [ ! -x "$VENV/bin/s3cmd" ]; then
-  log "installing awscli, boto3 and s3cmd into $VENV"
+  log "installing awscli, boto3, s3cmd and cryptography into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/pip" install -q awscli boto3 s3cmd
+  "$VENV/bin/pip" install -q awscli boto3 s3cmd cryptography
 fi
 export PATH="$VENV/bin:$PATH"
 

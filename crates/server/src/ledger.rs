@@ -542,10 +542,7 @@ impl Writer {
         }
     }
 
-    fn append_batch(
-        &mut self,
-        batch: Vec<(Vec<Vec<u8>>, Reply)>,
-    ) {
+    fn append_batch(&mut self, batch: Vec<(Vec<Vec<u8>>, Reply)>) {
         let all: Vec<Vec<u8>> = batch.iter().flat_map(|(e, _)| e.iter().cloned()).collect();
         match self.store.append(&all) {
             Ok(first) => {

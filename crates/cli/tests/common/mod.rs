@@ -17,6 +17,8 @@ pub struct Server {
     pub access_key: String,
     pub secret_key: String,
     pub data_dir: PathBuf,
+    /// The transparency log's verifier key, from the banner.
+    pub log_vkey: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -55,9 +57,13 @@ impl Server {
             .expect("spawn vallum");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let (mut endpoint, mut access_key, mut secret_key) = (None, None, None);
+        let (mut endpoint, mut access_key, mut secret_key, mut log_vkey) = (None, None, None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while endpoint.is_none() || access_key.is_none() || secret_key.is_none() {
+        while endpoint.is_none()
+            || access_key.is_none()
+            || secret_key.is_none()
+            || log_vkey.is_none()
+        {
             assert!(
                 Instant::now() < deadline,
                 "vallum did not print its banner in time"
@@ -73,6 +79,8 @@ impl Server {
                 access_key = value;
             } else if line.starts_with("Secret key:") {
                 secret_key = value;
+            } else if line.starts_with("Log verifier key:") {
+                log_vkey = value;
             }
         }
         // Keep draining stdout so the server never blocks on a full pipe.
@@ -86,6 +94,7 @@ impl Server {
             access_key: access_key.unwrap(),
             secret_key: secret_key.unwrap(),
             data_dir: data_dir.to_owned(),
+            log_vkey: log_vkey.unwrap(),
             _dir: None,
         }
     }

@@ -1,0 +1,155 @@
+//! What the object service records, and that a request fails when its record cannot be
+//! written: the journal here is the in-memory one, switched to failing — the one fault (the log
+//! device refusing writes) a test cannot cause on the real log file once it is open.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use vallum_blob::LocalBlobStore;
+use vallum_core::Error;
+use vallum_core::clock::SystemClock;
+use vallum_core::journal::{
+    Event, KeyPrivacy, KeyRef, MemoryJournal, RequestContext, SiteRef, in_context, keyed_hash,
+};
+use vallum_core::meta::{ObjectAttrs, WriteCondition};
+use vallum_core::service::{
+    BodyCheck, ByteRange, LockRequest, ObjectService, PutObject, ReadConditions,
+};
+use vallum_meta::SqliteMetaStore;
+use zeroize::Zeroizing;
+
+async fn service(dir: &std::path::Path, journal: Arc<MemoryJournal>) -> ObjectService {
+    let meta = SqliteMetaStore::open(&dir.join("meta.db")).await.unwrap();
+    ObjectService::new(
+        Arc::new(meta),
+        Arc::new(LocalBlobStore::open(dir.join("blobs")).unwrap()),
+        Arc::new(SystemClock),
+        "us-east-1",
+    )
+    .with_journal(journal)
+    .with_site(SiteRef {
+        id: "paris-1".into(),
+        jurisdiction: "FR".into(),
+        exposures: vec![],
+    })
+    .with_key_privacy(KeyPrivacy::new(
+        Zeroizing::new([9; 32]),
+        vec!["private".into()],
+    ))
+}
+
+fn put_req(bucket: &str, key: &str) -> PutObject {
+    PutObject {
+        bucket: bucket.into(),
+        key: key.into(),
+        attrs: ObjectAttrs::default(),
+        check: BodyCheck::default(),
+        condition: WriteCondition::None,
+        tags: Default::default(),
+        lock: LockRequest::default(),
+    }
+}
+
+fn body(data: &'static [u8]) -> vallum_core::blob::ByteStream {
+    Box::pin(futures::stream::iter([Ok(Bytes::from_static(data))]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_access_is_recorded_by_whom_and_a_failing_log_fails_the_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(MemoryJournal::default());
+    let s = service(dir.path(), Arc::clone(&journal)).await;
+    let ctx = RequestContext::new(Some("req-42".into()));
+    ctx.set_actor("key:AKIATEST".into());
+    in_context(ctx, async {
+        s.create_bucket("public").await.unwrap();
+        s.create_bucket("private").await.unwrap();
+        s.put_object(put_req("public", "a.txt"), body(b"hello world"))
+            .await
+            .unwrap();
+        s.put_object(put_req("private", "patient-123.pdf"), body(b"x"))
+            .await
+            .unwrap();
+        let read = s
+            .get_object(
+                "public",
+                "a.txt",
+                None,
+                Some(ByteRange::From {
+                    first: 6,
+                    last: None,
+                }),
+                &ReadConditions::default(),
+            )
+            .await
+            .unwrap();
+        let bytes: Vec<Bytes> = read.body.try_collect().await.unwrap();
+        assert_eq!(bytes.concat(), b"world");
+        s.delete_object("public", "a.txt", None, false)
+            .await
+            .unwrap();
+    })
+    .await;
+    let entries = journal.entries();
+    let types: Vec<&str> = entries.iter().map(|e| e.event.type_name()).collect();
+    assert_eq!(
+        types,
+        [
+            "bucket_created",
+            "bucket_created",
+            "object_stored",
+            "object_stored",
+            "object_read",
+            "object_deleted"
+        ]
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.actor == "key:AKIATEST" && e.request_id.as_deref() == Some("req-42"))
+    );
+    let Event::ObjectStored {
+        sites, size, key, ..
+    } = &entries[2].event
+    else {
+        panic!("{:?}", entries[2]);
+    };
+    assert_eq!((sites[0].jurisdiction.as_str(), *size), ("FR", 11));
+    assert_eq!(key, &KeyRef::Plain("a.txt".into()));
+    // The private bucket's key is only a keyed hash in the log.
+    let Event::ObjectStored { key, .. } = &entries[3].event else {
+        panic!()
+    };
+    assert_eq!(
+        key,
+        &KeyRef::Hmac(keyed_hash(&[9; 32], "private", "patient-123.pdf"))
+    );
+    let Event::ObjectRead { first, length, .. } = &entries[4].event else {
+        panic!()
+    };
+    assert_eq!((*first, *length), (6, 5));
+
+    // The log stops accepting: writes are refused (and reported as retryable), reads return
+    // no bytes.
+    journal.fail_from_now_on();
+    let err = s
+        .put_object(put_req("public", "b.txt"), body(b"data"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    let err = s
+        .get_object(
+            "private",
+            "patient-123.pdf",
+            None,
+            None,
+            &ReadConditions::default(),
+        )
+        .await
+        .err()
+        .expect("a read must not succeed without its log entry");
+    assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+    // Outside a request context, work is marked unattributed rather than silently anonymous.
+    assert_eq!(vallum_core::journal::current().0, "unattributed");
+}
