@@ -223,6 +223,43 @@ async fn three_gateways_behave_as_one_store() {
         let got = common::get_bytes(&c[0], "shared", key).await;
         assert_eq!(got.len(), 20_000, "{key}");
     }
+
+    // One transparency log for the deployment, sequenced by PostgreSQL: every acknowledged
+    // write through any gateway (the killed one included) is in it, and any gateway serves it.
+    assert!(gws.windows(2).all(|w| w[0].log_vkey == w[1].log_vkey));
+    let bundle = tmp.path().join("shared.bundle.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+            .args(["log", "bundle", "--key", &gws[0].log_vkey, "--log"])
+            .arg(format!("{}/log", gws[1].endpoint))
+            .args(["--bucket", "shared", "--out"])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+        let stored: std::collections::HashSet<String> = b["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| {
+                let raw = base64_simd::STANDARD.decode_to_vec(e["entry"].as_str()?).ok()?;
+                let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+                (v["event"]["type"] == "object_stored")
+                    .then(|| v["event"]["key"]["plain"].as_str().map(str::to_owned))
+                    .flatten()
+            })
+            .collect();
+        if acked.iter().all(|k| stored.contains(k)) && stored.contains("mp") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the shared log lacks acknowledged writes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A PostgreSQL cluster of this test's own (restarting the shared one would disturb others).
