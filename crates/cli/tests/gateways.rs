@@ -237,14 +237,21 @@ async fn three_gateways_behave_as_one_store() {
             .arg(&bundle)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let b: serde_json::Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let b: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
         let stored: std::collections::HashSet<String> = b["entries"]
             .as_array()
             .unwrap()
             .iter()
             .filter_map(|e| {
-                let raw = base64_simd::STANDARD.decode_to_vec(e["entry"].as_str()?).ok()?;
+                let raw = base64_simd::STANDARD
+                    .decode_to_vec(e["entry"].as_str()?)
+                    .ok()?;
                 let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
                 (v["event"]["type"] == "object_stored")
                     .then(|| v["event"]["key"]["plain"].as_str().map(str::to_owned))

@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod client;
 pub mod cosignature;
 pub mod entry;
+pub mod fuzzing;
 pub mod merkle;
 pub mod note;
 pub mod store;

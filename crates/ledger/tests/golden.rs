@@ -18,7 +18,9 @@ const SKEY: &str =
 const VKEY: &str = "golden.vallum.test/log+54070e54+ARJs0NpomAeCiAMQwrz6WkcXHj2L1PQCU1E5hLAaGI2s";
 
 fn golden(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
 }
 
 fn regenerate() -> bool {
@@ -78,7 +80,9 @@ fn samples() -> Vec<Entry> {
         },
         Event::ObjectRead {
             bucket: "records".into(),
-            key: KeyRef::Hmac("5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017c592".into()),
+            key: KeyRef::Hmac(
+                "5d41402abc4b2a76b9719d911017c5925d41402abc4b2a76b9719d911017c592".into(),
+            ),
             version_id: "null".into(),
             first: 100,
             length: 200,
@@ -156,12 +160,16 @@ fn build_log(dir: &Path) {
     let signer = Signer::from_skey(SKEY).unwrap();
     let mut store = TileStore::open(dir).unwrap();
     let samples = samples();
-    let entries: Vec<Vec<u8>> = (0..600).map(|i| samples[i % samples.len()].encode()).collect();
+    let entries: Vec<Vec<u8>> = (0..600)
+        .map(|i| samples[i % samples.len()].encode())
+        .collect();
     store.append(&entries[..300]).unwrap();
     store.integrate().unwrap();
     store.append(&entries[300..]).unwrap();
     store.integrate().unwrap();
-    store.publish_checkpoint("golden.vallum.test/log", &signer).unwrap();
+    store
+        .publish_checkpoint("golden.vallum.test/log", &signer)
+        .unwrap();
 }
 
 fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -212,7 +220,10 @@ fn tiles_bundles_and_checkpoint_keep_their_layout_and_bytes() {
     let cp = Checkpoint::parse(&text).unwrap();
     assert_eq!(cp.size, 600);
     assert!(note.starts_with("golden.vallum.test/log\n600\n"), "{note}");
-    assert!(note.contains("\n\n\u{2014} golden.vallum.test/log "), "{note}");
+    assert!(
+        note.contains("\n\n\u{2014} golden.vallum.test/log "),
+        "{note}"
+    );
 }
 
 #[test]
@@ -256,5 +267,8 @@ fn proof_bundles_keep_their_format() {
         .verify(&key, &[], 0, Some(&trusted_at_300))
         .unwrap();
     assert_eq!(trust.checkpoint.size, 600);
-    assert_eq!(entries.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 5, 299, 599]);
+    assert_eq!(
+        entries.iter().map(|e| e.0).collect::<Vec<_>>(),
+        [0, 5, 299, 599]
+    );
 }
