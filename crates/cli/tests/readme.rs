@@ -105,3 +105,38 @@ fn readme_retention_example_runs() {
         "{rules}"
     );
 }
+
+#[test]
+fn readme_audit_example_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        tmp.path().join("README.md"),
+    )
+    .unwrap();
+    let server = Server::start_in(
+        &tmp.path().join("vallum-data"),
+        "127.0.0.1:0",
+        &[],
+        &[("VALLUM_SITE_JURISDICTION", "FR")],
+    );
+    let script = readme_block("<!-- readme-test audit -->")
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
+    assert!(script.contains("vallum verify"), "{script}");
+    let aws_dir = tool("aws").parent().unwrap().to_owned();
+    let vallum_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}:{}",
+        vallum_dir.display(),
+        aws_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(Command::new(tool("bash"))
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(tmp.path())
+        .env("PATH", path)
+        .envs(server.tool_env())
+        .env_remove("AWS_ENDPOINT_URL"));
+    assert!(out.contains("WITHIN BOUNDARY"), "{out}");
+    assert!(out.contains("Data events checked: 2"), "{out}");
+}

@@ -14,6 +14,7 @@ use vallum_blob::LocalBlobStore;
 use vallum_core::blob::{BlobStore, ByteStream};
 use vallum_core::clock::SystemClock;
 use vallum_core::digest::{self, ChecksumSet, Expectations, Hasher};
+use vallum_core::journal::{Entry, Journal, JournalError};
 use vallum_core::meta::{ObjectAttrs, WriteCondition};
 use vallum_core::service::{BodyCheck, ObjectService, PutObject, ReadConditions};
 use vallum_core::versioning::{BucketUpdate, Versioning};
@@ -97,7 +98,25 @@ struct Env {
 }
 
 fn env(rt: &tokio::runtime::Runtime) -> Env {
+    env_with(rt, |_| Arc::new(DiscardJournal))
+}
+
+/// The baseline journal of these benchmarks: records nothing, costs nothing.
+struct DiscardJournal;
+
+#[async_trait::async_trait]
+impl Journal for DiscardJournal {
+    async fn record(&self, _: Vec<Entry>) -> Result<(), JournalError> {
+        Ok(())
+    }
+}
+
+fn env_with(
+    rt: &tokio::runtime::Runtime,
+    journal: impl FnOnce(&std::path::Path) -> Arc<dyn Journal>,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
+    let journal = journal(dir.path());
     let meta = rt
         .block_on(SqliteMetaStore::open(&dir.path().join("meta.db")))
         .unwrap();
@@ -107,7 +126,8 @@ fn env(rt: &tokio::runtime::Runtime) -> Env {
         blobs.clone(),
         Arc::new(SystemClock),
         "us-east-1",
-    );
+    )
+    .with_journal(journal);
     rt.block_on(service.create_bucket("bench")).unwrap();
     rt.block_on(service.create_bucket("bench-versioned"))
         .unwrap();
@@ -270,5 +290,57 @@ fn object_paths(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, digests, verifying_stream, object_paths);
+async fn get_4kib(env: &Env) {
+    let read = env
+        .service
+        .get_object(
+            "bench",
+            "small/0000000001",
+            None,
+            None,
+            &ReadConditions::default(),
+        )
+        .await
+        .unwrap();
+    let mut s = read.body;
+    let mut n = 0;
+    while let Some(chunk) = s.next().await {
+        n += chunk.unwrap().len();
+    }
+    assert_eq!(n, 4096);
+}
+
+/// What logging a 4 KiB GET durably (before its bytes leave) costs: the same GET with the
+/// real transparency log against a journal that records nothing; one client, then 16 at once
+/// (group commit shares each flush).
+fn logging_cost(c: &mut Criterion) {
+    let rt = runtime();
+    let data = Bytes::from(vec![7u8; 4096]);
+    let plain = env(&rt);
+    let logged = env_with(&rt, |dir| {
+        let config = vallum_server::config::LedgerConfig::default();
+        let ledger = vallum_server::ledger::Ledger::start(&dir.join("ledger"), &config, vec![])
+            .unwrap();
+        Arc::new(vallum_server::ledger::LedgerJournal(ledger))
+    });
+    for e in [&plain, &logged] {
+        rt.block_on(put(e, "small/0000000001".into(), data.clone()));
+    }
+    let mut g = c.benchmark_group("get_4KiB_logging_cost");
+    for (name, e) in [("no_log", &plain), ("durable_log", &logged)] {
+        g.bench_function(format!("1_client/{name}"), |b| {
+            b.to_async(&rt).iter(|| get_4kib(e))
+        });
+    }
+    g.throughput(Throughput::Elements(16));
+    for (name, e) in [("no_log", &plain), ("durable_log", &logged)] {
+        g.bench_function(format!("16_clients/{name}"), |b| {
+            b.to_async(&rt)
+                .iter(|| futures::future::join_all((0..16).map(|_| get_4kib(e))))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, digests, verifying_stream, object_paths, logging_cost);
 criterion_main!(benches);

@@ -277,7 +277,8 @@ impl Config {
     }
 
     /// Applies `VALLUM_LISTEN`, `VALLUM_DATA_DIR`, `VALLUM_REGION`, `VALLUM_DOMAINS`
-    /// (comma-separated), `VALLUM_META_URL`, `VALLUM_LOG` and `VALLUM_LOG_FORMAT`.
+    /// (comma-separated), `VALLUM_META_URL`, `VALLUM_SITE_JURISDICTION`, `VALLUM_LOG` and
+    /// `VALLUM_LOG_FORMAT`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = env("VALLUM_LISTEN") {
             self.listen = v.parse().map_err(|e| ConfigError::Value {
@@ -301,6 +302,9 @@ impl Config {
         }
         if let Some(v) = env("VALLUM_META_URL") {
             self.meta.url = Some(v).filter(|v| !v.is_empty());
+        }
+        if let Some(v) = env("VALLUM_SITE_JURISDICTION") {
+            self.site.jurisdiction = v;
         }
         if let Some(v) = env("VALLUM_LOG") {
             self.log.level = v;
@@ -452,6 +456,19 @@ mod tests {
         assert!(Config::from_toml("version = 2\n", Path::new("x")).is_err());
         assert!(Config::from_toml("region = \"eu west\"\n", Path::new("x")).is_err());
         assert!(Config::from_toml("[meta]\nurl = \"mysql://x\"\n", Path::new("x")).is_err());
+        for bad in [
+            "[site]\njurisdiction = \"France\"\n",
+            "[site]\nid = \"\"\n",
+            "[ledger]\ncheckpoint_interval_ms = 0\n",
+            "[ledger]\norigin = \"a b\"\n",
+            "[[ledger.witnesses]]\nurl = \"https://w.example\"\nvkey = \"w+00000000+AQ==\"\n",
+            "[[ledger.witnesses]]\nurl = \"http://w.example\"\nvkey = \"not a key\"\n",
+        ] {
+            let err = Config::from_toml(bad, Path::new("x")).unwrap_err();
+            assert!(matches!(err, ConfigError::Value { .. }), "{bad}: {err}");
+        }
+        let fr = Config::from_toml("[site]\njurisdiction = \"FR\"\n", Path::new("x")).unwrap();
+        assert_eq!(fr.site.jurisdiction, "FR");
         let pg = Config::from_toml(
             "[meta]\nurl = \"postgres://v@db:5432/vallum\"\n",
             Path::new("x"),
