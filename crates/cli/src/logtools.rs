@@ -372,7 +372,22 @@ pub enum LogCommand {
         #[arg(long, short)]
         out: PathBuf,
     },
-    /// Print the log's origin and verifier key from a data directory.
+    /// Print an inclusion proof for entry INDEX and, with --old-size, a consistency proof
+    /// between two tree sizes, as JSON — computed from the log's tiles and checked against its
+    /// verified checkpoint.
+    Prove {
+        #[command(flatten)]
+        source: LogSource,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// The entry to prove.
+        #[arg(long)]
+        index: u64,
+        /// Also prove consistency from this older tree size to the checkpoint's.
+        #[arg(long)]
+        old_size: Option<u64>,
+    },
+    /// Print the log's verifier key from a data directory.
     Key {
         /// The server's data directory.
         #[arg(long, default_value = "vallum-data")]
@@ -394,6 +409,12 @@ pub fn log(cmd: &LogCommand) -> anyhow::Result<i32> {
             println!("{}", signer.vkey());
             Ok(exit::OK)
         }
+        LogCommand::Prove {
+            source,
+            trust,
+            index,
+            old_size,
+        } => prove(source, trust, *index, *old_size),
         LogCommand::Bundle {
             source,
             trust,
@@ -452,6 +473,73 @@ pub fn log(cmd: &LogCommand) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+fn prove(
+    source: &LogSource,
+    trust: &TrustArgs,
+    index: u64,
+    old_size: Option<u64>,
+) -> anyhow::Result<i32> {
+    use vallum_ledger::client::LogClient;
+    use vallum_ledger::merkle::{consistency_proof, inclusion_proof, leaf_hash, verify_inclusion};
+    let trust = trust.load()?;
+    let fetcher = source.fetcher()?;
+    let note = fetcher
+        .fetch("checkpoint")?
+        .context("the log has no checkpoint")?;
+    let opened =
+        vallum_ledger::verify::open_checkpoint(&note, &trust.key, &trust.witnesses, trust.quorum);
+    let cp = match opened {
+        Ok(t) => t.checkpoint,
+        Err(e) => {
+            eprintln!("checkpoint FAILED verification: {e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    if index >= cp.size {
+        bail!(
+            "entry {index} is not in the checkpoint's tree of {} entries",
+            cp.size
+        );
+    }
+    let client = LogClient::new(fetcher.as_ref(), cp.size);
+    let entry = client
+        .bundle(index / 256)?
+        .get((index % 256) as usize)
+        .cloned()
+        .context("entry missing from its bundle")?;
+    let leaf = leaf_hash(&entry);
+    let proof = inclusion_proof(&client, index, cp.size)?;
+    if let Err(e) = verify_inclusion(&leaf, index, cp.size, &proof, &cp.root) {
+        eprintln!("entry {index}: the stored tiles do not prove it: {e}");
+        return Ok(exit::INVALID);
+    }
+    let b64 = |h: &[u8]| vallum_ledger_b64(h);
+    let mut out = serde_json::json!({
+        "origin": cp.origin,
+        "tree_size": cp.size,
+        "root": b64(&cp.root),
+        "index": index,
+        "entry": String::from_utf8_lossy(&entry),
+        "leaf_hash": b64(&leaf),
+        "inclusion_proof": proof.iter().map(|h| b64(h)).collect::<Vec<_>>(),
+    });
+    if let Some(old) = old_size {
+        if old == 0 || old > cp.size {
+            bail!("--old-size must be between 1 and {}", cp.size);
+        }
+        let proof = consistency_proof(&client, old, cp.size)?;
+        out["old_size"] = old.into();
+        out["old_root"] = b64(&vallum_ledger::merkle::root(&client, old)?).into();
+        out["consistency_proof"] = proof.iter().map(|h| b64(h)).collect::<Vec<_>>().into();
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(exit::OK)
+}
+
+fn vallum_ledger_b64(bytes: &[u8]) -> String {
+    base64_simd::STANDARD.encode_to_string(bytes)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -154,6 +154,43 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
         text(&out)
     );
 
+    // A single entry's inclusion proof and a consistency proof, checked here independently.
+    let out = run(vallum()
+        .args(["log", "prove", "--key", &key, "--log", &log_url(&server)])
+        .args(["--index", "3", "--old-size", "2"]));
+    let p: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let hash = |v: &serde_json::Value| -> [u8; 32] {
+        base64_simd::STANDARD
+            .decode_to_vec(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let hashes = |v: &serde_json::Value| -> Vec<[u8; 32]> {
+        v.as_array().unwrap().iter().map(hash).collect()
+    };
+    let tree = p["tree_size"].as_u64().unwrap();
+    assert_eq!(
+        vallum_ledger::merkle::leaf_hash(p["entry"].as_str().unwrap().as_bytes()),
+        hash(&p["leaf_hash"])
+    );
+    vallum_ledger::merkle::verify_inclusion(
+        &hash(&p["leaf_hash"]),
+        3,
+        tree,
+        &hashes(&p["inclusion_proof"]),
+        &hash(&p["root"]),
+    )
+    .unwrap();
+    vallum_ledger::merkle::verify_consistency(
+        2,
+        tree,
+        &hash(&p["old_root"]),
+        &hash(&p["root"]),
+        &hashes(&p["consistency_proof"]),
+    )
+    .unwrap();
+
     // An independent tlog-tiles client agrees.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../clients/tlog_client.py");
     let report = run(Command::new(tool("python3"))

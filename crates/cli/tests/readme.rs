@@ -124,7 +124,10 @@ fn readme_audit_example_runs() {
         .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
     assert!(script.contains("vallum verify"), "{script}");
     let aws_dir = tool("aws").parent().unwrap().to_owned();
-    let vallum_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap().to_owned();
+    let vallum_dir = Path::new(env!("CARGO_BIN_EXE_vallum"))
+        .parent()
+        .unwrap()
+        .to_owned();
     let path = format!(
         "{}:{}:{}",
         vallum_dir.display(),

@@ -951,7 +951,19 @@ impl ObjectService {
         record.tags = tags;
         record.lock = lock;
         self.commit(&mut record, &req.condition, &[blob]).await?;
-        self.log(self.stored_event(&record, "copy")).await?;
+        // A copy reads the source's bytes (on the site it is stored on) and stores new ones.
+        self.log_all(vec![
+            Event::ObjectRead {
+                bucket: source.bucket.clone(),
+                key: self.key_ref(&source.bucket, &source.key),
+                version_id: source.version_id.clone(),
+                first: 0,
+                length: source.size_bytes,
+                site: self.site.clone(),
+            },
+            self.stored_event(&record, "copy"),
+        ])
+        .await?;
         Ok(record)
     }
 }

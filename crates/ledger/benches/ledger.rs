@@ -76,15 +76,18 @@ fn proofs(c: &mut Criterion) {
     let root = store.root().unwrap();
     drop(store);
     let mut i = 0u64;
-    c.bench_function("inclusion_proof_from_disk_tiles/16Mi_leaves_cold_store", |b| {
-        b.iter(|| {
-            // A fresh store each time: no tile cached in the process.
-            let store = TileStore::open(dir.path()).unwrap();
-            i = (i + 1_000_003) % SIZE;
-            let proof = inclusion_proof(&store, i, SIZE).unwrap();
-            verify_inclusion(&leaf_hash(&small(i)), i, SIZE, &proof, &root).unwrap();
-        })
-    });
+    c.bench_function(
+        "inclusion_proof_from_disk_tiles/16Mi_leaves_cold_store",
+        |b| {
+            b.iter(|| {
+                // A fresh store each time: no tile cached in the process.
+                let store = TileStore::open(dir.path()).unwrap();
+                i = (i + 1_000_003) % SIZE;
+                let proof = inclusion_proof(&store, i, SIZE).unwrap();
+                verify_inclusion(&leaf_hash(&small(i)), i, SIZE, &proof, &root).unwrap();
+            })
+        },
+    );
     let store = TileStore::open(dir.path()).unwrap();
     c.bench_function("inclusion_proof_from_disk_tiles/16Mi_leaves", |b| {
         b.iter(|| {
@@ -112,7 +115,9 @@ fn bundle_verification(c: &mut Criterion) {
         store.integrate_entries(&entries).unwrap();
         next += n;
     }
-    let note = store.publish_checkpoint("bench.vallum.test/log", &signer).unwrap();
+    let note = store
+        .publish_checkpoint("bench.vallum.test/log", &signer)
+        .unwrap();
     let indexes: Vec<u64> = (0..total).filter(|i| i % 3 != 2).collect();
     assert_eq!(indexes.len(), 1_000_000);
     let fetcher = vallum_ledger::client::DirFetcher(dir.path().to_path_buf());

@@ -319,8 +319,8 @@ fn logging_cost(c: &mut Criterion) {
     let plain = env(&rt);
     let logged = env_with(&rt, |dir| {
         let config = vallum_server::config::LedgerConfig::default();
-        let ledger = vallum_server::ledger::Ledger::start(&dir.join("ledger"), &config, vec![])
-            .unwrap();
+        let ledger =
+            vallum_server::ledger::Ledger::start(&dir.join("ledger"), &config, vec![]).unwrap();
         Arc::new(vallum_server::ledger::LedgerJournal(ledger))
     });
     for e in [&plain, &logged] {
@@ -342,5 +342,11 @@ fn logging_cost(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, digests, verifying_stream, object_paths, logging_cost);
+criterion_group!(
+    benches,
+    digests,
+    verifying_stream,
+    object_paths,
+    logging_cost
+);
 criterion_main!(benches);
