@@ -108,12 +108,13 @@ fn main() -> anyhow::Result<()> {
                 ))
                 .context("migrating metadata")?;
             println!(
-                "migrated: {} buckets, {} versions ({} already present), {} uploads, {} parts; {} trashed blobs deleted",
+                "migrated: {} buckets, {} versions ({} already present), {} uploads, {} parts, {} log entries; {} trashed blobs deleted",
                 report.buckets,
                 report.objects,
                 report.objects_skipped,
                 report.uploads,
                 report.parts,
+                report.log_entries,
                 report.trash_deleted
             );
             Ok(())

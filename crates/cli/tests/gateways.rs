@@ -643,20 +643,23 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         .unwrap();
     embedded.kill9();
 
-    let migrate = |expect: &str| {
+    let migrate = |expect: &[&str]| {
         let out = common::run(
             std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
                 .args(["migrate-meta", "--to", &url, "--data-dir"])
                 .arg(&dir),
         );
-        assert!(out.contains(expect), "{out}");
+        for e in expect {
+            assert!(out.contains(e), "{out}");
+        }
     };
-    migrate(
-        "migrated: 3 buckets, 1105 versions (0 already present), 1 uploads, 1 parts; 1 trashed blobs deleted",
-    );
-    migrate(
-        "migrated: 0 buckets, 0 versions (1105 already present), 0 uploads, 0 parts; 0 trashed blobs deleted",
-    );
+    migrate(&[
+        "migrated: 3 buckets, 1105 versions (0 already present), 1 uploads, 1 parts, ",
+        "; 1 trashed blobs deleted",
+    ]);
+    migrate(&[
+        "migrated: 0 buckets, 0 versions (1105 already present), 0 uploads, 0 parts, 0 log entries; 0 trashed blobs deleted",
+    ]);
 
     let gw = Server::start_in(
         &dir,
@@ -664,6 +667,51 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         &[],
         &[("VALLUM_META_URL", url.as_str())],
     );
+    // The transparency log continues: same key, the embedded history and the migration in it.
+    assert_eq!(gw.log_vkey, embedded.log_vkey);
+    let bundle = dir.join("all.bundle.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+        .args(["log", "bundle", "--key", &gw.log_vkey, "--log"])
+        .arg(format!("{}/log", gw.endpoint))
+        .arg("--out")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(std::fs::read(&bundle).unwrap()).unwrap();
+    let b: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let types: Vec<String> = b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let raw = base64_simd::STANDARD
+                .decode_to_vec(e["entry"].as_str().unwrap())
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+            let t = v["event"]["type"].as_str().unwrap().to_owned();
+            match v["event"]["action"].as_str() {
+                Some(a) => format!("{t}:{a}"),
+                None => t,
+            }
+        })
+        .collect();
+    let migrated_at = types
+        .iter()
+        .position(|t| t == "admin:metadata_migrated")
+        .unwrap();
+    assert!(
+        types[..migrated_at]
+            .iter()
+            .filter(|t| *t == "object_stored")
+            .count()
+            >= 1105
+    );
+    assert_eq!(types[migrated_at + 1], "log_started");
     let s3 = gw.client();
     let mut count = 0;
     let mut token = None;
@@ -778,4 +826,28 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         .await
         .unwrap();
     assert_eq!(rules.rules()[0].id(), Some("old"));
+}
+
+/// Pointing gateways at a database that is not the one their shared log was built from (a
+/// fresh database, an unmigrated embedded log) would fork the log: the gateway refuses to start.
+#[test]
+fn a_log_directory_and_a_foreign_database_do_not_mix() {
+    let url = common::fresh_pg_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut embedded = Server::start_in(&dir, "127.0.0.1:0", &[], &[]);
+    embedded.kill9();
+    // Integrate what the killed server left in its write-ahead file, as a restart would.
+    let mut store = vallum_ledger::store::TileStore::open(&dir.join("ledger/log")).unwrap();
+    store.integrate().unwrap();
+    drop(store);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("VALLUM_META_URL", &url)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not match"), "{err}");
 }

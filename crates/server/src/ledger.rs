@@ -335,6 +335,28 @@ impl Ledger {
                 sites,
             },
         );
+        // The shared tiles must be this database's log: its entry at the tiles' last index
+        // must be the same bytes (a wiped or foreign database would silently fork the log).
+        let integrated =
+            TileStore::committed_size(&log_dir).map_err(|e| storage(&log_dir)(e.to_string()))?;
+        if integrated > 0 {
+            let ours = meta
+                .ledger_read(integrated - 1, 1)
+                .await
+                .map_err(|e| storage(&log_dir)(e.to_string()))?;
+            let client_dir = vallum_ledger::client::DirFetcher(log_dir.clone());
+            let client = vallum_ledger::client::LogClient::new(&client_dir, integrated);
+            let tiles = client
+                .bundle((integrated - 1) / 256)
+                .ok()
+                .and_then(|b| b.get(((integrated - 1) % 256) as usize).cloned());
+            if ours.first() != tiles.as_ref() {
+                return Err(storage(&log_dir)(format!(
+                    "the log directory holds {integrated} entries that the database's log sequence does not match; \
+                     was the database replaced, or the embedded log not migrated (vallum migrate-meta copies it)?"
+                )));
+            }
+        }
         meta.ledger_append(&[started.encode()])
             .await
             .map_err(|e| storage(&log_dir)(e.to_string()))?;

@@ -32,6 +32,8 @@ pub struct MigrationReport {
     pub parts: u64,
     /// Trashed blobs deleted before the copy.
     pub trash_deleted: u64,
+    /// Transparency-log entries copied into the database's sequence.
+    pub log_entries: u64,
 }
 
 /// Why a migration failed.
@@ -49,6 +51,9 @@ pub enum MigrateError {
     /// The copy does not match the source.
     #[error("verification failed: {0}")]
     Verify(String),
+    /// The embedded transparency log could not be read or extended.
+    #[error("transparency log: {0}")]
+    Ledger(#[from] vallum_ledger::LedgerError),
 }
 
 /// Copies the embedded metadata under `data_dir` into the PostgreSQL database at `url`;
@@ -150,8 +155,82 @@ pub async fn migrate_meta(
         verify_bucket(&source, &*target, &bucket.name).await?;
         progress(&format!("bucket {}: done and verified", bucket.name));
     }
+    report.log_entries = migrate_log(data_dir, &*target, &mut progress).await?;
     source.close().await;
     Ok(report)
+}
+
+/// Entries copied per database transaction.
+const LOG_COPY_BATCH: usize = 4096;
+
+/// Continues the embedded transparency log in the database: records the migration in it,
+/// then copies every entry to the same index of `ledger_entries` (what is already there must
+/// be the same log). Gateways then sequence new entries after them.
+async fn migrate_log(
+    data_dir: &Path,
+    target: &dyn MetaStore,
+    progress: &mut impl FnMut(&str),
+) -> Result<u64, MigrateError> {
+    use vallum_core::journal::{Entry, Event};
+    let log_dir = data_dir.join("ledger").join("log");
+    if !log_dir.exists() {
+        return Ok(0);
+    }
+    let mut store = vallum_ledger::store::TileStore::open(&log_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let migrated = Entry::new(
+        now,
+        "system:migrate-meta",
+        Event::Admin {
+            action: "metadata_migrated".into(),
+            target: "postgresql".into(),
+        },
+    );
+    // Idempotent: a re-run does not record the migration twice.
+    let already = store.size() > 0
+        && Entry::parse(&store.entry(store.size() - 1)?).is_ok_and(
+            |e| matches!(&e.event, Event::Admin { action, .. } if action == "metadata_migrated"),
+        );
+    if !already {
+        store.append(&[migrated.encode()])?;
+    }
+    let size = store.integrate()?;
+    let mut copied = 0u64;
+    let mut index = 0u64;
+    while index < size {
+        let want: Vec<Vec<u8>> = (index..size.min(index + LOG_COPY_BATCH as u64))
+            .map(|i| store.entry(i))
+            .collect::<Result<_, _>>()?;
+        let have = target.ledger_read(index, want.len()).await?;
+        if have.iter().zip(&want).any(|(a, b)| a != b) {
+            return Err(MigrateError::Verify(format!(
+                "the database already holds another transparency log (differs at or after entry {index})"
+            )));
+        }
+        let missing = &want[have.len()..];
+        if !missing.is_empty() {
+            let first = target.ledger_append(missing).await?;
+            if first != index + have.len() as u64 {
+                return Err(MigrateError::Verify(format!(
+                    "the database's log sequence continued at {first}, expected {}",
+                    index + have.len() as u64
+                )));
+            }
+            copied += missing.len() as u64;
+        }
+        index += want.len() as u64;
+    }
+    if target.ledger_read(size, 1).await?.len() == 1 {
+        return Err(MigrateError::Verify(format!(
+            "the database's log sequence is longer than the embedded log ({size} entries)"
+        )));
+    }
+    progress(&format!(
+        "transparency log: {size} entries, {copied} copied"
+    ));
+    Ok(copied)
 }
 
 async fn verify_bucket(
