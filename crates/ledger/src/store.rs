@@ -36,6 +36,11 @@ const STATE_MAGIC: &str = "vallum-log-state 1";
 const WAL_FILE: &str = "wal";
 /// Bytes of a write-ahead record around its entry: index (8), length (2), check (8).
 const WAL_OVERHEAD: usize = 18;
+/// The write-ahead file is zero-filled ahead of the writes in steps of this size, so a
+/// batch's flush writes data blocks only (no size or allocation change to commit).
+const WAL_PREALLOC_BYTES: u64 = 4 << 20;
+/// Once integrated and larger than this, the write-ahead file starts over.
+const WAL_RESET_BYTES: u64 = 64 << 20;
 
 /// The store.
 #[derive(Debug)]
@@ -51,6 +56,12 @@ pub struct TileStore {
     /// Sequenced (durable in the write-ahead file) but not yet integrated entries.
     pending: Vec<Vec<u8>>,
     wal: Option<File>,
+    /// End of the valid records in the write-ahead file.
+    wal_len: u64,
+    /// Bytes of the write-ahead file that are allocated (zero-filled ahead of `wal_len`).
+    wal_cap: u64,
+    /// Size above which an integrated write-ahead file starts over.
+    wal_reset_bytes: u64,
     cache: Mutex<TileCache>,
 }
 
@@ -113,6 +124,25 @@ impl FileBatch {
         }
         Ok(())
     }
+}
+
+/// Writes `bytes` at `offset`.
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(bytes, offset)
+}
+
+/// Writes `len` zero bytes at `offset` (real blocks, not a hole).
+fn write_zeros(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    const CHUNK: usize = 1 << 20;
+    let zeros = vec![0u8; CHUNK];
+    let mut done = 0u64;
+    while done < len {
+        let n = (len - done).min(CHUNK as u64) as usize;
+        write_at(file, &zeros[..n], offset + done)?;
+        done += n as u64;
+    }
+    Ok(())
 }
 
 /// The check value of a write-ahead record: the first 8 bytes of SHA-256 over its header and
@@ -234,6 +264,9 @@ impl TileStore {
             bundle: Vec::new(),
             pending: Vec::new(),
             wal: None,
+            wal_len: 0,
+            wal_cap: 0,
+            wal_reset_bytes: WAL_RESET_BYTES,
             cache: Mutex::new(HashMap::new()),
         };
         let state_path = dir.join(STATE_FILE);
@@ -286,13 +319,20 @@ impl TileStore {
         }
         let wal = fs::OpenOptions::new()
             .create(true)
-            .append(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
             .open(&path)
             .map_err(|e| io_err(&path, e))?;
-        if valid < bytes.len() {
-            wal.set_len(valid as u64).map_err(|e| io_err(&path, e))?;
+        // Whatever follows the valid records (a torn batch, or records of a batch that
+        // failed) is zeroed, so no stale record can ever line up behind new ones.
+        if bytes[valid..].iter().any(|b| *b != 0) {
+            write_zeros(&wal, valid as u64, (bytes.len() - valid) as u64)
+                .map_err(|e| io_err(&path, e))?;
             wal.sync_all().map_err(|e| io_err(&path, e))?;
         }
+        self.wal_len = valid as u64;
+        self.wal_cap = bytes.len() as u64;
         self.wal = Some(wal);
         Ok(())
     }
@@ -437,16 +477,24 @@ impl TileStore {
         let path = self.dir.join(WAL_FILE);
         let wal = self
             .wal
-            .as_mut()
+            .as_ref()
             .ok_or_else(|| LedgerError::Corrupt("write-ahead file not open".into()))?;
-        let written = wal.write_all(&bytes).and_then(|()| wal.sync_data());
+        let need = self.wal_len + bytes.len() as u64;
+        if need > self.wal_cap {
+            let grow = (need - self.wal_cap).max(WAL_PREALLOC_BYTES);
+            write_zeros(wal, self.wal_cap, grow)
+                .and_then(|()| wal.sync_all())
+                .map_err(|e| io_err(&path, e))?;
+            self.wal_cap += grow;
+        }
+        let written = write_at(wal, &bytes, self.wal_len).and_then(|()| wal.sync_data());
         if let Err(e) = written {
-            // Whatever part reached the file is a torn tail: cut it off so the next batch
-            // does not follow garbage.
-            let keep = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            let _ = wal.set_len(keep.saturating_sub(bytes.len() as u64));
+            // Not acknowledged: blank what may have reached the file, so these records are
+            // never replayed behind a later, shorter batch.
+            let _ = write_zeros(wal, self.wal_len, bytes.len() as u64);
             return Err(io_err(&path, e));
         }
+        self.wal_len = need;
         self.pending.extend(entries.iter().cloned());
         Ok(first)
     }
@@ -462,11 +510,18 @@ impl TileStore {
             self.pending = entries;
             return Err(e);
         }
-        // The state now covers every write-ahead record: empty the file.
-        let path = self.dir.join(WAL_FILE);
-        if let Some(wal) = self.wal.as_mut() {
-            wal.set_len(0).map_err(|e| io_err(&path, e))?;
-            wal.sync_all().map_err(|e| io_err(&path, e))?;
+        // The state now covers every write-ahead record (replay skips them by index); once the
+        // file is large, start it over.
+        if self.wal_len > self.wal_reset_bytes {
+            let path = self.dir.join(WAL_FILE);
+            if let Some(wal) = self.wal.as_ref() {
+                wal.set_len(0)
+                    .and_then(|()| write_zeros(wal, 0, WAL_PREALLOC_BYTES))
+                    .and_then(|()| wal.sync_all())
+                    .map_err(|e| io_err(&path, e))?;
+            }
+            self.wal_len = 0;
+            self.wal_cap = WAL_PREALLOC_BYTES;
         }
         Ok(self.size)
     }
@@ -833,8 +888,9 @@ mod tests {
         let wal = dir.path().join(WAL_FILE);
         let mut torn = Vec::new();
         encode_wal_record(650, &all[650], &mut torn);
-        let mut f = fs::OpenOptions::new().append(true).open(&wal).unwrap();
-        f.write_all(&torn[..torn.len() - 3]).unwrap();
+        let (_, valid) = decode_wal(&fs::read(&wal).unwrap());
+        let f = fs::OpenOptions::new().write(true).open(&wal).unwrap();
+        write_at(&f, &torn[..torn.len() - 3], valid as u64).unwrap();
         drop(f);
         let mut store = TileStore::open(dir.path()).unwrap();
         assert_eq!((store.size(), store.sequenced()), (300, 650));
@@ -861,6 +917,31 @@ mod tests {
             TileStore::open(dir.path()),
             Err(LedgerError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn the_write_ahead_file_starts_over_and_keeps_working() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = TileStore::open(dir.path()).unwrap();
+        store.wal_reset_bytes = 2000;
+        let all: Vec<Vec<u8>> = (0..400).map(entry).collect();
+        let mut mem = MemoryTree::new();
+        for chunk in all.chunks(37) {
+            store.append(chunk).unwrap();
+            chunk.iter().for_each(|e| mem.push(e));
+            if store.sequenced().is_multiple_of(3) {
+                store.integrate().unwrap();
+            }
+        }
+        // Some entries are only in the (restarted) write-ahead file when the process stops.
+        let sequenced = store.sequenced();
+        assert!(store.size() < sequenced);
+        drop(store);
+        let mut store = TileStore::open(dir.path()).unwrap();
+        assert_eq!(store.sequenced(), sequenced);
+        store.integrate().unwrap();
+        assert_eq!(store.root().unwrap(), merkle::root(&mem, 400).unwrap());
+        assert!(fs::metadata(dir.path().join(WAL_FILE)).unwrap().len() <= WAL_PREALLOC_BYTES);
     }
 
     #[test]
