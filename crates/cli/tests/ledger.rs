@@ -218,19 +218,27 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
         types,
         [
             "bucket_created",
+            "key_used",
             "object_stored",
+            "key_used",
             "object_read",
+            "key_used",
             "object_read",
             "object_deleted"
         ],
         "{entries:?}"
     );
+    let ops: Vec<&str> = entries
+        .iter()
+        .filter_map(|e| e["event"]["operation"].as_str())
+        .collect();
+    assert_eq!(ops, ["wrap", "unwrap", "unwrap"]);
     let actor = format!("key:{}", server.access_key);
     assert!(entries.iter().all(|e| e["actor"] == actor.as_str()));
-    assert_eq!(entries[1]["event"]["size"], 17);
-    assert_eq!(entries[1]["event"]["sites"][0]["jurisdiction"], "FR");
-    assert_eq!(entries[3]["event"]["first"], 0);
-    assert_eq!(entries[3]["event"]["length"], 9);
+    assert_eq!(entries[2]["event"]["size"], 17);
+    assert_eq!(entries[2]["event"]["sites"][0]["jurisdiction"], "FR");
+    assert_eq!(entries[6]["event"]["first"], 0);
+    assert_eq!(entries[6]["event"]["length"], 9);
     assert!(entries.iter().all(|e| e["event"]["bucket"] == "records"));
 
     let audit = |allow: &str, report: &Path| {
@@ -248,7 +256,8 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
     assert_eq!(exit_code(&out), 0, "{}", text(&out));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&inside).unwrap()).unwrap();
     assert_eq!(r["verdict"], "within_boundary");
-    assert_eq!(r["events_checked"], 3);
+    // Stored, read twice, and the data key wrapped once and unwrapped twice.
+    assert_eq!(r["events_checked"], 6);
     // The same traffic judged against a German-only boundary: every data event is named.
     let outside = tmp.path().join("de.json");
     let out = audit("DE", &outside);
@@ -256,7 +265,7 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&outside).unwrap()).unwrap();
     assert_eq!(r["verdict"], "violations");
     let findings = r["findings"].as_array().unwrap();
-    assert_eq!(findings.len(), 3);
+    assert_eq!(findings.len(), 6);
     assert!(findings.iter().all(|f| {
         f["actor"] == actor.as_str()
             && f["reason"]

@@ -141,5 +141,6 @@ fn readme_audit_example_runs() {
         .envs(server.tool_env())
         .env_remove("AWS_ENDPOINT_URL"));
     assert!(out.contains("WITHIN BOUNDARY"), "{out}");
-    assert!(out.contains("Data events checked: 2"), "{out}");
+    // Stored and read, and the data key wrapped and unwrapped.
+    assert!(out.contains("Data events checked: 4"), "{out}");
 }

@@ -136,6 +136,13 @@ pub enum Error {
     /// The metadata store is unreachable right now; the client should retry.
     #[error("The metadata store is unavailable: {0}")]
     Unavailable(String),
+    /// The object's key cannot be used (disabled, pending deletion, destroyed, or its
+    /// provider unreachable).
+    #[error("The object's encryption key is not available: {0}")]
+    KeyUnavailable(String),
+    /// Stored ciphertext failed authentication: tampered or damaged on the site.
+    #[error("stored data failed its integrity check: {0}")]
+    Integrity(String),
     /// A storage site has no room left.
     #[error("The storage site is full")]
     StorageFull,

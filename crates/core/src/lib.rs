@@ -10,6 +10,7 @@
 
 pub mod blob;
 pub mod clock;
+pub mod crypt;
 pub mod digest;
 pub mod error;
 pub mod gc;

@@ -223,6 +223,20 @@ pub struct ObjectRecord {
     pub tags: Tags,
     /// Retention and legal hold.
     pub lock: ObjectLock,
+    /// How the data is encrypted; `None` for data written before encryption existed.
+    pub encryption: Option<Encryption>,
+}
+
+/// How a version's (or an upload's) data is encrypted: its data key, wrapped by a
+/// key-encryption key at a key provider, and the segment size of its blobs. Never the
+/// plaintext key.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    /// The wrapped data key.
+    pub wrapped: vallum_crypto::keys::WrappedKey,
+    /// Plaintext bytes per encrypted segment.
+    pub segment_bytes: u32,
 }
 
 /// What ListObjectVersions (and the lifecycle worker) sees per version.
@@ -353,6 +367,8 @@ pub struct UploadRecord {
     pub tags: Tags,
     /// Retention and legal hold the completed object gets.
     pub lock: ObjectLock,
+    /// The upload's data key (its parts are encrypted with it), wrapped.
+    pub encryption: Option<Encryption>,
 }
 
 /// One uploaded part.

@@ -14,7 +14,7 @@ use crate::meta::{
     WriteCondition,
 };
 use crate::service::{
-    BodyCheck, ByteRange, LockRequest, ObjectService, ReadConditions, check_attrs,
+    BodyCheck, ByteRange, LockRequest, ObjectService, ReadConditions, WriteCipher, check_attrs,
 };
 use crate::versioning::{Tags, validate_tags};
 
@@ -87,7 +87,10 @@ impl ObjectService {
         validate_tags(&tags).map_err(Error::InvalidTag)?;
         let record = self.bucket(bucket).await?;
         let lock = self.resolve_lock(&record, lock)?;
+        // One data key for the upload; each part's blob derives its own segment key from it.
+        let encryption = self.new_object_key(bucket, key).await?.map(|(_, enc)| enc);
         let upload = UploadRecord {
+            encryption,
             tags,
             lock,
             upload_id: UploadId::random(),
@@ -98,6 +101,9 @@ impl ObjectService {
             checksum_algorithm: algorithm,
         };
         self.meta.create_upload(&upload).await?;
+        if let Some(enc) = &upload.encryption {
+            self.log(self.key_used_event("wrap", enc, bucket)).await?;
+        }
         Ok(upload)
     }
 
@@ -131,8 +137,38 @@ impl ObjectService {
         if check.algorithm.is_none() {
             check.algorithm = upload.checksum_algorithm;
         }
-        let (blob, digests) = self.write_blob(body, check, MAX_PART_BYTES).await?;
+        let cipher = self.part_cipher(&upload).await?;
+        let (blob, digests) = self
+            .write_blob(
+                body,
+                check,
+                MAX_PART_BYTES,
+                cipher.as_ref().map(|(c, seg)| WriteCipher {
+                    dek: &c.dek,
+                    segment_bytes: *seg,
+                    bucket: &upload.bucket,
+                    key: &upload.key,
+                }),
+            )
+            .await?;
         self.record_part(&upload, part_number, blob, digests).await
+    }
+
+    /// The upload's data key (unwrapped, and the unwrap logged) and segment size, if it is
+    /// encrypted.
+    async fn part_cipher(
+        &self,
+        upload: &UploadRecord,
+    ) -> Result<Option<(crate::service::ReadCipher, u32)>> {
+        let Some(enc) = &upload.encryption else {
+            return Ok(None);
+        };
+        let cipher = self
+            .open_object_key(&upload.bucket, &upload.key, Some(enc))
+            .await?;
+        self.log(self.key_used_event("unwrap", enc, &upload.bucket))
+            .await?;
+        Ok(cipher.map(|c| (c, enc.segment_bytes)))
     }
 
     async fn record_part(
@@ -189,13 +225,31 @@ impl ObjectService {
         if len > MAX_PART_BYTES {
             return Err(Error::EntityTooLarge(MAX_PART_BYTES));
         }
-        let body = self.read_segments(&source.segments, range).await?;
+        let source_cipher = self
+            .open_object_key(&source.bucket, &source.key, source.encryption.as_ref())
+            .await?;
+        let body = self
+            .read_segments(&source.segments, range, source_cipher)
+            .await?;
         let check = BodyCheck {
             content_length: Some(len),
             algorithm: upload.checksum_algorithm,
             ..BodyCheck::default()
         };
-        let (blob, digests) = self.write_blob(body, check, MAX_PART_BYTES).await?;
+        let cipher = self.part_cipher(&upload).await?;
+        let (blob, digests) = self
+            .write_blob(
+                body,
+                check,
+                MAX_PART_BYTES,
+                cipher.as_ref().map(|(c, seg)| WriteCipher {
+                    dek: &c.dek,
+                    segment_bytes: *seg,
+                    bucket: &upload.bucket,
+                    key: &upload.key,
+                }),
+            )
+            .await?;
         let part = self
             .record_part(&upload, part_number, blob, digests)
             .await?;
@@ -283,6 +337,7 @@ impl ObjectService {
             .unwrap_or_default();
         let parts_count = u32::try_from(chosen.len()).map_err(|_| Error::InvalidPartOrder)?;
         let mut object = ObjectRecord {
+            encryption: upload.encryption.clone(),
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             version_id: String::new(),

@@ -11,17 +11,19 @@ use vallum_types::{BlobId, BucketName, ObjectKey};
 
 use crate::blob::{BlobStore, ByteStream};
 use crate::clock::Clock;
+use crate::crypt::KeyService;
 use crate::digest::{self, ChecksumSet, Digests, Expectations};
 use crate::error::{Error, Result};
 use crate::journal::{Entry, Event, Journal, KeyPrivacy, KeyRef, MemoryJournal, SiteRef};
 use crate::meta::{
-    BucketRecord, ChecksumAlgorithm, DeleteCondition, DeleteRequest, DeleteResult, MetaStore,
-    ObjectAttrs, ObjectRecord, Segment, WriteCondition,
+    BucketRecord, ChecksumAlgorithm, DeleteCondition, DeleteRequest, DeleteResult, Encryption,
+    MetaStore, ObjectAttrs, ObjectRecord, Segment, WriteCondition,
 };
 use crate::versioning::{
     BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, Tags, VersionUpdate,
     Versioning, is_valid_version_id, validate_tags,
 };
+use vallum_crypto::keys::{DataKey, Justification};
 
 /// A byte range as a client asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +214,23 @@ pub struct ObjectService {
     journal: Arc<dyn Journal>,
     site: SiteRef,
     key_privacy: Arc<KeyPrivacy>,
+    keys: Option<Arc<KeyService>>,
+}
+
+/// How a blob being written is encrypted.
+pub(crate) struct WriteCipher<'a> {
+    pub(crate) dek: &'a DataKey,
+    pub(crate) segment_bytes: u32,
+    pub(crate) bucket: &'a str,
+    pub(crate) key: &'a str,
+}
+
+/// How the blobs being read are decrypted.
+#[derive(Clone)]
+pub(crate) struct ReadCipher {
+    pub(crate) dek: DataKey,
+    pub(crate) bucket: String,
+    pub(crate) key: String,
 }
 
 impl ObjectService {
@@ -235,6 +254,76 @@ impl ObjectService {
                 exposures: Vec::new(),
             },
             key_privacy: Arc::new(KeyPrivacy::none()),
+            keys: None,
+        }
+    }
+
+    /// Encrypts every object written from now on with data keys from `keys` (the server
+    /// always does; a service without keys stores data in clear, for tests of other layers).
+    #[must_use]
+    pub fn with_keys(mut self, keys: Arc<KeyService>) -> Self {
+        self.keys = Some(keys);
+        self
+    }
+
+    /// The key service, if objects are encrypted.
+    #[must_use]
+    pub fn keys(&self) -> Option<&Arc<KeyService>> {
+        self.keys.as_ref()
+    }
+
+    /// Why keys are used for the current request: who asks, on the customer's behalf.
+    fn justification() -> Justification {
+        Justification {
+            actor: crate::journal::current().0,
+            reason: "customer-request".into(),
+        }
+    }
+
+    /// A fresh, wrapped data key for a new object or upload (none without a key service).
+    pub(crate) async fn new_object_key(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(DataKey, Encryption)>> {
+        match &self.keys {
+            Some(k) => Ok(Some(k.new_key(bucket, key, &Self::justification()).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Unwraps the data key of an encrypted object or upload.
+    pub(crate) async fn open_object_key(
+        &self,
+        bucket: &str,
+        key: &str,
+        enc: Option<&Encryption>,
+    ) -> Result<Option<ReadCipher>> {
+        let Some(enc) = enc else { return Ok(None) };
+        let keys = self.keys.as_ref().ok_or_else(|| {
+            Error::KeyUnavailable(
+                "the object is encrypted but no key provider is configured".into(),
+            )
+        })?;
+        let dek = keys
+            .open_key(bucket, key, enc, &Self::justification())
+            .await?;
+        Ok(Some(ReadCipher {
+            dek,
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+        }))
+    }
+
+    /// The entry for a data key wrapped or unwrapped for `bucket`.
+    pub(crate) fn key_used_event(&self, operation: &str, enc: &Encryption, bucket: &str) -> Event {
+        Event::KeyUsed {
+            operation: operation.to_owned(),
+            key_id: enc.wrapped.key_id.clone(),
+            provider: enc.wrapped.provider.clone(),
+            justification: "customer-request".into(),
+            bucket: Some(bucket.to_owned()),
+            location: Some(self.site.clone()),
         }
     }
 
@@ -463,14 +552,28 @@ impl ObjectService {
         let lock = self.resolve_lock(&bucket, req.lock)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
             .await?;
+        let key = self.new_object_key(&req.bucket, &req.key).await?;
+        let cipher = key.as_ref().map(|(dek, enc)| WriteCipher {
+            dek,
+            segment_bytes: enc.segment_bytes,
+            bucket: &req.bucket,
+            key: &req.key,
+        });
         let (blob, digests) = self
-            .write_blob(body, req.check, MAX_PUT_OBJECT_BYTES)
+            .write_blob(body, req.check, MAX_PUT_OBJECT_BYTES, cipher)
             .await?;
+        let encryption = key.map(|(_, enc)| enc);
         let mut record = self.single_blob_record(req.bucket, req.key, req.attrs, blob, digests);
         record.tags = req.tags;
         record.lock = lock;
+        record.encryption = encryption;
         self.commit(&mut record, &req.condition, &[blob]).await?;
-        self.log(self.stored_event(&record, "put")).await?;
+        let mut events = Vec::with_capacity(2);
+        if let Some(enc) = &record.encryption {
+            events.push(self.key_used_event("wrap", enc, &record.bucket));
+        }
+        events.push(self.stored_event(&record, "put"));
+        self.log_all(events).await?;
         Ok(record)
     }
 
@@ -536,6 +639,7 @@ impl ObjectService {
         body: ByteStream,
         check: BodyCheck,
         max_len_bytes: u64,
+        cipher: Option<WriteCipher<'_>>,
     ) -> Result<(BlobId, Digests)> {
         let md5 = check
             .content_md5
@@ -574,6 +678,20 @@ impl ObjectService {
         };
         let (stream, outcome) = digest::verifying_stream(body, expect);
         let blob = BlobId::random();
+        // Digests and checks see the plaintext; the site sees only ciphertext.
+        let stream = match cipher {
+            Some(c) => crate::crypt::encrypt_stream(
+                stream,
+                c.dek,
+                &vallum_crypto::format::ObjectContext {
+                    bucket: c.bucket.to_owned(),
+                    key: c.key.to_owned(),
+                    object_id: blob.to_string(),
+                },
+                c.segment_bytes,
+            )?,
+            None => stream,
+        };
         match self.blobs.put(blob, stream).await {
             Ok(_) => match digest::take_outcome(&outcome) {
                 Some(Ok(mut digests)) => {
@@ -628,6 +746,7 @@ impl ObjectService {
                 blob,
                 size_bytes: digests.len_bytes,
             }],
+            encryption: None,
         }
     }
 
@@ -716,17 +835,26 @@ impl ObjectService {
             Some(r) => (r.resolve(object.size_bytes)?, true),
             None => (0..object.size_bytes, false),
         };
-        let body = self.read_segments(&object.segments, range.clone()).await?;
+        let cipher = self
+            .open_object_key(&object.bucket, &object.key, object.encryption.as_ref())
+            .await?;
+        let body = self
+            .read_segments(&object.segments, range.clone(), cipher)
+            .await?;
         // Logged (durably) before the first byte leaves.
-        self.log(Event::ObjectRead {
+        let mut events = Vec::with_capacity(2);
+        if let Some(enc) = &object.encryption {
+            events.push(self.key_used_event("unwrap", enc, &object.bucket));
+        }
+        events.push(Event::ObjectRead {
             bucket: object.bucket.clone(),
             key: self.key_ref(&object.bucket, &object.key),
             version_id: object.version_id.clone(),
             first: range.start,
             length: range.end - range.start,
             site: self.site.clone(),
-        })
-        .await?;
+        });
+        self.log_all(events).await?;
         Ok(ObjectRead {
             object,
             range,
@@ -741,6 +869,7 @@ impl ObjectService {
         &self,
         segments: &[Segment],
         range: Range<u64>,
+        cipher: Option<ReadCipher>,
     ) -> Result<ByteStream> {
         let mut pieces = Vec::new();
         let mut offset = 0u64;
@@ -750,19 +879,46 @@ impl ObjectService {
             let start = range.start.max(seg_range.start);
             let end = range.end.min(seg_range.end);
             if start < end {
-                pieces.push((seg.blob, (start - seg_range.start)..(end - seg_range.start)));
+                pieces.push((
+                    seg.blob,
+                    seg.size_bytes,
+                    (start - seg_range.start)..(end - seg_range.start),
+                ));
             }
         }
         let mut pieces = pieces.into_iter();
-        let Some((first_blob, first_range)) = pieces.next() else {
+        let Some((first_blob, first_size, first_range)) = pieces.next() else {
             return Ok(Box::pin(futures::stream::empty()));
         };
-        let first = self.blobs.get(first_blob, first_range).await?;
+        let mut first = open_piece(
+            Arc::clone(&self.blobs),
+            cipher.clone(),
+            first_blob,
+            first_size,
+            first_range,
+        )
+        .await?;
+        if cipher.is_some() {
+            // Authenticate the first segment before answering, so damaged or tampered data on
+            // the site is an error response, not a 200 with a broken body.
+            match first.next().await {
+                Some(Ok(head)) => {
+                    first = Box::pin(futures::stream::once(async move { Ok(head) }).chain(first));
+                }
+                Some(Err(e)) => return Err(Error::Integrity(e.to_string())),
+                None => {}
+            }
+        }
         let blobs = Arc::clone(&self.blobs);
         let rest = futures::stream::iter(pieces)
-            .then(move |(blob, r)| {
+            .then(move |(blob, size, r)| {
                 let blobs = Arc::clone(&blobs);
-                async move { blobs.get(blob, r).await.map_err(std::io::Error::other) }
+                let cipher = cipher.clone();
+                async move {
+                    open_piece(blobs, cipher, blob, size, r)
+                        .await
+                        .map_err(std::io::Error::other)
+                }
             })
             .try_flatten();
         Ok(Box::pin(first.chain(rest)))
@@ -937,8 +1093,11 @@ impl ObjectService {
         check_attrs(&attrs)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
             .await?;
+        let source_cipher = self
+            .open_object_key(&source.bucket, &source.key, source.encryption.as_ref())
+            .await?;
         let body = self
-            .read_segments(&source.segments, 0..source.size_bytes)
+            .read_segments(&source.segments, 0..source.size_bytes, source_cipher)
             .await?;
         // The copy keeps the source's checksum algorithms, as whole-object checksums.
         let check = BodyCheck {
@@ -946,13 +1105,31 @@ impl ObjectService {
             extra: ChecksumSet::of(&source.checksums),
             ..BodyCheck::default()
         };
-        let (blob, digests) = self.write_blob(body, check, MAX_PUT_OBJECT_BYTES).await?;
+        let key = self.new_object_key(&req.bucket, &req.key).await?;
+        let cipher = key.as_ref().map(|(dek, enc)| WriteCipher {
+            dek,
+            segment_bytes: enc.segment_bytes,
+            bucket: &req.bucket,
+            key: &req.key,
+        });
+        let (blob, digests) = self
+            .write_blob(body, check, MAX_PUT_OBJECT_BYTES, cipher)
+            .await?;
+        let encryption = key.map(|(_, enc)| enc);
         let mut record = self.single_blob_record(req.bucket, req.key, attrs, blob, digests);
         record.tags = tags;
         record.lock = lock;
+        record.encryption = encryption;
         self.commit(&mut record, &req.condition, &[blob]).await?;
         // A copy reads the source's bytes (on the site it is stored on) and stores new ones.
-        self.log_all(vec![
+        let mut events = Vec::with_capacity(4);
+        if let Some(enc) = &source.encryption {
+            events.push(self.key_used_event("unwrap", enc, &source.bucket));
+        }
+        if let Some(enc) = &record.encryption {
+            events.push(self.key_used_event("wrap", enc, &record.bucket));
+        }
+        events.extend([
             Event::ObjectRead {
                 bucket: source.bucket.clone(),
                 key: self.key_ref(&source.bucket, &source.key),
@@ -962,10 +1139,47 @@ impl ObjectService {
                 site: self.site.clone(),
             },
             self.stored_event(&record, "copy"),
-        ])
-        .await?;
+        ]);
+        self.log_all(events).await?;
         Ok(record)
     }
+}
+
+/// Opens plaintext `range` of one blob of `plain_size` plaintext bytes: read as it is, or —
+/// encrypted — its header and only the segments the range needs, decrypted.
+async fn open_piece(
+    blobs: Arc<dyn BlobStore>,
+    cipher: Option<ReadCipher>,
+    blob: BlobId,
+    plain_size: u64,
+    range: Range<u64>,
+) -> Result<ByteStream> {
+    let Some(c) = cipher else {
+        return Ok(blobs.get(blob, range).await?);
+    };
+    let mut header = Vec::with_capacity(crate::crypt::HEADER_LEN as usize);
+    let mut h = blobs.get(blob, 0..crate::crypt::HEADER_LEN).await?;
+    while let Some(chunk) = h.next().await {
+        header.extend_from_slice(&chunk.map_err(|e| Error::Integrity(e.to_string()))?);
+    }
+    let ctx = vallum_crypto::format::ObjectContext {
+        bucket: c.bucket,
+        key: c.key,
+        object_id: blob.to_string(),
+    };
+    let dec = vallum_crypto::format::Decryptor::new(&c.dek, &ctx, &header, plain_size)
+        .map_err(crate::crypt::crypto_error)?;
+    let span = dec
+        .span(range.start, range.end)
+        .map_err(crate::crypt::crypto_error)?;
+    let raw = blobs.get(blob, span.offset..span.offset + span.len).await?;
+    Ok(crate::crypt::decrypt_stream(
+        raw,
+        dec,
+        span,
+        range.start,
+        range.end,
+    ))
 }
 
 /// True when a version id should be reported to clients (`null` versions of never-versioned
@@ -1049,6 +1263,7 @@ mod tests {
             delete_marker: false,
             tags: Tags::new(),
             lock: ObjectLock::default(),
+            encryption: None,
             size_bytes: 0,
             etag: etag.into(),
             last_modified_ms: modified_secs * 1000 + 500,

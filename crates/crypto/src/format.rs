@@ -301,6 +301,17 @@ impl Decryptor {
         segment_count(self.plaintext_len, self.header.segment_bytes)
     }
 
+    /// Sealed bytes (ciphertext and tag) of segment `index`.
+    #[must_use]
+    pub fn sealed_len(&self, index: u64) -> u64 {
+        let s = u64::from(self.header.segment_bytes);
+        if index + 1 >= self.segments() {
+            self.plaintext_len.saturating_sub(index * s) + TAG_BYTES as u64
+        } else {
+            s + TAG_BYTES as u64
+        }
+    }
+
     /// The segments a plaintext byte range `[start, end)` needs (a range GET decrypts only these).
     pub fn span(&self, start: u64, end: u64) -> Result<SegmentSpan, CryptoError> {
         if start > end || end > self.plaintext_len {

@@ -164,6 +164,12 @@ macro_rules! upload_from_row {
                     .try_get::<String, _>("lock_state")
                     .map_err($crate::common::backend)?,
             )?,
+            encryption: $row
+                .try_get::<Option<String>, _>("encryption")
+                .map_err($crate::common::backend)?
+                .as_deref()
+                .map($crate::common::from_json)
+                .transpose()?,
         })
     }};
 }
@@ -273,6 +279,12 @@ macro_rules! object_from_joined_rows {
                     .try_get::<String, _>("lock_state")
                     .map_err($crate::common::backend)?,
             )?,
+            encryption: first
+                .try_get::<Option<String>, _>("encryption")
+                .map_err($crate::common::backend)?
+                .as_deref()
+                .map($crate::common::from_json)
+                .transpose()?,
         }))
     }};
 }

@@ -57,6 +57,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0002_leases.sql"),
     include_str!("../migrations/postgres/0003_versions.sql"),
     include_str!("../migrations/postgres/0004_ledger.sql"),
+    include_str!("../migrations/postgres/0005_encryption.sql"),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -472,7 +473,7 @@ impl MetaStore for PgMetaStore {
     async fn create_upload(&self, upload: &UploadRecord) -> MetaResult<()> {
         let mut tx = self.begin().await?;
         Self::hold_bucket(&mut tx, &upload.bucket, false).await?;
-        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, checksum_algorithm, tags, lock_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, checksum_algorithm, tags, lock_state, encryption) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(upload.upload_id.to_string())
             .bind(&upload.bucket)
             .bind(&upload.key)
@@ -481,6 +482,7 @@ impl MetaStore for PgMetaStore {
             .bind(upload.checksum_algorithm.map(algorithm_name))
             .bind(json(&upload.tags)?)
             .bind(json(&upload.lock)?)
+            .bind(upload.encryption.as_ref().map(json).transpose()?)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;

@@ -87,6 +87,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0002_leases.sql"),
     include_str!("../migrations/sqlite/0003_versions.sql"),
     include_str!("../migrations/sqlite/0004_ledger.sql"),
+    include_str!("../migrations/sqlite/0005_encryption.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -439,7 +440,7 @@ impl MetaStore for SqliteMetaStore {
         if !Self::bucket_exists(&mut tx, &upload.bucket).await? {
             return Err(MetaError::NoSuchBucket);
         }
-        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, checksum_algorithm, tags, lock_state) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+        sqlx::query("INSERT INTO uploads (upload_id, bucket, key, initiated_ms, attrs, checksum_algorithm, tags, lock_state, encryption) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(upload.upload_id.to_string())
             .bind(&upload.bucket)
             .bind(&upload.key)
@@ -448,6 +449,7 @@ impl MetaStore for SqliteMetaStore {
             .bind(upload.checksum_algorithm.map(algorithm_name))
             .bind(json(&upload.tags)?)
             .bind(json(&upload.lock)?)
+            .bind(upload.encryption.as_ref().map(json).transpose()?)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;

@@ -125,8 +125,8 @@ macro_rules! version_logic {
             latest: bool,
         ) -> MetaResult<()> {
             sqlx::query(
-                "INSERT INTO versions (bucket, key, seq, version_id, latest, delete_marker, size_bytes, etag, last_modified_ms, attrs, checksums, parts_count, tags, lock_state) \
-                 VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                "INSERT INTO versions (bucket, key, seq, version_id, latest, delete_marker, size_bytes, etag, last_modified_ms, attrs, checksums, parts_count, tags, lock_state, encryption) \
+                 VALUES ($1, $2, $3, $4, $14, $5, $6, $7, $8, $9, $10, $11, $12, $13, $15)",
             )
             .bind(&object.bucket)
             .bind(&object.key)
@@ -142,6 +142,7 @@ macro_rules! version_logic {
             .bind(json(&object.tags)?)
             .bind(json(&object.lock)?)
             .bind(latest)
+            .bind(object.encryption.as_ref().map(json).transpose()?)
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
@@ -323,6 +324,7 @@ macro_rules! version_logic {
                         NULL_VERSION.to_owned()
                     };
                     let marker = ObjectRecord {
+                        encryption: None,
                         bucket: name.to_owned(),
                         key: key.to_owned(),
                         version_id: version_id.clone(),

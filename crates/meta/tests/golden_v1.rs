@@ -43,6 +43,7 @@ fn sample_object() -> ObjectRecord {
         delete_marker: false,
         tags: Default::default(),
         lock: Default::default(),
+        encryption: None,
         size_bytes: 11,
         etag: "5eb63bbbe01eeed093cb22bb8f5acdc3".into(),
         last_modified_ms: 1_795_000_000_000,

@@ -66,6 +66,35 @@ pub struct Config {
     pub site: SiteConfig,
     /// The transparency log.
     pub ledger: LedgerConfig,
+    /// Encryption keys.
+    pub keys: KeysConfig,
+}
+
+/// Where the data keys' key-encryption keys live (the local keyring, for now).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The keyring's root key file (32 random bytes, created 0600 if absent). Empty:
+    /// `<data_dir>/keys/root.key`. Ignored when `passphrase_env` is set.
+    pub root_key_file: String,
+    /// Name of an environment variable holding a passphrase that seals the keyring (through
+    /// Argon2id) instead of a root key file.
+    pub passphrase_env: String,
+    /// The key-encryption key new objects' data keys are wrapped under (created if absent).
+    pub default_key_id: String,
+    /// Plaintext bytes per encrypted segment: a power of two from 4096 to 1048576.
+    pub segment_bytes: u32,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            root_key_file: String::new(),
+            passphrase_env: String::new(),
+            default_key_id: "vallum-default".into(),
+            segment_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// The local site's legal profile (the full site registry comes with multi-site support).
@@ -221,6 +250,7 @@ impl Default for Config {
             meta: MetaConfig::default(),
             site: SiteConfig::default(),
             ledger: LedgerConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -412,6 +442,20 @@ impl Config {
                     message: format!("{:?} is not a verifier key", w.vkey),
                 });
             }
+        }
+        if !(4096..=1_048_576).contains(&self.keys.segment_bytes)
+            || !self.keys.segment_bytes.is_power_of_two()
+        {
+            return Err(ConfigError::Value {
+                field: "keys.segment_bytes",
+                message: "must be a power of two from 4096 to 1048576".into(),
+            });
+        }
+        if vallum_crypto::check_key_id(&self.keys.default_key_id).is_err() {
+            return Err(ConfigError::Value {
+                field: "keys.default_key_id",
+                message: "1-128 characters of A-Z a-z 0-9 - _ . / :".into(),
+            });
         }
         if self.lifecycle.interval_secs == 0 {
             return Err(ConfigError::Value {

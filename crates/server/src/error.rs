@@ -43,10 +43,16 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::InvalidRange => S3ErrorCode::InvalidRange,
         Error::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
         Error::StorageFull => S3ErrorCode::Custom("XVallumStorageFull".into()),
-        Error::Blob(_) | Error::Meta(_) => S3ErrorCode::InternalError,
+        Error::Blob(_) | Error::Meta(_) | Error::Integrity(_) => S3ErrorCode::InternalError,
+        // What S3 answers for a disabled or pending-deletion KMS key.
+        Error::KeyUnavailable(_) => S3ErrorCode::Custom("KMS.DisabledException".into()),
     };
     match &err {
-        Error::Blob(_) | Error::Meta(_) | Error::Unavailable(_) | Error::StorageFull => {
+        Error::Blob(_)
+        | Error::Meta(_)
+        | Error::Unavailable(_)
+        | Error::StorageFull
+        | Error::Integrity(_) => {
             tracing::error!(error = %err, "request failed on the server side");
             let mut e = S3Error::with_message(code, public_message(&err));
             if matches!(err, Error::StorageFull) {
@@ -54,7 +60,7 @@ pub fn to_s3(err: Error) -> S3Error {
             }
             e
         }
-        Error::ContentSha256Mismatch => {
+        Error::ContentSha256Mismatch | Error::KeyUnavailable(_) => {
             let mut e = S3Error::with_message(code, err.to_string());
             e.set_status_code(http::StatusCode::BAD_REQUEST);
             e

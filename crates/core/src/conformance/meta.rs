@@ -67,6 +67,20 @@ fn object(bucket: &str, key: &str, etag: &str) -> ObjectRecord {
                 size_bytes: 20,
             },
         ],
+        encryption: Some(encryption()),
+    }
+}
+
+/// A wrapped data key as the stores must keep it (opaque to them).
+fn encryption() -> crate::meta::Encryption {
+    crate::meta::Encryption {
+        wrapped: vallum_crypto::keys::WrappedKey {
+            provider: "keyring".into(),
+            key_id: "kek-1".into(),
+            key_version: 3,
+            wrapped: "bm90IGEgcmVhbCBrZXk=".into(),
+        },
+        segment_bytes: 65_536,
     }
 }
 
@@ -80,6 +94,7 @@ fn upload(bucket: &str, key: &str, initiated_ms: i64) -> UploadRecord {
         checksum_algorithm: None,
         tags: Default::default(),
         lock: ObjectLock::default(),
+        encryption: Some(encryption()),
     }
 }
 

@@ -1,0 +1,244 @@
+//! Encryption in the data path: every blob written to a site is ciphertext in the
+//! `vallum-crypto` format, under a per-object data key wrapped by a key provider; reads decrypt
+//! only the segments they need. Streams hold at most one segment of plaintext.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use vallum_crypto::CryptoError;
+use vallum_crypto::format::{Decryptor, Encryptor, HEADER_BYTES, ObjectContext, SegmentSpan};
+use vallum_crypto::keys::{DataKey, Justification, KeyProvider};
+
+use crate::blob::ByteStream;
+use crate::error::{Error, Result};
+use crate::meta::Encryption;
+
+/// The keys of a deployment: which provider wraps data keys, under which key by default, and
+/// the segment size of new blobs.
+pub struct KeyService {
+    provider: Arc<dyn KeyProvider>,
+    default_key_id: String,
+    segment_bytes: u32,
+}
+
+impl std::fmt::Debug for KeyService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyService")
+            .field("provider", &self.provider.name())
+            .field("default_key_id", &self.default_key_id)
+            .field("segment_bytes", &self.segment_bytes)
+            .finish()
+    }
+}
+
+impl KeyService {
+    /// Data keys wrapped by `provider` under `default_key_id`; blobs in segments of
+    /// `segment_bytes`.
+    #[must_use]
+    pub fn new(provider: Arc<dyn KeyProvider>, default_key_id: String, segment_bytes: u32) -> Self {
+        Self {
+            provider,
+            default_key_id,
+            segment_bytes,
+        }
+    }
+
+    /// The provider.
+    #[must_use]
+    pub fn provider(&self) -> &Arc<dyn KeyProvider> {
+        &self.provider
+    }
+
+    /// The key new objects are wrapped under.
+    #[must_use]
+    pub fn default_key_id(&self) -> &str {
+        &self.default_key_id
+    }
+
+    /// A fresh data key for an object of `bucket`/`key`, wrapped.
+    pub(crate) async fn new_key(
+        &self,
+        bucket: &str,
+        key: &str,
+        why: &Justification,
+    ) -> Result<(DataKey, Encryption)> {
+        let dek = DataKey::generate().map_err(crypto_error)?;
+        let wrapped = self
+            .provider
+            .wrap(&self.default_key_id, &dek, &wrap_context(bucket, key), why)
+            .await
+            .map_err(crypto_error)?;
+        Ok((
+            dek,
+            Encryption {
+                wrapped,
+                segment_bytes: self.segment_bytes,
+            },
+        ))
+    }
+
+    /// Unwraps the data key of an object of `bucket`/`key`.
+    pub(crate) async fn open_key(
+        &self,
+        bucket: &str,
+        key: &str,
+        enc: &Encryption,
+        why: &Justification,
+    ) -> Result<DataKey> {
+        if enc.wrapped.provider != self.provider.name() {
+            return Err(Error::KeyUnavailable(format!(
+                "the object's key is held by provider {:?}, which this deployment does not use",
+                enc.wrapped.provider
+            )));
+        }
+        self.provider
+            .unwrap(&enc.wrapped, &wrap_context(bucket, key), why)
+            .await
+            .map_err(crypto_error)
+    }
+}
+
+/// What a wrapped data key is bound to: the object's bucket and key.
+fn wrap_context(bucket: &str, key: &str) -> Vec<u8> {
+    let mut c = Vec::with_capacity(bucket.len() + key.len() + 1);
+    c.extend_from_slice(bucket.as_bytes());
+    c.push(0);
+    c.extend_from_slice(key.as_bytes());
+    c
+}
+
+/// Maps a crypto failure to the domain error a client sees.
+pub(crate) fn crypto_error(e: CryptoError) -> Error {
+    match e {
+        CryptoError::KeyUnavailable { .. } | CryptoError::NoSuchKey(_) => {
+            Error::KeyUnavailable(e.to_string())
+        }
+        CryptoError::Integrity(_) => Error::Integrity(e.to_string()),
+        other => Error::KeyUnavailable(other.to_string()),
+    }
+}
+
+fn io(e: CryptoError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+/// Encrypts `body` into a blob of the encryption format (header, then segments).
+pub(crate) fn encrypt_stream(
+    body: ByteStream,
+    dek: &DataKey,
+    ctx: &ObjectContext,
+    segment_bytes: u32,
+) -> Result<ByteStream> {
+    let enc = Encryptor::new(dek, ctx, segment_bytes).map_err(crypto_error)?;
+    let header = Bytes::copy_from_slice(enc.header());
+    let stream = futures::stream::unfold(
+        (body, Some(enc), Some(header)),
+        |(mut body, mut enc, header)| async move {
+            if let Some(h) = header {
+                return Some((Ok(h), (body, enc, None)));
+            }
+            let e = enc.as_mut()?;
+            loop {
+                match body.next().await {
+                    Some(Ok(chunk)) => {
+                        let mut out = Vec::with_capacity(chunk.len() + 64);
+                        if let Err(err) = e.update(&chunk, &mut out) {
+                            return Some((Err(io(err)), (body, None, None)));
+                        }
+                        if !out.is_empty() {
+                            return Some((Ok(Bytes::from(out)), (body, enc, None)));
+                        }
+                    }
+                    Some(Err(err)) => return Some((Err(err), (body, None, None))),
+                    None => {
+                        let last = enc.take()?;
+                        let mut out = Vec::new();
+                        return match last.finish(&mut out) {
+                            Ok(()) => Some((Ok(Bytes::from(out)), (body, None, None))),
+                            Err(err) => Some((Err(io(err)), (body, None, None))),
+                        };
+                    }
+                }
+            }
+        },
+    );
+    Ok(Box::pin(stream))
+}
+
+/// Decrypts the sealed bytes of `span` (as read from the blob) into exactly the plaintext
+/// `[start, end)`, one segment at a time. A segment that fails authentication ends the stream
+/// with an error: no unauthenticated byte is returned.
+pub(crate) fn decrypt_stream(
+    raw: ByteStream,
+    dec: Decryptor,
+    span: SegmentSpan,
+    start: u64,
+    end: u64,
+) -> ByteStream {
+    struct State {
+        raw: ByteStream,
+        dec: Decryptor,
+        buf: Vec<u8>,
+        index: u64,
+        last: u64,
+        skip: usize,
+        remaining: u64,
+        done: bool,
+    }
+    let state = State {
+        raw,
+        dec,
+        buf: Vec::new(),
+        index: span.first,
+        last: span.last,
+        skip: span.skip as usize,
+        remaining: end - start,
+        done: end == start,
+    };
+    Box::pin(futures::stream::unfold(state, |mut st| async move {
+        if st.done || st.index > st.last {
+            return None;
+        }
+        let need = st.dec.sealed_len(st.index) as usize;
+        while st.buf.len() < need {
+            match st.raw.next().await {
+                Some(Ok(chunk)) => st.buf.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    st.done = true;
+                    return Some((Err(e), st));
+                }
+                None => {
+                    st.done = true;
+                    let err = CryptoError::Integrity(format!(
+                        "segment {} is cut short on the site",
+                        st.index
+                    ));
+                    tracing::error!(error = %err, "encrypted blob failed its integrity check");
+                    return Some((Err(io(err)), st));
+                }
+            }
+        }
+        let sealed: Vec<u8> = st.buf.drain(..need).collect();
+        match st.dec.open(st.index, &sealed) {
+            Ok(plain) => {
+                st.index += 1;
+                let from = std::mem::take(&mut st.skip).min(plain.len());
+                let take = ((plain.len() - from) as u64).min(st.remaining) as usize;
+                st.remaining -= take as u64;
+                if st.remaining == 0 {
+                    st.done = true;
+                }
+                Some((Ok(Bytes::copy_from_slice(&plain[from..from + take])), st))
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "encrypted blob failed its integrity check");
+                st.done = true;
+                Some((Err(io(err)), st))
+            }
+        }
+    }))
+}
+
+/// Bytes of the encryption header at the start of every encrypted blob.
+pub(crate) const HEADER_LEN: u64 = HEADER_BYTES as u64;
