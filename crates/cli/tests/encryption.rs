@@ -158,6 +158,12 @@ async fn nothing_on_disk_holds_plaintext_or_a_data_key() {
         head.e_tag().unwrap().trim_matches('"'),
         common::md5_hex(&small)
     );
+    // Reported the way S3 reports keys held by a key service.
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+    );
+    assert_eq!(head.ssekms_key_id(), Some("vallum-default"));
     server.kill9();
 
     // Scan every byte the server wrote.

@@ -835,7 +835,10 @@ impl S3 for VallumS3 {
             .await
             .map_err(to_s3)?;
         let sums = record.checksums.clone();
+        let (server_side_encryption, ssekms_key_id) = sse_out(record.encryption.as_ref());
         ok(PutObjectOutput {
+            server_side_encryption,
+            ssekms_key_id,
             e_tag: Some(etag(&record.etag)),
             checksum_type: checksum_type(&sums),
             checksum_crc32: sums.crc32,
@@ -894,7 +897,10 @@ impl S3 for VallumS3 {
         });
         let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
             lock_out(&read.object.lock, read.object.lock.legal_hold);
+        let (server_side_encryption, ssekms_key_id) = sse_out(read.object.encryption.as_ref());
         ok(GetObjectOutput {
+            server_side_encryption,
+            ssekms_key_id,
             version_id: version_out(&read.object.version_id, input.version_id.is_some()),
             tag_count: (!read.object.tags.is_empty())
                 .then(|| i32::try_from(read.object.tags.len()).unwrap_or(i32::MAX)),
@@ -963,7 +969,10 @@ impl S3 for VallumS3 {
             head_fields!(&object, checksums_enabled(input.checksum_mode.as_ref()));
         let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
             lock_out(&object.lock, object.lock.legal_hold);
+        let (server_side_encryption, ssekms_key_id) = sse_out(object.encryption.as_ref());
         ok(HeadObjectOutput {
+            server_side_encryption,
+            ssekms_key_id,
             version_id: version_out(&object.version_id, input.version_id.is_some()),
             object_lock_mode,
             object_lock_retain_until_date,
@@ -1139,7 +1148,10 @@ impl S3 for VallumS3 {
         };
         let record = self.service.copy_object(req).await.map_err(to_s3)?;
         let sums = record.checksums;
+        let (server_side_encryption, ssekms_key_id) = sse_out(record.encryption.as_ref());
         ok(CopyObjectOutput {
+            server_side_encryption,
+            ssekms_key_id,
             version_id: version_out(&record.version_id, false),
             copy_source_version_id: src_version,
             copy_object_result: Some(CopyObjectResult {
@@ -1408,7 +1420,10 @@ impl S3 for VallumS3 {
             .await
             .map_err(to_s3)?;
         let sums = object.checksums;
+        let (server_side_encryption, ssekms_key_id) = sse_out(object.encryption.as_ref());
         ok(CompleteMultipartUploadOutput {
+            server_side_encryption,
+            ssekms_key_id,
             bucket: Some(object.bucket.clone()),
             key: Some(object.key.clone()),
             location: Some(format!("/{}/{}", object.bucket, object.key)),
@@ -1964,6 +1979,22 @@ impl S3 for VallumS3 {
 #[allow(dead_code)]
 pub fn not_implemented() -> S3Error {
     S3Error::new(S3ErrorCode::NotImplemented)
+}
+
+/// How S3 reports Vallum's encryption: keys held by a key service, i.e. `aws:kms` with the
+/// key-encryption key's id.
+fn sse_out(
+    enc: Option<&vallum_core::meta::Encryption>,
+) -> (Option<ServerSideEncryption>, Option<String>) {
+    match enc {
+        Some(e) => (
+            Some(ServerSideEncryption::from_static(
+                ServerSideEncryption::AWS_KMS,
+            )),
+            Some(e.wrapped.key_id.clone()),
+        ),
+        None => (None, None),
+    }
 }
 
 #[cfg(test)]
