@@ -27,6 +27,7 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v softhsm2-util >/dev/null || need_pkgs+=(softhsm2)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   as_root apt-get update -qq
@@ -43,6 +44,12 @@ if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3, cryptog
 fi
 export PATH="$VENV/bin:$PATH"
 
+# --- SoftHSM2: a token directory of this run's own for the PKCS#11 provider tests ----------
+HSM_DIR=$(mktemp -d /tmp/vallum-softhsm.XXXXXX)
+mkdir -p "$HSM_DIR/tokens"
+printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level = ERROR\n' "$HSM_DIR" > "$HSM_DIR/softhsm2.conf"
+export SOFTHSM2_CONF="$HSM_DIR/softhsm2.conf"
+
 # --- PostgreSQL for the metadata-store tests (a throwaway cluster on a free loopback port) ---
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 PG_DIR=$(mktemp -d /tmp/vallum-pg.XXXXXX)
@@ -53,7 +60,7 @@ log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
 pg_as "$PG_BIN/initdb" -D "$PG_DIR/data" -A trust -U vallum >/dev/null
 pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
   -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
-stop_pg() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR"; }
+stop_pg() { pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR" "$HSM_DIR"; }
 trap stop_pg EXIT
 export VALLUM_TEST_PG_URL="postgres://vallum@127.0.0.1:$PG_PORT/postgres"
 export VALLUM_TEST_PG_BIN="$PG_BIN" VALLUM_TEST_PG_DATA="$PG_DIR/data" VALLUM_TEST_PG_PORT="$PG_PORT"

@@ -267,3 +267,80 @@ async fn a_tampered_blob_fails_the_read_instead_of_returning_bad_bytes() {
     // The object's metadata is intact; only its bytes are refused.
     assert!(s3.head_object().bucket("bkt").key("k").send().await.is_ok());
 }
+
+/// With `[keys] provider = "pkcs11"` the data keys are wrapped inside a real SoftHSM2 token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_can_be_encrypted_under_a_pkcs11_token() {
+    std::env::var("SOFTHSM2_CONF")
+        .expect("SOFTHSM2_CONF is not set; run ./scripts/test.sh, which prepares a SoftHSM2 token directory");
+    let module = [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("SoftHSM2 is not installed; run ./scripts/test.sh");
+    let label = format!("vallum-e2e-{}", std::process::id());
+    let init = std::process::Command::new("softhsm2-util")
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            &label,
+            "--pin",
+            "9876",
+            "--so-pin",
+            "5432",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vallum.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[keys]\nprovider = \"pkcs11\"\npkcs11_module = \"{module}\"\npkcs11_token = \"{label}\"\npkcs11_pin_env = \"TEST_HSM_PIN\"\n"
+        ),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let server = Server::start_in(
+        &data,
+        "127.0.0.1:0",
+        &["--config", cfg.to_str().unwrap()],
+        &[("TEST_HSM_PIN", "9876")],
+    );
+    let s3 = server.client();
+    s3.create_bucket().bucket("hsm").send().await.unwrap();
+    let body = marked(200_000, "HSM");
+    s3.put_object()
+        .bucket("hsm")
+        .key("k")
+        .body(ByteStream::from(body.clone()))
+        .send()
+        .await
+        .unwrap();
+    assert!(common::get_bytes(&s3, "hsm", "k").await.as_ref() == body.as_slice());
+    let db: Vec<u8> = files(&data)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("meta.db")
+        })
+        .flat_map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let wrapped = wrapped_keys(&db);
+    assert!(
+        !wrapped.is_empty() && wrapped.iter().all(|w| w.provider == "pkcs11"),
+        "{wrapped:?}"
+    );
+    // No local keyring was made: the key-encryption keys are only in the token.
+    assert!(!data.join("keys/keyring").exists());
+}

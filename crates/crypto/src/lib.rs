@@ -1,6 +1,6 @@
 //! Vallum's object encryption: the chunked AES-256-GCM format ([`format`]), data keys and the
 //! [`keys::KeyProvider`] trait every key custodian implements, with its shared
-//! [`conformance`] suite, and the providers: the local keyring ([`keyring`]).
+//! [`conformance`] suite, and the providers: the local keyring ([`keyring`]) and PKCS#11 tokens ([`pkcs11`]).
 //!
 //! Primitives come from RustCrypto (`aes-gcm`, `hkdf`, `argon2`); nothing here implements a
 //! cipher.
@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod format;
 pub mod keyring;
 pub mod keys;
+pub mod pkcs11;
 
 use keys::KeyState;
 

@@ -70,10 +70,18 @@ pub struct Config {
     pub keys: KeysConfig,
 }
 
-/// Where the data keys' key-encryption keys live (the local keyring, for now).
+/// Where the data keys' key-encryption keys live.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
+    /// `keyring` (the local keyring, default) or `pkcs11` (a hardware security module).
+    pub provider: String,
+    /// PKCS#11 module (shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
+    pub pkcs11_module: String,
+    /// Label of the PKCS#11 token holding the keys.
+    pub pkcs11_token: String,
+    /// Name of the environment variable holding the token's user PIN.
+    pub pkcs11_pin_env: String,
     /// The keyring's root key file (32 random bytes, created 0600 if absent). Empty:
     /// `<data_dir>/keys/root.key`. Ignored when `passphrase_env` is set.
     pub root_key_file: String,
@@ -89,6 +97,10 @@ pub struct KeysConfig {
 impl Default for KeysConfig {
     fn default() -> Self {
         Self {
+            provider: "keyring".into(),
+            pkcs11_module: String::new(),
+            pkcs11_token: String::new(),
+            pkcs11_pin_env: String::new(),
             root_key_file: String::new(),
             passphrase_env: String::new(),
             default_key_id: "vallum-default".into(),
@@ -450,6 +462,26 @@ impl Config {
                 field: "keys.segment_bytes",
                 message: "must be a power of two from 4096 to 1048576".into(),
             });
+        }
+        match self.keys.provider.as_str() {
+            "keyring" => {}
+            "pkcs11" => {
+                if self.keys.pkcs11_module.is_empty()
+                    || self.keys.pkcs11_token.is_empty()
+                    || self.keys.pkcs11_pin_env.is_empty()
+                {
+                    return Err(ConfigError::Value {
+                        field: "keys.provider",
+                        message: "pkcs11 needs keys.pkcs11_module, keys.pkcs11_token and keys.pkcs11_pin_env".into(),
+                    });
+                }
+            }
+            other => {
+                return Err(ConfigError::Value {
+                    field: "keys.provider",
+                    message: format!("{other:?} is not a provider (keyring, pkcs11)"),
+                });
+            }
         }
         if vallum_crypto::check_key_id(&self.keys.default_key_id).is_err() {
             return Err(ConfigError::Value {

@@ -233,8 +233,8 @@ fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Serv
     }
 }
 
-/// Opens the local keyring (sealed by the root key file or a passphrase) and makes sure the
-/// default key exists. Gateways sharing the data directory take a file lock around it, so the
+/// Opens the key provider — the local keyring (sealed by the root key file or a passphrase) or
+/// a PKCS#11 token — and makes sure the default key exists. Gateways sharing the data directory take a file lock around it, so the
 /// first creates the key and the others find it.
 async fn open_keys(
     data_dir: &std::path::Path,
@@ -251,23 +251,43 @@ async fn open_keys(
         .open(dir.join("LOCK"))
         .map_err(data_dir_error(&dir))?;
     lock.lock().map_err(data_dir_error(&dir))?;
-    let root = if config.passphrase_env.is_empty() {
-        RootKey::File(if config.root_key_file.is_empty() {
-            dir.join("root.key")
-        } else {
-            std::path::PathBuf::from(&config.root_key_file)
-        })
-    } else {
-        let pass = std::env::var(&config.passphrase_env).map_err(|_| {
+    let provider: Arc<dyn KeyProvider> = if config.provider == "pkcs11" {
+        let pin = std::env::var(&config.pkcs11_pin_env).map_err(|_| {
             ServerError::Keys(format!(
-                "keys.passphrase_env names {:?}, which is not set",
-                config.passphrase_env
+                "keys.pkcs11_pin_env names {:?}, which is not set",
+                config.pkcs11_pin_env
             ))
         })?;
-        RootKey::Passphrase(zeroize::Zeroizing::new(pass))
+        Arc::new(
+            vallum_crypto::pkcs11::Pkcs11Provider::open(
+                std::path::Path::new(&config.pkcs11_module),
+                &config.pkcs11_token,
+                &pin,
+            )
+            .map_err(|e| ServerError::Keys(e.to_string()))?,
+        )
+    } else {
+        let root = if config.passphrase_env.is_empty() {
+            RootKey::File(if config.root_key_file.is_empty() {
+                dir.join("root.key")
+            } else {
+                std::path::PathBuf::from(&config.root_key_file)
+            })
+        } else {
+            let pass = std::env::var(&config.passphrase_env).map_err(|_| {
+                ServerError::Keys(format!(
+                    "keys.passphrase_env names {:?}, which is not set",
+                    config.passphrase_env
+                ))
+            })?;
+            RootKey::Passphrase(zeroize::Zeroizing::new(pass))
+        };
+        Arc::new(
+            LocalKeyring::open(&dir.join("keyring"), &root)
+                .map_err(|e| ServerError::Keys(e.to_string()))?,
+        )
     };
-    let ring = LocalKeyring::open(&dir.join("keyring"), &root)
-        .map_err(|e| ServerError::Keys(e.to_string()))?;
+    let ring = provider;
     if matches!(
         ring.describe(&config.default_key_id).await,
         Err(vallum_crypto::CryptoError::NoSuchKey(_))
@@ -282,7 +302,7 @@ async fn open_keys(
     }
     drop(lock);
     Ok(Arc::new(KeyService::new(
-        Arc::new(ring),
+        ring,
         config.default_key_id.clone(),
         config.segment_bytes,
     )))
