@@ -43,9 +43,13 @@ fn wrapped_keys(db: &[u8]) -> Vec<WrappedKey> {
     let text = String::from_utf8_lossy(db);
     let mut out = Vec::new();
     for (at, _) in text.match_indices("{\"provider\":") {
-        let end = text[at..].find('}').map(|e| at + e + 1);
-        if let Some(end) = end
-            && let Ok(w) = serde_json::from_str::<WrappedKey>(&text[at..end])
+        // The record ends at one of the next closing braces (a double-key record nests the
+        // two halves, escaped, inside its own).
+        let found = text[at..]
+            .match_indices('}')
+            .take(16)
+            .find_map(|(end, _)| serde_json::from_str::<WrappedKey>(&text[at..at + end + 1]).ok());
+        if let Some(w) = found
             && !out.contains(&w)
         {
             out.push(w);
@@ -271,6 +275,16 @@ async fn a_tampered_blob_fails_the_read_instead_of_returning_bad_bytes() {
 /// With `[keys] provider = "pkcs11"` the data keys are wrapped inside a real SoftHSM2 token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_can_be_encrypted_under_a_pkcs11_token() {
+    hsm_round_trip("pkcs11").await;
+}
+
+/// With `provider = "double"` the token and the keyring each hold half of every data key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_can_need_two_custodians() {
+    hsm_round_trip("double").await;
+}
+
+async fn hsm_round_trip(provider: &str) {
     std::env::var("SOFTHSM2_CONF")
         .expect("SOFTHSM2_CONF is not set; run ./scripts/test.sh, which prepares a SoftHSM2 token directory");
     let module = [
@@ -280,7 +294,7 @@ async fn objects_can_be_encrypted_under_a_pkcs11_token() {
     .into_iter()
     .find(|p| Path::new(p).exists())
     .expect("SoftHSM2 is not installed; run ./scripts/test.sh");
-    let label = format!("vallum-e2e-{}", std::process::id());
+    let label = format!("vallum-{provider}-{}", std::process::id());
     let init = std::process::Command::new("softhsm2-util")
         .args([
             "--init-token",
@@ -304,7 +318,7 @@ async fn objects_can_be_encrypted_under_a_pkcs11_token() {
     std::fs::write(
         &cfg,
         format!(
-            "[keys]\nprovider = \"pkcs11\"\npkcs11_module = \"{module}\"\npkcs11_token = \"{label}\"\npkcs11_pin_env = \"TEST_HSM_PIN\"\n"
+            "[keys]\nprovider = \"{provider}\"\npkcs11_module = \"{module}\"\npkcs11_token = \"{label}\"\npkcs11_pin_env = \"TEST_HSM_PIN\"\n"
         ),
     )
     .unwrap();
@@ -338,9 +352,9 @@ async fn objects_can_be_encrypted_under_a_pkcs11_token() {
         .collect();
     let wrapped = wrapped_keys(&db);
     assert!(
-        !wrapped.is_empty() && wrapped.iter().all(|w| w.provider == "pkcs11"),
+        !wrapped.is_empty() && wrapped.iter().all(|w| w.provider == provider),
         "{wrapped:?}"
     );
-    // No local keyring was made: the key-encryption keys are only in the token.
-    assert!(!data.join("keys/keyring").exists());
+    // A keyring exists only when it holds one of the two halves.
+    assert_eq!(data.join("keys/keyring").exists(), provider == "double");
 }

@@ -1,11 +1,12 @@
 //! Vallum's object encryption: the chunked AES-256-GCM format ([`format`]), data keys and the
 //! [`keys::KeyProvider`] trait every key custodian implements, with its shared
-//! [`conformance`] suite, and the providers: the local keyring ([`keyring`]) and PKCS#11 tokens ([`pkcs11`]).
+//! [`conformance`] suite, and the providers: the local keyring ([`keyring`]) PKCS#11 tokens ([`pkcs11`]) and double-key ([`double`]).
 //!
 //! Primitives come from RustCrypto (`aes-gcm`, `hkdf`, `argon2`); nothing here implements a
 //! cipher.
 
 pub mod conformance;
+pub mod double;
 pub mod format;
 pub mod keyring;
 pub mod keys;

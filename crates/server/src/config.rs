@@ -74,7 +74,8 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
-    /// `keyring` (the local keyring, default) or `pkcs11` (a hardware security module).
+    /// `keyring` (the local keyring, default), `pkcs11` (a hardware security module) or
+    /// `double` (both must agree: the HSM and the keyring each hold half of every data key).
     pub provider: String,
     /// PKCS#11 module (shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
     pub pkcs11_module: String,
@@ -465,21 +466,21 @@ impl Config {
         }
         match self.keys.provider.as_str() {
             "keyring" => {}
-            "pkcs11" => {
+            "pkcs11" | "double" => {
                 if self.keys.pkcs11_module.is_empty()
                     || self.keys.pkcs11_token.is_empty()
                     || self.keys.pkcs11_pin_env.is_empty()
                 {
                     return Err(ConfigError::Value {
                         field: "keys.provider",
-                        message: "pkcs11 needs keys.pkcs11_module, keys.pkcs11_token and keys.pkcs11_pin_env".into(),
+                        message: "pkcs11 and double need keys.pkcs11_module, keys.pkcs11_token and keys.pkcs11_pin_env".into(),
                     });
                 }
             }
             other => {
                 return Err(ConfigError::Value {
                     field: "keys.provider",
-                    message: format!("{other:?} is not a provider (keyring, pkcs11)"),
+                    message: format!("{other:?} is not a provider (keyring, pkcs11, double)"),
                 });
             }
         }

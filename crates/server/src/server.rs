@@ -251,22 +251,23 @@ async fn open_keys(
         .open(dir.join("LOCK"))
         .map_err(data_dir_error(&dir))?;
     lock.lock().map_err(data_dir_error(&dir))?;
-    let provider: Arc<dyn KeyProvider> = if config.provider == "pkcs11" {
+    let hsm = || -> Result<Arc<dyn KeyProvider>, ServerError> {
         let pin = std::env::var(&config.pkcs11_pin_env).map_err(|_| {
             ServerError::Keys(format!(
                 "keys.pkcs11_pin_env names {:?}, which is not set",
                 config.pkcs11_pin_env
             ))
         })?;
-        Arc::new(
+        Ok(Arc::new(
             vallum_crypto::pkcs11::Pkcs11Provider::open(
                 std::path::Path::new(&config.pkcs11_module),
                 &config.pkcs11_token,
                 &pin,
             )
             .map_err(|e| ServerError::Keys(e.to_string()))?,
-        )
-    } else {
+        ))
+    };
+    let keyring = || -> Result<Arc<dyn KeyProvider>, ServerError> {
         let root = if config.passphrase_env.is_empty() {
             RootKey::File(if config.root_key_file.is_empty() {
                 dir.join("root.key")
@@ -282,12 +283,20 @@ async fn open_keys(
             })?;
             RootKey::Passphrase(zeroize::Zeroizing::new(pass))
         };
-        Arc::new(
+        Ok(Arc::new(
             LocalKeyring::open(&dir.join("keyring"), &root)
                 .map_err(|e| ServerError::Keys(e.to_string()))?,
-        )
+        ))
     };
-    let ring = provider;
+    let ring: Arc<dyn KeyProvider> = match config.provider.as_str() {
+        "pkcs11" => hsm()?,
+        // The HSM's holder and the keyring's holder must both agree to open any object.
+        "double" => Arc::new(vallum_crypto::double::DoubleKeyProvider::new(
+            hsm()?,
+            keyring()?,
+        )),
+        _ => keyring()?,
+    };
     if matches!(
         ring.describe(&config.default_key_id).await,
         Err(vallum_crypto::CryptoError::NoSuchKey(_))
