@@ -137,21 +137,30 @@ impl ObjectService {
         if check.algorithm.is_none() {
             check.algorithm = upload.checksum_algorithm;
         }
-        let cipher = self.part_cipher(&upload).await?;
-        let (blob, digests) = self
-            .write_blob(
-                body,
-                check,
-                MAX_PART_BYTES,
-                cipher.as_ref().map(|(c, seg)| WriteCipher {
-                    dek: &c.dek,
-                    segment_bytes: *seg,
-                    bucket: &upload.bucket,
-                    key: &upload.key,
-                }),
-            )
-            .await?;
+        let (blob, digests) = self.write_part(&upload, body, check).await?;
         self.record_part(&upload, part_number, blob, digests).await
+    }
+
+    /// Writes one part's blob, encrypted under the upload's data key if it has one.
+    async fn write_part(
+        &self,
+        upload: &UploadRecord,
+        body: ByteStream,
+        check: BodyCheck,
+    ) -> Result<(vallum_types::BlobId, digest::Digests)> {
+        let cipher = self.part_cipher(upload).await?;
+        self.write_blob(
+            body,
+            check,
+            MAX_PART_BYTES,
+            cipher.as_ref().map(|(c, seg)| WriteCipher {
+                dek: &c.dek,
+                segment_bytes: *seg,
+                bucket: &upload.bucket,
+                key: &upload.key,
+            }),
+        )
+        .await
     }
 
     /// The upload's data key (unwrapped, and the unwrap logged) and segment size, if it is
@@ -236,20 +245,7 @@ impl ObjectService {
             algorithm: upload.checksum_algorithm,
             ..BodyCheck::default()
         };
-        let cipher = self.part_cipher(&upload).await?;
-        let (blob, digests) = self
-            .write_blob(
-                body,
-                check,
-                MAX_PART_BYTES,
-                cipher.as_ref().map(|(c, seg)| WriteCipher {
-                    dek: &c.dek,
-                    segment_bytes: *seg,
-                    bucket: &upload.bucket,
-                    key: &upload.key,
-                }),
-            )
-            .await?;
+        let (blob, digests) = self.write_part(&upload, body, check).await?;
         let part = self
             .record_part(&upload, part_number, blob, digests)
             .await?;

@@ -22,7 +22,6 @@ use crate::keys::{DataKey, Justification, KeyInfo, KeyProvider, KeyState, Wrappe
 const MAGIC: &[u8; 10] = b"VLMKEYRING";
 const VERSION: u8 = 1;
 const HEADER_BYTES: usize = 10 + 1 + 1 + 12 + 16 + 12;
-const WRAP_LABEL: &[u8] = b"vallum-wrap-v1";
 /// Argon2id cost for passphrase-sealed keyrings (OWASP's first recommended setting).
 pub const ARGON2_MEMORY_KIB: u32 = 19 * 1024;
 /// Argon2id passes.
@@ -263,25 +262,6 @@ fn info(id: &str, k: &StoredKey) -> KeyInfo {
     }
 }
 
-fn usable(id: &str, k: &StoredKey) -> Result<(), CryptoError> {
-    match k.state {
-        KeyState::Enabled => Ok(()),
-        state => Err(CryptoError::KeyUnavailable {
-            key_id: id.to_owned(),
-            state,
-        }),
-    }
-}
-
-fn wrap_aad(key_id: &str, version: u32, context: &[u8]) -> Vec<u8> {
-    let mut a = WRAP_LABEL.to_vec();
-    a.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
-    a.extend_from_slice(key_id.as_bytes());
-    a.extend_from_slice(&version.to_be_bytes());
-    a.extend_from_slice(context);
-    a
-}
-
 fn material(k: &StoredKey, version: u32) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
     let text = k
         .versions
@@ -346,7 +326,7 @@ impl KeyProvider for LocalKeyring {
                 .keys
                 .get(key_id)
                 .ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))?;
-            usable(key_id, k)?;
+            crate::keys::ensure_usable(key_id, k.state)?;
             Ok((k.current, material(k, k.current)?))
         })?;
         let cipher =
@@ -356,7 +336,7 @@ impl KeyProvider for LocalKeyring {
         cipher
             .encrypt_in_place(
                 &Nonce::from(nonce),
-                &wrap_aad(key_id, version, context),
+                &crate::keys::wrap_aad(key_id, version, context),
                 &mut buf,
             )
             .map_err(|_| CryptoError::Format("wrap failed".into()))?;
@@ -381,7 +361,7 @@ impl KeyProvider for LocalKeyring {
                 .keys
                 .get(&wrapped.key_id)
                 .ok_or_else(|| CryptoError::NoSuchKey(wrapped.key_id.clone()))?;
-            usable(&wrapped.key_id, k)?;
+            crate::keys::ensure_usable(&wrapped.key_id, k.state)?;
             material(k, wrapped.key_version)
         })?;
         let raw = base64_simd::STANDARD
@@ -398,7 +378,7 @@ impl KeyProvider for LocalKeyring {
         cipher
             .decrypt_in_place(
                 &Nonce::from(<[u8; 12]>::try_from(&raw[..12]).unwrap_or([0; 12])),
-                &wrap_aad(&wrapped.key_id, wrapped.key_version, context),
+                &crate::keys::wrap_aad(&wrapped.key_id, wrapped.key_version, context),
                 &mut *buf,
             )
             .map_err(|_| {
@@ -416,7 +396,7 @@ impl KeyProvider for LocalKeyring {
                 .keys
                 .get_mut(key_id)
                 .ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))?;
-            usable(key_id, k)?;
+            crate::keys::ensure_usable(key_id, k.state)?;
             k.current += 1;
             k.versions.insert(
                 k.current,

@@ -129,3 +129,25 @@ pub trait KeyProvider: Send + Sync {
     /// Destroys the key material of every version (crypto-shredding).
     async fn destroy(&self, key_id: &str) -> Result<KeyInfo, CryptoError>;
 }
+
+/// Fails unless the key is enabled.
+pub(crate) fn ensure_usable(key_id: &str, state: KeyState) -> Result<(), CryptoError> {
+    match state {
+        KeyState::Enabled => Ok(()),
+        state => Err(CryptoError::KeyUnavailable {
+            key_id: key_id.to_owned(),
+            state,
+        }),
+    }
+}
+
+/// Associated data of a wrapped data key: what it is (label), which key version wrapped it,
+/// and the object it belongs to.
+pub(crate) fn wrap_aad(key_id: &str, version: u32, context: &[u8]) -> Vec<u8> {
+    let mut a = b"vallum-wrap-v1".to_vec();
+    a.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
+    a.extend_from_slice(key_id.as_bytes());
+    a.extend_from_slice(&version.to_be_bytes());
+    a.extend_from_slice(context);
+    a
+}

@@ -20,7 +20,6 @@ use crate::CryptoError;
 use crate::keys::{DataKey, Justification, KeyInfo, KeyProvider, KeyState, WrappedKey};
 
 const META_APPLICATION: &[u8] = b"vallum-key-meta";
-const WRAP_LABEL: &[u8] = b"vallum-wrap-v1";
 
 fn hsm(e: impl std::fmt::Display) -> CryptoError {
     CryptoError::Storage(format!("PKCS#11: {e}"))
@@ -202,25 +201,6 @@ fn generate(s: &Session, key_id: &str, version: u32) -> Result<(), CryptoError> 
     Ok(())
 }
 
-fn usable(key_id: &str, meta: &Meta) -> Result<(), CryptoError> {
-    match meta.state {
-        KeyState::Enabled => Ok(()),
-        state => Err(CryptoError::KeyUnavailable {
-            key_id: key_id.to_owned(),
-            state,
-        }),
-    }
-}
-
-fn aad(key_id: &str, version: u32, context: &[u8]) -> Vec<u8> {
-    let mut a = WRAP_LABEL.to_vec();
-    a.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
-    a.extend_from_slice(key_id.as_bytes());
-    a.extend_from_slice(&version.to_be_bytes());
-    a.extend_from_slice(context);
-    a
-}
-
 fn info(key_id: &str, m: &Meta) -> KeyInfo {
     KeyInfo {
         key_id: key_id.to_owned(),
@@ -292,11 +272,11 @@ impl KeyProvider for Pkcs11Provider {
     ) -> Result<WrappedKey, CryptoError> {
         self.with(|s| {
             let (_, meta) = meta_of(s, key_id)?;
-            usable(key_id, &meta)?;
+            crate::keys::ensure_usable(key_id, meta.state)?;
             let key = find_version(s, key_id, meta.current)?;
             let mut iv = [0u8; 12];
             getrandom::fill(&mut iv).map_err(|e| CryptoError::Random(e.to_string()))?;
-            let aad = aad(key_id, meta.current, context);
+            let aad = crate::keys::wrap_aad(key_id, meta.current, context);
             let mut iv_param = iv;
             let params = GcmParams::new(&mut iv_param, &aad, 128u64.into()).map_err(hsm)?;
             let sealed = s
@@ -321,7 +301,7 @@ impl KeyProvider for Pkcs11Provider {
     ) -> Result<DataKey, CryptoError> {
         self.with(|s| {
             let (_, meta) = meta_of(s, &wrapped.key_id)?;
-            usable(&wrapped.key_id, &meta)?;
+            crate::keys::ensure_usable(&wrapped.key_id, meta.state)?;
             let key = find_version(s, &wrapped.key_id, wrapped.key_version)?;
             let raw = base64_simd::STANDARD
                 .decode_to_vec(&wrapped.wrapped)
@@ -333,7 +313,7 @@ impl KeyProvider for Pkcs11Provider {
             }
             let mut iv = [0u8; 12];
             iv.copy_from_slice(&raw[..12]);
-            let aad = aad(&wrapped.key_id, wrapped.key_version, context);
+            let aad = crate::keys::wrap_aad(&wrapped.key_id, wrapped.key_version, context);
             let params = GcmParams::new(&mut iv, &aad, 128u64.into()).map_err(hsm)?;
             let plain = zeroize::Zeroizing::new(
                 s.decrypt(&Mechanism::AesGcm(params), key, &raw[12..])
@@ -350,7 +330,7 @@ impl KeyProvider for Pkcs11Provider {
     async fn rotate(&self, key_id: &str, _now_ms: i64) -> Result<KeyInfo, CryptoError> {
         self.with(|s| {
             let (h, mut meta) = meta_of(s, key_id)?;
-            usable(key_id, &meta)?;
+            crate::keys::ensure_usable(key_id, meta.state)?;
             generate(s, key_id, meta.current + 1)?;
             meta.current += 1;
             save_meta(s, key_id, &meta, Some(h))?;

@@ -238,25 +238,7 @@ fn object_paths(c: &mut Criterion) {
         });
     }
     g.bench_function("get_object_4KiB", |b| {
-        b.to_async(&rt).iter(|| async {
-            let read = env
-                .service
-                .get_object(
-                    "bench",
-                    "small/0000000001",
-                    None,
-                    None,
-                    &ReadConditions::default(),
-                )
-                .await
-                .unwrap();
-            let mut s = read.body;
-            let mut n = 0;
-            while let Some(chunk) = s.next().await {
-                n += chunk.unwrap().len();
-            }
-            assert_eq!(n, 4096);
-        })
+        b.to_async(&rt).iter(|| get_4kib(&env))
     });
     g.finish();
 
