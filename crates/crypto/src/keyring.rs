@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
-use crate::keys::{DataKey, Justification, KeyInfo, KeyProvider, KeyState, WrappedKey};
+use crate::keys::{DataKey, Justification, KeyInfo, KeyProvider, KeyState, SealedData, WrappedKey};
 
 const MAGIC: &[u8; 10] = b"VLMKEYRING";
 const VERSION: u8 = 1;
@@ -273,6 +273,65 @@ fn material(k: &StoredKey, version: u32) -> Result<Zeroizing<Vec<u8>>, CryptoErr
         .map_err(|_| CryptoError::Format("damaged key material".into()))
 }
 
+impl LocalKeyring {
+    /// AES-256-GCM under the current version of `key_id`; `aad` gets that version.
+    fn seal_current(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        aad: impl FnOnce(u32) -> Vec<u8>,
+    ) -> Result<SealedData, CryptoError> {
+        let (version, kek) = self.read(|keys| {
+            let k = keys
+                .keys
+                .get(key_id)
+                .ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))?;
+            crate::keys::ensure_usable(key_id, k.state)?;
+            Ok((k.current, material(k, k.current)?))
+        })?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&kek).map_err(|_| CryptoError::Format("kek".into()))?;
+        let nonce = random::<12>()?;
+        let mut buf = plaintext.to_vec();
+        cipher
+            .encrypt_in_place(&Nonce::from(nonce), &aad(version), &mut buf)
+            .map_err(|_| CryptoError::Format("seal failed".into()))?;
+        Ok(SealedData {
+            version,
+            nonce,
+            ciphertext: buf,
+        })
+    }
+
+    /// Opens what [`Self::seal_current`] sealed under `sealed.version` of `key_id`.
+    fn open_version(
+        &self,
+        key_id: &str,
+        sealed: &SealedData,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let kek = self.read(|keys| {
+            let k = keys
+                .keys
+                .get(key_id)
+                .ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))?;
+            crate::keys::ensure_usable(key_id, k.state)?;
+            material(k, sealed.version)
+        })?;
+        let cipher =
+            Aes256Gcm::new_from_slice(&kek).map_err(|_| CryptoError::Format("kek".into()))?;
+        let mut buf = Zeroizing::new(sealed.ciphertext.clone());
+        cipher
+            .decrypt_in_place(&Nonce::from(sealed.nonce), aad, &mut *buf)
+            .map_err(|_| {
+                CryptoError::Integrity(
+                    "the ciphertext does not open under this key and context".into(),
+                )
+            })?;
+        Ok(buf)
+    }
+}
+
 #[async_trait::async_trait]
 impl KeyProvider for LocalKeyring {
     fn name(&self) -> &str {
@@ -321,32 +380,14 @@ impl KeyProvider for LocalKeyring {
         context: &[u8],
         _why: &Justification,
     ) -> Result<WrappedKey, CryptoError> {
-        let (version, kek) = self.read(|keys| {
-            let k = keys
-                .keys
-                .get(key_id)
-                .ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))?;
-            crate::keys::ensure_usable(key_id, k.state)?;
-            Ok((k.current, material(k, k.current)?))
+        let sealed = self.seal_current(key_id, dek.expose(), |v| {
+            crate::keys::wrap_aad(key_id, v, context)
         })?;
-        let cipher =
-            Aes256Gcm::new_from_slice(&kek).map_err(|_| CryptoError::Format("kek".into()))?;
-        let nonce = random::<12>()?;
-        let mut buf = dek.expose().to_vec();
-        cipher
-            .encrypt_in_place(
-                &Nonce::from(nonce),
-                &crate::keys::wrap_aad(key_id, version, context),
-                &mut buf,
-            )
-            .map_err(|_| CryptoError::Format("wrap failed".into()))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
         Ok(WrappedKey {
             provider: self.name().to_owned(),
             key_id: key_id.to_owned(),
-            key_version: version,
-            wrapped: base64_simd::STANDARD.encode_to_string(&out),
+            key_version: sealed.version,
+            wrapped: base64_simd::STANDARD.encode_to_string(sealed.to_bytes()),
         })
     }
 
@@ -356,37 +397,33 @@ impl KeyProvider for LocalKeyring {
         context: &[u8],
         _why: &Justification,
     ) -> Result<DataKey, CryptoError> {
-        let kek = self.read(|keys| {
-            let k = keys
-                .keys
-                .get(&wrapped.key_id)
-                .ok_or_else(|| CryptoError::NoSuchKey(wrapped.key_id.clone()))?;
-            crate::keys::ensure_usable(&wrapped.key_id, k.state)?;
-            material(k, wrapped.key_version)
-        })?;
-        let raw = base64_simd::STANDARD
-            .decode_to_vec(&wrapped.wrapped)
-            .map_err(|_| CryptoError::Integrity("wrapped key is not base64".into()))?;
-        if raw.len() != 12 + 32 + 16 {
-            return Err(CryptoError::Integrity(
-                "wrapped key has the wrong length".into(),
-            ));
-        }
-        let cipher =
-            Aes256Gcm::new_from_slice(&kek).map_err(|_| CryptoError::Format("kek".into()))?;
-        let mut buf = Zeroizing::new(raw[12..].to_vec());
-        cipher
-            .decrypt_in_place(
-                &Nonce::from(<[u8; 12]>::try_from(&raw[..12]).unwrap_or([0; 12])),
-                &crate::keys::wrap_aad(&wrapped.key_id, wrapped.key_version, context),
-                &mut *buf,
-            )
-            .map_err(|_| {
-                CryptoError::Integrity(
-                    "the wrapped key does not open under this key and context".into(),
-                )
-            })?;
-        DataKey::from_bytes(&buf)
+        let sealed = SealedData::from_wrapped(wrapped)?;
+        let plain = self.open_version(
+            &wrapped.key_id,
+            &sealed,
+            &crate::keys::wrap_aad(&wrapped.key_id, wrapped.key_version, context),
+        )?;
+        DataKey::from_bytes(&plain)
+    }
+
+    async fn seal(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        aad: &[u8],
+        _why: &Justification,
+    ) -> Result<SealedData, CryptoError> {
+        self.seal_current(key_id, plaintext, |_| aad.to_vec())
+    }
+
+    async fn open(
+        &self,
+        key_id: &str,
+        sealed: &SealedData,
+        aad: &[u8],
+        _why: &Justification,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.open_version(key_id, sealed, aad)
     }
 
     async fn rotate(&self, key_id: &str, _now_ms: i64) -> Result<KeyInfo, CryptoError> {

@@ -128,6 +128,83 @@ pub trait KeyProvider: Send + Sync {
     async fn set_state(&self, key_id: &str, state: KeyState) -> Result<KeyInfo, CryptoError>;
     /// Destroys the key material of every version (crypto-shredding).
     async fn destroy(&self, key_id: &str) -> Result<KeyInfo, CryptoError>;
+
+    /// Raw AES-256-GCM of `plaintext` (at most [`MAX_SEAL_BYTES`]) under the current version of
+    /// `key_id` with associated data `aad`: what an XKS proxy (`vallum keyd`) fronting this
+    /// provider needs. Providers that cannot (an external key store, double-key) refuse.
+    async fn seal(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        aad: &[u8],
+        why: &Justification,
+    ) -> Result<SealedData, CryptoError> {
+        let _ = (key_id, plaintext, aad, why);
+        Err(CryptoError::Unsupported(format!(
+            "provider {} does not seal raw data",
+            self.name()
+        )))
+    }
+
+    /// Opens what [`KeyProvider::seal`] sealed, with the same `aad`.
+    async fn open(
+        &self,
+        key_id: &str,
+        sealed: &SealedData,
+        aad: &[u8],
+        why: &Justification,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let _ = (key_id, sealed, aad, why);
+        Err(CryptoError::Unsupported(format!(
+            "provider {} does not open raw data",
+            self.name()
+        )))
+    }
+}
+
+/// Largest plaintext [`KeyProvider::seal`] takes (the XKS API's minimum is 4300 bytes).
+pub const MAX_SEAL_BYTES: usize = 8192;
+
+/// AES-256-GCM output of [`KeyProvider::seal`]: which key version, the 96-bit nonce, and the
+/// ciphertext followed by its 16-byte tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedData {
+    /// Key version that sealed it.
+    pub version: u32,
+    /// Nonce (random per seal).
+    pub nonce: [u8; 12],
+    /// Ciphertext, then the 16-byte tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl SealedData {
+    /// Nonce, then ciphertext and tag: the wrapped-key bytes of the keyring and PKCS#11
+    /// providers.
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.nonce.to_vec();
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    /// The sealed form of a wrapped data key (nonce, 32 key bytes, tag).
+    pub fn from_wrapped(w: &WrappedKey) -> Result<Self, CryptoError> {
+        let raw = base64_simd::STANDARD
+            .decode_to_vec(&w.wrapped)
+            .map_err(|_| CryptoError::Integrity("wrapped key is not base64".into()))?;
+        if raw.len() != 12 + DATA_KEY_BYTES + 16 {
+            return Err(CryptoError::Integrity(
+                "wrapped key has the wrong length".into(),
+            ));
+        }
+        let mut nonce = [0u8; 12];
+        nonce.copy_from_slice(&raw[..12]);
+        Ok(Self {
+            version: w.key_version,
+            nonce,
+            ciphertext: raw[12..].to_vec(),
+        })
+    }
 }
 
 /// Fails unless the key is enabled.
@@ -143,7 +220,7 @@ pub(crate) fn ensure_usable(key_id: &str, state: KeyState) -> Result<(), CryptoE
 
 /// Associated data of a wrapped data key: what it is (label), which key version wrapped it,
 /// and the object it belongs to.
-pub(crate) fn wrap_aad(key_id: &str, version: u32, context: &[u8]) -> Vec<u8> {
+pub fn wrap_aad(key_id: &str, version: u32, context: &[u8]) -> Vec<u8> {
     let mut a = b"vallum-wrap-v1".to_vec();
     a.extend_from_slice(&(key_id.len() as u32).to_be_bytes());
     a.extend_from_slice(key_id.as_bytes());

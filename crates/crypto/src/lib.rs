@@ -11,6 +11,7 @@ pub mod format;
 pub mod keyring;
 pub mod keys;
 pub mod pkcs11;
+pub mod sigv4;
 
 use keys::KeyState;
 
@@ -43,6 +44,15 @@ pub enum CryptoError {
     /// Key storage failed.
     #[error("key storage: {0}")]
     Storage(String),
+    /// The provider does not support this operation.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    /// The provider refused by policy (justification, principal, key usage).
+    #[error("refused by the key provider: {0}")]
+    Refused(String),
+    /// The provider cannot be reached or did not answer in time.
+    #[error("key provider unavailable: {0}")]
+    Unavailable(String),
     /// The system random generator failed.
     #[error("random generator: {0}")]
     Random(String),

@@ -17,7 +17,8 @@ use cryptoki::types::AuthPin;
 use serde::{Deserialize, Serialize};
 
 use crate::CryptoError;
-use crate::keys::{DataKey, Justification, KeyInfo, KeyProvider, KeyState, WrappedKey};
+use crate::keys::{DataKey, Justification, KeyInfo, KeyProvider, KeyState, SealedData, WrappedKey};
+use zeroize::Zeroizing;
 
 const META_APPLICATION: &[u8] = b"vallum-key-meta";
 
@@ -214,6 +215,50 @@ fn meta_of(s: &Session, key_id: &str) -> Result<(ObjectHandle, Meta), CryptoErro
     find_meta(s, key_id)?.ok_or_else(|| CryptoError::NoSuchKey(key_id.to_owned()))
 }
 
+/// AES-GCM in the token under the current version of `key_id`; `aad` gets that version.
+fn seal_in(
+    s: &Session,
+    key_id: &str,
+    plaintext: &[u8],
+    aad: impl FnOnce(u32) -> Vec<u8>,
+) -> Result<SealedData, CryptoError> {
+    let (_, meta) = meta_of(s, key_id)?;
+    crate::keys::ensure_usable(key_id, meta.state)?;
+    let key = find_version(s, key_id, meta.current)?;
+    let mut nonce = [0u8; 12];
+    getrandom::fill(&mut nonce).map_err(|e| CryptoError::Random(e.to_string()))?;
+    let aad = aad(meta.current);
+    let mut iv = nonce;
+    let params = GcmParams::new(&mut iv, &aad, 128u64.into()).map_err(hsm)?;
+    let ciphertext = s
+        .encrypt(&Mechanism::AesGcm(params), key, plaintext)
+        .map_err(hsm)?;
+    Ok(SealedData {
+        version: meta.current,
+        nonce,
+        ciphertext,
+    })
+}
+
+/// Opens in the token what [`seal_in`] sealed.
+fn open_in(
+    s: &Session,
+    key_id: &str,
+    sealed: &SealedData,
+    aad: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    let (_, meta) = meta_of(s, key_id)?;
+    crate::keys::ensure_usable(key_id, meta.state)?;
+    let key = find_version(s, key_id, sealed.version)?;
+    let mut iv = sealed.nonce;
+    let params = GcmParams::new(&mut iv, aad, 128u64.into()).map_err(hsm)?;
+    s.decrypt(&Mechanism::AesGcm(params), key, &sealed.ciphertext)
+        .map(Zeroizing::new)
+        .map_err(|_| {
+            CryptoError::Integrity("the ciphertext does not open under this key and context".into())
+        })
+}
+
 #[async_trait::async_trait]
 impl KeyProvider for Pkcs11Provider {
     fn name(&self) -> &str {
@@ -270,26 +315,16 @@ impl KeyProvider for Pkcs11Provider {
         context: &[u8],
         _why: &Justification,
     ) -> Result<WrappedKey, CryptoError> {
-        self.with(|s| {
-            let (_, meta) = meta_of(s, key_id)?;
-            crate::keys::ensure_usable(key_id, meta.state)?;
-            let key = find_version(s, key_id, meta.current)?;
-            let mut iv = [0u8; 12];
-            getrandom::fill(&mut iv).map_err(|e| CryptoError::Random(e.to_string()))?;
-            let aad = crate::keys::wrap_aad(key_id, meta.current, context);
-            let mut iv_param = iv;
-            let params = GcmParams::new(&mut iv_param, &aad, 128u64.into()).map_err(hsm)?;
-            let sealed = s
-                .encrypt(&Mechanism::AesGcm(params), key, dek.expose())
-                .map_err(hsm)?;
-            let mut out = iv.to_vec();
-            out.extend_from_slice(&sealed);
-            Ok(WrappedKey {
-                provider: "pkcs11".into(),
-                key_id: key_id.to_owned(),
-                key_version: meta.current,
-                wrapped: base64_simd::STANDARD.encode_to_string(&out),
+        let sealed = self.with(|s| {
+            seal_in(s, key_id, dek.expose(), |v| {
+                crate::keys::wrap_aad(key_id, v, context)
             })
+        })?;
+        Ok(WrappedKey {
+            provider: "pkcs11".into(),
+            key_id: key_id.to_owned(),
+            key_version: sealed.version,
+            wrapped: base64_simd::STANDARD.encode_to_string(sealed.to_bytes()),
         })
     }
 
@@ -299,32 +334,30 @@ impl KeyProvider for Pkcs11Provider {
         context: &[u8],
         _why: &Justification,
     ) -> Result<DataKey, CryptoError> {
-        self.with(|s| {
-            let (_, meta) = meta_of(s, &wrapped.key_id)?;
-            crate::keys::ensure_usable(&wrapped.key_id, meta.state)?;
-            let key = find_version(s, &wrapped.key_id, wrapped.key_version)?;
-            let raw = base64_simd::STANDARD
-                .decode_to_vec(&wrapped.wrapped)
-                .map_err(|_| CryptoError::Integrity("wrapped key is not base64".into()))?;
-            if raw.len() != 12 + 32 + 16 {
-                return Err(CryptoError::Integrity(
-                    "wrapped key has the wrong length".into(),
-                ));
-            }
-            let mut iv = [0u8; 12];
-            iv.copy_from_slice(&raw[..12]);
-            let aad = crate::keys::wrap_aad(&wrapped.key_id, wrapped.key_version, context);
-            let params = GcmParams::new(&mut iv, &aad, 128u64.into()).map_err(hsm)?;
-            let plain = zeroize::Zeroizing::new(
-                s.decrypt(&Mechanism::AesGcm(params), key, &raw[12..])
-                    .map_err(|_| {
-                        CryptoError::Integrity(
-                            "the wrapped key does not open under this key and context".into(),
-                        )
-                    })?,
-            );
-            DataKey::from_bytes(&plain)
-        })
+        let sealed = SealedData::from_wrapped(wrapped)?;
+        let aad = crate::keys::wrap_aad(&wrapped.key_id, wrapped.key_version, context);
+        let plain = self.with(|s| open_in(s, &wrapped.key_id, &sealed, &aad))?;
+        DataKey::from_bytes(&plain)
+    }
+
+    async fn seal(
+        &self,
+        key_id: &str,
+        plaintext: &[u8],
+        aad: &[u8],
+        _why: &Justification,
+    ) -> Result<SealedData, CryptoError> {
+        self.with(|s| seal_in(s, key_id, plaintext, |_| aad.to_vec()))
+    }
+
+    async fn open(
+        &self,
+        key_id: &str,
+        sealed: &SealedData,
+        aad: &[u8],
+        _why: &Justification,
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.with(|s| open_in(s, key_id, sealed, aad))
     }
 
     async fn rotate(&self, key_id: &str, _now_ms: i64) -> Result<KeyInfo, CryptoError> {
