@@ -1,5 +1,6 @@
 //! The `vallum` binary.
 
+mod keyd;
 mod logtools;
 
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ enum Command {
     /// Run a witness (C2SP tlog-witness): it cosigns a log's checkpoints only after checking
     /// they are consistent with the last one it cosigned, and refuses forks.
     Witness(logtools::WitnessArgs),
+    /// Run an external key store (an AWS XKS proxy) over a keyring or PKCS#11 token, and
+    /// manage its keys: the customer's side of `[keys] provider = "xks"`.
+    Keyd(keyd::KeydArgs),
 }
 
 fn init_logging(config: &Config) {
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
         Command::Verify(args) => exit_with(logtools::verify(&args)),
         Command::Log { command } => exit_with(logtools::log(&command)),
         Command::Witness(args) => exit_with(logtools::witness(&args)),
+        Command::Keyd(args) => keyd::run(args),
         Command::MigrateMeta { data_dir, to } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -20,6 +20,87 @@ pub struct KeyService {
     provider: Arc<dyn KeyProvider>,
     default_key_id: String,
     segment_bytes: u32,
+    cache: DekCache,
+}
+
+/// Unwrapped data keys kept for a while, so repeated reads of an object do not each call the
+/// provider (for an external key store, a network round trip). Bounded in entries and age;
+/// an entry is found only by the same wrapped key, object and justification, so a cached key
+/// never lets a different actor or reason skip the provider's policy. Evicted keys are
+/// zeroized (`DataKey` zeroizes on drop).
+struct DekCache {
+    capacity: usize,
+    ttl: std::time::Duration,
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: std::collections::HashMap<[u8; 32], (DataKey, std::time::Instant, String)>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl DekCache {
+    fn id(enc: &Encryption, context: &[u8], why: &Justification) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for part in [
+            enc.wrapped.provider.as_bytes(),
+            enc.wrapped.key_id.as_bytes(),
+            &enc.wrapped.key_version.to_be_bytes(),
+            enc.wrapped.wrapped.as_bytes(),
+            context,
+            why.actor.as_bytes(),
+            why.reason.as_bytes(),
+        ] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    fn get(&self, id: &[u8; 32]) -> Option<DataKey> {
+        let mut inner = self.inner.lock().ok()?;
+        match inner.map.get(id) {
+            Some((dek, at, _)) if at.elapsed() < self.ttl => Some(dek.clone()),
+            Some(_) => {
+                inner.map.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn put(&self, id: [u8; 32], dek: &DataKey, key_id: &str) {
+        if self.capacity == 0 {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else { return };
+        while inner.map.len() >= self.capacity {
+            let Some(old) = inner.order.pop_front() else { break };
+            inner.map.remove(&old);
+        }
+        if inner
+            .map
+            .insert(id, (dek.clone(), std::time::Instant::now(), key_id.to_owned()))
+            .is_none()
+        {
+            inner.order.push_back(id);
+        }
+        // Ids whose entries expired or were dropped are skipped when they reach the front.
+        if inner.order.len() > 2 * self.capacity {
+            let CacheInner { map, order } = &mut *inner;
+            order.retain(|k| map.contains_key(k));
+        }
+    }
+
+    fn forget(&self, key_id: Option<&str>) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner
+                .map
+                .retain(|_, (_, _, k)| key_id.is_some_and(|id| id != k.as_str()));
+        }
+    }
 }
 
 impl std::fmt::Debug for KeyService {
@@ -41,7 +122,26 @@ impl KeyService {
             provider,
             default_key_id,
             segment_bytes,
+            cache: DekCache {
+                capacity: 0,
+                ttl: std::time::Duration::ZERO,
+                inner: std::sync::Mutex::default(),
+            },
         }
+    }
+
+    /// Keeps up to `entries` unwrapped data keys for at most `ttl`.
+    #[must_use]
+    pub fn with_dek_cache(mut self, entries: usize, ttl: std::time::Duration) -> Self {
+        self.cache.capacity = entries;
+        self.cache.ttl = ttl;
+        self
+    }
+
+    /// Drops cached data keys of `key_id` (every key when `None`): after a key is disabled,
+    /// rotated away or destroyed, this gateway asks the provider again at once.
+    pub fn forget_cached(&self, key_id: Option<&str>) {
+        self.cache.forget(key_id);
     }
 
     /// The provider.
@@ -92,10 +192,18 @@ impl KeyService {
                 enc.wrapped.provider
             )));
         }
-        self.provider
-            .unwrap(&enc.wrapped, &wrap_context(bucket, key), why)
+        let context = wrap_context(bucket, key);
+        let id = DekCache::id(enc, &context, why);
+        if let Some(dek) = self.cache.get(&id) {
+            return Ok(dek);
+        }
+        let dek = self
+            .provider
+            .unwrap(&enc.wrapped, &context, why)
             .await
-            .map_err(crypto_error)
+            .map_err(crypto_error)?;
+        self.cache.put(id, &dek, &enc.wrapped.key_id);
+        Ok(dek)
     }
 }
 
@@ -115,6 +223,8 @@ pub(crate) fn crypto_error(e: CryptoError) -> Error {
             Error::KeyUnavailable(e.to_string())
         }
         CryptoError::Integrity(_) => Error::Integrity(e.to_string()),
+        CryptoError::Unavailable(_) => Error::KeyServiceUnavailable(e.to_string()),
+        CryptoError::Refused(_) => Error::KeyRefused(e.to_string()),
         other => Error::KeyUnavailable(other.to_string()),
     }
 }
@@ -242,3 +352,61 @@ pub(crate) fn decrypt_stream(
 
 /// Bytes of the encryption header at the start of every encrypted blob.
 pub(crate) const HEADER_LEN: u64 = HEADER_BYTES as u64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vallum_crypto::keyring::{LocalKeyring, RootKey};
+    use vallum_crypto::keys::KeyState;
+
+    fn who(actor: &str) -> Justification {
+        Justification {
+            actor: actor.into(),
+            reason: "customer-request".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn cached_data_keys_are_bounded_expire_and_never_skip_the_provider_for_another_actor() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = Arc::new(
+            LocalKeyring::open(
+                &dir.path().join("keyring"),
+                &RootKey::File(dir.path().join("root.key")),
+            )
+            .unwrap(),
+        );
+        ring.create_key("k", 1).await.unwrap();
+        let keys = KeyService::new(ring.clone(), "k".into(), 65536)
+            .with_dek_cache(2, std::time::Duration::from_millis(300));
+        let (dek, enc) = keys.new_key("b", "o", &who("key:A")).await.unwrap();
+        let (_, enc2) = keys.new_key("b", "o2", &who("key:A")).await.unwrap();
+        let (_, enc3) = keys.new_key("b", "o3", &who("key:A")).await.unwrap();
+        assert_eq!(
+            keys.open_key("b", "o", &enc, &who("key:A")).await.unwrap().expose(),
+            dek.expose()
+        );
+        // The provider now refuses; the cached key still serves the same actor...
+        ring.set_state("k", KeyState::Disabled).await.unwrap();
+        assert!(keys.open_key("b", "o", &enc, &who("key:A")).await.is_ok());
+        // ...but not another actor, nor another object.
+        assert!(keys.open_key("b", "o", &enc, &who("key:B")).await.is_err());
+        assert!(keys.open_key("b", "o2", &enc2, &who("key:A")).await.is_err());
+        // Forgetting the key's entries sends the next read to the provider.
+        keys.forget_cached(Some("k"));
+        assert!(keys.open_key("b", "o", &enc, &who("key:A")).await.is_err());
+        // Expiry, and the bound on entries.
+        ring.set_state("k", KeyState::Enabled).await.unwrap();
+        keys.open_key("b", "o", &enc, &who("key:A")).await.unwrap();
+        keys.open_key("b", "o2", &enc2, &who("key:A")).await.unwrap();
+        keys.open_key("b", "o3", &enc3, &who("key:A")).await.unwrap();
+        ring.set_state("k", KeyState::Disabled).await.unwrap();
+        assert!(
+            keys.open_key("b", "o", &enc, &who("key:A")).await.is_err(),
+            "the oldest entry was evicted at capacity 2"
+        );
+        assert!(keys.open_key("b", "o3", &enc3, &who("key:A")).await.is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(350));
+        assert!(keys.open_key("b", "o3", &enc3, &who("key:A")).await.is_err());
+    }
+}

@@ -140,6 +140,12 @@ pub enum Error {
     /// provider unreachable).
     #[error("The object's encryption key is not available: {0}")]
     KeyUnavailable(String),
+    /// The key provider cannot be reached or did not answer in time; the client should retry.
+    #[error("The key service is unavailable: {0}")]
+    KeyServiceUnavailable(String),
+    /// The key provider refused to use the key (its policy, the justification, credentials).
+    #[error("The key provider refused to use the object's key: {0}")]
+    KeyRefused(String),
     /// Stored ciphertext failed authentication: tampered or damaged on the site.
     #[error("stored data failed its integrity check: {0}")]
     Integrity(String),

@@ -73,7 +73,36 @@ pub struct LocalKeyring {
     path: PathBuf,
     root: Zeroizing<[u8; 32]>,
     kdf_header: [u8; 1 + 12 + 16],
-    keys: Mutex<Sealed>,
+    keys: Mutex<Loaded>,
+}
+
+/// The keys as last read, and which version of the file they came from: another process
+/// (a second gateway on the same data directory, `vallum keyd key ...` next to a running keyd)
+/// may have changed the file since.
+struct Loaded {
+    keys: Sealed,
+    stamp: Option<FileStamp>,
+}
+
+/// Identity of one version of the keyring file (every save renames a new file into place).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(FileStamp {
+        inode,
+        len: m.len(),
+        modified: m.modified().ok(),
+    })
 }
 
 impl std::fmt::Debug for LocalKeyring {
@@ -156,18 +185,9 @@ impl LocalKeyring {
             if meta.len() > MAX_KEYRING_BYTES {
                 return Err(CryptoError::Storage("keyring file too large".into()));
             }
+            let stamp = stamp(path);
             let bytes = std::fs::read(path).map_err(io(path))?;
-            if bytes.len() < HEADER_BYTES + 16 || &bytes[..10] != MAGIC {
-                return Err(CryptoError::Format("not a Vallum keyring".into()));
-            }
-            if bytes[10] != VERSION {
-                return Err(CryptoError::Format(format!(
-                    "keyring version {} not supported",
-                    bytes[10]
-                )));
-            }
-            let mut kdf = [0u8; 29];
-            kdf.copy_from_slice(&bytes[11..40]);
+            let kdf = kdf_of(&bytes)?;
             match (kdf[0], root) {
                 (0, RootKey::File(_)) | (1, RootKey::Passphrase(_)) => {}
                 _ => {
@@ -177,20 +197,12 @@ impl LocalKeyring {
                 }
             }
             let root_key = derive_root(root, &kdf)?;
-            let cipher = Aes256Gcm::new_from_slice(root_key.as_slice())
-                .map_err(|_| CryptoError::Format("root key".into()))?;
-            let nonce = Nonce::from(<[u8; 12]>::try_from(&bytes[40..52]).unwrap_or([0; 12]));
-            let mut body = Zeroizing::new(bytes[HEADER_BYTES..].to_vec());
-            cipher
-                .decrypt_in_place(&nonce, &bytes[..HEADER_BYTES], &mut *body)
-                .map_err(|_| CryptoError::WrongRootKey)?;
-            let keys: Sealed = serde_json::from_slice(&body)
-                .map_err(|e| CryptoError::Format(format!("keyring contents: {e}")))?;
+            let keys = unseal(&bytes, &root_key)?;
             return Ok(Self {
                 path: path.to_owned(),
                 root: root_key,
                 kdf_header: kdf,
-                keys: Mutex::new(keys),
+                keys: Mutex::new(Loaded { keys, stamp }),
             });
         }
         let mut kdf = [0u8; 29];
@@ -205,9 +217,15 @@ impl LocalKeyring {
             path: path.to_owned(),
             root: derive_root(root, &kdf)?,
             kdf_header: kdf,
-            keys: Mutex::new(Sealed::default()),
+            keys: Mutex::new(Loaded {
+                keys: Sealed::default(),
+                stamp: None,
+            }),
         };
         ring.save(&Sealed::default())?;
+        if let Ok(mut l) = ring.keys.lock() {
+            l.stamp = stamp(path);
+        }
         Ok(ring)
     }
 
@@ -231,26 +249,83 @@ impl LocalKeyring {
         write_secret(&self.path, &out)
     }
 
+    /// Re-reads the file when another process replaced it since it was loaded.
+    fn refresh(&self, loaded: &mut Loaded) -> Result<(), CryptoError> {
+        let now = stamp(&self.path);
+        if now.is_some() && now != loaded.stamp {
+            let bytes = std::fs::read(&self.path).map_err(io(&self.path))?;
+            if kdf_of(&bytes)? != self.kdf_header {
+                return Err(CryptoError::Format(
+                    "the keyring file was replaced by one sealed differently".into(),
+                ));
+            }
+            loaded.keys = unseal(&bytes, &self.root)?;
+            loaded.stamp = now;
+        }
+        Ok(())
+    }
+
+    /// Read-modify-write under an exclusive file lock, so processes sharing the keyring do
+    /// not lose each other's changes.
     fn update<R>(
         &self,
         f: impl FnOnce(&mut Sealed) -> Result<R, CryptoError>,
     ) -> Result<R, CryptoError> {
-        let mut keys = self
+        let mut loaded = self
             .keys
             .lock()
             .map_err(|_| CryptoError::Storage("keyring lock poisoned".into()))?;
-        let r = f(&mut keys)?;
-        self.save(&keys)?;
+        let lock_path = self.path.with_extension("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        lock.lock().map_err(io(&lock_path))?;
+        self.refresh(&mut loaded)?;
+        let r = f(&mut loaded.keys)?;
+        self.save(&loaded.keys)?;
+        loaded.stamp = stamp(&self.path);
         Ok(r)
     }
 
     fn read<R>(&self, f: impl FnOnce(&Sealed) -> Result<R, CryptoError>) -> Result<R, CryptoError> {
-        let keys = self
+        let mut loaded = self
             .keys
             .lock()
             .map_err(|_| CryptoError::Storage("keyring lock poisoned".into()))?;
-        f(&keys)
+        self.refresh(&mut loaded)?;
+        f(&loaded.keys)
     }
+}
+
+/// The KDF header of a keyring file (after checking magic and version).
+fn kdf_of(bytes: &[u8]) -> Result<[u8; 29], CryptoError> {
+    if bytes.len() < HEADER_BYTES + 16 || &bytes[..10] != MAGIC {
+        return Err(CryptoError::Format("not a Vallum keyring".into()));
+    }
+    if bytes[10] != VERSION {
+        return Err(CryptoError::Format(format!(
+            "keyring version {} not supported",
+            bytes[10]
+        )));
+    }
+    let mut kdf = [0u8; 29];
+    kdf.copy_from_slice(&bytes[11..40]);
+    Ok(kdf)
+}
+
+/// Opens a keyring file's sealed body with the root key.
+fn unseal(bytes: &[u8], root_key: &[u8; 32]) -> Result<Sealed, CryptoError> {
+    let cipher = Aes256Gcm::new_from_slice(root_key.as_slice())
+        .map_err(|_| CryptoError::Format("root key".into()))?;
+    let nonce = Nonce::from(<[u8; 12]>::try_from(&bytes[40..52]).unwrap_or([0; 12]));
+    let mut body = Zeroizing::new(bytes[HEADER_BYTES..].to_vec());
+    cipher
+        .decrypt_in_place(&nonce, &bytes[..HEADER_BYTES], &mut *body)
+        .map_err(|_| CryptoError::WrongRootKey)?;
+    serde_json::from_slice(&body).map_err(|e| CryptoError::Format(format!("keyring contents: {e}")))
 }
 
 fn info(id: &str, k: &StoredKey) -> KeyInfo {
@@ -526,5 +601,28 @@ mod tests {
             Err(CryptoError::WrongRootKey)
         ));
         assert!(format!("{pass:?}").contains("redacted"));
+    }
+
+    /// Two processes (here: two handles) on one keyring file see each other's changes and
+    /// do not lose them.
+    #[tokio::test]
+    async fn handles_on_one_file_see_each_others_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = RootKey::File(dir.path().join("root.key"));
+        let a = LocalKeyring::open(&dir.path().join("keyring"), &root).unwrap();
+        let b = LocalKeyring::open(&dir.path().join("keyring"), &root).unwrap();
+        a.create_key("shared", 1).await.unwrap();
+        let why = Justification {
+            actor: "key:T".into(),
+            reason: "customer-request".into(),
+        };
+        let dek = DataKey::generate().unwrap();
+        let w = b.wrap("shared", &dek, b"c", &why).await.unwrap();
+        assert_eq!(a.unwrap(&w, b"c", &why).await.unwrap().expose(), dek.expose());
+        b.create_key("second", 2).await.unwrap();
+        a.set_state("shared", KeyState::Disabled).await.unwrap();
+        assert!(b.unwrap(&w, b"c", &why).await.is_err());
+        let ids: Vec<String> = a.list().await.unwrap().into_iter().map(|k| k.key_id).collect();
+        assert_eq!(ids, ["second", "shared"]);
     }
 }

@@ -74,9 +74,32 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
-    /// `keyring` (the local keyring, default), `pkcs11` (a hardware security module) or
-    /// `double` (both must agree: the HSM and the keyring each hold half of every data key).
+    /// `keyring` (the local keyring, default), `pkcs11` (a hardware security module), `xks`
+    /// (an external key store speaking the AWS XKS proxy API, e.g. `vallum keyd`) or `double`
+    /// (two providers, `double_of`, must both agree: each holds half of every data key).
     pub provider: String,
+    /// The two providers of `double` (default: `["pkcs11", "keyring"]`).
+    pub double_of: Vec<String>,
+    /// XKS proxy URL, `https://host[:port][/prefix]` (the API path is appended).
+    pub xks_endpoint: String,
+    /// SigV4 access key id configured at the XKS proxy.
+    pub xks_access_key: String,
+    /// Name of the environment variable holding the XKS SigV4 secret.
+    pub xks_secret_env: String,
+    /// Region of the XKS SigV4 credential scope.
+    pub xks_region: String,
+    /// PEM file of the CA that signed the XKS proxy's certificate (empty: system roots).
+    pub xks_ca_file: String,
+    /// Time limit of one XKS call, milliseconds.
+    pub xks_timeout_ms: u64,
+    /// Retries of a failed XKS call (connection failure, throttling, proxy timeout).
+    pub xks_retries: u32,
+    /// Unwrapped data keys kept in memory (0: none), so repeated reads of an object do not
+    /// each ask the provider. Entries are zeroized when evicted.
+    pub dek_cache_entries: usize,
+    /// How long a cached data key may be used, milliseconds. Disabling or destroying a key
+    /// takes effect on this gateway at once, on other gateways within this time.
+    pub dek_cache_ttl_ms: u64,
     /// PKCS#11 module (shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
     pub pkcs11_module: String,
     /// Label of the PKCS#11 token holding the keys.
@@ -99,6 +122,16 @@ impl Default for KeysConfig {
     fn default() -> Self {
         Self {
             provider: "keyring".into(),
+            double_of: vec!["pkcs11".into(), "keyring".into()],
+            xks_endpoint: String::new(),
+            xks_access_key: String::new(),
+            xks_secret_env: String::new(),
+            xks_region: "us-east-1".into(),
+            xks_ca_file: String::new(),
+            xks_timeout_ms: 2000,
+            xks_retries: 2,
+            dek_cache_entries: 10_000,
+            dek_cache_ttl_ms: 60_000,
             pkcs11_module: String::new(),
             pkcs11_token: String::new(),
             pkcs11_pin_env: String::new(),
@@ -464,24 +497,59 @@ impl Config {
                 message: "must be a power of two from 4096 to 1048576".into(),
             });
         }
-        match self.keys.provider.as_str() {
-            "keyring" => {}
-            "pkcs11" | "double" => {
-                if self.keys.pkcs11_module.is_empty()
-                    || self.keys.pkcs11_token.is_empty()
-                    || self.keys.pkcs11_pin_env.is_empty()
-                {
+        let providers: Vec<&str> = if self.keys.provider == "double" {
+            if self.keys.double_of.len() != 2
+                || self.keys.double_of[0] == self.keys.double_of[1]
+                || self.keys.double_of.iter().any(|p| p == "double")
+            {
+                return Err(ConfigError::Value {
+                    field: "keys.double_of",
+                    message: "names two different providers among keyring, pkcs11, xks".into(),
+                });
+            }
+            self.keys.double_of.iter().map(String::as_str).collect()
+        } else {
+            vec![self.keys.provider.as_str()]
+        };
+        for p in providers {
+            match p {
+                "keyring" => {}
+                "pkcs11" => {
+                    if self.keys.pkcs11_module.is_empty()
+                        || self.keys.pkcs11_token.is_empty()
+                        || self.keys.pkcs11_pin_env.is_empty()
+                    {
+                        return Err(ConfigError::Value {
+                            field: "keys.provider",
+                            message: "pkcs11 needs keys.pkcs11_module, keys.pkcs11_token and keys.pkcs11_pin_env".into(),
+                        });
+                    }
+                }
+                "xks" => {
+                    if self.keys.xks_endpoint.is_empty()
+                        || self.keys.xks_access_key.is_empty()
+                        || self.keys.xks_secret_env.is_empty()
+                    {
+                        return Err(ConfigError::Value {
+                            field: "keys.provider",
+                            message: "xks needs keys.xks_endpoint, keys.xks_access_key and keys.xks_secret_env".into(),
+                        });
+                    }
+                    if self.keys.xks_timeout_ms == 0 || self.keys.xks_retries > 10 {
+                        return Err(ConfigError::Value {
+                            field: "keys.xks_timeout_ms",
+                            message: "the timeout must be at least 1 ms and retries at most 10".into(),
+                        });
+                    }
+                }
+                other => {
                     return Err(ConfigError::Value {
                         field: "keys.provider",
-                        message: "pkcs11 and double need keys.pkcs11_module, keys.pkcs11_token and keys.pkcs11_pin_env".into(),
+                        message: format!(
+                            "{other:?} is not a provider (keyring, pkcs11, xks, double)"
+                        ),
                     });
                 }
-            }
-            other => {
-                return Err(ConfigError::Value {
-                    field: "keys.provider",
-                    message: format!("{other:?} is not a provider (keyring, pkcs11, double)"),
-                });
             }
         }
         if vallum_crypto::check_key_id(&self.keys.default_key_id).is_err() {

@@ -46,11 +46,14 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::Blob(_) | Error::Meta(_) | Error::Integrity(_) => S3ErrorCode::InternalError,
         // What S3 answers for a disabled or pending-deletion KMS key.
         Error::KeyUnavailable(_) => S3ErrorCode::Custom("KMS.DisabledException".into()),
+        Error::KeyServiceUnavailable(_) => S3ErrorCode::ServiceUnavailable,
+        Error::KeyRefused(_) => S3ErrorCode::AccessDenied,
     };
     match &err {
         Error::Blob(_)
         | Error::Meta(_)
         | Error::Unavailable(_)
+        | Error::KeyServiceUnavailable(_)
         | Error::StorageFull
         | Error::Integrity(_) => {
             tracing::error!(error = %err, "request failed on the server side");
@@ -101,6 +104,9 @@ pub fn to_s3(err: Error) -> S3Error {
 fn public_message(err: &Error) -> String {
     match err {
         Error::Unavailable(_) => "The service is temporarily unavailable; please retry.".into(),
+        Error::KeyServiceUnavailable(_) => {
+            "The key service holding this object's key is unavailable; please retry.".into()
+        }
         Error::StorageFull => "The storage site has no space left for this object.".into(),
         _ => "We encountered an internal error. Please try again.".into(),
     }

@@ -4,6 +4,7 @@
 mod auth;
 pub mod config;
 pub mod credentials;
+pub mod keys;
 mod error;
 mod host;
 mod http_service;

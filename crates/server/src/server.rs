@@ -14,7 +14,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
-use vallum_core::crypt::KeyService;
 use vallum_core::journal::{Event, RequestContext, SiteRef, in_context};
 
 use crate::ledger::{Ledger, LedgerJournal};
@@ -226,95 +225,11 @@ pub(crate) fn lock_data_dir(
     }
 }
 
-fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+pub(crate) fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
     move |source| ServerError::DataDir {
         path: path.to_owned(),
         source,
     }
-}
-
-/// Opens the key provider — the local keyring (sealed by the root key file or a passphrase) or
-/// a PKCS#11 token — and makes sure the default key exists. Gateways sharing the data directory take a file lock around it, so the
-/// first creates the key and the others find it.
-async fn open_keys(
-    data_dir: &std::path::Path,
-    config: &crate::config::KeysConfig,
-) -> Result<Arc<KeyService>, ServerError> {
-    use vallum_crypto::keyring::{LocalKeyring, RootKey};
-    use vallum_crypto::keys::KeyProvider;
-    let dir = data_dir.join("keys");
-    std::fs::create_dir_all(&dir).map_err(data_dir_error(&dir))?;
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))
-        .map_err(data_dir_error(&dir))?;
-    lock.lock().map_err(data_dir_error(&dir))?;
-    let hsm = || -> Result<Arc<dyn KeyProvider>, ServerError> {
-        let pin = std::env::var(&config.pkcs11_pin_env).map_err(|_| {
-            ServerError::Keys(format!(
-                "keys.pkcs11_pin_env names {:?}, which is not set",
-                config.pkcs11_pin_env
-            ))
-        })?;
-        Ok(Arc::new(
-            vallum_crypto::pkcs11::Pkcs11Provider::open(
-                std::path::Path::new(&config.pkcs11_module),
-                &config.pkcs11_token,
-                &pin,
-            )
-            .map_err(|e| ServerError::Keys(e.to_string()))?,
-        ))
-    };
-    let keyring = || -> Result<Arc<dyn KeyProvider>, ServerError> {
-        let root = if config.passphrase_env.is_empty() {
-            RootKey::File(if config.root_key_file.is_empty() {
-                dir.join("root.key")
-            } else {
-                std::path::PathBuf::from(&config.root_key_file)
-            })
-        } else {
-            let pass = std::env::var(&config.passphrase_env).map_err(|_| {
-                ServerError::Keys(format!(
-                    "keys.passphrase_env names {:?}, which is not set",
-                    config.passphrase_env
-                ))
-            })?;
-            RootKey::Passphrase(zeroize::Zeroizing::new(pass))
-        };
-        Ok(Arc::new(
-            LocalKeyring::open(&dir.join("keyring"), &root)
-                .map_err(|e| ServerError::Keys(e.to_string()))?,
-        ))
-    };
-    let ring: Arc<dyn KeyProvider> = match config.provider.as_str() {
-        "pkcs11" => hsm()?,
-        // The HSM's holder and the keyring's holder must both agree to open any object.
-        "double" => Arc::new(vallum_crypto::double::DoubleKeyProvider::new(
-            hsm()?,
-            keyring()?,
-        )),
-        _ => keyring()?,
-    };
-    if matches!(
-        ring.describe(&config.default_key_id).await,
-        Err(vallum_crypto::CryptoError::NoSuchKey(_))
-    ) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        ring.create_key(&config.default_key_id, now)
-            .await
-            .map_err(|e| ServerError::Keys(e.to_string()))?;
-        tracing::info!(key_id = %config.default_key_id, "default encryption key created in the local keyring");
-    }
-    drop(lock);
-    Ok(Arc::new(KeyService::new(
-        ring,
-        config.default_key_id.clone(),
-        config.segment_bytes,
-    )))
 }
 
 /// Opens the stores under `config.data_dir`, binds `config.listen`, and starts serving.
@@ -355,7 +270,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         }
     };
     let privacy = crate::ledger::key_privacy(&ledger_dir, &config.ledger.hash_keys)?;
-    let keys = open_keys(&data_dir, &config.keys).await?;
+    let keys = crate::keys::open_keys(&data_dir, &config.keys).await?;
     let service = Arc::new(
         ObjectService::new(
             meta.shared(),
