@@ -163,10 +163,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     let mut credentials = Vec::new();
     for c in &cfg.credentials {
         let secret = std::env::var(&c.secret_env).with_context(|| {
-            format!(
-                "credentials {}: {} is not set",
-                c.access_key, c.secret_env
-            )
+            format!("credentials {}: {} is not set", c.access_key, c.secret_env)
         })?;
         credentials.push((c.access_key.clone(), Zeroizing::new(secret)));
     }
@@ -176,9 +173,9 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             Path::new(&cfg.tls_key),
         )?),
         (true, true) => None,
-        (true, false) => bail!(
-            "keyd serves HTTPS: set tls_cert and tls_key (or insecure_http = true for tests)"
-        ),
+        (true, false) => {
+            bail!("keyd serves HTTPS: set tls_cert and tls_key (or insecure_http = true for tests)")
+        }
     };
     let policy = Policy {
         rules: cfg
@@ -254,7 +251,9 @@ fn key(path: &Path, op: KeyOp) -> anyhow::Result<()> {
             KeyOp::Enable { id } => show(&p.set_state(&id, KeyState::Enabled).await?),
             KeyOp::Destroy { id, yes } => {
                 if !yes {
-                    bail!("destroying {id} makes everything wrapped under it unrecoverable; add --yes");
+                    bail!(
+                        "destroying {id} makes everything wrapped under it unrecoverable; add --yes"
+                    );
                 }
                 show(&p.destroy(&id).await?);
             }

@@ -1,5 +1,6 @@
 //! The `vallum` binary.
 
+mod keycli;
 mod keyd;
 mod logtools;
 
@@ -61,6 +62,10 @@ enum Command {
     /// Run an external key store (an AWS XKS proxy) over a keyring or PKCS#11 token, and
     /// manage its keys: the customer's side of `[keys] provider = "xks"`.
     Keyd(keyd::KeydArgs),
+    /// Manage encryption keys through the admin API (signed with the root credentials):
+    /// list, create, describe, rotate (with a re-wrap job), disable/enable, schedule or
+    /// cancel deletion, destroy (crypto-shred, with a report of what became unrecoverable).
+    Key(keycli::KeyArgs),
 }
 
 fn init_logging(config: &Config) {
@@ -100,6 +105,7 @@ fn main() -> anyhow::Result<()> {
         Command::Log { command } => exit_with(logtools::log(&command)),
         Command::Witness(args) => exit_with(logtools::witness(&args)),
         Command::Keyd(args) => keyd::run(args),
+        Command::Key(args) => keycli::run(args),
         Command::MigrateMeta { data_dir, to } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -64,7 +64,11 @@ fn keyd_key(config: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -90,13 +94,30 @@ async fn objects_are_encrypted_under_keys_held_by_keyd_and_follow_their_holder()
         .arg(&certs)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let label = format!("keyd-{}", std::process::id());
     let init = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", &label, "--pin", "2468", "--so-pin", "1357"])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            &label,
+            "--pin",
+            "2468",
+            "--so-pin",
+            "1357",
+        ])
         .output()
         .unwrap();
-    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
 
     let port = free_port();
     let keyd_toml = tmp.path().join("keyd.toml");
@@ -131,7 +152,10 @@ reasons = ["customer-request", "describe-key"]
     )
     .unwrap();
     let created = keyd_key(&keyd_toml, &["create", "records-kek"]);
-    assert!(created.contains("records-kek\tversion 1\tenabled"), "{created}");
+    assert!(
+        created.contains("records-kek\tversion 1\tenabled"),
+        "{created}"
+    );
     let mut keyd = start_keyd(&keyd_toml);
 
     let vallum_toml = tmp.path().join("vallum.toml");
@@ -176,7 +200,12 @@ dek_cache_entries = 0
         Some("aws:kms")
     );
     assert_eq!(put.ssekms_key_id(), Some("records-kek"));
-    assert!(common::get_bytes(&s3, "xks", "statement.pdf").await.as_ref() == body.as_slice());
+    assert!(
+        common::get_bytes(&s3, "xks", "statement.pdf")
+            .await
+            .as_ref()
+            == body.as_slice()
+    );
     let meta: Vec<u8> = ["meta.db", "meta.db-wal"]
         .iter()
         .flat_map(|f| std::fs::read(data.join(f)).unwrap_or_default())
@@ -197,7 +226,12 @@ dek_cache_entries = 0
         .unwrap_err();
     assert_eq!(error_code(&e.into_service_error()), "KMS.DisabledException");
     keyd_key(&keyd_toml, &["enable", "records-kek"]);
-    assert!(common::get_bytes(&s3, "xks", "statement.pdf").await.as_ref() == body.as_slice());
+    assert!(
+        common::get_bytes(&s3, "xks", "statement.pdf")
+            .await
+            .as_ref()
+            == body.as_slice()
+    );
 
     // The key store goes away: a clear, retryable error within the time limit, and a PUT
     // leaves nothing behind.
@@ -236,7 +270,12 @@ dek_cache_entries = 0
     );
     // Back, the data is readable again.
     keyd = start_keyd(&keyd_toml);
-    assert!(common::get_bytes(&s3, "xks", "statement.pdf").await.as_ref() == body.as_slice());
+    assert!(
+        common::get_bytes(&s3, "xks", "statement.pdf")
+            .await
+            .as_ref()
+            == body.as_slice()
+    );
     drop(keyd);
     let _: PathBuf = data;
 }

@@ -75,14 +75,21 @@ impl DekCache {
         if self.capacity == 0 {
             return;
         }
-        let Ok(mut inner) = self.inner.lock() else { return };
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
         while inner.map.len() >= self.capacity {
-            let Some(old) = inner.order.pop_front() else { break };
+            let Some(old) = inner.order.pop_front() else {
+                break;
+            };
             inner.map.remove(&old);
         }
         if inner
             .map
-            .insert(id, (dek.clone(), std::time::Instant::now(), key_id.to_owned()))
+            .insert(
+                id,
+                (dek.clone(), std::time::Instant::now(), key_id.to_owned()),
+            )
             .is_none()
         {
             inner.order.push_back(id);
@@ -156,17 +163,20 @@ impl KeyService {
         &self.default_key_id
     }
 
-    /// A fresh data key for an object of `bucket`/`key`, wrapped.
+    /// A fresh data key for an object of `bucket`/`key`, wrapped under `key_id` (the
+    /// default key when `None`).
     pub(crate) async fn new_key(
         &self,
         bucket: &str,
         key: &str,
+        key_id: Option<&str>,
         why: &Justification,
     ) -> Result<(DataKey, Encryption)> {
         let dek = DataKey::generate().map_err(crypto_error)?;
+        let key_id = key_id.unwrap_or(&self.default_key_id);
         let wrapped = self
             .provider
-            .wrap(&self.default_key_id, &dek, &wrap_context(bucket, key), why)
+            .wrap(key_id, &dek, &wrap_context(bucket, key), why)
             .await
             .map_err(crypto_error)?;
         Ok((
@@ -204,6 +214,33 @@ impl KeyService {
             .map_err(crypto_error)?;
         self.cache.put(id, &dek, &enc.wrapped.key_id);
         Ok(dek)
+    }
+}
+
+impl KeyService {
+    /// Unwraps an object's data key and wraps it again under the current version of its key.
+    pub(crate) async fn rewrap(
+        &self,
+        bucket: &str,
+        key: &str,
+        enc: &Encryption,
+        why: &Justification,
+    ) -> Result<Encryption> {
+        let context = wrap_context(bucket, key);
+        let dek = self
+            .provider
+            .unwrap(&enc.wrapped, &context, why)
+            .await
+            .map_err(crypto_error)?;
+        let wrapped = self
+            .provider
+            .wrap(&enc.wrapped.key_id, &dek, &context, why)
+            .await
+            .map_err(crypto_error)?;
+        Ok(Encryption {
+            wrapped,
+            segment_bytes: enc.segment_bytes,
+        })
     }
 }
 
@@ -379,11 +416,14 @@ mod tests {
         ring.create_key("k", 1).await.unwrap();
         let keys = KeyService::new(ring.clone(), "k".into(), 65536)
             .with_dek_cache(2, std::time::Duration::from_millis(300));
-        let (dek, enc) = keys.new_key("b", "o", &who("key:A")).await.unwrap();
-        let (_, enc2) = keys.new_key("b", "o2", &who("key:A")).await.unwrap();
-        let (_, enc3) = keys.new_key("b", "o3", &who("key:A")).await.unwrap();
+        let (dek, enc) = keys.new_key("b", "o", None, &who("key:A")).await.unwrap();
+        let (_, enc2) = keys.new_key("b", "o2", None, &who("key:A")).await.unwrap();
+        let (_, enc3) = keys.new_key("b", "o3", None, &who("key:A")).await.unwrap();
         assert_eq!(
-            keys.open_key("b", "o", &enc, &who("key:A")).await.unwrap().expose(),
+            keys.open_key("b", "o", &enc, &who("key:A"))
+                .await
+                .unwrap()
+                .expose(),
             dek.expose()
         );
         // The provider now refuses; the cached key still serves the same actor...
@@ -391,15 +431,23 @@ mod tests {
         assert!(keys.open_key("b", "o", &enc, &who("key:A")).await.is_ok());
         // ...but not another actor, nor another object.
         assert!(keys.open_key("b", "o", &enc, &who("key:B")).await.is_err());
-        assert!(keys.open_key("b", "o2", &enc2, &who("key:A")).await.is_err());
+        assert!(
+            keys.open_key("b", "o2", &enc2, &who("key:A"))
+                .await
+                .is_err()
+        );
         // Forgetting the key's entries sends the next read to the provider.
         keys.forget_cached(Some("k"));
         assert!(keys.open_key("b", "o", &enc, &who("key:A")).await.is_err());
         // Expiry, and the bound on entries.
         ring.set_state("k", KeyState::Enabled).await.unwrap();
         keys.open_key("b", "o", &enc, &who("key:A")).await.unwrap();
-        keys.open_key("b", "o2", &enc2, &who("key:A")).await.unwrap();
-        keys.open_key("b", "o3", &enc3, &who("key:A")).await.unwrap();
+        keys.open_key("b", "o2", &enc2, &who("key:A"))
+            .await
+            .unwrap();
+        keys.open_key("b", "o3", &enc3, &who("key:A"))
+            .await
+            .unwrap();
         ring.set_state("k", KeyState::Disabled).await.unwrap();
         assert!(
             keys.open_key("b", "o", &enc, &who("key:A")).await.is_err(),
@@ -407,6 +455,10 @@ mod tests {
         );
         assert!(keys.open_key("b", "o3", &enc3, &who("key:A")).await.is_ok());
         std::thread::sleep(std::time::Duration::from_millis(350));
-        assert!(keys.open_key("b", "o3", &enc3, &who("key:A")).await.is_err());
+        assert!(
+            keys.open_key("b", "o3", &enc3, &who("key:A"))
+                .await
+                .is_err()
+        );
     }
 }

@@ -15,6 +15,7 @@ pub mod digest;
 pub mod error;
 pub mod gc;
 pub mod journal;
+pub mod keyadmin;
 pub mod lifecycle;
 pub mod list;
 pub mod meta;

@@ -82,6 +82,22 @@ pub struct BucketRecord {
     pub object_lock: Option<ObjectLockConfig>,
     /// Lifecycle configuration.
     pub lifecycle: Option<LifecycleConfig>,
+    /// Default encryption (PutBucketEncryption); `None`: the deployment's default key.
+    pub encryption: Option<BucketEncryption>,
+}
+
+/// A bucket's default encryption: which key-encryption key wraps new objects' data keys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BucketEncryption {
+    /// `aws:kms` (a named key) or `AES256` (the deployment's default key); objects are
+    /// encrypted either way.
+    pub algorithm: String,
+    /// The key for `aws:kms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    /// Recorded and returned (S3 Bucket Keys); every object has its own data key regardless.
+    #[serde(default)]
+    pub bucket_key_enabled: bool,
 }
 
 impl BucketRecord {
@@ -95,6 +111,7 @@ impl BucketRecord {
             versioning: Versioning::Unversioned,
             object_lock: None,
             lifecycle: None,
+            encryption: None,
         }
     }
 }
@@ -237,6 +254,23 @@ pub struct Encryption {
     pub wrapped: vallum_crypto::keys::WrappedKey,
     /// Plaintext bytes per encrypted segment.
     pub segment_bytes: u32,
+}
+
+/// An encrypted version and its wrapped data key, as [`MetaStore::keyed_versions`] lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedVersion {
+    /// Bucket.
+    pub bucket: String,
+    /// Object key.
+    pub key: String,
+    /// Storage sequence of the version within its key.
+    pub seq: i64,
+    /// Version id.
+    pub version_id: String,
+    /// Plaintext size.
+    pub size_bytes: u64,
+    /// The wrapped data key.
+    pub encryption: Encryption,
 }
 
 /// What ListObjectVersions (and the lifecycle worker) sees per version.
@@ -529,6 +563,17 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// The saved state of background job `name` (opaque JSON), if any.
     async fn get_job(&self, name: &str) -> MetaResult<Option<String>>;
+    /// Encrypted versions whose data key is wrapped under `key_id`, in storage order after
+    /// `after`, at most `limit` (key rotation's re-wrap job, crypto-shred reports).
+    async fn keyed_versions(
+        &self,
+        key_id: &str,
+        after: Option<&KeyedVersion>,
+        limit: usize,
+    ) -> MetaResult<Vec<KeyedVersion>>;
+    /// Replaces a version's wrapped data key if it still holds `expected`; false when the
+    /// version is gone or changed meanwhile.
+    async fn rewrap_version(&self, version: &KeyedVersion, new: &Encryption) -> MetaResult<bool>;
     /// Saves the state of background job `name`.
     async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()>;
 

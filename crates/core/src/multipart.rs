@@ -71,24 +71,47 @@ pub fn parse_upload_id(text: &str) -> Result<UploadId> {
     text.parse().map_err(|_| Error::NoSuchUpload)
 }
 
+/// What CreateMultipartUpload asks for besides bucket and key.
+#[derive(Debug, Default)]
+pub struct NewUpload {
+    /// Headers and user metadata of the object-to-be.
+    pub attrs: ObjectAttrs,
+    /// Checksum algorithm of the parts.
+    pub algorithm: Option<ChecksumAlgorithm>,
+    /// Tags.
+    pub tags: Tags,
+    /// Object lock headers.
+    pub lock: LockRequest,
+    /// Server-side encryption headers.
+    pub sse: crate::service::SseRequest,
+}
+
 impl ObjectService {
     /// Starts a multipart upload.
     pub async fn create_upload(
         &self,
         bucket: &str,
         key: &str,
-        attrs: ObjectAttrs,
-        algorithm: Option<ChecksumAlgorithm>,
-        tags: Tags,
-        lock: LockRequest,
+        new: NewUpload,
     ) -> Result<UploadRecord> {
+        let NewUpload {
+            attrs,
+            algorithm,
+            tags,
+            lock,
+            sse,
+        } = new;
+        let sse = &sse;
         ObjectKey::new(key)?;
         check_attrs(&attrs)?;
         validate_tags(&tags).map_err(Error::InvalidTag)?;
         let record = self.bucket(bucket).await?;
         let lock = self.resolve_lock(&record, lock)?;
         // One data key for the upload; each part's blob derives its own segment key from it.
-        let encryption = self.new_object_key(bucket, key).await?.map(|(_, enc)| enc);
+        let encryption = self
+            .new_object_key(&record, key, sse)
+            .await?
+            .map(|(_, enc)| enc);
         let upload = UploadRecord {
             encryption,
             tags,

@@ -147,6 +147,16 @@ pub struct PutObject {
     pub tags: Tags,
     /// Object lock headers.
     pub lock: LockRequest,
+    /// Server-side encryption headers.
+    pub sse: SseRequest,
+}
+
+/// What a write asks of server-side encryption (`x-amz-server-side-encryption*` headers).
+/// Every object is encrypted; the request can only choose the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SseRequest {
+    /// `x-amz-server-side-encryption-aws-kms-key-id`: the key-encryption key to use.
+    pub key_id: Option<String>,
 }
 
 /// Object lock settings a write asks for (`x-amz-object-lock-*` headers).
@@ -180,6 +190,8 @@ pub struct CopyObject {
     pub replace_tags: Option<Tags>,
     /// Object lock headers for the new object.
     pub lock: LockRequest,
+    /// Server-side encryption headers of the copy.
+    pub sse: SseRequest,
 }
 
 /// The outcome of a DeleteObjects entry.
@@ -280,15 +292,38 @@ impl ObjectService {
         }
     }
 
-    /// A fresh, wrapped data key for a new object or upload (none without a key service).
+    /// A fresh, wrapped data key for a new object or upload (none without a key service),
+    /// under the key the request names, else the bucket's default, else the deployment's.
     pub(crate) async fn new_object_key(
         &self,
-        bucket: &str,
+        bucket: &BucketRecord,
         key: &str,
+        sse: &SseRequest,
     ) -> Result<Option<(DataKey, Encryption)>> {
-        match &self.keys {
-            Some(k) => Ok(Some(k.new_key(bucket, key, &Self::justification()).await?)),
-            None => Ok(None),
+        let Some(k) = &self.keys else {
+            return if sse.key_id.is_some() {
+                Err(Error::InvalidArgument(
+                    "no key provider is configured".into(),
+                ))
+            } else {
+                Ok(None)
+            };
+        };
+        let key_id = sse
+            .key_id
+            .as_deref()
+            .or_else(|| bucket.encryption.as_ref().and_then(|e| e.key_id.as_deref()));
+        if let Some(id) = key_id {
+            vallum_crypto::check_key_id(id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        let result = k
+            .new_key(&bucket.name, key, key_id, &Self::justification())
+            .await;
+        match result {
+            Err(Error::KeyUnavailable(m)) if m.contains("no such key") => Err(
+                Error::InvalidArgument(format!("the encryption key {key_id:?} does not exist")),
+            ),
+            other => Ok(Some(other?)),
         }
     }
 
@@ -480,8 +515,23 @@ impl ObjectService {
         {
             d.validate().map_err(Error::InvalidArgument)?;
         }
+        if let BucketUpdate::Encryption(Some(config)) = &update {
+            self.check_bucket_encryption(config).await?;
+        }
         let bucket = self.meta.update_bucket(name, &update).await?;
         tracing::info!(target: "vallum::audit", event = "bucket_configuration_changed", bucket = name, change = ?update, "bucket configuration changed");
+        if let BucketUpdate::Encryption(config) = &update {
+            let key_id = config
+                .as_ref()
+                .and_then(|c| c.key_id.clone())
+                .or_else(|| self.keys.as_ref().map(|k| k.default_key_id().to_owned()));
+            self.log(Event::EncryptionPolicyChanged {
+                bucket: name.to_owned(),
+                key_id,
+            })
+            .await?;
+            return Ok(bucket);
+        }
         let (setting, value) = update.describe();
         self.log(Event::BucketChanged {
             bucket: name.to_owned(),
@@ -490,6 +540,34 @@ impl ObjectService {
         })
         .await?;
         Ok(bucket)
+    }
+
+    /// A bucket encryption configuration must name a usable key.
+    async fn check_bucket_encryption(&self, config: &crate::meta::BucketEncryption) -> Result<()> {
+        match config.algorithm.as_str() {
+            "AES256" | "aws:kms" | "aws:kms:dsse" => {}
+            other => {
+                return Err(Error::InvalidArgument(format!(
+                    "{other:?} is not a server-side encryption algorithm"
+                )));
+            }
+        }
+        let (Some(id), Some(keys)) = (&config.key_id, &self.keys) else {
+            return Ok(());
+        };
+        let info = keys.provider().describe(id).await.map_err(|e| match e {
+            vallum_crypto::CryptoError::NoSuchKey(_) => {
+                Error::InvalidArgument(format!("the encryption key {id:?} does not exist"))
+            }
+            other => crate::crypt::crypto_error(other),
+        })?;
+        if info.state != vallum_crypto::keys::KeyState::Enabled {
+            return Err(Error::KeyUnavailable(format!(
+                "key {id} is {:?}",
+                info.state
+            )));
+        }
+        Ok(())
     }
 
     /// Creates a bucket.
@@ -552,7 +630,7 @@ impl ObjectService {
         let lock = self.resolve_lock(&bucket, req.lock)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
             .await?;
-        let key = self.new_object_key(&req.bucket, &req.key).await?;
+        let key = self.new_object_key(&bucket, &req.key, &req.sse).await?;
         let cipher = key.as_ref().map(|(dek, enc)| WriteCipher {
             dek,
             segment_bytes: enc.segment_bytes,
@@ -1105,7 +1183,7 @@ impl ObjectService {
             extra: ChecksumSet::of(&source.checksums),
             ..BodyCheck::default()
         };
-        let key = self.new_object_key(&req.bucket, &req.key).await?;
+        let key = self.new_object_key(&bucket, &req.key, &req.sse).await?;
         let cipher = key.as_ref().map(|(dek, enc)| WriteCipher {
             dek,
             segment_bytes: enc.segment_bytes,

@@ -295,6 +295,8 @@ pub enum BucketUpdate {
     ObjectLock(ObjectLockConfig),
     /// Put/DeleteBucketLifecycleConfiguration.
     Lifecycle(Option<LifecycleConfig>),
+    /// Put/DeleteBucketEncryption.
+    Encryption(Option<crate::meta::BucketEncryption>),
 }
 
 impl BucketUpdate {
@@ -310,6 +312,10 @@ impl BucketUpdate {
             BucketUpdate::Lifecycle(None) => ("lifecycle", "none".to_owned()),
             BucketUpdate::Lifecycle(Some(c)) => {
                 ("lifecycle", serde_json::to_string(c).unwrap_or_default())
+            }
+            BucketUpdate::Encryption(None) => ("encryption", "default".to_owned()),
+            BucketUpdate::Encryption(Some(c)) => {
+                ("encryption", serde_json::to_string(c).unwrap_or_default())
             }
         }
     }
@@ -342,6 +348,10 @@ pub fn apply_bucket_update(bucket: &mut BucketRecord, update: &BucketUpdate) -> 
         }
         BucketUpdate::Lifecycle(config) => {
             bucket.lifecycle.clone_from(config);
+            Ok(())
+        }
+        BucketUpdate::Encryption(config) => {
+            bucket.encryption.clone_from(config);
             Ok(())
         }
     }

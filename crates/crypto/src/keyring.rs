@@ -618,11 +618,20 @@ mod tests {
         };
         let dek = DataKey::generate().unwrap();
         let w = b.wrap("shared", &dek, b"c", &why).await.unwrap();
-        assert_eq!(a.unwrap(&w, b"c", &why).await.unwrap().expose(), dek.expose());
+        assert_eq!(
+            a.unwrap(&w, b"c", &why).await.unwrap().expose(),
+            dek.expose()
+        );
         b.create_key("second", 2).await.unwrap();
         a.set_state("shared", KeyState::Disabled).await.unwrap();
         assert!(b.unwrap(&w, b"c", &why).await.is_err());
-        let ids: Vec<String> = a.list().await.unwrap().into_iter().map(|k| k.key_id).collect();
+        let ids: Vec<String> = a
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.key_id)
+            .collect();
         assert_eq!(ids, ["second", "shared"]);
     }
 }

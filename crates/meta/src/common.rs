@@ -126,6 +126,12 @@ macro_rules! bucket_from_row {
                 .as_deref()
                 .map($crate::common::from_json)
                 .transpose()?,
+            encryption: $row
+                .try_get::<Option<String>, _>("encryption")
+                .map_err($crate::common::backend)?
+                .as_deref()
+                .map($crate::common::from_json)
+                .transpose()?,
         })
     }};
 }
@@ -205,7 +211,7 @@ pub(crate) use part_from_row;
 
 /// The columns every bucket query selects.
 pub(crate) const BUCKET_COLUMNS: &str =
-    "name, created_ms, location, versioning, object_lock, lifecycle";
+    "name, created_ms, location, versioning, object_lock, lifecycle, encryption";
 
 /// The latest version of a key joined with its segments, in order: a single statement, so the
 /// row and its segments come from one snapshot even while another transaction replaces the
@@ -381,6 +387,25 @@ pub(crate) fn contiguous(from: u64, rows: Vec<(i64, Vec<u8>)>) -> MetaResult<Vec
     }
     Ok(out)
 }
+
+/// `LIKE` pattern selecting stored encryption JSON that names `key_id` (exact match is checked
+/// after parsing).
+pub(crate) fn key_id_pattern(key_id: &str) -> String {
+    let escaped: String = key_id
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%\"key_id\":\"{escaped}\"%")
+}
+
+pub(crate) const KEYED_VERSIONS_SQL: &str = "SELECT bucket, key, seq, version_id, size_bytes, encryption FROM versions \
+     WHERE encryption LIKE $1 ESCAPE '\\' AND (bucket, key, seq) > ($2, $3, $4) \
+     ORDER BY bucket, key, seq LIMIT $5";
+
+pub(crate) const REWRAP_SQL: &str = "UPDATE versions SET encryption = $1 WHERE bucket = $2 AND key = $3 AND seq = $4 AND encryption = $5";
 
 #[cfg(test)]
 mod tests {

@@ -88,6 +88,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0003_versions.sql"),
     include_str!("../migrations/sqlite/0004_ledger.sql"),
     include_str!("../migrations/sqlite/0005_encryption.sql"),
+    include_str!("../migrations/sqlite/0006_bucket_encryption.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -217,13 +218,14 @@ impl MetaStore for SqliteMetaStore {
         if Self::bucket_exists(&mut tx, &bucket.name).await? {
             return Err(MetaError::BucketExists);
         }
-        sqlx::query("INSERT INTO buckets (name, created_ms, location, versioning, object_lock, lifecycle) VALUES ($1, $2, $3, $4, $5, $6)")
+        sqlx::query("INSERT INTO buckets (name, created_ms, location, versioning, object_lock, lifecycle, encryption) VALUES ($1, $2, $3, $4, $5, $6, $7)")
             .bind(&bucket.name)
             .bind(bucket.created_ms)
             .bind(&bucket.location)
             .bind(bucket.versioning.as_str())
             .bind(bucket.object_lock.as_ref().map(json).transpose()?)
             .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
+            .bind(bucket.encryption.as_ref().map(json).transpose()?)
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -287,12 +289,13 @@ impl MetaStore for SqliteMetaStore {
         let mut bucket = bucket_in(&mut tx, name).await?;
         apply_bucket_update(&mut bucket, update)?;
         sqlx::query(
-            "UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3 WHERE name = $4",
+            "UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3, encryption = $5 WHERE name = $4",
         )
         .bind(bucket.versioning.as_str())
         .bind(bucket.object_lock.as_ref().map(json).transpose()?)
         .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
         .bind(name)
+        .bind(bucket.encryption.as_ref().map(json).transpose()?)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -744,6 +747,59 @@ impl MetaStore for SqliteMetaStore {
             .fetch_optional(&self.read)
             .await
             .map_err(backend)
+    }
+
+    async fn keyed_versions(
+        &self,
+        key_id: &str,
+        after: Option<&vallum_core::meta::KeyedVersion>,
+        limit: usize,
+    ) -> MetaResult<Vec<vallum_core::meta::KeyedVersion>> {
+        let (b, k, s) = after.map_or((String::new(), String::new(), -1), |a| {
+            (a.bucket.clone(), a.key.clone(), a.seq)
+        });
+        let rows = sqlx::query(crate::common::KEYED_VERSIONS_SQL)
+            .bind(crate::common::key_id_pattern(key_id))
+            .bind(b)
+            .bind(k)
+            .bind(s)
+            .bind(limit as i64)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row.try_get("encryption").map_err(backend)?;
+            let encryption: vallum_core::meta::Encryption = crate::common::from_json(&text)?;
+            out.push(vallum_core::meta::KeyedVersion {
+                bucket: row.try_get("bucket").map_err(backend)?,
+                key: row.try_get("key").map_err(backend)?,
+                seq: row.try_get("seq").map_err(backend)?,
+                version_id: row.try_get("version_id").map_err(backend)?,
+                size_bytes: row.try_get::<i64, _>("size_bytes").map_err(backend)? as u64,
+                encryption,
+            });
+        }
+        // The LIKE pattern is a coarse filter; the exact key id is checked here.
+        out.retain(|v| v.encryption.wrapped.key_id == key_id);
+        Ok(out)
+    }
+
+    async fn rewrap_version(
+        &self,
+        version: &vallum_core::meta::KeyedVersion,
+        new: &vallum_core::meta::Encryption,
+    ) -> MetaResult<bool> {
+        let done = sqlx::query(crate::common::REWRAP_SQL)
+            .bind(json(new)?)
+            .bind(&version.bucket)
+            .bind(&version.key)
+            .bind(version.seq)
+            .bind(json(&version.encryption)?)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {

@@ -159,6 +159,7 @@ async fn put_in(env: &Env, bucket: &str, key: String, data: Bytes) {
         condition: WriteCondition::None,
         tags: Default::default(),
         lock: Default::default(),
+        sse: Default::default(),
     };
     let stream = body(&data, 256 << 10);
     env.service.put_object(req, stream).await.unwrap();

@@ -538,7 +538,8 @@ impl Config {
                     if self.keys.xks_timeout_ms == 0 || self.keys.xks_retries > 10 {
                         return Err(ConfigError::Value {
                             field: "keys.xks_timeout_ms",
-                            message: "the timeout must be at least 1 ms and retries at most 10".into(),
+                            message: "the timeout must be at least 1 ms and retries at most 10"
+                                .into(),
                         });
                     }
                 }

@@ -55,6 +55,7 @@ pub struct VallumHttp {
     pub s3: S3Service,
     pub metrics: SharedMetrics,
     pub ledger: Arc<crate::ledger::Ledger>,
+    pub admin: Arc<crate::admin::Admin>,
 }
 
 fn new_request_id() -> String {
@@ -218,6 +219,11 @@ impl VallumHttp {
             )
         } else if let Some(log_path) = log_path(&req) {
             ("Log".to_owned(), self.log_resource(&log_path))
+        } else if path.starts_with(crate::admin::ADMIN_PREFIX) {
+            (
+                "Admin".to_owned(),
+                self.admin.handle(req, &request_id).await,
+            )
         } else if header_bytes(&req) > MAX_REQUEST_HEADER_BYTES {
             let msg = format!(
                 "Your request header section exceeds the maximum allowed size of {MAX_REQUEST_HEADER_BYTES} bytes."

@@ -66,14 +66,19 @@ pub fn open_provider(
             })
             .map_err(keys)?,
         )),
-        other => Err(ServerError::Keys(format!("{other:?} is not a key provider"))),
+        other => Err(ServerError::Keys(format!(
+            "{other:?} is not a key provider"
+        ))),
     }
 }
 
 /// Opens the configured provider and makes sure the default key exists: created in the
 /// keyring or token if absent (under a file lock, so gateways sharing the data directory
 /// agree); in an external key store it must already exist, since keys are created there.
-pub async fn open_keys(data_dir: &Path, config: &KeysConfig) -> Result<Arc<KeyService>, ServerError> {
+pub async fn open_keys(
+    data_dir: &Path,
+    config: &KeysConfig,
+) -> Result<Arc<KeyService>, ServerError> {
     let dir = data_dir.join("keys");
     std::fs::create_dir_all(&dir).map_err(data_dir_error(&dir))?;
     let lock = std::fs::OpenOptions::new()
@@ -119,11 +124,15 @@ pub async fn open_keys(data_dir: &Path, config: &KeysConfig) -> Result<Arc<KeySe
     }
     drop(lock);
     Ok(Arc::new(
-        KeyService::new(provider, config.default_key_id.clone(), config.segment_bytes)
-            .with_dek_cache(
-                config.dek_cache_entries,
-                Duration::from_millis(config.dek_cache_ttl_ms),
-            ),
+        KeyService::new(
+            provider,
+            config.default_key_id.clone(),
+            config.segment_bytes,
+        )
+        .with_dek_cache(
+            config.dek_cache_entries,
+            Duration::from_millis(config.dek_cache_ttl_ms),
+        ),
     ))
 }
 

@@ -1,13 +1,14 @@
 //! Vallum's HTTP edge: the S3 wire protocol through `s3s`, the health and metrics endpoints,
 //! configuration, credentials and start-up. Only this crate knows HTTP, XML and SigV4.
 
+pub mod admin;
 mod auth;
 pub mod config;
 pub mod credentials;
-pub mod keys;
 mod error;
 mod host;
 mod http_service;
+pub mod keys;
 pub mod ledger;
 pub mod metrics;
 pub mod migrate;

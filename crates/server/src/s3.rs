@@ -15,6 +15,7 @@ use vallum_core::meta::{
 use vallum_core::multipart::{CompletedPart as CorePart, parse_checksum_algorithm};
 use vallum_core::service::{
     BodyCheck, ByteRange, CopyObject, LockRequest, ObjectService, PutObject, ReadConditions,
+    SseRequest,
 };
 use vallum_core::versioning::{
     BucketUpdate, DefaultRetention as CoreDefaultRetention, NULL_VERSION, ObjectLock,
@@ -816,12 +817,18 @@ impl S3 for VallumS3 {
             input.expires,
             input.metadata,
         );
+        let sse = sse_request(
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id,
+            input.sse_customer_algorithm.is_some(),
+        )?;
         let put = PutObject {
             bucket: input.bucket,
             key: input.key,
             attrs,
             check,
             condition,
+            sse,
             tags: tags_from_header(input.tagging.as_deref())?,
             lock: lock_request(
                 input.object_lock_mode.as_ref(),
@@ -853,6 +860,7 @@ impl S3 for VallumS3 {
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> R<GetObjectOutput> {
         let input = req.input;
+        sse_request(None, None, input.sse_customer_algorithm.is_some())?;
         if input.part_number.is_some() {
             return Err(s3_error!(
                 NotImplemented,
@@ -934,6 +942,7 @@ impl S3 for VallumS3 {
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> R<HeadObjectOutput> {
         let input = req.input;
+        sse_request(None, None, input.sse_customer_algorithm.is_some())?;
         let object = self
             .service
             .head_object(&input.bucket, &input.key, input.version_id.as_deref())
@@ -1094,6 +1103,12 @@ impl S3 for VallumS3 {
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> R<CopyObjectOutput> {
         let input = req.input;
+        let sse = sse_request(
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id.clone(),
+            input.sse_customer_algorithm.is_some()
+                || input.copy_source_sse_customer_algorithm.is_some(),
+        )?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let replace_tags = match input
             .tagging_directive
@@ -1145,6 +1160,7 @@ impl S3 for VallumS3 {
             key: input.key,
             replace_attrs,
             condition: WriteCondition::None,
+            sse,
         };
         let record = self.service.copy_object(req).await.map_err(to_s3)?;
         let sums = record.checksums;
@@ -1290,9 +1306,24 @@ impl S3 for VallumS3 {
             input.object_lock_retain_until_date,
             input.object_lock_legal_hold_status.as_ref(),
         )?;
+        let sse = sse_request(
+            input.server_side_encryption.as_ref(),
+            input.ssekms_key_id,
+            input.sse_customer_algorithm.is_some(),
+        )?;
         let upload = self
             .service
-            .create_upload(&input.bucket, &input.key, attrs, alg, tags, lock)
+            .create_upload(
+                &input.bucket,
+                &input.key,
+                vallum_core::multipart::NewUpload {
+                    attrs,
+                    algorithm: alg,
+                    tags,
+                    lock,
+                    sse,
+                },
+            )
             .await
             .map_err(to_s3)?;
         ok(CreateMultipartUploadOutput {
@@ -1307,6 +1338,7 @@ impl S3 for VallumS3 {
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> R<UploadPartOutput> {
         let check = body_check_of!(req)?;
         let input = req.input;
+        sse_request(None, None, input.sse_customer_algorithm.is_some())?;
         let part = self
             .service
             .upload_part(
@@ -1915,6 +1947,88 @@ impl S3 for VallumS3 {
         Ok(resp)
     }
 
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> R<PutBucketEncryptionOutput> {
+        let input = req.input;
+        let rules = input.server_side_encryption_configuration.rules;
+        let [rule] = rules.as_slice() else {
+            return Err(s3_error!(
+                MalformedXML,
+                "A server-side encryption configuration has exactly one rule"
+            ));
+        };
+        let Some(default) = &rule.apply_server_side_encryption_by_default else {
+            return Err(s3_error!(
+                MalformedXML,
+                "The rule needs ApplyServerSideEncryptionByDefault"
+            ));
+        };
+        let algorithm = default.sse_algorithm.as_str().to_owned();
+        let key_id = default.kms_master_key_id.as_deref().map(kms_key_id);
+        if algorithm == ServerSideEncryption::AES256 && key_id.is_some() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "KMSMasterKeyID is only allowed with aws:kms"
+            ));
+        }
+        let config = vallum_core::meta::BucketEncryption {
+            algorithm,
+            key_id,
+            bucket_key_enabled: rule.bucket_key_enabled.unwrap_or(false),
+        };
+        self.service
+            .update_bucket(&input.bucket, BucketUpdate::Encryption(Some(config)))
+            .await
+            .map_err(to_s3)?;
+        ok(PutBucketEncryptionOutput {})
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> R<GetBucketEncryptionOutput> {
+        let bucket = self
+            .service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        // Every bucket encrypts: without a configuration, under the deployment's default key
+        // (reported, as S3 does, as SSE-S3).
+        let config = bucket
+            .encryption
+            .unwrap_or(vallum_core::meta::BucketEncryption {
+                algorithm: ServerSideEncryption::AES256.into(),
+                key_id: None,
+                bucket_key_enabled: false,
+            });
+        ok(GetBucketEncryptionOutput {
+            server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+                rules: vec![ServerSideEncryptionRule {
+                    apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                        sse_algorithm: ServerSideEncryption::from(config.algorithm),
+                        kms_master_key_id: config.key_id,
+                    }),
+                    bucket_key_enabled: Some(config.bucket_key_enabled),
+                }],
+            }),
+        })
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> R<DeleteBucketEncryptionOutput> {
+        self.service
+            .update_bucket(&req.input.bucket, BucketUpdate::Encryption(None))
+            .await
+            .map_err(to_s3)?;
+        let mut resp = S3Response::new(DeleteBucketEncryptionOutput {});
+        resp.status = Some(http::StatusCode::NO_CONTENT);
+        Ok(resp)
+    }
+
     async fn put_object_tagging(
         &self,
         req: S3Request<PutObjectTaggingInput>,
@@ -1983,6 +2097,53 @@ pub fn not_implemented() -> S3Error {
 
 /// How S3 reports Vallum's encryption: keys held by a key service, i.e. `aws:kms` with the
 /// key-encryption key's id.
+/// A KMS key id from a header or configuration: a key id, or an ARN
+/// (`arn:aws:kms:<region>:<account>:key/<id>`) whose last part names it.
+fn kms_key_id(raw: &str) -> String {
+    match raw.strip_prefix("arn:") {
+        Some(arn) => arn
+            .rsplit_once(":key/")
+            .map_or_else(|| raw.to_owned(), |(_, id)| id.to_owned()),
+        None => raw.to_owned(),
+    }
+}
+
+/// The server-side encryption a write asks for. Every object is encrypted whatever is asked;
+/// `aws:kms` may name the key. Customer-provided keys (SSE-C) are refused as S3 refuses them
+/// over plain HTTP (Vallum does not terminate TLS yet).
+fn sse_request(
+    sse: Option<&ServerSideEncryption>,
+    key_id: Option<String>,
+    customer_key: bool,
+) -> S3Result<SseRequest> {
+    if customer_key {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+        ));
+    }
+    match sse.map(ServerSideEncryption::as_str) {
+        None | Some(ServerSideEncryption::AES256) => {
+            if key_id.is_some() {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "x-amz-server-side-encryption-aws-kms-key-id requires x-amz-server-side-encryption: aws:kms"
+                ));
+            }
+            Ok(SseRequest::default())
+        }
+        Some(ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE) => {
+            Ok(SseRequest {
+                key_id: key_id.as_deref().map(kms_key_id),
+            })
+        }
+        Some(other) => Err(s3_error!(
+            InvalidArgument,
+            "{other:?} is not a server-side encryption algorithm (AES256, aws:kms)"
+        )),
+    }
+}
+
 fn sse_out(
     enc: Option<&vallum_core::meta::Encryption>,
 ) -> (Option<ServerSideEncryption>, Option<String>) {

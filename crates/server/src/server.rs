@@ -59,6 +59,10 @@ use crate::s3::VallumS3;
 const GC_LEASE: &str = "gc";
 /// Shortest lease a collector holds (it renews every interval and holds three intervals).
 const GC_LEASE_MIN_TTL_SECS: u64 = 60;
+/// Lease of the job that destroys keys whose scheduled deletion is due.
+const KEY_DELETION_JOB: &str = "key-deletion";
+/// How often due key deletions are looked for.
+const KEY_DELETION_INTERVAL: Duration = Duration::from_secs(60);
 /// Versions the lifecycle worker examines per step (between lease renewals).
 const LIFECYCLE_STEP_VERSIONS: usize = 10_000;
 
@@ -225,7 +229,9 @@ pub(crate) fn lock_data_dir(
     }
 }
 
-pub(crate) fn data_dir_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
+pub(crate) fn data_dir_error(
+    path: &std::path::Path,
+) -> impl FnOnce(std::io::Error) -> ServerError + '_ {
     move |source| ServerError::DataDir {
         path: path.to_owned(),
         source,
@@ -312,6 +318,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         s3: builder.build(),
         metrics: Arc::clone(&metrics),
         ledger: Arc::clone(&ledger),
+        admin: Arc::new(crate::admin::Admin::new(
+            Arc::clone(&service),
+            credentials.clone(),
+        )),
     };
 
     let listener = TcpListener::bind(config.listen)
@@ -382,6 +392,33 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         },
     );
 
+    // Keys whose scheduled deletion is due are destroyed (and reported in the log).
+    let key_deletion_task = spawn_leased_job(
+        Arc::clone(&service),
+        KEY_DELETION_JOB,
+        holder.clone(),
+        KEY_DELETION_INTERVAL,
+        jobs_shutdown.clone(),
+        move |service| {
+            let ctx = RequestContext::system("key-deletion");
+            in_context(ctx, async move {
+                if service.keys().is_some() {
+                    match service.destroy_due_keys().await {
+                        Ok(reports) => {
+                            for r in reports {
+                                tracing::warn!(key_id = %r.key_id, versions = r.unrecoverable.versions, bytes = r.unrecoverable.bytes, "scheduled key deletion: key destroyed, its objects are unrecoverable");
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "scheduled key deletion failed; will retry")
+                        }
+                    }
+                }
+                false
+            })
+        },
+    );
+
     let (log_origin, log_vkey) = (ledger.origin().to_owned(), ledger.vkey().to_owned());
     let ledger_task = config.meta.url.is_some().then(|| {
         let ledger = Arc::clone(&ledger);
@@ -445,6 +482,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let _ = jobs_stop.send(true);
         let _ = gc_task.await;
         let _ = lifecycle_task.await;
+        let _ = key_deletion_task.await;
         if let Some(t) = ledger_task {
             let _ = t.await;
         }

@@ -48,6 +48,7 @@ fn put_req(bucket: &str, key: &str) -> PutObject {
         condition: WriteCondition::None,
         tags: Default::default(),
         lock: LockRequest::default(),
+        sse: Default::default(),
     }
 }
 

@@ -47,6 +47,7 @@ async fn put(
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect::<Tags>(),
         lock,
+        sse: Default::default(),
     };
     let body = Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"data"))]));
     s.put_object(req, body).await.unwrap().version_id
@@ -94,14 +95,7 @@ async fn lifecycle_rules_follow_the_clock() {
     let c2 = put(&s, "lcb", "keep/c", &[], LockRequest::default()).await;
     let c3 = put(&s, "lcb", "keep/c", &[], LockRequest::default()).await;
     let upload = s
-        .create_upload(
-            "lcb",
-            "up/x",
-            ObjectAttrs::default(),
-            None,
-            Tags::new(),
-            LockRequest::default(),
-        )
+        .create_upload("lcb", "up/x", Default::default())
         .await
         .unwrap();
     let config = LifecycleConfig {

@@ -76,6 +76,7 @@ async fn listing_matches_the_model() {
             condition: WriteCondition::None,
             tags: Default::default(),
             lock: Default::default(),
+            sse: Default::default(),
         };
         service
             .put_object(
@@ -177,6 +178,7 @@ async fn version_listing_matches_the_model() {
         condition: WriteCondition::None,
         tags: Default::default(),
         lock: Default::default(),
+        sse: Default::default(),
     };
     let body = || -> vallum_core::blob::ByteStream {
         Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"x"))]))

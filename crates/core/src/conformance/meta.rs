@@ -1176,6 +1176,54 @@ pub async fn ledger_sequence(store: Arc<dyn MetaStore>) {
     assert!(store.ledger_read(41, 10).await.unwrap().is_empty());
 }
 
+/// Versions listed by the key that wraps their data key, in pages, and re-wrapped only when
+/// unchanged (the rotation job's compare-and-set).
+pub async fn keyed_versions_and_rewrap(store: Arc<dyn MetaStore>) {
+    store.create_bucket(&bucket("kv")).await.unwrap();
+    let mut other = object("kv", "other", "e");
+    other.encryption.as_mut().unwrap().wrapped.key_id = "kek_1".into();
+    store
+        .put_object(&other, &WriteCondition::None, 5)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        store
+            .put_object(
+                &object("kv", &format!("k{i}"), "e"),
+                &WriteCondition::None,
+                10 + i,
+            )
+            .await
+            .unwrap();
+    }
+    let first = store.keyed_versions("kek-1", None, 3).await.unwrap();
+    assert_eq!(
+        first.iter().map(|v| v.key.as_str()).collect::<Vec<_>>(),
+        ["k0", "k1", "k2"]
+    );
+    let rest = store
+        .keyed_versions("kek-1", first.last(), 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|v| v.key.as_str()).collect::<Vec<_>>(),
+        ["k3", "k4"],
+        "`kek_1` is another key even though `_` is a LIKE wildcard"
+    );
+    assert_eq!(
+        store.keyed_versions("kek_1", None, 10).await.unwrap().len(),
+        1
+    );
+    let mut new = first[0].encryption.clone();
+    new.wrapped.key_version = 4;
+    new.wrapped.wrapped = "cmV3cmFwcGVk".into();
+    assert!(store.rewrap_version(&first[0], &new).await.unwrap());
+    // The stale expectation no longer matches: nothing is overwritten.
+    assert!(!store.rewrap_version(&first[0], &new).await.unwrap());
+    let got = store.get_object("kv", "k0", None).await.unwrap().unwrap();
+    assert_eq!(got.encryption, Some(new));
+}
+
 /// Generates one `#[tokio::test]` per meta check; `$make` is an async expression returning
 /// `(guard, Arc<dyn MetaStore>)`, the guard kept alive for the test.
 #[macro_export]
@@ -1183,7 +1231,7 @@ macro_rules! meta_conformance_tests {
     ($make:expr) => {
         $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash, conditional_writes,
             conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic,
-            leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state, ledger_sequence);
+            leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state, ledger_sequence, keyed_versions_and_rewrap);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

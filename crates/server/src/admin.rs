@@ -1,0 +1,360 @@
+//! The admin API (`/_vallum/admin/v1/...`, JSON): key lifecycle for now. Requests are signed
+//! with SigV4 (service [`ADMIN_SERVICE`]) by the root credentials; `vallum key` is its client.
+//!
+//! | method | path | does |
+//! |---|---|---|
+//! | GET | `keys` | list keys |
+//! | POST | `keys` `{"key_id"}` | create |
+//! | GET | `keys/<id>` | key, usage (versions, bytes, stale), re-wrap progress |
+//! | POST | `keys/<id>/rotate` | new version, then a background re-wrap job |
+//! | POST / GET | `keys/<id>/rewrap` | (re)start / follow the re-wrap job |
+//! | POST | `keys/<id>/disable`, `enable`, `cancel-deletion` | state changes |
+//! | POST | `keys/<id>/schedule-deletion` `{"days"}` | destroy after 7–30 days |
+//! | POST | `keys/<id>/destroy` `{"confirm": "<id>"}` | crypto-shred now, with the report |
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use s3s::Body;
+use serde::Deserialize;
+use vallum_core::Error;
+use vallum_core::journal::{RequestContext, in_context};
+use vallum_core::keyadmin::RewrapProgress;
+use vallum_core::service::ObjectService;
+use vallum_crypto::keys::KeyState;
+use vallum_crypto::sigv4::{self, CanonicalInput};
+
+use crate::credentials::Credentials;
+
+/// URL prefix of the admin API.
+pub const ADMIN_PREFIX: &str = "/_vallum/admin/v1/";
+
+/// SigV4 service name of admin requests.
+pub const ADMIN_SERVICE: &str = "vallum-admin";
+
+/// Largest admin request body.
+pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
+
+/// The admin API.
+pub struct Admin {
+    service: Arc<ObjectService>,
+    root: Credentials,
+    jobs: Mutex<HashMap<String, RewrapProgress>>,
+}
+
+struct Failure(StatusCode, &'static str, String);
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidArgument(m) if m.starts_with("no such key") => {
+                Failure(StatusCode::NOT_FOUND, "NoSuchKey", m)
+            }
+            Error::InvalidArgument(m) | Error::InvalidRequest(m) => {
+                Failure(StatusCode::BAD_REQUEST, "InvalidRequest", m)
+            }
+            Error::KeyServiceUnavailable(_) | Error::Unavailable(_) => Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                e.to_string(),
+            ),
+            Error::KeyRefused(m) => Failure(StatusCode::FORBIDDEN, "AccessDenied", m),
+            other => {
+                tracing::error!(error = %other, "admin request failed");
+                Failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    other.to_string(),
+                )
+            }
+        }
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(Body::from(Bytes::from(
+        serde_json::to_vec_pretty(value).unwrap_or_default(),
+    )));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+struct DeletionBody {
+    days: u32,
+}
+
+#[derive(Deserialize)]
+struct DestroyBody {
+    confirm: String,
+}
+
+impl Admin {
+    /// The admin API over `service`, for the holder of `root`.
+    pub fn new(service: Arc<ObjectService>, root: Credentials) -> Self {
+        Self {
+            service,
+            root,
+            jobs: Mutex::default(),
+        }
+    }
+
+    /// Serves one admin request.
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        request_id: &str,
+    ) -> Response<Body> {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_ADMIN_BODY_BYTES).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                return self.fail(
+                    Failure(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "InvalidRequest",
+                        format!(
+                            "request body unreadable or over {MAX_ADMIN_BODY_BYTES} bytes: {e}"
+                        ),
+                    ),
+                    request_id,
+                );
+            }
+        };
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let hash = sigv4::payload_hash(&body);
+        let verified = sigv4::verify(
+            &CanonicalInput {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or(""),
+                headers: &headers,
+                payload_sha256: &hash,
+            },
+            ADMIN_SERVICE,
+            self.service.now_ms() / 1000,
+            |ak| {
+                (ak == self.root.access_key)
+                    .then(|| zeroize::Zeroizing::new(self.root.secret_key.clone()))
+            },
+        );
+        let actor = match verified {
+            Ok(v) => format!("key:{}", v.access_key),
+            Err(e) => {
+                return self.fail(
+                    Failure(StatusCode::FORBIDDEN, "AccessDenied", format!("admin requests are signed with SigV4 (service {ADMIN_SERVICE}) by the root credentials: {e}")),
+                    request_id,
+                );
+            }
+        };
+        let ctx = RequestContext::new(Some(request_id.to_owned()));
+        ctx.set_actor(actor);
+        let path = parts.uri.path().strip_prefix(ADMIN_PREFIX).unwrap_or("");
+        let segments: Option<Vec<String>> = path.split('/').map(percent_decode).collect();
+        let result = match segments {
+            Some(seg) => {
+                let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
+                in_context(ctx, self.route(&parts.method, &seg, &body)).await
+            }
+            None => Err(Failure(
+                StatusCode::BAD_REQUEST,
+                "InvalidRequest",
+                "bad percent-encoding".into(),
+            )),
+        };
+        match result {
+            Ok(v) => json(StatusCode::OK, &v),
+            Err(f) => self.fail(f, request_id),
+        }
+    }
+
+    fn fail(&self, f: Failure, request_id: &str) -> Response<Body> {
+        json(
+            f.0,
+            &serde_json::json!({ "error": f.1, "message": f.2, "request_id": request_id }),
+        )
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+        serde_json::from_slice(body).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                "MalformedJSON",
+                format!("request body: {e}"),
+            )
+        })
+    }
+
+    async fn route(
+        self: &Arc<Self>,
+        method: &Method,
+        seg: &[&str],
+        body: &[u8],
+    ) -> Result<serde_json::Value, Failure> {
+        let s = &self.service;
+        match (method, seg) {
+            (&Method::GET, ["keys"]) => {
+                Ok(serde_json::json!({ "keys": value(&s.list_keys().await?) }))
+            }
+            (&Method::POST, ["keys"]) => {
+                let b: CreateBody = Self::parse(body)?;
+                Ok(value(&s.create_key(&b.key_id).await?))
+            }
+            (&Method::GET, ["keys", id]) => {
+                let key = s.describe_key(id).await?;
+                let usage = s.key_usage(id).await?;
+                Ok(serde_json::json!({
+                    "key": value(&key),
+                    "usage": value(&usage),
+                    "rewrap": value(&self.progress(id).await),
+                }))
+            }
+            (&Method::POST, ["keys", id, "rotate"]) => {
+                let key = s.rotate_key(id).await?;
+                self.start_rewrap(id);
+                Ok(serde_json::json!({ "key": value(&key), "rewrap": "started" }))
+            }
+            (&Method::POST, ["keys", id, "rewrap"]) => {
+                s.describe_key(id).await?;
+                self.start_rewrap(id);
+                Ok(serde_json::json!({ "rewrap": "started" }))
+            }
+            (&Method::GET, ["keys", id, "rewrap"]) => Ok(value(&self.progress(id).await)),
+            (&Method::POST, ["keys", id, "disable"]) => {
+                Ok(value(&s.set_key_state(id, KeyState::Disabled).await?))
+            }
+            (&Method::POST, ["keys", id, "enable" | "cancel-deletion"]) => {
+                Ok(value(&s.set_key_state(id, KeyState::Enabled).await?))
+            }
+            (&Method::POST, ["keys", id, "schedule-deletion"]) => {
+                let b: DeletionBody = Self::parse(body)?;
+                Ok(value(&s.schedule_key_deletion(id, b.days).await?))
+            }
+            (&Method::POST, ["keys", id, "destroy"]) => {
+                let b: DestroyBody = Self::parse(body)?;
+                if b.confirm != *id {
+                    return Err(Failure(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequest",
+                        format!(
+                            "destroying makes every object under {id} unrecoverable; confirm with {{\"confirm\": \"{id}\"}}"
+                        ),
+                    ));
+                }
+                Ok(value(&s.destroy_key(id).await?))
+            }
+            (_, ["keys", ..]) => Err(Failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!("{method} is not allowed on this admin resource"),
+            )),
+            _ => Err(Failure(
+                StatusCode::NOT_FOUND,
+                "NoSuchResource",
+                "no such admin resource".into(),
+            )),
+        }
+    }
+
+    fn job_name(id: &str) -> String {
+        format!("rewrap:{id}")
+    }
+
+    /// The re-wrap job's progress: this gateway's, else the last one recorded by any gateway.
+    async fn progress(&self, id: &str) -> Option<RewrapProgress> {
+        if let Some(p) = self.jobs.lock().ok().and_then(|j| j.get(id).cloned()) {
+            return Some(p);
+        }
+        let state = self
+            .service
+            .meta()
+            .get_job(&Self::job_name(id))
+            .await
+            .ok()??;
+        serde_json::from_str(&state).ok()
+    }
+
+    fn start_rewrap(self: &Arc<Self>, id: &str) {
+        let this = Arc::clone(self);
+        let id = id.to_owned();
+        if let Ok(mut jobs) = self.jobs.lock() {
+            if jobs.get(&id).is_some_and(|p| !p.done) {
+                return;
+            }
+            jobs.insert(id.clone(), RewrapProgress::default());
+        }
+        let ctx = RequestContext::system("key-rotation");
+        tokio::spawn(in_context(ctx, async move {
+            let record = |p: &RewrapProgress| {
+                if let Ok(mut jobs) = this.jobs.lock() {
+                    jobs.insert(id.clone(), p.clone());
+                }
+            };
+            let result = this.service.rewrap_key(&id, record).await;
+            let final_state = match result {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(key_id = %id, error = %e, "re-wrap job failed");
+                    let mut p = this
+                        .jobs
+                        .lock()
+                        .ok()
+                        .and_then(|j| j.get(&id).cloned())
+                        .unwrap_or_default();
+                    p.last_error = Some(e.to_string());
+                    p.done = true;
+                    p
+                }
+            };
+            if let Ok(mut jobs) = this.jobs.lock() {
+                jobs.insert(id.clone(), final_state.clone());
+            }
+            let now = this.service.now_ms();
+            if let Ok(state) = serde_json::to_string(&final_state) {
+                let _ = this
+                    .service
+                    .meta()
+                    .put_job(&Self::job_name(&id), &state, now)
+                    .await;
+            }
+        }));
+    }
+}
