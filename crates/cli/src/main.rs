@@ -154,7 +154,7 @@ fn main() -> anyhow::Result<()> {
                 let data_dir = cfg.data_dir.clone();
                 let server = start(cfg).await.context("starting the server")?;
                 // Machine-readable start-up banner on stdout; logs go to stderr.
-                println!("Vallum S3 endpoint: http://{}", server.addr);
+                println!("Vallum S3 endpoint: {}://{}", server.scheme, server.addr);
                 println!("Region:             {}", server.region);
                 println!("Access key:         {}", server.credentials.access_key);
                 println!("Secret key:         {}", server.credentials.secret_key);
@@ -169,8 +169,8 @@ fn main() -> anyhow::Result<()> {
                 );
                 println!("Data directory:     {}", data_dir.display());
                 println!(
-                    "Log:                http://{}/log/ (origin {})",
-                    server.addr, server.log_origin
+                    "Log:                {}://{}/log/ (origin {})",
+                    server.scheme, server.addr, server.log_origin
                 );
                 println!("Log verifier key:   {}", server.log_vkey);
                 tracing::info!(addr = %server.addr, "vallum is serving");

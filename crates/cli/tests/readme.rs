@@ -107,6 +107,46 @@ fn readme_retention_example_runs() {
 }
 
 #[test]
+fn readme_keys_example_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        tmp.path().join("README.md"),
+    )
+    .unwrap();
+    let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
+    let script = readme_block("<!-- readme-test keys -->")
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap();
+    let aws_dir = tool("aws").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}:{}",
+        bin_dir.display(),
+        aws_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(Command::new(tool("bash"))
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(tmp.path())
+        .envs(server.tool_env())
+        .env("VALLUM_ENDPOINT", &server.endpoint)
+        .env("PATH", path));
+    assert!(out.contains("refused while disabled"), "{out}");
+    assert!(out.contains("\"rewrapped\": 1"), "{out}");
+    assert!(
+        out.contains("clinic/intake.md@"),
+        "the shred report names the object: {out}"
+    );
+    let e = common::run_failing(Command::new(tool("aws")).envs(server.tool_env()).args([
+        "s3",
+        "cp",
+        "s3://clinic/intake.md",
+        "-",
+    ]));
+    assert!(e.contains("KMS.DisabledException"), "{e}");
+}
+
+#[test]
 fn readme_audit_example_runs() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(

@@ -17,8 +17,7 @@
 //!                             || len32(object_id) || object_id || i (u64 BE) || final (u8))
 //! ```
 
-use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 use zeroize::Zeroizing;
 
 use crate::CryptoError;
@@ -74,19 +73,23 @@ fn check_segment_bytes(segment_bytes: u32) -> Result<(), CryptoError> {
     Ok(())
 }
 
-fn segment_cipher(dek: &DataKey, salt: &[u8; 32]) -> Result<Aes256Gcm, CryptoError> {
+/// The blob's segment key (AES-256-GCM from aws-lc-rs, which uses the CPU's AES and carry-less
+/// multiply instructions).
+fn segment_cipher(dek: &DataKey, salt: &[u8; 32]) -> Result<LessSafeKey, CryptoError> {
     let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(salt), dek.expose());
     let mut okm = Zeroizing::new([0u8; 32]);
     hk.expand(KDF_INFO, okm.as_mut_slice())
         .map_err(|_| CryptoError::Format("key derivation failed".into()))?;
-    Aes256Gcm::new_from_slice(okm.as_slice())
-        .map_err(|_| CryptoError::Format("bad segment key length".into()))
+    let key = UnboundKey::new(&AES_256_GCM, okm.as_slice())
+        .map_err(|_| CryptoError::Format("bad segment key length".into()))?;
+    Ok(LessSafeKey::new(key))
 }
 
-fn nonce(index: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+/// The nonce of segment `index`: unique per segment under a blob's key, never reused.
+fn nonce(index: u64) -> Nonce {
     let mut n = [0u8; 12];
     n[4..].copy_from_slice(&index.to_be_bytes());
-    Nonce::from(n)
+    Nonce::assume_unique_for_key(n)
 }
 
 fn aad(prefix: &[u8], index: u64, last: bool) -> Vec<u8> {
@@ -112,7 +115,7 @@ pub fn ciphertext_len(len: u64, segment_bytes: u32) -> u64 {
 
 /// Encrypts a stream, segment by segment, holding at most one segment in memory.
 pub struct Encryptor {
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     aad_prefix: Vec<u8>,
     segment_bytes: usize,
     index: u64,
@@ -172,15 +175,15 @@ impl Encryptor {
     fn seal(&mut self, plain: &[u8], last: bool, out: &mut Vec<u8>) -> Result<(), CryptoError> {
         let start = out.len();
         out.extend_from_slice(plain);
-        let mut tail = out.split_off(start);
-        self.cipher
-            .encrypt_in_place(
-                &nonce(self.index),
-                &aad(&self.aad_prefix, self.index, last),
-                &mut tail,
+        let tag = self
+            .cipher
+            .seal_in_place_separate_tag(
+                nonce(self.index),
+                Aad::from(aad(&self.aad_prefix, self.index, last)),
+                &mut out[start..],
             )
             .map_err(|_| CryptoError::Format("encryption failed".into()))?;
-        out.extend_from_slice(&tail);
+        out.extend_from_slice(tag.as_ref());
         self.index += 1;
         Ok(())
     }
@@ -248,7 +251,7 @@ impl Header {
 /// Decrypts segments of one blob whose plaintext length comes from trusted metadata (so a
 /// shortened blob cannot pass for a shorter object).
 pub struct Decryptor {
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     aad_prefix: Vec<u8>,
     header: Header,
     plaintext_len: u64,
@@ -361,15 +364,16 @@ impl Decryptor {
             )));
         }
         let mut buf = Zeroizing::new(sealed.to_vec());
-        self.cipher
-            .decrypt_in_place(
-                &nonce(index),
-                &aad(&self.aad_prefix, index, index == segments - 1),
-                &mut *buf,
+        let plain_len = self
+            .cipher
+            .open_in_place(
+                nonce(index),
+                Aad::from(aad(&self.aad_prefix, index, index == segments - 1)),
+                &mut buf[..],
             )
-            .map_err(|_| {
-                CryptoError::Integrity(format!("segment {index} failed authentication"))
-            })?;
+            .map_err(|_| CryptoError::Integrity(format!("segment {index} failed authentication")))?
+            .len();
+        buf.truncate(plain_len);
         Ok(buf)
     }
 

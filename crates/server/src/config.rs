@@ -52,6 +52,10 @@ pub struct Config {
     pub region: String,
     /// Domains for virtual-hosted-style requests (`<bucket>.<domain>`); empty: path style only.
     pub domains: Vec<String>,
+    /// PEM certificate chain: with `tls_key`, the endpoint serves HTTPS only.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Logging.
     pub log: LogConfig,
     /// Garbage collection.
@@ -289,6 +293,8 @@ impl Default for Config {
             data_dir: PathBuf::from("vallum-data"),
             region: "us-east-1".into(),
             domains: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
             log: LogConfig::default(),
             gc: GcConfig::default(),
             lifecycle: LifecycleWorkerConfig::default(),
@@ -353,9 +359,15 @@ impl Config {
     }
 
     /// Applies `VALLUM_LISTEN`, `VALLUM_DATA_DIR`, `VALLUM_REGION`, `VALLUM_DOMAINS`
-    /// (comma-separated), `VALLUM_META_URL`, `VALLUM_SITE_JURISDICTION`, `VALLUM_LOG` and
-    /// `VALLUM_LOG_FORMAT`.
+    /// (comma-separated), `VALLUM_META_URL`, `VALLUM_SITE_JURISDICTION`, `VALLUM_LOG`,
+    /// `VALLUM_LOG_FORMAT`, `VALLUM_TLS_CERT` and `VALLUM_TLS_KEY`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = env("VALLUM_TLS_CERT") {
+            self.tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("VALLUM_TLS_KEY") {
+            self.tls_key = Some(PathBuf::from(v));
+        }
         if let Some(v) = env("VALLUM_LISTEN") {
             self.listen = v.parse().map_err(|e| ConfigError::Value {
                 field: "VALLUM_LISTEN",
@@ -488,6 +500,12 @@ impl Config {
                     message: format!("{:?} is not a verifier key", w.vkey),
                 });
             }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Value {
+                field: "tls_cert",
+                message: "tls_cert and tls_key go together".into(),
+            });
         }
         if !(4096..=1_048_576).contains(&self.keys.segment_bytes)
             || !self.keys.segment_bytes.is_power_of_two()

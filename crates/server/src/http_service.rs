@@ -56,7 +56,14 @@ pub struct VallumHttp {
     pub metrics: SharedMetrics,
     pub ledger: Arc<crate::ledger::Ledger>,
     pub admin: Arc<crate::admin::Admin>,
+    /// The connection is TLS.
+    pub secure: bool,
 }
+
+/// Request extension: whether the request came over TLS (S3 refuses customer-provided keys
+/// over plain HTTP).
+#[derive(Debug, Clone, Copy)]
+pub struct Secure(pub bool);
 
 fn new_request_id() -> String {
     let mut raw = [0u8; 8];
@@ -240,6 +247,7 @@ impl VallumHttp {
         } else {
             let slot = OperationSlot::default();
             req.extensions_mut().insert(slot.clone());
+            req.extensions_mut().insert(Secure(self.secure));
             let req = req.map(Body::from);
             let ctx = vallum_core::journal::RequestContext::new(Some(request_id.clone()));
             let resp = match vallum_core::journal::in_context(ctx, self.s3.call(req)).await {

@@ -805,6 +805,7 @@ impl S3 for VallumS3 {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> R<PutObjectOutput> {
+        let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
         let condition = write_condition(input.if_match, input.if_none_match)?;
@@ -818,6 +819,7 @@ impl S3 for VallumS3 {
             input.metadata,
         );
         let sse = sse_request(
+            tls,
             input.server_side_encryption.as_ref(),
             input.ssekms_key_id,
             input.sse_customer_algorithm.is_some(),
@@ -859,8 +861,9 @@ impl S3 for VallumS3 {
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> R<GetObjectOutput> {
+        let tls = secure(&req);
         let input = req.input;
-        sse_request(None, None, input.sse_customer_algorithm.is_some())?;
+        sse_request(tls, None, None, input.sse_customer_algorithm.is_some())?;
         if input.part_number.is_some() {
             return Err(s3_error!(
                 NotImplemented,
@@ -941,8 +944,9 @@ impl S3 for VallumS3 {
     }
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> R<HeadObjectOutput> {
+        let tls = secure(&req);
         let input = req.input;
-        sse_request(None, None, input.sse_customer_algorithm.is_some())?;
+        sse_request(tls, None, None, input.sse_customer_algorithm.is_some())?;
         let object = self
             .service
             .head_object(&input.bucket, &input.key, input.version_id.as_deref())
@@ -1102,8 +1106,10 @@ impl S3 for VallumS3 {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> R<CopyObjectOutput> {
+        let tls = secure(&req);
         let input = req.input;
         let sse = sse_request(
+            tls,
             input.server_side_encryption.as_ref(),
             input.ssekms_key_id.clone(),
             input.sse_customer_algorithm.is_some()
@@ -1289,6 +1295,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> R<CreateMultipartUploadOutput> {
+        let tls = secure(&req);
         let input = req.input;
         let alg = algorithm(input.checksum_algorithm.as_ref())?;
         let attrs = attrs_from(
@@ -1307,6 +1314,7 @@ impl S3 for VallumS3 {
             input.object_lock_legal_hold_status.as_ref(),
         )?;
         let sse = sse_request(
+            tls,
             input.server_side_encryption.as_ref(),
             input.ssekms_key_id,
             input.sse_customer_algorithm.is_some(),
@@ -1336,9 +1344,10 @@ impl S3 for VallumS3 {
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> R<UploadPartOutput> {
+        let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
-        sse_request(None, None, input.sse_customer_algorithm.is_some())?;
+        sse_request(tls, None, None, input.sse_customer_algorithm.is_some())?;
         let part = self
             .service
             .upload_part(
@@ -2108,18 +2117,32 @@ fn kms_key_id(raw: &str) -> String {
     }
 }
 
+/// Whether the request came over TLS.
+fn secure<T>(req: &S3Request<T>) -> bool {
+    req.extensions
+        .get::<crate::http_service::Secure>()
+        .is_some_and(|s| s.0)
+}
+
 /// The server-side encryption a write asks for. Every object is encrypted whatever is asked;
-/// `aws:kms` may name the key. Customer-provided keys (SSE-C) are refused as S3 refuses them
-/// over plain HTTP (Vallum does not terminate TLS yet).
+/// `aws:kms` may name the key. Customer-provided keys (SSE-C) are refused: over plain HTTP with
+/// S3's own answer, over TLS as not implemented yet.
 fn sse_request(
+    secure: bool,
     sse: Option<&ServerSideEncryption>,
     key_id: Option<String>,
     customer_key: bool,
 ) -> S3Result<SseRequest> {
-    if customer_key {
+    if customer_key && !secure {
         return Err(s3_error!(
             InvalidRequest,
             "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
+        ));
+    }
+    if customer_key {
+        return Err(s3_error!(
+            NotImplemented,
+            "Server-side encryption with customer-provided keys (SSE-C) is not supported yet"
         ));
     }
     match sse.map(ServerSideEncryption::as_str) {

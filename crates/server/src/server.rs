@@ -129,6 +129,9 @@ pub enum ServerError {
     /// The metadata store failed to open.
     #[error("metadata store: {0}")]
     Meta(#[from] vallum_core::meta::MetaError),
+    /// The TLS certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The encryption keys could not be opened.
     #[error("encryption keys: {0}")]
     Keys(String),
@@ -158,6 +161,8 @@ pub struct RunningServer {
     pub credentials_created: bool,
     /// The region.
     pub region: String,
+    /// `https` with TLS configured, else `http`.
+    pub scheme: &'static str,
     /// The transparency log's origin and verifier key.
     pub log_origin: String,
     /// The log's verifier key (what auditors pin).
@@ -322,6 +327,14 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             Arc::clone(&service),
             credentials.clone(),
         )),
+        secure: false,
+    };
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
+            vallum_xks::tls::server_config(cert, key)
+                .map_err(|e| ServerError::Tls(e.to_string()))?,
+        )),
+        _ => None,
     };
 
     let listener = TcpListener::bind(config.listen)
@@ -442,6 +455,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             },
         )
     });
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let task = tokio::spawn(async move {
         let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
         conn_builder
@@ -461,6 +475,32 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                         }
                     };
                     let _ = socket.set_nodelay(true);
+                    if let Some(acceptor) = &tls {
+                        // The handshake runs in the connection's task, bounded like a header read.
+                        let (acceptor, builder, watcher) =
+                            (acceptor.clone(), conn_builder.clone(), graceful.watcher());
+                        let mut http = http.clone();
+                        http.secure = true;
+                        tokio::spawn(async move {
+                            let handshake = tokio::time::timeout(
+                                Duration::from_secs(HEADER_READ_TIMEOUT_SECS),
+                                acceptor.accept(socket),
+                            );
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(err)) => {
+                                    tracing::debug!(%err, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(stream), http);
+                            if let Err(err) = watcher.watch(conn.into_owned()).await {
+                                tracing::debug!(%err, "connection ended with an error");
+                            }
+                        });
+                        continue;
+                    }
                     let conn = conn_builder.serve_connection(TokioIo::new(socket), http.clone());
                     let conn = graceful.watch(conn.into_owned());
                     tokio::spawn(async move {
@@ -497,6 +537,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         credentials,
         credentials_created,
         region: config.region,
+        scheme,
         log_origin,
         log_vkey,
         shutdown,
