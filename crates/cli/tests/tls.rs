@@ -67,28 +67,63 @@ fn the_endpoint_serves_https_with_the_configured_certificate() {
         "ls",
     ]));
     assert!(!e.is_empty());
-    // SSE-C over TLS passes the transport check and is reported as not implemented yet.
+    // SSE-C over TLS: aws-cli and boto3 with customer-provided keys.
     let key = "0123456789abcdef0123456789abcdef";
+    run(aws(Some(&ca))
+        .args([
+            "s3api",
+            "put-object",
+            "--bucket",
+            "secure",
+            "--key",
+            "c",
+            "--body",
+        ])
+        .arg(&file)
+        .args([
+            "--sse-customer-algorithm",
+            "AES256",
+            "--sse-customer-key",
+            key,
+        ]));
+    let out_file = tmp.path().join("c.out");
+    run(aws(Some(&ca))
+        .args(["s3api", "get-object", "--bucket", "secure", "--key", "c"])
+        .args([
+            "--sse-customer-algorithm",
+            "AES256",
+            "--sse-customer-key",
+            key,
+        ])
+        .arg(&out_file));
+    assert_eq!(std::fs::read(&out_file).unwrap(), b"over TLS");
     let e = run_failing(
         aws(Some(&ca))
-            .args([
-                "s3api",
-                "put-object",
-                "--bucket",
-                "secure",
-                "--key",
-                "c",
-                "--body",
-            ])
-            .arg(&file)
-            .args([
-                "--sse-customer-algorithm",
-                "AES256",
-                "--sse-customer-key",
-                key,
-            ]),
+            .args(["s3api", "get-object", "--bucket", "secure", "--key", "c"])
+            .arg(&out_file),
     );
-    assert!(e.contains("NotImplemented"), "{e}");
+    assert!(e.contains("InvalidRequest"), "{e}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/boto3_ssec.py");
+    let out = run(Command::new(tool("python3"))
+        .arg(script)
+        .envs(server.tool_env())
+        .env_remove("AWS_CA_BUNDLE")
+        .env("VALLUM_ENDPOINT", &server.endpoint)
+        .env("VALLUM_CA", &ca));
+    assert!(out.contains("boto3 ssec ok"), "{out}");
+    // Neither customer key is stored: only a salted HMAC of each.
+    let meta: Vec<u8> = ["meta.db", "meta.db-wal"]
+        .iter()
+        .flat_map(|f| std::fs::read(tmp.path().join("data").join(f)).unwrap_or_default())
+        .collect();
+    assert!(meta.len() > 4096);
+    let raw: Vec<u8> = (0u8..32).collect();
+    for needle in [key.as_bytes(), raw.as_slice()] {
+        assert!(
+            !meta.windows(needle.len()).any(|w| w == needle),
+            "a customer key is in the metadata"
+        );
+    }
     // The log is served over the same TLS endpoint.
     let out = run(Command::new("curl")
         .args(["-s", "--cacert"])

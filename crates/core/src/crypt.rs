@@ -157,6 +157,12 @@ impl KeyService {
         &self.provider
     }
 
+    /// Plaintext bytes per segment of new blobs.
+    #[must_use]
+    pub fn segment_bytes(&self) -> u32 {
+        self.segment_bytes
+    }
+
     /// The key new objects are wrapped under.
     #[must_use]
     pub fn default_key_id(&self) -> &str {
@@ -244,8 +250,11 @@ impl KeyService {
     }
 }
 
+/// Segment size of SSE-C objects when no key service is configured.
+pub(crate) const DEFAULT_SEGMENT_BYTES: u32 = 64 * 1024;
+
 /// What a wrapped data key is bound to: the object's bucket and key.
-fn wrap_context(bucket: &str, key: &str) -> Vec<u8> {
+pub(crate) fn wrap_context(bucket: &str, key: &str) -> Vec<u8> {
     let mut c = Vec::with_capacity(bucket.len() + key.len() + 1);
     c.extend_from_slice(bucket.as_bytes());
     c.push(0);

@@ -70,6 +70,39 @@ impl Journal for MemoryJournal {
 pub struct RequestContext {
     actor: Mutex<Option<String>>,
     request_id: Option<String>,
+    /// SSE-C keys the request carries: for the object it names, and for a copy's source.
+    customer_keys: Mutex<CustomerKeys>,
+}
+
+/// The customer-provided keys of a request (never stored).
+#[derive(Debug, Clone, Default)]
+pub struct CustomerKeys {
+    /// `x-amz-server-side-encryption-customer-*`: the target object's key.
+    pub target: Option<vallum_crypto::customer::CustomerKey>,
+    /// `x-amz-copy-source-server-side-encryption-customer-*`: the copy source's key.
+    pub source: Option<vallum_crypto::customer::CustomerKey>,
+}
+
+/// Sets the customer-provided keys of the current request.
+pub fn set_customer_keys(keys: CustomerKeys) {
+    let _ = CONTEXT.try_with(|c| {
+        if let Ok(mut k) = c.customer_keys.lock() {
+            *k = keys;
+        }
+    });
+}
+
+/// The customer-provided keys of the current request.
+#[must_use]
+pub fn customer_keys() -> CustomerKeys {
+    CONTEXT
+        .try_with(|c| {
+            c.customer_keys
+                .lock()
+                .map(|k| k.clone())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default()
 }
 
 impl RequestContext {
@@ -79,6 +112,7 @@ impl RequestContext {
         Arc::new(Self {
             actor: Mutex::new(None),
             request_id,
+            customer_keys: Mutex::default(),
         })
     }
 

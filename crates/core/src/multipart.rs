@@ -196,7 +196,7 @@ impl ObjectService {
             return Ok(None);
         };
         let cipher = self
-            .open_object_key(&upload.bucket, &upload.key, Some(enc))
+            .open_object_key(&upload.bucket, &upload.key, Some(enc), false)
             .await?;
         self.log(self.key_used_event("unwrap", enc, &upload.bucket))
             .await?;
@@ -258,7 +258,12 @@ impl ObjectService {
             return Err(Error::EntityTooLarge(MAX_PART_BYTES));
         }
         let source_cipher = self
-            .open_object_key(&source.bucket, &source.key, source.encryption.as_ref())
+            .open_object_key(
+                &source.bucket,
+                &source.key,
+                source.encryption.as_ref(),
+                true,
+            )
             .await?;
         let body = self
             .read_segments(&source.segments, range, source_cipher)

@@ -153,10 +153,39 @@ pub struct PutObject {
 
 /// What a write asks of server-side encryption (`x-amz-server-side-encryption*` headers).
 /// Every object is encrypted; the request can only choose the key.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct SseRequest {
     /// `x-amz-server-side-encryption-aws-kms-key-id`: the key-encryption key to use.
     pub key_id: Option<String>,
+    /// SSE-C: the customer's key wraps the data key (and is not stored).
+    pub customer_key: Option<vallum_crypto::customer::CustomerKey>,
+}
+
+/// Whether the customer-provided key a request carries fits the object: SSE-C objects need
+/// theirs (400 without, 403 with another), other objects take none (400).
+pub fn check_customer_key(
+    enc: Option<&Encryption>,
+    given: Option<&vallum_crypto::customer::CustomerKey>,
+) -> Result<()> {
+    let ssec = enc.filter(|e| e.wrapped.provider == vallum_crypto::customer::SSE_C);
+    match (ssec, given) {
+        (Some(_), None) => Err(Error::InvalidRequest(
+            "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.".into(),
+        )),
+        (Some(e), Some(k)) => {
+            if k.matches(&e.wrapped).map_err(crate::crypt::crypto_error)? {
+                Ok(())
+            } else {
+                Err(Error::AccessDenied(
+                    "The provided customer key does not match the key the object was stored with.".into(),
+                ))
+            }
+        }
+        (None, Some(_)) => Err(Error::InvalidRequest(
+            "The encryption parameters are not applicable to this object.".into(),
+        )),
+        (None, None) => Ok(()),
+    }
 }
 
 /// Object lock settings a write asks for (`x-amz-object-lock-*` headers).
@@ -300,6 +329,28 @@ impl ObjectService {
         key: &str,
         sse: &SseRequest,
     ) -> Result<Option<(DataKey, Encryption)>> {
+        if let Some(ck) = &sse.customer_key {
+            if sse.key_id.is_some() {
+                return Err(Error::InvalidArgument(
+                    "Server Side Encryption with Customer provided key and with KMS are incompatible".into(),
+                ));
+            }
+            let dek = DataKey::generate().map_err(crate::crypt::crypto_error)?;
+            let wrapped = ck
+                .wrap(&dek, &crate::crypt::wrap_context(&bucket.name, key))
+                .map_err(crate::crypt::crypto_error)?;
+            let segment_bytes = self
+                .keys
+                .as_ref()
+                .map_or(crate::crypt::DEFAULT_SEGMENT_BYTES, |k| k.segment_bytes());
+            return Ok(Some((
+                dek,
+                Encryption {
+                    wrapped,
+                    segment_bytes,
+                },
+            )));
+        }
         let Some(k) = &self.keys else {
             return if sse.key_id.is_some() {
                 Err(Error::InvalidArgument(
@@ -327,14 +378,34 @@ impl ObjectService {
         }
     }
 
-    /// Unwraps the data key of an encrypted object or upload.
+    /// Unwraps the data key of an encrypted object or upload: with the request's
+    /// customer-provided key for SSE-C objects (the copy source's when `source`), otherwise
+    /// through the key provider.
     pub(crate) async fn open_object_key(
         &self,
         bucket: &str,
         key: &str,
         enc: Option<&Encryption>,
+        source: bool,
     ) -> Result<Option<ReadCipher>> {
+        let keys_given = crate::journal::customer_keys();
+        let customer = if source {
+            keys_given.source
+        } else {
+            keys_given.target
+        };
+        check_customer_key(enc, customer.as_ref())?;
         let Some(enc) = enc else { return Ok(None) };
+        if let Some(ck) = customer {
+            let dek = ck
+                .unwrap(&enc.wrapped, &crate::crypt::wrap_context(bucket, key))
+                .map_err(crate::crypt::crypto_error)?;
+            return Ok(Some(ReadCipher {
+                dek,
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }));
+        }
         let keys = self.keys.as_ref().ok_or_else(|| {
             Error::KeyUnavailable(
                 "the object is encrypted but no key provider is configured".into(),
@@ -914,7 +985,12 @@ impl ObjectService {
             None => (0..object.size_bytes, false),
         };
         let cipher = self
-            .open_object_key(&object.bucket, &object.key, object.encryption.as_ref())
+            .open_object_key(
+                &object.bucket,
+                &object.key,
+                object.encryption.as_ref(),
+                false,
+            )
             .await?;
         let body = self
             .read_segments(&object.segments, range.clone(), cipher)
@@ -1172,7 +1248,12 @@ impl ObjectService {
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
             .await?;
         let source_cipher = self
-            .open_object_key(&source.bucket, &source.key, source.encryption.as_ref())
+            .open_object_key(
+                &source.bucket,
+                &source.key,
+                source.encryption.as_ref(),
+                true,
+            )
             .await?;
         let body = self
             .read_segments(&source.segments, 0..source.size_bytes, source_cipher)

@@ -6,6 +6,7 @@
 //! cipher.
 
 pub mod conformance;
+pub mod customer;
 pub mod double;
 pub mod format;
 pub mod keyring;

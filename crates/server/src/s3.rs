@@ -818,11 +818,17 @@ impl S3 for VallumS3 {
             input.expires,
             input.metadata,
         );
-        let sse = sse_request(
+        let ck = customer_key_of(
             tls,
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let ck_md5 = input.sse_customer_key_md5.clone();
+        let sse = sse_request(
             input.server_side_encryption.as_ref(),
             input.ssekms_key_id,
-            input.sse_customer_algorithm.is_some(),
+            ck,
         )?;
         let put = PutObject {
             bucket: input.bucket,
@@ -845,9 +851,13 @@ impl S3 for VallumS3 {
             .map_err(to_s3)?;
         let sums = record.checksums.clone();
         let (server_side_encryption, ssekms_key_id) = sse_out(record.encryption.as_ref());
+        let (sse_customer_algorithm, sse_customer_key_md5) =
+            ssec_out(record.encryption.as_ref(), ck_md5);
         ok(PutObjectOutput {
             server_side_encryption,
             ssekms_key_id,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             e_tag: Some(etag(&record.etag)),
             checksum_type: checksum_type(&sums),
             checksum_crc32: sums.crc32,
@@ -863,7 +873,14 @@ impl S3 for VallumS3 {
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> R<GetObjectOutput> {
         let tls = secure(&req);
         let input = req.input;
-        sse_request(tls, None, None, input.sse_customer_algorithm.is_some())?;
+        let ck = customer_key_of(
+            tls,
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        set_customer_keys(ck, None);
+        let ck_md5 = input.sse_customer_key_md5.clone();
         if input.part_number.is_some() {
             return Err(s3_error!(
                 NotImplemented,
@@ -909,9 +926,13 @@ impl S3 for VallumS3 {
         let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
             lock_out(&read.object.lock, read.object.lock.legal_hold);
         let (server_side_encryption, ssekms_key_id) = sse_out(read.object.encryption.as_ref());
+        let (sse_customer_algorithm, sse_customer_key_md5) =
+            ssec_out(read.object.encryption.as_ref(), ck_md5);
         ok(GetObjectOutput {
             server_side_encryption,
             ssekms_key_id,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             version_id: version_out(&read.object.version_id, input.version_id.is_some()),
             tag_count: (!read.object.tags.is_empty())
                 .then(|| i32::try_from(read.object.tags.len()).unwrap_or(i32::MAX)),
@@ -946,11 +967,19 @@ impl S3 for VallumS3 {
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> R<HeadObjectOutput> {
         let tls = secure(&req);
         let input = req.input;
-        sse_request(tls, None, None, input.sse_customer_algorithm.is_some())?;
+        let ck = customer_key_of(
+            tls,
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let ck_md5 = input.sse_customer_key_md5.clone();
         let object = self
             .service
             .head_object(&input.bucket, &input.key, input.version_id.as_deref())
             .await
+            .map_err(to_s3)?;
+        vallum_core::service::check_customer_key(object.encryption.as_ref(), ck.as_ref())
             .map_err(to_s3)?;
         let conditions = read_conditions(
             input.if_match,
@@ -983,9 +1012,13 @@ impl S3 for VallumS3 {
         let (object_lock_mode, object_lock_retain_until_date, object_lock_legal_hold_status) =
             lock_out(&object.lock, object.lock.legal_hold);
         let (server_side_encryption, ssekms_key_id) = sse_out(object.encryption.as_ref());
+        let (sse_customer_algorithm, sse_customer_key_md5) =
+            ssec_out(object.encryption.as_ref(), ck_md5);
         ok(HeadObjectOutput {
             server_side_encryption,
             ssekms_key_id,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             version_id: version_out(&object.version_id, input.version_id.is_some()),
             object_lock_mode,
             object_lock_retain_until_date,
@@ -1108,12 +1141,24 @@ impl S3 for VallumS3 {
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> R<CopyObjectOutput> {
         let tls = secure(&req);
         let input = req.input;
-        let sse = sse_request(
+        let ck = customer_key_of(
             tls,
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let source_ck = customer_key_of(
+            tls,
+            input.copy_source_sse_customer_algorithm.as_deref(),
+            input.copy_source_sse_customer_key.as_deref(),
+            input.copy_source_sse_customer_key_md5.as_deref(),
+        )?;
+        set_customer_keys(None, source_ck);
+        let ck_md5 = input.sse_customer_key_md5.clone();
+        let sse = sse_request(
             input.server_side_encryption.as_ref(),
             input.ssekms_key_id.clone(),
-            input.sse_customer_algorithm.is_some()
-                || input.copy_source_sse_customer_algorithm.is_some(),
+            ck,
         )?;
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let replace_tags = match input
@@ -1171,9 +1216,13 @@ impl S3 for VallumS3 {
         let record = self.service.copy_object(req).await.map_err(to_s3)?;
         let sums = record.checksums;
         let (server_side_encryption, ssekms_key_id) = sse_out(record.encryption.as_ref());
+        let (sse_customer_algorithm, sse_customer_key_md5) =
+            ssec_out(record.encryption.as_ref(), ck_md5);
         ok(CopyObjectOutput {
             server_side_encryption,
             ssekms_key_id,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             version_id: version_out(&record.version_id, false),
             copy_source_version_id: src_version,
             copy_object_result: Some(CopyObjectResult {
@@ -1313,11 +1362,16 @@ impl S3 for VallumS3 {
             input.object_lock_retain_until_date,
             input.object_lock_legal_hold_status.as_ref(),
         )?;
-        let sse = sse_request(
+        let ck = customer_key_of(
             tls,
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let sse = sse_request(
             input.server_side_encryption.as_ref(),
             input.ssekms_key_id,
-            input.sse_customer_algorithm.is_some(),
+            ck,
         )?;
         let upload = self
             .service
@@ -1347,7 +1401,13 @@ impl S3 for VallumS3 {
         let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
-        sse_request(tls, None, None, input.sse_customer_algorithm.is_some())?;
+        let ck = customer_key_of(
+            tls,
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        set_customer_keys(ck, None);
         let part = self
             .service
             .upload_part(
@@ -1375,7 +1435,21 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> R<UploadPartCopyOutput> {
+        let tls = secure(&req);
         let input = req.input;
+        let target = customer_key_of(
+            tls,
+            input.sse_customer_algorithm.as_deref(),
+            input.sse_customer_key.as_deref(),
+            input.sse_customer_key_md5.as_deref(),
+        )?;
+        let source = customer_key_of(
+            tls,
+            input.copy_source_sse_customer_algorithm.as_deref(),
+            input.copy_source_sse_customer_key.as_deref(),
+            input.copy_source_sse_customer_key_md5.as_deref(),
+        )?;
+        set_customer_keys(target, source);
         let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
         let range = input
             .copy_source_range
@@ -2124,25 +2198,79 @@ fn secure<T>(req: &S3Request<T>) -> bool {
         .is_some_and(|s| s.0)
 }
 
-/// The server-side encryption a write asks for. Every object is encrypted whatever is asked;
-/// `aws:kms` may name the key. Customer-provided keys (SSE-C) are refused: over plain HTTP with
-/// S3's own answer, over TLS as not implemented yet.
-fn sse_request(
+/// The customer-provided key of `x-amz-[copy-source-]server-side-encryption-customer-*`
+/// headers: algorithm `AES256`, a Base64 256-bit key and its Base64 MD5, over TLS only.
+fn customer_key_of(
     secure: bool,
-    sse: Option<&ServerSideEncryption>,
-    key_id: Option<String>,
-    customer_key: bool,
-) -> S3Result<SseRequest> {
-    if customer_key && !secure {
+    algorithm: Option<&str>,
+    key: Option<&str>,
+    md5: Option<&str>,
+) -> S3Result<Option<vallum_crypto::customer::CustomerKey>> {
+    if algorithm.is_none() && key.is_none() && md5.is_none() {
+        return Ok(None);
+    }
+    if !secure {
         return Err(s3_error!(
             InvalidRequest,
             "Requests specifying Server Side Encryption with Customer provided keys must be made over a secure connection."
         ));
     }
-    if customer_key {
+    if algorithm != Some("AES256") {
         return Err(s3_error!(
-            NotImplemented,
-            "Server-side encryption with customer-provided keys (SSE-C) is not supported yet"
+            InvalidEncryptionAlgorithmError,
+            "The encryption request you specified is not valid. The valid value is AES256."
+        ));
+    }
+    let (Some(key), Some(md5)) = (key, md5) else {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Requests specifying Server Side Encryption with Customer provided keys must provide the key and its MD5."
+        ));
+    };
+    let bytes =
+        zeroize::Zeroizing::new(base64_simd::STANDARD.decode_to_vec(key).map_err(|_| {
+            s3_error!(
+                InvalidArgument,
+                "The secret key was invalid for the specified algorithm."
+            )
+        })?);
+    let ck = vallum_crypto::customer::CustomerKey::from_bytes(&bytes).map_err(|_| {
+        s3_error!(
+            InvalidArgument,
+            "The secret key was invalid for the specified algorithm."
+        )
+    })?;
+    use md5::Digest as _;
+    let computed = base64_simd::STANDARD.encode_to_string(md5::Md5::digest(bytes.as_slice()));
+    let equal: bool = subtle::ConstantTimeEq::ct_eq(computed.as_bytes(), md5.as_bytes()).into();
+    if !equal {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The calculated MD5 hash of the key did not match the hash that was provided."
+        ));
+    }
+    Ok(Some(ck))
+}
+
+/// Makes the request's customer-provided keys (target, copy source) available to the service.
+fn set_customer_keys(
+    target: Option<vallum_crypto::customer::CustomerKey>,
+    source: Option<vallum_crypto::customer::CustomerKey>,
+) {
+    vallum_core::journal::set_customer_keys(vallum_core::journal::CustomerKeys { target, source });
+}
+
+/// The server-side encryption a write asks for. Every object is encrypted whatever is asked;
+/// `aws:kms` may name the key; a customer-provided key (SSE-C) wraps the data key instead.
+fn sse_request(
+    sse: Option<&ServerSideEncryption>,
+    key_id: Option<String>,
+    customer_key: Option<vallum_crypto::customer::CustomerKey>,
+) -> S3Result<SseRequest> {
+    if customer_key.is_some() && (sse.is_some() || key_id.is_some()) {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Server Side Encryption with Customer provided key is incompatible with the encryption method specified"
         ));
     }
     match sse.map(ServerSideEncryption::as_str) {
@@ -2153,11 +2281,15 @@ fn sse_request(
                     "x-amz-server-side-encryption-aws-kms-key-id requires x-amz-server-side-encryption: aws:kms"
                 ));
             }
-            Ok(SseRequest::default())
+            Ok(SseRequest {
+                key_id: None,
+                customer_key,
+            })
         }
         Some(ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE) => {
             Ok(SseRequest {
                 key_id: key_id.as_deref().map(kms_key_id),
+                customer_key: None,
             })
         }
         Some(other) => Err(s3_error!(
@@ -2167,10 +2299,24 @@ fn sse_request(
     }
 }
 
+/// Response headers of SSE-C: the algorithm and the MD5 the client sent.
+fn ssec_out(
+    enc: Option<&vallum_core::meta::Encryption>,
+    md5: Option<String>,
+) -> (Option<String>, Option<String>) {
+    match enc {
+        Some(e) if e.wrapped.provider == vallum_crypto::customer::SSE_C => {
+            (Some("AES256".to_owned()), md5)
+        }
+        _ => (None, None),
+    }
+}
+
 fn sse_out(
     enc: Option<&vallum_core::meta::Encryption>,
 ) -> (Option<ServerSideEncryption>, Option<String>) {
     match enc {
+        Some(e) if e.wrapped.provider == vallum_crypto::customer::SSE_C => (None, None),
         Some(e) => (
             Some(ServerSideEncryption::from_static(
                 ServerSideEncryption::AWS_KMS,
