@@ -335,7 +335,7 @@ pub(crate) fn decrypt_stream(
     struct State {
         raw: ByteStream,
         dec: Decryptor,
-        buf: Vec<u8>,
+        buf: bytes::BytesMut,
         index: u64,
         last: u64,
         skip: usize,
@@ -345,13 +345,15 @@ pub(crate) fn decrypt_stream(
     let state = State {
         raw,
         dec,
-        buf: Vec::new(),
+        buf: bytes::BytesMut::new(),
         index: span.first,
         last: span.last,
         skip: span.skip as usize,
         remaining: end - start,
         done: end == start,
     };
+    // One copy per byte: site chunks are gathered into `buf`; each segment is split off
+    // (no copy), decrypted in place and handed on as a slice of the same memory.
     Box::pin(futures::stream::unfold(state, |mut st| async move {
         if st.done || st.index > st.last {
             return None;
@@ -359,7 +361,12 @@ pub(crate) fn decrypt_stream(
         let need = st.dec.sealed_len(st.index) as usize;
         while st.buf.len() < need {
             match st.raw.next().await {
-                Some(Ok(chunk)) => st.buf.extend_from_slice(&chunk),
+                Some(Ok(chunk)) => {
+                    if st.buf.is_empty() {
+                        st.buf.reserve(need.max(chunk.len()));
+                    }
+                    st.buf.extend_from_slice(&chunk);
+                }
                 Some(Err(e)) => {
                     st.done = true;
                     return Some((Err(e), st));
@@ -375,17 +382,18 @@ pub(crate) fn decrypt_stream(
                 }
             }
         }
-        let sealed: Vec<u8> = st.buf.drain(..need).collect();
-        match st.dec.open(st.index, &sealed) {
-            Ok(plain) => {
+        let mut sealed = st.buf.split_to(need);
+        match st.dec.open_in_place(st.index, &mut sealed) {
+            Ok(plain_len) => {
                 st.index += 1;
-                let from = std::mem::take(&mut st.skip).min(plain.len());
-                let take = ((plain.len() - from) as u64).min(st.remaining) as usize;
+                let plain = sealed.freeze();
+                let from = std::mem::take(&mut st.skip).min(plain_len);
+                let take = ((plain_len - from) as u64).min(st.remaining) as usize;
                 st.remaining -= take as u64;
                 if st.remaining == 0 {
                     st.done = true;
                 }
-                Some((Ok(Bytes::copy_from_slice(&plain[from..from + take])), st))
+                Some((Ok(plain.slice(from..from + take)), st))
             }
             Err(err) => {
                 tracing::error!(error = %err, "encrypted blob failed its integrity check");

@@ -345,6 +345,15 @@ impl Decryptor {
     /// Decrypts segment `index` (its sealed bytes); fails with an integrity error if anything
     /// about it was changed, moved, cut or taken from another object.
     pub fn open(&self, index: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        let plain_len = self.open_in_place(index, &mut buf)?;
+        buf.truncate(plain_len);
+        Ok(buf)
+    }
+
+    /// [`Self::open`] in place: `sealed` holds segment `index`'s sealed bytes and, on success,
+    /// its plaintext in the first returned-count bytes (the data path avoids a copy this way).
+    pub fn open_in_place(&self, index: u64, sealed: &mut [u8]) -> Result<usize, CryptoError> {
         let segments = self.segments();
         if index >= segments {
             return Err(CryptoError::Integrity(format!(
@@ -363,18 +372,14 @@ impl Decryptor {
                 sealed.len()
             )));
         }
-        let mut buf = Zeroizing::new(sealed.to_vec());
-        let plain_len = self
-            .cipher
+        self.cipher
             .open_in_place(
                 nonce(index),
                 Aad::from(aad(&self.aad_prefix, index, index == segments - 1)),
-                &mut buf[..],
+                sealed,
             )
-            .map_err(|_| CryptoError::Integrity(format!("segment {index} failed authentication")))?
-            .len();
-        buf.truncate(plain_len);
-        Ok(buf)
+            .map(|plain| plain.len())
+            .map_err(|_| CryptoError::Integrity(format!("segment {index} failed authentication")))
     }
 
     /// Decrypts the bytes of a [`SegmentSpan`] and returns exactly the plaintext range
