@@ -407,6 +407,66 @@ pub(crate) const KEYED_VERSIONS_SQL: &str = "SELECT bucket, key, seq, version_id
 
 pub(crate) const REWRAP_SQL: &str = "UPDATE versions SET encryption = $1 WHERE bucket = $2 AND key = $3 AND seq = $4 AND encryption = $5";
 
+/// `keyed_versions` and `rewrap_version` as free functions over a backend's pool type (the same
+/// SQL on both backends); the `MetaStore` methods delegate to them.
+macro_rules! keyed_versions_fns {
+    ($pool:ty) => {
+        async fn keyed_versions_in(
+            pool: &$pool,
+            key_id: &str,
+            after: Option<&vallum_core::meta::KeyedVersion>,
+            limit: usize,
+        ) -> MetaResult<Vec<vallum_core::meta::KeyedVersion>> {
+            let (b, k, s) = after.map_or((String::new(), String::new(), -1), |a| {
+                (a.bucket.clone(), a.key.clone(), a.seq)
+            });
+            let rows = sqlx::query($crate::common::KEYED_VERSIONS_SQL)
+                .bind($crate::common::key_id_pattern(key_id))
+                .bind(b)
+                .bind(k)
+                .bind(s)
+                .bind(limit as i64)
+                .fetch_all(pool)
+                .await
+                .map_err(backend)?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let text: String = row.try_get("encryption").map_err(backend)?;
+                let encryption: vallum_core::meta::Encryption = $crate::common::from_json(&text)?;
+                out.push(vallum_core::meta::KeyedVersion {
+                    bucket: row.try_get("bucket").map_err(backend)?,
+                    key: row.try_get("key").map_err(backend)?,
+                    seq: row.try_get("seq").map_err(backend)?,
+                    version_id: row.try_get("version_id").map_err(backend)?,
+                    size_bytes: row.try_get::<i64, _>("size_bytes").map_err(backend)? as u64,
+                    encryption,
+                });
+            }
+            // The LIKE pattern is a coarse filter; the exact key id is checked here.
+            out.retain(|v| v.encryption.wrapped.key_id == key_id);
+            Ok(out)
+        }
+
+        async fn rewrap_version_in(
+            pool: &$pool,
+            version: &vallum_core::meta::KeyedVersion,
+            new: &vallum_core::meta::Encryption,
+        ) -> MetaResult<bool> {
+            let done = sqlx::query($crate::common::REWRAP_SQL)
+                .bind(json(new)?)
+                .bind(&version.bucket)
+                .bind(&version.key)
+                .bind(version.seq)
+                .bind(json(&version.encryption)?)
+                .execute(pool)
+                .await
+                .map_err(backend)?;
+            Ok(done.rows_affected() == 1)
+        }
+    };
+}
+pub(crate) use keyed_versions_fns;
+
 #[cfg(test)]
 mod tests {
     use super::{pg_retryable, sqlite_retryable};

@@ -211,6 +211,8 @@ impl SqliteMetaStore {
     }
 }
 
+crate::common::keyed_versions_fns!(sqlx::SqlitePool);
+
 #[async_trait::async_trait]
 impl MetaStore for SqliteMetaStore {
     async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()> {
@@ -755,34 +757,7 @@ impl MetaStore for SqliteMetaStore {
         after: Option<&vallum_core::meta::KeyedVersion>,
         limit: usize,
     ) -> MetaResult<Vec<vallum_core::meta::KeyedVersion>> {
-        let (b, k, s) = after.map_or((String::new(), String::new(), -1), |a| {
-            (a.bucket.clone(), a.key.clone(), a.seq)
-        });
-        let rows = sqlx::query(crate::common::KEYED_VERSIONS_SQL)
-            .bind(crate::common::key_id_pattern(key_id))
-            .bind(b)
-            .bind(k)
-            .bind(s)
-            .bind(limit as i64)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let text: String = row.try_get("encryption").map_err(backend)?;
-            let encryption: vallum_core::meta::Encryption = crate::common::from_json(&text)?;
-            out.push(vallum_core::meta::KeyedVersion {
-                bucket: row.try_get("bucket").map_err(backend)?,
-                key: row.try_get("key").map_err(backend)?,
-                seq: row.try_get("seq").map_err(backend)?,
-                version_id: row.try_get("version_id").map_err(backend)?,
-                size_bytes: row.try_get::<i64, _>("size_bytes").map_err(backend)? as u64,
-                encryption,
-            });
-        }
-        // The LIKE pattern is a coarse filter; the exact key id is checked here.
-        out.retain(|v| v.encryption.wrapped.key_id == key_id);
-        Ok(out)
+        keyed_versions_in(&self.read, key_id, after, limit).await
     }
 
     async fn rewrap_version(
@@ -790,16 +765,7 @@ impl MetaStore for SqliteMetaStore {
         version: &vallum_core::meta::KeyedVersion,
         new: &vallum_core::meta::Encryption,
     ) -> MetaResult<bool> {
-        let done = sqlx::query(crate::common::REWRAP_SQL)
-            .bind(json(new)?)
-            .bind(&version.bucket)
-            .bind(&version.key)
-            .bind(version.seq)
-            .bind(json(&version.encryption)?)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
+        rewrap_version_in(&self.write, version, new).await
     }
 
     async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
