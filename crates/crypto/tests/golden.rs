@@ -88,3 +88,30 @@ async fn a_keyring_file_v1_still_opens_and_unwraps() {
         dek().expose()
     );
 }
+
+#[test]
+fn an_sse_c_wrapped_key_v1_still_opens_with_its_customer_key() {
+    use vallum_crypto::customer::CustomerKey;
+    let customer = CustomerKey::from_bytes(&[0x5a; 32]).unwrap();
+    if regenerate() || !golden("sse-c-wrapped-v1.json").exists() {
+        let w = customer.wrap(&dek(), b"golden").unwrap();
+        std::fs::write(
+            golden("sse-c-wrapped-v1.json"),
+            serde_json::to_vec_pretty(&w).unwrap(),
+        )
+        .unwrap();
+    }
+    let w: WrappedKey =
+        serde_json::from_slice(&std::fs::read(golden("sse-c-wrapped-v1.json")).unwrap()).unwrap();
+    assert_eq!((w.provider.as_str(), w.key_version), ("sse-c", 0));
+    assert_eq!(
+        customer.unwrap(&w, b"golden").unwrap().expose(),
+        dek().expose()
+    );
+    assert!(
+        !CustomerKey::from_bytes(&[0x5b; 32])
+            .unwrap()
+            .matches(&w)
+            .unwrap()
+    );
+}

@@ -465,3 +465,66 @@ async fn a_dead_hung_or_throttling_proxy_fails_fast_and_clearly() {
         "one try and two retries"
     );
 }
+
+/// Golden: a data key wrapped through keyd (XKS wrapped-key format v1, keyd's ciphertext
+/// metadata v1) under the committed golden keyring of vallum-crypto must keep unwrapping.
+/// Regenerate (only with a new format version) with `VALLUM_REGENERATE_GOLDEN=1`.
+#[tokio::test]
+async fn an_xks_wrapped_key_v1_still_unwraps_through_keyd() {
+    let crypto_golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crypto/tests/golden");
+    let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/xks-wrapped-v1.json");
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificate(dir.path());
+    std::fs::copy(crypto_golden.join("keyring-v1"), dir.path().join("keyring")).unwrap();
+    let ring = Arc::new(
+        LocalKeyring::open(
+            &dir.path().join("keyring"),
+            &RootKey::File(crypto_golden.join("keyring-root.key")),
+        )
+        .unwrap(),
+    );
+    let proxy = Arc::new(Proxy::new(
+        ring,
+        vec![("AKIDKEYDONE".into(), Zeroizing::new("secret-one".into()))],
+        "",
+        Policy::default(),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = vallum_xks::tls::server_config(&cert, &key).unwrap();
+    tokio::spawn(vallum_xks::proxy::serve(
+        proxy,
+        listener,
+        Some(tls),
+        std::future::pending(),
+    ));
+    let xks = client(
+        &format!("https://localhost:{port}"),
+        Some(&ca),
+        "secret-one",
+        Duration::from_secs(5),
+    );
+    let dek = DataKey::from_bytes(&[0x42; 32]).unwrap();
+    if std::env::var_os("VALLUM_REGENERATE_GOLDEN").is_some() || !ours.exists() {
+        let w = xks
+            .wrap("kek-golden", &dek, b"golden", &why("customer-request"))
+            .await
+            .unwrap();
+        std::fs::write(&ours, serde_json::to_vec_pretty(&w).unwrap()).unwrap();
+    }
+    let w: vallum_crypto::keys::WrappedKey =
+        serde_json::from_slice(&std::fs::read(&ours).unwrap()).unwrap();
+    assert_eq!((w.provider.as_str(), w.key_version), ("xks", 0));
+    assert_eq!(
+        xks.unwrap(&w, b"golden", &why("customer-request"))
+            .await
+            .unwrap()
+            .expose(),
+        dek.expose()
+    );
+    assert!(
+        xks.unwrap(&w, b"other", &why("customer-request"))
+            .await
+            .is_err()
+    );
+}
