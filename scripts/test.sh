@@ -11,6 +11,9 @@ cd "$(dirname "$0")/.."
 
 CACHE="${VALLUM_CACHE:-$HOME/.cache/vallum}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+# Incremental artifacts help an edit-compile loop, not a test run: they double the target
+# directory (tens of GB) and slow the first build.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 VENV="$CACHE/venv"
 mkdir -p "$CACHE"
 
