@@ -240,7 +240,12 @@ fn key(path: &Path, op: KeyOp) -> anyhow::Result<()> {
     let now = vallum_server::keys::now_ms();
     runtime()?.block_on(async move {
         match op {
-            KeyOp::Create { id } => show(&p.create_key(&id, now).await?),
+            KeyOp::Create { id } => {
+                if !vallum_xks::wire::valid_key_id(&id) {
+                    bail!("{id:?}: XKS external key ids are 1-128 characters of A-Z a-z 0-9 - . _");
+                }
+                show(&p.create_key(&id, now).await?)
+            }
             KeyOp::List => {
                 for k in p.list().await? {
                     show(&k);

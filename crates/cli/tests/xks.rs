@@ -156,6 +156,14 @@ reasons = ["customer-request", "describe-key"]
         created.contains("records-kek\tversion 1\tenabled"),
         "{created}"
     );
+    let bad = vallum()
+        .args(["keyd", "key", "--config"])
+        .arg(&keyd_toml)
+        .args(["create", "not/an-xks-id"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("XKS external key ids"));
     let mut keyd = start_keyd(&keyd_toml);
 
     let vallum_toml = tmp.path().join("vallum.toml");
