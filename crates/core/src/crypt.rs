@@ -290,7 +290,7 @@ pub(crate) fn encrypt_stream(
     let header = Bytes::copy_from_slice(enc.header());
     let stream = futures::stream::unfold(
         (body, Some(enc), Some(header)),
-        |(mut body, mut enc, header)| async move {
+        move |(mut body, mut enc, header)| async move {
             if let Some(h) = header {
                 return Some((Ok(h), (body, enc, None)));
             }
@@ -298,7 +298,10 @@ pub(crate) fn encrypt_stream(
             loop {
                 match body.next().await {
                     Some(Ok(chunk)) => {
-                        let mut out = Vec::with_capacity(chunk.len() + 64);
+                        // Room for the chunk, a held partial segment, and the tags.
+                        let mut out = Vec::with_capacity(
+                            chunk.len() + segment_bytes as usize + (chunk.len() / 4096 + 2) * 16,
+                        );
                         if let Err(err) = e.update(&chunk, &mut out) {
                             return Some((Err(io(err)), (body, None, None)));
                         }

@@ -119,7 +119,9 @@ pub struct Encryptor {
     aad_prefix: Vec<u8>,
     segment_bytes: usize,
     index: u64,
-    pending: Zeroizing<Vec<u8>>,
+    /// Plaintext of the segment being filled (object data, not key material: reused, not
+    /// zeroized).
+    pending: Vec<u8>,
     header: Vec<u8>,
 }
 
@@ -161,7 +163,7 @@ impl Encryptor {
             aad_prefix: ctx.aad_prefix(),
             segment_bytes: segment_bytes as usize,
             index: 0,
-            pending: Zeroizing::new(Vec::with_capacity(segment_bytes as usize)),
+            pending: Vec::with_capacity(segment_bytes as usize),
             header,
         })
     }
@@ -193,9 +195,17 @@ impl Encryptor {
         while !data.is_empty() {
             if self.pending.len() == self.segment_bytes {
                 // More data follows, so the held segment is not the last one.
-                let full = std::mem::take(&mut *self.pending);
-                let full = Zeroizing::new(full);
+                let full = std::mem::take(&mut self.pending);
                 self.seal(&full, false, out)?;
+                self.pending = full;
+                self.pending.clear();
+            }
+            if self.pending.is_empty() && data.len() > self.segment_bytes {
+                // A whole segment with more after it: sealed straight from the input.
+                let (segment, rest) = data.split_at(self.segment_bytes);
+                self.seal(segment, false, out)?;
+                data = rest;
+                continue;
             }
             let room = self.segment_bytes - self.pending.len();
             let n = room.min(data.len());
@@ -207,8 +217,7 @@ impl Encryptor {
 
     /// Seals the final segment and appends it to `out`.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), CryptoError> {
-        let last = std::mem::take(&mut *self.pending);
-        let last = Zeroizing::new(last);
+        let last = std::mem::take(&mut self.pending);
         self.seal(&last, true, out)
     }
 }
