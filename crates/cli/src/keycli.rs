@@ -75,16 +75,9 @@ enum KeyOp {
     },
 }
 
+/// A key id as one path segment.
 fn encode(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    sigv4::uri_encode(id, false)
 }
 
 struct Client {

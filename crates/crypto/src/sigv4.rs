@@ -73,7 +73,10 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-fn uri_encode(s: &str, keep_slash: bool) -> String {
+/// Percent-encodes everything but unreserved characters (`A-Za-z0-9-._~`, and `/` when
+/// `keep_slash`), as SigV4 canonicalisation and AWS paths need.
+#[must_use]
+pub fn uri_encode(s: &str, keep_slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (keep_slash && b == b'/') {
@@ -346,6 +349,40 @@ pub fn verify(
     } else {
         Err(SigV4Error::Mismatch)
     }
+}
+
+/// [`verify`] for an HTTP request: its method, path, query and headers (the host taken from
+/// the URI authority when HTTP/2 carries it as `:authority`) and the SHA-256 of `body`.
+pub fn verify_http(
+    parts: &http::request::Parts,
+    body: &[u8],
+    service: &str,
+    now_unix: i64,
+    secret_of: impl Fn(&str) -> Option<Zeroizing<String>>,
+) -> Result<Verified, SigV4Error> {
+    let mut headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    if !parts.headers.contains_key(http::header::HOST)
+        && let Some(a) = parts.uri.authority()
+    {
+        headers.push(("host".into(), a.to_string()));
+    }
+    let hash = payload_hash(body);
+    verify(
+        &CanonicalInput {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            headers: &headers,
+            payload_sha256: &hash,
+        },
+        service,
+        now_unix,
+        secret_of,
+    )
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use vallum_core::journal::{RequestContext, in_context};
 use vallum_core::keyadmin::RewrapProgress;
 use vallum_core::service::ObjectService;
 use vallum_crypto::keys::KeyState;
-use vallum_crypto::sigv4::{self, CanonicalInput};
+use vallum_crypto::sigv4;
 
 use crate::credentials::Credentials;
 
@@ -155,20 +155,9 @@ impl Admin {
                 );
             }
         };
-        let headers: Vec<(String, String)> = parts
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect();
-        let hash = sigv4::payload_hash(&body);
-        let verified = sigv4::verify(
-            &CanonicalInput {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query().unwrap_or(""),
-                headers: &headers,
-                payload_sha256: &hash,
-            },
+        let verified = sigv4::verify_http(
+            &parts,
+            &body,
             ADMIN_SERVICE,
             self.service.now_ms() / 1000,
             |ak| {

@@ -21,7 +21,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use vallum_crypto::CryptoError;
 use vallum_crypto::keys::{Justification, KeyProvider, KeyState, MAX_SEAL_BYTES, SealedData};
-use vallum_crypto::sigv4::{self, CanonicalInput};
+use vallum_crypto::sigv4;
 use zeroize::Zeroizing;
 
 use crate::wire::{
@@ -298,32 +298,23 @@ impl Proxy {
     }
 
     fn authenticate(&self, parts: &http::request::Parts, body: &[u8]) -> Result<(), ApiError> {
-        let mut headers: Vec<(String, String)> = parts
-            .headers
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-            .collect();
-        // HTTP/2 carries the host as :authority.
-        if !parts.headers.contains_key(http::header::HOST)
-            && let Some(a) = parts.uri.authority()
-        {
-            headers.push(("host".into(), a.to_string()));
-        }
-        let hash = sigv4::payload_hash(body);
-        sigv4::verify(
-            &CanonicalInput {
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query().unwrap_or(""),
-                headers: &headers,
-                payload_sha256: &hash,
-            },
-            wire::SIGV4_SERVICE,
-            now_ms() / 1000,
-            |ak| self.credentials.get(ak).cloned(),
-        )
+        sigv4::verify_http(parts, body, wire::SIGV4_SERVICE, now_ms() / 1000, |ak| {
+            self.credentials.get(ak).cloned()
+        })
         .map(|_| ())
         .map_err(|e| ApiError::new(ErrorName::AuthenticationFailed, e.to_string()))
+    }
+
+    /// The only algorithm of the API's v1.
+    fn check_algorithm(algorithm: &str) -> Result<(), ApiError> {
+        if algorithm == "AES_GCM" {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorName::Validation,
+                format!("encryptionAlgorithm {algorithm:?} is not AES_GCM"),
+            ))
+        }
     }
 
     fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -414,15 +405,7 @@ impl Proxy {
     async fn encrypt(&self, key: &str, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
         let req: EncryptRequest = Self::parse(body)?;
         let why = self.authorize(key, &req.request_metadata)?;
-        if req.encryption_algorithm != "AES_GCM" {
-            return Err(ApiError::new(
-                ErrorName::Validation,
-                format!(
-                    "encryptionAlgorithm {:?} is not AES_GCM",
-                    req.encryption_algorithm
-                ),
-            ));
-        }
+        Self::check_algorithm(&req.encryption_algorithm)?;
         if let Some(a) = &req.ciphertext_data_integrity_value_algorithm
             && a != "SHA_256"
         {
@@ -500,15 +483,7 @@ impl Proxy {
     async fn decrypt(&self, key: &str, body: &[u8]) -> Result<Response<Full<Bytes>>, ApiError> {
         let req: DecryptRequest = Self::parse(body)?;
         let why = self.authorize(key, &req.request_metadata)?;
-        if req.encryption_algorithm != "AES_GCM" {
-            return Err(ApiError::new(
-                ErrorName::Validation,
-                format!(
-                    "encryptionAlgorithm {:?} is not AES_GCM",
-                    req.encryption_algorithm
-                ),
-            ));
-        }
+        Self::check_algorithm(&req.encryption_algorithm)?;
         let invalid = |m: &str| ApiError::new(ErrorName::InvalidCiphertext, m.to_owned());
         let ct = unb64("ciphertext", &req.ciphertext)?;
         let iv = unb64("initializationVector", &req.initialization_vector)?;
