@@ -101,11 +101,9 @@ impl DekCache {
         }
     }
 
-    fn forget(&self, key_id: Option<&str>) {
+    fn forget(&self, key_id: &str) {
         if let Ok(mut inner) = self.inner.lock() {
-            inner
-                .map
-                .retain(|_, (_, _, k)| key_id.is_some_and(|id| id != k.as_str()));
+            inner.map.retain(|_, (_, _, k)| k != key_id);
         }
     }
 }
@@ -145,9 +143,9 @@ impl KeyService {
         self
     }
 
-    /// Drops cached data keys of `key_id` (every key when `None`): after a key is disabled,
-    /// rotated away or destroyed, this gateway asks the provider again at once.
-    pub fn forget_cached(&self, key_id: Option<&str>) {
+    /// Drops cached data keys of `key_id`: after a key is disabled, rotated away or
+    /// destroyed, this gateway asks the provider again at once.
+    pub fn forget_cached(&self, key_id: &str) {
         self.cache.forget(key_id);
     }
 
@@ -457,7 +455,7 @@ mod tests {
                 .is_err()
         );
         // Forgetting the key's entries sends the next read to the provider.
-        keys.forget_cached(Some("k"));
+        keys.forget_cached("k");
         assert!(keys.open_key("b", "o", &enc, &who("key:A")).await.is_err());
         // Expiry, and the bound on entries.
         ring.set_state("k", KeyState::Enabled).await.unwrap();

@@ -153,7 +153,7 @@ impl ObjectService {
             .rotate(key_id, self.now_ms())
             .await
             .map_err(admin_error)?;
-        keys.forget_cached(Some(key_id));
+        keys.forget_cached(key_id);
         self.lifecycle_event(
             key_id,
             format!("rotated to version {}", info.current_version),
@@ -224,7 +224,7 @@ impl ObjectService {
             .set_state(key_id, state)
             .await
             .map_err(admin_error)?;
-        keys.forget_cached(Some(key_id));
+        keys.forget_cached(key_id);
         let action = match state {
             KeyState::Enabled => "enabled".to_owned(),
             KeyState::Disabled => "disabled".to_owned(),
@@ -266,7 +266,7 @@ impl ObjectService {
             }
         }
         let key = keys.provider().destroy(key_id).await.map_err(admin_error)?;
-        keys.forget_cached(Some(key_id));
+        keys.forget_cached(key_id);
         self.lifecycle_event(
             key_id,
             format!(

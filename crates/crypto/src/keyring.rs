@@ -458,12 +458,7 @@ impl KeyProvider for LocalKeyring {
         let sealed = self.seal_current(key_id, dek.expose(), |v| {
             crate::keys::wrap_aad(key_id, v, context)
         })?;
-        Ok(WrappedKey {
-            provider: self.name().to_owned(),
-            key_id: key_id.to_owned(),
-            key_version: sealed.version,
-            wrapped: base64_simd::STANDARD.encode_to_string(sealed.to_bytes()),
-        })
+        Ok(sealed.to_wrapped(self.name(), key_id))
     }
 
     async fn unwrap(

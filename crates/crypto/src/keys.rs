@@ -187,6 +187,18 @@ impl SealedData {
         out
     }
 
+    /// The wrapped data key of the keyring and PKCS#11 providers: this, Base64, under
+    /// `provider`'s `key_id` at the version that sealed it.
+    #[must_use]
+    pub fn to_wrapped(&self, provider: &str, key_id: &str) -> WrappedKey {
+        WrappedKey {
+            provider: provider.to_owned(),
+            key_id: key_id.to_owned(),
+            key_version: self.version,
+            wrapped: base64_simd::STANDARD.encode_to_string(self.to_bytes()),
+        }
+    }
+
     /// The sealed form of a wrapped data key (nonce, 32 key bytes, tag).
     pub fn from_wrapped(w: &WrappedKey) -> Result<Self, CryptoError> {
         let raw = base64_simd::STANDARD

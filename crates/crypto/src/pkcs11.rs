@@ -320,12 +320,7 @@ impl KeyProvider for Pkcs11Provider {
                 crate::keys::wrap_aad(key_id, v, context)
             })
         })?;
-        Ok(WrappedKey {
-            provider: "pkcs11".into(),
-            key_id: key_id.to_owned(),
-            key_version: sealed.version,
-            wrapped: base64_simd::STANDARD.encode_to_string(sealed.to_bytes()),
-        })
+        Ok(sealed.to_wrapped(self.name(), key_id))
     }
 
     async fn unwrap(
