@@ -43,15 +43,22 @@ struct Keyd {
 }
 
 async fn keyd(policy: Policy) -> Keyd {
+    keyd_over(policy, None).await
+}
+
+/// keyd over a fresh keyring, or over a copy of `existing` (keyring file, root key file).
+async fn keyd_over(policy: Policy, existing: Option<(&Path, &Path)>) -> Keyd {
     let dir = tempfile::tempdir().unwrap();
     let (ca, cert, key) = certificate(dir.path());
-    let ring = Arc::new(
-        LocalKeyring::open(
-            &dir.path().join("keyring"),
-            &RootKey::File(dir.path().join("root.key")),
-        )
-        .unwrap(),
-    );
+    let root = match existing {
+        Some((keyring, root)) => {
+            std::fs::copy(keyring, dir.path().join("keyring")).unwrap();
+            root.to_path_buf()
+        }
+        None => dir.path().join("root.key"),
+    };
+    let ring =
+        Arc::new(LocalKeyring::open(&dir.path().join("keyring"), &RootKey::File(root)).unwrap());
     let proxy = Arc::new(Proxy::new(
         ring.clone(),
         vec![
@@ -473,37 +480,15 @@ async fn a_dead_hung_or_throttling_proxy_fails_fast_and_clearly() {
 async fn an_xks_wrapped_key_v1_still_unwraps_through_keyd() {
     let crypto_golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crypto/tests/golden");
     let ours = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/xks-wrapped-v1.json");
-    let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = certificate(dir.path());
-    std::fs::copy(crypto_golden.join("keyring-v1"), dir.path().join("keyring")).unwrap();
-    let ring = Arc::new(
-        LocalKeyring::open(
-            &dir.path().join("keyring"),
-            &RootKey::File(crypto_golden.join("keyring-root.key")),
-        )
-        .unwrap(),
-    );
-    let proxy = Arc::new(Proxy::new(
-        ring,
-        vec![("AKIDKEYDONE".into(), Zeroizing::new("secret-one".into()))],
-        "",
+    let k = keyd_over(
         Policy::default(),
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let tls = vallum_xks::tls::server_config(&cert, &key).unwrap();
-    tokio::spawn(vallum_xks::proxy::serve(
-        proxy,
-        listener,
-        Some(tls),
-        std::future::pending(),
-    ));
-    let xks = client(
-        &format!("https://localhost:{port}"),
-        Some(&ca),
-        "secret-one",
-        Duration::from_secs(5),
-    );
+        Some((
+            &crypto_golden.join("keyring-v1"),
+            &crypto_golden.join("keyring-root.key"),
+        )),
+    )
+    .await;
+    let xks = client(&k.url, Some(&k.ca), "secret-one", Duration::from_secs(5));
     let dek = DataKey::from_bytes(&[0x42; 32]).unwrap();
     if std::env::var_os("VALLUM_REGENERATE_GOLDEN").is_some() || !ours.exists() {
         let w = xks
