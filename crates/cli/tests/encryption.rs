@@ -285,34 +285,9 @@ async fn objects_can_need_two_custodians() {
 }
 
 async fn hsm_round_trip(provider: &str) {
-    std::env::var("SOFTHSM2_CONF")
-        .expect("SOFTHSM2_CONF is not set; run ./scripts/test.sh, which prepares a SoftHSM2 token directory");
-    let module = [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("SoftHSM2 is not installed; run ./scripts/test.sh");
+    let module = common::softhsm_module();
     let label = format!("vallum-{provider}-{}", std::process::id());
-    let init = std::process::Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            &label,
-            "--pin",
-            "9876",
-            "--so-pin",
-            "5432",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    common::softhsm_token(&label, "9876", "5432");
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("vallum.toml");
     std::fs::write(

@@ -12,16 +12,7 @@ use common::{Server, run, run_failing, tool};
 fn the_endpoint_serves_https_with_the_configured_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("tls");
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-test-ca.sh"))
-        .arg(&certs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::test_ca(&certs);
     let server = Server::start_in(
         &tmp.path().join("data"),
         "127.0.0.1:0",

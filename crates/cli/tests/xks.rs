@@ -12,18 +12,6 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::primitives::ByteStream;
 use common::Server;
 
-fn softhsm_module() -> &'static str {
-    std::env::var("SOFTHSM2_CONF")
-        .expect("SOFTHSM2_CONF is not set; run ./scripts/test.sh, which prepares a SoftHSM2 token directory");
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    ]
-    .into_iter()
-    .find(|p| Path::new(p).exists())
-    .expect("SoftHSM2 is not installed; run ./scripts/test.sh")
-}
-
 fn vallum() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vallum"));
     c.env("KEYD_PIN", "2468")
@@ -86,38 +74,12 @@ fn error_code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_are_encrypted_under_keys_held_by_keyd_and_follow_their_holder() {
-    let module = softhsm_module();
+    let module = common::softhsm_module();
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("tls");
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-test-ca.sh"))
-        .arg(&certs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::test_ca(&certs);
     let label = format!("keyd-{}", std::process::id());
-    let init = Command::new("softhsm2-util")
-        .args([
-            "--init-token",
-            "--free",
-            "--label",
-            &label,
-            "--pin",
-            "2468",
-            "--so-pin",
-            "1357",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    common::softhsm_token(&label, "2468", "1357");
 
     let port = free_port();
     let keyd_toml = tmp.path().join("keyd.toml");

@@ -278,3 +278,46 @@ pub fn fresh_pg_database() -> String {
     );
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
 }
+
+/// The SoftHSM2 PKCS#11 module (installed, and its token directory prepared, by
+/// scripts/test.sh).
+pub fn softhsm_module() -> &'static str {
+    std::env::var("SOFTHSM2_CONF")
+        .expect("SOFTHSM2_CONF is not set; run ./scripts/test.sh, which prepares a SoftHSM2 token directory");
+    [
+        "/usr/lib/softhsm/libsofthsm2.so",
+        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("SoftHSM2 is not installed; run ./scripts/test.sh")
+}
+
+/// Initialises a SoftHSM2 token `label` with a user PIN and a security-officer PIN.
+pub fn softhsm_token(label: &str, pin: &str, so_pin: &str) {
+    let init = Command::new("softhsm2-util")
+        .args(["--init-token", "--free", "--label", label])
+        .args(["--pin", pin, "--so-pin", so_pin])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+}
+
+/// A private CA and a localhost certificate in `dir` (scripts/make-test-ca.sh): `ca.pem`,
+/// `cert.pem`, `key.pem`.
+pub fn test_ca(dir: &Path) {
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-test-ca.sh"))
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
