@@ -136,8 +136,12 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
         ])
         .arg(tmp.path().join("part")));
     run(aws(&server).args(["s3", "rm", "s3://records/2026/report.pdf"]));
-    // log_started, credentials, 2 buckets, 2 stores, 2 reads, 1 delete.
-    let size = wait_for_size(&server, 9);
+    // log_started, credentials, 2 buckets, 2 stores (each with its key wrap), 2 reads (each with
+    // its key unwrap), 1 delete. Every one was durable before its reply, so the checkpoint must
+    // reach exactly this size and stop there (waiting for less races the next checkpoint).
+    let expected = 1 + 1 + 2 + 2 * 2 + 2 * 2 + 1;
+    let size = wait_for_size(&server, expected);
+    assert_eq!(size, expected, "unexpected entries in the log");
     let key = server.log_vkey.clone();
 
     // The whole log, over HTTP.
@@ -350,7 +354,10 @@ fn tampered_stored_entries_are_named_by_index() {
                 .unwrap();
         }
     });
-    let size = wait_for_size(&server, 9);
+    // log_started, credentials, the bucket, and 6 stores each with its key wrap.
+    let expected = 1 + 1 + 1 + 6 * 2;
+    let size = wait_for_size(&server, expected);
+    assert_eq!(size, expected, "unexpected entries in the log");
     let key = server.log_vkey.clone();
     server.kill9();
     let log = data.join("ledger/log");
@@ -460,7 +467,10 @@ fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one() {
         });
     };
     put(&server, 3, "bkt");
-    let size = wait_for_size(&server, 7);
+    // log_started, credentials, the bucket, and 3 stores each with its key wrap.
+    let expected = 1 + 1 + 1 + 3 * 2;
+    let size = wait_for_size(&server, expected);
+    assert_eq!(size, expected, "unexpected entries in the log");
     // The published checkpoint carries the witness's cosignature, and verify can require it.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
