@@ -467,8 +467,9 @@ fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one() {
         });
     };
     put(&server, 3, "bkt");
-    // log_started, credentials, the bucket, and 3 stores each with its key wrap.
-    let expected = 1 + 1 + 1 + 3 * 2;
+    // log_started at each of the two starts, credentials, the bucket, and 3 stores each with
+    // its key wrap.
+    let expected = 2 + 1 + 1 + 3 * 2;
     let size = wait_for_size(&server, expected);
     assert_eq!(size, expected, "unexpected entries in the log");
     // The published checkpoint carries the witness's cosignature, and verify can require it.
