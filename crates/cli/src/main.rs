@@ -1,8 +1,10 @@
 //! The `vallum` binary.
 
+mod admin_client;
 mod keycli;
 mod keyd;
 mod logtools;
+mod residencycli;
 
 use std::path::PathBuf;
 
@@ -66,6 +68,15 @@ enum Command {
     /// list, create, describe, rotate (with a re-wrap job), disable/enable, schedule or
     /// cancel deletion, destroy (crypto-shred, with a report of what became unrecoverable).
     Key(keycli::KeyArgs),
+    /// The site registry through the admin API: each site's legal profile, the exposures
+    /// derived from it (with their legal basis) and its certifications.
+    Site(residencycli::SiteArgs),
+    /// Bucket boundary policies through the admin API: show, set (a new version; refused
+    /// with each site's reason if no compliant placement exists), clear, history.
+    Policy(residencycli::PolicyArgs),
+    /// Placement decisions: `explain BUCKET KEY` shows where an object goes and why each site
+    /// is in or out. Exit codes: 0 placed, 3 no compliant placement, 1 could not run.
+    Placement(residencycli::PlacementArgs),
 }
 
 fn init_logging(config: &Config) {
@@ -106,6 +117,15 @@ fn main() -> anyhow::Result<()> {
         Command::Witness(args) => exit_with(logtools::witness(&args)),
         Command::Keyd(args) => keyd::run(args),
         Command::Key(args) => keycli::run(args),
+        Command::Site(args) => residencycli::run_site(args),
+        Command::Policy(args) => residencycli::run_policy(args),
+        Command::Placement(args) => exit_with(residencycli::run_placement(args).map(|placed| {
+            if placed {
+                0
+            } else {
+                residencycli::EXIT_REFUSED
+            }
+        })),
         Command::MigrateMeta { data_dir, to } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

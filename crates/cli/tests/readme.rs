@@ -8,6 +8,11 @@ use std::process::Command;
 use common::{Server, run, tool};
 
 fn readme_block(marker: &str) -> String {
+    readme_fenced(marker, "sh")
+}
+
+/// The first block fenced as `lang` after `marker`.
+fn readme_fenced(marker: &str, lang: &str) -> String {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
             .unwrap();
@@ -16,8 +21,8 @@ fn readme_block(marker: &str) -> String {
         .expect("README has the readme-test block")
         .1;
     let body = after
-        .split_once("```sh\n")
-        .expect("a sh block follows the marker")
+        .split_once(&format!("```{lang}\n"))
+        .expect("a block of that language follows the marker")
         .1;
     body.split_once("```").expect("the block ends").0.to_owned()
 }
@@ -183,4 +188,69 @@ fn readme_audit_example_runs() {
     assert!(out.contains("WITHIN BOUNDARY"), "{out}");
     // Stored and read, and the data key wrapped and unwrapped.
     assert!(out.contains("Data events checked: 4"), "{out}");
+}
+
+#[test]
+fn readme_residency_example_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
+        tmp.path().join("README.md"),
+    )
+    .unwrap();
+    let config = tmp.path().join("vallum.toml");
+    std::fs::write(
+        &config,
+        readme_fenced("<!-- readme-test residency-config -->", "toml"),
+    )
+    .unwrap();
+    let server = Server::start_in(
+        &tmp.path().join("vallum-data"),
+        "127.0.0.1:0",
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let script = readme_block("<!-- readme-test residency -->")
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap();
+    let aws_dir = tool("aws").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}:{}",
+        bin_dir.display(),
+        aws_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(Command::new(tool("bash"))
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(tmp.path())
+        .envs(server.tool_env())
+        .env("VALLUM_ENDPOINT", &server.endpoint)
+        .env("PATH", path));
+    assert!(
+        out.contains("exposed to    us-cloud-act: operator parent Hyperscale Inc in US"),
+        "{out}"
+    );
+    assert!(
+        out.contains("refused: this site is exposed to the CLOUD Act"),
+        "{out}"
+    );
+    assert!(
+        out.contains("health/intake.md under policy eu-certified"),
+        "{out}"
+    );
+    assert!(out.contains("placed on local (write quorum 1)"), "{out}");
+    assert!(
+        out.contains("version 1 by key:")
+            && out.contains("eu-certified: allowed [EU], required certifications [SecNumCloud]"),
+        "{out}"
+    );
+    // The object is there, and the refused policy left no version.
+    assert!(!out.contains("version 2"), "{out}");
+    let listed = run(Command::new(tool("aws")).envs(server.tool_env()).args([
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "health",
+    ]));
+    assert!(listed.contains("intake.md"), "{listed}");
 }

@@ -133,6 +133,10 @@ pub enum Error {
     /// The range does not overlap the object.
     #[error("The requested range is not satisfiable")]
     InvalidRange,
+    /// No placement satisfies the bucket's boundary policy; the message names each rejected
+    /// site and the rule it breaks.
+    #[error("{0}")]
+    NoCompliantPlacement(String),
     /// The metadata store is unreachable right now; the client should retry.
     #[error("The metadata store is unavailable: {0}")]
     Unavailable(String),

@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod meta;
 pub mod multipart;
+pub mod residency;
 pub mod service;
 pub mod versioning;
 

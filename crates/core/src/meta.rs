@@ -84,6 +84,10 @@ pub struct BucketRecord {
     pub lifecycle: Option<LifecycleConfig>,
     /// Default encryption (PutBucketEncryption); `None`: the deployment's default key.
     pub encryption: Option<BucketEncryption>,
+    /// The bucket's boundary policy, at its latest version; `None`: never set (the
+    /// deployment default applies, as it also does after a version whose policy is `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boundary: Option<crate::residency::BucketBoundary>,
 }
 
 /// A bucket's default encryption: which key-encryption key wraps new objects' data keys.
@@ -112,6 +116,7 @@ impl BucketRecord {
             object_lock: None,
             lifecycle: None,
             encryption: None,
+            boundary: None,
         }
     }
 }
@@ -438,6 +443,12 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Applies a configuration change (checked by `versioning::apply_bucket_update` inside the
     /// transaction) and returns the updated bucket.
     async fn update_bucket(&self, name: &str, update: &BucketUpdate) -> MetaResult<BucketRecord>;
+    /// Every version of the bucket's boundary policy, oldest first (kept, with who and when,
+    /// in the transaction that changes it; gone with the bucket).
+    async fn boundary_history(
+        &self,
+        bucket: &str,
+    ) -> MetaResult<Vec<crate::residency::BucketBoundary>>;
 
     /// Stores a new version if `condition` holds (checked against the latest version that is
     /// not a delete marker) and returns its version id. In an `Enabled` bucket it becomes the

@@ -107,6 +107,8 @@ impl ObjectService {
         validate_tags(&tags).map_err(Error::InvalidTag)?;
         let record = self.bucket(bucket).await?;
         let lock = self.resolve_lock(&record, lock)?;
+        // Refused before anything is written or wrapped; each part is placed again.
+        self.check_placement(&record, key)?;
         // One data key for the upload; each part's blob derives its own segment key from it.
         let encryption = self
             .new_object_key(&record, key, sse)
@@ -171,8 +173,12 @@ impl ObjectService {
         body: ByteStream,
         check: BodyCheck,
     ) -> Result<(vallum_types::BlobId, digest::Digests)> {
+        // The policy may have changed since the upload began: every part is placed anew.
+        let bucket = self.bucket(&upload.bucket).await?;
+        let placed = self.check_placement(&bucket, &upload.key)?;
         let cipher = self.part_cipher(upload).await?;
         self.write_blob(
+            &placed,
             body,
             check,
             MAX_PART_BYTES,

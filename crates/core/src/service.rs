@@ -19,6 +19,7 @@ use crate::meta::{
     BucketRecord, ChecksumAlgorithm, DeleteCondition, DeleteRequest, DeleteResult, Encryption,
     MetaStore, ObjectAttrs, ObjectRecord, Segment, WriteCondition,
 };
+use crate::residency::Placed;
 use crate::versioning::{
     BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, Tags, VersionUpdate,
     Versioning, is_valid_version_id, validate_tags,
@@ -253,7 +254,9 @@ pub struct ObjectService {
     pub(crate) clock: Arc<dyn Clock>,
     region: String,
     journal: Arc<dyn Journal>,
-    site: SiteRef,
+    pub(crate) site: SiteRef,
+    pub(crate) residency: Option<Arc<crate::residency::Residency>>,
+    pub(crate) local_site: String,
     key_privacy: Arc<KeyPrivacy>,
     keys: Option<Arc<KeyService>>,
 }
@@ -294,6 +297,8 @@ impl ObjectService {
                 jurisdiction: String::new(),
                 exposures: Vec::new(),
             },
+            residency: None,
+            local_site: "local".into(),
             key_privacy: Arc::new(KeyPrivacy::none()),
             keys: None,
         }
@@ -573,6 +578,7 @@ impl ObjectService {
             object_lock: true,
         })
         .await?;
+        self.log_default_boundary(name).await?;
         Ok(bucket)
     }
 
@@ -649,6 +655,7 @@ impl ObjectService {
             object_lock: false,
         })
         .await?;
+        self.log_default_boundary(name).await?;
         Ok(record)
     }
 
@@ -701,6 +708,7 @@ impl ObjectService {
         let lock = self.resolve_lock(&bucket, req.lock)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
             .await?;
+        let placed = self.check_placement(&bucket, &req.key)?;
         let key = self.new_object_key(&bucket, &req.key, &req.sse).await?;
         let cipher = key.as_ref().map(|(dek, enc)| WriteCipher {
             dek,
@@ -709,7 +717,7 @@ impl ObjectService {
             key: &req.key,
         });
         let (blob, digests) = self
-            .write_blob(body, req.check, MAX_PUT_OBJECT_BYTES, cipher)
+            .write_blob(&placed, body, req.check, MAX_PUT_OBJECT_BYTES, cipher)
             .await?;
         let encryption = key.map(|(_, enc)| enc);
         let mut record = self.single_blob_record(req.bucket, req.key, req.attrs, blob, digests);
@@ -782,9 +790,11 @@ impl ObjectService {
         }
     }
 
-    /// Streams `body` into a new blob, verifying it; nothing is left behind on failure.
+    /// Streams `body` into a new blob, verifying it; nothing is left behind on failure. Only
+    /// a write the placement engine permitted can get here (`Placed`).
     pub(crate) async fn write_blob(
         &self,
+        _placed: &Placed,
         body: ByteStream,
         check: BodyCheck,
         max_len_bytes: u64,
@@ -1247,6 +1257,7 @@ impl ObjectService {
         check_attrs(&attrs)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
             .await?;
+        let placed = self.check_placement(&bucket, &req.key)?;
         let source_cipher = self
             .open_object_key(
                 &source.bucket,
@@ -1272,7 +1283,7 @@ impl ObjectService {
             key: &req.key,
         });
         let (blob, digests) = self
-            .write_blob(body, check, MAX_PUT_OBJECT_BYTES, cipher)
+            .write_blob(&placed, body, check, MAX_PUT_OBJECT_BYTES, cipher)
             .await?;
         let encryption = key.map(|(_, enc)| enc);
         let mut record = self.single_blob_record(req.bucket, req.key, attrs, blob, digests);

@@ -297,6 +297,9 @@ pub enum BucketUpdate {
     Lifecycle(Option<LifecycleConfig>),
     /// Put/DeleteBucketEncryption.
     Encryption(Option<crate::meta::BucketEncryption>),
+    /// A new version of the boundary policy; refused (`PreconditionFailed`) unless its version
+    /// is the current one plus one, so concurrent changes cannot both win.
+    Boundary(crate::residency::BucketBoundary),
 }
 
 impl BucketUpdate {
@@ -317,6 +320,10 @@ impl BucketUpdate {
             BucketUpdate::Encryption(Some(c)) => {
                 ("encryption", serde_json::to_string(c).unwrap_or_default())
             }
+            BucketUpdate::Boundary(b) => (
+                "boundary",
+                serde_json::to_string(&b.policy).unwrap_or_default(),
+            ),
         }
     }
 }
@@ -352,6 +359,14 @@ pub fn apply_bucket_update(bucket: &mut BucketRecord, update: &BucketUpdate) -> 
         }
         BucketUpdate::Encryption(config) => {
             bucket.encryption.clone_from(config);
+            Ok(())
+        }
+        BucketUpdate::Boundary(next) => {
+            let current = bucket.boundary.as_ref().map_or(0, |b| b.version);
+            if next.version != current + 1 {
+                return Err(MetaError::PreconditionFailed);
+            }
+            bucket.boundary = Some(next.clone());
             Ok(())
         }
     }

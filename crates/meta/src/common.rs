@@ -132,6 +132,12 @@ macro_rules! bucket_from_row {
                 .as_deref()
                 .map($crate::common::from_json)
                 .transpose()?,
+            boundary: $row
+                .try_get::<Option<String>, _>("boundary")
+                .map_err($crate::common::backend)?
+                .as_deref()
+                .map($crate::common::from_json)
+                .transpose()?,
         })
     }};
 }
@@ -209,9 +215,27 @@ macro_rules! part_from_row {
 }
 pub(crate) use part_from_row;
 
+/// Appends one version of a bucket's boundary policy to its history.
+pub(crate) const BOUNDARY_HISTORY_INSERT: &str =
+    "INSERT INTO boundary_history (bucket, version, document) VALUES ($1, $2, $3)";
+/// Every version of a bucket's boundary policy, oldest first.
+pub(crate) const BOUNDARY_HISTORY_SELECT: &str =
+    "SELECT document FROM boundary_history WHERE bucket = $1 ORDER BY version";
+
+/// A bucket record may not arrive with a boundary policy: a policy's versions are written by
+/// `update_bucket`, which keeps the history; accepting one here would drop it silently.
+pub(crate) fn refuse_created_boundary(bucket: &vallum_core::meta::BucketRecord) -> MetaResult<()> {
+    if bucket.boundary.is_some() {
+        return Err(MetaError::Invalid(
+            "a bucket is created without a boundary policy; set one with update_bucket".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The columns every bucket query selects.
 pub(crate) const BUCKET_COLUMNS: &str =
-    "name, created_ms, location, versioning, object_lock, lifecycle, encryption";
+    "name, created_ms, location, versioning, object_lock, lifecycle, encryption, boundary";
 
 /// The latest version of a key joined with its segments, in order: a single statement, so the
 /// row and its segments come from one snapshot even while another transaction replaces the

@@ -15,13 +15,15 @@ use vallum_core::meta::{
     BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord, ObjectSummary,
     PartRecord, UploadRecord, VersionStart, VersionSummary, WriteCondition,
 };
+use vallum_core::residency::BucketBoundary;
 use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
 use vallum_types::{BlobId, UploadId};
 
 use crate::common::{
-    BUCKET_COLUMNS, LATEST_WITH_SEGMENTS, VERSION_WITH_SEGMENTS, algorithm_name, backend,
-    bucket_from_row, check_condition, corrupt, json, list_lower_bound, object_from_joined_rows,
-    part_from_row, to_i64, to_u64, upload_from_row, version_list_sql, version_summary_from_row,
+    BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS, LATEST_WITH_SEGMENTS,
+    VERSION_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt,
+    json, list_lower_bound, object_from_joined_rows, part_from_row, refuse_created_boundary,
+    to_i64, to_u64, upload_from_row, version_list_sql, version_summary_from_row,
 };
 
 crate::versions::version_logic!(PgRow);
@@ -59,6 +61,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0004_ledger.sql"),
     include_str!("../migrations/postgres/0005_encryption.sql"),
     include_str!("../migrations/postgres/0006_bucket_encryption.sql"),
+    include_str!("../migrations/postgres/0007_boundary.sql"),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -249,6 +252,7 @@ crate::common::keyed_versions_fns!(sqlx::PgPool);
 #[async_trait::async_trait]
 impl MetaStore for PgMetaStore {
     async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()> {
+        refuse_created_boundary(bucket)?;
         let done = sqlx::query("INSERT INTO buckets (name, created_ms, location, versioning, object_lock, lifecycle, encryption) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
             .bind(&bucket.name)
             .bind(bucket.created_ms)
@@ -309,6 +313,11 @@ impl MetaStore for PgMetaStore {
         for upload in uploads {
             Self::trash_parts(&mut tx, &upload, now_ms).await?;
         }
+        sqlx::query("DELETE FROM boundary_history WHERE bucket = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         sqlx::query("DELETE FROM buckets WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -317,21 +326,40 @@ impl MetaStore for PgMetaStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn boundary_history(&self, bucket: &str) -> MetaResult<Vec<BucketBoundary>> {
+        let docs: Vec<String> = sqlx::query_scalar(BOUNDARY_HISTORY_SELECT)
+            .bind(bucket)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        docs.iter().map(|d| crate::common::from_json(d)).collect()
+    }
+
     async fn update_bucket(&self, name: &str, update: &BucketUpdate) -> MetaResult<BucketRecord> {
         let mut tx = self.begin().await?;
         let mut bucket = Self::hold_bucket(&mut tx, name, true).await?;
         apply_bucket_update(&mut bucket, update)?;
         sqlx::query(
-            "UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3, encryption = $5 WHERE name = $4",
+            "UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3, encryption = $5, boundary = $6 WHERE name = $4",
         )
         .bind(bucket.versioning.as_str())
         .bind(bucket.object_lock.as_ref().map(json).transpose()?)
         .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
         .bind(name)
         .bind(bucket.encryption.as_ref().map(json).transpose()?)
+        .bind(bucket.boundary.as_ref().map(json).transpose()?)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if let BucketUpdate::Boundary(version) = update {
+            sqlx::query(BOUNDARY_HISTORY_INSERT)
+                .bind(name)
+                .bind(i64::try_from(version.version).map_err(|_| MetaError::PreconditionFailed)?)
+                .bind(json(version)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(bucket)
     }

@@ -16,9 +16,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::common::{
-    BUCKET_COLUMNS, LATEST_WITH_SEGMENTS, VERSION_WITH_SEGMENTS, algorithm_name, backend,
-    bucket_from_row, check_condition, corrupt, json, list_lower_bound, object_from_joined_rows,
-    part_from_row, to_i64, to_u64, upload_from_row, version_list_sql, version_summary_from_row,
+    BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS, LATEST_WITH_SEGMENTS,
+    VERSION_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt,
+    json, list_lower_bound, object_from_joined_rows, part_from_row, refuse_created_boundary,
+    to_i64, to_u64, upload_from_row, version_list_sql, version_summary_from_row,
 };
 
 type Tx<'a> = Transaction<'a, Sqlite>;
@@ -79,6 +80,7 @@ use vallum_core::meta::{
     BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord, ObjectSummary,
     PartRecord, UploadRecord, VersionStart, VersionSummary, WriteCondition,
 };
+use vallum_core::residency::BucketBoundary;
 use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
 use vallum_types::{BlobId, UploadId};
 
@@ -89,6 +91,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0004_ledger.sql"),
     include_str!("../migrations/sqlite/0005_encryption.sql"),
     include_str!("../migrations/sqlite/0006_bucket_encryption.sql"),
+    include_str!("../migrations/sqlite/0007_boundary.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -216,6 +219,7 @@ crate::common::keyed_versions_fns!(sqlx::SqlitePool);
 #[async_trait::async_trait]
 impl MetaStore for SqliteMetaStore {
     async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()> {
+        refuse_created_boundary(bucket)?;
         let mut tx = self.write.begin().await.map_err(backend)?;
         if Self::bucket_exists(&mut tx, &bucket.name).await? {
             return Err(MetaError::BucketExists);
@@ -278,6 +282,11 @@ impl MetaStore for SqliteMetaStore {
         for upload in uploads {
             Self::trash_parts(&mut tx, &upload, now_ms).await?;
         }
+        sqlx::query("DELETE FROM boundary_history WHERE bucket = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         sqlx::query("DELETE FROM buckets WHERE name = ?")
             .bind(name)
             .execute(&mut *tx)
@@ -286,21 +295,40 @@ impl MetaStore for SqliteMetaStore {
         tx.commit().await.map_err(backend)
     }
 
+    async fn boundary_history(&self, bucket: &str) -> MetaResult<Vec<BucketBoundary>> {
+        let docs: Vec<String> = sqlx::query_scalar(BOUNDARY_HISTORY_SELECT)
+            .bind(bucket)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        docs.iter().map(|d| crate::common::from_json(d)).collect()
+    }
+
     async fn update_bucket(&self, name: &str, update: &BucketUpdate) -> MetaResult<BucketRecord> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let mut bucket = bucket_in(&mut tx, name).await?;
         apply_bucket_update(&mut bucket, update)?;
         sqlx::query(
-            "UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3, encryption = $5 WHERE name = $4",
+            "UPDATE buckets SET versioning = $1, object_lock = $2, lifecycle = $3, encryption = $5, boundary = $6 WHERE name = $4",
         )
         .bind(bucket.versioning.as_str())
         .bind(bucket.object_lock.as_ref().map(json).transpose()?)
         .bind(bucket.lifecycle.as_ref().map(json).transpose()?)
         .bind(name)
         .bind(bucket.encryption.as_ref().map(json).transpose()?)
+        .bind(bucket.boundary.as_ref().map(json).transpose()?)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        if let BucketUpdate::Boundary(version) = update {
+            sqlx::query(BOUNDARY_HISTORY_INSERT)
+                .bind(name)
+                .bind(i64::try_from(version.version).map_err(|_| MetaError::PreconditionFailed)?)
+                .bind(json(version)?)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
         tx.commit().await.map_err(backend)?;
         Ok(bucket)
     }

@@ -1,4 +1,4 @@
-//! The admin API (`/_vallum/admin/v1/...`, JSON): key lifecycle for now. Requests are signed
+//! The admin API (`/_vallum/admin/v1/...`, JSON): key lifecycle and residency. Requests are signed
 //! with SigV4 (service [`ADMIN_SERVICE`]) by the root credentials; `vallum key` is its client.
 //!
 //! | method | path | does |
@@ -11,6 +11,10 @@
 //! | POST | `keys/<id>/disable`, `enable`, `cancel-deletion` | state changes |
 //! | POST | `keys/<id>/schedule-deletion` `{"days"}` | destroy after 7–30 days |
 //! | POST | `keys/<id>/destroy` `{"confirm": "<id>"}` | crypto-shred now, with the report |
+//! | GET | `sites`, `sites/<id>`, `exposure-rules` | the site registry, derived exposures, rules |
+//! | GET / PUT / DELETE | `buckets/<b>/boundary` | the bucket's boundary policy (a new version each change) |
+//! | GET | `buckets/<b>/boundary/history` | every version, with who and when |
+//! | GET | `buckets/<b>/placement/<key>` | the placement decision for an object, every site's verdict |
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,7 +50,11 @@ pub struct Admin {
     jobs: Mutex<HashMap<String, RewrapProgress>>,
 }
 
-struct Failure(StatusCode, &'static str, String);
+pub(crate) struct Failure(
+    pub(crate) StatusCode,
+    pub(crate) &'static str,
+    pub(crate) String,
+);
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
@@ -63,6 +71,12 @@ impl From<Error> for Failure {
                 e.to_string(),
             ),
             Error::KeyRefused(m) => Failure(StatusCode::FORBIDDEN, "AccessDenied", m),
+            Error::NoSuchBucket => Failure(StatusCode::NOT_FOUND, "NoSuchBucket", e.to_string()),
+            // The sites in the registry cannot satisfy the policy: a conflict with the state
+            // of the deployment, not a malformed request.
+            Error::NoCompliantPlacement(m) => {
+                Failure(StatusCode::CONFLICT, "NoCompliantPlacement", m)
+            }
             other => {
                 tracing::error!(error = %other, "admin request failed");
                 Failure(
@@ -104,7 +118,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
+pub(crate) fn value<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
 
@@ -121,6 +135,15 @@ struct DeletionBody {
 #[derive(Deserialize)]
 struct DestroyBody {
     confirm: String,
+}
+
+/// The answer for a known resource and a method it does not take.
+pub(crate) fn not_allowed(method: &Method) -> Failure {
+    Failure(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        format!("{method} is not allowed on this admin resource"),
+    )
 }
 
 impl Admin {
@@ -202,7 +225,7 @@ impl Admin {
         )
     }
 
-    fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
         serde_json::from_slice(body).map_err(|e| {
             Failure(
                 StatusCode::BAD_REQUEST,
@@ -270,11 +293,10 @@ impl Admin {
                 }
                 Ok(value(&s.destroy_key(id).await?))
             }
-            (_, ["keys", ..]) => Err(Failure(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
-                format!("{method} is not allowed on this admin resource"),
-            )),
+            (_, ["sites" | "exposure-rules" | "buckets", ..]) => {
+                crate::admin_residency::route(s, method, seg, body).await
+            }
+            (_, ["keys", ..]) => Err(not_allowed(method)),
             _ => Err(Failure(
                 StatusCode::NOT_FOUND,
                 "NoSuchResource",

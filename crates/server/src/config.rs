@@ -5,6 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vallum_core::residency::{
+    BoundaryPolicy, Certification, ExposureRules, Residency, SiteProfile,
+};
 
 /// Version of the configuration format this build reads.
 pub const CONFIG_VERSION: u32 = 1;
@@ -68,6 +71,8 @@ pub struct Config {
     pub meta: MetaConfig,
     /// The profile of the local storage site, as the transparency log records it.
     pub site: SiteConfig,
+    /// `[residency]`: exposure rules and the default boundary policy.
+    pub residency: ResidencyConfig,
     /// The transparency log.
     pub ledger: LedgerConfig,
     /// Encryption keys.
@@ -147,17 +152,31 @@ impl Default for KeysConfig {
     }
 }
 
-/// The local site's legal profile (the full site registry comes with multi-site support).
+/// The local site's legal profile: the facts the placement engine judges against boundary
+/// policies (exposures are derived from the countries by the exposure rules).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SiteConfig {
     /// Site id.
     pub id: String,
     /// ISO 3166-1 alpha-2 country where the site's disks are (empty: undeclared, which the
-    /// boundary audit treats as outside every boundary).
+    /// boundary audit and every boundary policy treat as outside).
     pub jurisdiction: String,
-    /// Legal exposures of the site's operator, e.g. `us-cloud-act`.
+    /// Facility or region label (informative).
+    pub facility: String,
+    /// The company operating the site.
+    pub operator: String,
+    /// Country where the operator is established (empty: the site's jurisdiction).
+    pub operator_country: String,
+    /// The operator's ultimate parent company (empty: the operator itself).
+    pub parent: String,
+    /// Country of the ultimate parent (empty: the operator's country).
+    pub parent_country: String,
+    /// Exposures the operator declares beyond those derived, e.g. `us-cloud-act`.
     pub exposures: Vec<String>,
+    /// Certifications held: `{ scheme = "SecNumCloud", expires = "2027-06-30" }`, with an
+    /// optional `level`.
+    pub certifications: Vec<Certification>,
 }
 
 impl Default for SiteConfig {
@@ -165,8 +184,70 @@ impl Default for SiteConfig {
         Self {
             id: "local".into(),
             jurisdiction: String::new(),
+            facility: String::new(),
+            operator: String::new(),
+            operator_country: String::new(),
+            parent: String::new(),
+            parent_country: String::new(),
             exposures: Vec::new(),
+            certifications: Vec::new(),
         }
+    }
+}
+
+impl SiteConfig {
+    /// The site's profile for the registry.
+    #[must_use]
+    pub fn profile(&self) -> SiteProfile {
+        let mut p = SiteProfile::new(&self.id, &self.jurisdiction, &self.operator);
+        p.facility.clone_from(&self.facility);
+        p.operator_country.clone_from(&self.operator_country);
+        p.parent.clone_from(&self.parent);
+        p.parent_country.clone_from(&self.parent_country);
+        p.declared_exposures.clone_from(&self.exposures);
+        p.certifications.clone_from(&self.certifications);
+        p
+    }
+}
+
+/// `[residency]`: the exposure rules and the deployment's default boundary policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResidencyConfig {
+    /// A TOML file replacing the built-in exposure rules (empty: the built-in ones).
+    pub exposure_rules: Option<PathBuf>,
+    /// The boundary policy of buckets that have none of their own (none: no boundary).
+    pub default_policy: Option<BoundaryPolicy>,
+}
+
+impl Config {
+    /// The exposure rules in force: the configured file, or the built-in set.
+    pub fn exposure_rules(&self) -> Result<ExposureRules, ConfigError> {
+        let Some(path) = &self.residency.exposure_rules else {
+            return Ok(ExposureRules::builtin());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        ExposureRules::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.clone(),
+            message,
+        })
+    }
+
+    /// The residency facts in force: rules, the site registry (this deployment's site) and
+    /// the default policy, all checked.
+    pub fn residency(&self) -> Result<Residency, ConfigError> {
+        Residency::new(
+            self.exposure_rules()?,
+            vec![self.site.profile()],
+            self.residency.default_policy.clone(),
+        )
+        .map_err(|message| ConfigError::Value {
+            field: "site / residency.default_policy",
+            message,
+        })
     }
 }
 
@@ -301,6 +382,7 @@ impl Default for Config {
             object_lock: ObjectLockSettings::default(),
             meta: MetaConfig::default(),
             site: SiteConfig::default(),
+            residency: ResidencyConfig::default(),
             ledger: LedgerConfig::default(),
             keys: KeysConfig::default(),
         }
@@ -455,23 +537,13 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
-        if !self.site.jurisdiction.is_empty()
-            && !vallum_types::jurisdiction::is_country_code(&self.site.jurisdiction)
-        {
+        if let Err(message) = self.site.profile().validate() {
             return Err(ConfigError::Value {
-                field: "site.jurisdiction",
-                message: format!(
-                    "{:?} is not an ISO 3166-1 alpha-2 country code (e.g. FR)",
-                    self.site.jurisdiction
-                ),
+                field: "site",
+                message,
             });
         }
-        if self.site.id.is_empty() {
-            return Err(ConfigError::Value {
-                field: "site.id",
-                message: "must not be empty".into(),
-            });
-        }
+        self.residency()?;
         if !(10..=3_600_000).contains(&self.ledger.checkpoint_interval_ms) {
             return Err(ConfigError::Value {
                 field: "ledger.checkpoint_interval_ms",
@@ -633,6 +705,49 @@ mod tests {
         }
         let fr = Config::from_toml("[site]\njurisdiction = \"FR\"\n", Path::new("x")).unwrap();
         assert_eq!(fr.site.jurisdiction, "FR");
+        for (bad, why) in [
+            ("[site]\njurisdiction = \"XX\"\n", "\"XX\" is not an ISO"),
+            ("[site]\nparent_country = \"USA\"\n", "parent country"),
+            (
+                "[residency.default_policy]\nname = \"eu\"\nallowed = [\"Europe\"]\n",
+                "unknown jurisdiction \"Europe\"",
+            ),
+            (
+                "[residency.default_policy]\nname = \"eu\"\nallowed = [\"EU\"]\nforbidden_exposures = [\"cloud-act\"]\n",
+                "unknown exposure",
+            ),
+        ] {
+            let err = Config::from_toml(bad, Path::new("x")).unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Value { .. }) && err.to_string().contains(why),
+                "{bad}: {err}"
+            );
+        }
+        for bad in [
+            "[site]\ncertifications = [{ scheme = \"HDS\", expires = \"2026-02-30\" }]\n",
+            "[residency.default_policy]\nname = \"eu\"\nallowed = [\"EU\"]\nreplicas = 2\n",
+        ] {
+            let err = Config::from_toml(bad, Path::new("x")).unwrap_err();
+            assert!(matches!(err, ConfigError::Parse { .. }), "{bad}: {err}");
+        }
+        let missing = Config::from_toml(
+            "[residency]\nexposure_rules = \"/nonexistent/rules.toml\"\n",
+            Path::new("x"),
+        )
+        .unwrap_err();
+        assert!(matches!(missing, ConfigError::Read { .. }), "{missing}");
+        let full = Config::from_toml(
+            "[site]\njurisdiction = \"FR\"\noperator = \"Cloud France SAS\"\nparent = \"Hyperscale Inc\"\nparent_country = \"US\"\n\n[residency.default_policy]\nname = \"eu\"\nallowed = [\"EU\"]\n",
+            Path::new("x"),
+        )
+        .unwrap();
+        let residency = full.residency().unwrap();
+        let site = residency.site("local").unwrap();
+        assert_eq!(
+            residency.site_ref(site).exposures,
+            ["us-cloud-act", "us-fisa-702"]
+        );
+        assert_eq!(residency.default_policy().unwrap().name, "eu");
         let pg = Config::from_toml(
             "[meta]\nurl = \"postgres://v@db:5432/vallum\"\n",
             Path::new("x"),

@@ -48,6 +48,7 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::KeyUnavailable(_) => S3ErrorCode::Custom("KMS.DisabledException".into()),
         Error::KeyServiceUnavailable(_) => S3ErrorCode::ServiceUnavailable,
         Error::KeyRefused(_) => S3ErrorCode::AccessDenied,
+        Error::NoCompliantPlacement(_) => S3ErrorCode::Custom("XVallumNoCompliantPlacement".into()),
     };
     match &err {
         Error::Blob(_)
@@ -66,6 +67,12 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::ContentSha256Mismatch | Error::KeyUnavailable(_) => {
             let mut e = S3Error::with_message(code, err.to_string());
             e.set_status_code(http::StatusCode::BAD_REQUEST);
+            e
+        }
+        // A refusal by policy, not a fault: retrying cannot help, so not a 5xx.
+        Error::NoCompliantPlacement(_) => {
+            let mut e = S3Error::with_message(code, err.to_string());
+            e.set_status_code(http::StatusCode::FORBIDDEN);
             e
         }
         Error::DeleteMarker {
@@ -162,6 +169,11 @@ mod tests {
                 503,
             ),
             (Error::StorageFull, "XVallumStorageFull", 507),
+            (
+                Error::NoCompliantPlacement("site x: ...".into()),
+                "XVallumNoCompliantPlacement",
+                403,
+            ),
             (
                 Error::ContentSha256Mismatch,
                 "XAmzContentSHA256Mismatch",

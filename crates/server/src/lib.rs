@@ -2,6 +2,7 @@
 //! configuration, credentials and start-up. Only this crate knows HTTP, XML and SigV4.
 
 pub mod admin;
+mod admin_residency;
 mod auth;
 pub mod config;
 pub mod credentials;

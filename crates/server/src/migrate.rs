@@ -11,7 +11,8 @@ use std::sync::Arc;
 use vallum_blob::LocalBlobStore;
 use vallum_core::blob::BlobStore;
 use vallum_core::list::versions_after;
-use vallum_core::meta::{MetaError, MetaStore};
+use vallum_core::meta::{BucketRecord, MetaError, MetaStore};
+use vallum_core::versioning::BucketUpdate;
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
 use vallum_types::limits::MAX_LIST_KEYS;
 
@@ -88,11 +89,16 @@ pub async fn migrate_meta(
     progress(&format!("deleted {} trashed blobs", report.trash_deleted));
 
     for bucket in source.list_buckets().await? {
-        match target.create_bucket(&bucket).await {
+        let created = BucketRecord {
+            boundary: None,
+            ..bucket.clone()
+        };
+        match target.create_bucket(&created).await {
             Ok(()) => report.buckets += 1,
             Err(MetaError::BucketExists) => {}
             Err(e) => return Err(e.into()),
         }
+        copy_boundary_history(&source, &*target, &bucket.name).await?;
         // Every version and delete marker, by key then newest first, copied verbatim.
         let mut position: Option<(String, i64)> = None;
         loop {
@@ -233,13 +239,37 @@ async fn migrate_log(
     Ok(copied)
 }
 
+/// Replays the bucket's boundary policy versions the target lacks, oldest first, so the
+/// target holds the same history and the same current version (idempotent).
+async fn copy_boundary_history(
+    source: &SqliteMetaStore,
+    target: &dyn MetaStore,
+    bucket: &str,
+) -> Result<(), MigrateError> {
+    let have = target
+        .get_bucket(bucket)
+        .await?
+        .and_then(|b| b.boundary)
+        .map_or(0, |b| b.version);
+    for version in source.boundary_history(bucket).await? {
+        if version.version > have {
+            target
+                .update_bucket(bucket, &BucketUpdate::Boundary(version))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 async fn verify_bucket(
     source: &SqliteMetaStore,
     target: &dyn MetaStore,
     bucket: &str,
 ) -> Result<(), MigrateError> {
     let want_bucket = source.get_bucket(bucket).await?;
-    if target.get_bucket(bucket).await? != want_bucket {
+    if target.get_bucket(bucket).await? != want_bucket
+        || target.boundary_history(bucket).await? != source.boundary_history(bucket).await?
+    {
         return Err(MigrateError::Verify(format!(
             "bucket {bucket}: configuration differs"
         )));

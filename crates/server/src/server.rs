@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
-use vallum_core::journal::{Event, RequestContext, SiteRef, in_context};
+use vallum_core::journal::{Event, RequestContext, in_context};
 
 use crate::ledger::{Ledger, LedgerJournal};
 use vallum_core::gc::GcPolicy;
@@ -135,6 +135,9 @@ pub enum ServerError {
     /// The encryption keys could not be opened.
     #[error("encryption keys: {0}")]
     Keys(String),
+    /// The configuration does not hold together (e.g. an exposure-rules file vanished).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// The transparency log could not be opened.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerStartError),
@@ -258,15 +261,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     };
     let blobs = LocalBlobStore::open(data_dir.join("sites").join("local"))
         .map_err(data_dir_error(&data_dir))?;
-    let site = SiteRef {
-        id: config.site.id.clone(),
-        jurisdiction: config.site.jurisdiction.clone(),
-        exposures: {
-            let mut x = config.site.exposures.clone();
-            x.sort();
-            x
-        },
-    };
+    let residency = config.residency()?;
+    let site = residency.site_ref(&config.site.profile());
     let ledger_dir = data_dir.join("ledger");
     let ledger = match &config.meta.url {
         None => Ledger::start(&ledger_dir, &config.ledger, vec![site.clone()])?,
@@ -290,9 +286,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             config.region.clone(),
         )
         .with_journal(Arc::new(LedgerJournal(Arc::clone(&ledger))))
-        .with_site(site)
         .with_key_privacy(privacy)
-        .with_keys(keys),
+        .with_keys(keys)
+        .with_residency(residency, &config.site.id)?,
     );
     if credentials_created {
         service

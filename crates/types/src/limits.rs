@@ -50,3 +50,14 @@ pub const MAX_LIFECYCLE_RULES: usize = 1000;
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
 /// How many versions the lifecycle worker examines per metadata round trip.
 pub const LIFECYCLE_BATCH_VERSIONS: usize = 500;
+/// Most storage sites one deployment's registry holds.
+pub const MAX_SITES: usize = 1000;
+/// Most replicas a boundary policy may ask for.
+pub const MAX_REPLICAS: u32 = 16;
+/// Longest site id, policy name or operator name, in bytes.
+pub const MAX_RESIDENCY_NAME_BYTES: usize = 128;
+/// Most entries in one list of a boundary policy or site profile (allowed jurisdictions,
+/// forbidden exposures, required certifications, certifications held).
+pub const MAX_RESIDENCY_LIST_ENTRIES: usize = 64;
+/// Largest exposure-rules file.
+pub const MAX_EXPOSURE_RULES_BYTES: usize = 256 * 1024;

@@ -1224,6 +1224,106 @@ pub async fn keyed_versions_and_rewrap(store: Arc<dyn MetaStore>) {
     assert_eq!(got.encryption, Some(new));
 }
 
+/// Boundary policy versions: each one more than the last, kept in order with who and when,
+/// written in one transaction with the bucket, and gone with the bucket.
+pub async fn boundary_versions(store: Arc<dyn MetaStore>) {
+    use crate::residency::{BoundaryPolicy, BucketBoundary};
+
+    let version = |v: u64, policy: Option<BoundaryPolicy>, who: &str| BucketBoundary {
+        version: v,
+        policy,
+        set_by: who.into(),
+        set_ms: 1_700_000_000_000 + i64::try_from(v).unwrap(),
+    };
+    let mut born_with = bucket("bnd");
+    born_with.boundary = Some(version(1, None, "x"));
+    assert!(matches!(
+        store.create_bucket(&born_with).await,
+        Err(MetaError::Invalid(_))
+    ));
+    assert!(store.get_bucket("bnd").await.unwrap().is_none());
+    store.create_bucket(&bucket("bnd")).await.unwrap();
+    assert!(store.boundary_history("bnd").await.unwrap().is_empty());
+    let eu = BoundaryPolicy::allowing("eu", &["EU"]);
+    let fr = BoundaryPolicy::allowing("fr", &["FR"]);
+
+    // Versions must follow on: 2 before 1, or 1 twice, are refused and change nothing.
+    for bad in [2, 0] {
+        let err = store
+            .update_bucket(
+                "bnd",
+                &BucketUpdate::Boundary(version(bad, Some(eu.clone()), "a")),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, MetaError::PreconditionFailed), "{err:?}");
+    }
+    let b = store
+        .update_bucket(
+            "bnd",
+            &BucketUpdate::Boundary(version(1, Some(eu.clone()), "alice")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.boundary, Some(version(1, Some(eu.clone()), "alice")));
+    assert!(matches!(
+        store
+            .update_bucket(
+                "bnd",
+                &BucketUpdate::Boundary(version(1, Some(fr.clone()), "b"))
+            )
+            .await,
+        Err(MetaError::PreconditionFailed)
+    ));
+    // Two writers racing for version 2: exactly one wins.
+    let racers = ["bob", "carol"].map(|who| {
+        let store = Arc::clone(&store);
+        let v = version(2, Some(fr.clone()), who);
+        tokio::spawn(async move { store.update_bucket("bnd", &BucketUpdate::Boundary(v)).await })
+    });
+    let mut wins = 0;
+    for r in racers {
+        match r.await.unwrap() {
+            Ok(_) => wins += 1,
+            Err(MetaError::PreconditionFailed) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    // Removing the policy is a version too; other settings keep it.
+    store
+        .update_bucket("bnd", &BucketUpdate::Boundary(version(3, None, "dave")))
+        .await
+        .unwrap();
+    let b = store
+        .update_bucket("bnd", &BucketUpdate::Versioning(Versioning::Enabled))
+        .await
+        .unwrap();
+    assert_eq!(b.boundary, Some(version(3, None, "dave")));
+    assert_eq!(
+        store.get_bucket("bnd").await.unwrap().unwrap().boundary,
+        b.boundary
+    );
+    let history = store.boundary_history("bnd").await.unwrap();
+    let got: Vec<(u64, Option<&str>)> = history
+        .iter()
+        .map(|h| (h.version, h.policy.as_ref().map(|p| p.name.as_str())))
+        .collect();
+    assert_eq!(got, [(1, Some("eu")), (2, Some("fr")), (3, None)]);
+    assert_eq!(history[0], version(1, Some(eu), "alice"));
+    assert!(["bob", "carol"].contains(&history[1].set_by.as_str()));
+    assert!(store.boundary_history("other").await.unwrap().is_empty());
+
+    // Deleting the bucket removes its history: a new bucket of that name starts at 1.
+    store.delete_bucket("bnd", 1).await.unwrap();
+    store.create_bucket(&bucket("bnd")).await.unwrap();
+    assert!(store.boundary_history("bnd").await.unwrap().is_empty());
+    store
+        .update_bucket("bnd", &BucketUpdate::Boundary(version(1, Some(fr), "erin")))
+        .await
+        .unwrap();
+}
+
 /// Generates one `#[tokio::test]` per meta check; `$make` is an async expression returning
 /// `(guard, Arc<dyn MetaStore>)`, the guard kept alive for the test.
 #[macro_export]
@@ -1231,7 +1331,8 @@ macro_rules! meta_conformance_tests {
     ($make:expr) => {
         $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash, conditional_writes,
             conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic,
-            leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state, ledger_sequence, keyed_versions_and_rewrap);
+            leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state, ledger_sequence, keyed_versions_and_rewrap,
+            boundary_versions);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

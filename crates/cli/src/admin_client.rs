@@ -1,0 +1,149 @@
+//! The signed admin-API client the admin subcommands share (`vallum key`, `site`, `policy`,
+//! `placement`): SigV4 with the root credentials, JSON in and out.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use vallum_crypto::sigv4::{self, Signer};
+
+/// Time limit of one admin call.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Largest admin answer read.
+const MAX_ADMIN_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Where the admin API is and who calls it.
+#[derive(Debug, Args)]
+pub struct AdminConn {
+    /// The Vallum endpoint.
+    #[arg(long, env = "VALLUM_ENDPOINT", default_value = "http://127.0.0.1:9000")]
+    endpoint: String,
+    /// Root access key.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    access_key: String,
+    /// Root secret key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_key: String,
+    /// Region of the signature scope.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    region: String,
+}
+
+/// One path segment, percent-encoded (a `/` inside it included).
+pub fn encode(segment: &str) -> String {
+    sigv4::uri_encode(segment, false)
+}
+
+/// A client of one server's admin API.
+pub struct Client {
+    base: http::Uri,
+    signer: Signer,
+    agent: ureq::Agent,
+}
+
+impl AdminConn {
+    /// The client these arguments describe.
+    pub fn client(self) -> anyhow::Result<Client> {
+        let base: http::Uri = self
+            .endpoint
+            .parse()
+            .with_context(|| format!("--endpoint {:?}", self.endpoint))?;
+        if base.scheme_str() != Some("http") {
+            bail!("--endpoint must be an http:// URL");
+        }
+        Ok(Client {
+            base,
+            signer: Signer {
+                access_key: self.access_key,
+                secret: zeroize::Zeroizing::new(self.secret_key),
+                region: self.region,
+                service: "vallum-admin".into(),
+            },
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(ADMIN_TIMEOUT))
+                .http_status_as_error(false)
+                .build()
+                .into(),
+        })
+    }
+}
+
+impl Client {
+    /// Calls `method` (GET, POST, PUT or DELETE) on `path` under the admin prefix; the JSON
+    /// answer, or the server's error and message.
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let full = format!("/_vallum/admin/v1/{path}");
+        let authority = self.base.authority().map(|a| a.as_str()).unwrap_or("");
+        let url = format!(
+            "{}://{authority}{full}",
+            self.base.scheme_str().unwrap_or("http")
+        );
+        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let date = sigv4::amz_date(secs);
+        let auth = self.signer.authorization(
+            method,
+            &full,
+            "",
+            authority,
+            &date,
+            &sigv4::payload_hash(bytes.as_bytes()),
+        );
+        let sent = match method {
+            "GET" => self
+                .agent
+                .get(&url)
+                .header("x-amz-date", &date)
+                .header("authorization", &auth)
+                .call(),
+            "DELETE" => self
+                .agent
+                .delete(&url)
+                .header("x-amz-date", &date)
+                .header("authorization", &auth)
+                .call(),
+            "PUT" => self
+                .agent
+                .put(&url)
+                .header("x-amz-date", &date)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(bytes.as_bytes()),
+            "POST" => self
+                .agent
+                .post(&url)
+                .header("x-amz-date", &date)
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .send(bytes.as_bytes()),
+            other => bail!("admin calls use GET, POST, PUT or DELETE, not {other}"),
+        };
+        let mut resp = sent.with_context(|| format!("calling {url}"))?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ADMIN_ANSWER_BYTES)
+            .read_to_string()
+            .with_context(|| format!("reading the answer of {url}"))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("HTTP {status} from {url}: {text}"))?;
+        if status != 200 {
+            bail!(
+                "{} ({status}): {}",
+                value["error"].as_str().unwrap_or("error"),
+                value["message"].as_str().unwrap_or("")
+            );
+        }
+        Ok(value)
+    }
+}
