@@ -98,35 +98,21 @@ impl Client {
             &date,
             &sigv4::payload_hash(bytes.as_bytes()),
         );
-        let sent = match method {
-            "GET" => self
-                .agent
-                .get(&url)
-                .header("x-amz-date", &date)
-                .header("authorization", &auth)
-                .call(),
-            "DELETE" => self
-                .agent
-                .delete(&url)
-                .header("x-amz-date", &date)
-                .header("authorization", &auth)
-                .call(),
-            "PUT" => self
-                .agent
-                .put(&url)
-                .header("x-amz-date", &date)
-                .header("authorization", &auth)
-                .header("content-type", "application/json")
-                .send(bytes.as_bytes()),
-            "POST" => self
-                .agent
-                .post(&url)
-                .header("x-amz-date", &date)
-                .header("authorization", &auth)
-                .header("content-type", "application/json")
-                .send(bytes.as_bytes()),
-            other => bail!("admin calls use GET, POST, PUT or DELETE, not {other}"),
-        };
+        if !matches!(method, "GET" | "POST" | "PUT" | "DELETE") {
+            bail!("admin calls use GET, POST, PUT or DELETE, not {method}");
+        }
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("x-amz-date", &date)
+            .header("authorization", &auth);
+        if !bytes.is_empty() {
+            request = request.header("content-type", "application/json");
+        }
+        let request = request
+            .body(bytes.into_bytes())
+            .with_context(|| format!("building the request to {url}"))?;
+        let sent = self.agent.run(request);
         let mut resp = sent.with_context(|| format!("calling {url}"))?;
         let status = resp.status().as_u16();
         let text = resp

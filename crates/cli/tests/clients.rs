@@ -9,14 +9,6 @@ use common::{Server, data, run, run_failing, tool};
 
 const MIB: usize = 1024 * 1024;
 
-fn aws(server: &Server) -> Command {
-    let mut cmd = Command::new(tool("aws"));
-    cmd.envs(server.tool_env())
-        .arg("--endpoint-url")
-        .arg(&server.endpoint);
-    cmd
-}
-
 fn write_tree(root: &Path, files: usize) {
     for i in 0..files {
         let dir = root.join(format!("d{}", i % 7));
@@ -55,12 +47,13 @@ fn aws_cli_multipart_sync_ranges_and_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let big = tmp.path().join("big.bin");
     std::fs::write(&big, data(64 * MIB, 11)).unwrap();
-    run(aws(&server).args(["s3", "mb", "s3://cli-bucket"]));
-    run(aws(&server)
+    run(server.aws().args(["s3", "mb", "s3://cli-bucket"]));
+    run(server
+        .aws()
         .args(["s3", "cp", "--only-show-errors"])
         .arg(&big)
         .arg("s3://cli-bucket/big.bin"));
-    let head = run(aws(&server).args([
+    let head = run(server.aws().args([
         "s3api",
         "head-object",
         "--bucket",
@@ -75,7 +68,8 @@ fn aws_cli_multipart_sync_ranges_and_errors() {
         "uploaded in parts: {head}"
     );
     let back = tmp.path().join("back.bin");
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3", "cp", "--only-show-errors", "s3://cli-bucket/big.bin"])
         .arg(&back));
     assert!(
@@ -84,7 +78,8 @@ fn aws_cli_multipart_sync_ranges_and_errors() {
     );
 
     let part = tmp.path().join("part.bin");
-    run(aws(&server)
+    run(server
+        .aws()
         .args([
             "s3api",
             "get-object",
@@ -103,19 +98,23 @@ fn aws_cli_multipart_sync_ranges_and_errors() {
 
     let src = tmp.path().join("tree");
     write_tree(&src, 200);
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3", "sync", "--only-show-errors"])
         .arg(&src)
         .arg("s3://cli-bucket/tree/"));
-    let listing = run(aws(&server).args(["s3", "ls", "--recursive", "s3://cli-bucket/tree/"]));
+    let listing = run(server
+        .aws()
+        .args(["s3", "ls", "--recursive", "s3://cli-bucket/tree/"]));
     assert_eq!(listing.lines().count(), 200);
     let dst = tmp.path().join("tree-back");
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3", "sync", "--only-show-errors", "s3://cli-bucket/tree/"])
         .arg(&dst));
     assert_same_tree(&src, &dst);
 
-    let url = run(aws(&server).args([
+    let url = run(server.aws().args([
         "s3",
         "presign",
         "s3://cli-bucket/tree/d0/f000.dat",
@@ -132,31 +131,34 @@ fn aws_cli_multipart_sync_ranges_and_errors() {
         std::fs::read(src.join("d0/f000.dat")).unwrap()
     );
 
-    run(aws(&server).args([
+    run(server.aws().args([
         "s3",
         "cp",
         "--only-show-errors",
         "s3://cli-bucket/big.bin",
         "s3://cli-bucket/copy.bin",
     ]));
-    run(aws(&server).args([
+    run(server.aws().args([
         "s3",
         "rm",
         "--recursive",
         "--only-show-errors",
         "s3://cli-bucket/tree/",
     ]));
-    let left = run(aws(&server).args(["s3", "ls", "--recursive", "s3://cli-bucket/"]));
+    let left = run(server
+        .aws()
+        .args(["s3", "ls", "--recursive", "s3://cli-bucket/"]));
     assert_eq!(left.lines().count(), 2, "{left}");
 
-    let out = run_failing(aws(&server).env("AWS_SECRET_ACCESS_KEY", "wrong").args([
+    let out = run_failing(server.aws().env("AWS_SECRET_ACCESS_KEY", "wrong").args([
         "s3",
         "ls",
         "s3://cli-bucket/",
     ]));
     assert!(out.contains("SignatureDoesNotMatch"), "{out}");
     let out = run_failing(
-        aws(&server)
+        server
+            .aws()
             .args([
                 "s3api",
                 "get-object",

@@ -524,7 +524,8 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
     let url = fresh_database().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("d");
-    let mut embedded = Server::start_in(&dir, "127.0.0.1:0", &[], &[]);
+    let fr = ("VALLUM_SITE_JURISDICTION", "FR");
+    let mut embedded = Server::start_in(&dir, "127.0.0.1:0", &[], &[fr]);
     let s3 = embedded.client();
     s3.create_bucket().bucket("mig").send().await.unwrap();
     s3.create_bucket().bucket("mig-empty").send().await.unwrap();
@@ -641,6 +642,25 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         .send()
         .await
         .unwrap();
+    // Two versions of a boundary policy: the history must arrive whole.
+    let policy = |server: &Server, args: &[&str]| {
+        common::run(
+            std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+                .arg("policy")
+                .args(args)
+                .envs(server.tool_env())
+                .env("VALLUM_ENDPOINT", &server.endpoint),
+        )
+    };
+    policy(
+        &embedded,
+        &["set", "mig-worm", "--name", "eu", "--allow", "EU"],
+    );
+    policy(
+        &embedded,
+        &["set", "mig-worm", "--name", "fr", "--allow", "FR"],
+    );
+    let history_before = policy(&embedded, &["history", "mig-worm", "--json"]);
     embedded.kill9();
 
     let migrate = |expect: &[&str]| {
@@ -665,8 +685,11 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         &dir,
         "127.0.0.1:0",
         &[],
-        &[("VALLUM_META_URL", url.as_str())],
+        &[("VALLUM_META_URL", url.as_str()), fr],
     );
+    let history_after = policy(&gw, &["history", "mig-worm", "--json"]);
+    assert_eq!(history_after, history_before);
+    assert!(history_after.contains("\"version\": 2"), "{history_after}");
     // The transparency log continues: same key, the embedded history and the migration in it.
     assert_eq!(gw.log_vkey, embedded.log_vkey);
     let bundle = dir.join("all.bundle.json");
@@ -682,17 +705,9 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(std::fs::read(&bundle).unwrap()).unwrap();
-    let b: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let types: Vec<String> = b["entries"]
-        .as_array()
-        .unwrap()
+    let types: Vec<String> = common::bundle_entries(&bundle)
         .iter()
-        .map(|e| {
-            let raw = base64_simd::STANDARD
-                .decode_to_vec(e["entry"].as_str().unwrap())
-                .unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        .map(|v| {
             let t = v["event"]["type"].as_str().unwrap().to_owned();
             match v["event"]["action"].as_str() {
                 Some(a) => format!("{t}:{a}"),

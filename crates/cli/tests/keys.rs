@@ -17,14 +17,6 @@ fn key_cli(server: &Server) -> Command {
     cmd
 }
 
-fn aws(server: &Server) -> Command {
-    let mut cmd = Command::new(tool("aws"));
-    cmd.envs(server.tool_env())
-        .arg("--endpoint-url")
-        .arg(&server.endpoint);
-    cmd
-}
-
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -59,9 +51,12 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("f.bin");
     std::fs::write(&file, common::data(200_000, 3)).unwrap();
-    run(aws(&server).args(["s3api", "create-bucket", "--bucket", "ledgers"]));
+    run(server
+        .aws()
+        .args(["s3api", "create-bucket", "--bucket", "ledgers"]));
     for i in 0..7 {
-        run(aws(&server)
+        run(server
+            .aws()
             .args([
                 "s3api",
                 "put-object",
@@ -106,7 +101,8 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
     assert_eq!(after["key"]["current_version"], 2, "{after}");
     assert_eq!(after["usage"]["stale_versions"], 0, "{after}");
     let got = dir.path().join("got.bin");
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3api", "get-object", "--bucket", "ledgers", "--key", "l3"])
         .arg(&got));
     assert!(std::fs::read(&got).unwrap() == std::fs::read(&file).unwrap());
@@ -114,13 +110,15 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
     // Disabled: reads fail with the error S3 gives for a disabled KMS key; enabled again: fine.
     run(key_cli(&server).args(["disable", "records"]));
     let e = run_failing(
-        aws(&server)
+        server
+            .aws()
             .args(["s3api", "get-object", "--bucket", "ledgers", "--key", "l3"])
             .arg(&got),
     );
     assert!(e.contains("KMS.DisabledException"), "{e}");
     run(key_cli(&server).args(["enable", "records"]));
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3api", "get-object", "--bucket", "ledgers", "--key", "l3"])
         .arg(&got));
 
@@ -140,13 +138,15 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
         "{pending}"
     );
     let e = run_failing(
-        aws(&server)
+        server
+            .aws()
             .args(["s3api", "get-object", "--bucket", "enc", "--key", "hr-file"])
             .arg(&got),
     );
     assert!(e.contains("KMS.DisabledException"), "{e}");
     run(key_cli(&server).args(["cancel-deletion", "hr"]));
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3api", "get-object", "--bucket", "enc", "--key", "hr-file"])
         .arg(&got));
 
@@ -167,7 +167,8 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
         "{sample:?}"
     );
     let e = run_failing(
-        aws(&server)
+        server
+            .aws()
             .args(["s3api", "get-object", "--bucket", "enc", "--key", "hr-file"])
             .arg(&got),
     );
@@ -183,7 +184,8 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
         .collect();
     assert_eq!(ids, ["hr", "records", "vallum-default"]);
     // Objects under other keys are untouched.
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3api", "get-object", "--bucket", "enc", "--key", "default"])
         .arg(&got));
 }

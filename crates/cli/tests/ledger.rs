@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, run, tool};
+use common::{Server, bundle_entries, run, tool};
 
 fn vallum() -> Command {
     Command::new(env!("CARGO_BIN_EXE_vallum"))
@@ -49,14 +49,6 @@ fn start(dir: &Path, data: &Path, extra: &str) -> Server {
     )
 }
 
-fn aws(server: &Server) -> Command {
-    let mut cmd = Command::new(tool("aws"));
-    cmd.envs(server.tool_env())
-        .arg("--endpoint-url")
-        .arg(&server.endpoint);
-    cmd
-}
-
 fn log_url(server: &Server) -> String {
     format!("{}/log", server.endpoint)
 }
@@ -88,42 +80,30 @@ fn wait_for_size(server: &Server, size: u64) -> u64 {
     }
 }
 
-/// Decoded entries of a proof bundle.
-fn bundle_entries(path: &Path) -> Vec<serde_json::Value> {
-    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    b["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let raw = base64_simd::STANDARD
-                .decode_to_vec(e["entry"].as_str().unwrap())
-                .unwrap();
-            serde_json::from_slice(&raw).unwrap()
-        })
-        .collect()
-}
-
 #[test]
 fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
     let tmp = tempfile::tempdir().unwrap();
     let server = start(tmp.path(), &tmp.path().join("data"), "");
     let file = tmp.path().join("report.pdf");
     std::fs::write(&file, b"quarterly figures").unwrap();
-    run(aws(&server).args(["s3", "mb", "s3://records"]));
-    run(aws(&server).args(["s3", "mb", "s3://other"]));
-    run(aws(&server)
+    run(server.aws().args(["s3", "mb", "s3://records"]));
+    run(server.aws().args(["s3", "mb", "s3://other"]));
+    run(server
+        .aws()
         .args(["s3", "cp"])
         .arg(&file)
         .arg("s3://records/2026/report.pdf"));
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3", "cp"])
         .arg(&file)
         .arg("s3://other/x"));
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3", "cp", "s3://records/2026/report.pdf"])
         .arg(tmp.path().join("back.pdf")));
-    run(aws(&server)
+    run(server
+        .aws()
         .args([
             "s3api",
             "get-object",
@@ -135,7 +115,9 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
             "bytes=0-8",
         ])
         .arg(tmp.path().join("part")));
-    run(aws(&server).args(["s3", "rm", "s3://records/2026/report.pdf"]));
+    run(server
+        .aws()
+        .args(["s3", "rm", "s3://records/2026/report.pdf"]));
     // log_started, credentials, 2 buckets, 2 stores (each with its key wrap), 2 reads (each with
     // its key unwrap), 1 delete. Every one was durable before its reply, so the checkpoint must
     // reach exactly this size and stop there (waiting for less races the next checkpoint).
@@ -287,7 +269,8 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
     assert_eq!(exit_code(&out), 5, "{}", text(&out));
 
     // More traffic; the log stays consistent with the checkpoint trusted earlier.
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3", "cp"])
         .arg(&file)
         .arg("s3://records/later"));

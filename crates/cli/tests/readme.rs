@@ -27,32 +27,50 @@ fn readme_fenced(marker: &str, lang: &str) -> String {
     body.split_once("```").expect("the block ends").0.to_owned()
 }
 
-#[test]
-fn readme_client_example_runs() {
+/// A temporary directory holding a copy of the README (the blocks copy it around).
+fn readme_dir() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
         tmp.path().join("README.md"),
     )
     .unwrap();
-    let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
-    let script = readme_block("<!-- readme-test -->")
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
-    assert!(script.contains("s3 mb"), "{script}");
+    tmp
+}
+
+/// Runs the `sh` block after `marker` with bash -euo pipefail in `dir`, against `server` (the
+/// README's port replaced by its own), with `vallum` and `aws` on the PATH; `env` sets the
+/// rest of the environment the block expects.
+fn run_block(dir: &Path, server: &Server, marker: &str, env: impl FnOnce(&mut Command)) -> String {
+    let script =
+        readme_block(marker).replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap();
     let aws_dir = tool("aws").parent().unwrap().to_owned();
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
+        bin_dir.display(),
         aws_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = run(Command::new(tool("bash"))
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(tmp.path())
-        .env("PATH", path)
-        .env_remove("AWS_ACCESS_KEY_ID")
-        .env_remove("AWS_SECRET_ACCESS_KEY")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
+    let mut cmd = Command::new(tool("bash"));
+    cmd.args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir)
+        .env("PATH", path);
+    env(&mut cmd);
+    run(&mut cmd)
+}
+
+#[test]
+fn readme_client_example_runs() {
+    let tmp = readme_dir();
+    let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
+    assert!(readme_block("<!-- readme-test -->").contains("s3 mb"));
+    let out = run_block(tmp.path(), &server, "<!-- readme-test -->", |cmd| {
+        cmd.env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    });
     assert!(out.contains("docs/README.md"), "{out}");
     let url = out.lines().last().unwrap().trim();
     assert!(url.starts_with("http://127.0.0.1:"), "{out}");
@@ -69,26 +87,16 @@ fn readme_client_example_runs() {
 
 #[test]
 fn readme_retention_example_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-        tmp.path().join("README.md"),
-    )
-    .unwrap();
+    let tmp = readme_dir();
     let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
-    let script = readme_block("<!-- readme-test retention -->")
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
-    let aws_dir = tool("aws").parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}",
-        aws_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let out = run_block(
+        tmp.path(),
+        &server,
+        "<!-- readme-test retention -->",
+        |cmd| {
+            cmd.envs(server.tool_env());
+        },
     );
-    let out = run(Command::new(tool("bash"))
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(tmp.path())
-        .envs(server.tool_env())
-        .env("PATH", path));
     assert!(out.contains("\"Mode\": \"COMPLIANCE\""), "{out}");
     assert!(out.contains("refused: under COMPLIANCE retention"), "{out}");
     // The block left what it says: the version, under retention and legal hold, and the rules.
@@ -113,29 +121,12 @@ fn readme_retention_example_runs() {
 
 #[test]
 fn readme_keys_example_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-        tmp.path().join("README.md"),
-    )
-    .unwrap();
+    let tmp = readme_dir();
     let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
-    let script = readme_block("<!-- readme-test keys -->")
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap();
-    let aws_dir = tool("aws").parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}:{}",
-        bin_dir.display(),
-        aws_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = run(Command::new(tool("bash"))
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(tmp.path())
-        .envs(server.tool_env())
-        .env("VALLUM_ENDPOINT", &server.endpoint)
-        .env("PATH", path));
+    let out = run_block(tmp.path(), &server, "<!-- readme-test keys -->", |cmd| {
+        cmd.envs(server.tool_env())
+            .env("VALLUM_ENDPOINT", &server.endpoint);
+    });
     assert!(out.contains("refused while disabled"), "{out}");
     assert!(out.contains("\"rewrapped\": 1"), "{out}");
     assert!(
@@ -153,38 +144,17 @@ fn readme_keys_example_runs() {
 
 #[test]
 fn readme_audit_example_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-        tmp.path().join("README.md"),
-    )
-    .unwrap();
+    let tmp = readme_dir();
     let server = Server::start_in(
         &tmp.path().join("vallum-data"),
         "127.0.0.1:0",
         &[],
         &[("VALLUM_SITE_JURISDICTION", "FR")],
     );
-    let script = readme_block("<!-- readme-test audit -->")
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
-    assert!(script.contains("vallum verify"), "{script}");
-    let aws_dir = tool("aws").parent().unwrap().to_owned();
-    let vallum_dir = Path::new(env!("CARGO_BIN_EXE_vallum"))
-        .parent()
-        .unwrap()
-        .to_owned();
-    let path = format!(
-        "{}:{}:{}",
-        vallum_dir.display(),
-        aws_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = run(Command::new(tool("bash"))
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(tmp.path())
-        .env("PATH", path)
-        .envs(server.tool_env())
-        .env_remove("AWS_ENDPOINT_URL"));
+    assert!(readme_block("<!-- readme-test audit -->").contains("vallum verify"));
+    let out = run_block(tmp.path(), &server, "<!-- readme-test audit -->", |cmd| {
+        cmd.envs(server.tool_env()).env_remove("AWS_ENDPOINT_URL");
+    });
     assert!(out.contains("WITHIN BOUNDARY"), "{out}");
     // Stored and read, and the data key wrapped and unwrapped.
     assert!(out.contains("Data events checked: 4"), "{out}");
@@ -192,12 +162,7 @@ fn readme_audit_example_runs() {
 
 #[test]
 fn readme_residency_example_runs() {
-    let tmp = tempfile::tempdir().unwrap();
-    std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"),
-        tmp.path().join("README.md"),
-    )
-    .unwrap();
+    let tmp = readme_dir();
     let config = tmp.path().join("vallum.toml");
     std::fs::write(
         &config,
@@ -210,22 +175,15 @@ fn readme_residency_example_runs() {
         &["--config", config.to_str().unwrap()],
         &[],
     );
-    let script = readme_block("<!-- readme-test residency -->")
-        .replace("127.0.0.1:9000", &format!("127.0.0.1:{}", server.port));
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap();
-    let aws_dir = tool("aws").parent().unwrap().to_owned();
-    let path = format!(
-        "{}:{}:{}",
-        bin_dir.display(),
-        aws_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
+    let out = run_block(
+        tmp.path(),
+        &server,
+        "<!-- readme-test residency -->",
+        |cmd| {
+            cmd.envs(server.tool_env())
+                .env("VALLUM_ENDPOINT", &server.endpoint);
+        },
     );
-    let out = run(Command::new(tool("bash"))
-        .args(["-euo", "pipefail", "-c", &script])
-        .current_dir(tmp.path())
-        .envs(server.tool_env())
-        .env("VALLUM_ENDPOINT", &server.endpoint)
-        .env("PATH", path));
     assert!(
         out.contains("exposed to    us-cloud-act: operator parent Hyperscale Inc in US"),
         "{out}"

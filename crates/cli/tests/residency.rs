@@ -53,14 +53,6 @@ fn vallum(server: &Server, sub: &str) -> Command {
     cmd
 }
 
-fn aws(server: &Server) -> Command {
-    let mut cmd = Command::new(tool("aws"));
-    cmd.envs(server.tool_env())
-        .arg("--endpoint-url")
-        .arg(&server.endpoint);
-    cmd
-}
-
 fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
@@ -101,8 +93,9 @@ fn boundary_policies_are_judged_against_the_site_profile_versioned_and_audited()
 
     let file = tmp.path().join("scan.pdf");
     std::fs::write(&file, b"patient scan").unwrap();
-    run(aws(&server).args(["s3", "mb", "s3://records"]));
-    run(aws(&server)
+    run(server.aws().args(["s3", "mb", "s3://records"]));
+    run(server
+        .aws()
         .args(["s3", "cp"])
         .arg(&file)
         .arg("s3://records/before"));
@@ -167,7 +160,8 @@ fn boundary_policies_are_judged_against_the_site_profile_versioned_and_audited()
         text.contains("own policy  version 2: fr-hds: allowed [FR], required certifications [secnumcloud], 1 replica(s) on 1 operator(s)"),
         "{text}"
     );
-    run(aws(&server)
+    run(server
+        .aws()
         .args(["s3", "cp"])
         .arg(&file)
         .arg("s3://records/after"));
@@ -181,7 +175,7 @@ fn boundary_policies_are_judged_against_the_site_profile_versioned_and_audited()
 
     // A bucket under a policy the site breaks: every kind of write is refused (boto3), and
     // `placement explain` says why and exits 3.
-    run(aws(&server).args(["s3", "mb", "s3://germany"]));
+    run(server.aws().args(["s3", "mb", "s3://germany"]));
     let germany = tmp.path().join("de.json");
     std::fs::write(&germany, r#"{"name": "de-only", "allowed": ["DE"]}"#).unwrap();
     let refused = run_failing(
@@ -274,19 +268,9 @@ fn boundary_policies_are_judged_against_the_site_profile_versioned_and_audited()
         .arg(format!("{}/log", server.endpoint))
         .args(["--bucket", "records", "--out"])
         .arg(&bundle));
-    let entries: Vec<String> = json(&std::fs::read_to_string(&bundle).unwrap())["entries"]
-        .as_array()
-        .unwrap()
+    let entries: Vec<String> = common::bundle_entries(&bundle)
         .iter()
-        .map(|e| {
-            let raw = base64_simd::STANDARD
-                .decode_to_vec(e["entry"].as_str().unwrap())
-                .unwrap();
-            json(&String::from_utf8(raw).unwrap())["event"]["type"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|e| e["event"]["type"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         entries
@@ -331,12 +315,13 @@ fn a_default_policy_and_a_changed_site_profile_refuse_writes_through_real_client
     let default = "\n[residency]\ndefault_policy = { name = \"de-only\", allowed = [\"DE\"] }\n";
     let mut server = start(tmp.path(), FRENCH_OWNED, default);
     // Buckets are created (no byte is placed), but nothing can be written into them.
-    run(aws(&server).args(["s3", "mb", "s3://blocked"]));
-    run(aws(&server).args(["s3", "mb", "s3://open"]));
+    run(server.aws().args(["s3", "mb", "s3://blocked"]));
+    run(server.aws().args(["s3", "mb", "s3://open"]));
     let file = tmp.path().join("f");
     std::fs::write(&file, b"data").unwrap();
     let err = run_failing(
-        aws(&server)
+        server
+            .aws()
             .args(["s3", "cp"])
             .arg(&file)
             .arg("s3://blocked/f"),
@@ -431,6 +416,8 @@ fn a_default_policy_and_a_changed_site_profile_refuse_writes_through_real_client
     assert_eq!(shown["current"]["version"], 1);
     assert_eq!(shown["effective"]["name"], "eu-strict");
     assert_eq!(shown["default"]["name"], "de-only");
-    let listed = run(aws(&server).args(["s3api", "list-objects-v2", "--bucket", "blocked"]));
+    let listed = run(server
+        .aws()
+        .args(["s3api", "list-objects-v2", "--bucket", "blocked"]));
     assert!(!listed.contains("\"Key\""), "{listed}");
 }

@@ -118,6 +118,15 @@ impl Server {
         aws_sdk_s3::Client::from_conf(config)
     }
 
+    /// The real aws-cli, pointed at this server with its credentials.
+    pub fn aws(&self) -> Command {
+        let mut cmd = Command::new(tool("aws"));
+        cmd.envs(self.tool_env())
+            .arg("--endpoint-url")
+            .arg(&self.endpoint);
+        cmd
+    }
+
     /// Environment for CLI tools (aws, boto3, s3cmd) talking to this server.
     pub fn tool_env(&self) -> Vec<(String, String)> {
         vec![
@@ -320,4 +329,20 @@ pub fn test_ca(dir: &Path) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Decoded entries of a proof bundle.
+pub fn bundle_entries(path: &Path) -> Vec<serde_json::Value> {
+    let b: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    b["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let raw = base64_simd::STANDARD
+                .decode_to_vec(e["entry"].as_str().unwrap())
+                .unwrap();
+            serde_json::from_slice(&raw).unwrap()
+        })
+        .collect()
 }

@@ -15,7 +15,9 @@ use std::collections::BTreeSet;
 
 pub(crate) use service::Placed;
 
-pub use placement::{Decision, NO_POLICY, Refusal, Rejection, SiteVerdict, place};
+pub use placement::{
+    Choice, Decision, NO_POLICY, Refusal, Registry, Rejection, SiteVerdict, place,
+};
 pub use policy::{BoundaryPolicy, BucketBoundary};
 pub use profile::{Certification, CivilDate, Exposure, ExposureRules, SiteProfile, SiteState};
 use vallum_ledger::entry::SiteRef;
@@ -26,7 +28,7 @@ use vallum_types::limits::MAX_SITES;
 #[derive(Debug, Clone)]
 pub struct Residency {
     rules: ExposureRules,
-    sites: Vec<SiteProfile>,
+    registry: Registry,
     default_policy: Option<BoundaryPolicy>,
 }
 
@@ -59,8 +61,8 @@ impl Residency {
                 .map_err(|e| format!("default boundary policy: {e}"))?;
         }
         Ok(Self {
+            registry: Registry::new(sites, &rules),
             rules,
-            sites,
             default_policy,
         })
     }
@@ -74,13 +76,13 @@ impl Residency {
     /// The site registry.
     #[must_use]
     pub fn sites(&self) -> &[SiteProfile] {
-        &self.sites
+        self.registry.sites()
     }
 
     /// The site `id`.
     #[must_use]
     pub fn site(&self, id: &str) -> Option<&SiteProfile> {
-        self.sites.iter().find(|s| s.id == id)
+        self.sites().iter().find(|s| s.id == id)
     }
 
     /// The deployment's default policy.
@@ -98,8 +100,9 @@ impl Residency {
         bucket_policy.or(self.default_policy.as_ref())
     }
 
-    /// Where an object with `placement_key` goes under `policy` on `today`. Without any
-    /// policy every active site is permitted (no boundary was asked for).
+    /// Where an object with `placement_key` goes under `policy` on `today`, with every
+    /// site's verdict. Without any policy every active site is permitted (no boundary was
+    /// asked for).
     #[must_use]
     pub fn place(
         &self,
@@ -107,7 +110,18 @@ impl Residency {
         placement_key: &[u8],
         today: CivilDate,
     ) -> Decision {
-        place(policy, &self.sites, &self.rules, placement_key, today)
+        self.registry.explain(policy, placement_key, today)
+    }
+
+    /// The same choice as [`Residency::place`] without the reasons: the write path's.
+    #[must_use]
+    pub fn choose(
+        &self,
+        policy: Option<&BoundaryPolicy>,
+        placement_key: &[u8],
+        today: CivilDate,
+    ) -> Choice {
+        self.registry.choose(policy, placement_key, today)
     }
 
     /// A site as log entries record it: its exposures by id, sorted.

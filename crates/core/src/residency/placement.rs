@@ -10,8 +10,10 @@
 
 use serde::Serialize;
 
+use vallum_types::jurisdiction::within;
+
 use super::policy::BoundaryPolicy;
-use super::profile::{CivilDate, ExposureRules, SiteProfile, SiteState};
+use super::profile::{CivilDate, Exposure, ExposureRules, SiteProfile, SiteState};
 
 /// Version of the placement hash (changing it would move data: it is pinned by a test).
 pub const PLACEMENT_HASH_VERSION: u32 = 1;
@@ -152,54 +154,296 @@ impl Decision {
     }
 }
 
-/// Every rule `site` breaks under `policy` on `today` (without a policy, only a draining site
-/// is out).
-#[must_use]
-pub fn judge(
-    policy: Option<&BoundaryPolicy>,
-    site: &SiteProfile,
-    rules: &ExposureRules,
-    today: CivilDate,
-) -> Vec<Rejection> {
-    let mut out = Vec::new();
-    if site.state == SiteState::Draining {
-        out.push(Rejection::Draining);
-    }
-    let Some(policy) = policy else {
-        return out;
-    };
-    if !policy.allows_country(&site.jurisdiction) {
-        out.push(Rejection::Jurisdiction {
-            country: site.jurisdiction.clone(),
-        });
-    }
-    if !policy.forbidden_exposures.is_empty() {
-        for x in rules.exposures(site) {
-            if policy.forbidden_exposures.contains(&x.id) {
-                out.push(Rejection::Exposure {
-                    exposure: x.id,
-                    basis: x.basis,
-                });
-            }
-        }
-    }
-    for required in &policy.required_certifications {
-        if let Err(problem) = site.certified(required, today) {
-            out.push(Rejection::Certification {
-                required: required.clone(),
-                problem,
-            });
-        }
-    }
-    out
-}
-
 /// Name a decision reports when no policy applied.
 pub const NO_POLICY: &str = "none";
 
-/// Decides where the object with `placement_key` goes (the key is opaque: an object id, never
-/// a name a site would see). Without a policy (no boundary asked for) one replica goes to any
-/// active site.
+/// What the engine derives from a site once, not per decision.
+#[derive(Debug, Clone)]
+struct Prepared {
+    /// Its exposures, derived by the rules, with their basis.
+    exposures: Vec<Exposure>,
+    /// Index of its ultimate parent among the registry's distinct parents.
+    parent: usize,
+    /// Whether its country is in the EU / the EEA.
+    eu: bool,
+    eea: bool,
+    /// `mix(fnv1a(id))`, the site's half of the rendezvous hash.
+    id_hash: u64,
+}
+
+/// A site registry prepared for placement decisions: per-site facts (exposures, parent,
+/// group memberships, hash) are derived once, so a decision costs comparisons, not strings.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    sites: Vec<SiteProfile>,
+    prepared: Vec<Prepared>,
+    parents: usize,
+}
+
+/// The fast answer the write path needs: which sites (registry indices, best first), or why
+/// none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Choice {
+    /// Indices into [`Registry::sites`], best first.
+    pub chosen: Vec<usize>,
+    /// Why there is no placement (then `chosen` is empty).
+    pub refusal: Option<Refusal>,
+}
+
+impl Registry {
+    /// Prepares `sites` under `rules`.
+    #[must_use]
+    pub fn new(sites: Vec<SiteProfile>, rules: &ExposureRules) -> Self {
+        let mut parent_ids: Vec<String> = Vec::new();
+        let prepared = sites
+            .iter()
+            .map(|site| {
+                let identity = site.parent_identity();
+                let parent = parent_ids
+                    .iter()
+                    .position(|p| *p == identity)
+                    .unwrap_or_else(|| {
+                        parent_ids.push(identity);
+                        parent_ids.len() - 1
+                    });
+                Prepared {
+                    exposures: rules.exposures(site),
+                    parent,
+                    eu: within(&site.jurisdiction, "EU"),
+                    eea: within(&site.jurisdiction, "EEA"),
+                    id_hash: mix(fnv1a(site.id.as_bytes())),
+                }
+            })
+            .collect();
+        Self {
+            sites,
+            prepared,
+            parents: parent_ids.len(),
+        }
+    }
+
+    /// The sites, in registry order.
+    #[must_use]
+    pub fn sites(&self) -> &[SiteProfile] {
+        &self.sites
+    }
+
+    /// The exposures derived for the site at `index`.
+    #[must_use]
+    pub fn exposures(&self, index: usize) -> &[Exposure] {
+        &self.prepared[index].exposures
+    }
+
+    fn allows(&self, policy: &BoundaryPolicy, i: usize) -> bool {
+        let (site, p) = (&self.sites[i], &self.prepared[i]);
+        policy.allowed.iter().any(|a| match a.as_str() {
+            "EU" => p.eu,
+            "EEA" => p.eea,
+            country => site.jurisdiction == country,
+        })
+    }
+
+    /// Whether site `i` is permitted under `policy` on `today`; with `why`, every rule it
+    /// breaks (without, it stops at the first and builds nothing).
+    fn judge(
+        &self,
+        policy: Option<&BoundaryPolicy>,
+        i: usize,
+        today: CivilDate,
+        why: Option<&mut Vec<Rejection>>,
+    ) -> bool {
+        let (site, prepared) = (&self.sites[i], &self.prepared[i]);
+        let mut permitted = true;
+        let mut out = why;
+        macro_rules! reject {
+            ($rejection:expr) => {{
+                permitted = false;
+                match out.as_deref_mut() {
+                    Some(v) => v.push($rejection),
+                    None => return false,
+                }
+            }};
+        }
+        if site.state == SiteState::Draining {
+            reject!(Rejection::Draining);
+        }
+        let Some(policy) = policy else {
+            return permitted;
+        };
+        if !self.allows(policy, i) {
+            reject!(Rejection::Jurisdiction {
+                country: site.jurisdiction.clone(),
+            });
+        }
+        for x in &prepared.exposures {
+            if policy.forbidden_exposures.contains(&x.id) {
+                reject!(Rejection::Exposure {
+                    exposure: x.id.clone(),
+                    basis: x.basis.clone(),
+                });
+            }
+        }
+        for required in &policy.required_certifications {
+            if !site.holds(required, today) {
+                reject!(Rejection::Certification {
+                    required: required.clone(),
+                    problem: site.certified(required, today).err().unwrap_or_default(),
+                });
+            }
+        }
+        permitted
+    }
+
+    /// Picks among `permitted` (index, score): enough replicas spanning enough independent
+    /// parents, best first, or why not.
+    fn select(&self, policy: Option<&BoundaryPolicy>, mut permitted: Vec<(usize, f64)>) -> Choice {
+        let (min_replicas, min_operators) = policy.map_or((1, 1), |p| {
+            (p.min_replicas as usize, p.min_operators as usize)
+        });
+        // Best score first, ties broken by id so the order is total.
+        permitted.sort_by(|a, b| {
+            b.1.total_cmp(&a.1)
+                .then_with(|| self.sites[a.0].id.cmp(&self.sites[b.0].id))
+        });
+        let mut seen = vec![false; self.parents];
+        let mut distinct = 0;
+        for &(i, _) in &permitted {
+            let p = self.prepared[i].parent;
+            if !seen[p] {
+                seen[p] = true;
+                distinct += 1;
+            }
+        }
+        let refusal = if permitted.len() < min_replicas {
+            Some(Refusal::TooFewSites {
+                needed: min_replicas as u32,
+                permitted: permitted.len(),
+            })
+        } else if distinct < min_operators {
+            Some(Refusal::TooFewOperators {
+                needed: min_operators as u32,
+                permitted: distinct,
+            })
+        } else {
+            None
+        };
+        if refusal.is_some() {
+            return Choice {
+                chosen: Vec::new(),
+                refusal,
+            };
+        }
+        // First the best site of each parent until enough operators are covered, then the
+        // best of the rest; reported in score order.
+        let mut taken = vec![false; permitted.len()];
+        seen.fill(false);
+        let mut covered = 0;
+        for (k, &(i, _)) in permitted.iter().enumerate() {
+            if covered >= min_operators {
+                break;
+            }
+            let p = self.prepared[i].parent;
+            if !seen[p] {
+                seen[p] = true;
+                covered += 1;
+                taken[k] = true;
+            }
+        }
+        let mut count = covered;
+        for t in &mut taken {
+            if count >= min_replicas {
+                break;
+            }
+            if !*t {
+                *t = true;
+                count += 1;
+            }
+        }
+        Choice {
+            chosen: permitted
+                .iter()
+                .zip(&taken)
+                .filter(|(_, t)| **t)
+                .map(|((i, _), _)| *i)
+                .collect(),
+            refusal: None,
+        }
+    }
+
+    /// The write path's decision for `placement_key`: no reasons, no strings.
+    #[must_use]
+    pub fn choose(
+        &self,
+        policy: Option<&BoundaryPolicy>,
+        placement_key: &[u8],
+        today: CivilDate,
+    ) -> Choice {
+        let key_hash = mix(fnv1a(placement_key));
+        let permitted = (0..self.sites.len())
+            .filter(|&i| self.judge(policy, i, today, None))
+            .map(|i| (i, self.score(key_hash, i)))
+            .collect();
+        self.select(policy, permitted)
+    }
+
+    /// The full decision with every site's verdict and reasons: what `placement explain`
+    /// prints and refusals quote. Chooses exactly as [`Registry::choose`].
+    #[must_use]
+    pub fn explain(
+        &self,
+        policy: Option<&BoundaryPolicy>,
+        placement_key: &[u8],
+        today: CivilDate,
+    ) -> Decision {
+        let key_hash = mix(fnv1a(placement_key));
+        let mut verdicts: Vec<SiteVerdict> = Vec::with_capacity(self.sites.len());
+        let mut permitted = Vec::new();
+        for (i, site) in self.sites.iter().enumerate() {
+            let mut rejections = Vec::new();
+            let ok = self.judge(policy, i, today, Some(&mut rejections));
+            let score = if ok { self.score(key_hash, i) } else { 0.0 };
+            if ok {
+                permitted.push((i, score));
+            }
+            let reasons = rejections
+                .iter()
+                .map(|r| match policy {
+                    Some(p) => r.describe(&site.id, p),
+                    None => format!("site {}: draining, takes no new data", site.id),
+                })
+                .collect();
+            verdicts.push(SiteVerdict {
+                site: site.id.clone(),
+                rejections,
+                reasons,
+                score,
+                chosen: false,
+            });
+        }
+        let choice = self.select(policy, permitted);
+        for &i in &choice.chosen {
+            verdicts[i].chosen = true;
+        }
+        Decision {
+            policy: policy.map_or_else(|| NO_POLICY.to_owned(), |p| p.name.clone()),
+            chosen: choice
+                .chosen
+                .iter()
+                .map(|&i| self.sites[i].id.clone())
+                .collect(),
+            write_quorum: policy.map_or(1, BoundaryPolicy::quorum),
+            sites: verdicts,
+            refusal: choice.refusal,
+        }
+    }
+
+    fn score(&self, key_hash: u64, i: usize) -> f64 {
+        rendezvous_score(key_hash, self.prepared[i].id_hash, self.sites[i].weight)
+    }
+}
+
+/// Decides where the object with `placement_key` goes, with every site's verdict: a
+/// registry prepared for this one call (long-lived callers keep a [`Registry`]).
 #[must_use]
 pub fn place(
     policy: Option<&BoundaryPolicy>,
@@ -208,102 +452,7 @@ pub fn place(
     placement_key: &[u8],
     today: CivilDate,
 ) -> Decision {
-    let key_hash = mix(fnv1a(placement_key));
-    let mut verdicts: Vec<SiteVerdict> = sites
-        .iter()
-        .map(|site| {
-            let rejections = judge(policy, site, rules, today);
-            let reasons = rejections
-                .iter()
-                .map(|r| match policy {
-                    Some(p) => r.describe(&site.id, p),
-                    None => format!("site {}: draining, takes no new data", site.id),
-                })
-                .collect();
-            let score = if rejections.is_empty() {
-                rendezvous_score(key_hash, &site.id, site.weight)
-            } else {
-                0.0
-            };
-            SiteVerdict {
-                site: site.id.clone(),
-                rejections,
-                reasons,
-                score,
-                chosen: false,
-            }
-        })
-        .collect();
-
-    // Permitted sites, best score first (ties broken by id so the order is total).
-    let mut order: Vec<usize> = (0..sites.len())
-        .filter(|&i| verdicts[i].rejections.is_empty())
-        .collect();
-    order.sort_by(|&a, &b| {
-        verdicts[b]
-            .score
-            .total_cmp(&verdicts[a].score)
-            .then_with(|| sites[a].id.cmp(&sites[b].id))
-    });
-    let parents: Vec<String> = sites.iter().map(SiteProfile::parent_identity).collect();
-    let mut distinct: Vec<&str> = order.iter().map(|&i| parents[i].as_str()).collect();
-    distinct.sort_unstable();
-    distinct.dedup();
-
-    let (min_replicas, min_operators, quorum) =
-        policy.map_or((1, 1, 1), |p| (p.min_replicas, p.min_operators, p.quorum()));
-    let needed = min_replicas as usize;
-    let refusal = if order.len() < needed {
-        Some(Refusal::TooFewSites {
-            needed: min_replicas,
-            permitted: order.len(),
-        })
-    } else if distinct.len() < min_operators as usize {
-        Some(Refusal::TooFewOperators {
-            needed: min_operators,
-            permitted: distinct.len(),
-        })
-    } else {
-        None
-    };
-
-    let mut chosen = Vec::new();
-    if refusal.is_none() {
-        // First the best site of each parent until enough operators are covered, then the
-        // best of the rest; the result is reported in score order.
-        let mut taken = vec![false; sites.len()];
-        let mut covered: Vec<&str> = Vec::new();
-        for &i in &order {
-            if covered.len() >= min_operators as usize {
-                break;
-            }
-            if !covered.contains(&parents[i].as_str()) {
-                covered.push(&parents[i]);
-                taken[i] = true;
-                chosen.push(i);
-            }
-        }
-        for &i in &order {
-            if chosen.len() >= needed {
-                break;
-            }
-            if !taken[i] {
-                taken[i] = true;
-                chosen.push(i);
-            }
-        }
-        chosen.sort_by(|&a, &b| verdicts[b].score.total_cmp(&verdicts[a].score));
-        for &i in &chosen {
-            verdicts[i].chosen = true;
-        }
-    }
-    Decision {
-        policy: policy.map_or_else(|| NO_POLICY.to_owned(), |p| p.name.clone()),
-        chosen: chosen.iter().map(|&i| sites[i].id.clone()).collect(),
-        write_quorum: quorum,
-        sites: verdicts,
-        refusal,
-    }
+    Registry::new(sites.to_vec(), rules).explain(policy, placement_key, today)
 }
 
 /// FNV-1a, 64 bits: stable across Rust releases and platforms (unlike `std`'s hasher), which
@@ -325,11 +474,10 @@ fn mix(mut z: u64) -> u64 {
 }
 
 /// Weighted rendezvous score: `-weight / ln(u)` for a uniform `u` in (0, 1) drawn from the
-/// site and the key (Schindelhauer and Schomaker's weighted distributed hash tables).
-fn rendezvous_score(key_hash: u64, site_id: &str, weight: u32) -> f64 {
-    let h = mix(key_hash ^ mix(fnv1a(site_id.as_bytes())));
+/// site's hash and the key's (Schindelhauer and Schomaker's weighted distributed hash tables).
+fn rendezvous_score(key_hash: u64, site_hash: u64, weight: u32) -> f64 {
+    let h = mix(key_hash ^ site_hash);
     // 53 random bits, strictly inside (0, 1).
-    #[allow(clippy::cast_precision_loss)]
     let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
     -f64::from(weight.max(1)) / u.ln()
 }
@@ -477,6 +625,42 @@ mod tests {
                             .all(|r| r.starts_with(&format!("site {}:", v.site)))
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_write_path_chooses_exactly_what_explain_reports() {
+        let rules = ExposureRules::builtin();
+        let reg = Registry::new(registry(), &rules);
+        let policies = [
+            None,
+            Some(policy(|_| {})),
+            Some(policy(|p| {
+                p.min_replicas = 3;
+                p.min_operators = 3;
+            })),
+            Some(policy(|p| {
+                p.allowed = vec!["FR".into()];
+                p.min_replicas = 2;
+                p.min_operators = 2;
+            })),
+            Some(policy(|p| {
+                p.required_certifications = vec!["SecNumCloud".into()]
+            })),
+        ];
+        for p in &policies {
+            for i in 0..300 {
+                let key = format!("k{i}");
+                let fast = reg.choose(p.as_ref(), key.as_bytes(), today());
+                let full = reg.explain(p.as_ref(), key.as_bytes(), today());
+                let ids: Vec<&str> = fast
+                    .chosen
+                    .iter()
+                    .map(|&i| reg.sites()[i].id.as_str())
+                    .collect();
+                assert_eq!(ids, full.chosen, "{p:?} {key}");
+                assert_eq!(fast.refusal, full.refusal, "{p:?} {key}");
             }
         }
     }

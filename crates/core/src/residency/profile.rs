@@ -19,49 +19,50 @@ pub const DEFAULT_EXPOSURE_RULES: &str = include_str!("exposures.toml");
 /// The exposure-rules format this build reads.
 pub const EXPOSURE_RULES_VERSION: u32 = 1;
 
-/// A calendar date, as days since 1970-01-01 (proleptic Gregorian), written `YYYY-MM-DD`.
+/// A calendar date (UTC), written `YYYY-MM-DD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct CivilDate(i64);
+pub struct CivilDate(time::Date);
+
+const DATE_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]");
 
 impl CivilDate {
     /// The date of `ms` since the epoch (UTC).
     #[must_use]
     pub fn from_epoch_ms(ms: i64) -> Self {
-        Self(ms.div_euclid(86_400_000))
+        let t = time::OffsetDateTime::from_unix_timestamp(ms.div_euclid(1000))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        Self(t.date())
     }
 
-    /// Parses `YYYY-MM-DD` (a real date: no month 13, no 30 February).
+    /// Parses exactly `YYYY-MM-DD`, a real date (no month 13, no 30 February).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("not a date (YYYY-MM-DD): {text:?}");
-        let b = text.as_bytes();
-        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-            return Err(bad());
-        }
-        let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
-            let s = &text[r];
-            if !s.bytes().all(|c| c.is_ascii_digit()) {
-                return Err(bad());
-            }
-            s.parse().map_err(|_| bad())
-        };
-        let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        if !(1..=12).contains(&m) || d < 1 || d > days_in_month(y, m) {
-            return Err(bad());
-        }
-        Ok(Self(days_from_civil(y, m, d)))
+        let shape_ok = text.len() == 10
+            && text.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        shape_ok
+            .then(|| time::Date::parse(text, DATE_FORMAT).ok())
+            .flatten()
+            .map(Self)
+            .ok_or_else(|| format!("not a date (YYYY-MM-DD): {text:?}"))
     }
 
-    /// Days since the epoch.
+    /// The next day.
     #[must_use]
-    pub fn days(self) -> i64 {
-        self.0
+    pub fn next_day(self) -> Option<Self> {
+        self.0.next_day().map(Self)
     }
 }
 
 impl std::fmt::Display for CivilDate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (y, m, d) = civil_from_days(self.0);
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        let text = self.0.format(DATE_FORMAT).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
     }
 }
 
@@ -76,43 +77,6 @@ impl<'de> Deserialize<'de> for CivilDate {
         let text = String::deserialize(d)?;
         Self::parse(&text).map_err(serde::de::Error::custom)
     }
-}
-
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
-}
-
-fn days_in_month(y: i64, m: i64) -> i64 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-// Howard Hinnant's days_from_civil / civil_from_days (public domain algorithms).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// A certification a site holds.
@@ -341,6 +305,14 @@ impl SiteProfile {
         Ok(())
     }
 
+    /// Whether a certification satisfying `required` is valid on `today`.
+    #[must_use]
+    pub fn holds(&self, required: &str, today: CivilDate) -> bool {
+        self.certifications
+            .iter()
+            .any(|c| c.expires >= today && c.satisfies(required))
+    }
+
     /// The certification satisfying `required` that is valid on `today`, or why none is.
     pub fn certified(&self, required: &str, today: CivilDate) -> Result<&Certification, String> {
         let mut lapsed = None;
@@ -515,8 +487,16 @@ mod tests {
 
     #[test]
     fn dates_parse_print_and_order() {
-        assert_eq!(date("1970-01-01").days(), 0);
-        assert_eq!(date("2000-03-01").days(), 11_017);
+        // 2000-03-01T00:00:00Z is 951868800 s after the epoch.
+        assert_eq!(
+            CivilDate::from_epoch_ms(951_868_800_000),
+            date("2000-03-01")
+        );
+        assert_eq!(
+            CivilDate::from_epoch_ms(951_868_800_000 - 1),
+            date("2000-02-29")
+        );
+        assert_eq!(CivilDate::from_epoch_ms(0).to_string(), "1970-01-01");
         assert_eq!(date("2024-02-29").to_string(), "2024-02-29");
         for bad in [
             "2023-02-29",
@@ -526,19 +506,25 @@ mod tests {
             "2026-1-01",
             "2026-01-32",
             "+026-01-01",
+            "2026-01-01 ",
+            "2026/01/01",
         ] {
             assert!(CivilDate::parse(bad).is_err(), "{bad}");
         }
-        // Every day of four centuries round-trips through its text.
-        for d in date("1900-01-01").days()..date("2300-01-01").days() {
-            let day = CivilDate(d);
+        // Every day of four centuries round-trips through its text, in order.
+        let mut day = date("1900-01-01");
+        let end = date("2300-01-01");
+        while day < end {
             assert_eq!(date(&day.to_string()), day);
+            let next = day.next_day().unwrap();
+            assert!(next > day);
+            day = next;
         }
         assert_eq!(
-            CivilDate::from_epoch_ms(1_767_225_600_000 - 1).to_string(),
-            "2025-12-31"
+            serde_json::to_string(&date("2027-06-30")).unwrap(),
+            "\"2027-06-30\""
         );
-        assert!(date("2026-12-01") < date("2027-01-01"));
+        assert!(serde_json::from_str::<CivilDate>("\"2027-06-31\"").is_err());
     }
 
     #[test]

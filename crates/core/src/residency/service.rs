@@ -76,27 +76,38 @@ impl ObjectService {
     /// this service's site. Called before any byte is written: its token is what
     /// `write_blob` asks for.
     pub(crate) fn check_placement(&self, bucket: &BucketRecord, key: &str) -> Result<Placed> {
-        if self.residency.is_none() {
+        let Some(residency) = &self.residency else {
             return Ok(Placed(()));
+        };
+        let policy = self.boundary_of(bucket);
+        let pkey = placement_key(&bucket.name, key);
+        let choice = residency.choose(policy, &pkey, self.today());
+        if choice.refusal.is_some() {
+            // Refusals are rare: only they pay for the sentences.
+            let why = residency
+                .place(policy, &pkey, self.today())
+                .explain_refusal();
+            tracing::warn!(target: "vallum::audit", event = "placement_refused", bucket = %bucket.name, reason = %why, "write refused by the boundary policy");
+            return Err(Error::NoCompliantPlacement(why));
         }
-        let decision = self.decide_placement(bucket, key)?;
-        if !decision.permitted() {
-            tracing::warn!(target: "vallum::audit", event = "placement_refused", bucket = %bucket.name, reason = %decision.explain_refusal(), "write refused by the boundary policy");
-            return Err(Error::NoCompliantPlacement(decision.explain_refusal()));
-        }
-        if !decision.chosen.contains(&self.local_site) {
+        let sites = residency.sites();
+        let chosen: Vec<&str> = choice
+            .chosen
+            .iter()
+            .map(|&i| sites[i].id.as_str())
+            .collect();
+        let policy_name = policy.map_or(super::NO_POLICY, |p| p.name.as_str());
+        if !chosen.contains(&self.local_site.as_str()) {
             // The engine chose sites this gateway cannot write to; never fall back.
             return Err(Error::NoCompliantPlacement(format!(
-                "policy {} places this object on {}, which this gateway does not write to",
-                decision.policy,
-                decision.chosen.join(", ")
+                "policy {policy_name} places this object on {}, which this gateway does not write to",
+                chosen.join(", ")
             )));
         }
-        if decision.chosen.len() > 1 {
+        if chosen.len() > 1 {
             return Err(Error::NoCompliantPlacement(format!(
-                "policy {} needs {} replicas; this deployment writes to one site",
-                decision.policy,
-                decision.chosen.len()
+                "policy {policy_name} needs {} replicas; this deployment writes to one site",
+                chosen.len()
             )));
         }
         Ok(Placed(()))
