@@ -75,7 +75,8 @@ enum Command {
     /// with each site's reason if no compliant placement exists), clear, history.
     Policy(residencycli::PolicyArgs),
     /// Placement decisions: `explain BUCKET KEY` shows where an object goes and why each site
-    /// is in or out. Exit codes: 0 placed, 3 no compliant placement, 1 could not run.
+    /// is in or out; `check [BUCKET]` whether stored data is still inside its policy. Exit
+    /// codes: 0 placed / inside, 3 no compliant placement / outside, 1 could not run.
     Placement(residencycli::PlacementArgs),
 }
 

@@ -98,6 +98,10 @@ enum PlacementOp {
     /// Where an object of BUCKET named KEY goes, and why each site is in or out; exits 3
     /// when no compliant placement exists.
     Explain { bucket: String, key: String },
+    /// Whether each bucket's stored data is inside its boundary policy today (a site's
+    /// profile or a policy may have changed, a certification lapsed); with BUCKET, also what
+    /// it holds. Exits 3 when any bucket is outside.
+    Check { bucket: Option<String> },
 }
 
 fn print(json_out: bool, value: &Value, text: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
@@ -364,15 +368,63 @@ pub fn run_policy(args: PolicyArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `vallum placement`; `Ok(false)` when the object could not be placed.
+fn compliance_text(b: &Value) -> String {
+    let name = b["bucket"].as_str().unwrap_or("");
+    let policy = b["policy"].as_str().unwrap_or("none");
+    let mut out = if b["compliant"] == true {
+        format!(
+            "bucket {name}: inside policy {policy} on site {}\n",
+            b["site"].as_str().unwrap_or("")
+        )
+    } else {
+        format!("bucket {name}: OUTSIDE policy {policy}\n")
+    };
+    for r in b["reasons"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&format!("  {}\n", r.as_str().unwrap_or("")));
+    }
+    if b["held"].is_object() {
+        out.push_str(&format!(
+            "  holds {} version(s), {} byte(s)\n",
+            b["held"]["versions"], b["held"]["bytes"]
+        ));
+    }
+    out
+}
+
+/// Runs `vallum placement`; `Ok(false)` when the object could not be placed, or a bucket's
+/// data is outside its policy.
 pub fn run_placement(args: PlacementArgs) -> anyhow::Result<bool> {
     let c = args.conn.client()?;
-    let PlacementOp::Explain { bucket, key } = args.op;
-    let v = c.call(
-        "GET",
-        &format!("buckets/{}/placement/{}", encode(&bucket), encode(&key)),
-        None,
-    )?;
-    print(args.json, &v, |v| decision_text(v, &bucket, &key))?;
-    Ok(v["refusal"].is_null())
+    match args.op {
+        PlacementOp::Explain { bucket, key } => {
+            let v = c.call(
+                "GET",
+                &format!("buckets/{}/placement/{}", encode(&bucket), encode(&key)),
+                None,
+            )?;
+            print(args.json, &v, |v| decision_text(v, &bucket, &key))?;
+            Ok(v["refusal"].is_null())
+        }
+        PlacementOp::Check {
+            bucket: Some(bucket),
+        } => {
+            let v = c.call(
+                "GET",
+                &format!("buckets/{}/compliance", encode(&bucket)),
+                None,
+            )?;
+            print(args.json, &v, compliance_text)?;
+            Ok(v["compliant"] == true)
+        }
+        PlacementOp::Check { bucket: None } => {
+            let v = c.call("GET", "compliance", None)?;
+            print(args.json, &v, |v| {
+                v["buckets"]
+                    .as_array()
+                    .map(|a| a.iter().map(compliance_text).collect::<String>())
+                    .unwrap_or_default()
+            })?;
+            Ok(v["non_compliant"] == 0)
+        }
+    }
 }

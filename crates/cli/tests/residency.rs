@@ -357,6 +357,23 @@ fn a_default_policy_and_a_changed_site_profile_refuse_writes_through_real_client
         .envs(server.tool_env()));
     assert!(out.contains("boto3 residency ok"), "{out}");
 
+    // Before the change only the blocked bucket is outside (exit 3), open is inside.
+    let out = vallum(&server, "placement")
+        .args(["check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("bucket open: inside policy eu-strict on site local"),
+        "{text}"
+    );
+    let inside = run(vallum(&server, "placement").args(["check", "open"]));
+    assert!(
+        inside.contains("holds 1 version(s), 12 byte(s)"),
+        "{inside}"
+    );
+
     // A multipart upload begins while the site is French-owned.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = server.client();
@@ -409,6 +426,46 @@ fn a_default_policy_and_a_changed_site_profile_refuse_writes_through_real_client
         let got = client.get_object().bucket("open").key("src").send().await.unwrap();
         assert_eq!(got.body.collect().await.unwrap().into_bytes().as_ref(), b"source bytes");
     });
+    // The drift is reported: both buckets' data now sit outside their policies (blocked's
+    // default never admitted the site; open's forbids the exposure its new parent brings),
+    // with what they hold, and the gauge operators alert on counts them.
+    let out = vallum(&server, "placement")
+        .args(["check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("bucket open: OUTSIDE policy eu-strict\n  site local: operator parent Hyperscale Inc in US"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bucket blocked: OUTSIDE policy de-only"),
+        "{text}"
+    );
+    let open = vallum(&server, "placement")
+        .args(["check", "open", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(open.status.code(), Some(3));
+    let open = json(&String::from_utf8_lossy(&open.stdout));
+    // src (12 bytes) from boto3; the unfinished upload is not a version.
+    assert_eq!(
+        open["held"],
+        serde_json::json!({"versions": 1, "bytes": 12}),
+        "{open}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let metrics =
+            run(Command::new(tool("curl")).args(["-sf", &format!("{}/metrics", server.endpoint)]));
+        if metrics.contains("vallum_boundary_noncompliant_buckets 2") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{metrics}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
     // Policies survive the restart.
     let shown = json(&run(
         vallum(&server, "policy").args(["show", "open", "--json"])

@@ -15,6 +15,7 @@
 //! | GET / PUT / DELETE | `buckets/<b>/boundary` | the bucket's boundary policy (a new version each change) |
 //! | GET | `buckets/<b>/boundary/history` | every version, with who and when |
 //! | GET | `buckets/<b>/placement/<key>` | the placement decision for an object, every site's verdict |
+//! | GET | `compliance`, `buckets/<b>/compliance` | whether each bucket's stored data is inside its policy today |
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -293,7 +294,7 @@ impl Admin {
                 }
                 Ok(value(&s.destroy_key(id).await?))
             }
-            (_, ["sites" | "exposure-rules" | "buckets", ..]) => {
+            (_, ["sites" | "exposure-rules" | "compliance" | "buckets", ..]) => {
                 crate::admin_residency::route(s, method, seg, body).await
             }
             (_, ["keys", ..]) => Err(not_allowed(method)),

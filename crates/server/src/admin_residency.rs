@@ -1,5 +1,6 @@
 //! Admin API resources of residency: the site registry with derived exposures, the exposure
-//! rules, bucket boundary policies (versioned) and placement decisions.
+//! rules, bucket boundary policies (versioned), placement decisions and the compliance (drift)
+//! report.
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -79,11 +80,19 @@ pub(crate) async fn route(
         (&Method::GET, ["buckets", b, "boundary", "history"]) => {
             Ok(json!({ "bucket": b, "versions": value(&s.boundary_history(b).await?) }))
         }
+        (&Method::GET, ["compliance"]) => {
+            let buckets = s.compliance().await?;
+            let outside = buckets.iter().filter(|b| !b.compliant).count();
+            Ok(json!({ "buckets": value(&buckets), "non_compliant": outside }))
+        }
+        (&Method::GET, ["buckets", b, "compliance"]) => Ok(value(&s.bucket_compliance(b).await?)),
         (&Method::GET, ["buckets", b, "placement", key]) => {
             Ok(value(&s.explain_placement(b, key).await?))
         }
-        (_, ["sites" | "exposure-rules", ..])
-        | (_, ["buckets", _, "boundary" | "placement", ..]) => Err(not_allowed(method)),
+        (_, ["sites" | "exposure-rules" | "compliance", ..])
+        | (_, ["buckets", _, "boundary" | "placement" | "compliance", ..]) => {
+            Err(not_allowed(method))
+        }
         _ => Err(Failure(
             StatusCode::NOT_FOUND,
             "NoSuchResource",

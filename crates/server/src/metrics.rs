@@ -37,6 +37,7 @@ pub struct Metrics {
     lifecycle_actions: Family<ActionLabel, Gauge>,
     lifecycle_running: Gauge,
     lifecycle_last_pass: Gauge,
+    boundary_noncompliant: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -107,7 +108,14 @@ impl Metrics {
             "When the last complete lifecycle pass finished (Unix time)",
             lifecycle_last_pass.clone(),
         );
+        let boundary_noncompliant = Gauge::default();
+        registry.register(
+            "boundary_noncompliant_buckets",
+            "Buckets whose stored data is on a site their boundary policy no longer permits",
+            boundary_noncompliant.clone(),
+        );
         Self {
+            boundary_noncompliant,
             registry,
             requests,
             latency,
@@ -163,6 +171,12 @@ impl Metrics {
         if let Some(ms) = p.last_pass_finished_ms {
             self.lifecycle_last_pass.set(ms / 1000);
         }
+    }
+
+    /// Publishes how many buckets hold data outside their boundary policy.
+    pub fn set_boundary_noncompliant(&self, buckets: usize) {
+        self.boundary_noncompliant
+            .set(i64::try_from(buckets).unwrap_or(i64::MAX));
     }
 
     /// The OpenMetrics text exposition.

@@ -63,11 +63,53 @@ const GC_LEASE_MIN_TTL_SECS: u64 = 60;
 const KEY_DELETION_JOB: &str = "key-deletion";
 /// How often due key deletions are looked for.
 const KEY_DELETION_INTERVAL: Duration = Duration::from_secs(60);
+/// How often each gateway checks stored data against the boundary policies.
+const BOUNDARY_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// Versions the lifecycle worker examines per step (between lease renewals).
 const LIFECYCLE_STEP_VERSIONS: usize = 10_000;
 
 /// Runs `step` every `interval` while holding lease `lease`; a step that returns true (more
 /// work pending) is followed by the next at once. On shutdown the lease is released.
+/// Checks every bucket's stored data against its boundary policy until shut down: publishes
+/// the count of buckets outside, and warns (audit target) when a bucket falls outside or comes
+/// back.
+fn spawn_boundary_check(
+    service: Arc<ObjectService>,
+    metrics: Arc<Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut outside = std::collections::BTreeSet::<String>::new();
+        loop {
+            match service.compliance().await {
+                Ok(report) => {
+                    let now: std::collections::BTreeSet<String> = report
+                        .iter()
+                        .filter(|b| !b.compliant)
+                        .map(|b| b.bucket.clone())
+                        .collect();
+                    for b in report
+                        .iter()
+                        .filter(|b| !b.compliant && !outside.contains(&b.bucket))
+                    {
+                        tracing::warn!(target: "vallum::audit", event = "boundary_drift", bucket = %b.bucket, policy = ?b.policy, site = %b.site, reasons = %b.reasons.join("; "), "stored data is outside the bucket's boundary policy");
+                    }
+                    for b in outside.difference(&now) {
+                        tracing::info!(target: "vallum::audit", event = "boundary_drift_cleared", bucket = %b, "stored data is inside the bucket's boundary policy again");
+                    }
+                    metrics.set_boundary_noncompliant(now.len());
+                    outside = now;
+                }
+                Err(err) => tracing::warn!(%err, "boundary check failed; will retry"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(BOUNDARY_CHECK_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    })
+}
+
 fn spawn_leased_job<F, Fut>(
     service: Arc<ObjectService>,
     lease: &'static str,
@@ -351,6 +393,14 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         orphan_age: Duration::from_secs(config.gc.orphan_age_secs),
     };
     let (jobs_stop, jobs_shutdown) = watch::channel(false);
+    // Every gateway checks stored data against the boundary policies, read-only: at start
+    // (a site's profile or the default policy may have changed) and then periodically
+    // (certifications lapse).
+    let boundary_task = spawn_boundary_check(
+        Arc::clone(&service),
+        Arc::clone(&metrics),
+        jobs_shutdown.clone(),
+    );
     // Gateways sharing one metadata store run each background job one at a time: a step runs
     // only under the job's lease, which outlives a crashed holder by at most its TTL.
     // With the embedded store the data-directory lock already makes this the only process, so
@@ -519,6 +569,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let _ = gc_task.await;
         let _ = lifecycle_task.await;
         let _ = key_deletion_task.await;
+        let _ = boundary_task.await;
         if let Some(t) = ledger_task {
             let _ = t.await;
         }

@@ -14,6 +14,7 @@ mod service;
 use std::collections::BTreeSet;
 
 pub(crate) use service::Placed;
+pub use service::{BucketCompliance, Held};
 
 pub use placement::{
     Choice, Decision, NO_POLICY, Refusal, Registry, Rejection, SiteVerdict, place,

@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
+use serde::Serialize;
 use vallum_ledger::entry::Event;
+use vallum_types::limits::MAX_LIST_KEYS;
 
-use super::{BoundaryPolicy, BucketBoundary, CivilDate, Decision, Residency};
+use super::{BoundaryPolicy, BucketBoundary, CivilDate, Decision, Rejection, Residency};
 use crate::error::{Error, Result};
 use crate::meta::{BucketRecord, MetaError};
 use crate::service::ObjectService;
@@ -14,6 +16,34 @@ use crate::versioning::BucketUpdate;
 /// Proof that the placement engine permitted a write: `write_blob` takes one, so no byte
 /// reaches a site without a decision.
 pub(crate) struct Placed(());
+
+/// Whether the data a bucket holds on this deployment's site is inside its boundary policy
+/// now: the drift report after a site's profile or a policy changed, or a certification lapsed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BucketCompliance {
+    /// Bucket name.
+    pub bucket: String,
+    /// The policy in force (none: no boundary, always compliant).
+    pub policy: Option<String>,
+    /// The site holding the bucket's data.
+    pub site: String,
+    /// Whether that site is inside the policy today.
+    pub compliant: bool,
+    /// Every rule the site breaks, as sentences (empty when compliant).
+    pub reasons: Vec<String>,
+    /// Versions (delete markers aside) and their bytes held there, when counted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Held>,
+}
+
+/// What a bucket holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Held {
+    /// Object versions, delete markers aside.
+    pub versions: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
 
 /// How often a boundary change is retried when another gateway changed it in between.
 const BOUNDARY_CHANGE_ATTEMPTS: usize = 3;
@@ -199,6 +229,77 @@ impl ObjectService {
             },
         })
         .await
+    }
+
+    /// Whether bucket `record`'s data, all on this service's site, is inside its policy today
+    /// (draining does not count: it only stops new data).
+    fn compliance_of(&self, residency: &Residency, record: &BucketRecord) -> BucketCompliance {
+        let policy = self.boundary_of(record);
+        let decision = residency.place(policy, &placement_key(&record.name, ""), self.today());
+        let reasons: Vec<String> = decision
+            .sites
+            .iter()
+            .find(|v| v.site == self.local_site)
+            .map(|v| {
+                v.rejections
+                    .iter()
+                    .zip(&v.reasons)
+                    .filter(|(r, _)| !matches!(r, Rejection::Draining))
+                    .map(|(_, why)| why.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        BucketCompliance {
+            bucket: record.name.clone(),
+            policy: policy.map(|p| p.name.clone()),
+            site: self.local_site.clone(),
+            compliant: reasons.is_empty(),
+            reasons,
+            held: None,
+        }
+    }
+
+    /// The compliance of every bucket (without counting what they hold).
+    pub async fn compliance(&self) -> Result<Vec<BucketCompliance>> {
+        let Some(residency) = &self.residency else {
+            return Ok(Vec::new());
+        };
+        Ok(self
+            .meta
+            .list_buckets()
+            .await?
+            .iter()
+            .map(|b| self.compliance_of(residency, b))
+            .collect())
+    }
+
+    /// One bucket's compliance, with the versions and bytes it holds (a scan of its versions).
+    pub async fn bucket_compliance(&self, name: &str) -> Result<BucketCompliance> {
+        let residency = self
+            .residency
+            .as_ref()
+            .ok_or_else(|| Error::InvalidRequest("no site registry is configured".into()))?;
+        let record = self.bucket(name).await?;
+        let mut report = self.compliance_of(residency, &record);
+        let mut held = Held::default();
+        let mut after: Option<(String, i64)> = None;
+        loop {
+            let page = crate::list::versions_after(
+                &*self.meta,
+                name,
+                after.as_ref().map(|(k, s)| (k.as_str(), *s)),
+                MAX_LIST_KEYS,
+            )
+            .await?;
+            let Some(last) = page.last() else { break };
+            after = Some((last.key.clone(), last.seq));
+            for v in page.iter().filter(|v| !v.delete_marker) {
+                held.versions += 1;
+                held.bytes += v.size_bytes;
+            }
+        }
+        report.held = Some(held);
+        Ok(report)
     }
 
     /// Every version of bucket `name`'s boundary policy, oldest first.
