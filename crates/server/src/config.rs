@@ -177,6 +177,65 @@ pub struct SiteConfig {
     /// Certifications held: `{ scheme = "SecNumCloud", expires = "2027-06-30" }`, with an
     /// optional `level`.
     pub certifications: Vec<Certification>,
+    /// Where the site's bytes are: `local` (`<data-dir>/sites/local`), `s3` (any
+    /// S3-compatible endpoint, `[site.s3]`) or `azure` (Azure Blob Storage, `[site.azure]`).
+    pub backend: String,
+    /// The S3-compatible endpoint of an `s3` site.
+    pub s3: S3SiteConfig,
+    /// The container of an `azure` site.
+    pub azure: AzureSiteConfig,
+}
+
+/// `[site.s3]`: an S3-compatible bucket holding the site's blobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3SiteConfig {
+    /// Endpoint URL (`https://…`; `http://` only for a trial on one host).
+    pub endpoint: String,
+    /// Bucket.
+    pub bucket: String,
+    /// Region of the signature scope.
+    pub region: String,
+    /// Access key id.
+    pub access_key: String,
+    /// Environment variable holding the secret key (never the secret itself).
+    pub secret_env: String,
+    /// Key prefix of the blobs in the bucket (empty: the bucket's root).
+    pub prefix: String,
+    /// PEM CA bundle to trust for the endpoint (empty: the system roots).
+    pub ca_file: String,
+}
+
+impl Default for S3SiteConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: String::new(),
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            access_key: String::new(),
+            secret_env: String::new(),
+            prefix: String::new(),
+            ca_file: String::new(),
+        }
+    }
+}
+
+/// `[site.azure]`: an Azure Blob Storage container holding the site's blobs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AzureSiteConfig {
+    /// Storage account.
+    pub account: String,
+    /// Container.
+    pub container: String,
+    /// Environment variable holding the account key.
+    pub access_key_env: String,
+    /// Endpoint URL (sovereign clouds, an emulator); empty: the public endpoint.
+    pub endpoint: String,
+    /// Key prefix of the blobs in the container.
+    pub prefix: String,
+    /// PEM CA bundle to trust for the endpoint (empty: the system roots).
+    pub ca_file: String,
 }
 
 impl Default for SiteConfig {
@@ -191,6 +250,9 @@ impl Default for SiteConfig {
             parent_country: String::new(),
             exposures: Vec::new(),
             certifications: Vec::new(),
+            backend: "local".into(),
+            s3: S3SiteConfig::default(),
+            azure: AzureSiteConfig::default(),
         }
     }
 }
@@ -221,6 +283,46 @@ pub struct ResidencyConfig {
 }
 
 impl Config {
+    fn validate_site_backend(&self) -> Result<(), ConfigError> {
+        let missing = |field: &'static str, value: &str| {
+            if value.is_empty() {
+                Err(ConfigError::Value {
+                    field,
+                    message: format!("required with site.backend = {:?}", self.site.backend),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match self.site.backend.as_str() {
+            "local" => Ok(()),
+            "s3" => {
+                let s3 = &self.site.s3;
+                missing("site.s3.endpoint", &s3.endpoint)?;
+                missing("site.s3.bucket", &s3.bucket)?;
+                missing("site.s3.access_key", &s3.access_key)?;
+                missing("site.s3.secret_env", &s3.secret_env)?;
+                if !(s3.endpoint.starts_with("https://") || s3.endpoint.starts_with("http://")) {
+                    return Err(ConfigError::Value {
+                        field: "site.s3.endpoint",
+                        message: format!("{:?} is not an http(s):// URL", s3.endpoint),
+                    });
+                }
+                Ok(())
+            }
+            "azure" => {
+                let az = &self.site.azure;
+                missing("site.azure.account", &az.account)?;
+                missing("site.azure.container", &az.container)?;
+                missing("site.azure.access_key_env", &az.access_key_env)
+            }
+            other => Err(ConfigError::Value {
+                field: "site.backend",
+                message: format!("{other:?}: use \"local\", \"s3\" or \"azure\""),
+            }),
+        }
+    }
+
     /// The exposure rules in force: the configured file, or the built-in set.
     pub fn exposure_rules(&self) -> Result<ExposureRules, ConfigError> {
         let Some(path) = &self.residency.exposure_rules else {
@@ -537,6 +639,7 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
+        self.validate_site_backend()?;
         if let Err(message) = self.site.profile().validate() {
             return Err(ConfigError::Value {
                 field: "site",

@@ -12,7 +12,7 @@ use s3s::service::S3ServiceBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use vallum_blob::LocalBlobStore;
+use vallum_blob::{AzureSite, LocalBlobStore, RemoteBlobStore, S3Site};
 use vallum_core::clock::SystemClock;
 use vallum_core::journal::{Event, RequestContext, in_context};
 
@@ -49,7 +49,7 @@ impl MetaHandle {
 }
 use vallum_types::limits::{HEADER_READ_TIMEOUT_SECS, MAX_XML_BODY_BYTES, SHUTDOWN_GRACE_SECS};
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::credentials::Credentials;
 use crate::http_service::{OperationRecorder, VallumHttp};
 use crate::metrics::Metrics;
@@ -70,6 +70,80 @@ const LIFECYCLE_STEP_VERSIONS: usize = 10_000;
 
 /// Runs `step` every `interval` while holding lease `lease`; a step that returns true (more
 /// work pending) is followed by the next at once. On shutdown the lease is released.
+/// The deployment's storage site: the local directory, or a remote S3 / Azure store whose
+/// secret comes from the environment. A remote site that cannot be reached at start is
+/// reported but does not stop the gateway (it may come back; requests fail until then).
+async fn open_site(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> Result<Arc<dyn vallum_core::blob::BlobStore>, ServerError> {
+    let secret = |field: &'static str, var: &str| {
+        std::env::var(var)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|_| ConfigError::Value {
+                field,
+                message: format!("the environment variable {var} is not set"),
+            })
+    };
+    let ca = |path: &str| -> Result<Option<Vec<u8>>, ConfigError> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        std::fs::read(path)
+            .map(Some)
+            .map_err(|source| ConfigError::Read {
+                path: path.into(),
+                source,
+            })
+    };
+    let site = &config.site;
+    let remote = match site.backend.as_str() {
+        "s3" => {
+            let s3 = &site.s3;
+            RemoteBlobStore::s3(
+                &S3Site {
+                    endpoint: s3.endpoint.clone(),
+                    bucket: s3.bucket.clone(),
+                    region: s3.region.clone(),
+                    access_key: s3.access_key.clone(),
+                    secret_key: secret("site.s3.secret_env", &s3.secret_env)?,
+                    ca_pem: ca(&s3.ca_file)?,
+                },
+                &s3.prefix,
+            )
+        }
+        "azure" => {
+            let az = &site.azure;
+            RemoteBlobStore::azure(
+                &AzureSite {
+                    account: az.account.clone(),
+                    container: az.container.clone(),
+                    access_key: secret("site.azure.access_key_env", &az.access_key_env)?,
+                    endpoint: az.endpoint.clone(),
+                    ca_pem: ca(&az.ca_file)?,
+                },
+                &az.prefix,
+            )
+        }
+        _ => {
+            let local = LocalBlobStore::open(data_dir.join("sites").join("local"))
+                .map_err(data_dir_error(data_dir))?;
+            return Ok(Arc::new(local));
+        }
+    }
+    .map_err(|e| ServerError::Site(e.to_string()))?;
+    // A probe: a random blob must be absent; anything else (refused credentials, no bucket,
+    // unreachable) is worth saying at start.
+    match vallum_core::blob::BlobStore::size(&remote, vallum_types::BlobId::random()).await {
+        Err(vallum_core::blob::BlobError::NotFound(_)) => {}
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(site = %site.id, backend = %site.backend, error = %e, "the storage site does not answer as expected; requests will fail until it does");
+        }
+    }
+    Ok(Arc::new(remote))
+}
+
 /// Checks every bucket's stored data against its boundary policy until shut down: publishes
 /// the count of buckets outside, and warns (audit target) when a bucket falls outside or comes
 /// back.
@@ -180,6 +254,9 @@ pub enum ServerError {
     /// The configuration does not hold together (e.g. an exposure-rules file vanished).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// The remote storage site could not be set up.
+    #[error("storage site: {0}")]
+    Site(String),
     /// The transparency log could not be opened.
     #[error(transparent)]
     Ledger(#[from] crate::ledger::LedgerStartError),
@@ -301,8 +378,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         Some(url) => MetaHandle::Postgres(PgMetaStore::connect(url).await?),
         None => MetaHandle::Sqlite(SqliteMetaStore::open(&data_dir.join("meta.db")).await?),
     };
-    let blobs = LocalBlobStore::open(data_dir.join("sites").join("local"))
-        .map_err(data_dir_error(&data_dir))?;
+    let blobs = open_site(&config, &data_dir).await?;
     let residency = config.residency()?;
     let site = residency.site_ref(&config.site.profile());
     let ledger_dir = data_dir.join("ledger");
@@ -323,7 +399,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let service = Arc::new(
         ObjectService::new(
             meta.shared(),
-            Arc::new(blobs),
+            blobs,
             Arc::new(SystemClock),
             config.region.clone(),
         )

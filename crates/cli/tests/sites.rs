@@ -1,0 +1,226 @@
+//! Remote storage sites: the `BlobStore` contract against a real S3 endpoint (a second
+//! `vallum serve`, standing in for a provider's S3), and a gateway whose site is that endpoint:
+//! real clients read and write through it, the provider's bucket holds only opaque names and
+//! ciphertext, and the provider going away is an error, not a hang or a half-written object.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, data, run, run_failing};
+use vallum_blob::{RemoteBlobStore, S3Site};
+use vallum_core::conformance::blob as contract;
+
+/// A provider: a Vallum serving S3 with one bucket for the site's blobs.
+fn provider(bucket: &str) -> Server {
+    let provider = Server::start();
+    run(provider.aws().args(["s3", "mb", &format!("s3://{bucket}")]));
+    provider
+}
+
+fn site_of(provider: &Server, bucket: &str) -> S3Site {
+    S3Site {
+        endpoint: provider.endpoint.clone(),
+        bucket: bucket.into(),
+        region: common::REGION.into(),
+        access_key: provider.access_key.clone(),
+        secret_key: zeroize::Zeroizing::new(provider.secret_key.clone()),
+        ca_pem: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_site_keeps_the_blob_store_contract() {
+    let provider = provider("site-blobs");
+    let store = RemoteBlobStore::s3(&site_of(&provider, "site-blobs"), "gw-1").unwrap();
+    contract::put_get_ranges(&store).await;
+    contract::empty_blob(&store).await;
+    contract::failed_stream_leaves_nothing(&store).await;
+    contract::delete_is_idempotent(&store).await;
+    contract::lists_by_age(&store).await;
+    contract::concurrent_puts(&store).await;
+    // A wrong secret is refused by the provider: an error, never a silent success.
+    let mut wrong = site_of(&provider, "site-blobs");
+    wrong.secret_key = zeroize::Zeroizing::new("not-the-secret".into());
+    let wrong = RemoteBlobStore::s3(&wrong, "gw-1").unwrap();
+    let err = vallum_core::blob::BlobStore::size(&wrong, vallum_types::BlobId::random())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("site s3 "), "{err}");
+}
+
+#[test]
+fn a_gateway_over_a_providers_s3_stores_only_ciphertext_under_opaque_names() {
+    let provider = provider("provider-bucket");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vallum.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"[site]
+id = "provider-par"
+jurisdiction = "FR"
+operator = "Provider SAS"
+backend = "s3"
+
+[site.s3]
+endpoint = "{}"
+bucket = "provider-bucket"
+access_key = "{}"
+secret_env = "PROVIDER_SECRET"
+prefix = "tenant-a"
+"#,
+            provider.endpoint, provider.access_key
+        ),
+    )
+    .unwrap();
+    let mut provider = provider;
+    let gateway = Server::start_in(
+        &tmp.path().join("gw"),
+        "127.0.0.1:0",
+        &["--config", cfg.to_str().unwrap()],
+        &[("PROVIDER_SECRET", provider.secret_key.as_str())],
+    );
+
+    // A small record and a 20 MiB scan (aws-cli uploads it in parts; each part is a blob
+    // larger than one remote part, so it streams as a multipart upload to the provider).
+    let marker = b"PATIENT-RECORD-4711 Jeanne Martin, born 1962";
+    let small = tmp.path().join("record.txt");
+    std::fs::write(&small, marker.repeat(100)).unwrap();
+    let big = tmp.path().join("scan.bin");
+    let scan = data(20 << 20, 9);
+    std::fs::write(&big, &scan).unwrap();
+    run(gateway.aws().args(["s3", "mb", "s3://records"]));
+    run(gateway
+        .aws()
+        .args(["s3", "cp"])
+        .arg(&small)
+        .arg("s3://records/2026/record.txt"));
+    run(gateway
+        .aws()
+        .args(["s3", "cp"])
+        .arg(&big)
+        .arg("s3://records/2026/scan.bin"));
+    let back = tmp.path().join("back.bin");
+    run(gateway
+        .aws()
+        .args(["s3", "cp", "s3://records/2026/scan.bin"])
+        .arg(&back));
+    assert!(
+        std::fs::read(&back).unwrap() == scan,
+        "the scan came back different"
+    );
+    let part = tmp.path().join("part");
+    run(gateway
+        .aws()
+        .args([
+            "s3api",
+            "get-object",
+            "--bucket",
+            "records",
+            "--key",
+            "2026/scan.bin",
+        ])
+        .args(["--range", "bytes=9000000-9000099"])
+        .arg(&part));
+    assert_eq!(std::fs::read(&part).unwrap(), scan[9_000_000..9_000_100]);
+
+    // What the provider holds: opaque blob names under the prefix, and no plaintext.
+    let listed = run(provider.aws().args([
+        "s3api",
+        "list-objects-v2",
+        "--bucket",
+        "provider-bucket",
+        "--query",
+        "Contents[].Key",
+        "--output",
+        "text",
+    ]));
+    let keys: Vec<&str> = listed.split_whitespace().collect();
+    assert!(keys.len() >= 3, "{listed}");
+    for key in &keys {
+        let parts: Vec<&str> = key.split('/').collect();
+        assert!(
+            parts.len() == 4
+                && parts[0] == "tenant-a"
+                && parts[1] == "blobs"
+                && parts[3].len() == 32
+                && parts[3].starts_with(parts[2])
+                && parts[3].bytes().all(|b| b.is_ascii_hexdigit()),
+            "not an opaque blob name: {key}"
+        );
+    }
+    assert!(!listed.contains("records") && !listed.contains("scan") && !listed.contains("2026"));
+    let needle = &marker[..19];
+    let mut bytes_held = 0usize;
+    for key in &keys {
+        let out = tmp.path().join("held");
+        run(provider
+            .aws()
+            .args([
+                "s3api",
+                "get-object",
+                "--bucket",
+                "provider-bucket",
+                "--key",
+                key,
+            ])
+            .arg(&out));
+        let held = std::fs::read(&out).unwrap();
+        bytes_held += held.len();
+        assert!(
+            !held.windows(needle.len()).any(|w| w == needle),
+            "plaintext on the provider's site in {key}"
+        );
+        assert!(
+            !held
+                .windows(64)
+                .any(|w| w == &scan[1 << 20..(1 << 20) + 64]),
+            "scan plaintext on the provider's site in {key}"
+        );
+    }
+    assert!(bytes_held > scan.len(), "{bytes_held}");
+
+    // The provider goes away: reads and writes fail with an error in bounded time, and a
+    // failed write leaves no object behind.
+    provider.kill9();
+    let started = Instant::now();
+    let err = run_failing(
+        gateway
+            .aws()
+            .args(["s3", "cp", "s3://records/2026/record.txt", "-"]),
+    );
+    assert!(
+        err.contains("InternalError") || err.contains("ServiceUnavailable"),
+        "{err}"
+    );
+    let err = run_failing(
+        gateway
+            .aws()
+            .args(["s3", "cp"])
+            .arg(&small)
+            .arg("s3://records/later.txt"),
+    );
+    assert!(
+        err.contains("InternalError") || err.contains("ServiceUnavailable"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
+    let listing = run(gateway
+        .aws()
+        .args(["s3api", "list-objects-v2", "--bucket", "records"]));
+    assert!(!listing.contains("later.txt"), "{listing}");
+    // HEAD answers from metadata alone.
+    run(gateway.aws().args([
+        "s3api",
+        "head-object",
+        "--bucket",
+        "records",
+        "--key",
+        "2026/scan.bin",
+    ]));
+}
