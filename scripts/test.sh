@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole Vallum test suite, on a fresh Debian machine with only the Rust toolchain:
-# installs what the tests need (Debian packages, Python clients in a virtualenv), starts a
-# throwaway PostgreSQL server, checks
-# formatting and clippy, then runs every test with cargo-nextest (or cargo test without it).
+# installs what the tests need (Debian packages, Python clients in a virtualenv, Azurite from
+# npm), starts a throwaway PostgreSQL server, checks formatting and clippy, then runs every
+# test with cargo-nextest (or cargo test without it).
 #
 #   ./scripts/test.sh            # everything
 #   ./scripts/test.sh -E 'test(multipart)'   # extra arguments go to nextest
@@ -32,6 +32,7 @@ command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v softhsm2-util >/dev/null || need_pkgs+=(softhsm2)
+command -v npm >/dev/null || need_pkgs+=(nodejs npm)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   as_root apt-get update -qq
@@ -39,14 +40,26 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
 fi
 
 # --- Python clients ----------------------------------------------------------------------
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3, cryptography' 2>/dev/null \
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3, cryptography, azure.storage.blob' 2>/dev/null \
    || [ ! -x "$VENV/bin/aws" ] || [ ! -x "$VENV/bin/s3cmd" ]; then
-  log "installing awscli, boto3, s3cmd and cryptography into $VENV"
+  log "installing awscli, boto3, s3cmd, cryptography and azure-storage-blob into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/pip" install -q awscli boto3 s3cmd cryptography
+  "$VENV/bin/pip" install -q awscli boto3 s3cmd cryptography azure-storage-blob
 fi
 export PATH="$VENV/bin:$PATH"
+
+# --- Azurite: Azure Blob Storage for the remote-site tests ----------------------------------
+# 3.35.0 is the newest release that runs on Node.js 20 (later ones need Node.js 21+).
+AZURITE_VERSION=3.35.0
+NODE_DIR="$CACHE/node"
+if [ ! -x "$NODE_DIR/node_modules/.bin/azurite-blob" ] \
+   || ! grep -q "\"version\": \"$AZURITE_VERSION\"" "$NODE_DIR/node_modules/azurite/package.json" 2>/dev/null; then
+  log "installing azurite $AZURITE_VERSION into $NODE_DIR"
+  mkdir -p "$NODE_DIR"
+  npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error "azurite@$AZURITE_VERSION" >/dev/null
+fi
+export PATH="$NODE_DIR/node_modules/.bin:$PATH"
 
 # --- SoftHSM2: a token directory of this run's own for the PKCS#11 provider tests ----------
 HSM_DIR=$(mktemp -d /tmp/vallum-softhsm.XXXXXX)

@@ -1,14 +1,15 @@
 //! Remote storage sites: the `BlobStore` contract against a real S3 endpoint (a second
-//! `vallum serve`, standing in for a provider's S3), and a gateway whose site is that endpoint:
-//! real clients read and write through it, the provider's bucket holds only opaque names and
-//! ciphertext, and the provider going away is an error, not a hang or a half-written object.
+//! `vallum serve`, standing in for a provider's S3) and against Azure Blob Storage (Azurite),
+//! and gateways whose site is such an endpoint: real clients read and write through them, the
+//! provider holds only opaque names and ciphertext, and the provider going away is an error,
+//! not a hang or a half-written object.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, data, run, run_failing};
-use vallum_blob::{RemoteBlobStore, S3Site};
+use common::{Server, data, run, run_failing, tool};
+use vallum_blob::{AzureSite, RemoteBlobStore, S3Site};
 use vallum_core::conformance::blob as contract;
 
 /// A provider: a Vallum serving S3 with one bucket for the site's blobs.
@@ -223,4 +224,152 @@ prefix = "tenant-a"
         "--key",
         "2026/scan.bin",
     ]));
+}
+
+/// Azurite's well-known development account and key (public, in Microsoft's documentation).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// A running Azurite blob service with one container, killed on drop.
+struct Azurite {
+    child: std::process::Child,
+    endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn azurite(container: &str) -> Azurite {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(tool("azurite-blob"))
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .arg("--location")
+        .arg(dir.path())
+        .args(["--silent", "--skipApiVersionCheck"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "azurite did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let az = Azurite {
+        child,
+        endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
+        _dir: dir,
+    };
+    let out = azure_tool(&az, container, "create");
+    assert!(out.contains("created"), "{out}");
+    az
+}
+
+/// Microsoft's own client on the container (creates it, or lists what it holds).
+fn azure_tool(az: &Azurite, container: &str, action: &str) -> String {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/azure_site.py");
+    run(std::process::Command::new(tool("python3"))
+        .arg(script)
+        .args([
+            &az.endpoint,
+            AZURITE_ACCOUNT,
+            AZURITE_KEY,
+            container,
+            action,
+        ]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_azure_site_keeps_the_blob_store_contract() {
+    let az = azurite("site-blobs");
+    let site = AzureSite {
+        account: AZURITE_ACCOUNT.into(),
+        container: "site-blobs".into(),
+        access_key: zeroize::Zeroizing::new(AZURITE_KEY.into()),
+        endpoint: az.endpoint.clone(),
+        ca_pem: None,
+    };
+    let store = RemoteBlobStore::azure(&site, "gw-1").unwrap();
+    contract::put_get_ranges(&store).await;
+    contract::empty_blob(&store).await;
+    contract::failed_stream_leaves_nothing(&store).await;
+    contract::delete_is_idempotent(&store).await;
+    contract::lists_by_age(&store).await;
+    contract::concurrent_puts(&store).await;
+    // Microsoft's client sees exactly the opaque names under the prefix.
+    let listed = azure_tool(&az, "site-blobs", "list");
+    let names: Vec<&str> = listed
+        .lines()
+        .filter(|l| !l.starts_with("bytes "))
+        .collect();
+    assert!(!names.is_empty(), "{listed}");
+    assert!(
+        names.iter().all(|n| n.starts_with("gw-1/blobs/")),
+        "{listed}"
+    );
+}
+
+#[test]
+fn a_gateway_over_azure_blob_storage_round_trips_large_objects() {
+    let az = azurite("vallum");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vallum.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[site]\nid = \"azure-fr\"\njurisdiction = \"FR\"\nbackend = \"azure\"\n\n[site.azure]\naccount = \"{AZURITE_ACCOUNT}\"\ncontainer = \"vallum\"\naccess_key_env = \"AZURE_KEY\"\nendpoint = \"{}\"\n",
+            az.endpoint
+        ),
+    )
+    .unwrap();
+    let gateway = Server::start_in(
+        &tmp.path().join("gw"),
+        "127.0.0.1:0",
+        &["--config", cfg.to_str().unwrap()],
+        &[("AZURE_KEY", AZURITE_KEY)],
+    );
+    let big = tmp.path().join("scan.bin");
+    let scan = data(12 << 20, 3);
+    std::fs::write(&big, &scan).unwrap();
+    run(gateway.aws().args(["s3", "mb", "s3://records"]));
+    run(gateway
+        .aws()
+        .args(["s3", "cp"])
+        .arg(&big)
+        .arg("s3://records/scan.bin"));
+    let back = tmp.path().join("back.bin");
+    run(gateway
+        .aws()
+        .args(["s3", "cp", "s3://records/scan.bin"])
+        .arg(&back));
+    assert!(
+        std::fs::read(&back).unwrap() == scan,
+        "the scan came back different"
+    );
+    let listed = azure_tool(&az, "vallum", "list");
+    let total: usize = listed
+        .lines()
+        .find_map(|l| l.strip_prefix("bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total > scan.len(), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .filter(|l| !l.starts_with("bytes "))
+            .all(|n| n.starts_with("blobs/") && !n.contains("scan") && !n.contains("records")),
+        "{listed}"
+    );
 }
