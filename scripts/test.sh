@@ -41,11 +41,11 @@ fi
 
 # --- Python clients ----------------------------------------------------------------------
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import boto3, cryptography, azure.storage.blob' 2>/dev/null \
-   || [ ! -x "$VENV/bin/aws" ] || [ ! -x "$VENV/bin/s3cmd" ]; then
-  log "installing awscli, boto3, s3cmd, cryptography and azure-storage-blob into $VENV"
+   || [ ! -x "$VENV/bin/aws" ] || [ ! -x "$VENV/bin/s3cmd" ] || [ ! -x "$VENV/bin/moto_server" ]; then
+  log "installing awscli, boto3, s3cmd, cryptography, azure-storage-blob and moto into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/pip" install -q awscli boto3 s3cmd cryptography azure-storage-blob
+  "$VENV/bin/pip" install -q awscli boto3 s3cmd cryptography azure-storage-blob "moto[server]"
 fi
 export PATH="$VENV/bin:$PATH"
 

@@ -1,5 +1,6 @@
-//! Remote storage sites: the `BlobStore` contract against a real S3 endpoint (a second
-//! `vallum serve`, standing in for a provider's S3) and against Azure Blob Storage (Azurite),
+//! Remote storage sites: the `BlobStore` contract against real S3 endpoints (a second
+//! `vallum serve`, standing in for a provider's S3, and moto's AWS emulator) and against Azure
+//! Blob Storage (Azurite),
 //! and gateways whose site is such an endpoint: real clients read and write through them, the
 //! provider holds only opaque names and ciphertext, and the provider going away is an error,
 //! not a hang or a half-written object.
@@ -231,27 +232,44 @@ const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-/// A running Azurite blob service with one container, killed on drop.
+/// A helper process (Azurite, moto), killed when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something listens on `port`.
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running Azurite blob service with one container.
 struct Azurite {
-    child: std::process::Child,
+    _child: KillOnDrop,
     endpoint: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Azurite {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn azurite(container: &str) -> Azurite {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = std::process::Command::new(tool("azurite-blob"))
         .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
         .arg("--location")
@@ -260,13 +278,10 @@ fn azurite(container: &str) -> Azurite {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "azurite did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let child = KillOnDrop(child);
+    wait_for_port(port, "azurite");
     let az = Azurite {
-        child,
+        _child: child,
         endpoint: format!("http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"),
         _dir: dir,
     };
@@ -372,4 +387,76 @@ fn a_gateway_over_azure_blob_storage_round_trips_large_objects() {
             .all(|n| n.starts_with("blobs/") && !n.contains("scan") && !n.contains("records")),
         "{listed}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_site_on_moto_keeps_the_contract_and_streams_large_blobs() {
+    use futures::TryStreamExt;
+    use vallum_core::blob::BlobStore;
+
+    let port = free_port();
+    let _moto = KillOnDrop(
+        std::process::Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "moto");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    run(std::process::Command::new(tool("aws"))
+        .args(["--endpoint-url", &endpoint, "s3", "mb", "s3://moto-site"])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
+    let store = RemoteBlobStore::s3(
+        &S3Site {
+            endpoint,
+            bucket: "moto-site".into(),
+            region: "us-east-1".into(),
+            access_key: "testing".into(),
+            secret_key: zeroize::Zeroizing::new("testing".into()),
+            ca_pem: None,
+        },
+        "",
+    )
+    .unwrap();
+    contract::put_get_ranges(&store).await;
+    contract::empty_blob(&store).await;
+    contract::failed_stream_leaves_nothing(&store).await;
+    contract::delete_is_idempotent(&store).await;
+    contract::lists_by_age(&store).await;
+    contract::concurrent_puts(&store).await;
+    // 20 MiB: three multipart parts, read back whole and by range.
+    let blob = data(20 << 20, 5);
+    let id = vallum_types::BlobId::random();
+    let chunks: Vec<std::io::Result<bytes::Bytes>> = blob
+        .chunks(1 << 20)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let written = store
+        .put(id, Box::pin(futures::stream::iter(chunks)))
+        .await
+        .unwrap();
+    assert_eq!(written, blob.len() as u64);
+    let read = |range: std::ops::Range<u64>| {
+        let store = store.clone();
+        async move {
+            store
+                .get(id, range)
+                .await
+                .unwrap()
+                .try_fold(Vec::new(), |mut acc, c| async move {
+                    acc.extend_from_slice(&c);
+                    Ok(acc)
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert!(read(0..blob.len() as u64).await == blob);
+    assert_eq!(read(8_388_600..8_388_700).await, blob[8_388_600..8_388_700]);
 }
