@@ -6,12 +6,15 @@
 //! PUT; a larger one streams as a multipart upload of that part size, at most
 //! [`REMOTE_PARTS_IN_FLIGHT`] parts at a time, and becomes visible only when the upload
 //! completes (it is aborted if the input fails). Retries and timeouts are bounded, so a site
-//! that is down is an error within [`REMOTE_RETRY_TIMEOUT`], not a hang.
+//! that is down is an error within [`REMOTE_RETRY_TIMEOUT`], not a hang; after
+//! [`SITE_FAILURES_BEFORE_DOWN`] failures in a row the site is marked down and requests fail
+//! at once (`Unavailable`, a 503 to clients) until a next attempt is let through, after a
+//! backoff doubling from [`SITE_BACKOFF_MIN`] to [`SITE_BACKOFF_MAX`]; one success clears it.
 
 use std::io;
 use std::ops::Range;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -20,7 +23,7 @@ use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload,
     RetryConfig, WriteMultipart,
 };
-use vallum_core::blob::{BlobError, BlobStore, ByteStream};
+use vallum_core::blob::{BlobError, BlobStore, ByteStream, SiteHealth};
 use vallum_types::BlobId;
 
 /// Part size of multipart uploads to a remote site (S3 needs at least 5 MiB but the last).
@@ -35,6 +38,21 @@ pub const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const REMOTE_RETRIES: usize = 3;
 /// No retry is started this long after the first attempt.
 pub const REMOTE_RETRY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Failures in a row (unreachable, timing out, server errors) that mark a site down.
+pub const SITE_FAILURES_BEFORE_DOWN: u32 = 3;
+/// First wait before a down site gets another attempt.
+pub const SITE_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Longest wait before a down site gets another attempt.
+pub const SITE_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What the store has seen of the site lately.
+#[derive(Debug, Default)]
+struct HealthState {
+    failures: u32,
+    down_until: Option<Instant>,
+    last_error: Option<String>,
+}
 
 /// Where an S3-compatible site is and how to sign for it.
 #[derive(Clone)]
@@ -95,6 +113,7 @@ pub struct RemoteBlobStore {
     store: Arc<dyn ObjectStore>,
     prefix: Path,
     label: String,
+    health: Arc<Mutex<HealthState>>,
 }
 
 impl std::fmt::Debug for RemoteBlobStore {
@@ -177,7 +196,58 @@ impl RemoteBlobStore {
             store,
             prefix: Path::from(prefix),
             label,
+            health: Arc::default(),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Refuses at once while the site is marked down.
+    fn gate(&self) -> Result<(), BlobError> {
+        let st = self.state();
+        match st.down_until {
+            Some(until) if Instant::now() < until => Err(BlobError::Unavailable(format!(
+                "site {} is marked down after {} failures in a row (last: {}); next attempt in {} ms",
+                self.label,
+                st.failures,
+                st.last_error.as_deref().unwrap_or("?"),
+                until.saturating_duration_since(Instant::now()).as_millis()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts an outcome: any answer from the site clears its record, an outage adds to it.
+    fn record<T>(&self, outcome: Result<T, BlobError>) -> Result<T, BlobError> {
+        let mut st = self.state();
+        match &outcome {
+            Err(BlobError::Unavailable(why)) => {
+                st.failures += 1;
+                st.last_error = Some(why.clone());
+                if st.failures >= SITE_FAILURES_BEFORE_DOWN {
+                    let doublings = (st.failures - SITE_FAILURES_BEFORE_DOWN).min(16);
+                    let wait = SITE_BACKOFF_MIN
+                        .saturating_mul(1 << doublings)
+                        .min(SITE_BACKOFF_MAX);
+                    if st.down_until.is_none() {
+                        tracing::warn!(site = %self.label, error = %why, "storage site marked down");
+                    }
+                    st.down_until = Some(Instant::now() + wait);
+                }
+            }
+            Err(BlobError::Source(_)) => {}
+            _ => {
+                if st.down_until.is_some() {
+                    tracing::info!(site = %self.label, "storage site answers again");
+                }
+                *st = HealthState::default();
+            }
+        }
+        outcome
     }
 
     fn blobs_dir(&self) -> Path {
@@ -192,7 +262,19 @@ impl RemoteBlobStore {
     fn failure(&self, id: BlobId, e: object_store::Error) -> BlobError {
         match e {
             object_store::Error::NotFound { .. } => BlobError::NotFound(id),
-            other => BlobError::Io(io::Error::other(format!("site {}: {other}", self.label))),
+            other => self.site_error(other),
+        }
+    }
+
+    /// Transport failures, timeouts and server errors (after retries) are outages; refusals
+    /// (credentials, permissions, bad configuration) are the site answering: plain errors.
+    fn site_error(&self, e: object_store::Error) -> BlobError {
+        let text = format!("site {}: {e}", self.label);
+        match e {
+            object_store::Error::Generic { .. } | object_store::Error::JoinError { .. } => {
+                BlobError::Unavailable(text)
+            }
+            _ => BlobError::Io(io::Error::other(text)),
         }
     }
 
@@ -237,7 +319,59 @@ impl RemoteBlobStore {
 
 #[async_trait::async_trait]
 impl BlobStore for RemoteBlobStore {
-    async fn put(&self, id: BlobId, mut data: ByteStream) -> Result<u64, BlobError> {
+    async fn put(&self, id: BlobId, data: ByteStream) -> Result<u64, BlobError> {
+        self.gate()?;
+        self.record(self.put_blob(id, data).await)
+    }
+
+    async fn get(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
+        self.gate()?;
+        self.record(self.get_range(id, range).await)
+    }
+
+    async fn size(&self, id: BlobId) -> Result<u64, BlobError> {
+        self.gate()?;
+        self.record(self.head_size(id).await)
+    }
+
+    async fn delete(&self, id: BlobId) -> Result<(), BlobError> {
+        self.gate()?;
+        let outcome = match self.store.delete(&self.path(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.failure(id, e)),
+        };
+        self.record(outcome)
+    }
+
+    async fn list_older_than(&self, age: Duration) -> Result<Vec<BlobId>, BlobError> {
+        self.gate()?;
+        self.record(self.list_before(age).await)
+    }
+
+    async fn sweep_temp(&self, _age: Duration) -> Result<u64, BlobError> {
+        // A remote site keeps no temporary blobs: small blobs are single PUTs and a failed
+        // multipart upload is aborted at once. An upload abandoned by a crash is invisible and
+        // is expired by the site bucket's lifecycle rule (AbortIncompleteMultipartUpload),
+        // which the object_store API cannot list.
+        Ok(0)
+    }
+
+    fn health(&self) -> SiteHealth {
+        let st = self.state();
+        let now = Instant::now();
+        let waiting = st.down_until.filter(|until| *until > now);
+        SiteHealth {
+            down: waiting.is_some(),
+            consecutive_failures: st.failures,
+            last_error: st.last_error.clone(),
+            next_attempt_in_ms: waiting
+                .map(|until| u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+impl RemoteBlobStore {
+    async fn put_blob(&self, id: BlobId, mut data: ByteStream) -> Result<u64, BlobError> {
         let path = self.path(id);
         // Gather up to one part: a small blob is a single (atomic) PUT.
         let mut head = BytesMut::new();
@@ -258,8 +392,8 @@ impl BlobStore for RemoteBlobStore {
         self.multipart(id, &path, head.freeze(), data).await
     }
 
-    async fn get(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
-        let size = self.size(id).await?;
+    async fn get_range(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
+        let size = self.head_size(id).await?;
         if range.start > range.end || range.end > size {
             return Err(BlobError::OutOfRange {
                 id,
@@ -286,7 +420,7 @@ impl BlobStore for RemoteBlobStore {
         })))
     }
 
-    async fn size(&self, id: BlobId) -> Result<u64, BlobError> {
+    async fn head_size(&self, id: BlobId) -> Result<u64, BlobError> {
         let meta = self
             .store
             .head(&self.path(id))
@@ -295,21 +429,12 @@ impl BlobStore for RemoteBlobStore {
         Ok(meta.size)
     }
 
-    async fn delete(&self, id: BlobId) -> Result<(), BlobError> {
-        match self.store.delete(&self.path(id)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.failure(id, e)),
-        }
-    }
-
-    async fn list_older_than(&self, age: Duration) -> Result<Vec<BlobId>, BlobError> {
+    async fn list_before(&self, age: Duration) -> Result<Vec<BlobId>, BlobError> {
         let cutoff = chrono_cutoff(age);
         let mut listing = self.store.list(Some(&self.blobs_dir()));
         let mut out = Vec::new();
         while let Some(item) = listing.next().await {
-            let meta = item.map_err(|e| {
-                BlobError::Io(io::Error::other(format!("site {}: {e}", self.label)))
-            })?;
+            let meta = item.map_err(|e| self.site_error(e))?;
             if meta.last_modified.timestamp_millis() > cutoff {
                 continue;
             }
@@ -323,14 +448,6 @@ impl BlobStore for RemoteBlobStore {
             }
         }
         Ok(out)
-    }
-
-    async fn sweep_temp(&self, _age: Duration) -> Result<u64, BlobError> {
-        // A remote site keeps no temporary blobs: small blobs are single PUTs and a failed
-        // multipart upload is aborted at once. An upload abandoned by a crash is invisible and
-        // is expired by the site bucket's lifecycle rule (AbortIncompleteMultipartUpload),
-        // which the object_store API cannot list.
-        Ok(0)
     }
 }
 
@@ -407,6 +524,76 @@ mod tests {
             .await;
         let id_text = id.to_string();
         assert_eq!(names, [format!("p/blobs/{}/{id_text}", &id_text[..2])]);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_site_is_marked_down_refused_at_once_then_retried_after_backoff() {
+        // A real fault: nothing listens on this loopback port, connections are refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let site = S3Site {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            bucket: "gone".into(),
+            region: "us-east-1".into(),
+            access_key: "AK".into(),
+            secret_key: zeroize::Zeroizing::new("SK".into()),
+            ca_pem: None,
+        };
+        let store = RemoteBlobStore::s3(&site, "").unwrap();
+        let id = BlobId::random();
+        assert_eq!(store.health(), SiteHealth::default());
+        for _ in 0..SITE_FAILURES_BEFORE_DOWN {
+            let err = store.size(id).await.unwrap_err();
+            assert!(
+                matches!(&err, BlobError::Unavailable(m) if !m.contains("marked down")),
+                "{err}"
+            );
+        }
+        let h = store.health();
+        assert!(h.down, "{h:?}");
+        assert_eq!(h.consecutive_failures, SITE_FAILURES_BEFORE_DOWN);
+        assert!(
+            h.last_error
+                .as_deref()
+                .unwrap()
+                .starts_with("site s3 http://127.0.0.1:"),
+            "{h:?}"
+        );
+        assert!(h.next_attempt_in_ms.unwrap() <= SITE_BACKOFF_MIN.as_millis() as u64);
+        // Marked down: every operation is refused without touching the network.
+        let started = Instant::now();
+        for err in [
+            store.size(id).await.unwrap_err(),
+            store.get(id, 0..1).await.err().unwrap(),
+            store.delete(id).await.unwrap_err(),
+            store
+                .put(id, Box::pin(futures::stream::empty()))
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(
+                err.to_string().contains("is marked down after 3 failures"),
+                "{err}"
+            );
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            started.elapsed()
+        );
+        // After the backoff one attempt goes through; it fails again and the wait doubles.
+        tokio::time::sleep(SITE_BACKOFF_MIN + Duration::from_millis(50)).await;
+        let err = store.size(id).await.unwrap_err();
+        assert!(!err.to_string().contains("marked down"), "{err}");
+        let h = store.health();
+        assert_eq!(h.consecutive_failures, SITE_FAILURES_BEFORE_DOWN + 1);
+        assert!(
+            h.next_attempt_in_ms.unwrap() > SITE_BACKOFF_MIN.as_millis() as u64,
+            "{h:?}"
+        );
     }
 
     #[test]

@@ -156,6 +156,19 @@ fn site_text(site: &Value) -> String {
             x["basis"].as_str().unwrap_or("")
         ));
     }
+    let health = &site["health"];
+    if health.is_object() {
+        if health["down"] == true {
+            out.push_str(&format!(
+                "  health        DOWN after {} failures in a row (next attempt in {} ms): {}\n",
+                health["consecutive_failures"],
+                health["next_attempt_in_ms"],
+                health["last_error"].as_str().unwrap_or("")
+            ));
+        } else {
+            out.push_str("  health        up\n");
+        }
+    }
     for c in site["certifications"]
         .as_array()
         .cloned()

@@ -34,9 +34,28 @@ pub enum BlobError {
     /// The input stream given to `put` failed: the client's fault, not the site's.
     #[error("input stream failed: {0}")]
     Source(io::Error),
+    /// The site cannot be reached or keeps failing (refused connections, timeouts, server
+    /// errors): the request may succeed later.
+    #[error("site unavailable: {0}")]
+    Unavailable(String),
     /// The site failed.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
+}
+
+/// A site's health as its store sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SiteHealth {
+    /// False while the site is marked down (requests fail at once until the next attempt).
+    pub down: bool,
+    /// Failed requests in a row.
+    pub consecutive_failures: u32,
+    /// The last failure, if any since the last success.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// While down: when the next request will be let through, in ms from now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_attempt_in_ms: Option<u64>,
 }
 
 /// Storage of immutable blobs.
@@ -65,4 +84,9 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Removes temporary data of writes abandoned more than `age` ago; returns how many.
     async fn sweep_temp(&self, age: Duration) -> Result<u64, BlobError>;
+
+    /// The site's health (a local disk is always up: its failures are errors, not outages).
+    fn health(&self) -> SiteHealth {
+        SiteHealth::default()
+    }
 }

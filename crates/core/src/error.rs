@@ -137,8 +137,9 @@ pub enum Error {
     /// site and the rule it breaks.
     #[error("{0}")]
     NoCompliantPlacement(String),
-    /// The metadata store is unreachable right now; the client should retry.
-    #[error("The metadata store is unavailable: {0}")]
+    /// The metadata store or the storage site is unreachable right now; the client should
+    /// retry. The text says which, and why.
+    #[error("temporarily unavailable: {0}")]
     Unavailable(String),
     /// The object's key cannot be used (disabled, pending deletion, destroyed, or its
     /// provider unreachable).
@@ -169,6 +170,8 @@ impl From<BlobError> for Error {
         match err {
             BlobError::Io(ref io) if io.raw_os_error() == Some(28) => Error::StorageFull,
             BlobError::Source(io) => Error::ClientStream(io.to_string()),
+            // Clients retry a 503: the site may come back.
+            BlobError::Unavailable(why) => Error::Unavailable(why),
             other => Error::Blob(other),
         }
     }

@@ -39,7 +39,7 @@ pub(crate) fn backend(err: sqlx::Error) -> MetaError {
         _ => false,
     };
     if retryable {
-        MetaError::Unavailable(err.to_string())
+        MetaError::Unavailable(format!("metadata store: {err}"))
     } else {
         MetaError::Backend(err.to_string())
     }

@@ -158,6 +158,11 @@ impl Admin {
     }
 
     /// Serves one admin request.
+    /// The storage site's health, as the blob store sees it.
+    pub fn site_health(&self) -> vallum_core::blob::SiteHealth {
+        self.service.blobs().health()
+    }
+
     pub async fn handle(
         self: &Arc<Self>,
         req: Request<Incoming>,

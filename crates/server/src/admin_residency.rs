@@ -56,7 +56,9 @@ pub(crate) async fn route(
             let site = r.site(id).ok_or_else(|| {
                 Failure(StatusCode::NOT_FOUND, "NoSuchSite", format!("no site {id}"))
             })?;
-            Ok(site_view(r, site, today))
+            let mut view = site_view(r, site, today);
+            view["health"] = value(&s.blobs().health());
+            Ok(view)
         }
         (&Method::GET, ["exposure-rules"]) => Ok(value(registry(s)?.rules())),
         (&Method::GET, ["buckets", b, "boundary"]) => {

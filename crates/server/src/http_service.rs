@@ -205,14 +205,16 @@ impl VallumHttp {
         let (op, mut resp) = if req.method() == Method::GET
             && (path == "/_vallum/health" || (path == "/health" && is_unsigned(&req)))
         {
-            (
-                "Health".to_owned(),
-                text(
-                    StatusCode::OK,
-                    "application/json",
-                    "{\"status\":\"ok\"}".into(),
-                ),
-            )
+            // Ready unless the storage site is marked down (then 503, so a load balancer
+            // sends requests elsewhere).
+            let site = self.admin.site_health();
+            let (status, word) = if site.down {
+                (StatusCode::SERVICE_UNAVAILABLE, "site_unavailable")
+            } else {
+                (StatusCode::OK, "ok")
+            };
+            let body = serde_json::json!({ "status": word, "site": site }).to_string();
+            ("Health".to_owned(), text(status, "application/json", body))
         } else if req.method() == Method::GET
             && (path == "/_vallum/metrics" || (path == "/metrics" && is_unsigned(&req)))
         {
