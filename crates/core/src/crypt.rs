@@ -323,10 +323,181 @@ pub(crate) fn encrypt_stream(
     Ok(Box::pin(stream))
 }
 
+/// Sealed bytes one blocking task decrypts in a large read (whole segments, at least one).
+const DECRYPT_BATCH_BYTES: u64 = 256 * 1024;
+/// Batches of one large read being decrypted at the same time (so a read uses that many
+/// cores; memory: this many batches plus one being gathered).
+const DECRYPT_BATCHES_IN_FLIGHT: usize = 2;
+
 /// Decrypts the sealed bytes of `span` (as read from the blob) into exactly the plaintext
-/// `[start, end)`, one segment at a time. A segment that fails authentication ends the stream
-/// with an error: no unauthenticated byte is returned.
+/// `[start, end)`. A segment that fails authentication ends the stream with an error: no
+/// unauthenticated byte is returned. A read of more than one batch of segments decrypts
+/// batches on the blocking pool, [`DECRYPT_BATCHES_IN_FLIGHT`] at a time, in order; a smaller
+/// one decrypts inline (no thread hand-off for small objects).
 pub(crate) fn decrypt_stream(
+    raw: ByteStream,
+    dec: Decryptor,
+    span: SegmentSpan,
+    start: u64,
+    end: u64,
+) -> ByteStream {
+    let batch = batch_segments(&dec, &span);
+    if span.last - span.first < batch {
+        decrypt_inline(raw, dec, span, start, end)
+    } else {
+        decrypt_parallel(raw, Arc::new(dec), span, start, end, batch)
+    }
+}
+
+/// Segments per batch: as many whole segments as fit [`DECRYPT_BATCH_BYTES`], at least one.
+fn batch_segments(dec: &Decryptor, span: &SegmentSpan) -> u64 {
+    (DECRYPT_BATCH_BYTES / dec.sealed_len(span.first).max(1)).max(1)
+}
+
+fn cut_short(index: u64) -> std::io::Error {
+    let err = CryptoError::Integrity(format!("segment {index} is cut short on the site"));
+    tracing::error!(error = %err, "encrypted blob failed its integrity check");
+    io(err)
+}
+
+/// One batch of sealed segments from the site (index of the first, the segments), and the
+/// error that cut the gathering short, if any.
+type Sealed = (u64, Vec<bytes::BytesMut>, Option<std::io::Error>);
+
+/// Decrypted segments of a batch, in order, and the error that stopped it, if any.
+type Opened = (Vec<Bytes>, Option<std::io::Error>);
+
+fn open_batch(dec: &Decryptor, first: u64, sealed: Vec<bytes::BytesMut>) -> Opened {
+    let mut out = Vec::with_capacity(sealed.len());
+    for (index, mut seg) in (first..).zip(sealed) {
+        match dec.open_in_place(index, &mut seg) {
+            Ok(plain_len) => {
+                seg.truncate(plain_len);
+                out.push(seg.freeze());
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "encrypted blob failed its integrity check");
+                return (out, Some(io(err)));
+            }
+        }
+    }
+    (out, None)
+}
+
+fn decrypt_parallel(
+    raw: ByteStream,
+    dec: Arc<Decryptor>,
+    span: SegmentSpan,
+    start: u64,
+    end: u64,
+    batch: u64,
+) -> ByteStream {
+    struct Gather {
+        raw: ByteStream,
+        dec: Arc<Decryptor>,
+        buf: bytes::BytesMut,
+        next: u64,
+        last: u64,
+        failed: bool,
+    }
+    let gather = Gather {
+        raw,
+        dec: Arc::clone(&dec),
+        buf: bytes::BytesMut::new(),
+        next: span.first,
+        last: span.last,
+        failed: false,
+    };
+    // Gathering only splits site chunks into segments (one copy); opening them is the work.
+    let sealed = futures::stream::unfold(gather, move |mut g| async move {
+        if g.failed || g.next > g.last {
+            return None;
+        }
+        let first = g.next;
+        let upto = (first + batch - 1).min(g.last);
+        let mut segs = Vec::with_capacity((upto - first + 1) as usize);
+        for index in first..=upto {
+            let need = g.dec.sealed_len(index) as usize;
+            while g.buf.len() < need {
+                match g.raw.next().await {
+                    Some(Ok(chunk)) => {
+                        if g.buf.is_empty() {
+                            g.buf.reserve(need.max(chunk.len()));
+                        }
+                        g.buf.extend_from_slice(&chunk);
+                    }
+                    Some(Err(e)) => {
+                        g.failed = true;
+                        return Some(((first, segs, Some(e)), g));
+                    }
+                    None => {
+                        g.failed = true;
+                        return Some(((first, segs, Some(cut_short(index))), g));
+                    }
+                }
+            }
+            segs.push(g.buf.split_to(need));
+        }
+        g.next = upto + 1;
+        Some(((first, segs, None), g))
+    });
+    let opened = sealed
+        .map(move |(first, segs, cut): Sealed| {
+            let dec = Arc::clone(&dec);
+            async move {
+                let (plain, bad) =
+                    tokio::task::spawn_blocking(move || open_batch(&dec, first, segs))
+                        .await
+                        .unwrap_or_else(|e| (Vec::new(), Some(std::io::Error::other(e))));
+                // What authenticated comes out first, then the first thing that went wrong.
+                (plain, bad.or(cut))
+            }
+        })
+        .buffered(DECRYPT_BATCHES_IN_FLIGHT);
+    struct Emit {
+        opened: std::pin::Pin<Box<dyn futures::Stream<Item = Opened> + Send>>,
+        pending: std::collections::VecDeque<Bytes>,
+        error: Option<std::io::Error>,
+        skip: usize,
+        remaining: u64,
+        done: bool,
+    }
+    let emit = Emit {
+        opened: Box::pin(opened),
+        pending: std::collections::VecDeque::new(),
+        error: None,
+        skip: span.skip as usize,
+        remaining: end - start,
+        done: end == start,
+    };
+    // The range's bounds applied in order: the first segment's skip, then at most `remaining`.
+    Box::pin(futures::stream::unfold(emit, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            if let Some(plain) = st.pending.pop_front() {
+                let from = std::mem::take(&mut st.skip).min(plain.len());
+                let take = ((plain.len() - from) as u64).min(st.remaining) as usize;
+                st.remaining -= take as u64;
+                if st.remaining == 0 {
+                    st.done = true;
+                }
+                return Some((Ok(plain.slice(from..from + take)), st));
+            }
+            if let Some(e) = st.error.take() {
+                st.done = true;
+                return Some((Err(e), st));
+            }
+            let (segs, error) = st.opened.next().await?;
+            st.pending.extend(segs);
+            st.error = error;
+        }
+    }))
+}
+
+/// [`decrypt_stream`] one segment at a time on the calling task.
+fn decrypt_inline(
     raw: ByteStream,
     dec: Decryptor,
     span: SegmentSpan,
@@ -374,12 +545,7 @@ pub(crate) fn decrypt_stream(
                 }
                 None => {
                     st.done = true;
-                    let err = CryptoError::Integrity(format!(
-                        "segment {} is cut short on the site",
-                        st.index
-                    ));
-                    tracing::error!(error = %err, "encrypted blob failed its integrity check");
-                    return Some((Err(io(err)), st));
+                    return Some((Err(cut_short(st.index)), st));
                 }
             }
         }
@@ -413,6 +579,124 @@ mod tests {
     use super::*;
     use vallum_crypto::keyring::{LocalKeyring, RootKey};
     use vallum_crypto::keys::KeyState;
+
+    /// A sealed blob of `len` plaintext bytes in 4 KiB segments (so a few MiB span several
+    /// decryption batches of about 255 segments), with its key and context.
+    fn sealed_blob(len: usize) -> (Vec<u8>, Vec<u8>, DataKey, ObjectContext) {
+        let plain: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let dek = DataKey::generate().unwrap();
+        let ctx = ObjectContext {
+            bucket: "b".into(),
+            key: "k".into(),
+            object_id: "0123456789abcdef0123456789abcdef".into(),
+        };
+        let mut enc = Encryptor::new(&dek, &ctx, 4096).unwrap();
+        let mut sealed = enc.header().to_vec();
+        for chunk in plain.chunks(10_000) {
+            enc.update(chunk, &mut sealed).unwrap();
+        }
+        enc.finish(&mut sealed).unwrap();
+        (plain, sealed, dek, ctx)
+    }
+
+    /// Decrypts `[start, end)` of `sealed` through `decrypt_stream`, as the service does
+    /// (the site's bytes arrive in `chunk`-sized pieces); the bytes before any error, and it.
+    async fn read_range(
+        sealed: &[u8],
+        dek: &DataKey,
+        ctx: &ObjectContext,
+        plain_len: u64,
+        (start, end): (u64, u64),
+        chunk: usize,
+    ) -> (Vec<u8>, Option<String>) {
+        let dec = Decryptor::new(dek, ctx, &sealed[..HEADER_BYTES], plain_len).unwrap();
+        let span = dec.span(start, end).unwrap();
+        let window = sealed
+            [span.offset as usize..((span.offset + span.len) as usize).min(sealed.len())]
+            .to_vec();
+        let pieces: Vec<std::io::Result<Bytes>> = window
+            .chunks(chunk)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        let mut out = decrypt_stream(
+            Box::pin(futures::stream::iter(pieces)),
+            dec,
+            span,
+            start,
+            end,
+        );
+        let mut got = Vec::new();
+        while let Some(item) = out.next().await {
+            match item {
+                Ok(b) => got.extend_from_slice(&b),
+                Err(e) => return (got, Some(e.to_string())),
+            }
+        }
+        (got, None)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn large_reads_decrypt_in_parallel_batches_exactly_like_small_ones() {
+        // 3 MiB in 4 KiB segments: 769 segments, four batches.
+        let len = 3 * 1024 * 1024 + 123;
+        let (plain, sealed, dek, ctx) = sealed_blob(len);
+        let n = len as u64;
+        let seg = 4096u64;
+        let dec = Decryptor::new(&dek, &ctx, &sealed[..HEADER_BYTES], n).unwrap();
+        let per_batch = batch_segments(&dec, &dec.span(0, n).unwrap());
+        assert_eq!(per_batch, DECRYPT_BATCH_BYTES / (4096 + 16));
+        let batch = per_batch * seg;
+        let ranges = [
+            (0, n),
+            (1, n - 1),
+            (0, batch),
+            (batch - 1, batch + 1),
+            (batch * 2 + 17, batch * 3 + 4000),
+            (seg * 3, seg * 3 + 5),
+            (n - 10, n),
+            (5, 5),
+            (seg * (per_batch + 1) - 3, n),
+            (batch * 3 - 1, batch * 3 + 1),
+        ];
+        for (start, end) in ranges {
+            for chunk in [1000, 4096 + 16, 65_536, 1 << 20] {
+                let (got, err) = read_range(&sealed, &dek, &ctx, n, (start, end), chunk).await;
+                assert_eq!(err, None, "{start}..{end} in {chunk}-byte chunks");
+                assert!(
+                    got == plain[start as usize..end as usize],
+                    "{start}..{end} in {chunk}-byte chunks"
+                );
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tampered_or_truncated_large_read_stops_before_the_bad_segment() {
+        let len = 3 * 1024 * 1024;
+        let (plain, sealed, dek, ctx) = sealed_blob(len);
+        let n = len as u64;
+        let dec = Decryptor::new(&dek, &ctx, &sealed[..HEADER_BYTES], n).unwrap();
+        // Flip a byte inside segment 600 (third batch): segments 0..600 come out, then the
+        // error.
+        let bad = 600u64;
+        let span = dec.span(bad * 4096, bad * 4096 + 1).unwrap();
+        let mut tampered = sealed.clone();
+        tampered[span.offset as usize + 100] ^= 0x40;
+        let (got, err) = read_range(&tampered, &dek, &ctx, n, (0, n), 65_536).await;
+        assert!(err.is_some(), "tampering went unnoticed");
+        assert_eq!(
+            got.len() as u64,
+            bad * 4096,
+            "bytes beyond the bad segment were returned"
+        );
+        assert!(got == plain[..got.len()]);
+        // Cut short in the middle of segment 700: everything before it, then "cut short".
+        let cut = dec.span(700 * 4096, 700 * 4096 + 1).unwrap().offset as usize + 2000;
+        let (got, err) = read_range(&sealed[..cut], &dek, &ctx, n, (0, n), 65_536).await;
+        assert!(err.as_deref().unwrap().contains("cut short"), "{err:?}");
+        assert_eq!(got.len(), 700 * 4096);
+        assert!(got == plain[..got.len()]);
+    }
 
     fn who(actor: &str) -> Justification {
         Justification {
