@@ -13,6 +13,34 @@ use common::{Server, data, run, run_failing, tool};
 use vallum_blob::{AzureSite, RemoteBlobStore, S3Site};
 use vallum_core::conformance::blob as contract;
 
+/// Uploads `len` bytes of pattern `seed` through `gateway` with aws-cli as `bucket/key`,
+/// downloads them again and checks they are the same; returns them.
+fn round_trip(
+    gateway: &Server,
+    dir: &std::path::Path,
+    path: &str,
+    len: usize,
+    seed: u64,
+) -> Vec<u8> {
+    let bytes = data(len, seed);
+    let (up, back) = (dir.join("up.bin"), dir.join("back.bin"));
+    std::fs::write(&up, &bytes).unwrap();
+    run(gateway
+        .aws()
+        .args(["s3", "cp"])
+        .arg(&up)
+        .arg(format!("s3://{path}")));
+    run(gateway
+        .aws()
+        .args(["s3", "cp", &format!("s3://{path}")])
+        .arg(&back));
+    assert!(
+        std::fs::read(&back).unwrap() == bytes,
+        "{path} came back different"
+    );
+    bytes
+}
+
 /// A provider: a Vallum serving S3 with one bucket for the site's blobs.
 fn provider(bucket: &str) -> Server {
     let provider = Server::start();
@@ -89,29 +117,13 @@ prefix = "tenant-a"
     let marker = b"PATIENT-RECORD-4711 Jeanne Martin, born 1962";
     let small = tmp.path().join("record.txt");
     std::fs::write(&small, marker.repeat(100)).unwrap();
-    let big = tmp.path().join("scan.bin");
-    let scan = data(20 << 20, 9);
-    std::fs::write(&big, &scan).unwrap();
     run(gateway.aws().args(["s3", "mb", "s3://records"]));
     run(gateway
         .aws()
         .args(["s3", "cp"])
         .arg(&small)
         .arg("s3://records/2026/record.txt"));
-    run(gateway
-        .aws()
-        .args(["s3", "cp"])
-        .arg(&big)
-        .arg("s3://records/2026/scan.bin"));
-    let back = tmp.path().join("back.bin");
-    run(gateway
-        .aws()
-        .args(["s3", "cp", "s3://records/2026/scan.bin"])
-        .arg(&back));
-    assert!(
-        std::fs::read(&back).unwrap() == scan,
-        "the scan came back different"
-    );
+    let scan = round_trip(&gateway, tmp.path(), "records/2026/scan.bin", 20 << 20, 9);
     let part = tmp.path().join("part");
     run(gateway
         .aws()
@@ -401,24 +413,8 @@ fn a_gateway_over_azure_blob_storage_round_trips_large_objects() {
         &["--config", cfg.to_str().unwrap()],
         &[("AZURE_KEY", AZURITE_KEY)],
     );
-    let big = tmp.path().join("scan.bin");
-    let scan = data(12 << 20, 3);
-    std::fs::write(&big, &scan).unwrap();
     run(gateway.aws().args(["s3", "mb", "s3://records"]));
-    run(gateway
-        .aws()
-        .args(["s3", "cp"])
-        .arg(&big)
-        .arg("s3://records/scan.bin"));
-    let back = tmp.path().join("back.bin");
-    run(gateway
-        .aws()
-        .args(["s3", "cp", "s3://records/scan.bin"])
-        .arg(&back));
-    assert!(
-        std::fs::read(&back).unwrap() == scan,
-        "the scan came back different"
-    );
+    let scan = round_trip(&gateway, tmp.path(), "records/scan.bin", 12 << 20, 3);
     let listed = azure_tool(&az, "vallum", "list");
     let total: usize = listed
         .lines()
