@@ -392,28 +392,43 @@ impl RemoteBlobStore {
         self.multipart(id, &path, head.freeze(), data).await
     }
 
+    /// One ranged GET; the answer carries the blob's size, so the range is checked against
+    /// it without a HEAD first (a HEAD only tells a missing blob from a bad range when the
+    /// GET fails, and answers an empty range).
     async fn get_range(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
-        let size = self.head_size(id).await?;
-        if range.start > range.end || range.end > size {
-            return Err(BlobError::OutOfRange {
-                id,
-                start: range.start,
-                end: range.end,
-                size_bytes: size,
-            });
-        }
+        let out_of_range = |size_bytes: u64| BlobError::OutOfRange {
+            id,
+            start: range.start,
+            end: range.end,
+            size_bytes,
+        };
         if range.is_empty() {
+            let size = self.head_size(id).await?;
+            if range.start > size {
+                return Err(out_of_range(size));
+            }
             return Ok(Box::pin(futures::stream::empty()));
         }
         let options = GetOptions {
-            range: Some(GetRange::Bounded(range)),
+            range: Some(GetRange::Bounded(range.clone())),
             ..GetOptions::default()
         };
-        let result = self
-            .store
-            .get_opts(&self.path(id), options)
-            .await
-            .map_err(|e| self.failure(id, e))?;
+        let result = match self.store.get_opts(&self.path(id), options).await {
+            Ok(result) => result,
+            Err(e) => {
+                // A range past the end is refused by the site (416): say which it was.
+                let size = self.head_size(id).await?;
+                if range.end > size {
+                    return Err(out_of_range(size));
+                }
+                return Err(self.failure(id, e));
+            }
+        };
+        // Sites clamp a range that runs past the end: a short blob is out of range, not a
+        // short read.
+        if range.end > result.meta.size || result.range != range {
+            return Err(out_of_range(result.meta.size));
+        }
         let label = self.label.clone();
         Ok(Box::pin(result.into_stream().map_err(move |e| {
             io::Error::other(format!("site {label}: {e}"))
