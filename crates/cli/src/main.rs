@@ -40,9 +40,14 @@ enum Command {
     /// stopped; the copy is verified, and running it again skips what was already copied. Then
     /// start the server with `[meta] url` (or VALLUM_META_URL) set to the same URL.
     MigrateMeta {
-        /// The data directory of the embedded deployment.
-        #[arg(long, default_value = "vallum-data")]
-        data_dir: PathBuf,
+        /// The deployment's vallum.toml: its data directory and its storage site (where
+        /// trashed blobs are deleted).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The data directory of the embedded deployment (overrides the configuration;
+        /// default vallum-data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
         /// Target database, e.g. postgres://vallum:secret@db:5432/vallum.
         #[arg(long, env = "VALLUM_META_URL", hide_env_values = true)]
         to: String,
@@ -127,17 +132,24 @@ fn main() -> anyhow::Result<()> {
                 residencycli::EXIT_REFUSED
             }
         })),
-        Command::MigrateMeta { data_dir, to } => {
+        Command::MigrateMeta {
+            config,
+            data_dir,
+            to,
+        } => {
+            let mut cfg = Config::load(config.as_deref(), |k| std::env::var(k).ok())
+                .context("loading configuration")?;
+            if let Some(dir) = data_dir {
+                cfg.data_dir = dir;
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
             let report = runtime
-                .block_on(vallum_server::migrate::migrate_meta(
-                    &data_dir,
-                    &to,
-                    |line| eprintln!("migrate-meta: {line}"),
-                ))
+                .block_on(vallum_server::migrate::migrate_meta(&cfg, &to, |line| {
+                    eprintln!("migrate-meta: {line}")
+                }))
                 .context("migrating metadata")?;
             println!(
                 "migrated: {} buckets, {} versions ({} already present), {} uploads, {} parts, {} log entries; {} trashed blobs deleted",

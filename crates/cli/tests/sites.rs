@@ -503,3 +503,75 @@ async fn an_s3_site_on_moto_keeps_the_contract_and_streams_large_blobs() {
     assert!(read(0..blob.len() as u64).await == blob);
     assert_eq!(read(8_388_600..8_388_700).await, blob[8_388_600..8_388_700]);
 }
+
+#[test]
+fn migrating_a_deployment_over_a_remote_site_deletes_its_trash_on_that_site() {
+    let provider = provider("provider-bucket");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("vallum.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\n\n[site]\nbackend = \"s3\"\n\n[site.s3]\nendpoint = \"{}\"\nbucket = \"provider-bucket\"\naccess_key = \"{}\"\nsecret_env = \"PROVIDER_SECRET\"\n",
+            tmp.path().join("gw").display(),
+            provider.endpoint,
+            provider.access_key
+        ),
+    )
+    .unwrap();
+    let secret = ("PROVIDER_SECRET", provider.secret_key.as_str());
+    let mut gateway = Server::start_in(
+        &tmp.path().join("gw"),
+        "127.0.0.1:0",
+        &["--config", cfg.to_str().unwrap()],
+        &[secret],
+    );
+    let file = tmp.path().join("f");
+    std::fs::write(&file, b"first").unwrap();
+    run(gateway.aws().args(["s3", "mb", "s3://bkt"]));
+    run(gateway
+        .aws()
+        .args(["s3", "cp"])
+        .arg(&file)
+        .arg("s3://bkt/k"));
+    // Overwritten: the first blob goes to the trash (kept for the grace period).
+    std::fs::write(&file, b"second").unwrap();
+    run(gateway
+        .aws()
+        .args(["s3", "cp"])
+        .arg(&file)
+        .arg("s3://bkt/k"));
+    let held = |provider: &Server| -> usize {
+        run(provider.aws().args([
+            "s3api",
+            "list-objects-v2",
+            "--bucket",
+            "provider-bucket",
+            "--query",
+            "length(Contents[])",
+        ]))
+        .trim()
+        .parse()
+        .unwrap()
+    };
+    assert_eq!(held(&provider), 2);
+    gateway.kill9();
+
+    let url = common::fresh_pg_database();
+    let out = run(std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+        .args(["migrate-meta", "--config"])
+        .arg(&cfg)
+        .args(["--to", &url])
+        .env("PROVIDER_SECRET", secret.1));
+    assert!(out.contains("; 1 trashed blobs deleted"), "{out}");
+    // The trashed blob is gone from the provider; the current one stays and still reads.
+    assert_eq!(held(&provider), 1);
+    let gateway = Server::start_in(
+        &tmp.path().join("gw"),
+        "127.0.0.1:0",
+        &["--config", cfg.to_str().unwrap()],
+        &[secret, ("VALLUM_META_URL", url.as_str())],
+    );
+    let got = run(gateway.aws().args(["s3", "cp", "s3://bkt/k", "-"]));
+    assert_eq!(got, "second");
+}

@@ -8,14 +8,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vallum_blob::LocalBlobStore;
-use vallum_core::blob::BlobStore;
 use vallum_core::list::versions_after;
 use vallum_core::meta::{BucketRecord, MetaError, MetaStore};
 use vallum_core::versioning::BucketUpdate;
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
 use vallum_types::limits::MAX_LIST_KEYS;
 
+use crate::config::Config;
 use crate::server::{ServerError, lock_data_dir};
 
 /// What a migration did.
@@ -57,21 +56,18 @@ pub enum MigrateError {
     Ledger(#[from] vallum_ledger::LedgerError),
 }
 
-/// Copies the embedded metadata under `data_dir` into the PostgreSQL database at `url`;
-/// `progress` receives a line now and then.
+/// Copies the embedded metadata of the deployment `config` describes (its data directory,
+/// and its storage site for trashed blobs) into the PostgreSQL database at `url`; `progress`
+/// receives a line now and then.
 pub async fn migrate_meta(
-    data_dir: &Path,
+    config: &Config,
     url: &str,
     mut progress: impl FnMut(&str),
 ) -> Result<MigrationReport, MigrateError> {
+    let data_dir = config.data_dir.as_path();
     let _lock = lock_data_dir(data_dir, false)?;
     let source = SqliteMetaStore::open(&data_dir.join("meta.db")).await?;
-    let blobs = LocalBlobStore::open(data_dir.join("sites").join("local")).map_err(|source| {
-        ServerError::DataDir {
-            path: data_dir.to_owned(),
-            source,
-        }
-    })?;
+    let blobs = crate::server::open_site(config, data_dir).await?;
     let target: Arc<dyn MetaStore> = Arc::new(PgMetaStore::connect(url).await?);
     let mut report = MigrationReport::default();
 

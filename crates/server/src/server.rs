@@ -73,7 +73,7 @@ const LIFECYCLE_STEP_VERSIONS: usize = 10_000;
 /// The deployment's storage site: the local directory, or a remote S3 / Azure store whose
 /// secret comes from the environment. A remote site that cannot be reached at start is
 /// reported but does not stop the gateway (it may come back; requests fail until then).
-async fn open_site(
+pub(crate) async fn open_site(
     config: &Config,
     data_dir: &std::path::Path,
 ) -> Result<Arc<dyn vallum_core::blob::BlobStore>, ServerError> {
