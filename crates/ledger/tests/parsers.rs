@@ -4,56 +4,7 @@
 
 use std::path::Path;
 
-use vallum_ledger::fuzzing;
-
-/// Deterministic xorshift, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
-fn mutate(rng: &mut Rng, seed: &[u8]) -> Vec<u8> {
-    let mut d = seed.to_vec();
-    for _ in 0..=rng.below(4) {
-        let at = rng.below(d.len() + 1);
-        match rng.below(7) {
-            0 if !d.is_empty() => {
-                let i = at.min(d.len() - 1);
-                d[i] ^= 1 << rng.below(8);
-            }
-            1 => d.insert(at, rng.next() as u8),
-            2 if at < d.len() => {
-                d.remove(at);
-            }
-            3 => d.truncate(at),
-            4 => {
-                // Interesting bytes for these formats.
-                let b =
-                    [b'\n', b' ', b'+', b'/', b'"', b'{', b'}', b'0', 0xe2, 0xff][rng.below(10)];
-                d.insert(at, b);
-            }
-            5 if !d.is_empty() => {
-                let from = rng.below(d.len());
-                let len = rng.below(16).min(d.len() - from);
-                let chunk = d[from..from + len].to_vec();
-                let at = at.min(d.len());
-                d.splice(at..at, chunk);
-            }
-            _ => {}
-        }
-    }
-    d
-}
+use vallum_ledger::fuzzing::{self, run_mutated as run};
 
 fn golden(name: &str) -> Vec<u8> {
     std::fs::read(
@@ -62,17 +13,6 @@ fn golden(name: &str) -> Vec<u8> {
             .join(name),
     )
     .unwrap()
-}
-
-fn run(target: fn(&[u8]), seeds: &[Vec<u8>], iterations: usize, salt: u64) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ salt);
-    for s in seeds {
-        target(s);
-    }
-    for _ in 0..iterations {
-        let seed = &seeds[rng.below(seeds.len())];
-        target(&mutate(&mut rng, seed));
-    }
 }
 
 #[test]

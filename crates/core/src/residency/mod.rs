@@ -6,6 +6,7 @@
 //! * [`placement`]: the engine — judge every site, choose by weighted rendezvous hashing,
 //!   enforce operator independence, explain every refusal.
 
+pub mod fuzzing;
 pub mod placement;
 pub mod policy;
 pub mod profile;

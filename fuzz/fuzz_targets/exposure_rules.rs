@@ -1,0 +1,3 @@
+#![no_main]
+//! Fuzz target: see `vallum_core::residency::fuzzing::exposure_rules`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vallum_core::residency::fuzzing::exposure_rules(data));
