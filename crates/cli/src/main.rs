@@ -115,8 +115,16 @@ fn exit_with(result: anyhow::Result<i32>) -> anyhow::Result<()> {
     }
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Errors are one line on stderr with their causes (`error: …: …`) and exit code 1 — not a
+/// backtrace, even where `RUST_BACKTRACE` is set.
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(logtools::exit::ERROR);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Verify(args) => exit_with(logtools::verify(&args)),
         Command::Log { command } => exit_with(logtools::log(&command)),
