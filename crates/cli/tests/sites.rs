@@ -41,6 +41,24 @@ fn round_trip(
     bytes
 }
 
+/// Writes `toml` as `dir/vallum.toml` and starts a gateway on it (data in `dir/gw`) with
+/// `env`; the gateway and the configuration's path.
+fn gateway_on(
+    dir: &std::path::Path,
+    toml: &str,
+    env: &[(&str, &str)],
+) -> (Server, std::path::PathBuf) {
+    let cfg = dir.join("vallum.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let server = Server::start_in(
+        &dir.join("gw"),
+        "127.0.0.1:0",
+        &["--config", cfg.to_str().unwrap()],
+        env,
+    );
+    (server, cfg)
+}
+
 /// A provider: a Vallum serving S3 with one bucket for the site's blobs.
 fn provider(bucket: &str) -> Server {
     let provider = Server::start();
@@ -83,11 +101,8 @@ async fn an_s3_site_keeps_the_blob_store_contract() {
 fn a_gateway_over_a_providers_s3_stores_only_ciphertext_under_opaque_names() {
     let provider = provider("provider-bucket");
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("vallum.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"[site]
+    let toml = format!(
+        r#"[site]
 id = "provider-par"
 jurisdiction = "FR"
 operator = "Provider SAS"
@@ -100,15 +115,12 @@ access_key = "{}"
 secret_env = "PROVIDER_SECRET"
 prefix = "tenant-a"
 "#,
-            provider.endpoint, provider.access_key
-        ),
-    )
-    .unwrap();
+        provider.endpoint, provider.access_key
+    );
     let mut provider = provider;
-    let gateway = Server::start_in(
-        &tmp.path().join("gw"),
-        "127.0.0.1:0",
-        &["--config", cfg.to_str().unwrap()],
+    let (gateway, _) = gateway_on(
+        tmp.path(),
+        &toml,
         &[("PROVIDER_SECRET", provider.secret_key.as_str())],
     );
 
@@ -398,21 +410,11 @@ async fn an_azure_site_keeps_the_blob_store_contract() {
 fn a_gateway_over_azure_blob_storage_round_trips_large_objects() {
     let az = azurite("vallum");
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("vallum.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[site]\nid = \"azure-fr\"\njurisdiction = \"FR\"\nbackend = \"azure\"\n\n[site.azure]\naccount = \"{AZURITE_ACCOUNT}\"\ncontainer = \"vallum\"\naccess_key_env = \"AZURE_KEY\"\nendpoint = \"{}\"\n",
-            az.endpoint
-        ),
-    )
-    .unwrap();
-    let gateway = Server::start_in(
-        &tmp.path().join("gw"),
-        "127.0.0.1:0",
-        &["--config", cfg.to_str().unwrap()],
-        &[("AZURE_KEY", AZURITE_KEY)],
+    let toml = format!(
+        "[site]\nid = \"azure-fr\"\njurisdiction = \"FR\"\nbackend = \"azure\"\n\n[site.azure]\naccount = \"{AZURITE_ACCOUNT}\"\ncontainer = \"vallum\"\naccess_key_env = \"AZURE_KEY\"\nendpoint = \"{}\"\n",
+        az.endpoint
     );
+    let (gateway, _) = gateway_on(tmp.path(), &toml, &[("AZURE_KEY", AZURITE_KEY)]);
     run(gateway.aws().args(["s3", "mb", "s3://records"]));
     let scan = round_trip(&gateway, tmp.path(), "records/scan.bin", 12 << 20, 3);
     let listed = azure_tool(&az, "vallum", "list");
@@ -508,24 +510,14 @@ async fn an_s3_site_on_moto_keeps_the_contract_and_streams_large_blobs() {
 fn migrating_a_deployment_over_a_remote_site_deletes_its_trash_on_that_site() {
     let provider = provider("provider-bucket");
     let tmp = tempfile::tempdir().unwrap();
-    let cfg = tmp.path().join("vallum.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "data_dir = \"{}\"\n\n[site]\nbackend = \"s3\"\n\n[site.s3]\nendpoint = \"{}\"\nbucket = \"provider-bucket\"\naccess_key = \"{}\"\nsecret_env = \"PROVIDER_SECRET\"\n",
-            tmp.path().join("gw").display(),
-            provider.endpoint,
-            provider.access_key
-        ),
-    )
-    .unwrap();
-    let secret = ("PROVIDER_SECRET", provider.secret_key.as_str());
-    let mut gateway = Server::start_in(
-        &tmp.path().join("gw"),
-        "127.0.0.1:0",
-        &["--config", cfg.to_str().unwrap()],
-        &[secret],
+    let toml = format!(
+        "data_dir = \"{}\"\n\n[site]\nbackend = \"s3\"\n\n[site.s3]\nendpoint = \"{}\"\nbucket = \"provider-bucket\"\naccess_key = \"{}\"\nsecret_env = \"PROVIDER_SECRET\"\n",
+        tmp.path().join("gw").display(),
+        provider.endpoint,
+        provider.access_key
     );
+    let secret = ("PROVIDER_SECRET", provider.secret_key.as_str());
+    let (mut gateway, cfg) = gateway_on(tmp.path(), &toml, &[secret]);
     let file = tmp.path().join("f");
     std::fs::write(&file, b"first").unwrap();
     run(gateway.aws().args(["s3", "mb", "s3://bkt"]));
