@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, data, run, run_failing, tool};
+use common::{Server, data, free_port, run, run_failing, tool};
 use vallum_blob::{AzureSite, RemoteBlobStore, S3Site};
 use vallum_core::conformance::blob as contract;
 
@@ -81,12 +81,7 @@ fn site_of(provider: &Server, bucket: &str) -> S3Site {
 async fn an_s3_site_keeps_the_blob_store_contract() {
     let provider = provider("site-blobs");
     let store = RemoteBlobStore::s3(&site_of(&provider, "site-blobs"), "gw-1").unwrap();
-    contract::put_get_ranges(&store).await;
-    contract::empty_blob(&store).await;
-    contract::failed_stream_leaves_nothing(&store).await;
-    contract::delete_is_idempotent(&store).await;
-    contract::lists_by_age(&store).await;
-    contract::concurrent_puts(&store).await;
+    contract::all(&store).await;
     // A wrong secret is refused by the provider: an error, never a silent success.
     let mut wrong = site_of(&provider, "site-blobs");
     wrong.secret_key = zeroize::Zeroizing::new("not-the-secret".into());
@@ -322,15 +317,6 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-/// A free loopback port.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running Azurite blob service with one container.
 struct Azurite {
     _child: KillOnDrop,
@@ -387,12 +373,7 @@ async fn an_azure_site_keeps_the_blob_store_contract() {
         ca_pem: None,
     };
     let store = RemoteBlobStore::azure(&site, "gw-1").unwrap();
-    contract::put_get_ranges(&store).await;
-    contract::empty_blob(&store).await;
-    contract::failed_stream_leaves_nothing(&store).await;
-    contract::delete_is_idempotent(&store).await;
-    contract::lists_by_age(&store).await;
-    contract::concurrent_puts(&store).await;
+    contract::all(&store).await;
     // Microsoft's client sees exactly the opaque names under the prefix.
     let listed = azure_tool(&az, "site-blobs", "list");
     let names: Vec<&str> = listed
@@ -469,12 +450,7 @@ async fn an_s3_site_on_moto_keeps_the_contract_and_streams_large_blobs() {
         "",
     )
     .unwrap();
-    contract::put_get_ranges(&store).await;
-    contract::empty_blob(&store).await;
-    contract::failed_stream_leaves_nothing(&store).await;
-    contract::delete_is_idempotent(&store).await;
-    contract::lists_by_age(&store).await;
-    contract::concurrent_puts(&store).await;
+    contract::all(&store).await;
     // 20 MiB: three multipart parts, read back whole and by range.
     let blob = data(20 << 20, 5);
     let id = vallum_types::BlobId::random();

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
-use common::Server;
+use common::{Server, free_port};
 
 fn vallum() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vallum"));
@@ -58,14 +58,6 @@ fn keyd_key(config: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn error_code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &E) -> String {

@@ -346,3 +346,12 @@ pub fn bundle_entries(path: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+/// A free loopback port (free when asked; the caller binds it soon after).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

@@ -134,6 +134,17 @@ pub async fn concurrent_puts(store: &dyn BlobStore) {
     }
 }
 
+/// Every check above, in order, on one store (for stores that are costly to set up, such as
+/// a remote site started for the test).
+pub async fn all(store: &dyn BlobStore) {
+    put_get_ranges(store).await;
+    empty_blob(store).await;
+    failed_stream_leaves_nothing(store).await;
+    delete_is_idempotent(store).await;
+    lists_by_age(store).await;
+    concurrent_puts(store).await;
+}
+
 /// Generates one `#[tokio::test]` per blob check; `$make` is an async expression returning
 /// something that derefs to a `BlobStore` (kept alive for the test).
 #[macro_export]
