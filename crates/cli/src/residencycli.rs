@@ -26,8 +26,32 @@ pub struct SiteArgs {
 enum SiteOp {
     /// The sites of the registry with their derived exposures.
     List,
-    /// One site's legal profile, exposures (with their legal basis) and certifications.
+    /// One site's legal profile, exposures (with their legal basis) and certifications,
+    /// health, and what it holds.
     Show { id: String },
+    /// Adds a site at run time, from a JSON or TOML file with the fields of a `[[sites]]`
+    /// entry (secrets by environment variable name; every gateway must have them). The site
+    /// must answer before it is recorded; every gateway puts it in force within seconds.
+    Add {
+        /// The site's definition (`.toml` or `.json`).
+        file: std::path::PathBuf,
+    },
+    /// Stops placing new data on a site; the repair moves its data to the sites the
+    /// policies place it on. Refused when a bucket would be left without a compliant
+    /// placement.
+    Drain { id: String },
+    /// Lets a drained site take new data again.
+    Activate { id: String },
+    /// Removes a site from the deployment; refused while it still holds data (drain it
+    /// first) and for the primary site.
+    Remove { id: String },
+    /// The replica repair's progress (copies made, migrated, damaged, pending); with
+    /// `--start`, a pass starts now.
+    Repair {
+        /// Start a pass now instead of waiting for the next interval.
+        #[arg(long)]
+        start: bool,
+    },
 }
 
 /// Arguments of `vallum policy`.
@@ -184,6 +208,52 @@ fn site_text(site: &Value) -> String {
     out
 }
 
+fn change_text(v: &Value) -> String {
+    format!(
+        "site {}: {} (state {})\n",
+        v["site"].as_str().unwrap_or(""),
+        v["action"].as_str().unwrap_or("").replace('_', " "),
+        v["state"].as_str().unwrap_or("")
+    )
+}
+
+fn repair_text(v: &Value) -> String {
+    let r = &v["repair"];
+    let counts = |c: &Value| {
+        format!(
+            "scanned {}, copied {} ({} bytes), migrated away {}, damaged {}, verified {}, pending {}, unplaceable {}, lost {}",
+            c["scanned"],
+            c["copied"],
+            c["bytes_copied"],
+            c["removed"],
+            c["damaged"],
+            c["verified"],
+            c["pending"],
+            c["unplaceable"],
+            c["lost"]
+        )
+    };
+    let mut out = format!("passes finished: {}\n", r["passes"]);
+    if r["cursor"].is_string() {
+        out.push_str(&format!(
+            "pass under way{}: {}\n",
+            if r["scrubbing"] == true {
+                " (scrubbing)"
+            } else {
+                ""
+            },
+            counts(&r["current"])
+        ));
+    }
+    if r["last"].is_object() {
+        out.push_str(&format!("last pass: {}\n", counts(&r["last"])));
+    }
+    if v["started"] == true {
+        out.push_str("a pass was started\n");
+    }
+    out
+}
+
 fn policy_text(p: &Value) -> String {
     if p.is_null() {
         return "none (no boundary)".into();
@@ -271,6 +341,40 @@ pub fn run_site(args: SiteArgs) -> anyhow::Result<()> {
         SiteOp::Show { id } => {
             let v = c.call("GET", &format!("sites/{}", encode(&id)), None)?;
             print(args.json, &v, site_text)
+        }
+        SiteOp::Add { file } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let doc: Value = if file.extension().is_some_and(|e| e == "toml") {
+                let t: toml::Value = toml::from_str(&text)
+                    .with_context(|| format!("{} is not valid TOML", file.display()))?;
+                serde_json::to_value(t)?
+            } else {
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{} is not valid JSON", file.display()))?
+            };
+            let v = c.call("POST", "sites", Some(doc))?;
+            print(args.json, &v, change_text)
+        }
+        SiteOp::Drain { id } => {
+            let v = c.call("POST", &format!("sites/{}/drain", encode(&id)), None)?;
+            print(args.json, &v, change_text)
+        }
+        SiteOp::Activate { id } => {
+            let v = c.call("POST", &format!("sites/{}/activate", encode(&id)), None)?;
+            print(args.json, &v, change_text)
+        }
+        SiteOp::Remove { id } => {
+            let v = c.call("DELETE", &format!("sites/{}", encode(&id)), None)?;
+            print(args.json, &v, change_text)
+        }
+        SiteOp::Repair { start } => {
+            let v = if start {
+                c.call("POST", "repair", None)?
+            } else {
+                c.call("GET", "repair", None)?
+            };
+            print(args.json, &v, repair_text)
         }
     }
 }

@@ -60,25 +60,45 @@ impl ObjectService {
                 break;
             }
         }
+        let top = self.topology();
         loop {
             let trash = self
                 .meta
                 .trash_before(now.saturating_sub(ms(policy.trash_grace)), GC_BATCH)
                 .await?;
-            for blob in &trash {
-                self.blobs.delete(*blob).await?;
+            // A copy on a site that is down stays in the trash until the site is back.
+            let mut gone = Vec::with_capacity(trash.len());
+            for t in &trash {
+                if top.delete_all(t.blob, &t.sites).await.is_empty() {
+                    gone.push(t.blob);
+                }
             }
-            self.meta.forget_trash(&trash).await?;
-            report.trash_deleted += trash.len() as u64;
-            if trash.len() < GC_BATCH {
+            self.meta.forget_trash(&gone).await?;
+            report.trash_deleted += gone.len() as u64;
+            if trash.len() < GC_BATCH || gone.is_empty() {
                 break;
             }
         }
-        report.temp_removed = self.blobs.sweep_temp(policy.orphan_age).await?;
-        for blob in self.blobs.list_older_than(policy.orphan_age).await? {
-            if !self.meta.blob_in_use(blob).await? {
-                self.blobs.delete(blob).await?;
-                report.orphans_removed += 1;
+        // Every site: temporary data of interrupted writes, blobs no record references, and
+        // stray copies on a site their record does not list (a repair or migration that died
+        // between copying and recording). A site that fails is left for the next pass.
+        for (i, site) in top.sites().iter().enumerate() {
+            let swept = async {
+                report.temp_removed += site.store.sweep_temp(policy.orphan_age).await?;
+                for blob in site.store.list_older_than(policy.orphan_age).await? {
+                    let stray = match self.meta.blob_sites(blob).await? {
+                        None => true,
+                        Some(sites) => !top.holders(&sites).contains(&i),
+                    };
+                    if stray {
+                        site.store.delete(blob).await?;
+                        report.orphans_removed += 1;
+                    }
+                }
+                Ok::<_, crate::error::Error>(())
+            };
+            if let Err(err) = swept.await {
+                tracing::warn!(site = %site.id, %err, "orphan sweep of a site failed; will retry");
             }
         }
         if report != GcReport::default() {

@@ -20,8 +20,10 @@ pub mod lifecycle;
 pub mod list;
 pub mod meta;
 pub mod multipart;
+pub mod repair;
 pub mod residency;
 pub mod service;
+pub mod sites;
 pub mod versioning;
 
 #[cfg(feature = "conformance")]

@@ -204,12 +204,91 @@ pub enum ChecksumAlgorithm {
 }
 
 /// One contiguous piece of an object's data: a whole blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
     /// The blob holding the bytes.
     pub blob: BlobId,
     /// Its size.
     pub size_bytes: u64,
+    /// The sites holding a durable copy of the blob, best first as the placement engine
+    /// ranked them when written (empty: written before replicas were recorded, held by the
+    /// deployment's primary site).
+    pub sites: Vec<String>,
+    /// CRC32C of the bytes stored on a site (the ciphertext), which the scrubber checks every
+    /// copy against; `None` for blobs written before it was recorded.
+    pub crc32c: Option<u32>,
+}
+
+/// The stored form of a site list: ids joined by commas (site ids never contain one).
+#[must_use]
+pub fn encode_sites(sites: &[String]) -> String {
+    sites.join(",")
+}
+
+/// Reads the stored form of a site list.
+#[must_use]
+pub fn decode_sites(text: &str) -> Vec<String> {
+    if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split(',').map(str::to_owned).collect()
+    }
+}
+
+/// A trashed blob and the sites holding copies of it, which the collector deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrashedBlob {
+    /// The blob.
+    pub blob: BlobId,
+    /// Sites holding it (empty: the primary site).
+    pub sites: Vec<String>,
+}
+
+/// A blob some object or upload references, and where it is: what the replica repair scans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobPlacement {
+    /// The blob.
+    pub blob: BlobId,
+    /// The bucket of the object (or upload) it belongs to.
+    pub bucket: String,
+    /// The key of that object (or upload).
+    pub key: String,
+    /// Its size.
+    pub size_bytes: u64,
+    /// Sites holding a durable copy (empty: the primary site).
+    pub sites: Vec<String>,
+    /// CRC32C of the bytes stored, when recorded.
+    pub crc32c: Option<u32>,
+}
+
+/// What a bucket holds on one combination of sites (objects' segments and uploads' parts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiteUsage {
+    /// The bucket.
+    pub bucket: String,
+    /// The sites holding these blobs (empty: the primary site).
+    pub sites: Vec<String>,
+    /// Blobs.
+    pub blobs: u64,
+    /// Their bytes (plaintext).
+    pub bytes: u64,
+}
+
+/// A site's state as recorded at run time: draining, removed, or added through the admin
+/// API (with its definition, opaque to the metadata store).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteRecord {
+    /// Site id.
+    pub id: String,
+    /// JSON definition (profile and backend) of a site added at run time; `None` for a site
+    /// defined in the configuration.
+    pub definition: Option<String>,
+    /// `active`, `draining` or `removed`.
+    pub state: String,
+    /// Who changed it last.
+    pub changed_by: String,
+    /// When, ms since the epoch.
+    pub changed_ms: i64,
 }
 
 /// A stored object version (or delete marker).
@@ -419,6 +498,10 @@ pub struct PartRecord {
     pub blob: BlobId,
     /// Its size.
     pub size_bytes: u64,
+    /// Sites holding a durable copy of the blob (empty: the primary site).
+    pub sites: Vec<String>,
+    /// CRC32C of the bytes stored (see [`Segment::crc32c`]).
+    pub crc32c: Option<u32>,
     /// Hex MD5 of the part, without quotes.
     pub etag: String,
     /// Verified additional checksums.
@@ -552,12 +635,38 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Up to `limit` uploads initiated before `before_ms`.
     async fn stale_uploads(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>>;
 
-    /// Up to `limit` trashed blobs trashed before `before_ms`.
-    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<BlobId>>;
+    /// Up to `limit` trashed blobs trashed before `before_ms`, with the sites holding them.
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>>;
     /// Forgets trashed blobs once they are deleted from the blob store.
     async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()>;
     /// True if an object, a part or the trash references the blob.
     async fn blob_in_use(&self, blob: BlobId) -> MetaResult<bool>;
+    /// The sites an object, a part or the trash records for the blob; `None` when nothing
+    /// references it.
+    async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>>;
+    /// Replaces the site list of the segment or part holding `blob` if it is still
+    /// `expected`; false when the blob is no longer referenced or its list changed meanwhile.
+    async fn set_blob_sites(
+        &self,
+        blob: BlobId,
+        expected: &[String],
+        sites: &[String],
+    ) -> MetaResult<bool>;
+    /// Up to `limit` blobs of objects and uploads, by blob id strictly after `after`: the
+    /// replica repair's scan.
+    async fn blob_placements(
+        &self,
+        after: Option<BlobId>,
+        limit: usize,
+    ) -> MetaResult<Vec<BlobPlacement>>;
+    /// What each bucket (or only `bucket`) holds per combination of sites.
+    async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>>;
+    /// Every site recorded at run time.
+    async fn site_records(&self) -> MetaResult<Vec<SiteRecord>>;
+    /// Records (or replaces) a site's run-time record.
+    async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()>;
+    /// Forgets a site's run-time record; succeeds if there is none.
+    async fn delete_site_record(&self, id: &str) -> MetaResult<()>;
 
     /// Takes (or renews) lease `name` for `holder` until `now_ms + ttl_ms` when it is free,
     /// expired, or already `holder`'s; returns whether `holder` now holds it. Jobs that must run

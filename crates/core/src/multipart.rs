@@ -162,8 +162,9 @@ impl ObjectService {
         if check.algorithm.is_none() {
             check.algorithm = upload.checksum_algorithm;
         }
-        let (blob, digests) = self.write_part(&upload, body, check).await?;
-        self.record_part(&upload, part_number, blob, digests).await
+        let (segment, digests) = self.write_part(&upload, body, check).await?;
+        self.record_part(&upload, part_number, segment, digests)
+            .await
     }
 
     /// Writes one part's blob, encrypted under the upload's data key if it has one.
@@ -172,7 +173,7 @@ impl ObjectService {
         upload: &UploadRecord,
         body: ByteStream,
         check: BodyCheck,
-    ) -> Result<(vallum_types::BlobId, digest::Digests)> {
+    ) -> Result<(Segment, digest::Digests)> {
         // The policy may have changed since the upload began: every part is placed anew.
         let bucket = self.bucket(&upload.bucket).await?;
         let placed = self.check_placement(&bucket, &upload.key)?;
@@ -213,13 +214,15 @@ impl ObjectService {
         &self,
         upload: &UploadRecord,
         part_number: u32,
-        blob: vallum_types::BlobId,
+        segment: Segment,
         digests: digest::Digests,
     ) -> Result<PartRecord> {
         let part = PartRecord {
             part_number,
-            blob,
+            blob: segment.blob,
             size_bytes: digests.len_bytes,
+            sites: segment.sites.clone(),
+            crc32c: segment.crc32c,
             etag: digest::hex(&digests.md5),
             checksums: digests.checksums,
             last_modified_ms: self.now_ms(),
@@ -229,7 +232,7 @@ impl ObjectService {
             .put_part(upload.upload_id, &part, self.now_ms())
             .await
         {
-            self.discard(&[blob]).await;
+            self.discard(&[segment]).await;
             return Err(err.into());
         }
         Ok(part)
@@ -387,6 +390,8 @@ impl ObjectService {
                 .map(|p| Segment {
                     blob: p.blob,
                     size_bytes: p.size_bytes,
+                    sites: p.sites.clone(),
+                    crc32c: p.crc32c,
                 })
                 .collect(),
         };

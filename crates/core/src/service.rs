@@ -20,6 +20,7 @@ use crate::meta::{
     MetaStore, ObjectAttrs, ObjectRecord, Segment, WriteCondition,
 };
 use crate::residency::Placed;
+use crate::sites::Topology;
 use crate::versioning::{
     BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, Tags, VersionUpdate,
     Versioning, is_valid_version_id, validate_tags,
@@ -250,13 +251,13 @@ pub struct ObjectRead {
 /// The domain service the S3 front end calls.
 pub struct ObjectService {
     pub(crate) meta: Arc<dyn MetaStore>,
-    pub(crate) blobs: Arc<dyn BlobStore>,
+    /// The sites in force; replaced as a whole when one is added, drained or removed.
+    topology: std::sync::RwLock<Arc<Topology>>,
     pub(crate) clock: Arc<dyn Clock>,
     region: String,
     journal: Arc<dyn Journal>,
-    pub(crate) site: SiteRef,
-    pub(crate) residency: Option<Arc<crate::residency::Residency>>,
-    pub(crate) local_site: String,
+    /// Woken when a write left fewer replicas than its placement wants.
+    pub(crate) repair_hint: Arc<tokio::sync::Notify>,
     key_privacy: Arc<KeyPrivacy>,
     keys: Option<Arc<KeyService>>,
 }
@@ -288,17 +289,11 @@ impl ObjectService {
     ) -> Self {
         Self {
             meta,
-            blobs,
+            topology: std::sync::RwLock::new(Arc::new(Topology::single(blobs))),
             clock,
             region: region.into(),
             journal: Arc::new(MemoryJournal::default()),
-            site: SiteRef {
-                id: "local".into(),
-                jurisdiction: String::new(),
-                exposures: Vec::new(),
-            },
-            residency: None,
-            local_site: "local".into(),
+            repair_hint: Arc::new(tokio::sync::Notify::new()),
             key_privacy: Arc::new(KeyPrivacy::none()),
             keys: None,
         }
@@ -434,7 +429,7 @@ impl ObjectService {
             provider: enc.wrapped.provider.clone(),
             justification: "customer-request".into(),
             bucket: Some(bucket.to_owned()),
-            location: Some(self.site.clone()),
+            location: Some(self.topology().primary().site_ref.clone()),
         }
     }
 
@@ -446,11 +441,34 @@ impl ObjectService {
         self
     }
 
-    /// The profile of the site the blob store writes to, as entries record it.
+    /// The profile of the (single) site the blob store writes to, as entries record it.
     #[must_use]
-    pub fn with_site(mut self, site: SiteRef) -> Self {
-        self.site = site;
+    pub fn with_site(self, site: SiteRef) -> Self {
+        let mut top = (*self.topology()).clone();
+        let primary = top.primary;
+        top.sites[primary].id.clone_from(&site.id);
+        top.sites[primary].site_ref = site;
+        self.replace_topology(top);
         self
+    }
+
+    /// The sites in force now.
+    #[must_use]
+    pub fn topology(&self) -> Arc<Topology> {
+        Arc::clone(
+            &self
+                .topology
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// Puts `top` in force for every request from now on (requests under way keep theirs).
+    pub(crate) fn replace_topology(&self, top: Topology) {
+        *self
+            .topology
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(top);
     }
 
     /// Which buckets' object keys the log records as keyed hashes.
@@ -460,10 +478,10 @@ impl ObjectService {
         self
     }
 
-    /// The site profile entries record.
+    /// The profile of the primary site, as entries record it.
     #[must_use]
-    pub fn site(&self) -> &SiteRef {
-        &self.site
+    pub fn site(&self) -> SiteRef {
+        self.topology().primary().site_ref.clone()
     }
 
     /// Records `event` by the current actor; the request fails if it cannot be recorded.
@@ -515,7 +533,7 @@ impl ObjectService {
             etag: record.etag.clone(),
             sha256,
             via: via.to_owned(),
-            sites: vec![self.site.clone()],
+            sites: self.sites_of(&record.segments),
             key_id: None,
         }
     }
@@ -548,10 +566,31 @@ impl ObjectService {
         &self.meta
     }
 
-    /// The blob store.
-    #[must_use]
-    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
-        &self.blobs
+    /// The site a read of `segments` goes to first, as entries record it.
+    pub(crate) fn read_site(&self, segments: &[Segment]) -> SiteRef {
+        let top = self.topology();
+        segments.first().map_or_else(
+            || top.primary().site_ref.clone(),
+            |s| top.read_ref(&s.sites),
+        )
+    }
+
+    /// The sites holding any of `segments`, as entries record them, best first.
+    pub(crate) fn sites_of(&self, segments: &[Segment]) -> Vec<SiteRef> {
+        let top = self.topology();
+        let mut out: Vec<SiteRef> = Vec::new();
+        for seg in segments {
+            for i in top.holders(&seg.sites) {
+                let r = &top.sites()[i].site_ref;
+                if !out.iter().any(|o| o.id == r.id) {
+                    out.push(r.clone());
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(top.primary().site_ref.clone());
+        }
+        out
     }
 
     /// The service's clock.
@@ -716,15 +755,16 @@ impl ObjectService {
             bucket: &req.bucket,
             key: &req.key,
         });
-        let (blob, digests) = self
+        let (segment, digests) = self
             .write_blob(&placed, body, req.check, MAX_PUT_OBJECT_BYTES, cipher)
             .await?;
         let encryption = key.map(|(_, enc)| enc);
-        let mut record = self.single_blob_record(req.bucket, req.key, req.attrs, blob, digests);
+        let mut record =
+            self.single_blob_record(req.bucket, req.key, req.attrs, segment.clone(), digests);
         record.tags = req.tags;
         record.lock = lock;
         record.encryption = encryption;
-        self.commit(&mut record, &req.condition, &[blob]).await?;
+        self.commit(&mut record, &req.condition, &[segment]).await?;
         let mut events = Vec::with_capacity(2);
         if let Some(enc) = &record.encryption {
             events.push(self.key_used_event("wrap", enc, &record.bucket));
@@ -794,12 +834,12 @@ impl ObjectService {
     /// a write the placement engine permitted can get here (`Placed`).
     pub(crate) async fn write_blob(
         &self,
-        _placed: &Placed,
+        placed: &Placed,
         body: ByteStream,
         check: BodyCheck,
         max_len_bytes: u64,
         cipher: Option<WriteCipher<'_>>,
-    ) -> Result<(BlobId, Digests)> {
+    ) -> Result<(Segment, Digests)> {
         let md5 = check
             .content_md5
             .as_deref()
@@ -851,26 +891,44 @@ impl ObjectService {
             )?,
             None => stream,
         };
-        match self.blobs.put(blob, stream).await {
-            Ok(_) => match digest::take_outcome(&outcome) {
-                Some(Ok(mut digests)) => {
-                    if !keep_sha256 {
-                        // Computed only to check the signed payload hash; not an object checksum.
-                        digests.checksums.sha256 = None;
+        match placed
+            .top
+            .put_replicas(blob, stream, &placed.targets, placed.quorum)
+            .await
+        {
+            Ok(written) => {
+                let mut segment = Segment {
+                    blob,
+                    size_bytes: 0,
+                    sites: placed.top.ids_of(&written.sites),
+                    crc32c: Some(written.crc32c),
+                };
+                match digest::take_outcome(&outcome) {
+                    Some(Ok(mut digests)) => {
+                        if !keep_sha256 {
+                            // Computed only to check the signed payload hash; not an object
+                            // checksum.
+                            digests.checksums.sha256 = None;
+                        }
+                        segment.size_bytes = digests.len_bytes;
+                        if written.sites.len() < placed.wanted {
+                            // Acknowledged at the quorum: the repair completes the rest.
+                            self.repair_hint.notify_one();
+                        }
+                        Ok((segment, digests))
                     }
-                    Ok((blob, digests))
+                    Some(Err(err)) => {
+                        self.discard(&[segment]).await;
+                        Err(err)
+                    }
+                    None => {
+                        self.discard(&[segment]).await;
+                        Err(Error::ClientStream(
+                            "the body was not read to its end".into(),
+                        ))
+                    }
                 }
-                Some(Err(err)) => {
-                    self.discard(&[blob]).await;
-                    Err(err)
-                }
-                None => {
-                    self.discard(&[blob]).await;
-                    Err(Error::ClientStream(
-                        "the body was not read to its end".into(),
-                    ))
-                }
-            },
+            }
             Err(err) => Err(digest::take_outcome(&outcome)
                 .and_then(Result::err)
                 .unwrap_or_else(|| err.into())),
@@ -883,7 +941,7 @@ impl ObjectService {
         bucket: String,
         key: String,
         attrs: ObjectAttrs,
-        blob: BlobId,
+        segment: Segment,
         digests: Digests,
     ) -> ObjectRecord {
         ObjectRecord {
@@ -901,10 +959,7 @@ impl ObjectService {
             attrs,
             checksums: digests.checksums,
             parts_count: None,
-            segments: vec![Segment {
-                blob,
-                size_bytes: digests.len_bytes,
-            }],
+            segments: vec![segment],
             encryption: None,
         }
     }
@@ -914,7 +969,7 @@ impl ObjectService {
         &self,
         record: &mut ObjectRecord,
         condition: &WriteCondition,
-        new_blobs: &[BlobId],
+        new_blobs: &[Segment],
     ) -> Result<()> {
         match self
             .meta
@@ -938,11 +993,11 @@ impl ObjectService {
 
     /// Best-effort removal of blobs no record references; the GC's orphan sweep catches any
     /// that survive a crash here.
-    pub(crate) async fn discard(&self, blobs: &[BlobId]) {
-        for blob in blobs {
-            if let Err(err) = self.blobs.delete(*blob).await {
-                tracing::warn!(%blob, %err, "could not remove unreferenced blob; the GC will retry");
-            }
+    pub(crate) async fn discard(&self, segments: &[Segment]) {
+        let top = self.topology();
+        for seg in segments {
+            // Failures are logged there; the GC's orphan sweep removes what is left.
+            top.delete_all(seg.blob, &seg.sites).await;
         }
     }
 
@@ -1016,7 +1071,7 @@ impl ObjectService {
             version_id: object.version_id.clone(),
             first: range.start,
             length: range.end - range.start,
-            site: self.site.clone(),
+            site: self.read_site(&object.segments),
         });
         self.log_all(events).await?;
         Ok(ObjectRead {
@@ -1044,24 +1099,18 @@ impl ObjectService {
             let end = range.end.min(seg_range.end);
             if start < end {
                 pieces.push((
-                    seg.blob,
-                    seg.size_bytes,
+                    seg.clone(),
                     (start - seg_range.start)..(end - seg_range.start),
                 ));
             }
         }
         let mut pieces = pieces.into_iter();
-        let Some((first_blob, first_size, first_range)) = pieces.next() else {
+        let Some((first_seg, first_range)) = pieces.next() else {
             return Ok(Box::pin(futures::stream::empty()));
         };
-        let mut first = open_piece(
-            Arc::clone(&self.blobs),
-            cipher.clone(),
-            first_blob,
-            first_size,
-            first_range,
-        )
-        .await?;
+        let top = self.topology();
+        let mut first =
+            open_piece(Arc::clone(&top), cipher.clone(), first_seg, first_range).await?;
         if cipher.is_some() {
             // Authenticate the first segment before answering, so damaged or tampered data on
             // the site is an error response, not a 200 with a broken body.
@@ -1073,13 +1122,12 @@ impl ObjectService {
                 None => {}
             }
         }
-        let blobs = Arc::clone(&self.blobs);
         let rest = futures::stream::iter(pieces)
-            .then(move |(blob, size, r)| {
-                let blobs = Arc::clone(&blobs);
+            .then(move |(seg, r)| {
+                let top = Arc::clone(&top);
                 let cipher = cipher.clone();
                 async move {
-                    open_piece(blobs, cipher, blob, size, r)
+                    open_piece(top, cipher, seg, r)
                         .await
                         .map_err(std::io::Error::other)
                 }
@@ -1282,15 +1330,16 @@ impl ObjectService {
             bucket: &req.bucket,
             key: &req.key,
         });
-        let (blob, digests) = self
+        let (segment, digests) = self
             .write_blob(&placed, body, check, MAX_PUT_OBJECT_BYTES, cipher)
             .await?;
         let encryption = key.map(|(_, enc)| enc);
-        let mut record = self.single_blob_record(req.bucket, req.key, attrs, blob, digests);
+        let mut record =
+            self.single_blob_record(req.bucket, req.key, attrs, segment.clone(), digests);
         record.tags = tags;
         record.lock = lock;
         record.encryption = encryption;
-        self.commit(&mut record, &req.condition, &[blob]).await?;
+        self.commit(&mut record, &req.condition, &[segment]).await?;
         // A copy reads the source's bytes (on the site it is stored on) and stores new ones.
         let mut events = Vec::with_capacity(4);
         if let Some(enc) = &source.encryption {
@@ -1306,7 +1355,7 @@ impl ObjectService {
                 version_id: source.version_id.clone(),
                 first: 0,
                 length: source.size_bytes,
-                site: self.site.clone(),
+                site: self.read_site(&source.segments),
             },
             self.stored_event(&record, "copy"),
         ]);
@@ -1318,17 +1367,19 @@ impl ObjectService {
 /// Opens plaintext `range` of one blob of `plain_size` plaintext bytes: read as it is, or —
 /// encrypted — its header and only the segments the range needs, decrypted.
 async fn open_piece(
-    blobs: Arc<dyn BlobStore>,
+    top: Arc<Topology>,
     cipher: Option<ReadCipher>,
-    blob: BlobId,
-    plain_size: u64,
+    seg: Segment,
     range: Range<u64>,
 ) -> Result<ByteStream> {
+    let (blob, plain_size) = (seg.blob, seg.size_bytes);
     let Some(c) = cipher else {
-        return Ok(blobs.get(blob, range).await?);
+        return Ok(top.open(&seg.sites, blob, range).await?);
     };
     let mut header = Vec::with_capacity(crate::crypt::HEADER_LEN as usize);
-    let mut h = blobs.get(blob, 0..crate::crypt::HEADER_LEN).await?;
+    let mut h = top
+        .open(&seg.sites, blob, 0..crate::crypt::HEADER_LEN)
+        .await?;
     while let Some(chunk) = h.next().await {
         header.extend_from_slice(&chunk.map_err(|e| Error::Integrity(e.to_string()))?);
     }
@@ -1342,7 +1393,9 @@ async fn open_piece(
     let span = dec
         .span(range.start, range.end)
         .map_err(crate::crypt::crypto_error)?;
-    let raw = blobs.get(blob, span.offset..span.offset + span.len).await?;
+    let raw = top
+        .open(&seg.sites, blob, span.offset..span.offset + span.len)
+        .await?;
     Ok(crate::crypt::decrypt_stream(
         raw,
         dec,

@@ -205,6 +205,14 @@ macro_rules! part_from_row {
                 $row.try_get("size_bytes")
                     .map_err($crate::common::backend)?,
             )?,
+            sites: vallum_core::meta::decode_sites(
+                &$row
+                    .try_get::<String, _>("sites")
+                    .map_err($crate::common::backend)?,
+            ),
+            crc32c: $crate::common::crc_from(
+                $row.try_get("crc32c").map_err($crate::common::backend)?,
+            )?,
             etag: $row.try_get("etag").map_err($crate::common::backend)?,
             checksums: $crate::common::from_json(&checksums)?,
             last_modified_ms: $row
@@ -240,9 +248,9 @@ pub(crate) const BUCKET_COLUMNS: &str =
 /// The latest version of a key joined with its segments, in order: a single statement, so the
 /// row and its segments come from one snapshot even while another transaction replaces the
 /// version. Both backends accept `$1`/`$2` placeholders.
-pub(crate) const LATEST_WITH_SEGMENTS: &str = "SELECT v.*, s.blob_id, s.size_bytes AS seg_size FROM      (SELECT * FROM versions WHERE bucket = $1 AND key = $2 ORDER BY seq DESC LIMIT 1) v      LEFT JOIN segments s ON s.bucket = v.bucket AND s.key = v.key AND s.vseq = v.seq ORDER BY s.seq";
+pub(crate) const LATEST_WITH_SEGMENTS: &str = "SELECT v.*, s.blob_id, s.size_bytes AS seg_size, s.sites AS seg_sites, s.crc32c AS seg_crc FROM      (SELECT * FROM versions WHERE bucket = $1 AND key = $2 ORDER BY seq DESC LIMIT 1) v      LEFT JOIN segments s ON s.bucket = v.bucket AND s.key = v.key AND s.vseq = v.seq ORDER BY s.seq";
 /// One named version of a key joined with its segments (`$3` is the version id).
-pub(crate) const VERSION_WITH_SEGMENTS: &str = "SELECT v.*, s.blob_id, s.size_bytes AS seg_size FROM      (SELECT * FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3) v      LEFT JOIN segments s ON s.bucket = v.bucket AND s.key = v.key AND s.vseq = v.seq ORDER BY s.seq";
+pub(crate) const VERSION_WITH_SEGMENTS: &str = "SELECT v.*, s.blob_id, s.size_bytes AS seg_size, s.sites AS seg_sites, s.crc32c AS seg_crc FROM      (SELECT * FROM versions WHERE bucket = $1 AND key = $2 AND version_id = $3) v      LEFT JOIN segments s ON s.bucket = v.bucket AND s.key = v.key AND s.vseq = v.seq ORDER BY s.seq";
 
 /// Decodes the rows of [`LATEST_WITH_SEGMENTS`] or [`VERSION_WITH_SEGMENTS`] into a record.
 macro_rules! object_from_joined_rows {
@@ -264,7 +272,12 @@ macro_rules! object_from_joined_rows {
             let blob: Option<String> = row.try_get("blob_id").map_err($crate::common::backend)?;
             if let Some(blob) = blob {
                 let size: i64 = row.try_get("seg_size").map_err($crate::common::backend)?;
+                let sites: String = row.try_get("seg_sites").map_err($crate::common::backend)?;
                 segments.push(vallum_core::meta::Segment {
+                    sites: vallum_core::meta::decode_sites(&sites),
+                    crc32c: $crate::common::crc_from(
+                        row.try_get("seg_crc").map_err($crate::common::backend)?,
+                    )?,
                     blob: blob
                         .parse::<vallum_types::BlobId>()
                         .map_err($crate::common::corrupt)?,
@@ -490,6 +503,104 @@ macro_rules! keyed_versions_fns {
     };
 }
 pub(crate) use keyed_versions_fns;
+
+/// The site list recorded for a blob by a segment, a part or the trash (`$1` the blob id).
+pub(crate) const BLOB_SITES: &str = "SELECT sites FROM segments WHERE blob_id = $1 UNION ALL SELECT sites FROM parts WHERE blob_id = $1 UNION ALL SELECT sites FROM trash WHERE blob_id = $1 LIMIT 1";
+
+/// Blobs of objects and uploads by blob id after `$1` (empty: from the start), `$2` at most.
+pub(crate) const BLOB_PLACEMENTS: &str = "SELECT blob_id, bucket, key, size_bytes, sites, crc32c FROM (\
+     SELECT s.blob_id, s.bucket, s.key, s.size_bytes, s.sites, s.crc32c FROM segments s WHERE s.blob_id > $1 \
+     UNION ALL SELECT p.blob_id, u.bucket, u.key, p.size_bytes, p.sites, p.crc32c FROM parts p JOIN uploads u ON u.upload_id = p.upload_id WHERE p.blob_id > $1\
+     ) AS b ORDER BY blob_id LIMIT $2";
+
+/// Blobs and bytes per bucket and site list (`$1` a bucket, or NULL for all).
+pub(crate) const SITE_USAGE: &str = "SELECT bucket, sites, CAST(COUNT(*) AS BIGINT) AS blobs, CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT) AS bytes FROM (\
+     SELECT s.bucket, s.sites, s.size_bytes FROM segments s WHERE $1 IS NULL OR s.bucket = $1 \
+     UNION ALL SELECT u.bucket, p.sites, p.size_bytes FROM parts p JOIN uploads u ON u.upload_id = p.upload_id WHERE $1 IS NULL OR u.bucket = $1\
+     ) AS b GROUP BY bucket, sites ORDER BY bucket, sites";
+
+/// Decodes a row of [`SITE_USAGE`].
+pub(crate) fn site_usage_from(
+    bucket: String,
+    sites: &str,
+    blobs: i64,
+    bytes: i64,
+) -> MetaResult<vallum_core::meta::SiteUsage> {
+    Ok(vallum_core::meta::SiteUsage {
+        bucket,
+        sites: vallum_core::meta::decode_sites(sites),
+        blobs: to_u64(blobs)?,
+        bytes: to_u64(bytes)?,
+    })
+}
+
+/// Records or replaces a site record (`$1` id, `$2` definition, `$3` state, `$4` by, `$5` ms).
+pub(crate) const SITE_RECORD_UPSERT: &str = "INSERT INTO sites (id, definition, state, changed_by, changed_ms) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, state = excluded.state, changed_by = excluded.changed_by, changed_ms = excluded.changed_ms";
+
+/// A stored CRC32C (a BIGINT, as both backends have no unsigned 32-bit type).
+pub(crate) fn crc_from(value: Option<i64>) -> MetaResult<Option<u32>> {
+    value.map(u32::try_from).transpose().map_err(corrupt)
+}
+
+/// The stored form of a CRC32C.
+pub(crate) fn crc_to(value: Option<u32>) -> Option<i64> {
+    value.map(i64::from)
+}
+
+/// A trash row's blob and sites.
+pub(crate) fn trashed(blob: &str, sites: &str) -> MetaResult<vallum_core::meta::TrashedBlob> {
+    Ok(vallum_core::meta::TrashedBlob {
+        blob: blob.parse().map_err(corrupt)?,
+        sites: vallum_core::meta::decode_sites(sites),
+    })
+}
+
+/// Decodes a row of [`BLOB_PLACEMENTS`].
+macro_rules! blob_placement_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+
+        let blob: String = $row.try_get("blob_id").map_err($crate::common::backend)?;
+        let sites: String = $row.try_get("sites").map_err($crate::common::backend)?;
+        Ok::<_, vallum_core::meta::MetaError>(vallum_core::meta::BlobPlacement {
+            blob: blob.parse().map_err($crate::common::corrupt)?,
+            bucket: $row.try_get("bucket").map_err($crate::common::backend)?,
+            key: $row.try_get("key").map_err($crate::common::backend)?,
+            size_bytes: $crate::common::to_u64(
+                $row.try_get("size_bytes")
+                    .map_err($crate::common::backend)?,
+            )?,
+            sites: vallum_core::meta::decode_sites(&sites),
+            crc32c: $crate::common::crc_from(
+                $row.try_get("crc32c").map_err($crate::common::backend)?,
+            )?,
+        })
+    }};
+}
+pub(crate) use blob_placement_from_row;
+
+/// Decodes a row of the `sites` table.
+macro_rules! site_record_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+
+        Ok::<_, vallum_core::meta::MetaError>(vallum_core::meta::SiteRecord {
+            id: $row.try_get("id").map_err($crate::common::backend)?,
+            definition: $row
+                .try_get("definition")
+                .map_err($crate::common::backend)?,
+            state: $row.try_get("state").map_err($crate::common::backend)?,
+            changed_by: $row
+                .try_get("changed_by")
+                .map_err($crate::common::backend)?,
+            changed_ms: $row
+                .try_get("changed_ms")
+                .map_err($crate::common::backend)?,
+        })
+    }};
+}
+pub(crate) use site_record_from_row;
 
 #[cfg(test)]
 mod tests {

@@ -12,18 +12,21 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use vallum_core::meta::{
-    BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord, ObjectSummary,
-    PartRecord, UploadRecord, VersionStart, VersionSummary, WriteCondition,
+    BlobPlacement, BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord,
+    ObjectSummary, PartRecord, SiteRecord, SiteUsage, TrashedBlob, UploadRecord, VersionStart,
+    VersionSummary, WriteCondition,
 };
 use vallum_core::residency::BucketBoundary;
 use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
 use vallum_types::{BlobId, UploadId};
 
 use crate::common::{
-    BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS, LATEST_WITH_SEGMENTS,
-    VERSION_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt,
-    json, list_lower_bound, object_from_joined_rows, part_from_row, refuse_created_boundary,
-    to_i64, to_u64, upload_from_row, version_list_sql, version_summary_from_row,
+    BLOB_PLACEMENTS, BLOB_SITES, BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS,
+    LATEST_WITH_SEGMENTS, SITE_RECORD_UPSERT, SITE_USAGE, VERSION_WITH_SEGMENTS, algorithm_name,
+    backend, blob_placement_from_row, bucket_from_row, check_condition, json, list_lower_bound,
+    object_from_joined_rows, part_from_row, refuse_created_boundary, site_record_from_row,
+    site_usage_from, to_i64, to_u64, trashed, upload_from_row, version_list_sql,
+    version_summary_from_row,
 };
 
 crate::versions::version_logic!(PgRow);
@@ -35,15 +38,27 @@ async fn insert_segments(tx: &mut Tx<'_>, object: &ObjectRecord, vseq: i64) -> M
         .iter()
         .map(|s| to_i64(s.size_bytes))
         .collect::<MetaResult<Vec<i64>>>()?;
+    let sites: Vec<String> = object
+        .segments
+        .iter()
+        .map(|s| vallum_core::meta::encode_sites(&s.sites))
+        .collect();
+    let crcs: Vec<Option<i64>> = object
+        .segments
+        .iter()
+        .map(|s| crate::common::crc_to(s.crc32c))
+        .collect();
     sqlx::query(
-        "INSERT INTO segments (blob_id, bucket, key, vseq, seq, size_bytes) \
-         SELECT b, $3, $4, $5, s.ord - 1, z FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS s(b, z, ord)",
+        "INSERT INTO segments (blob_id, bucket, key, vseq, seq, size_bytes, sites, crc32c) \
+         SELECT b, $3, $4, $5, s.ord - 1, z, w, c FROM unnest($1::text[], $2::bigint[], $6::text[], $7::bigint[]) WITH ORDINALITY AS s(b, z, w, c, ord)",
     )
     .bind(&blobs)
     .bind(&sizes)
     .bind(&object.bucket)
     .bind(&object.key)
     .bind(vseq)
+    .bind(&sites)
+    .bind(&crcs)
     .execute(&mut **tx)
     .await
     .map_err(backend)?;
@@ -62,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0005_encryption.sql"),
     include_str!("../migrations/postgres/0006_bucket_encryption.sql"),
     include_str!("../migrations/postgres/0007_boundary.sql"),
+    include_str!("../migrations/postgres/0008_replicas.sql"),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -214,7 +230,7 @@ impl PgMetaStore {
     }
 
     async fn trash_parts(tx: &mut Tx<'_>, upload_id: &str, now_ms: i64) -> MetaResult<()> {
-        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, $1 FROM parts WHERE upload_id = $2 ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms, sites) SELECT blob_id, $1, sites FROM parts WHERE upload_id = $2 ON CONFLICT DO NOTHING")
             .bind(now_ms)
             .bind(upload_id)
             .execute(&mut **tx)
@@ -542,7 +558,7 @@ impl MetaStore for PgMetaStore {
         let mut tx = self.begin().await?;
         Self::hold_upload(&mut tx, &id, false).await?;
         Self::lock_key(&mut tx, "part", &id, &number.to_string()).await?;
-        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, $1 FROM parts WHERE upload_id = $2 AND part_number = $3 ON CONFLICT DO NOTHING")
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms, sites) SELECT blob_id, $1, sites FROM parts WHERE upload_id = $2 AND part_number = $3 ON CONFLICT DO NOTHING")
             .bind(now_ms)
             .bind(&id)
             .bind(number)
@@ -555,7 +571,7 @@ impl MetaStore for PgMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("INSERT INTO parts (upload_id, part_number, blob_id, size_bytes, etag, checksums, last_modified_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        sqlx::query("INSERT INTO parts (upload_id, part_number, blob_id, size_bytes, etag, checksums, last_modified_ms, sites, crc32c) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
             .bind(&id)
             .bind(number)
             .bind(part.blob.to_string())
@@ -563,6 +579,8 @@ impl MetaStore for PgMetaStore {
             .bind(&part.etag)
             .bind(json(&part.checksums)?)
             .bind(part.last_modified_ms)
+            .bind(vallum_core::meta::encode_sites(&part.sites))
+            .bind(crate::common::crc_to(part.crc32c))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -703,17 +721,17 @@ impl MetaStore for PgMetaStore {
         rows.iter().map(upload_row).collect()
     }
 
-    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<BlobId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT blob_id FROM trash WHERE trashed_ms < $1 ORDER BY trashed_ms LIMIT $2",
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT blob_id, sites FROM trash WHERE trashed_ms < $1 ORDER BY trashed_ms LIMIT $2",
         )
         .bind(before_ms)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        ids.iter()
-            .map(|s| s.parse::<BlobId>().map_err(corrupt))
+        rows.iter()
+            .map(|(blob, sites)| trashed(blob, sites))
             .collect()
     }
 
@@ -736,6 +754,99 @@ impl MetaStore for PgMetaStore {
         .await
         .map_err(backend)?;
         Ok(found.is_some())
+    }
+
+    async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>> {
+        let found: Option<String> = sqlx::query_scalar(BLOB_SITES)
+            .bind(blob.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(found.as_deref().map(vallum_core::meta::decode_sites))
+    }
+
+    async fn set_blob_sites(
+        &self,
+        blob: BlobId,
+        expected: &[String],
+        sites: &[String],
+    ) -> MetaResult<bool> {
+        let (id, old, new) = (
+            blob.to_string(),
+            vallum_core::meta::encode_sites(expected),
+            vallum_core::meta::encode_sites(sites),
+        );
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut changed = 0;
+        for table in ["segments", "parts"] {
+            changed += sqlx::query(&format!(
+                "UPDATE {table} SET sites = $1 WHERE blob_id = $2 AND sites = $3"
+            ))
+            .bind(&new)
+            .bind(&id)
+            .bind(&old)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed > 0)
+    }
+
+    async fn blob_placements(
+        &self,
+        after: Option<BlobId>,
+        limit: usize,
+    ) -> MetaResult<Vec<BlobPlacement>> {
+        let rows = sqlx::query(BLOB_PLACEMENTS)
+            .bind(after.map_or_else(String::new, |b| b.to_string()))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| blob_placement_from_row!(r)).collect()
+    }
+
+    async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(SITE_USAGE)
+            .bind(bucket)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.into_iter()
+            .map(|(b, sites, blobs, bytes)| site_usage_from(b, &sites, blobs, bytes))
+            .collect()
+    }
+
+    async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
+        let rows = sqlx::query("SELECT * FROM sites ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| site_record_from_row!(r)).collect()
+    }
+
+    async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()> {
+        sqlx::query(SITE_RECORD_UPSERT)
+            .bind(&site.id)
+            .bind(&site.definition)
+            .bind(&site.state)
+            .bind(&site.changed_by)
+            .bind(site.changed_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_site_record(&self, id: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM sites WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn acquire_lease(

@@ -6,7 +6,6 @@
 //! order; the applied version is kept in `PRAGMA user_version`.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -16,10 +15,12 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::common::{
-    BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS, LATEST_WITH_SEGMENTS,
-    VERSION_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, corrupt,
-    json, list_lower_bound, object_from_joined_rows, part_from_row, refuse_created_boundary,
-    to_i64, to_u64, upload_from_row, version_list_sql, version_summary_from_row,
+    BLOB_PLACEMENTS, BLOB_SITES, BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS,
+    LATEST_WITH_SEGMENTS, SITE_RECORD_UPSERT, SITE_USAGE, VERSION_WITH_SEGMENTS, algorithm_name,
+    backend, blob_placement_from_row, bucket_from_row, check_condition, json, list_lower_bound,
+    object_from_joined_rows, part_from_row, refuse_created_boundary, site_record_from_row,
+    site_usage_from, to_i64, to_u64, trashed, upload_from_row, version_list_sql,
+    version_summary_from_row,
 };
 
 type Tx<'a> = Transaction<'a, Sqlite>;
@@ -28,13 +29,15 @@ crate::versions::version_logic!(SqliteRow);
 
 async fn insert_segments(tx: &mut Tx<'_>, object: &ObjectRecord, vseq: i64) -> MetaResult<()> {
     for (seq, segment) in object.segments.iter().enumerate() {
-        sqlx::query("INSERT INTO segments (blob_id, bucket, key, vseq, seq, size_bytes) VALUES ($1, $2, $3, $4, $5, $6)")
+        sqlx::query("INSERT INTO segments (blob_id, bucket, key, vseq, seq, size_bytes, sites, crc32c) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
             .bind(segment.blob.to_string())
             .bind(&object.bucket)
             .bind(&object.key)
             .bind(vseq)
             .bind(i64::try_from(seq).unwrap_or(i64::MAX))
             .bind(to_i64(segment.size_bytes)?)
+            .bind(vallum_core::meta::encode_sites(&segment.sites))
+            .bind(crate::common::crc_to(segment.crc32c))
             .execute(&mut **tx)
             .await
             .map_err(backend)?;
@@ -77,8 +80,9 @@ fn object_from_rows(rows: &[SqliteRow]) -> MetaResult<Option<ObjectRecord>> {
     object_from_joined_rows!(rows)
 }
 use vallum_core::meta::{
-    BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord, ObjectSummary,
-    PartRecord, UploadRecord, VersionStart, VersionSummary, WriteCondition,
+    BlobPlacement, BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord,
+    ObjectSummary, PartRecord, SiteRecord, SiteUsage, TrashedBlob, UploadRecord, VersionStart,
+    VersionSummary, WriteCondition,
 };
 use vallum_core::residency::BucketBoundary;
 use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
@@ -92,6 +96,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0005_encryption.sql"),
     include_str!("../migrations/sqlite/0006_bucket_encryption.sql"),
     include_str!("../migrations/sqlite/0007_boundary.sql"),
+    include_str!("../migrations/sqlite/0008_replicas.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -194,7 +199,7 @@ impl SqliteMetaStore {
         upload_id: &str,
         now_ms: i64,
     ) -> MetaResult<()> {
-        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, ? FROM parts WHERE upload_id = ?")
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms, sites) SELECT blob_id, ?, sites FROM parts WHERE upload_id = ?")
             .bind(now_ms)
             .bind(upload_id)
             .execute(&mut **tx)
@@ -508,7 +513,7 @@ impl MetaStore for SqliteMetaStore {
         let mut tx = self.write.begin().await.map_err(backend)?;
         Self::require_upload(&mut tx, &id).await?;
         let number = i64::from(part.part_number);
-        sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, ? FROM parts WHERE upload_id = ? AND part_number = ?")
+        sqlx::query("INSERT INTO trash (blob_id, trashed_ms, sites) SELECT blob_id, ?, sites FROM parts WHERE upload_id = ? AND part_number = ?")
             .bind(now_ms)
             .bind(&id)
             .bind(number)
@@ -521,7 +526,7 @@ impl MetaStore for SqliteMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        sqlx::query("INSERT INTO parts (upload_id, part_number, blob_id, size_bytes, etag, checksums, last_modified_ms) VALUES (?, ?, ?, ?, ?, ?, ?)")
+        sqlx::query("INSERT INTO parts (upload_id, part_number, blob_id, size_bytes, etag, checksums, last_modified_ms, sites, crc32c) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(&id)
             .bind(number)
             .bind(part.blob.to_string())
@@ -529,6 +534,8 @@ impl MetaStore for SqliteMetaStore {
             .bind(&part.etag)
             .bind(json(&part.checksums)?)
             .bind(part.last_modified_ms)
+            .bind(vallum_core::meta::encode_sites(&part.sites))
+            .bind(crate::common::crc_to(part.crc32c))
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
@@ -672,17 +679,17 @@ impl MetaStore for SqliteMetaStore {
         rows.iter().map(upload_row).collect()
     }
 
-    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<BlobId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT blob_id FROM trash WHERE trashed_ms < ? ORDER BY trashed_ms LIMIT ?",
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT blob_id, sites FROM trash WHERE trashed_ms < ? ORDER BY trashed_ms LIMIT ?",
         )
         .bind(before_ms)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.read)
         .await
         .map_err(backend)?;
-        ids.iter()
-            .map(|s| BlobId::from_str(s).map_err(corrupt))
+        rows.iter()
+            .map(|(blob, sites)| trashed(blob, sites))
             .collect()
     }
 
@@ -708,6 +715,99 @@ impl MetaStore for SqliteMetaStore {
         .await
         .map_err(backend)?;
         Ok(found.is_some())
+    }
+
+    async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>> {
+        let found: Option<String> = sqlx::query_scalar(BLOB_SITES)
+            .bind(blob.to_string())
+            .fetch_optional(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(found.as_deref().map(vallum_core::meta::decode_sites))
+    }
+
+    async fn set_blob_sites(
+        &self,
+        blob: BlobId,
+        expected: &[String],
+        sites: &[String],
+    ) -> MetaResult<bool> {
+        let (id, old, new) = (
+            blob.to_string(),
+            vallum_core::meta::encode_sites(expected),
+            vallum_core::meta::encode_sites(sites),
+        );
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        let mut changed = 0;
+        for table in ["segments", "parts"] {
+            changed += sqlx::query(&format!(
+                "UPDATE {table} SET sites = $1 WHERE blob_id = $2 AND sites = $3"
+            ))
+            .bind(&new)
+            .bind(&id)
+            .bind(&old)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed > 0)
+    }
+
+    async fn blob_placements(
+        &self,
+        after: Option<BlobId>,
+        limit: usize,
+    ) -> MetaResult<Vec<BlobPlacement>> {
+        let rows = sqlx::query(BLOB_PLACEMENTS)
+            .bind(after.map_or_else(String::new, |b| b.to_string()))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| blob_placement_from_row!(r)).collect()
+    }
+
+    async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(SITE_USAGE)
+            .bind(bucket)
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.into_iter()
+            .map(|(b, sites, blobs, bytes)| site_usage_from(b, &sites, blobs, bytes))
+            .collect()
+    }
+
+    async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
+        let rows = sqlx::query("SELECT * FROM sites ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(backend)?;
+        rows.iter().map(|r| site_record_from_row!(r)).collect()
+    }
+
+    async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()> {
+        sqlx::query(SITE_RECORD_UPSERT)
+            .bind(&site.id)
+            .bind(&site.definition)
+            .bind(&site.state)
+            .bind(&site.changed_by)
+            .bind(site.changed_ms)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn delete_site_record(&self, id: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM sites WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
     }
 
     async fn acquire_lease(

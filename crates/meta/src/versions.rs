@@ -170,7 +170,7 @@ macro_rules! version_logic {
             head: &VersionHead,
             now_ms: i64,
         ) -> MetaResult<()> {
-            sqlx::query("INSERT INTO trash (blob_id, trashed_ms) SELECT blob_id, $1 FROM segments WHERE bucket = $2 AND key = $3 AND vseq = $4 ON CONFLICT DO NOTHING")
+            sqlx::query("INSERT INTO trash (blob_id, trashed_ms, sites) SELECT blob_id, $1, sites FROM segments WHERE bucket = $2 AND key = $3 AND vseq = $4 ON CONFLICT DO NOTHING")
                 .bind(now_ms)
                 .bind(bucket)
                 .bind(key)

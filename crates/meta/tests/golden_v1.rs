@@ -56,6 +56,8 @@ fn sample_object() -> ObjectRecord {
         segments: vec![Segment {
             blob: BlobId::from_str("0123456789abcdef0123456789abcdef").unwrap(),
             size_bytes: 11,
+            sites: Vec::new(),
+            crc32c: None,
         }],
     }
 }
@@ -158,5 +160,10 @@ async fn database_written_by_v1_still_reads() {
             .changed
     );
     let trash = store.trash_before(i64::MAX, 10).await.unwrap();
-    assert_eq!(trash, [sample_object().segments[0].blob]);
+    let trashed: Vec<_> = trash.iter().map(|t| t.blob).collect();
+    assert_eq!(trashed, [sample_object().segments[0].blob]);
+    assert!(
+        trash[0].sites.is_empty(),
+        "a version 1 blob is on the primary site"
+    );
 }

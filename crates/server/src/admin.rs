@@ -49,6 +49,7 @@ pub struct Admin {
     service: Arc<ObjectService>,
     root: Credentials,
     jobs: Mutex<HashMap<String, RewrapProgress>>,
+    sites: Option<Arc<crate::sites::SiteManager>>,
 }
 
 pub(crate) struct Failure(
@@ -56,6 +57,12 @@ pub(crate) struct Failure(
     pub(crate) &'static str,
     pub(crate) String,
 );
+
+impl From<vallum_core::meta::MetaError> for Failure {
+    fn from(e: vallum_core::meta::MetaError) -> Self {
+        Error::from(e).into()
+    }
+}
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
@@ -154,13 +161,24 @@ impl Admin {
             service,
             root,
             jobs: Mutex::default(),
+            sites: None,
         }
     }
 
+    /// Lets the API add, drain and remove `sites`.
+    #[must_use]
+    pub fn with_sites(mut self, sites: Arc<crate::sites::SiteManager>) -> Self {
+        self.sites = Some(sites);
+        self
+    }
+
     /// Serves one admin request.
-    /// The storage site's health, as the blob store sees it.
-    pub fn site_health(&self) -> vallum_core::blob::SiteHealth {
-        self.service.blobs().health()
+    /// Every site's health, as its blob store sees it.
+    pub fn site_health(&self) -> Vec<(String, vallum_core::blob::SiteHealth)> {
+        let top = self.service.topology();
+        (0..top.sites().len())
+            .map(|i| (top.sites()[i].id.clone(), top.health(i)))
+            .collect()
     }
 
     pub async fn handle(
@@ -298,6 +316,19 @@ impl Admin {
                     ));
                 }
                 Ok(value(&s.destroy_key(id).await?))
+            }
+            (&Method::POST, ["sites"])
+            | (&Method::POST, ["sites", _, "drain" | "activate"])
+            | (&Method::DELETE, ["sites", _])
+            | (_, ["repair"]) => {
+                let sites = self.sites.as_ref().ok_or_else(|| {
+                    Failure(
+                        StatusCode::NOT_FOUND,
+                        "NoSuchResource",
+                        "this service manages no sites".into(),
+                    )
+                })?;
+                crate::admin_residency::manage(s, sites, method, seg, body).await
             }
             (_, ["sites" | "exposure-rules" | "compliance" | "buckets", ..]) => {
                 crate::admin_residency::route(s, method, seg, body).await

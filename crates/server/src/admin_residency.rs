@@ -9,7 +9,7 @@ use vallum_core::service::ObjectService;
 
 use crate::admin::{Admin, Failure, not_allowed, value};
 
-fn registry(s: &ObjectService) -> Result<&Residency, Failure> {
+fn registry(s: &ObjectService) -> Result<std::sync::Arc<Residency>, Failure> {
     s.residency().ok_or_else(|| {
         Failure(
             StatusCode::NOT_FOUND,
@@ -48,7 +48,18 @@ pub(crate) async fn route(
     match (method, seg) {
         (&Method::GET, ["sites"]) => {
             let r = registry(s)?;
-            let sites: Vec<Value> = r.sites().iter().map(|x| site_view(r, x, today)).collect();
+            let top = s.topology();
+            let sites: Vec<Value> = r
+                .sites()
+                .iter()
+                .map(|x| {
+                    let mut v = site_view(&r, x, today);
+                    if let Some(i) = top.index(&x.id) {
+                        v["health"] = value(&top.health(i));
+                    }
+                    v
+                })
+                .collect();
             Ok(json!({ "sites": sites }))
         }
         (&Method::GET, ["sites", id]) => {
@@ -56,8 +67,25 @@ pub(crate) async fn route(
             let site = r.site(id).ok_or_else(|| {
                 Failure(StatusCode::NOT_FOUND, "NoSuchSite", format!("no site {id}"))
             })?;
-            let mut view = site_view(r, site, today);
-            view["health"] = value(&s.blobs().health());
+            let mut view = site_view(&r, site, today);
+            let top = s.topology();
+            if let Some(i) = top.index(id) {
+                view["health"] = value(&top.health(i));
+                view["primary"] = json!(top.primary().id == *id);
+            }
+            let (mut blobs, mut bytes) = (0u64, 0u64);
+            for u in s.meta().site_usage(None).await? {
+                let holds = if u.sites.is_empty() {
+                    top.primary().id == *id
+                } else {
+                    u.sites.iter().any(|x| x == id)
+                };
+                if holds {
+                    blobs += u.blobs;
+                    bytes += u.bytes;
+                }
+            }
+            view["holds"] = json!({ "blobs": blobs, "bytes": bytes });
             Ok(view)
         }
         (&Method::GET, ["exposure-rules"]) => Ok(value(registry(s)?.rules())),
@@ -66,7 +94,7 @@ pub(crate) async fn route(
             Ok(json!({
                 "bucket": b,
                 "current": value(&bucket.boundary),
-                "effective": value(&s.boundary_of(&bucket)),
+                "effective": value(&ObjectService::boundary_of(s.residency().as_deref(), &bucket)),
                 "default": value(&registry(s)?.default_policy()),
             }))
         }
@@ -101,4 +129,185 @@ pub(crate) async fn route(
             "no such admin resource".into(),
         )),
     }
+}
+
+fn site_failure(e: crate::server::ServerError) -> Failure {
+    Failure(StatusCode::BAD_REQUEST, "InvalidSite", e.to_string())
+}
+
+fn conflict(message: String) -> Failure {
+    Failure(StatusCode::CONFLICT, "SiteInUse", message)
+}
+
+/// The buckets left without a compliant placement if `residency`'s sites were in force: a
+/// drain or removal that would strand a bucket's data is refused, naming them.
+async fn stranded(s: &ObjectService, residency: &Residency) -> Result<Vec<String>, Failure> {
+    let today = CivilDate::from_epoch_ms(s.now_ms());
+    let mut out = Vec::new();
+    for b in s.meta().list_buckets().await? {
+        let policy = ObjectService::boundary_of(Some(residency), &b);
+        let decision = residency.place(policy, b.name.as_bytes(), today);
+        if !decision.permitted() {
+            out.push(format!("{}: {}", b.name, decision.explain_refusal()));
+        }
+    }
+    Ok(out)
+}
+
+/// Blobs and bytes recorded on site `id` (blobs without a list are on the primary).
+async fn held_by(s: &ObjectService, id: &str) -> Result<(u64, u64), Failure> {
+    let primary = s.topology().primary().id.clone();
+    let (mut blobs, mut bytes) = (0, 0);
+    for u in s.meta().site_usage(None).await? {
+        let holds = if u.sites.is_empty() {
+            primary == id
+        } else {
+            u.sites.iter().any(|x| x == id)
+        };
+        if holds {
+            blobs += u.blobs;
+            bytes += u.bytes;
+        }
+    }
+    Ok((blobs, bytes))
+}
+
+/// Site changes at run time (`POST sites`, `POST sites/<id>/drain|activate`,
+/// `DELETE sites/<id>`) and the replica repair (`GET repair`, `POST repair`).
+pub(crate) async fn manage(
+    s: &ObjectService,
+    sites: &crate::sites::SiteManager,
+    method: &Method,
+    seg: &[&str],
+    body: &[u8],
+) -> Result<Value, Failure> {
+    let actor = vallum_core::journal::current().0;
+    let records = s.meta().site_records().await?;
+    let record =
+        |id: &str, definition: Option<String>, state: &str| vallum_core::meta::SiteRecord {
+            id: id.to_owned(),
+            definition,
+            state: state.to_owned(),
+            changed_by: actor.clone(),
+            changed_ms: s.now_ms(),
+        };
+    let in_force = sites.effective(&records).map_err(site_failure)?;
+    let find = |id: &str| {
+        in_force
+            .iter()
+            .find(|x| x.config.id == id)
+            .cloned()
+            .ok_or_else(|| Failure(StatusCode::NOT_FOUND, "NoSuchSite", format!("no site {id}")))
+    };
+    let (action, id, next) = match (method, seg) {
+        (&Method::GET, ["repair"]) => {
+            return Ok(json!({ "repair": value(&s.repair_progress().await?) }));
+        }
+        (&Method::POST, ["repair"]) => {
+            s.repair_hint().notify_one();
+            return Ok(json!({ "repair": value(&s.repair_progress().await?), "started": true }));
+        }
+        (&Method::POST, ["sites"]) => {
+            let config: crate::config::SiteConfig = Admin::parse(body)?;
+            config
+                .validate_backend("site")
+                .map_err(|e| Failure(StatusCode::BAD_REQUEST, "InvalidSite", e.to_string()))?;
+            config
+                .profile()
+                .validate()
+                .map_err(|e| Failure(StatusCode::BAD_REQUEST, "InvalidSite", e))?;
+            if records.iter().any(|r| r.id == config.id)
+                || sites.config().all_sites().iter().any(|c| c.id == config.id)
+            {
+                return Err(Failure(
+                    StatusCode::CONFLICT,
+                    "SiteExists",
+                    format!(
+                        "site {} exists (or existed: site ids are never reused)",
+                        config.id
+                    ),
+                ));
+            }
+            sites.probe(&config).await.map_err(site_failure)?;
+            let definition = serde_json::to_string(&config)
+                .map_err(|e| Failure(StatusCode::BAD_REQUEST, "InvalidSite", e.to_string()))?;
+            (
+                "site_added",
+                config.id.clone(),
+                record(&config.id, Some(definition), crate::sites::STATE_ACTIVE),
+            )
+        }
+        (&Method::POST, ["sites", id, op]) => {
+            let site = find(id)?;
+            let state = if *op == "drain" {
+                crate::sites::STATE_DRAINING
+            } else {
+                crate::sites::STATE_ACTIVE
+            };
+            let definition = records
+                .iter()
+                .find(|r| r.id == *id)
+                .and_then(|r| r.definition.clone());
+            let next = record(id, definition, state);
+            if state == crate::sites::STATE_DRAINING {
+                // Would any bucket be left with nowhere to go?
+                let mut trial: Vec<vallum_core::meta::SiteRecord> =
+                    records.iter().filter(|r| r.id != *id).cloned().collect();
+                trial.push(next.clone());
+                let (residency, _) = sites.build(&trial).await.map_err(site_failure)?;
+                let stranded = stranded(s, &residency).await?;
+                if !stranded.is_empty() {
+                    return Err(conflict(format!(
+                        "draining site {id} would leave buckets without a compliant placement, so their data could not move: {}",
+                        stranded.join("; ")
+                    )));
+                }
+            }
+            let action = if site.state == state {
+                "site_unchanged"
+            } else if *op == "drain" {
+                "site_draining"
+            } else {
+                "site_activated"
+            };
+            (action, (*id).to_owned(), next)
+        }
+        (&Method::DELETE, ["sites", id]) => {
+            let site = find(id)?;
+            if *id == sites.primary() {
+                return Err(conflict(format!(
+                    "site {id} is this deployment's primary site ([site] in the configuration); it cannot be removed at run time"
+                )));
+            }
+            let (blobs, bytes) = held_by(s, id).await?;
+            if blobs > 0 {
+                return Err(conflict(format!(
+                    "site {id} still holds {blobs} blobs ({bytes} bytes); drain it (vallum site drain {id}) and wait until the repair has moved them"
+                )));
+            }
+            let definition = records
+                .iter()
+                .find(|r| r.id == *id)
+                .and_then(|r| r.definition.clone());
+            let _ = site;
+            (
+                "site_removed",
+                (*id).to_owned(),
+                record(id, definition, crate::sites::STATE_REMOVED),
+            )
+        }
+        _ => return Err(not_allowed(method)),
+    };
+    if action != "site_unchanged" {
+        s.meta().put_site_record(&next).await?;
+        s.log(vallum_ledger::entry::Event::Admin {
+            action: action.to_owned(),
+            target: id.clone(),
+        })
+        .await?;
+        tracing::info!(target: "vallum::audit", event = action, site = %id, "site changed");
+        sites.refresh(s).await.map_err(site_failure)?;
+        s.repair_hint().notify_one();
+    }
+    Ok(json!({ "site": id, "state": next.state, "action": action }))
 }

@@ -69,8 +69,14 @@ pub struct Config {
     pub object_lock: ObjectLockSettings,
     /// Metadata store.
     pub meta: MetaConfig,
-    /// The profile of the local storage site, as the transparency log records it.
+    /// This gateway's own (primary) storage site: reads prefer it, and blobs written before
+    /// replicas were recorded are on it.
     pub site: SiteConfig,
+    /// `[[sites]]`: the deployment's further storage sites, each local or remote, with its
+    /// legal profile. Placement spreads replicas over all of them.
+    pub sites: Vec<SiteConfig>,
+    /// `[replication]`: the replica repair, scrubber and site refresh.
+    pub replication: ReplicationConfig,
     /// `[residency]`: exposure rules and the default boundary policy.
     pub residency: ResidencyConfig,
     /// The transparency log.
@@ -177,9 +183,14 @@ pub struct SiteConfig {
     /// Certifications held: `{ scheme = "SecNumCloud", expires = "2027-06-30" }`, with an
     /// optional `level`.
     pub certifications: Vec<Certification>,
-    /// Where the site's bytes are: `local` (`<data-dir>/sites/local`), `s3` (any
-    /// S3-compatible endpoint, `[site.s3]`) or `azure` (Azure Blob Storage, `[site.azure]`).
+    /// Where the site's bytes are: `local` (a directory, `path`), `s3` (any S3-compatible
+    /// endpoint, `[site.s3]`) or `azure` (Azure Blob Storage, `[site.azure]`).
     pub backend: String,
+    /// The directory of a `local` site (empty: `<data-dir>/sites/local` for `[site]`,
+    /// `<data-dir>/sites/<id>` for one of `[[sites]]`).
+    pub path: String,
+    /// Relative weight in placement (sites with more weight get proportionally more data).
+    pub weight: u32,
     /// The S3-compatible endpoint of an `s3` site.
     pub s3: S3SiteConfig,
     /// The container of an `azure` site.
@@ -251,8 +262,36 @@ impl Default for SiteConfig {
             exposures: Vec::new(),
             certifications: Vec::new(),
             backend: "local".into(),
+            path: String::new(),
+            weight: 1,
             s3: S3SiteConfig::default(),
             azure: AzureSiteConfig::default(),
+        }
+    }
+}
+
+/// `[replication]`: how replicas are kept where placement wants them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationConfig {
+    /// Seconds between replica repair passes (a write short of replicas starts one at once).
+    pub repair_interval_secs: u64,
+    /// Blobs one repair step examines (between lease renewals and progress saves).
+    pub repair_step_blobs: usize,
+    /// Seconds between scrubbing passes, which read every copy and check its CRC32C.
+    pub scrub_interval_secs: u64,
+    /// Seconds between reloads of run-time site records (sites added, drained or removed
+    /// through another gateway).
+    pub site_refresh_secs: u64,
+}
+
+impl Default for ReplicationConfig {
+    fn default() -> Self {
+        Self {
+            repair_interval_secs: 300,
+            repair_step_blobs: 1000,
+            scrub_interval_secs: 7 * 24 * 3600,
+            site_refresh_secs: 10,
         }
     }
 }
@@ -268,7 +307,58 @@ impl SiteConfig {
         p.parent_country.clone_from(&self.parent_country);
         p.declared_exposures.clone_from(&self.exposures);
         p.certifications.clone_from(&self.certifications);
+        p.weight = self.weight;
         p
+    }
+
+    /// Checks the backend settings of this site (`field` names it in errors).
+    pub fn validate_backend(&self, field: &'static str) -> Result<(), ConfigError> {
+        let missing = |name: &'static str, value: &str| {
+            if value.is_empty() {
+                Err(ConfigError::Value {
+                    field,
+                    message: format!(
+                        "site {}: {name} is required with backend = {:?}",
+                        self.id, self.backend
+                    ),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match self.backend.as_str() {
+            "local" => Ok(()),
+            "s3" => {
+                let s3 = &self.s3;
+                missing("s3.endpoint", &s3.endpoint)?;
+                missing("s3.bucket", &s3.bucket)?;
+                missing("s3.access_key", &s3.access_key)?;
+                missing("s3.secret_env", &s3.secret_env)?;
+                if !(s3.endpoint.starts_with("https://") || s3.endpoint.starts_with("http://")) {
+                    return Err(ConfigError::Value {
+                        field,
+                        message: format!(
+                            "site {}: s3.endpoint {:?} is not an http(s):// URL",
+                            self.id, s3.endpoint
+                        ),
+                    });
+                }
+                Ok(())
+            }
+            "azure" => {
+                let az = &self.azure;
+                missing("azure.account", &az.account)?;
+                missing("azure.container", &az.container)?;
+                missing("azure.access_key_env", &az.access_key_env)
+            }
+            other => Err(ConfigError::Value {
+                field,
+                message: format!(
+                    "site {}: backend {other:?}: use \"local\", \"s3\" or \"azure\"",
+                    self.id
+                ),
+            }),
+        }
     }
 }
 
@@ -338,12 +428,25 @@ impl Config {
         })
     }
 
-    /// The residency facts in force: rules, the site registry (this deployment's site) and
+    /// Every configured site: `[site]` first, then `[[sites]]`.
+    #[must_use]
+    pub fn all_sites(&self) -> Vec<SiteConfig> {
+        std::iter::once(self.site.clone())
+            .chain(self.sites.iter().cloned())
+            .collect()
+    }
+
+    /// The residency facts in force: rules, the site registry (the configured sites) and
     /// the default policy, all checked.
     pub fn residency(&self) -> Result<Residency, ConfigError> {
+        self.residency_of(self.all_sites().iter().map(SiteConfig::profile).collect())
+    }
+
+    /// The residency facts over `sites` (the configured ones with run-time changes).
+    pub fn residency_of(&self, sites: Vec<SiteProfile>) -> Result<Residency, ConfigError> {
         Residency::new(
             self.exposure_rules()?,
-            vec![self.site.profile()],
+            sites,
             self.residency.default_policy.clone(),
         )
         .map_err(|message| ConfigError::Value {
@@ -484,6 +587,8 @@ impl Default for Config {
             object_lock: ObjectLockSettings::default(),
             meta: MetaConfig::default(),
             site: SiteConfig::default(),
+            sites: Vec::new(),
+            replication: ReplicationConfig::default(),
             residency: ResidencyConfig::default(),
             ledger: LedgerConfig::default(),
             keys: KeysConfig::default(),
@@ -644,6 +749,24 @@ impl Config {
             return Err(ConfigError::Value {
                 field: "site",
                 message,
+            });
+        }
+        for site in &self.sites {
+            site.validate_backend("sites")?;
+            if let Err(message) = site.profile().validate() {
+                return Err(ConfigError::Value {
+                    field: "sites",
+                    message,
+                });
+            }
+        }
+        if self.replication.repair_interval_secs == 0
+            || self.replication.repair_step_blobs == 0
+            || self.replication.site_refresh_secs == 0
+        {
+            return Err(ConfigError::Value {
+                field: "replication",
+                message: "intervals and the step size must be at least 1".into(),
             });
         }
         self.residency()?;

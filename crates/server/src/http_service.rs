@@ -205,15 +205,25 @@ impl VallumHttp {
         let (op, mut resp) = if req.method() == Method::GET
             && (path == "/_vallum/health" || (path == "/health" && is_unsigned(&req)))
         {
-            // Ready unless the storage site is marked down (then 503, so a load balancer
-            // sends requests elsewhere).
-            let site = self.admin.site_health();
-            let (status, word) = if site.down {
+            // Ready unless every storage site is marked down (then 503, so a load balancer
+            // sends requests elsewhere); some sites down is `degraded`: reads fail over and
+            // writes go to the sites that are up, within policy.
+            let sites = self.admin.site_health();
+            let down = sites.iter().filter(|(_, h)| h.down).count();
+            let (status, word) = if down == sites.len() {
                 (StatusCode::SERVICE_UNAVAILABLE, "site_unavailable")
+            } else if down > 0 {
+                (StatusCode::OK, "degraded")
             } else {
                 (StatusCode::OK, "ok")
             };
-            let body = serde_json::json!({ "status": word, "site": site }).to_string();
+            let primary = sites.first().map(|(_, h)| h.clone()).unwrap_or_default();
+            let by_id: serde_json::Map<String, serde_json::Value> = sites
+                .iter()
+                .map(|(id, h)| (id.clone(), serde_json::to_value(h).unwrap_or_default()))
+                .collect();
+            let body =
+                serde_json::json!({ "status": word, "site": primary, "sites": by_id }).to_string();
             ("Health".to_owned(), text(status, "application/json", body))
         } else if req.method() == Method::GET
             && (path == "/_vallum/metrics" || (path == "/metrics" && is_unsigned(&req)))

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod migrate;
 mod s3;
 mod server;
+pub mod sites;
 
 pub use config::Config;
 pub use server::{RunningServer, ServerError, start};

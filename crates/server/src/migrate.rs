@@ -67,22 +67,39 @@ pub async fn migrate_meta(
     let data_dir = config.data_dir.as_path();
     let _lock = lock_data_dir(data_dir, false)?;
     let source = SqliteMetaStore::open(&data_dir.join("meta.db")).await?;
-    let blobs = crate::server::open_site(config, data_dir).await?;
+    let sites = crate::sites::SiteManager::new(config.clone(), data_dir.to_owned());
+    let (_, stores) = sites.build(&source.site_records().await?).await?;
+    let store_of = |id: &str| stores.iter().find(|(s, _)| s == id).map(|(_, s)| s);
     let target: Arc<dyn MetaStore> = Arc::new(PgMetaStore::connect(url).await?);
     let mut report = MigrationReport::default();
 
     loop {
         let trash = source.trash_before(i64::MAX, MAX_LIST_KEYS).await?;
-        for blob in &trash {
-            blobs.delete(*blob).await?;
+        for t in &trash {
+            let ids = if t.sites.is_empty() {
+                vec![config.site.id.clone()]
+            } else {
+                t.sites.clone()
+            };
+            for id in ids {
+                if let Some(store) = store_of(&id) {
+                    store.delete(t.blob).await?;
+                }
+            }
         }
-        source.forget_trash(&trash).await?;
+        let ids: Vec<_> = trash.iter().map(|t| t.blob).collect();
+        source.forget_trash(&ids).await?;
         report.trash_deleted += trash.len() as u64;
         if trash.len() < MAX_LIST_KEYS {
             break;
         }
     }
     progress(&format!("deleted {} trashed blobs", report.trash_deleted));
+    // Run-time site records (added, draining, removed sites) come along, so the gateways on
+    // PostgreSQL see the same sites.
+    for record in source.site_records().await? {
+        target.put_site_record(&record).await?;
+    }
 
     for bucket in source.list_buckets().await? {
         let created = BucketRecord {

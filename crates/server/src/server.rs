@@ -70,19 +70,23 @@ const LIFECYCLE_STEP_VERSIONS: usize = 10_000;
 
 /// Runs `step` every `interval` while holding lease `lease`; a step that returns true (more
 /// work pending) is followed by the next at once. On shutdown the lease is released.
-/// The deployment's storage site: the local directory, or a remote S3 / Azure store whose
-/// secret comes from the environment. A remote site that cannot be reached at start is
-/// reported but does not stop the gateway (it may come back; requests fail until then).
-pub(crate) async fn open_site(
-    config: &Config,
+/// Opens one storage site: a local directory, or a remote S3 / Azure store whose secret comes
+/// from the environment. A remote site that cannot be reached at start is reported but does
+/// not stop the gateway (it may come back; requests fail over or wait until then).
+pub(crate) async fn open_store(
+    site: &crate::config::SiteConfig,
     data_dir: &std::path::Path,
+    primary: bool,
 ) -> Result<Arc<dyn vallum_core::blob::BlobStore>, ServerError> {
     let secret = |field: &'static str, var: &str| {
         std::env::var(var)
             .map(zeroize::Zeroizing::new)
             .map_err(|_| ConfigError::Value {
                 field,
-                message: format!("the environment variable {var} is not set"),
+                message: format!(
+                    "site {}: the environment variable {var} is not set",
+                    site.id
+                ),
             })
     };
     let ca = |path: &str| -> Result<Option<Vec<u8>>, ConfigError> {
@@ -96,7 +100,6 @@ pub(crate) async fn open_site(
                 source,
             })
     };
-    let site = &config.site;
     let remote = match site.backend.as_str() {
         "s3" => {
             let s3 = &site.s3;
@@ -126,19 +129,24 @@ pub(crate) async fn open_site(
             )
         }
         _ => {
-            let local = LocalBlobStore::open(data_dir.join("sites").join("local"))
-                .map_err(data_dir_error(data_dir))?;
+            let dir = if !site.path.is_empty() {
+                std::path::PathBuf::from(&site.path)
+            } else if primary {
+                data_dir.join("sites").join("local")
+            } else {
+                data_dir.join("sites").join(&site.id)
+            };
+            let local = LocalBlobStore::open(&dir).map_err(data_dir_error(&dir))?;
             return Ok(Arc::new(local));
         }
     }
-    .map_err(|e| ServerError::Site(e.to_string()))?;
+    .map_err(|e| ServerError::Site(format!("site {}: {e}", site.id)))?;
     // A probe: a random blob must be absent; anything else (refused credentials, no bucket,
     // unreachable) is worth saying at start.
     match vallum_core::blob::BlobStore::size(&remote, vallum_types::BlobId::random()).await {
-        Err(vallum_core::blob::BlobError::NotFound(_)) => {}
-        Ok(_) => {}
+        Err(vallum_core::blob::BlobError::NotFound(_)) | Ok(_) => {}
         Err(e) => {
-            tracing::error!(site = %site.id, backend = %site.backend, error = %e, "the storage site does not answer as expected; requests will fail until it does");
+            tracing::error!(site = %site.id, backend = %site.backend, error = %e, "the storage site does not answer as expected; requests will fail over or fail until it does");
         }
     }
     Ok(Arc::new(remote))
@@ -189,7 +197,24 @@ fn spawn_leased_job<F, Fut>(
     lease: &'static str,
     holder: String,
     interval: Duration,
+    shutdown: watch::Receiver<bool>,
+    step: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(Arc<ObjectService>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    spawn_leased_job_woken(service, lease, holder, interval, shutdown, None, step)
+}
+
+/// [`spawn_leased_job`] that also runs a step as soon as `wake` is notified.
+fn spawn_leased_job_woken<F, Fut>(
+    service: Arc<ObjectService>,
+    lease: &'static str,
+    holder: String,
+    interval: Duration,
     mut shutdown: watch::Receiver<bool>,
+    wake: Option<Arc<tokio::sync::Notify>>,
     step: F,
 ) -> tokio::task::JoinHandle<()>
 where
@@ -217,8 +242,15 @@ where
                 Err(err) => tracing::warn!(lease, %err, "could not take the job lease; will retry"),
             }
             let pause = if more { Duration::ZERO } else { interval };
+            let woken = async {
+                match &wake {
+                    Some(w) => w.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = tokio::time::sleep(pause) => {}
+                () = woken => {}
                 _ = shutdown.changed() => {
                     let _ = service.meta().release_lease(lease, &holder).await;
                     return;
@@ -378,17 +410,30 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         Some(url) => MetaHandle::Postgres(PgMetaStore::connect(url).await?),
         None => MetaHandle::Sqlite(SqliteMetaStore::open(&data_dir.join("meta.db")).await?),
     };
-    let blobs = open_site(&config, &data_dir).await?;
-    let residency = config.residency()?;
-    let site = residency.site_ref(&config.site.profile());
+    let sites = Arc::new(crate::sites::SiteManager::new(
+        config.clone(),
+        data_dir.clone(),
+    ));
+    let records = meta.shared().site_records().await?;
+    let (residency, stores) = sites.build(&records).await?;
+    let site_refs: Vec<_> = residency
+        .sites()
+        .iter()
+        .map(|p| residency.site_ref(p))
+        .collect();
+    let primary_store = stores
+        .iter()
+        .find(|(id, _)| *id == config.site.id)
+        .map(|(_, s)| Arc::clone(s))
+        .ok_or_else(|| ServerError::Site(format!("site {} was removed", config.site.id)))?;
     let ledger_dir = data_dir.join("ledger");
     let ledger = match &config.meta.url {
-        None => Ledger::start(&ledger_dir, &config.ledger, vec![site.clone()])?,
+        None => Ledger::start(&ledger_dir, &config.ledger, site_refs.clone())?,
         Some(_) => {
             Ledger::start_shared(
                 &ledger_dir,
                 &config.ledger,
-                vec![site.clone()],
+                site_refs.clone(),
                 meta.shared(),
             )
             .await?
@@ -399,15 +444,16 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let service = Arc::new(
         ObjectService::new(
             meta.shared(),
-            blobs,
+            primary_store,
             Arc::new(SystemClock),
             config.region.clone(),
         )
         .with_journal(Arc::new(LedgerJournal(Arc::clone(&ledger))))
         .with_key_privacy(privacy)
         .with_keys(keys)
-        .with_residency(residency, &config.site.id)?,
+        .with_sites(residency, stores, &config.site.id)?,
     );
+    sites.applied(records).await;
     if credentials_created {
         service
             .log(Event::Admin {
@@ -437,10 +483,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         s3: builder.build(),
         metrics: Arc::clone(&metrics),
         ledger: Arc::clone(&ledger),
-        admin: Arc::new(crate::admin::Admin::new(
-            Arc::clone(&service),
-            credentials.clone(),
-        )),
+        admin: Arc::new(
+            crate::admin::Admin::new(Arc::clone(&service), credentials.clone())
+                .with_sites(Arc::clone(&sites)),
+        ),
         secure: false,
     };
     let tls = match (&config.tls_cert, &config.tls_key) {
@@ -554,6 +600,57 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         },
     );
 
+    // Replica repair, scrubbing and migration: one gateway at a time; a write short of
+    // replicas wakes it at once.
+    let replication = config.replication.clone();
+    let repair_task = spawn_leased_job_woken(
+        Arc::clone(&service),
+        vallum_core::repair::REPAIR_JOB,
+        holder.clone(),
+        Duration::from_secs(replication.repair_interval_secs),
+        jobs_shutdown.clone(),
+        Some(service.repair_hint()),
+        move |service| {
+            let ctx = RequestContext::system("replica-repair");
+            let scrub_ms = i64::try_from(replication.scrub_interval_secs.saturating_mul(1000))
+                .unwrap_or(i64::MAX);
+            let step = replication.repair_step_blobs;
+            in_context(ctx, async move {
+                match service.repair_step(step, scrub_ms).await {
+                    Ok(progress) => progress.cursor.is_some(),
+                    Err(err) => {
+                        tracing::warn!(%err, "replica repair step failed; will retry");
+                        false
+                    }
+                }
+            })
+        },
+    );
+    // Every gateway reloads run-time site records (added, drained, removed elsewhere).
+    let refresh_task = {
+        let (service, sites) = (Arc::clone(&service), Arc::clone(&sites));
+        let every = Duration::from_secs(config.replication.site_refresh_secs);
+        let mut shutdown = jobs_shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    _ = shutdown.changed() => return,
+                }
+                match sites.refresh(&service).await {
+                    Ok(true) => {
+                        tracing::info!("site records changed; new sites in force");
+                        service.repair_hint().notify_one();
+                    }
+                    Ok(false) => {}
+                    Err(err) => {
+                        tracing::warn!(%err, "could not reload the site records; will retry")
+                    }
+                }
+            }
+        })
+    };
+
     let (log_origin, log_vkey) = (ledger.origin().to_owned(), ledger.vkey().to_owned());
     let ledger_task = config.meta.url.is_some().then(|| {
         let ledger = Arc::clone(&ledger);
@@ -646,6 +743,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let _ = lifecycle_task.await;
         let _ = key_deletion_task.await;
         let _ = boundary_task.await;
+        let _ = repair_task.await;
+        let _ = refresh_task.await;
         if let Some(t) = ledger_task {
             let _ = t.await;
         }

@@ -61,10 +61,14 @@ fn object(bucket: &str, key: &str, etag: &str) -> ObjectRecord {
             Segment {
                 blob: BlobId::random(),
                 size_bytes: 10,
+                sites: vec!["site-a".into(), "site-b".into()],
+                crc32c: Some(0xdead_beef),
             },
             Segment {
                 blob: BlobId::random(),
                 size_bytes: 20,
+                sites: Vec::new(),
+                crc32c: None,
             },
         ],
         encryption: Some(encryption()),
@@ -103,6 +107,8 @@ fn part(n: u32, size: u64) -> PartRecord {
         part_number: n,
         blob: BlobId::random(),
         size_bytes: size,
+        sites: vec![format!("site-{n}")],
+        crc32c: Some(n),
         etag: format!("{n:032x}"),
         checksums: Default::default(),
         last_modified_ms: 1,
@@ -183,7 +189,13 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
             .etag,
         "e2"
     );
-    let trashed = store.trash_before(201, 100).await.unwrap();
+    let trashed = store
+        .trash_before(201, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.blob)
+        .collect::<Vec<_>>();
     for seg in &first.segments {
         assert!(
             trashed.contains(&seg.blob),
@@ -191,11 +203,27 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
         );
     }
     assert!(
-        store.trash_before(200, 100).await.unwrap().is_empty(),
+        store
+            .trash_before(200, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.blob)
+            .collect::<Vec<_>>()
+            .is_empty(),
         "trash_before is strict"
     );
     store.forget_trash(&trashed).await.unwrap();
-    assert!(store.trash_before(i64::MAX, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .trash_before(i64::MAX, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.blob)
+            .collect::<Vec<_>>()
+            .is_empty()
+    );
     for seg in &first.segments {
         assert!(!store.blob_in_use(seg.blob).await.unwrap());
     }
@@ -218,7 +246,13 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
             .unwrap()
             .is_none()
     );
-    let trashed = store.trash_before(i64::MAX, 100).await.unwrap();
+    let trashed = store
+        .trash_before(i64::MAX, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.blob)
+        .collect::<Vec<_>>();
     assert!(second.segments.iter().all(|s| trashed.contains(&s.blob)));
     for seg in &second.segments {
         assert!(
@@ -406,6 +440,9 @@ pub async fn delete_bucket_rules(store: Arc<dyn MetaStore>) {
             .trash_before(i64::MAX, 100)
             .await
             .unwrap()
+            .into_iter()
+            .map(|t| t.blob)
+            .collect::<Vec<_>>()
             .contains(&p.blob)
     );
     assert!(matches!(
@@ -434,6 +471,9 @@ pub async fn parts_and_uploads(store: Arc<dyn MetaStore>) {
             .trash_before(i64::MAX, 10)
             .await
             .unwrap()
+            .into_iter()
+            .map(|t| t.blob)
+            .collect::<Vec<_>>()
             .contains(&p1.blob)
     );
     let listed = store.list_parts(up.upload_id, 0, 10).await.unwrap();
@@ -504,10 +544,14 @@ pub async fn complete_upload_is_atomic(store: Arc<dyn MetaStore>) {
         Segment {
             blob: p1.blob,
             size_bytes: 10,
+            sites: p1.sites.clone(),
+            crc32c: p1.crc32c,
         },
         Segment {
             blob: p3.blob,
             size_bytes: 5,
+            sites: p3.sites.clone(),
+            crc32c: p3.crc32c,
         },
     ];
     // A stale view of part 3 is refused.
@@ -541,7 +585,13 @@ pub async fn complete_upload_is_atomic(store: Arc<dyn MetaStore>) {
         Some(stored(obj.clone(), NULL_VERSION, 3))
     );
     assert!(store.get_upload(up.upload_id).await.unwrap().is_none());
-    let trash = store.trash_before(i64::MAX, 100).await.unwrap();
+    let trash = store
+        .trash_before(i64::MAX, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.blob)
+        .collect::<Vec<_>>();
     assert!(
         trash.contains(&p2.blob) && trash.contains(&p3.blob),
         "unused parts are trashed"
@@ -732,7 +782,13 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
         .delete_object("v", "k", &delete_version(&v1), 50)
         .await
         .unwrap();
-    let trash = store.trash_before(i64::MAX, 100).await.unwrap();
+    let trash = store
+        .trash_before(i64::MAX, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.blob)
+        .collect::<Vec<_>>();
     assert!(before.segments.iter().all(|s| trash.contains(&s.blob)));
     assert!(
         !store
@@ -759,7 +815,13 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
             .unwrap(),
         NULL_VERSION
     );
-    let trash = store.trash_before(i64::MAX, 100).await.unwrap();
+    let trash = store
+        .trash_before(i64::MAX, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.blob)
+        .collect::<Vec<_>>();
     assert!(null_before.segments.iter().all(|s| trash.contains(&s.blob)));
     assert_eq!(
         versions_of(&*store, "v", "k").await,
@@ -1324,6 +1386,170 @@ pub async fn boundary_versions(store: Arc<dyn MetaStore>) {
         .unwrap();
 }
 
+/// Replica site lists and checksums are kept with segments, parts and the trash; a site list
+/// changes only from the value the caller expects; the repair's scan pages through every
+/// blob; usage is counted per bucket and site list; run-time site records are kept.
+pub async fn replica_records(store: Arc<dyn MetaStore>) {
+    store.create_bucket(&bucket("rep")).await.unwrap();
+    let obj = object("rep", "k", "e");
+    store
+        .put_object(&obj, &WriteCondition::None, 1)
+        .await
+        .unwrap();
+    let got = store.get_object("rep", "k", None).await.unwrap().unwrap();
+    assert_eq!(got.segments, obj.segments, "sites and CRC32C round-trip");
+    let (a, b) = (&obj.segments[0], &obj.segments[1]);
+    assert_eq!(
+        store.blob_sites(a.blob).await.unwrap(),
+        Some(a.sites.clone())
+    );
+    assert_eq!(store.blob_sites(b.blob).await.unwrap(), Some(Vec::new()));
+    assert_eq!(store.blob_sites(BlobId::random()).await.unwrap(), None);
+
+    // Compare-and-set on the site list.
+    let moved = vec!["site-c".to_owned()];
+    assert!(
+        !store.set_blob_sites(a.blob, &moved, &moved).await.unwrap(),
+        "stale expectation"
+    );
+    assert!(
+        store
+            .set_blob_sites(a.blob, &a.sites, &moved)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.blob_sites(a.blob).await.unwrap(), Some(moved.clone()));
+    assert!(
+        !store
+            .set_blob_sites(BlobId::random(), &[], &moved)
+            .await
+            .unwrap()
+    );
+
+    // A part's list, and the scan over segments and parts in blob order.
+    let up = upload("rep", "up", 5);
+    store.create_upload(&up).await.unwrap();
+    let p = part(4, 9);
+    store.put_part(up.upload_id, &p, 5).await.unwrap();
+    assert_eq!(
+        store.blob_sites(p.blob).await.unwrap(),
+        Some(p.sites.clone())
+    );
+    assert!(
+        store
+            .set_blob_sites(p.blob, &p.sites, &moved)
+            .await
+            .unwrap()
+    );
+    let parts = store.list_parts(up.upload_id, 0, 10).await.unwrap();
+    assert_eq!(parts[0].sites, moved);
+    assert_eq!(parts[0].crc32c, Some(4));
+    let mut all = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.blob_placements(after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.blob);
+        all.extend(page);
+    }
+    let mut want = vec![a.blob, b.blob, p.blob];
+    want.sort_by_key(ToString::to_string);
+    assert_eq!(
+        all.iter().map(|x| x.blob).collect::<Vec<_>>(),
+        want,
+        "in blob order"
+    );
+    let of_part = all.iter().find(|x| x.blob == p.blob).unwrap();
+    assert_eq!(
+        (of_part.bucket.as_str(), of_part.key.as_str()),
+        ("rep", "up")
+    );
+    assert_eq!((of_part.size_bytes, of_part.crc32c), (9, Some(4)));
+    let of_a = all.iter().find(|x| x.blob == a.blob).unwrap();
+    assert_eq!(
+        (of_a.key.as_str(), of_a.sites.clone(), of_a.crc32c),
+        ("k", moved.clone(), a.crc32c)
+    );
+
+    // Usage: segment a and the part on site-c, segment b on the primary (empty list).
+    let usage = store.site_usage(Some("rep")).await.unwrap();
+    let on = |sites: &[String]| {
+        usage
+            .iter()
+            .find(|u| u.sites == sites)
+            .map(|u| (u.blobs, u.bytes))
+    };
+    assert_eq!(on(&moved), Some((2, a.size_bytes + 9)));
+    assert_eq!(on(&[]), Some((1, b.size_bytes)));
+    assert!(store.site_usage(Some("nothing")).await.unwrap().is_empty());
+    assert_eq!(store.site_usage(None).await.unwrap(), usage);
+
+    // The trash keeps the lists, so every copy can be deleted.
+    store
+        .delete_object(
+            "rep",
+            "k",
+            &DeleteRequest {
+                version_id: None,
+                bypass_governance: false,
+                condition: DeleteCondition::None,
+            },
+            7,
+        )
+        .await
+        .unwrap();
+    store.abort_upload(up.upload_id, 7).await.unwrap();
+    let trash = store.trash_before(i64::MAX, 10).await.unwrap();
+    let sites_of = |blob: BlobId| {
+        trash
+            .iter()
+            .find(|t| t.blob == blob)
+            .map(|t| t.sites.clone())
+    };
+    assert_eq!(sites_of(a.blob), Some(moved.clone()));
+    assert_eq!(sites_of(b.blob), Some(Vec::new()));
+    assert_eq!(sites_of(p.blob), Some(moved.clone()));
+    assert_eq!(
+        store.blob_sites(a.blob).await.unwrap(),
+        Some(moved.clone()),
+        "trashed blobs are still referenced"
+    );
+    assert!(
+        store.blob_placements(None, 10).await.unwrap().is_empty(),
+        "the repair does not scan the trash"
+    );
+
+    // Run-time site records.
+    assert!(store.site_records().await.unwrap().is_empty());
+    let mut rec = crate::meta::SiteRecord {
+        id: "s2".into(),
+        definition: Some("{\"backend\":\"s3\"}".into()),
+        state: "active".into(),
+        changed_by: "alice".into(),
+        changed_ms: 3,
+    };
+    store.put_site_record(&rec).await.unwrap();
+    rec.state = "draining".into();
+    rec.changed_ms = 4;
+    store.put_site_record(&rec).await.unwrap();
+    let cfg = crate::meta::SiteRecord {
+        id: "a1".into(),
+        definition: None,
+        state: "draining".into(),
+        changed_by: "bob".into(),
+        changed_ms: 5,
+    };
+    store.put_site_record(&cfg).await.unwrap();
+    assert_eq!(
+        store.site_records().await.unwrap(),
+        vec![cfg.clone(), rec.clone()]
+    );
+    store.delete_site_record("s2").await.unwrap();
+    store.delete_site_record("s2").await.unwrap();
+    assert_eq!(store.site_records().await.unwrap(), vec![cfg]);
+}
+
 /// Generates one `#[tokio::test]` per meta check; `$make` is an async expression returning
 /// `(guard, Arc<dyn MetaStore>)`, the guard kept alive for the test.
 #[macro_export]
@@ -1332,7 +1558,7 @@ macro_rules! meta_conformance_tests {
         $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash, conditional_writes,
             conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic,
             leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state, ledger_sequence, keyed_versions_and_rewrap,
-            boundary_versions);
+            boundary_versions, replica_records);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

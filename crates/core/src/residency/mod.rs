@@ -15,7 +15,7 @@ mod service;
 use std::collections::BTreeSet;
 
 pub(crate) use service::Placed;
-pub use service::{BucketCompliance, Held};
+pub use service::{BucketCompliance, Held, SiteHolding};
 
 pub use placement::{
     Choice, Decision, NO_POLICY, Refusal, Registry, Rejection, SiteVerdict, place,
@@ -124,6 +124,19 @@ impl Residency {
         today: CivilDate,
     ) -> Choice {
         self.registry.choose(policy, placement_key, today)
+    }
+
+    /// [`Residency::choose`] without the sites `excluded` says are out (down for now).
+    #[must_use]
+    pub fn choose_without(
+        &self,
+        policy: Option<&BoundaryPolicy>,
+        placement_key: &[u8],
+        today: CivilDate,
+        excluded: &dyn Fn(usize) -> bool,
+    ) -> Choice {
+        self.registry
+            .choose_without(policy, placement_key, today, excluded)
     }
 
     /// A site as log entries record it: its exposures by id, sorted.

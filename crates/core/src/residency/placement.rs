@@ -386,6 +386,24 @@ impl Registry {
         self.select(policy, permitted)
     }
 
+    /// The same decision as [`Registry::choose`] with the sites `excluded` says are out (down
+    /// for now) left out: where a write goes while some chosen sites cannot take it.
+    #[must_use]
+    pub fn choose_without(
+        &self,
+        policy: Option<&BoundaryPolicy>,
+        placement_key: &[u8],
+        today: CivilDate,
+        excluded: &dyn Fn(usize) -> bool,
+    ) -> Choice {
+        let key_hash = mix(fnv1a(placement_key));
+        let permitted = (0..self.sites.len())
+            .filter(|&i| !excluded(i) && self.judge(policy, i, today, None))
+            .map(|i| (i, self.score(key_hash, i)))
+            .collect();
+        self.select(policy, permitted)
+    }
+
     /// The full decision with every site's verdict and reasons: what `placement explain`
     /// prints and refusals quote. Chooses exactly as [`Registry::choose`].
     #[must_use]

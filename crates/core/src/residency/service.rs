@@ -9,31 +9,57 @@ use vallum_types::limits::MAX_LIST_KEYS;
 
 use super::{BoundaryPolicy, BucketBoundary, CivilDate, Decision, Rejection, Residency};
 use crate::error::{Error, Result};
-use crate::meta::{BucketRecord, MetaError};
+use crate::meta::{BucketRecord, MetaError, SiteUsage};
 use crate::service::ObjectService;
+use crate::sites::{SiteHandle, Topology};
 use crate::versioning::BucketUpdate;
 
-/// Proof that the placement engine permitted a write: `write_blob` takes one, so no byte
-/// reaches a site without a decision.
-pub(crate) struct Placed(());
+/// Proof that the placement engine permitted a write, and where it goes: `write_blob` takes
+/// one, so no byte reaches a site without a decision.
+pub(crate) struct Placed {
+    /// The sites in force when the decision was made.
+    pub(crate) top: Arc<Topology>,
+    /// The sites to write to (topology indices), best first.
+    pub(crate) targets: Vec<usize>,
+    /// Copies that must be durable before the write is acknowledged.
+    pub(crate) quorum: usize,
+    /// Copies the placement wants; fewer written means the repair completes the rest.
+    pub(crate) wanted: usize,
+}
 
-/// Whether the data a bucket holds on this deployment's site is inside its boundary policy
-/// now: the drift report after a site's profile or a policy changed, or a certification lapsed.
+/// Whether the data a bucket holds is inside its boundary policy now, site by site: the drift
+/// report after a site's profile or a policy changed, or a certification lapsed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BucketCompliance {
     /// Bucket name.
     pub bucket: String,
     /// The policy in force (none: no boundary, always compliant).
     pub policy: Option<String>,
-    /// The site holding the bucket's data.
+    /// The sites holding the bucket's data (the primary site when it holds none yet).
     pub site: String,
-    /// Whether that site is inside the policy today.
+    /// Whether every site holding its data is inside the policy today.
     pub compliant: bool,
-    /// Every rule the site breaks, as sentences (empty when compliant).
+    /// Every rule a site holding its data breaks, as sentences (empty when compliant).
     pub reasons: Vec<String>,
-    /// Versions (delete markers aside) and their bytes held there, when counted.
+    /// Versions (delete markers aside) and their bytes held, when counted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held: Option<Held>,
+    /// Blobs and bytes per site holding them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sites: Vec<SiteHolding>,
+}
+
+/// What one site holds of a bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SiteHolding {
+    /// The site.
+    pub site: String,
+    /// Blobs (object segments and upload parts) with a copy there.
+    pub blobs: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Whether the site is inside the bucket's policy today.
+    pub compliant: bool,
 }
 
 /// What a bucket holds.
@@ -59,23 +85,37 @@ fn placement_key(bucket: &str, key: &str) -> Vec<u8> {
 }
 
 impl ObjectService {
-    /// Places every write with `residency`'s engine; this service's blob store is the site
-    /// `local_site` of its registry.
-    pub fn with_residency(mut self, residency: Residency, local_site: &str) -> Result<Self> {
-        let site = residency.site(local_site).ok_or_else(|| {
-            Error::InvalidArgument(format!("site {local_site} is not in the registry"))
-        })?;
-        self.site = residency.site_ref(site);
-        self.local_site = local_site.to_owned();
-        self.residency = Some(Arc::new(residency));
+    /// Places every write with `residency`'s engine over `stores`, one per site of its
+    /// registry; reads prefer site `primary` (this gateway's local one), which also holds
+    /// blobs recorded without a site list.
+    pub fn with_sites(
+        self,
+        residency: Residency,
+        stores: Vec<(String, Arc<dyn crate::blob::BlobStore>)>,
+        primary: &str,
+    ) -> Result<Self> {
+        let top = topology(residency, stores, primary)?;
+        self.replace_topology(top);
         Ok(self)
+    }
+
+    /// Puts a new set of sites in force (a site added, drained or removed at run time).
+    pub fn set_sites(
+        &self,
+        residency: Residency,
+        stores: Vec<(String, Arc<dyn crate::blob::BlobStore>)>,
+        primary: &str,
+    ) -> Result<()> {
+        let top = topology(residency, stores, primary)?;
+        self.replace_topology(top);
+        Ok(())
     }
 
     /// The residency facts in force (none: a service for tests of other layers, whose writes
     /// go to its one blob store unchecked).
     #[must_use]
-    pub fn residency(&self) -> Option<&Residency> {
-        self.residency.as_deref()
+    pub fn residency(&self) -> Option<Arc<Residency>> {
+        self.topology().residency.clone()
     }
 
     fn today(&self) -> CivilDate {
@@ -84,69 +124,106 @@ impl ObjectService {
 
     /// The policy in force for `bucket`: its own, else the deployment default.
     #[must_use]
-    pub fn boundary_of<'a>(&'a self, bucket: &'a BucketRecord) -> Option<&'a BoundaryPolicy> {
+    pub fn boundary_of<'a>(
+        residency: Option<&'a Residency>,
+        bucket: &'a BucketRecord,
+    ) -> Option<&'a BoundaryPolicy> {
         let own = bucket.boundary.as_ref().and_then(|b| b.policy.as_ref());
-        own.or_else(|| self.residency.as_ref()?.default_policy())
+        own.or_else(|| residency?.default_policy())
     }
 
     /// The engine's decision for object `key` of `bucket`, with every site's verdict.
     pub fn decide_placement(&self, bucket: &BucketRecord, key: &str) -> Result<Decision> {
-        let residency = self
-            .residency
-            .as_ref()
+        let top = self.topology();
+        let residency = top
+            .residency()
             .ok_or_else(|| Error::InvalidRequest("no site registry is configured".into()))?;
         Ok(residency.place(
-            self.boundary_of(bucket),
+            Self::boundary_of(Some(residency), bucket),
             &placement_key(&bucket.name, key),
             self.today(),
         ))
     }
 
-    /// Refuses a write of `key` into `bucket` that the boundary policy does not permit on
-    /// this service's site. Called before any byte is written: its token is what
-    /// `write_blob` asks for.
-    pub(crate) fn check_placement(&self, bucket: &BucketRecord, key: &str) -> Result<Placed> {
-        let Some(residency) = &self.residency else {
-            return Ok(Placed(()));
+    /// The sites object `key` of `bucket` belongs on (topology indices, best first) under the
+    /// sites in force, or why there are none.
+    pub(crate) fn desired_sites(
+        &self,
+        top: &Topology,
+        bucket: &BucketRecord,
+        key: &str,
+    ) -> std::result::Result<Vec<usize>, String> {
+        let Some(residency) = top.residency() else {
+            return Ok(vec![top.primary]);
         };
-        let policy = self.boundary_of(bucket);
+        let policy = Self::boundary_of(Some(residency), bucket);
         let pkey = placement_key(&bucket.name, key);
         let choice = residency.choose(policy, &pkey, self.today());
         if choice.refusal.is_some() {
-            // Refusals are rare: only they pay for the sentences.
-            let why = residency
+            return Err(residency
                 .place(policy, &pkey, self.today())
-                .explain_refusal();
+                .explain_refusal());
+        }
+        Ok(choice.chosen)
+    }
+
+    /// Refuses a write of `key` into `bucket` that the boundary policy does not permit, and
+    /// says where a permitted one goes. Called before any byte is written: its token is what
+    /// `write_blob` asks for. Chosen sites that are down are replaced by the next permitted
+    /// ones when the policy can still be met without them; else the write goes to the chosen
+    /// sites that are up, if they make the write quorum.
+    pub(crate) fn check_placement(&self, bucket: &BucketRecord, key: &str) -> Result<Placed> {
+        let top = self.topology();
+        let Some(residency) = top.residency() else {
+            return Ok(Placed {
+                targets: vec![top.primary],
+                quorum: 1,
+                wanted: 1,
+                top,
+            });
+        };
+        let policy = Self::boundary_of(Some(residency), bucket);
+        let pkey = placement_key(&bucket.name, key);
+        let today = self.today();
+        let choice = residency.choose(policy, &pkey, today);
+        if choice.refusal.is_some() {
+            // Refusals are rare: only they pay for the sentences.
+            let why = residency.place(policy, &pkey, today).explain_refusal();
             tracing::warn!(target: "vallum::audit", event = "placement_refused", bucket = %bucket.name, reason = %why, "write refused by the boundary policy");
             return Err(Error::NoCompliantPlacement(why));
         }
-        let sites = residency.sites();
-        let chosen: Vec<&str> = choice
-            .chosen
-            .iter()
-            .map(|&i| sites[i].id.as_str())
-            .collect();
-        let policy_name = policy.map_or(super::NO_POLICY, |p| p.name.as_str());
-        if !chosen.contains(&self.local_site.as_str()) {
-            // The engine chose sites this gateway cannot write to; never fall back.
-            return Err(Error::NoCompliantPlacement(format!(
-                "policy {policy_name} places this object on {}, which this gateway does not write to",
-                chosen.join(", ")
+        let wanted = choice.chosen.len();
+        let quorum = policy.map_or(1, |p| p.quorum() as usize).min(wanted);
+        let down = |i: usize| top.health(i).down;
+        let mut targets = choice.chosen;
+        if targets.iter().any(|&i| down(i)) {
+            let substitute = residency.choose_without(policy, &pkey, today, &down);
+            if substitute.refusal.is_none() {
+                targets = substitute.chosen;
+            } else {
+                targets.retain(|&i| !down(i));
+            }
+        }
+        if targets.len() < quorum {
+            return Err(Error::Unavailable(format!(
+                "policy {} needs {quorum} durable replicas before acknowledging a write, and only {} of its sites are reachable",
+                policy.map_or(super::NO_POLICY, |p| p.name.as_str()),
+                targets.len()
             )));
         }
-        if chosen.len() > 1 {
-            return Err(Error::NoCompliantPlacement(format!(
-                "policy {policy_name} needs {} replicas; this deployment writes to one site",
-                chosen.len()
-            )));
-        }
-        Ok(Placed(()))
+        Ok(Placed {
+            top,
+            targets,
+            quorum,
+            wanted,
+        })
     }
 
     /// Logs the deployment default policy as the boundary of a new bucket, if there is one,
     /// so an audit of the bucket has a policy from its first entry.
     pub(crate) async fn log_default_boundary(&self, bucket: &str) -> Result<()> {
-        match self.residency.as_ref().and_then(|r| r.default_policy()) {
+        let top = self.topology();
+        match top.residency().and_then(Residency::default_policy) {
             Some(p) => self.log_boundary(bucket, Some(p)).await,
             None => Ok(()),
         }
@@ -166,9 +243,9 @@ impl ObjectService {
         name: &str,
         policy: Option<BoundaryPolicy>,
     ) -> Result<BucketRecord> {
-        let residency = self
-            .residency
-            .as_ref()
+        let top = self.topology();
+        let residency = top
+            .residency()
             .ok_or_else(|| Error::InvalidRequest("no site registry is configured".into()))?;
         if let Some(p) = &policy {
             p.validate(residency.rules())
@@ -231,56 +308,104 @@ impl ObjectService {
         .await
     }
 
-    /// Whether bucket `record`'s data, all on this service's site, is inside its policy today
-    /// (draining does not count: it only stops new data).
-    fn compliance_of(&self, residency: &Residency, record: &BucketRecord) -> BucketCompliance {
-        let policy = self.boundary_of(record);
+    /// Whether every site holding bucket `record`'s data (`usage`) is inside its policy
+    /// today (draining does not count: it only stops new data).
+    fn compliance_of(
+        &self,
+        top: &Topology,
+        residency: &Residency,
+        record: &BucketRecord,
+        usage: &[SiteUsage],
+    ) -> BucketCompliance {
+        let policy = Self::boundary_of(Some(residency), record);
         let decision = residency.place(policy, &placement_key(&record.name, ""), self.today());
-        let reasons: Vec<String> = decision
-            .sites
-            .iter()
-            .find(|v| v.site == self.local_site)
-            .map(|v| {
-                v.rejections
-                    .iter()
-                    .zip(&v.reasons)
-                    .filter(|(r, _)| !matches!(r, Rejection::Draining))
-                    .map(|(_, why)| why.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let mut holdings: Vec<SiteHolding> = Vec::new();
+        for u in usage.iter().filter(|u| u.bucket == record.name) {
+            let ids = if u.sites.is_empty() {
+                vec![top.primary().id.clone()]
+            } else {
+                u.sites.clone()
+            };
+            for id in ids {
+                match holdings.iter_mut().find(|h| h.site == id) {
+                    Some(h) => {
+                        h.blobs += u.blobs;
+                        h.bytes += u.bytes;
+                    }
+                    None => holdings.push(SiteHolding {
+                        site: id,
+                        blobs: u.blobs,
+                        bytes: u.bytes,
+                        compliant: true,
+                    }),
+                }
+            }
+        }
+        let mut reasons = Vec::new();
+        for h in &mut holdings {
+            match decision.sites.iter().find(|v| v.site == h.site) {
+                Some(v) => {
+                    for (r, why) in v.rejections.iter().zip(&v.reasons) {
+                        if !matches!(r, Rejection::Draining) {
+                            h.compliant = false;
+                            reasons.push(why.clone());
+                        }
+                    }
+                }
+                None => {
+                    h.compliant = false;
+                    reasons.push(format!(
+                        "site {}: no longer configured, yet recorded as holding data",
+                        h.site
+                    ));
+                }
+            }
+        }
+        let site = if holdings.is_empty() {
+            top.primary().id.clone()
+        } else {
+            holdings
+                .iter()
+                .map(|h| h.site.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         BucketCompliance {
             bucket: record.name.clone(),
             policy: policy.map(|p| p.name.clone()),
-            site: self.local_site.clone(),
+            site,
             compliant: reasons.is_empty(),
             reasons,
             held: None,
+            sites: holdings,
         }
     }
 
-    /// The compliance of every bucket (without counting what they hold).
+    /// The compliance of every bucket (without counting versions).
     pub async fn compliance(&self) -> Result<Vec<BucketCompliance>> {
-        let Some(residency) = &self.residency else {
+        let top = self.topology();
+        let Some(residency) = top.residency() else {
             return Ok(Vec::new());
         };
+        let usage = self.meta.site_usage(None).await?;
         Ok(self
             .meta
             .list_buckets()
             .await?
             .iter()
-            .map(|b| self.compliance_of(residency, b))
+            .map(|b| self.compliance_of(&top, residency, b, &usage))
             .collect())
     }
 
     /// One bucket's compliance, with the versions and bytes it holds (a scan of its versions).
     pub async fn bucket_compliance(&self, name: &str) -> Result<BucketCompliance> {
-        let residency = self
-            .residency
-            .as_ref()
+        let top = self.topology();
+        let residency = top
+            .residency()
             .ok_or_else(|| Error::InvalidRequest("no site registry is configured".into()))?;
         let record = self.bucket(name).await?;
-        let mut report = self.compliance_of(residency, &record);
+        let usage = self.meta.site_usage(Some(name)).await?;
+        let mut report = self.compliance_of(&top, residency, &record, &usage);
         let mut held = Held::default();
         let mut after: Option<(String, i64)> = None;
         loop {
@@ -307,4 +432,41 @@ impl ObjectService {
         self.bucket(name).await?;
         Ok(self.meta.boundary_history(name).await?)
     }
+}
+
+/// The topology of `residency`'s sites over `stores` (one per site, any order).
+fn topology(
+    residency: Residency,
+    mut stores: Vec<(String, Arc<dyn crate::blob::BlobStore>)>,
+    primary: &str,
+) -> Result<Topology> {
+    let mut sites = Vec::with_capacity(residency.sites().len());
+    for profile in residency.sites() {
+        let at = stores
+            .iter()
+            .position(|(id, _)| *id == profile.id)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!("site {} has no blob store", profile.id))
+            })?;
+        let (id, store) = stores.swap_remove(at);
+        sites.push(SiteHandle {
+            site_ref: residency.site_ref(profile),
+            id,
+            store,
+        });
+    }
+    if let Some((extra, _)) = stores.first() {
+        return Err(Error::InvalidArgument(format!(
+            "blob store {extra} belongs to no site of the registry"
+        )));
+    }
+    let primary = sites
+        .iter()
+        .position(|s| s.id == primary)
+        .ok_or_else(|| Error::InvalidArgument(format!("site {primary} is not in the registry")))?;
+    Ok(Topology {
+        residency: Some(Arc::new(residency)),
+        sites,
+        primary,
+    })
 }
