@@ -499,6 +499,19 @@ fn compliance_text(b: &Value) -> String {
     for r in b["reasons"].as_array().cloned().unwrap_or_default() {
         out.push_str(&format!("  {}\n", r.as_str().unwrap_or("")));
     }
+    for h in b["sites"].as_array().cloned().unwrap_or_default() {
+        out.push_str(&format!(
+            "  on site {}: {} blob(s), {} byte(s){}\n",
+            h["site"].as_str().unwrap_or(""),
+            h["blobs"],
+            h["bytes"],
+            if h["compliant"] == true {
+                ""
+            } else {
+                " (outside)"
+            }
+        ));
+    }
     if b["held"].is_object() {
         out.push_str(&format!(
             "  holds {} version(s), {} byte(s)\n",

@@ -212,3 +212,57 @@ fn readme_residency_example_runs() {
     ]));
     assert!(listed.contains("intake.md"), "{listed}");
 }
+
+#[test]
+fn readme_multisite_example_runs() {
+    let tmp = readme_dir();
+    let config = tmp.path().join("vallum.toml");
+    std::fs::write(
+        &config,
+        readme_fenced("<!-- readme-test multisite-config -->", "toml"),
+    )
+    .unwrap();
+    let data_dir = tmp.path().join("vallum-data");
+    let server = Server::start_in(
+        &data_dir,
+        "127.0.0.1:0",
+        &["--config", config.to_str().unwrap()],
+        &[],
+    );
+    let out = run_block(
+        tmp.path(),
+        &server,
+        "<!-- readme-test multisite -->",
+        |cmd| {
+            cmd.envs(server.tool_env())
+                .env("VALLUM_ENDPOINT", &server.endpoint);
+        },
+    );
+    // Relative site paths are under the data directory; the US-owned site ends up empty and
+    // out of the deployment, the two EU-owned ones hold every copy.
+    let count = |site: &str| {
+        std::fs::read_dir(data_dir.join(site).join("blobs"))
+            .map(|shards| {
+                shards
+                    .flatten()
+                    .map(|s| std::fs::read_dir(s.path()).unwrap().count())
+                    .sum::<usize>()
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(count("dub-1"), 0, "{out}");
+    assert_eq!(count("fra-1"), 6, "{out}");
+    assert_eq!(count("sites/local"), 6, "{out}");
+    assert!(
+        out.contains("site dub-1: site removed (state removed)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("site par-1") && out.contains("site fra-1"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("site dub-1\n"),
+        "dub-1 is no longer listed: {out}"
+    );
+}

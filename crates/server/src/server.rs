@@ -130,7 +130,8 @@ pub(crate) async fn open_store(
         }
         _ => {
             let dir = if !site.path.is_empty() {
-                std::path::PathBuf::from(&site.path)
+                // Relative paths are under the data directory, wherever the process runs.
+                data_dir.join(&site.path)
             } else if primary {
                 data_dir.join("sites").join("local")
             } else {

@@ -361,6 +361,19 @@ impl ObjectService {
                 }
             }
         }
+        if holdings.is_empty() && !decision.permitted() {
+            // Nothing stored, and nowhere to store anything: every write is refused.
+            for v in &decision.sites {
+                for (r, why) in v.rejections.iter().zip(&v.reasons) {
+                    if !matches!(r, Rejection::Draining) {
+                        reasons.push(why.clone());
+                    }
+                }
+            }
+            if reasons.is_empty() {
+                reasons.push(decision.explain_refusal());
+            }
+        }
         let site = if holdings.is_empty() {
             top.primary().id.clone()
         } else {
