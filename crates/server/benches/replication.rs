@@ -145,24 +145,24 @@ fn large_puts(c: &mut Criterion) {
     group.finish();
 }
 
-/// 64 objects of 4 MiB written with one copy; then the policy asks for two and the repair
+/// 32 objects of 2 MiB written with one copy; then the policy asks for two and the repair
 /// makes the second copies. Reported as bytes copied per second.
 fn repair_throughput(c: &mut Criterion) {
     let rt = runtime();
     let data = Bytes::from(
-        (0..4 * MIB)
+        (0..2 * MIB)
             .map(|i| (i * 17 % 253) as u8)
             .collect::<Vec<u8>>(),
     );
     let mut group = c.benchmark_group("replication_repair");
     group.sample_size(10);
-    group.throughput(Throughput::Bytes(64 * data.len() as u64));
-    group.bench_function("second_copies_of_256MiB", |b| {
+    group.throughput(Throughput::Bytes(32 * data.len() as u64));
+    group.bench_function("second_copies_of_64MiB", |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
                 let e = env(&rt, 1);
-                for i in 0..64 {
+                for i in 0..32 {
                     rt.block_on(put(&e, &format!("o{i}"), &data));
                 }
                 // The first pass ever also scrubs; get it done before timing.
@@ -183,7 +183,7 @@ fn repair_throughput(c: &mut Criterion) {
                     }
                 }
                 total += started.elapsed();
-                assert_eq!(copied, 64, "every blob got its second copy");
+                assert_eq!(copied, 32, "every blob got its second copy");
             }
             total
         });
