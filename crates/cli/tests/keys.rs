@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Server, run, run_failing, tool};
+use common::{Server, json, run, run_failing, tool};
 
 fn key_cli(server: &Server) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vallum"));
@@ -15,10 +15,6 @@ fn key_cli(server: &Server) -> Command {
         .envs(server.tool_env())
         .env("VALLUM_ENDPOINT", &server.endpoint);
     cmd
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 #[test]

@@ -60,6 +60,28 @@ fn run_block(dir: &Path, server: &Server, marker: &str, env: impl FnOnce(&mut Co
     run(&mut cmd)
 }
 
+/// Starts a server on `dir/vallum-data` with the README's `toml` block after `marker` as its
+/// configuration.
+fn start_with_readme_config(dir: &Path, marker: &str) -> Server {
+    let config = dir.join("vallum.toml");
+    std::fs::write(&config, readme_fenced(marker, "toml")).unwrap();
+    Server::start_in(
+        &dir.join("vallum-data"),
+        "127.0.0.1:0",
+        &["--config", config.to_str().unwrap()],
+        &[],
+    )
+}
+
+/// Runs the `sh` block after `marker` as an admin client of `server` (`vallum` and `aws` with
+/// its credentials and endpoint).
+fn run_admin_block(dir: &Path, server: &Server, marker: &str) -> String {
+    run_block(dir, server, marker, |cmd| {
+        cmd.envs(server.tool_env())
+            .env("VALLUM_ENDPOINT", &server.endpoint);
+    })
+}
+
 #[test]
 fn readme_client_example_runs() {
     let tmp = readme_dir();
@@ -123,10 +145,7 @@ fn readme_retention_example_runs() {
 fn readme_keys_example_runs() {
     let tmp = readme_dir();
     let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
-    let out = run_block(tmp.path(), &server, "<!-- readme-test keys -->", |cmd| {
-        cmd.envs(server.tool_env())
-            .env("VALLUM_ENDPOINT", &server.endpoint);
-    });
+    let out = run_admin_block(tmp.path(), &server, "<!-- readme-test keys -->");
     assert!(out.contains("refused while disabled"), "{out}");
     assert!(out.contains("\"rewrapped\": 1"), "{out}");
     assert!(
@@ -163,27 +182,8 @@ fn readme_audit_example_runs() {
 #[test]
 fn readme_residency_example_runs() {
     let tmp = readme_dir();
-    let config = tmp.path().join("vallum.toml");
-    std::fs::write(
-        &config,
-        readme_fenced("<!-- readme-test residency-config -->", "toml"),
-    )
-    .unwrap();
-    let server = Server::start_in(
-        &tmp.path().join("vallum-data"),
-        "127.0.0.1:0",
-        &["--config", config.to_str().unwrap()],
-        &[],
-    );
-    let out = run_block(
-        tmp.path(),
-        &server,
-        "<!-- readme-test residency -->",
-        |cmd| {
-            cmd.envs(server.tool_env())
-                .env("VALLUM_ENDPOINT", &server.endpoint);
-        },
-    );
+    let server = start_with_readme_config(tmp.path(), "<!-- readme-test residency-config -->");
+    let out = run_admin_block(tmp.path(), &server, "<!-- readme-test residency -->");
     assert!(
         out.contains("exposed to    us-cloud-act: operator parent Hyperscale Inc in US"),
         "{out}"
@@ -216,28 +216,9 @@ fn readme_residency_example_runs() {
 #[test]
 fn readme_multisite_example_runs() {
     let tmp = readme_dir();
-    let config = tmp.path().join("vallum.toml");
-    std::fs::write(
-        &config,
-        readme_fenced("<!-- readme-test multisite-config -->", "toml"),
-    )
-    .unwrap();
-    let data_dir = tmp.path().join("vallum-data");
-    let server = Server::start_in(
-        &data_dir,
-        "127.0.0.1:0",
-        &["--config", config.to_str().unwrap()],
-        &[],
-    );
-    let out = run_block(
-        tmp.path(),
-        &server,
-        "<!-- readme-test multisite -->",
-        |cmd| {
-            cmd.envs(server.tool_env())
-                .env("VALLUM_ENDPOINT", &server.endpoint);
-        },
-    );
+    let server = start_with_readme_config(tmp.path(), "<!-- readme-test multisite-config -->");
+    let data_dir = server.data_dir.clone();
+    let out = run_admin_block(tmp.path(), &server, "<!-- readme-test multisite -->");
     // Relative site paths are under the data directory; the US-owned site ends up empty and
     // out of the deployment, the two EU-owned ones hold every copy.
     let count = |site: &str| {

@@ -11,19 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, data, free_port, run, run_failing, tool};
-
-fn vallum(server: &Server, sub: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vallum"));
-    cmd.arg(sub)
-        .envs(server.tool_env())
-        .env("VALLUM_ENDPOINT", &server.endpoint);
-    cmd
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
+use common::{Server, data, free_port, json, run, run_failing, tool, vallum_admin as vallum};
 
 /// The blob ids a local site directory holds.
 fn local_blobs(root: &Path) -> BTreeSet<String> {
@@ -329,22 +317,6 @@ fn tightening_a_policy_migrates_replicas_and_sites_drain_and_leave_without_loss(
     assert_eq!(held_on(&report, "mad-1"), all.len() as u64);
 }
 
-/// A helper process (moto), killed when the test ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    wait_until(30, what, || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-}
-
 #[test]
 fn three_sites_survive_the_loss_of_one_and_the_repair_converges() {
     let tmp = tempfile::tempdir().unwrap();
@@ -356,24 +328,7 @@ fn three_sites_survive_the_loss_of_one_and_the_repair_converges() {
     let mut provider = Server::start_in(&provider_dir, &listen, &[], &[]);
     run(provider.aws().args(["s3", "mb", "s3://fra-blobs"]));
     // ams-1: moto, AWS's S3 emulator.
-    let moto_port = free_port();
-    let _moto = KillOnDrop(
-        Command::new(tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(moto_port, "moto");
-    let moto = format!("http://127.0.0.1:{moto_port}");
-    run(Command::new(tool("aws"))
-        .args(["--endpoint-url", &moto, "s3", "mb", "s3://ams-blobs"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
+    let (_moto, moto) = common::moto("ams-blobs");
 
     let toml = format!(
         r#"[site]

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use common::{Server, run, run_failing, tool};
+use common::{Server, json, run, run_failing, tool, vallum_admin as vallum};
 
 /// The [site] of a French site run by the French subsidiary of a US group,
 /// SecNumCloud-certified until 2030.
@@ -43,18 +43,6 @@ fn start(dir: &Path, site: &str, extra: &str) -> Server {
         &["--config", cfg.to_str().unwrap()],
         &[],
     )
-}
-
-fn vallum(server: &Server, sub: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vallum"));
-    cmd.arg(sub)
-        .envs(server.tool_env())
-        .env("VALLUM_ENDPOINT", &server.endpoint);
-    cmd
-}
-
-fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 #[test]

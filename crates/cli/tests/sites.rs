@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Server, data, free_port, run, run_failing, tool};
+use common::{KillOnDrop, Server, data, free_port, run, run_failing, tool, wait_for_port};
 use vallum_blob::{AzureSite, RemoteBlobStore, S3Site};
 use vallum_core::conformance::blob as contract;
 
@@ -298,25 +298,6 @@ const AZURITE_ACCOUNT: &str = "devstoreaccount1";
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-/// A helper process (Azurite, moto), killed when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Waits until something listens on `port`.
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// A running Azurite blob service with one container.
 struct Azurite {
     _child: KillOnDrop,
@@ -420,24 +401,7 @@ async fn an_s3_site_on_moto_keeps_the_contract_and_streams_large_blobs() {
     use futures::TryStreamExt;
     use vallum_core::blob::BlobStore;
 
-    let port = free_port();
-    let _moto = KillOnDrop(
-        std::process::Command::new(tool("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    wait_for_port(port, "moto");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    run(std::process::Command::new(tool("aws"))
-        .args(["--endpoint-url", &endpoint, "s3", "mb", "s3://moto-site"])
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
+    let (_moto, endpoint) = common::moto("moto-site");
     let store = RemoteBlobStore::s3(
         &S3Site {
             endpoint,

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use common::{Server, data, run, tool};
+use common::{Server, data, json, run, tool};
 
 /// A data directory whose server runs the lifecycle worker every second.
 fn fast_lifecycle_config(dir: &Path) -> std::path::PathBuf {
@@ -63,10 +63,6 @@ fn aws(server: &Server) -> Command {
         .arg("--output")
         .arg("json");
     cmd
-}
-
-fn json(out: &str) -> serde_json::Value {
-    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 #[test]

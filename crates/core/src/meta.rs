@@ -639,8 +639,6 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>>;
     /// Forgets trashed blobs once they are deleted from the blob store.
     async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()>;
-    /// True if an object, a part or the trash references the blob.
-    async fn blob_in_use(&self, blob: BlobId) -> MetaResult<bool>;
     /// The sites an object, a part or the trash records for the blob; `None` when nothing
     /// references it.
     async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>>;

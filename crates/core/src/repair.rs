@@ -17,7 +17,7 @@ use crate::blob::BlobError;
 use crate::error::Result;
 use crate::meta::{BlobPlacement, BucketRecord};
 use crate::service::ObjectService;
-use crate::sites::Topology;
+use crate::sites::{CrcTap, Topology};
 
 /// The job's name (its lease and saved state).
 pub const REPAIR_JOB: &str = "replica-repair";
@@ -285,9 +285,7 @@ async fn copy_blob(
     p: &BlobPlacement,
 ) -> std::result::Result<u64, BlobError> {
     let mut last = None;
-    let mut order = held.to_vec();
-    order.sort_by_key(|&i| (top.health(i).down, i != top.primary));
-    for from in order {
+    for from in top.best_first(held.to_vec()) {
         let source = &top.sites()[from].store;
         let size = match source.size(p.blob).await {
             Ok(s) => s,
@@ -303,20 +301,10 @@ async fn copy_blob(
                 continue;
             }
         };
-        let crc = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let seen = Arc::clone(&crc);
-        let stream = Box::pin(stream.inspect(move |item| {
-            if let Ok(chunk) = item {
-                let now = seen.load(std::sync::atomic::Ordering::Relaxed);
-                seen.store(
-                    crc32c::crc32c_append(now, chunk),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-            }
-        }));
+        let (stream, crc) = CrcTap::around(stream);
         let target = &top.sites()[to].store;
         let written = target.put(p.blob, stream).await?;
-        let got = crc.load(std::sync::atomic::Ordering::Relaxed);
+        let got = crc.value();
         if p.crc32c.is_some_and(|want| want != got) || written != size {
             let _ = target.delete(p.blob).await;
             last = Some(BlobError::Io(std::io::Error::other(format!(

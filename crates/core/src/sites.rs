@@ -48,8 +48,32 @@ pub struct Written {
     pub sites: Vec<usize>,
     /// CRC32C of the bytes stored.
     pub crc32c: u32,
-    /// Bytes stored per copy.
-    pub stored_bytes: u64,
+}
+
+/// The CRC32C of a stream's bytes, computed as they pass through.
+pub(crate) struct CrcTap(Arc<std::sync::atomic::AtomicU32>);
+
+impl CrcTap {
+    /// `data`, and the tap that holds the CRC32C of what it has yielded so far.
+    pub(crate) fn around(data: ByteStream) -> (ByteStream, Self) {
+        let crc = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let seen = Arc::clone(&crc);
+        let data: ByteStream = Box::pin(data.inspect(move |item| {
+            if let Ok(chunk) = item {
+                let now = seen.load(std::sync::atomic::Ordering::Relaxed);
+                seen.store(
+                    crc32c::crc32c_append(now, chunk),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+        }));
+        (data, Self(crc))
+    }
+
+    /// The CRC32C so far.
+    pub(crate) fn value(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Topology {
@@ -110,9 +134,14 @@ impl Topology {
     /// The order to read a blob held on `sites` in: sites that are up before those marked
     /// down, the primary first, then as recorded (best first).
     pub(crate) fn read_order(&self, sites: &[String]) -> Vec<usize> {
-        let mut order = self.holders(sites);
-        order.sort_by_key(|&i| (self.sites[i].store.health().down, i != self.primary));
-        order
+        self.best_first(self.holders(sites))
+    }
+
+    /// `sites` (indices) reordered as reads try them: up before down, the primary first,
+    /// otherwise as given.
+    pub(crate) fn best_first(&self, mut sites: Vec<usize>) -> Vec<usize> {
+        sites.sort_by_key(|&i| (self.sites[i].store.health().down, i != self.primary));
+        sites
     }
 
     /// The site entries record for a read of a blob held on `sites`: the one tried first.
@@ -167,14 +196,13 @@ impl Topology {
             }
         }
         let failed = match fed {
-            Ok((crc32c, stored_bytes)) if durable.len() >= quorum => {
+            Ok(crc32c) if durable.len() >= quorum => {
                 for (t, e) in &failures {
                     tracing::warn!(site = %self.sites[*t].id, %blob, error = %e, "a replica could not be written; the repair will complete it");
                 }
                 return Ok(Written {
                     sites: durable,
                     crc32c,
-                    stored_bytes,
                 });
             }
             Ok(_) | Err(FeedError::QuorumLost) => {
@@ -205,22 +233,11 @@ impl Topology {
         data: ByteStream,
         t: usize,
     ) -> Result<Written, BlobError> {
-        let crc = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let seen = Arc::clone(&crc);
-        let data: ByteStream = Box::pin(data.inspect(move |item| {
-            if let Ok(chunk) = item {
-                let now = seen.load(std::sync::atomic::Ordering::Relaxed);
-                seen.store(
-                    crc32c::crc32c_append(now, chunk),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-            }
-        }));
-        let stored_bytes = self.sites[t].store.put(blob, data).await?;
+        let (data, crc) = CrcTap::around(data);
+        self.sites[t].store.put(blob, data).await?;
         Ok(Written {
             sites: vec![t],
-            crc32c: crc.load(std::sync::atomic::Ordering::Relaxed),
-            stored_bytes,
+            crc32c: crc.value(),
         })
     }
 
@@ -291,19 +308,17 @@ enum FeedError {
 }
 
 /// Sends every chunk of `data` to every live replica; a replica whose write failed stops
-/// taking chunks. Returns the CRC32C and length of what was sent.
+/// taking chunks. Returns the CRC32C of what was sent.
 async fn fan_out(
     mut data: ByteStream,
     mut senders: Vec<Option<tokio::sync::mpsc::Sender<io::Result<Bytes>>>>,
     quorum: usize,
-) -> Result<(u32, u64), FeedError> {
+) -> Result<u32, FeedError> {
     let mut crc = 0u32;
-    let mut len = 0u64;
     while let Some(item) = data.next().await {
         match item {
             Ok(chunk) => {
                 crc = crc32c::crc32c_append(crc, &chunk);
-                len += chunk.len() as u64;
                 let mut live = 0;
                 for slot in &mut senders {
                     if let Some(tx) = slot {
@@ -331,7 +346,7 @@ async fn fan_out(
             }
         }
     }
-    Ok((crc, len))
+    Ok(crc)
 }
 
 struct Resume {

@@ -3,6 +3,7 @@
 
 mod common;
 mod postgres;
+mod replicas;
 mod sqlite;
 mod versions;
 

@@ -15,17 +15,16 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::common::{
-    BLOB_PLACEMENTS, BLOB_SITES, BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS,
-    LATEST_WITH_SEGMENTS, SITE_RECORD_UPSERT, SITE_USAGE, VERSION_WITH_SEGMENTS, algorithm_name,
-    backend, blob_placement_from_row, bucket_from_row, check_condition, json, list_lower_bound,
-    object_from_joined_rows, part_from_row, refuse_created_boundary, site_record_from_row,
-    site_usage_from, to_i64, to_u64, trashed, upload_from_row, version_list_sql,
-    version_summary_from_row,
+    BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS, LATEST_WITH_SEGMENTS,
+    VERSION_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, json,
+    list_lower_bound, object_from_joined_rows, part_from_row, refuse_created_boundary, to_i64,
+    to_u64, trashed, upload_from_row, version_list_sql, version_summary_from_row,
 };
 
 type Tx<'a> = Transaction<'a, Sqlite>;
 
 crate::versions::version_logic!(SqliteRow);
+crate::replicas::replica_logic!(SqlitePool);
 
 async fn insert_segments(tx: &mut Tx<'_>, object: &ObjectRecord, vseq: i64) -> MetaResult<()> {
     for (seq, segment) in object.segments.iter().enumerate() {
@@ -705,25 +704,8 @@ impl MetaStore for SqliteMetaStore {
         tx.commit().await.map_err(backend)
     }
 
-    async fn blob_in_use(&self, blob: BlobId) -> MetaResult<bool> {
-        let id = blob.to_string();
-        let found = sqlx::query(
-            "SELECT 1 FROM segments WHERE blob_id = ?1 UNION ALL SELECT 1 FROM parts WHERE blob_id = ?1 UNION ALL SELECT 1 FROM trash WHERE blob_id = ?1 LIMIT 1",
-        )
-        .bind(&id)
-        .fetch_optional(&self.write)
-        .await
-        .map_err(backend)?;
-        Ok(found.is_some())
-    }
-
     async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>> {
-        let found: Option<String> = sqlx::query_scalar(BLOB_SITES)
-            .bind(blob.to_string())
-            .fetch_optional(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(found.as_deref().map(vallum_core::meta::decode_sites))
+        blob_sites_in(&self.write, blob).await
     }
 
     async fn set_blob_sites(
@@ -732,27 +714,7 @@ impl MetaStore for SqliteMetaStore {
         expected: &[String],
         sites: &[String],
     ) -> MetaResult<bool> {
-        let (id, old, new) = (
-            blob.to_string(),
-            vallum_core::meta::encode_sites(expected),
-            vallum_core::meta::encode_sites(sites),
-        );
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        let mut changed = 0;
-        for table in ["segments", "parts"] {
-            changed += sqlx::query(&format!(
-                "UPDATE {table} SET sites = $1 WHERE blob_id = $2 AND sites = $3"
-            ))
-            .bind(&new)
-            .bind(&id)
-            .bind(&old)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?
-            .rows_affected();
-        }
-        tx.commit().await.map_err(backend)?;
-        Ok(changed > 0)
+        set_blob_sites_in(&self.write, blob, expected, sites).await
     }
 
     async fn blob_placements(
@@ -760,54 +722,23 @@ impl MetaStore for SqliteMetaStore {
         after: Option<BlobId>,
         limit: usize,
     ) -> MetaResult<Vec<BlobPlacement>> {
-        let rows = sqlx::query(BLOB_PLACEMENTS)
-            .bind(after.map_or_else(String::new, |b| b.to_string()))
-            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(|r| blob_placement_from_row!(r)).collect()
+        blob_placements_in(&self.read, after, limit).await
     }
 
     async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(SITE_USAGE)
-            .bind(bucket)
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
-        rows.into_iter()
-            .map(|(b, sites, blobs, bytes)| site_usage_from(b, &sites, blobs, bytes))
-            .collect()
+        site_usage_in(&self.read, bucket).await
     }
 
     async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
-        let rows = sqlx::query("SELECT * FROM sites ORDER BY id")
-            .fetch_all(&self.read)
-            .await
-            .map_err(backend)?;
-        rows.iter().map(|r| site_record_from_row!(r)).collect()
+        site_records_in(&self.read).await
     }
 
     async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()> {
-        sqlx::query(SITE_RECORD_UPSERT)
-            .bind(&site.id)
-            .bind(&site.definition)
-            .bind(&site.state)
-            .bind(&site.changed_by)
-            .bind(site.changed_ms)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        put_site_record_in(&self.write, site).await
     }
 
     async fn delete_site_record(&self, id: &str) -> MetaResult<()> {
-        sqlx::query("DELETE FROM sites WHERE id = $1")
-            .bind(id)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
+        delete_site_record_in(&self.write, id).await
     }
 
     async fn acquire_lease(

@@ -10,40 +10,19 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use vallum_blob::LocalBlobStore;
-use vallum_core::blob::ByteStream;
 use vallum_core::clock::SystemClock;
 use vallum_core::crypt::KeyService;
-use vallum_core::meta::{ObjectAttrs, WriteCondition};
-use vallum_core::service::{BodyCheck, ObjectService, PutObject, ReadConditions};
+use vallum_core::service::{ObjectService, ReadConditions};
 use vallum_crypto::keyring::{LocalKeyring, RootKey};
 use vallum_crypto::keys::KeyProvider;
 use vallum_meta::SqliteMetaStore;
 use zeroize::Zeroizing;
 
+mod common;
+
+use common::{EMPTY_TRASH, runtime};
+
 const MIB: usize = 1 << 20;
-
-/// Deletes trashed blobs at once, touches nothing else.
-const EMPTY_TRASH: vallum_core::gc::GcPolicy = vallum_core::gc::GcPolicy {
-    trash_grace: Duration::ZERO,
-    multipart_expiry: Duration::from_secs(86_400),
-    orphan_age: Duration::from_secs(86_400),
-};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn body(data: &Bytes, chunk: usize) -> ByteStream {
-    let chunks: Vec<std::io::Result<Bytes>> = (0..data.len())
-        .step_by(chunk)
-        .map(|i| Ok(data.slice(i..(i + chunk).min(data.len()))))
-        .collect();
-    Box::pin(futures::stream::iter(chunks))
-}
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -83,23 +62,7 @@ fn with_keyring(segment: u32) -> impl FnOnce(&std::path::Path) -> Option<KeyServ
 }
 
 async fn put(env: &Env, key: &str, data: &Bytes) {
-    let req = PutObject {
-        bucket: "bench".into(),
-        key: key.into(),
-        attrs: ObjectAttrs::default(),
-        check: BodyCheck {
-            content_length: Some(data.len() as u64),
-            ..BodyCheck::default()
-        },
-        condition: WriteCondition::None,
-        tags: Default::default(),
-        lock: Default::default(),
-        sse: Default::default(),
-    };
-    env.service
-        .put_object(req, body(data, 256 << 10))
-        .await
-        .unwrap();
+    common::put(&env.service, "bench", key.into(), data).await;
 }
 
 async fn get(env: &Env, key: &str) -> usize {

@@ -11,23 +11,18 @@ use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::StreamExt;
 use vallum_blob::LocalBlobStore;
-use vallum_core::blob::{BlobStore, ByteStream};
+use vallum_core::blob::BlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::digest::{self, ChecksumSet, Expectations, Hasher};
 use vallum_core::journal::{Entry, Journal, JournalError};
-use vallum_core::meta::{ObjectAttrs, WriteCondition};
-use vallum_core::service::{BodyCheck, ObjectService, PutObject, ReadConditions};
+use vallum_core::service::{ObjectService, ReadConditions};
 use vallum_core::versioning::{BucketUpdate, Versioning};
 use vallum_meta::SqliteMetaStore;
 use vallum_types::BlobId;
 
-fn body(data: &Bytes, chunk: usize) -> ByteStream {
-    let chunks: Vec<std::io::Result<Bytes>> = (0..data.len())
-        .step_by(chunk)
-        .map(|i| Ok(data.slice(i..(i + chunk).min(data.len()))))
-        .collect();
-    Box::pin(futures::stream::iter(chunks))
-}
+mod common;
+
+use common::{body, runtime};
 
 fn digests(c: &mut Criterion) {
     let data = vec![0xa5u8; 1 << 20];
@@ -59,14 +54,6 @@ fn digests(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn verifying_stream(c: &mut Criterion) {
@@ -148,21 +135,7 @@ async fn put(env: &Env, key: String, data: Bytes) {
 }
 
 async fn put_in(env: &Env, bucket: &str, key: String, data: Bytes) {
-    let req = PutObject {
-        bucket: bucket.into(),
-        key,
-        attrs: ObjectAttrs::default(),
-        check: BodyCheck {
-            content_length: Some(data.len() as u64),
-            ..BodyCheck::default()
-        },
-        condition: WriteCondition::None,
-        tags: Default::default(),
-        lock: Default::default(),
-        sse: Default::default(),
-    };
-    let stream = body(&data, 256 << 10);
-    env.service.put_object(req, stream).await.unwrap();
+    common::put(&env.service, bucket, key, &data).await;
 }
 
 fn object_paths(c: &mut Criterion) {

@@ -9,40 +9,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vallum_blob::LocalBlobStore;
-use vallum_core::blob::{BlobStore, ByteStream};
+use vallum_core::blob::BlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::crypt::KeyService;
-use vallum_core::meta::{ObjectAttrs, WriteCondition};
 use vallum_core::residency::{BoundaryPolicy, ExposureRules, Residency, SiteProfile};
-use vallum_core::service::{BodyCheck, ObjectService, PutObject};
+use vallum_core::service::ObjectService;
 use vallum_crypto::keyring::{LocalKeyring, RootKey};
 use vallum_crypto::keys::KeyProvider;
 use vallum_meta::SqliteMetaStore;
 
+mod common;
+
+use common::{EMPTY_TRASH, put, runtime};
+
 const MIB: usize = 1 << 20;
-
-/// Deletes trashed blobs at once, touches nothing else.
-const EMPTY_TRASH: vallum_core::gc::GcPolicy = vallum_core::gc::GcPolicy {
-    trash_grace: Duration::ZERO,
-    multipart_expiry: Duration::from_secs(86_400),
-    orphan_age: Duration::from_secs(86_400),
-};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn body(data: &Bytes, chunk: usize) -> ByteStream {
-    let chunks: Vec<std::io::Result<Bytes>> = (0..data.len())
-        .step_by(chunk)
-        .map(|i| Ok(data.slice(i..(i + chunk).min(data.len()))))
-        .collect();
-    Box::pin(futures::stream::iter(chunks))
-}
 
 struct Env {
     _dir: tempfile::TempDir,
@@ -96,26 +76,6 @@ fn set_replicas(rt: &tokio::runtime::Runtime, service: &ObjectService, replicas:
         .unwrap();
 }
 
-async fn put(env: &Env, key: &str, data: &Bytes) {
-    let req = PutObject {
-        bucket: "bench".into(),
-        key: key.into(),
-        attrs: ObjectAttrs::default(),
-        check: BodyCheck {
-            content_length: Some(data.len() as u64),
-            ..BodyCheck::default()
-        },
-        condition: WriteCondition::None,
-        tags: Default::default(),
-        lock: Default::default(),
-        sse: Default::default(),
-    };
-    env.service
-        .put_object(req, body(data, 256 << 10))
-        .await
-        .unwrap();
-}
-
 fn large_puts(c: &mut Criterion) {
     let rt = runtime();
     let data = Bytes::from(
@@ -133,7 +93,7 @@ fn large_puts(c: &mut Criterion) {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
                     let started = Instant::now();
-                    rt.block_on(put(e, "big", &data));
+                    rt.block_on(put(&e.service, "bench", "big".into(), &data));
                     total += started.elapsed();
                     rt.block_on(e.service.collect_garbage(&EMPTY_TRASH))
                         .unwrap();
@@ -163,7 +123,7 @@ fn repair_throughput(c: &mut Criterion) {
             for _ in 0..iters {
                 let e = env(&rt, 1);
                 for i in 0..32 {
-                    rt.block_on(put(&e, &format!("o{i}"), &data));
+                    rt.block_on(put(&e.service, "bench", format!("o{i}"), &data));
                 }
                 // The first pass ever also scrubs; get it done before timing.
                 while rt

@@ -73,18 +73,7 @@ pub(crate) async fn route(
                 view["health"] = value(&top.health(i));
                 view["primary"] = json!(top.primary().id == *id);
             }
-            let (mut blobs, mut bytes) = (0u64, 0u64);
-            for u in s.meta().site_usage(None).await? {
-                let holds = if u.sites.is_empty() {
-                    top.primary().id == *id
-                } else {
-                    u.sites.iter().any(|x| x == id)
-                };
-                if holds {
-                    blobs += u.blobs;
-                    bytes += u.bytes;
-                }
-            }
+            let (blobs, bytes) = held_by(s, id).await?;
             view["holds"] = json!({ "blobs": blobs, "bytes": bytes });
             Ok(view)
         }
@@ -181,6 +170,16 @@ pub(crate) async fn manage(
     seg: &[&str],
     body: &[u8],
 ) -> Result<Value, Failure> {
+    match (method, seg) {
+        (&Method::GET, ["repair"]) => {
+            return Ok(json!({ "repair": value(&s.repair_progress().await?) }));
+        }
+        (&Method::POST, ["repair"]) => {
+            s.repair_hint().notify_one();
+            return Ok(json!({ "repair": value(&s.repair_progress().await?), "started": true }));
+        }
+        _ => {}
+    }
     let actor = vallum_core::journal::current().0;
     let records = s.meta().site_records().await?;
     let record =
@@ -191,6 +190,13 @@ pub(crate) async fn manage(
             changed_by: actor.clone(),
             changed_ms: s.now_ms(),
         };
+    // A site added at run time keeps its definition through every change of state.
+    let definition_of = |id: &str| {
+        records
+            .iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.definition.clone())
+    };
     let in_force = sites.effective(&records).map_err(site_failure)?;
     let find = |id: &str| {
         in_force
@@ -200,13 +206,6 @@ pub(crate) async fn manage(
             .ok_or_else(|| Failure(StatusCode::NOT_FOUND, "NoSuchSite", format!("no site {id}")))
     };
     let (action, id, next) = match (method, seg) {
-        (&Method::GET, ["repair"]) => {
-            return Ok(json!({ "repair": value(&s.repair_progress().await?) }));
-        }
-        (&Method::POST, ["repair"]) => {
-            s.repair_hint().notify_one();
-            return Ok(json!({ "repair": value(&s.repair_progress().await?), "started": true }));
-        }
         (&Method::POST, ["sites"]) => {
             let config: crate::config::SiteConfig = Admin::parse(body)?;
             config
@@ -244,11 +243,7 @@ pub(crate) async fn manage(
             } else {
                 crate::sites::STATE_ACTIVE
             };
-            let definition = records
-                .iter()
-                .find(|r| r.id == *id)
-                .and_then(|r| r.definition.clone());
-            let next = record(id, definition, state);
+            let next = record(id, definition_of(id), state);
             if state == crate::sites::STATE_DRAINING {
                 // Would any bucket be left with nowhere to go?
                 let mut trial: Vec<vallum_core::meta::SiteRecord> =
@@ -273,7 +268,7 @@ pub(crate) async fn manage(
             (action, (*id).to_owned(), next)
         }
         (&Method::DELETE, ["sites", id]) => {
-            let site = find(id)?;
+            find(id)?;
             if *id == sites.primary() {
                 return Err(conflict(format!(
                     "site {id} is this deployment's primary site ([site] in the configuration); it cannot be removed at run time"
@@ -285,15 +280,10 @@ pub(crate) async fn manage(
                     "site {id} still holds {blobs} blobs ({bytes} bytes); drain it (vallum site drain {id}) and wait until the repair has moved them"
                 )));
             }
-            let definition = records
-                .iter()
-                .find(|r| r.id == *id)
-                .and_then(|r| r.definition.clone());
-            let _ = site;
             (
                 "site_removed",
                 (*id).to_owned(),
-                record(id, definition, crate::sites::STATE_REMOVED),
+                record(id, definition_of(id), crate::sites::STATE_REMOVED),
             )
         }
         _ => return Err(not_allowed(method)),

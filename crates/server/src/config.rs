@@ -373,46 +373,6 @@ pub struct ResidencyConfig {
 }
 
 impl Config {
-    fn validate_site_backend(&self) -> Result<(), ConfigError> {
-        let missing = |field: &'static str, value: &str| {
-            if value.is_empty() {
-                Err(ConfigError::Value {
-                    field,
-                    message: format!("required with site.backend = {:?}", self.site.backend),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        match self.site.backend.as_str() {
-            "local" => Ok(()),
-            "s3" => {
-                let s3 = &self.site.s3;
-                missing("site.s3.endpoint", &s3.endpoint)?;
-                missing("site.s3.bucket", &s3.bucket)?;
-                missing("site.s3.access_key", &s3.access_key)?;
-                missing("site.s3.secret_env", &s3.secret_env)?;
-                if !(s3.endpoint.starts_with("https://") || s3.endpoint.starts_with("http://")) {
-                    return Err(ConfigError::Value {
-                        field: "site.s3.endpoint",
-                        message: format!("{:?} is not an http(s):// URL", s3.endpoint),
-                    });
-                }
-                Ok(())
-            }
-            "azure" => {
-                let az = &self.site.azure;
-                missing("site.azure.account", &az.account)?;
-                missing("site.azure.container", &az.container)?;
-                missing("site.azure.access_key_env", &az.access_key_env)
-            }
-            other => Err(ConfigError::Value {
-                field: "site.backend",
-                message: format!("{other:?}: use \"local\", \"s3\" or \"azure\""),
-            }),
-        }
-    }
-
     /// The exposure rules in force: the configured file, or the built-in set.
     pub fn exposure_rules(&self) -> Result<ExposureRules, ConfigError> {
         let Some(path) = &self.residency.exposure_rules else {
@@ -744,7 +704,7 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
-        self.validate_site_backend()?;
+        self.site.validate_backend("site")?;
         if let Err(message) = self.site.profile().validate() {
             return Err(ConfigError::Value {
                 field: "site",

@@ -68,12 +68,25 @@ const BOUNDARY_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// Versions the lifecycle worker examines per step (between lease renewals).
 const LIFECYCLE_STEP_VERSIONS: usize = 10_000;
 
-/// Runs `step` every `interval` while holding lease `lease`; a step that returns true (more
-/// work pending) is followed by the next at once. On shutdown the lease is released.
 /// Opens one storage site: a local directory, or a remote S3 / Azure store whose secret comes
 /// from the environment. A remote site that cannot be reached at start is reported but does
 /// not stop the gateway (it may come back; requests fail over or wait until then).
 pub(crate) async fn open_store(
+    site: &crate::config::SiteConfig,
+    data_dir: &std::path::Path,
+    primary: bool,
+) -> Result<Arc<dyn vallum_core::blob::BlobStore>, ServerError> {
+    let store = connect_store(site, data_dir, primary).await?;
+    if site.backend != "local"
+        && let Err(e) = probe_store(&*store).await
+    {
+        tracing::error!(site = %site.id, backend = %site.backend, error = %e, "the storage site does not answer as expected; requests will fail over or fail until it does");
+    }
+    Ok(store)
+}
+
+/// Opens one storage site without asking it anything.
+pub(crate) async fn connect_store(
     site: &crate::config::SiteConfig,
     data_dir: &std::path::Path,
     primary: bool,
@@ -142,15 +155,18 @@ pub(crate) async fn open_store(
         }
     }
     .map_err(|e| ServerError::Site(format!("site {}: {e}", site.id)))?;
-    // A probe: a random blob must be absent; anything else (refused credentials, no bucket,
-    // unreachable) is worth saying at start.
-    match vallum_core::blob::BlobStore::size(&remote, vallum_types::BlobId::random()).await {
-        Err(vallum_core::blob::BlobError::NotFound(_)) | Ok(_) => {}
-        Err(e) => {
-            tracing::error!(site = %site.id, backend = %site.backend, error = %e, "the storage site does not answer as expected; requests will fail over or fail until it does");
-        }
-    }
     Ok(Arc::new(remote))
+}
+
+/// Asks a store for a random blob, which must be absent: anything else (refused credentials,
+/// no bucket, unreachable) means the site does not work as a blob store.
+pub(crate) async fn probe_store(
+    store: &dyn vallum_core::blob::BlobStore,
+) -> Result<(), vallum_core::blob::BlobError> {
+    match store.size(vallum_types::BlobId::random()).await {
+        Err(vallum_core::blob::BlobError::NotFound(_)) | Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Checks every bucket's stored data against its boundary policy until shut down: publishes
@@ -193,6 +209,8 @@ fn spawn_boundary_check(
     })
 }
 
+/// Runs `step` every `interval` while holding lease `lease`; a step that returns true (more
+/// work pending) is followed by the next at once. On shutdown the lease is released.
 fn spawn_leased_job<F, Fut>(
     service: Arc<ObjectService>,
     lease: &'static str,

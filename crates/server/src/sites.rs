@@ -166,14 +166,13 @@ impl SiteManager {
     /// Opens `site` (probing a remote one) without putting it in force: an added site must
     /// answer before it is recorded.
     pub async fn probe(&self, site: &SiteConfig) -> Result<(), ServerError> {
-        let store = crate::server::open_store(site, &self.data_dir, false).await?;
-        match store.size(vallum_types::BlobId::random()).await {
-            Err(vallum_core::blob::BlobError::NotFound(_)) | Ok(_) => Ok(()),
-            Err(e) => Err(ServerError::Site(format!(
+        let store = crate::server::connect_store(site, &self.data_dir, false).await?;
+        crate::server::probe_store(&*store).await.map_err(|e| {
+            ServerError::Site(format!(
                 "site {} does not answer as a blob store should: {e}",
                 site.id
-            ))),
-        }
+            ))
+        })
     }
 
     /// The configuration every gateway was started with.

@@ -355,3 +355,66 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Parses `text` as JSON, or fails the test showing it.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// `vallum SUB` as an admin client of `server` (its credentials and endpoint).
+pub fn vallum_admin(server: &Server, sub: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vallum"));
+    cmd.arg(sub)
+        .envs(server.tool_env())
+        .env("VALLUM_ENDPOINT", &server.endpoint);
+    cmd
+}
+
+/// A helper process (Azurite, moto), killed when the test ends, however it ends.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until something listens on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A moto server (AWS's S3 emulator, credentials `testing`/`testing`) with bucket `bucket`:
+/// the process and its endpoint.
+pub fn moto(bucket: &str) -> (KillOnDrop, String) {
+    let port = free_port();
+    let child = KillOnDrop(
+        Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "moto");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    run(Command::new(tool("aws"))
+        .args([
+            "--endpoint-url",
+            &endpoint,
+            "s3",
+            "mb",
+            &format!("s3://{bucket}"),
+        ])
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
+    (child, endpoint)
+}

@@ -115,6 +115,12 @@ fn part(n: u32, size: u64) -> PartRecord {
     }
 }
 
+/// The ids of the blobs trashed before `before_ms`.
+async fn trashed_blobs(store: &dyn MetaStore, before_ms: i64, limit: usize) -> Vec<BlobId> {
+    let trash = store.trash_before(before_ms, limit).await.unwrap();
+    trash.into_iter().map(|t| t.blob).collect()
+}
+
 async fn keys(
     store: &dyn MetaStore,
     b: &str,
@@ -173,7 +179,7 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
         Some(stored(first.clone(), NULL_VERSION, 100))
     );
     for seg in &first.segments {
-        assert!(store.blob_in_use(seg.blob).await.unwrap());
+        assert!(store.blob_sites(seg.blob).await.unwrap().is_some());
     }
     let second = object("b", "dir/k", "e2");
     store
@@ -189,13 +195,7 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
             .etag,
         "e2"
     );
-    let trashed = store
-        .trash_before(201, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.blob)
-        .collect::<Vec<_>>();
+    let trashed = trashed_blobs(&*store, 201, 100).await;
     for seg in &first.segments {
         assert!(
             trashed.contains(&seg.blob),
@@ -203,29 +203,13 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
         );
     }
     assert!(
-        store
-            .trash_before(200, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.blob)
-            .collect::<Vec<_>>()
-            .is_empty(),
+        trashed_blobs(&*store, 200, 100).await.is_empty(),
         "trash_before is strict"
     );
     store.forget_trash(&trashed).await.unwrap();
-    assert!(
-        store
-            .trash_before(i64::MAX, 100)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.blob)
-            .collect::<Vec<_>>()
-            .is_empty()
-    );
+    assert!(trashed_blobs(&*store, i64::MAX, 100).await.is_empty());
     for seg in &first.segments {
-        assert!(!store.blob_in_use(seg.blob).await.unwrap());
+        assert!(store.blob_sites(seg.blob).await.unwrap().is_none());
     }
     let removed = store
         .delete_object("b", "dir/k", &DELETE, 300)
@@ -246,17 +230,11 @@ pub async fn object_round_trip_and_trash(store: Arc<dyn MetaStore>) {
             .unwrap()
             .is_none()
     );
-    let trashed = store
-        .trash_before(i64::MAX, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.blob)
-        .collect::<Vec<_>>();
+    let trashed = trashed_blobs(&*store, i64::MAX, 100).await;
     assert!(second.segments.iter().all(|s| trashed.contains(&s.blob)));
     for seg in &second.segments {
         assert!(
-            store.blob_in_use(seg.blob).await.unwrap(),
+            store.blob_sites(seg.blob).await.unwrap().is_some(),
             "trashed blobs are still in use until forgotten"
         );
     }
@@ -436,13 +414,8 @@ pub async fn delete_bucket_rules(store: Arc<dyn MetaStore>) {
     store.delete_bucket("b", 2).await.unwrap();
     assert!(store.get_upload(up.upload_id).await.unwrap().is_none());
     assert!(
-        store
-            .trash_before(i64::MAX, 100)
+        trashed_blobs(&*store, i64::MAX, 100)
             .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.blob)
-            .collect::<Vec<_>>()
             .contains(&p.blob)
     );
     assert!(matches!(
@@ -467,13 +440,8 @@ pub async fn parts_and_uploads(store: Arc<dyn MetaStore>) {
     let p1b = part(1, 11);
     store.put_part(up.upload_id, &p1b, 5).await.unwrap();
     assert!(
-        store
-            .trash_before(i64::MAX, 10)
+        trashed_blobs(&*store, i64::MAX, 10)
             .await
-            .unwrap()
-            .into_iter()
-            .map(|t| t.blob)
-            .collect::<Vec<_>>()
             .contains(&p1.blob)
     );
     let listed = store.list_parts(up.upload_id, 0, 10).await.unwrap();
@@ -585,13 +553,7 @@ pub async fn complete_upload_is_atomic(store: Arc<dyn MetaStore>) {
         Some(stored(obj.clone(), NULL_VERSION, 3))
     );
     assert!(store.get_upload(up.upload_id).await.unwrap().is_none());
-    let trash = store
-        .trash_before(i64::MAX, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.blob)
-        .collect::<Vec<_>>();
+    let trash = trashed_blobs(&*store, i64::MAX, 100).await;
     assert!(
         trash.contains(&p2.blob) && trash.contains(&p3.blob),
         "unused parts are trashed"
@@ -782,13 +744,7 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
         .delete_object("v", "k", &delete_version(&v1), 50)
         .await
         .unwrap();
-    let trash = store
-        .trash_before(i64::MAX, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.blob)
-        .collect::<Vec<_>>();
+    let trash = trashed_blobs(&*store, i64::MAX, 100).await;
     assert!(before.segments.iter().all(|s| trash.contains(&s.blob)));
     assert!(
         !store
@@ -815,13 +771,7 @@ pub async fn versioning_semantics(store: Arc<dyn MetaStore>) {
             .unwrap(),
         NULL_VERSION
     );
-    let trash = store
-        .trash_before(i64::MAX, 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.blob)
-        .collect::<Vec<_>>();
+    let trash = trashed_blobs(&*store, i64::MAX, 100).await;
     assert!(null_before.segments.iter().all(|s| trash.contains(&s.blob)));
     assert_eq!(
         versions_of(&*store, "v", "k").await,

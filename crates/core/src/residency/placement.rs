@@ -85,6 +85,18 @@ pub struct SiteVerdict {
     pub chosen: bool,
 }
 
+impl SiteVerdict {
+    /// The reasons that put data held there outside the policy: every rule broken except
+    /// draining, which only stops new data.
+    pub fn breaches(&self) -> impl Iterator<Item = &String> {
+        self.rejections
+            .iter()
+            .zip(&self.reasons)
+            .filter(|(r, _)| !matches!(r, Rejection::Draining))
+            .map(|(_, why)| why)
+    }
+}
+
 /// Why no compliant placement exists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]

@@ -7,7 +7,7 @@ use serde::Serialize;
 use vallum_ledger::entry::Event;
 use vallum_types::limits::MAX_LIST_KEYS;
 
-use super::{BoundaryPolicy, BucketBoundary, CivilDate, Decision, Rejection, Residency};
+use super::{BoundaryPolicy, BucketBoundary, CivilDate, Decision, Residency};
 use crate::error::{Error, Result};
 use crate::meta::{BucketRecord, MetaError, SiteUsage};
 use crate::service::ObjectService;
@@ -153,18 +153,10 @@ impl ObjectService {
         bucket: &BucketRecord,
         key: &str,
     ) -> std::result::Result<Vec<usize>, String> {
-        let Some(residency) = top.residency() else {
-            return Ok(vec![top.primary]);
-        };
-        let policy = Self::boundary_of(Some(residency), bucket);
-        let pkey = placement_key(&bucket.name, key);
-        let choice = residency.choose(policy, &pkey, self.today());
-        if choice.refusal.is_some() {
-            return Err(residency
-                .place(policy, &pkey, self.today())
-                .explain_refusal());
+        match top.residency() {
+            Some(residency) => chosen_sites(residency, bucket, key, self.today()),
+            None => Ok(vec![top.primary]),
         }
-        Ok(choice.chosen)
     }
 
     /// Refuses a write of `key` into `bucket` that the boundary policy does not permit, and
@@ -182,21 +174,17 @@ impl ObjectService {
                 top,
             });
         };
-        let policy = Self::boundary_of(Some(residency), bucket);
-        let pkey = placement_key(&bucket.name, key);
         let today = self.today();
-        let choice = residency.choose(policy, &pkey, today);
-        if choice.refusal.is_some() {
-            // Refusals are rare: only they pay for the sentences.
-            let why = residency.place(policy, &pkey, today).explain_refusal();
+        let mut targets = chosen_sites(residency, bucket, key, today).map_err(|why| {
             tracing::warn!(target: "vallum::audit", event = "placement_refused", bucket = %bucket.name, reason = %why, "write refused by the boundary policy");
-            return Err(Error::NoCompliantPlacement(why));
-        }
-        let wanted = choice.chosen.len();
+            Error::NoCompliantPlacement(why)
+        })?;
+        let policy = Self::boundary_of(Some(residency), bucket);
+        let wanted = targets.len();
         let quorum = policy.map_or(1, |p| p.quorum() as usize).min(wanted);
         let down = |i: usize| top.health(i).down;
-        let mut targets = choice.chosen;
         if targets.iter().any(|&i| down(i)) {
+            let pkey = placement_key(&bucket.name, key);
             let substitute = residency.choose_without(policy, &pkey, today, &down);
             if substitute.refusal.is_none() {
                 targets = substitute.chosen;
@@ -345,12 +333,9 @@ impl ObjectService {
         for h in &mut holdings {
             match decision.sites.iter().find(|v| v.site == h.site) {
                 Some(v) => {
-                    for (r, why) in v.rejections.iter().zip(&v.reasons) {
-                        if !matches!(r, Rejection::Draining) {
-                            h.compliant = false;
-                            reasons.push(why.clone());
-                        }
-                    }
+                    let before = reasons.len();
+                    reasons.extend(v.breaches().cloned());
+                    h.compliant = reasons.len() == before;
                 }
                 None => {
                     h.compliant = false;
@@ -363,13 +348,7 @@ impl ObjectService {
         }
         if holdings.is_empty() && !decision.permitted() {
             // Nothing stored, and nowhere to store anything: every write is refused.
-            for v in &decision.sites {
-                for (r, why) in v.rejections.iter().zip(&v.reasons) {
-                    if !matches!(r, Rejection::Draining) {
-                        reasons.push(why.clone());
-                    }
-                }
-            }
+            reasons.extend(decision.sites.iter().flat_map(|v| v.breaches().cloned()));
             if reasons.is_empty() {
                 reasons.push(decision.explain_refusal());
             }
@@ -445,6 +424,23 @@ impl ObjectService {
         self.bucket(name).await?;
         Ok(self.meta.boundary_history(name).await?)
     }
+}
+
+/// The engine's choice for object `key` of `bucket` on `today` (registry indices, best
+/// first), or why there is none. Refusals are rare: only they pay for the sentences.
+fn chosen_sites(
+    residency: &Residency,
+    bucket: &BucketRecord,
+    key: &str,
+    today: CivilDate,
+) -> std::result::Result<Vec<usize>, String> {
+    let policy = ObjectService::boundary_of(Some(residency), bucket);
+    let pkey = placement_key(&bucket.name, key);
+    let choice = residency.choose(policy, &pkey, today);
+    if choice.refusal.is_some() {
+        return Err(residency.place(policy, &pkey, today).explain_refusal());
+    }
+    Ok(choice.chosen)
 }
 
 /// The topology of `residency`'s sites over `stores` (one per site, any order).
