@@ -287,6 +287,29 @@ fn tightening_a_policy_migrates_replicas_and_sites_drain_and_leave_without_loss(
     assert!(out.contains("site added"), "{out}");
     let err = run_failing(vallum(&gateway, "site").args(["add"]).arg(&add));
     assert!(err.contains("SiteExists"), "{err}");
+    // A Portuguese site of a US group: eu-strict never places anything there, so it stays
+    // empty; yet while a bucket only it can hold exists, it cannot go.
+    let lis = t.join("lis-1.toml");
+    std::fs::write(
+        &lis,
+        "id = \"lis-1\"\njurisdiction = \"PT\"\noperator = \"Hyperscale Portugal Lda\"\nparent = \"Hyperscale Inc\"\nparent_country = \"US\"\n",
+    )
+    .unwrap();
+    run(vallum(&gateway, "site").args(["add"]).arg(&lis));
+    run(gateway.aws().args(["s3", "mb", "s3://lisbon"]));
+    run(vallum(&gateway, "policy").args(["set", "lisbon", "--name", "pt-only", "--allow", "PT"]));
+    let err = run_failing(vallum(&gateway, "site").args(["remove", "lis-1"]));
+    assert!(
+        err.contains("removing site lis-1 would leave buckets without a compliant placement")
+            && err.contains("lisbon: no compliant placement under policy pt-only"),
+        "{err}"
+    );
+    assert!(
+        local_blobs(&t.join("gw").join("sites").join("lis-1")).is_empty(),
+        "nothing of eu-strict ever lands on the US-owned site"
+    );
+    run(gateway.aws().args(["s3", "rb", "s3://lisbon"]));
+    run(vallum(&gateway, "site").args(["remove", "lis-1"]));
     let out = run(vallum(&gateway, "site").args(["drain", "fra-1"]));
     assert!(out.contains("state draining"), "{out}");
     wait_until(60, "fra-1 to drain", || local_blobs(&fra).is_empty());

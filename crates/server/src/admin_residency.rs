@@ -143,6 +143,33 @@ async fn stranded(s: &ObjectService, residency: &Residency) -> Result<Vec<String
     Ok(out)
 }
 
+/// Refuses a site change (`next`, described by `doing`) that would leave a bucket without a
+/// compliant placement: its data could not move, and nothing could be written.
+async fn refuse_stranding(
+    s: &ObjectService,
+    sites: &crate::sites::SiteManager,
+    records: &[vallum_core::meta::SiteRecord],
+    next: &vallum_core::meta::SiteRecord,
+    doing: &str,
+) -> Result<(), Failure> {
+    let mut trial: Vec<vallum_core::meta::SiteRecord> = records
+        .iter()
+        .filter(|r| r.id != next.id)
+        .cloned()
+        .collect();
+    trial.push(next.clone());
+    let (residency, _) = sites.build(&trial).await.map_err(site_failure)?;
+    let stranded = stranded(s, &residency).await?;
+    if stranded.is_empty() {
+        return Ok(());
+    }
+    Err(conflict(format!(
+        "{doing} site {} would leave buckets without a compliant placement, so their data could not move: {}",
+        next.id,
+        stranded.join("; ")
+    )))
+}
+
 /// Blobs and bytes recorded on site `id` (blobs without a list are on the primary).
 async fn held_by(s: &ObjectService, id: &str) -> Result<(u64, u64), Failure> {
     let primary = s.topology().primary().id.clone();
@@ -245,18 +272,7 @@ pub(crate) async fn manage(
             };
             let next = record(id, definition_of(id), state);
             if state == crate::sites::STATE_DRAINING {
-                // Would any bucket be left with nowhere to go?
-                let mut trial: Vec<vallum_core::meta::SiteRecord> =
-                    records.iter().filter(|r| r.id != *id).cloned().collect();
-                trial.push(next.clone());
-                let (residency, _) = sites.build(&trial).await.map_err(site_failure)?;
-                let stranded = stranded(s, &residency).await?;
-                if !stranded.is_empty() {
-                    return Err(conflict(format!(
-                        "draining site {id} would leave buckets without a compliant placement, so their data could not move: {}",
-                        stranded.join("; ")
-                    )));
-                }
+                refuse_stranding(s, sites, &records, &next, "draining").await?;
             }
             let action = if site.state == state {
                 "site_unchanged"
@@ -280,11 +296,9 @@ pub(crate) async fn manage(
                     "site {id} still holds {blobs} blobs ({bytes} bytes); drain it (vallum site drain {id}) and wait until the repair has moved them"
                 )));
             }
-            (
-                "site_removed",
-                (*id).to_owned(),
-                record(id, definition_of(id), crate::sites::STATE_REMOVED),
-            )
+            let next = record(id, definition_of(id), crate::sites::STATE_REMOVED);
+            refuse_stranding(s, sites, &records, &next, "removing").await?;
+            ("site_removed", (*id).to_owned(), next)
         }
         _ => return Err(not_allowed(method)),
     };
