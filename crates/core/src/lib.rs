@@ -14,6 +14,7 @@ pub mod crypt;
 pub mod digest;
 pub mod error;
 pub mod gc;
+pub mod iam;
 pub mod journal;
 pub mod keyadmin;
 pub mod lifecycle;

@@ -291,6 +291,21 @@ pub struct SiteRecord {
     pub changed_ms: i64,
 }
 
+/// An identity or access-control record (a tenant, user, access key, operator, charter,
+/// lockbox request or bucket policy): a JSON document opaque to the metadata store, with a
+/// revision for compare-and-set updates. Secrets inside are encrypted before they get here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IamRecord {
+    /// Record kind (`tenant`, `user`, `access-key`, ...).
+    pub kind: String,
+    /// Id, unique within the kind.
+    pub id: String,
+    /// The JSON document.
+    pub body: String,
+    /// Revision: 1 when created, one more on every update.
+    pub rev: i64,
+}
+
 /// A stored object version (or delete marker).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectRecord {
@@ -665,6 +680,23 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()>;
     /// Forgets a site's run-time record; succeeds if there is none.
     async fn delete_site_record(&self, id: &str) -> MetaResult<()>;
+
+    /// Every identity record of `kind`, by id.
+    async fn iam_records(&self, kind: &str) -> MetaResult<Vec<IamRecord>>;
+    /// One identity record.
+    async fn iam_record(&self, kind: &str, id: &str) -> MetaResult<Option<IamRecord>>;
+    /// Writes `body` as record `kind`/`id` if its revision is still `expected` (`None`: the
+    /// record must not exist yet); the new revision, or `None` when another writer got there
+    /// first.
+    async fn put_iam_record(
+        &self,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<i64>,
+    ) -> MetaResult<Option<i64>>;
+    /// Deletes record `kind`/`id` if its revision is still `expected`; whether it did.
+    async fn delete_iam_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool>;
 
     /// Takes (or renews) lease `name` for `holder` until `now_ms + ttl_ms` when it is free,
     /// expired, or already `holder`'s; returns whether `holder` now holds it. Jobs that must run

@@ -12,6 +12,7 @@ pub mod format;
 pub mod keyring;
 pub mod keys;
 pub mod pkcs11;
+pub mod secretbox;
 pub mod sigv4;
 
 use keys::KeyState;

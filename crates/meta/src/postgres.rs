@@ -12,9 +12,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use vallum_core::meta::{
-    BlobPlacement, BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord,
-    ObjectSummary, PartRecord, SiteRecord, SiteUsage, TrashedBlob, UploadRecord, VersionStart,
-    VersionSummary, WriteCondition,
+    BlobPlacement, BucketRecord, IamRecord, ListStart, MetaError, MetaResult, MetaStore,
+    ObjectRecord, ObjectSummary, PartRecord, SiteRecord, SiteUsage, TrashedBlob, UploadRecord,
+    VersionStart, VersionSummary, WriteCondition,
 };
 use vallum_core::residency::BucketBoundary;
 use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
@@ -77,6 +77,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0006_bucket_encryption.sql"),
     include_str!("../migrations/postgres/0007_boundary.sql"),
     include_str!("../migrations/postgres/0008_replicas.sql"),
+    include_str!("../migrations/postgres/0009_iam.sql"),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -779,6 +780,28 @@ impl MetaStore for PgMetaStore {
 
     async fn delete_site_record(&self, id: &str) -> MetaResult<()> {
         delete_site_record_in(&self.pool, id).await
+    }
+
+    async fn iam_records(&self, kind: &str) -> MetaResult<Vec<IamRecord>> {
+        iam_records_in(&self.pool, kind).await
+    }
+
+    async fn iam_record(&self, kind: &str, id: &str) -> MetaResult<Option<IamRecord>> {
+        iam_record_in(&self.pool, kind, id).await
+    }
+
+    async fn put_iam_record(
+        &self,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<i64>,
+    ) -> MetaResult<Option<i64>> {
+        put_iam_record_in(&self.pool, kind, id, body, expected).await
+    }
+
+    async fn delete_iam_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool> {
+        delete_iam_record_in(&self.pool, kind, id, expected).await
     }
 
     async fn acquire_lease(

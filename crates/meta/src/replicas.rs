@@ -116,6 +116,85 @@ macro_rules! replica_logic {
                 .map_err($crate::common::backend)?;
             Ok(())
         }
+
+        pub(crate) async fn iam_records_in(
+            pool: &$pool,
+            kind: &str,
+        ) -> vallum_core::meta::MetaResult<Vec<vallum_core::meta::IamRecord>> {
+            let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT kind, id, body, rev FROM iam_records WHERE kind = $1 ORDER BY id",
+            )
+            .bind(kind)
+            .fetch_all(pool)
+            .await
+            .map_err($crate::common::backend)?;
+            Ok(rows
+                .into_iter()
+                .map(|(kind, id, body, rev)| vallum_core::meta::IamRecord { kind, id, body, rev })
+                .collect())
+        }
+
+        pub(crate) async fn iam_record_in(
+            pool: &$pool,
+            kind: &str,
+            id: &str,
+        ) -> vallum_core::meta::MetaResult<Option<vallum_core::meta::IamRecord>> {
+            let row: Option<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT kind, id, body, rev FROM iam_records WHERE kind = $1 AND id = $2",
+            )
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err($crate::common::backend)?;
+            Ok(row.map(|(kind, id, body, rev)| vallum_core::meta::IamRecord { kind, id, body, rev }))
+        }
+
+        pub(crate) async fn put_iam_record_in(
+            pool: &$pool,
+            kind: &str,
+            id: &str,
+            body: &str,
+            expected: Option<i64>,
+        ) -> vallum_core::meta::MetaResult<Option<i64>> {
+            let done = match expected {
+                None => sqlx::query(
+                    "INSERT INTO iam_records (kind, id, body, rev) VALUES ($1, $2, $3, 1) ON CONFLICT (kind, id) DO NOTHING",
+                )
+                .bind(kind)
+                .bind(id)
+                .bind(body)
+                .execute(pool)
+                .await,
+                Some(rev) => sqlx::query(
+                    "UPDATE iam_records SET body = $3, rev = rev + 1 WHERE kind = $1 AND id = $2 AND rev = $4",
+                )
+                .bind(kind)
+                .bind(id)
+                .bind(body)
+                .bind(rev)
+                .execute(pool)
+                .await,
+            }
+            .map_err($crate::common::backend)?;
+            Ok((done.rows_affected() == 1).then(|| expected.unwrap_or(0) + 1))
+        }
+
+        pub(crate) async fn delete_iam_record_in(
+            pool: &$pool,
+            kind: &str,
+            id: &str,
+            expected: i64,
+        ) -> vallum_core::meta::MetaResult<bool> {
+            let done = sqlx::query("DELETE FROM iam_records WHERE kind = $1 AND id = $2 AND rev = $3")
+                .bind(kind)
+                .bind(id)
+                .bind(expected)
+                .execute(pool)
+                .await
+                .map_err($crate::common::backend)?;
+            Ok(done.rows_affected() == 1)
+        }
     };
 }
 pub(crate) use replica_logic;

@@ -79,9 +79,9 @@ fn object_from_rows(rows: &[SqliteRow]) -> MetaResult<Option<ObjectRecord>> {
     object_from_joined_rows!(rows)
 }
 use vallum_core::meta::{
-    BlobPlacement, BucketRecord, ListStart, MetaError, MetaResult, MetaStore, ObjectRecord,
-    ObjectSummary, PartRecord, SiteRecord, SiteUsage, TrashedBlob, UploadRecord, VersionStart,
-    VersionSummary, WriteCondition,
+    BlobPlacement, BucketRecord, IamRecord, ListStart, MetaError, MetaResult, MetaStore,
+    ObjectRecord, ObjectSummary, PartRecord, SiteRecord, SiteUsage, TrashedBlob, UploadRecord,
+    VersionStart, VersionSummary, WriteCondition,
 };
 use vallum_core::residency::BucketBoundary;
 use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
@@ -96,6 +96,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0006_bucket_encryption.sql"),
     include_str!("../migrations/sqlite/0007_boundary.sql"),
     include_str!("../migrations/sqlite/0008_replicas.sql"),
+    include_str!("../migrations/sqlite/0009_iam.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -739,6 +740,28 @@ impl MetaStore for SqliteMetaStore {
 
     async fn delete_site_record(&self, id: &str) -> MetaResult<()> {
         delete_site_record_in(&self.write, id).await
+    }
+
+    async fn iam_records(&self, kind: &str) -> MetaResult<Vec<IamRecord>> {
+        iam_records_in(&self.read, kind).await
+    }
+
+    async fn iam_record(&self, kind: &str, id: &str) -> MetaResult<Option<IamRecord>> {
+        iam_record_in(&self.read, kind, id).await
+    }
+
+    async fn put_iam_record(
+        &self,
+        kind: &str,
+        id: &str,
+        body: &str,
+        expected: Option<i64>,
+    ) -> MetaResult<Option<i64>> {
+        put_iam_record_in(&self.write, kind, id, body, expected).await
+    }
+
+    async fn delete_iam_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool> {
+        delete_iam_record_in(&self.write, kind, id, expected).await
     }
 
     async fn acquire_lease(

@@ -1500,6 +1500,42 @@ pub async fn replica_records(store: Arc<dyn MetaStore>) {
     assert_eq!(store.site_records().await.unwrap(), vec![cfg]);
 }
 
+/// Identity records: create-once, compare-and-set updates and deletes, listing by kind.
+pub async fn iam_records(store: Arc<dyn MetaStore>) {
+    assert!(store.iam_records("user").await.unwrap().is_empty());
+    assert_eq!(store.iam_record("user", "a/b").await.unwrap(), None);
+    let put = |id: &'static str, body: &'static str, rev: Option<i64>| {
+        let store = Arc::clone(&store);
+        async move { store.put_iam_record("user", id, body, rev).await.unwrap() }
+    };
+    assert_eq!(put("t/bob", r#"{"n":1}"#, None).await, Some(1));
+    // Creating it again loses: it exists.
+    assert_eq!(put("t/bob", r#"{"n":9}"#, None).await, None);
+    put("t/alice", "{}", None).await;
+    store
+        .put_iam_record("tenant", "t", "{}", None)
+        .await
+        .unwrap();
+    // A stale revision loses; the current one wins and bumps it.
+    assert_eq!(put("t/bob", r#"{"n":2}"#, Some(7)).await, None);
+    assert_eq!(put("t/bob", r#"{"n":2}"#, Some(1)).await, Some(2));
+    let bob = store.iam_record("user", "t/bob").await.unwrap().unwrap();
+    assert_eq!((bob.body.as_str(), bob.rev), (r#"{"n":2}"#, 2));
+    let ids: Vec<String> = store
+        .iam_records("user")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["t/alice", "t/bob"]);
+    assert!(!store.delete_iam_record("user", "t/bob", 1).await.unwrap());
+    assert!(store.delete_iam_record("user", "t/bob", 2).await.unwrap());
+    assert!(!store.delete_iam_record("user", "t/bob", 2).await.unwrap());
+    assert_eq!(store.iam_records("user").await.unwrap().len(), 1);
+    assert_eq!(store.iam_records("tenant").await.unwrap().len(), 1);
+}
+
 /// Generates one `#[tokio::test]` per meta check; `$make` is an async expression returning
 /// `(guard, Arc<dyn MetaStore>)`, the guard kept alive for the test.
 #[macro_export]
@@ -1508,7 +1544,7 @@ macro_rules! meta_conformance_tests {
         $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash, conditional_writes,
             conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic,
             leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state, ledger_sequence, keyed_versions_and_rewrap,
-            boundary_versions, replica_records);
+            boundary_versions, replica_records, iam_records);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -1,0 +1,729 @@
+//! The decision point: every S3 and admin call asks [`Authorizer::decide`] whether this
+//! principal may take this action on this resource, and gets a [`Decision`] that names the
+//! policies that decided it.
+//!
+//! Three Cedar policy sets are evaluated for a request, each small: the platform's baseline
+//! rules ([`baseline_text`]), the principal's own policies (a user's identity policy, or a
+//! lockbox grant's scope), and the bucket's policy. Any `forbid` that holds denies (an explicit
+//! deny wins), then any `permit` that holds allows, else the request is denied. An evaluation
+//! error denies too: a policy that cannot be evaluated never lets a request through.
+
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use cedar_policy::{
+    Context, Effect, Entities, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
+    Request, RestrictedExpression,
+};
+use serde::Serialize;
+
+use super::actions;
+use super::model::DEFAULT_TENANT;
+use super::policy::Compiled;
+
+/// Who is asking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// The deployment's root credentials: platform administration, and the administrator of
+    /// the default tenant.
+    Root,
+    /// A tenant's user.
+    User {
+        /// Tenant.
+        tenant: String,
+        /// Name.
+        name: String,
+        /// Tenant administrator.
+        admin: bool,
+        /// Guardian.
+        guardian: bool,
+    },
+    /// An operator acting on its own credentials: the service, never customer data.
+    Operator {
+        /// Name.
+        name: String,
+    },
+    /// An operator acting under a lockbox grant.
+    Grant {
+        /// The request id of the grant.
+        id: String,
+        /// The operator.
+        operator: String,
+        /// The tenant the grant is for.
+        tenant: String,
+    },
+    /// An unsigned request.
+    Anonymous,
+}
+
+impl Principal {
+    /// How the journal and the transparency log name it.
+    #[must_use]
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::Root => "root".into(),
+            Principal::User { tenant, name, .. } => format!("user:{tenant}/{name}"),
+            Principal::Operator { name } | Principal::Grant { operator: name, .. } => {
+                format!("operator:{name}")
+            }
+            Principal::Anonymous => "anonymous".into(),
+        }
+    }
+
+    /// The tenant whose bucket names an unqualified bucket name means; `None` for an
+    /// operator without a grant, who has none.
+    #[must_use]
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            Principal::Root | Principal::Anonymous => Some(DEFAULT_TENANT),
+            Principal::User { tenant, .. } | Principal::Grant { tenant, .. } => Some(tenant),
+            Principal::Operator { .. } => None,
+        }
+    }
+
+    /// The tenant the principal belongs to (`""` for operators, grants and anonymous).
+    #[must_use]
+    pub fn home_tenant(&self) -> &str {
+        match self {
+            Principal::Root => DEFAULT_TENANT,
+            Principal::User { tenant, .. } => tenant,
+            _ => "",
+        }
+    }
+
+    /// The lockbox grant it acts under.
+    #[must_use]
+    pub fn grant(&self) -> Option<&str> {
+        match self {
+            Principal::Grant { id, .. } => Some(id),
+            _ => None,
+        }
+    }
+}
+
+/// What is acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    /// The platform itself (sites, tenants, operators).
+    Platform,
+    /// A tenant (its users, keys, charter, lockbox).
+    Tenant(String),
+    /// A bucket (tenant-local name).
+    Bucket {
+        /// Tenant.
+        tenant: String,
+        /// Bucket.
+        bucket: String,
+    },
+    /// An object.
+    Object {
+        /// Tenant.
+        tenant: String,
+        /// Bucket.
+        bucket: String,
+        /// Key.
+        key: String,
+    },
+}
+
+impl Resource {
+    /// The tenant it belongs to (`""` for the platform).
+    #[must_use]
+    pub fn tenant(&self) -> &str {
+        match self {
+            Resource::Platform => "",
+            Resource::Tenant(t)
+            | Resource::Bucket { tenant: t, .. }
+            | Resource::Object { tenant: t, .. } => t,
+        }
+    }
+
+    /// The bucket it is or is in.
+    #[must_use]
+    pub fn bucket(&self) -> Option<&str> {
+        match self {
+            Resource::Bucket { bucket, .. } | Resource::Object { bucket, .. } => Some(bucket),
+            _ => None,
+        }
+    }
+
+    /// Its S3 ARN (`""` for non-S3 resources).
+    #[must_use]
+    pub fn arn(&self) -> String {
+        match self {
+            Resource::Bucket { bucket, .. } => format!("arn:aws:s3:::{bucket}"),
+            Resource::Object { bucket, key, .. } => format!("arn:aws:s3:::{bucket}/{key}"),
+            _ => String::new(),
+        }
+    }
+}
+
+/// Facts about the request that conditions may test.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Arrived over TLS.
+    pub secure: bool,
+    /// The client's address.
+    pub source_ip: Option<IpAddr>,
+    /// Now, ms since the epoch.
+    pub now_ms: i64,
+    /// `prefix` of a listing.
+    pub prefix: Option<String>,
+    /// `delimiter` of a listing.
+    pub delimiter: Option<String>,
+    /// `max-keys` of a listing.
+    pub max_keys: Option<i64>,
+    /// `User-Agent`.
+    pub user_agent: Option<String>,
+    /// `Referer`.
+    pub referer: Option<String>,
+    /// `x-amz-server-side-encryption` of a write.
+    pub sse: Option<String>,
+}
+
+/// One policy that decided (or failed to evaluate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Reason {
+    /// Which set: `platform`, `identity:<tenant>/<user>`, `grant:<id>`, `bucket:<bucket>`.
+    pub source: String,
+    /// Cedar policy id.
+    pub policy: String,
+    /// `permit` or `forbid`.
+    pub effect: String,
+    /// What the policy is (its description or statement Sid).
+    pub description: String,
+}
+
+/// The answer, with its trace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Decision {
+    /// Allowed.
+    pub allowed: bool,
+    /// Denied by a `forbid` (an explicit deny), not merely for want of a `permit`.
+    pub explicit_deny: bool,
+    /// The `forbid`s that held, else the `permit`s that did.
+    pub reasons: Vec<Reason>,
+    /// Evaluation errors (each denies).
+    pub errors: Vec<String>,
+}
+
+/// A policy set with where it came from, for traces.
+#[derive(Debug, Clone, Copy)]
+pub struct Source<'a> {
+    /// Trace label.
+    pub label: &'a str,
+    /// The compiled policies.
+    pub compiled: &'a Compiled,
+}
+
+/// The baseline rules in Cedar: who may do what before any customer policy is consulted.
+#[must_use]
+pub fn baseline_text() -> String {
+    let list = |a: &[&[&str]]| actions::cedar_list(a.iter().flat_map(|x| x.iter().copied()));
+    let guardian_reads: &[&str] = &[
+        "vallum:GetCharter",
+        "vallum:ListAccessRequests",
+        "vallum:GetAccessRequest",
+        "vallum:RevokeGrant",
+    ];
+    let kms: Vec<&str> = actions::TENANT
+        .iter()
+        .copied()
+        .filter(|a| a.starts_with("kms:"))
+        .collect();
+    format!(
+        r#"@id("root-platform")
+@description("the root credentials administer the platform and run the service")
+permit(principal is Vallum::Root, action in {platform}, resource);
+
+@id("root-default-tenant")
+@description("the root credentials administer the default tenant")
+permit(principal is Vallum::Root, action, resource) when {{ context.resource_tenant == "default" }};
+
+@id("tenant-admin")
+@description("a tenant's administrators may do everything in their tenant")
+permit(principal is Vallum::User, action, resource) when {{ context.admin && context.resource_tenant == context.principal_tenant }};
+
+@id("guardian")
+@description("a tenant's guardians sign the charter off and decide on operator access")
+permit(principal is Vallum::User, action in {guardian}, resource) when {{ context.guardian && context.resource_tenant == context.principal_tenant }};
+
+@id("guardians-only")
+@description("only guardians sign charters and approve, deny or review access")
+forbid(principal, action in {guardian_only}, resource) unless {{ context.guardian }};
+
+@id("operator-service")
+@description("operators run the service: sites, repair, capacity")
+permit(principal is Vallum::Operator, action in {service}, resource);
+
+@id("operator-lockbox")
+@description("operators file access requests and claim what guardians grant")
+permit(principal is Vallum::Operator, action in {lockbox}, resource);
+
+@id("operator-no-customer-data")
+@description("an operator's own credentials read no customer object and use no customer key")
+forbid(principal is Vallum::Operator, action in {data}, resource);
+
+@id("tenant-isolation")
+@description("a user acts only inside its own tenant")
+forbid(principal is Vallum::User, action, resource) unless {{ context.resource_tenant == context.principal_tenant }};
+
+@id("anonymous-s3-only")
+@description("unsigned requests reach only S3 resources a public bucket policy opens")
+forbid(principal is Vallum::Anonymous, action, resource) unless {{ action in {s3} && context.arn != "" }};
+"#,
+        platform = list(&[actions::PLATFORM, actions::SERVICE]),
+        guardian = list(&[actions::GUARDIAN, guardian_reads]),
+        guardian_only = list(&[actions::GUARDIAN]),
+        service = list(&[actions::SERVICE]),
+        lockbox = list(&[actions::OPERATOR_LOCKBOX]),
+        data = list(&[actions::S3, &kms]),
+        s3 = list(&[actions::S3]),
+    )
+}
+
+struct Types {
+    root: EntityTypeName,
+    user: EntityTypeName,
+    operator: EntityTypeName,
+    grant: EntityTypeName,
+    anonymous: EntityTypeName,
+    action: EntityTypeName,
+    platform: EntityTypeName,
+    tenant: EntityTypeName,
+    bucket: EntityTypeName,
+    object: EntityTypeName,
+}
+
+/// The decision point's fixed part: the baseline rules and the Cedar evaluator.
+pub struct Authorizer {
+    baseline: Compiled,
+    cedar: cedar_policy::Authorizer,
+    entities: Entities,
+    types: Types,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer").finish_non_exhaustive()
+    }
+}
+
+fn type_name(s: &str) -> EntityTypeName {
+    EntityTypeName::from_str(s).expect("a valid Cedar type name")
+}
+
+impl Default for Authorizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Authorizer {
+    /// The decision point with the baseline rules.
+    ///
+    /// # Panics
+    /// If the built-in baseline does not parse (a bug caught by every test).
+    #[must_use]
+    pub fn new() -> Self {
+        let text = baseline_text();
+        let parsed = PolicySet::from_str(&text).expect("the baseline policies parse");
+        let mut set = PolicySet::new();
+        let mut statements = Vec::new();
+        for p in parsed.policies() {
+            let id = p.annotation("id").unwrap_or("baseline").to_owned();
+            let description = p.annotation("description").unwrap_or("").to_owned();
+            let src = p.to_string();
+            let policy = Policy::parse(Some(PolicyId::new(&id)), &src).expect("baseline policy");
+            set.add(policy).expect("unique baseline ids");
+            statements.push(super::policy::StatementInfo {
+                id,
+                sid: Some(description),
+                effect: if p.effect() == Effect::Permit {
+                    "Allow"
+                } else {
+                    "Deny"
+                }
+                .into(),
+                cedar: src,
+            });
+        }
+        Self {
+            baseline: Compiled {
+                set,
+                statements,
+                public: false,
+            },
+            cedar: cedar_policy::Authorizer::new(),
+            entities: Entities::empty(),
+            types: Types {
+                root: type_name("Vallum::Root"),
+                user: type_name("Vallum::User"),
+                operator: type_name("Vallum::Operator"),
+                grant: type_name("Vallum::Grant"),
+                anonymous: type_name("Vallum::Anonymous"),
+                action: type_name("Vallum::Action"),
+                platform: type_name("Vallum::Platform"),
+                tenant: type_name("Vallum::Tenant"),
+                bucket: type_name("Vallum::Bucket"),
+                object: type_name("Vallum::Object"),
+            },
+        }
+    }
+
+    /// The baseline rules, for `vallum authz explain` and the docs.
+    #[must_use]
+    pub fn baseline(&self) -> &Compiled {
+        &self.baseline
+    }
+
+    fn uid(t: &EntityTypeName, id: &str) -> EntityUid {
+        EntityUid::from_type_name_and_id(t.clone(), EntityId::new(id))
+    }
+
+    fn principal_uid(&self, p: &Principal) -> EntityUid {
+        let t = &self.types;
+        match p {
+            Principal::Root => Self::uid(&t.root, "root"),
+            Principal::User { tenant, name, .. } => Self::uid(&t.user, &format!("{tenant}/{name}")),
+            Principal::Operator { name } => Self::uid(&t.operator, name),
+            Principal::Grant { id, .. } => Self::uid(&t.grant, id),
+            Principal::Anonymous => Self::uid(&t.anonymous, "anonymous"),
+        }
+    }
+
+    fn resource_uid(&self, r: &Resource) -> EntityUid {
+        let t = &self.types;
+        match r {
+            Resource::Platform => Self::uid(&t.platform, "vallum"),
+            Resource::Tenant(id) => Self::uid(&t.tenant, id),
+            Resource::Bucket { tenant, bucket } => {
+                Self::uid(&t.bucket, &format!("{tenant}/{bucket}"))
+            }
+            Resource::Object {
+                tenant,
+                bucket,
+                key,
+            } => Self::uid(&t.object, &format!("{tenant}/{bucket}/{key}")),
+        }
+    }
+
+    fn context(p: &Principal, r: &Resource, f: &Facts) -> Result<Context, String> {
+        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
+        let (admin, guardian, username) = match p {
+            Principal::User {
+                admin,
+                guardian,
+                name,
+                ..
+            } => (*admin, *guardian, Some(name.as_str())),
+            _ => (false, false, None),
+        };
+        let mut pairs = vec![
+            ("principal_tenant".to_owned(), s(p.home_tenant())),
+            ("resource_tenant".to_owned(), s(r.tenant())),
+            ("admin".to_owned(), RestrictedExpression::new_bool(admin)),
+            (
+                "guardian".to_owned(),
+                RestrictedExpression::new_bool(guardian),
+            ),
+            ("arn".to_owned(), s(&r.arn())),
+            ("bucket".to_owned(), s(r.bucket().unwrap_or(""))),
+            (
+                "secure".to_owned(),
+                RestrictedExpression::new_bool(f.secure),
+            ),
+            (
+                "epoch_ms".to_owned(),
+                RestrictedExpression::new_long(f.now_ms),
+            ),
+        ];
+        let mut opt = |k: &str, v: Option<&str>| {
+            if let Some(v) = v {
+                pairs.push((k.to_owned(), s(v)));
+            }
+        };
+        opt("prefix", f.prefix.as_deref());
+        opt("delimiter", f.delimiter.as_deref());
+        opt("user_agent", f.user_agent.as_deref());
+        opt("referer", f.referer.as_deref());
+        opt("sse", f.sse.as_deref());
+        opt("username", username);
+        if let Some(n) = f.max_keys {
+            pairs.push(("max_keys".into(), RestrictedExpression::new_long(n)));
+        }
+        if let Some(ip) = f.source_ip {
+            pairs.push((
+                "source_ip".into(),
+                RestrictedExpression::new_ip(ip.to_string()),
+            ));
+        }
+        Context::from_pairs(pairs).map_err(|e| e.to_string())
+    }
+
+    /// Decides `action` by `principal` on `resource`, consulting the baseline and `sources`
+    /// (the principal's own policies, the bucket's policy).
+    #[must_use]
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: &Resource,
+        facts: &Facts,
+        sources: &[Source<'_>],
+    ) -> Decision {
+        let mut decision = Decision {
+            allowed: false,
+            explicit_deny: false,
+            reasons: Vec::new(),
+            errors: Vec::new(),
+        };
+        if !actions::is_known(action) {
+            decision.errors.push(format!(
+                "{action} is not an action the decision point knows"
+            ));
+            return decision;
+        }
+        let request = match Self::context(principal, resource, facts).and_then(|ctx| {
+            Request::new(
+                self.principal_uid(principal),
+                Self::uid(&self.types.action, action),
+                self.resource_uid(resource),
+                ctx,
+                None,
+            )
+            .map_err(|e| e.to_string())
+        }) {
+            Ok(r) => r,
+            Err(e) => {
+                decision.errors.push(e);
+                return decision;
+            }
+        };
+        let platform = Source {
+            label: "platform",
+            compiled: &self.baseline,
+        };
+        let (mut permits, mut forbids) = (Vec::new(), Vec::new());
+        for src in std::iter::once(&platform).chain(sources) {
+            let answer = self
+                .cedar
+                .is_authorized(&request, &src.compiled.set, &self.entities);
+            for id in answer.diagnostics().reason() {
+                let Some(policy) = src.compiled.set.policy(id) else {
+                    continue;
+                };
+                let description = src
+                    .compiled
+                    .statements
+                    .iter()
+                    .find(|s| s.id == id.to_string())
+                    .and_then(|s| s.sid.clone())
+                    .unwrap_or_default();
+                let forbid = policy.effect() == Effect::Forbid;
+                let reason = Reason {
+                    source: src.label.to_owned(),
+                    policy: id.to_string(),
+                    effect: if forbid { "forbid" } else { "permit" }.into(),
+                    description,
+                };
+                if forbid {
+                    forbids.push(reason);
+                } else {
+                    permits.push(reason);
+                }
+            }
+            for e in answer.diagnostics().errors() {
+                decision.errors.push(format!("{}: {e}", src.label));
+            }
+        }
+        if !forbids.is_empty() {
+            decision.explicit_deny = true;
+            decision.reasons = forbids;
+        } else if decision.errors.is_empty() && !permits.is_empty() {
+            decision.allowed = true;
+            decision.reasons = permits;
+        }
+        decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::iam::policy::{Scope, compile};
+
+    fn user(tenant: &str, name: &str, admin: bool) -> Principal {
+        Principal::User {
+            tenant: tenant.into(),
+            name: name.into(),
+            admin,
+            guardian: false,
+        }
+    }
+
+    fn object(tenant: &str, key: &str) -> Resource {
+        Resource::Object {
+            tenant: tenant.into(),
+            bucket: "photos".into(),
+            key: key.into(),
+        }
+    }
+
+    #[test]
+    fn baseline_rules_separate_tenants_operators_and_the_root() {
+        let a = Authorizer::new();
+        let f = Facts::default();
+        let yes = |p: &Principal, act: &str, r: &Resource| a.decide(p, act, r, &f, &[]).allowed;
+        assert!(yes(
+            &user("acme", "admin", true),
+            "s3:GetObject",
+            &object("acme", "k")
+        ));
+        assert!(!yes(
+            &user("acme", "admin", true),
+            "s3:GetObject",
+            &object("other", "k")
+        ));
+        assert!(!yes(
+            &user("acme", "bob", false),
+            "s3:GetObject",
+            &object("acme", "k")
+        ));
+        assert!(yes(
+            &Principal::Root,
+            "s3:GetObject",
+            &object("default", "k")
+        ));
+        assert!(!yes(&Principal::Root, "s3:GetObject", &object("acme", "k")));
+        assert!(yes(
+            &Principal::Root,
+            "vallum:CreateTenant",
+            &Resource::Platform
+        ));
+        let op = Principal::Operator {
+            name: "olga".into(),
+        };
+        assert!(yes(&op, "vallum:ManageSites", &Resource::Platform));
+        assert!(!yes(&op, "s3:GetObject", &object("acme", "k")));
+        assert!(!yes(&op, "kms:CreateKey", &Resource::Tenant("acme".into())));
+        assert!(yes(
+            &op,
+            "vallum:RequestAccess",
+            &Resource::Tenant("acme".into())
+        ));
+        // An admin who is not a guardian cannot approve.
+        let d = a.decide(
+            &user("acme", "admin", true),
+            "vallum:ApproveAccessRequest",
+            &Resource::Tenant("acme".into()),
+            &f,
+            &[],
+        );
+        assert!(!d.allowed && d.explicit_deny);
+        assert_eq!(d.reasons[0].policy, "guardians-only");
+        assert!(!yes(
+            &Principal::Anonymous,
+            "vallum:ListTenants",
+            &Resource::Platform
+        ));
+        // Unknown actions are denied with an error, not ignored.
+        let d = a.decide(
+            &Principal::Root,
+            "s3:Teleport",
+            &Resource::Platform,
+            &f,
+            &[],
+        );
+        assert!(!d.allowed && !d.errors.is_empty());
+    }
+
+    #[test]
+    fn bucket_policy_allows_and_explicit_deny_wins() {
+        let a = Authorizer::new();
+        let doc = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "ReadForBob", "Effect": "Allow",
+                 "Principal": {"AWS": "arn:aws:iam::acme:user/bob"},
+                 "Action": ["s3:GetObject", "s3:ListBucket"],
+                 "Resource": ["arn:aws:s3:::photos", "arn:aws:s3:::photos/*"]},
+                {"Sid": "NoSecrets", "Effect": "Deny", "Principal": "*",
+                 "Action": "s3:*", "Resource": "arn:aws:s3:::photos/secret/*"},
+                {"Sid": "OfficeOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                 "Resource": "arn:aws:s3:::photos/*",
+                 "Condition": {"NotIpAddress": {"aws:SourceIp": ["10.0.0.0/8"]}}}
+            ]
+        });
+        let c = compile(
+            &doc,
+            Scope::Bucket {
+                tenant: "acme",
+                bucket: "photos",
+                restrict_public: true,
+            },
+            "bucket:photos#",
+        )
+        .unwrap();
+        let src = [Source {
+            label: "bucket:photos",
+            compiled: &c,
+        }];
+        let office = Facts {
+            source_ip: Some("10.1.2.3".parse().unwrap()),
+            ..Facts::default()
+        };
+        let home = Facts {
+            source_ip: Some("192.0.2.1".parse().unwrap()),
+            ..Facts::default()
+        };
+        let bob = user("acme", "bob", false);
+        let d = a.decide(
+            &bob,
+            "s3:GetObject",
+            &object("acme", "a.jpg"),
+            &office,
+            &src,
+        );
+        assert!(d.allowed, "{d:?}");
+        assert_eq!(d.reasons[0].description, "ReadForBob");
+        let d = a.decide(
+            &bob,
+            "s3:GetObject",
+            &object("acme", "secret/x"),
+            &office,
+            &src,
+        );
+        assert!(!d.allowed && d.explicit_deny);
+        assert_eq!(d.reasons[0].description, "NoSecrets");
+        let d = a.decide(&bob, "s3:GetObject", &object("acme", "a.jpg"), &home, &src);
+        assert!(!d.allowed && d.explicit_deny);
+        // Even the tenant's admin is bound by the bucket's explicit deny.
+        let admin = user("acme", "root", true);
+        assert!(
+            !a.decide(
+                &admin,
+                "s3:GetObject",
+                &object("acme", "secret/x"),
+                &office,
+                &src
+            )
+            .allowed
+        );
+        assert!(
+            a.decide(&admin, "s3:PutObject", &object("acme", "x"), &office, &src)
+                .allowed
+        );
+        let carol = user("acme", "carol", false);
+        assert!(
+            !a.decide(
+                &carol,
+                "s3:GetObject",
+                &object("acme", "a.jpg"),
+                &office,
+                &src
+            )
+            .allowed
+        );
+    }
+}
