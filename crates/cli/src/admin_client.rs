@@ -1,5 +1,6 @@
 //! The signed admin-API client the admin subcommands share (`vallum key`, `site`, `policy`,
-//! `placement`): SigV4 with the root credentials, JSON in and out.
+//! `placement`, `tenant`, `user`, `lockbox`, ...): SigV4 with the caller's access key (the
+//! root credentials, a tenant's user, an operator, a lockbox grant), JSON in and out.
 
 use std::time::Duration;
 
@@ -19,10 +20,10 @@ pub struct AdminConn {
     /// The Vallum endpoint.
     #[arg(long, env = "VALLUM_ENDPOINT", default_value = "http://127.0.0.1:9000")]
     endpoint: String,
-    /// Root access key.
+    /// Access key: the root credentials, a tenant user's, an operator's or a lockbox grant's.
     #[arg(long, env = "AWS_ACCESS_KEY_ID")]
     access_key: String,
-    /// Root secret key.
+    /// Its secret key.
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     secret_key: String,
     /// Region of the signature scope.

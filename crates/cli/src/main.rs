@@ -1,6 +1,7 @@
 //! The `vallum` binary.
 
 mod admin_client;
+mod iamcli;
 mod keycli;
 mod keyd;
 mod logtools;
@@ -83,6 +84,26 @@ enum Command {
     /// is in or out; `check [BUCKET]` whether stored data is still inside its policy. Exit
     /// codes: 0 placed / inside, 3 no compliant placement / outside, 1 could not run.
     Placement(residencycli::PlacementArgs),
+    /// Tenants through the admin API (root): create (with a first administrator whose key is
+    /// printed once), list, show, update, disable/enable, delete.
+    Tenant(iamcli::TenantArgs),
+    /// A tenant's users: create (roles admin, guardian), list, show, disable/enable, delete,
+    /// identity policies (S3/IAM JSON).
+    User(iamcli::UserArgs),
+    /// Access keys of users and operators: create (secret printed once), list, show, rotate,
+    /// disable/enable, delete.
+    AccessKey(iamcli::AccessKeyArgs),
+    /// Operators, the platform's staff (root): register with attested attributes, attest,
+    /// disable/enable, delete. Operators run the service and read no customer data.
+    Operator(iamcli::OperatorArgs),
+    /// A tenant's sovereignty charter: show, propose a version, sign it off (guardians).
+    Charter(iamcli::CharterArgs),
+    /// The operator lockbox: request, break-glass, list, show, approve, deny, revoke,
+    /// credential (claim a grant's scoped, expiring key), review.
+    Lockbox(iamcli::LockboxArgs),
+    /// The decision point: `explain` why a principal may or may not take an action. Exit
+    /// codes: 0 allowed, 3 denied, 1 could not run.
+    Authz(iamcli::AuthzArgs),
 }
 
 fn init_logging(config: &Config) {
@@ -132,6 +153,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keyd(args) => keyd::run(args),
         Command::Key(args) => keycli::run(args),
         Command::Site(args) => residencycli::run_site(args),
+        Command::Tenant(args) => iamcli::run_tenant(args),
+        Command::User(args) => iamcli::run_user(args),
+        Command::AccessKey(args) => iamcli::run_access_key(args),
+        Command::Operator(args) => iamcli::run_operator(args),
+        Command::Charter(args) => iamcli::run_charter(args),
+        Command::Lockbox(args) => iamcli::run_lockbox(args),
+        Command::Authz(args) => exit_with(iamcli::run_authz(args).map(|allowed| {
+            if allowed {
+                0
+            } else {
+                residencycli::EXIT_REFUSED
+            }
+        })),
         Command::Policy(args) => residencycli::run_policy(args),
         Command::Placement(args) => exit_with(residencycli::run_placement(args).map(|placed| {
             if placed {

@@ -69,6 +69,8 @@ impl Journal for MemoryJournal {
 #[derive(Debug, Default)]
 pub struct RequestContext {
     actor: Mutex<Option<String>>,
+    /// The lockbox grant the actor works under, if any: the justification of key use.
+    grant: Mutex<Option<String>>,
     request_id: Option<String>,
     /// SSE-C keys the request carries: for the object it names, and for a copy's source.
     customer_keys: Mutex<CustomerKeys>,
@@ -111,6 +113,7 @@ impl RequestContext {
     pub fn new(request_id: Option<String>) -> Arc<Self> {
         Arc::new(Self {
             actor: Mutex::new(None),
+            grant: Mutex::new(None),
             request_id,
             customer_keys: Mutex::default(),
         })
@@ -122,6 +125,13 @@ impl RequestContext {
         let ctx = Self::new(None);
         ctx.set_actor(format!("system:{job}"));
         ctx
+    }
+
+    /// Records the lockbox grant the actor works under.
+    pub fn set_grant(&self, grant: Option<String>) {
+        if let Ok(mut g) = self.grant.lock() {
+            *g = grant;
+        }
     }
 
     /// Records who acts.
@@ -139,6 +149,24 @@ tokio::task_local! {
 /// Runs `fut` with `ctx` as its request context.
 pub async fn in_context<F: std::future::Future>(ctx: Arc<RequestContext>, fut: F) -> F::Output {
     CONTEXT.scope(ctx, fut).await
+}
+
+/// Sets the lockbox grant the current request works under.
+pub fn set_grant(grant: Option<String>) {
+    let _ = CONTEXT.try_with(|c| {
+        if let Ok(mut g) = c.grant.lock() {
+            *g = grant;
+        }
+    });
+}
+
+/// The lockbox grant the current request works under.
+#[must_use]
+pub fn current_grant() -> Option<String> {
+    CONTEXT
+        .try_with(|c| c.grant.lock().ok().and_then(|g| g.clone()))
+        .ok()
+        .flatten()
 }
 
 /// Sets the actor of the current request, if there is one.

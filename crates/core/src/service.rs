@@ -314,10 +314,13 @@ impl ObjectService {
     }
 
     /// Why keys are used for the current request: who asks, on the customer's behalf.
+    /// Why a key is used: the customer's own request, or (for an operator) the lockbox grant
+    /// the request works under, which key providers require of operators.
     fn justification() -> Justification {
         Justification {
             actor: crate::journal::current().0,
-            reason: "customer-request".into(),
+            reason: crate::journal::current_grant()
+                .map_or_else(|| "customer-request".into(), |g| format!("lockbox:{g}")),
         }
     }
 
@@ -427,7 +430,7 @@ impl ObjectService {
             operation: operation.to_owned(),
             key_id: enc.wrapped.key_id.clone(),
             provider: enc.wrapped.provider.clone(),
-            justification: "customer-request".into(),
+            justification: Self::justification().reason,
             bucket: Some(bucket.to_owned()),
             location: Some(self.topology().primary().site_ref.clone()),
         }

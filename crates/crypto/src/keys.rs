@@ -51,6 +51,19 @@ pub struct Justification {
     pub reason: String,
 }
 
+/// Refuses key use by platform staff that does not carry a lockbox grant: an operator
+/// (`operator:…` actor) may use a customer key only with a `lockbox:<grant id>` reason, which
+/// the decision point sets only while the grant is live. Every provider calls it first.
+pub fn ensure_justified(why: &Justification) -> Result<(), CryptoError> {
+    if why.actor.starts_with("operator:") && !why.reason.starts_with("lockbox:lb-") {
+        return Err(CryptoError::Refused(format!(
+            "{} has no lockbox grant: operators use customer keys only under an approved grant",
+            why.actor
+        )));
+    }
+    Ok(())
+}
+
 /// A data key wrapped by a key-encryption key; what the metadata store keeps.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrappedKey {

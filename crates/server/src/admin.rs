@@ -33,7 +33,8 @@ use vallum_core::service::ObjectService;
 use vallum_crypto::keys::KeyState;
 use vallum_crypto::sigv4;
 
-use crate::credentials::Credentials;
+use vallum_core::iam::Iam;
+use vallum_core::iam::authz::{Facts, Principal};
 
 /// URL prefix of the admin API.
 pub const ADMIN_PREFIX: &str = "/_vallum/admin/v1/";
@@ -47,7 +48,7 @@ pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
 /// The admin API.
 pub struct Admin {
     service: Arc<ObjectService>,
-    root: Credentials,
+    iam: Arc<Iam>,
     jobs: Mutex<HashMap<String, RewrapProgress>>,
     sites: Option<Arc<crate::sites::SiteManager>>,
 }
@@ -109,6 +110,18 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
+/// The access key id in a SigV4 `Authorization` header.
+fn access_key_of(parts: &http::request::Parts) -> Option<String> {
+    let auth = parts
+        .headers
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let cred = auth.split("Credential=").nth(1)?;
+    let ak = cred.split('/').next()?;
+    (!ak.is_empty()).then(|| ak.to_owned())
+}
+
 fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -155,11 +168,11 @@ pub(crate) fn not_allowed(method: &Method) -> Failure {
 }
 
 impl Admin {
-    /// The admin API over `service`, for the holder of `root`.
-    pub fn new(service: Arc<ObjectService>, root: Credentials) -> Self {
+    /// The admin API over `service`, its callers known to `iam`.
+    pub fn new(service: Arc<ObjectService>, iam: Arc<Iam>) -> Self {
         Self {
             service,
-            root,
+            iam,
             jobs: Mutex::default(),
             sites: None,
         }
@@ -185,6 +198,8 @@ impl Admin {
         self: &Arc<Self>,
         req: Request<Incoming>,
         request_id: &str,
+        secure: bool,
+        peer: Option<std::net::IpAddr>,
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
         let body = match Limited::new(body, MAX_ADMIN_BODY_BYTES).collect().await {
@@ -202,33 +217,30 @@ impl Admin {
                 );
             }
         };
-        let verified = sigv4::verify_http(
-            &parts,
-            &body,
-            ADMIN_SERVICE,
-            self.service.now_ms() / 1000,
-            |ak| {
-                (ak == self.root.access_key)
-                    .then(|| zeroize::Zeroizing::new(self.root.secret_key.clone()))
-            },
-        );
-        let actor = match verified {
-            Ok(v) => format!("key:{}", v.access_key),
-            Err(e) => {
-                return self.fail(
-                    Failure(StatusCode::FORBIDDEN, "AccessDenied", format!("admin requests are signed with SigV4 (service {ADMIN_SERVICE}) by the root credentials: {e}")),
-                    request_id,
-                );
-            }
+        let (principal, actor) = match self.authenticate(&parts, &body).await {
+            Ok(p) => p,
+            Err(f) => return self.fail(f, request_id),
         };
         let ctx = RequestContext::new(Some(request_id.to_owned()));
         ctx.set_actor(actor);
+        ctx.set_grant(principal.grant().map(str::to_owned));
+        let facts = Facts {
+            secure,
+            source_ip: peer,
+            now_ms: self.service.now_ms(),
+            ..Facts::default()
+        };
         let path = parts.uri.path().strip_prefix(ADMIN_PREFIX).unwrap_or("");
         let segments: Option<Vec<String>> = path.split('/').map(percent_decode).collect();
         let result = match segments {
             Some(seg) => {
                 let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
-                in_context(ctx, self.route(&parts.method, &seg, &body)).await
+                let this = Arc::clone(self);
+                in_context(ctx, async move {
+                    this.authorized(&principal, &facts, &parts.method, &seg, &body)
+                        .await
+                })
+                .await
             }
             None => Err(Failure(
                 StatusCode::BAD_REQUEST,
@@ -239,6 +251,100 @@ impl Admin {
         match result {
             Ok(v) => json(StatusCode::OK, &v),
             Err(f) => self.fail(f, request_id),
+        }
+    }
+
+    /// Who signed the request: SigV4 (service [`ADMIN_SERVICE`]) with any access key the
+    /// identity service knows.
+    async fn authenticate(
+        &self,
+        parts: &http::request::Parts,
+        body: &[u8],
+    ) -> Result<(Principal, String), Failure> {
+        let denied = |m: String| Failure(StatusCode::FORBIDDEN, "AccessDenied", m);
+        let access_key = access_key_of(parts).ok_or_else(|| {
+            denied(format!(
+                "admin requests are signed with SigV4 (service {ADMIN_SERVICE})"
+            ))
+        })?;
+        let (principal, secret) = match self.iam.authenticate(&access_key).await {
+            Ok(Some(found)) => found,
+            Ok(None) => {
+                return Err(denied(
+                    "the access key is not known to this deployment".into(),
+                ));
+            }
+            Err(vallum_core::iam::IamError::Denied(m)) => return Err(denied(m)),
+            Err(e) => return Err(e.into()),
+        };
+        sigv4::verify_http(
+            parts,
+            body,
+            ADMIN_SERVICE,
+            self.service.now_ms() / 1000,
+            |ak| (ak == access_key).then(|| secret.clone()),
+        )
+        .map_err(|e| {
+            denied(format!(
+                "admin requests are signed with SigV4 (service {ADMIN_SERVICE}): {e}"
+            ))
+        })?;
+        let actor = principal.actor_with_key(&access_key);
+        Ok((principal, actor))
+    }
+
+    /// The decision point, then the route.
+    async fn authorized(
+        self: &Arc<Self>,
+        principal: &Principal,
+        facts: &Facts,
+        method: &Method,
+        seg: &[&str],
+        body: &[u8],
+    ) -> Result<serde_json::Value, Failure> {
+        let (action, resource, internal) =
+            crate::admin_iam::required(&self.iam, principal, method, seg, body).await?;
+        let d = self.iam.authorize(principal, action, &resource, facts);
+        if !d.allowed {
+            let why: Vec<String> = d.reasons.iter().map(|r| r.policy.clone()).collect();
+            return Err(Failure(
+                StatusCode::FORBIDDEN,
+                "AccessDenied",
+                format!(
+                    "{} may not {action} on {resource:?}: {}",
+                    principal.actor(),
+                    if d.explicit_deny {
+                        format!("explicitly denied by {}", why.join(", "))
+                    } else {
+                        "no policy allows it".to_owned()
+                    }
+                ),
+            ));
+        }
+        // Bucket routes run on the bucket's internal (tenant-qualified) name.
+        let owned: Vec<String>;
+        let seg: &[&str] = match internal {
+            Some(name) => {
+                owned = seg
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        if i == 1 {
+                            name.clone()
+                        } else {
+                            (*s).to_owned()
+                        }
+                    })
+                    .collect();
+                &owned.iter().map(String::as_str).collect::<Vec<_>>()
+            }
+            None => seg,
+        };
+        match seg.first() {
+            Some(&("tenants" | "access-keys" | "operators" | "lockbox" | "authz")) => {
+                crate::admin_iam::route(&self.iam, principal, facts, method, seg, body).await
+            }
+            _ => self.route(method, seg, body).await,
         }
     }
 

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 
 /// File name of the credentials file inside the data directory.
 pub const CREDENTIALS_FILE: &str = "credentials.toml";
+/// File name of the key that seals access-key secrets in the metadata store (mode 0600).
+pub const SECRET_BOX_FILE: &str = "iam.key";
 const ACCESS_KEY_LEN: usize = 20;
 const SECRET_KEY_LEN: usize = 40;
 

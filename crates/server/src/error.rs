@@ -119,6 +119,27 @@ fn public_message(err: &Error) -> String {
     }
 }
 
+/// The S3 error for an identity or policy failure.
+pub fn iam_to_s3(err: vallum_core::iam::IamError) -> S3Error {
+    use vallum_core::iam::IamError;
+    let code = match &err {
+        IamError::MalformedPolicy(_) | IamError::PolicyTooLarge(_) => S3ErrorCode::MalformedPolicy,
+        IamError::Denied(_) => S3ErrorCode::AccessDenied,
+        IamError::Invalid(_) | IamError::NotFound(_) | IamError::Exists(_) => {
+            S3ErrorCode::InvalidArgument
+        }
+        IamError::Conflict(_) => S3ErrorCode::OperationAborted,
+        IamError::Meta(_) | IamError::Crypto(_) | IamError::Log(_) => {
+            tracing::error!(error = %err, "identity store failed");
+            return S3Error::with_message(
+                S3ErrorCode::InternalError,
+                "We encountered an internal error. Please try again.",
+            );
+        }
+    };
+    S3Error::with_message(code, err.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! health and metrics endpoints, per-operation metrics, and a `RequestId` in every error body.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,7 +11,6 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use s3s::Body;
-use s3s::access::{S3Access, S3AccessContext};
 use s3s::service::S3Service;
 use vallum_types::limits::MAX_REQUEST_HEADER_BYTES;
 
@@ -19,35 +18,6 @@ use crate::metrics::SharedMetrics;
 
 /// Largest error body the wrapper will rewrite to add a RequestId.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
-
-/// Filled in by [`OperationRecorder`] once s3s has resolved the operation.
-#[derive(Clone, Default)]
-pub struct OperationSlot(Arc<Mutex<Option<String>>>);
-
-/// Records the resolved operation name; denies anonymous requests as s3s's default does.
-pub struct OperationRecorder;
-
-#[async_trait::async_trait]
-impl S3Access for OperationRecorder {
-    async fn check(&self, cx: &mut S3AccessContext<'_>) -> s3s::S3Result<()> {
-        let name = cx.s3_op().name().to_owned();
-        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>()
-            && let Ok(mut s) = slot.0.lock()
-        {
-            *s = Some(name);
-        }
-        match cx.credentials() {
-            Some(c) => {
-                vallum_core::journal::set_actor(format!("key:{}", c.access_key));
-                Ok(())
-            }
-            None => Err(s3s::s3_error!(
-                AccessDenied,
-                "Anonymous access is not allowed; sign the request"
-            )),
-        }
-    }
-}
 
 /// The service hyper drives for every connection.
 #[derive(Clone)]
@@ -58,6 +28,8 @@ pub struct VallumHttp {
     pub admin: Arc<crate::admin::Admin>,
     /// The connection is TLS.
     pub secure: bool,
+    /// The client's address (for `aws:SourceIp`).
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Request extension: whether the request came over TLS (S3 refuses customer-provided keys
@@ -241,7 +213,9 @@ impl VallumHttp {
         } else if path.starts_with(crate::admin::ADMIN_PREFIX) {
             (
                 "Admin".to_owned(),
-                self.admin.handle(req, &request_id).await,
+                self.admin
+                    .handle(req, &request_id, self.secure, self.peer)
+                    .await,
             )
         } else if header_bytes(&req) > MAX_REQUEST_HEADER_BYTES {
             let msg = format!(
@@ -257,9 +231,11 @@ impl VallumHttp {
                 ),
             )
         } else {
-            let slot = OperationSlot::default();
+            let slot = crate::authz::OperationSlot::default();
             req.extensions_mut().insert(slot.clone());
             req.extensions_mut().insert(Secure(self.secure));
+            req.extensions_mut()
+                .insert(crate::authz::PeerAddr(self.peer));
             let req = req.map(Body::from);
             let ctx = vallum_core::journal::RequestContext::new(Some(request_id.clone()));
             let resp = match vallum_core::journal::in_context(ctx, self.s3.call(req)).await {

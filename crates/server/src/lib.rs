@@ -2,8 +2,9 @@
 //! configuration, credentials and start-up. Only this crate knows HTTP, XML and SigV4.
 
 pub mod admin;
+mod admin_iam;
 mod admin_residency;
-mod auth;
+pub mod authz;
 pub mod config;
 pub mod credentials;
 mod error;
@@ -13,6 +14,7 @@ pub mod keys;
 pub mod ledger;
 pub mod metrics;
 pub mod migrate;
+mod notify;
 mod s3;
 mod server;
 pub mod sites;

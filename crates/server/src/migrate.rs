@@ -100,6 +100,15 @@ pub async fn migrate_meta(
     for record in source.site_records().await? {
         target.put_site_record(&record).await?;
     }
+    // Identity records (tenants, users, sealed keys, operators, charters, lockbox, bucket
+    // policies) come verbatim: the secrets stay sealed by the same data-directory key.
+    for kind in vallum_core::iam::model::kind::ALL {
+        for r in source.iam_records(kind).await? {
+            if target.iam_record(kind, &r.id).await?.is_none() {
+                target.put_iam_record(kind, &r.id, &r.body, None).await?;
+            }
+        }
+    }
 
     for bucket in source.list_buckets().await? {
         let created = BucketRecord {

@@ -28,6 +28,7 @@ use crate::error::to_s3;
 /// The S3 front end over an [`ObjectService`].
 pub struct VallumS3 {
     service: Arc<ObjectService>,
+    iam: Arc<vallum_core::iam::Iam>,
     region: String,
     owner: Owner,
     allow_governance_bypass: bool,
@@ -38,6 +39,7 @@ impl VallumS3 {
     /// GOVERNANCE retention (config `object_lock.allow_governance_bypass`).
     pub fn new(
         service: Arc<ObjectService>,
+        iam: Arc<vallum_core::iam::Iam>,
         region: String,
         owner_id: String,
         allow_governance_bypass: bool,
@@ -45,6 +47,7 @@ impl VallumS3 {
         Self {
             allow_governance_bypass,
             service,
+            iam,
             region,
             owner: Owner {
                 display_name: Some("vallum".into()),
@@ -669,12 +672,87 @@ impl VallumS3 {
     /// credential, which holds the permission unless the deployment withdrew it
     /// (`object_lock.allow_governance_bypass = false`). Without the permission the header is
     /// ignored and protected versions stay protected (the request fails with AccessDenied).
-    fn bypass_governance(&self, header: Option<bool>) -> bool {
+    fn bypass_governance(
+        &self,
+        ext: &http::Extensions,
+        bucket: &str,
+        header: Option<bool>,
+    ) -> bool {
         let asked = header.unwrap_or(false);
-        if asked && !self.allow_governance_bypass {
+        if !asked {
+            return false;
+        }
+        let permitted = self.allow_governance_bypass
+            && self.allowed(ext, "s3:BypassGovernanceRetention", bucket, None);
+        if !permitted {
             tracing::info!(target: "vallum::audit", event = "governance_bypass_refused", "GOVERNANCE bypass requested without the permission");
         }
-        asked && self.allow_governance_bypass
+        permitted
+    }
+
+    /// Whether the caller may take `action` on `bucket` (internal name) or an object in it:
+    /// the decisions a handler makes itself (copy sources, multi-object deletes, bypass).
+    fn allowed(
+        &self,
+        ext: &http::Extensions,
+        action: &str,
+        bucket: &str,
+        key: Option<&str>,
+    ) -> bool {
+        let Some(caller) = ext.get::<crate::authz::Caller>() else {
+            return false;
+        };
+        let (tenant, bucket) = vallum_core::iam::model::split_internal(bucket);
+        let resource = match key {
+            Some(k) => vallum_core::iam::authz::Resource::Object {
+                tenant: tenant.to_owned(),
+                bucket: bucket.to_owned(),
+                key: k.to_owned(),
+            },
+            None => vallum_core::iam::authz::Resource::Bucket {
+                tenant: tenant.to_owned(),
+                bucket: bucket.to_owned(),
+            },
+        };
+        self.iam
+            .authorize(&caller.principal, action, &resource, &caller.facts)
+            .allowed
+    }
+
+    /// The copy source of a CopyObject or UploadPartCopy, scoped to the caller's tenant and
+    /// checked for read permission (the decision point checked the target already).
+    fn copy_source_of(
+        &self,
+        ext: &http::Extensions,
+        src: &CopySource,
+    ) -> S3Result<(String, String, Option<String>)> {
+        let (wire, key, version) = copy_source(src)?;
+        let bucket = crate::authz::internal(ext, &wire)?;
+        let action = if version.is_some() {
+            "s3:GetObjectVersion"
+        } else {
+            "s3:GetObject"
+        };
+        if !self.allowed(ext, action, &bucket, Some(&key)) {
+            return Err(s3_error!(
+                AccessDenied,
+                "Access Denied (reading the copy source)"
+            ));
+        }
+        Ok((bucket, key, version))
+    }
+
+    fn owner_of(&self, ext: &http::Extensions) -> Owner {
+        let tenant = ext
+            .get::<crate::authz::Caller>()
+            .and_then(|c| c.principal.namespace().map(str::to_owned));
+        match tenant {
+            Some(t) if t != vallum_core::iam::model::DEFAULT_TENANT => Owner {
+                display_name: Some(t.clone()),
+                id: Some(t),
+            },
+            _ => self.owner.clone(),
+        }
     }
 
     fn object_summary(
@@ -719,24 +797,37 @@ macro_rules! head_fields {
 
 #[async_trait::async_trait]
 impl S3 for VallumS3 {
-    async fn list_buckets(&self, _req: S3Request<ListBucketsInput>) -> R<ListBucketsOutput> {
+    async fn list_buckets(&self, req: S3Request<ListBucketsInput>) -> R<ListBucketsOutput> {
+        let tenant = req
+            .extensions
+            .get::<crate::authz::Caller>()
+            .map(|c| c.tenant.clone())
+            .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
         let buckets = self.service.list_buckets().await.map_err(to_s3)?;
+        // Only the caller's own tenant's buckets: no other tenant's name is ever listed.
         let buckets = buckets
             .into_iter()
-            .map(|b| Bucket {
-                name: Some(b.name),
+            .filter_map(|b| {
+                let (t, local) = vallum_core::iam::model::split_internal(&b.name);
+                let local = (t == tenant).then(|| local.to_owned());
+                local.map(|l| (l, b))
+            })
+            .map(|(local, b)| Bucket {
+                name: Some(local),
                 creation_date: Some(timestamp(b.created_ms)),
                 bucket_region: Some(b.location),
             })
             .collect();
         ok(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(self.owner.clone()),
+            owner: Some(self.owner_of(&req.extensions)),
             ..Default::default()
         })
     }
 
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> R<CreateBucketOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         if let Some(constraint) = input
             .create_bucket_configuration
@@ -762,12 +853,22 @@ impl S3 for VallumS3 {
                 .await
                 .map_err(to_s3)?;
         }
+        // A policy left by an earlier bucket of the same name does not carry over.
+        self.iam
+            .forget_bucket(&input.bucket)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
         ok(CreateBucketOutput {
-            location: Some(format!("/{}", input.bucket)),
+            location: Some(format!(
+                "/{}",
+                crate::authz::wire_name(&req.extensions, &input.bucket)
+            )),
         })
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> R<HeadBucketOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let bucket = self
             .service
             .bucket(&req.input.bucket)
@@ -780,10 +881,16 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> R<DeleteBucketOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         self.service
             .delete_bucket(&req.input.bucket)
             .await
             .map_err(to_s3)?;
+        self.iam
+            .forget_bucket(&req.input.bucket)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
         ok(DeleteBucketOutput {})
     }
 
@@ -791,6 +898,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> R<GetBucketLocationOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let bucket = self
             .service
             .bucket(&req.input.bucket)
@@ -805,6 +914,8 @@ impl S3 for VallumS3 {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> R<PutObjectOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
@@ -871,6 +982,8 @@ impl S3 for VallumS3 {
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> R<GetObjectOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
         let input = req.input;
         let ck = customer_key_of(
@@ -965,6 +1078,8 @@ impl S3 for VallumS3 {
     }
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> R<HeadObjectOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
         let input = req.input;
         let ck = customer_key_of(
@@ -1046,6 +1161,8 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> R<DeleteObjectOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let result = self
             .service
@@ -1053,7 +1170,11 @@ impl S3 for VallumS3 {
                 &input.bucket,
                 &input.key,
                 input.version_id.as_deref(),
-                self.bypass_governance(input.bypass_governance_retention),
+                self.bypass_governance(
+                    &req.extensions,
+                    &input.bucket,
+                    input.bypass_governance_retention,
+                ),
             )
             .await
             .map_err(to_s3)?;
@@ -1070,6 +1191,8 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> R<DeleteObjectsOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         if input.delete.objects.len() > MAX_DELETE_OBJECTS {
             return Err(s3_error!(
@@ -1084,23 +1207,48 @@ impl S3 for VallumS3 {
             ));
         }
         let quiet = input.delete.quiet.unwrap_or(false);
-        let entries = input
+        // Each key is a decision of its own (a policy may protect some prefixes only).
+        let mut errors = Vec::new();
+        let entries: Vec<(String, Option<String>)> = input
             .delete
             .objects
             .into_iter()
             .map(|o| (o.key, o.version_id))
+            .filter(|(key, version)| {
+                let action = if version.is_some() {
+                    "s3:DeleteObjectVersion"
+                } else {
+                    "s3:DeleteObject"
+                };
+                let ok = self.allowed(&req.extensions, action, &input.bucket, Some(key));
+                if !ok {
+                    errors.push(Error {
+                        key: Some(key.clone()),
+                        code: Some("AccessDenied".into()),
+                        message: Some("Access Denied".into()),
+                        version_id: version.clone(),
+                    });
+                }
+                ok
+            })
             .collect();
-        let outcomes = self
-            .service
-            .delete_objects(
-                &input.bucket,
-                entries,
-                self.bypass_governance(input.bypass_governance_retention),
-            )
-            .await
-            .map_err(to_s3)?;
+        let outcomes = if entries.is_empty() {
+            Vec::new()
+        } else {
+            self.service
+                .delete_objects(
+                    &input.bucket,
+                    entries,
+                    self.bypass_governance(
+                        &req.extensions,
+                        &input.bucket,
+                        input.bypass_governance_retention,
+                    ),
+                )
+                .await
+                .map_err(to_s3)?
+        };
         let mut deleted = Vec::new();
-        let mut errors = Vec::new();
         for outcome in outcomes {
             match outcome.result {
                 Ok(result) if !quiet => {
@@ -1139,6 +1287,8 @@ impl S3 for VallumS3 {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> R<CopyObjectOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
         let input = req.input;
         let ck = customer_key_of(
@@ -1160,7 +1310,8 @@ impl S3 for VallumS3 {
             input.ssekms_key_id.clone(),
             ck,
         )?;
-        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) =
+            self.copy_source_of(&req.extensions, &input.copy_source)?;
         let replace_tags = match input
             .tagging_directive
             .as_ref()
@@ -1240,6 +1391,8 @@ impl S3 for VallumS3 {
     }
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> R<ListObjectsV2Output> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone();
@@ -1275,7 +1428,7 @@ impl S3 for VallumS3 {
             })
             .collect();
         ok(ListObjectsV2Output {
-            name: Some(input.bucket),
+            name: Some(crate::authz::wire_name(&req.extensions, &input.bucket)),
             prefix: Some(enc(prefix)),
             delimiter: delimiter.map(&enc),
             start_after: input.start_after.map(&enc),
@@ -1292,6 +1445,8 @@ impl S3 for VallumS3 {
     }
 
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> R<ListObjectsOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone();
@@ -1326,7 +1481,7 @@ impl S3 for VallumS3 {
             })
             .collect();
         ok(ListObjectsOutput {
-            name: Some(input.bucket),
+            name: Some(crate::authz::wire_name(&req.extensions, &input.bucket)),
             prefix: Some(enc(prefix)),
             delimiter: delimiter.map(&enc),
             marker: Some(input.marker.map(&enc).unwrap_or_default()),
@@ -1344,6 +1499,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> R<CreateMultipartUploadOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
         let input = req.input;
         let alg = algorithm(input.checksum_algorithm.as_ref())?;
@@ -1389,7 +1546,7 @@ impl S3 for VallumS3 {
             .await
             .map_err(to_s3)?;
         ok(CreateMultipartUploadOutput {
-            bucket: Some(upload.bucket),
+            bucket: Some(crate::authz::wire_name(&req.extensions, &upload.bucket)),
             key: Some(upload.key),
             upload_id: Some(upload.upload_id.to_string()),
             checksum_algorithm: alg.map(algorithm_out),
@@ -1398,6 +1555,8 @@ impl S3 for VallumS3 {
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> R<UploadPartOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
@@ -1435,6 +1594,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> R<UploadPartCopyOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
         let input = req.input;
         let target = customer_key_of(
@@ -1450,7 +1611,8 @@ impl S3 for VallumS3 {
             input.copy_source_sse_customer_key_md5.as_deref(),
         )?;
         set_customer_keys(target, source);
-        let (src_bucket, src_key, src_version) = copy_source(&input.copy_source)?;
+        let (src_bucket, src_key, src_version) =
+            self.copy_source_of(&req.extensions, &input.copy_source)?;
         let range = input
             .copy_source_range
             .as_deref()
@@ -1496,6 +1658,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> R<CompleteMultipartUploadOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let condition = write_condition(input.if_match, input.if_none_match)?;
         let parts = input
@@ -1539,7 +1703,7 @@ impl S3 for VallumS3 {
         ok(CompleteMultipartUploadOutput {
             server_side_encryption,
             ssekms_key_id,
-            bucket: Some(object.bucket.clone()),
+            bucket: Some(crate::authz::wire_name(&req.extensions, &object.bucket)),
             key: Some(object.key.clone()),
             location: Some(format!("/{}/{}", object.bucket, object.key)),
             e_tag: Some(etag(&object.etag)),
@@ -1557,6 +1721,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> R<AbortMultipartUploadOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         self.service
             .abort_upload(&input.bucket, &input.key, &input.upload_id)
@@ -1568,6 +1734,8 @@ impl S3 for VallumS3 {
     }
 
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> R<ListPartsOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let marker = u32::try_from(input.part_number_marker.unwrap_or(0))
             .map_err(|_| s3_error!(InvalidArgument, "part-number-marker must not be negative"))?;
@@ -1593,7 +1761,7 @@ impl S3 for VallumS3 {
             })
             .collect();
         ok(ListPartsOutput {
-            bucket: Some(upload.bucket),
+            bucket: Some(crate::authz::wire_name(&req.extensions, &upload.bucket)),
             key: Some(upload.key),
             upload_id: Some(input.upload_id),
             part_number_marker: i32::try_from(marker).ok(),
@@ -1616,6 +1784,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> R<ListMultipartUploadsOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let key_marker = input.key_marker.clone().unwrap_or_default();
@@ -1658,7 +1828,7 @@ impl S3 for VallumS3 {
             })
             .collect();
         ok(ListMultipartUploadsOutput {
-            bucket: Some(input.bucket),
+            bucket: Some(crate::authz::wire_name(&req.extensions, &input.bucket)),
             prefix: Some(enc(prefix)),
             delimiter: input.delimiter.map(&enc),
             key_marker: Some(enc(key_marker)),
@@ -1678,6 +1848,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> R<GetBucketVersioningOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let bucket = self
             .service
             .bucket(&req.input.bucket)
@@ -1697,6 +1869,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketVersioningInput>,
     ) -> R<PutBucketVersioningOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         if input
             .versioning_configuration
@@ -1732,6 +1906,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<ListObjectVersionsInput>,
     ) -> R<ListObjectVersionsOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = max_keys(input.max_keys)?;
@@ -1783,7 +1959,7 @@ impl S3 for VallumS3 {
             })
             .collect();
         ok(ListObjectVersionsOutput {
-            name: Some(input.bucket),
+            name: Some(crate::authz::wire_name(&req.extensions, &input.bucket)),
             prefix: Some(enc(prefix)),
             delimiter: input.delimiter.map(&enc),
             key_marker: Some(input.key_marker.map(&enc).unwrap_or_default()),
@@ -1804,6 +1980,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectLockConfigurationInput>,
     ) -> R<PutObjectLockConfigurationOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let config = input.object_lock_configuration.ok_or_else(|| {
             s3_error!(
@@ -1846,6 +2024,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetObjectLockConfigurationInput>,
     ) -> R<GetObjectLockConfigurationOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let bucket = self
             .service
             .bucket(&req.input.bucket)
@@ -1874,6 +2054,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectRetentionInput>,
     ) -> R<PutObjectRetentionOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let retention = match input.retention {
             Some(ObjectLockRetention {
@@ -1902,7 +2084,11 @@ impl S3 for VallumS3 {
                 input.version_id.as_deref(),
                 VersionUpdate::Retention {
                     retention,
-                    bypass_governance: self.bypass_governance(input.bypass_governance_retention),
+                    bypass_governance: self.bypass_governance(
+                        &req.extensions,
+                        &input.bucket,
+                        input.bypass_governance_retention,
+                    ),
                 },
             )
             .await
@@ -1914,6 +2100,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetObjectRetentionInput>,
     ) -> R<GetObjectRetentionOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let object = self
             .service
@@ -1938,6 +2126,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectLegalHoldInput>,
     ) -> R<PutObjectLegalHoldOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let status = input
             .legal_hold
@@ -1960,6 +2150,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetObjectLegalHoldInput>,
     ) -> R<GetObjectLegalHoldOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let bucket = self.service.bucket(&input.bucket).await.map_err(to_s3)?;
         if bucket.object_lock.is_none() {
@@ -1984,6 +2176,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketLifecycleConfigurationInput>,
     ) -> R<PutBucketLifecycleConfigurationOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let config = input.lifecycle_configuration.ok_or_else(|| {
             s3_error!(
@@ -2003,6 +2197,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketLifecycleConfigurationInput>,
     ) -> R<GetBucketLifecycleConfigurationOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let bucket = self
             .service
             .bucket(&req.input.bucket)
@@ -2021,6 +2217,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> R<DeleteBucketLifecycleOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         self.service
             .update_bucket(&req.input.bucket, BucketUpdate::Lifecycle(None))
             .await
@@ -2034,6 +2232,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketEncryptionInput>,
     ) -> R<PutBucketEncryptionOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let rules = input.server_side_encryption_configuration.rules;
         let [rule] = rules.as_slice() else {
@@ -2072,6 +2272,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketEncryptionInput>,
     ) -> R<GetBucketEncryptionOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let bucket = self
             .service
             .bucket(&req.input.bucket)
@@ -2103,6 +2305,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> R<DeleteBucketEncryptionOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         self.service
             .update_bucket(&req.input.bucket, BucketUpdate::Encryption(None))
             .await
@@ -2116,6 +2320,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectTaggingInput>,
     ) -> R<PutObjectTaggingOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let tags = tags_from_set(input.tagging.tag_set)?;
         let id = self
@@ -2137,6 +2343,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetObjectTaggingInput>,
     ) -> R<GetObjectTaggingOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let object = self
             .service
@@ -2153,6 +2361,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> R<DeleteObjectTaggingOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let id = self
             .service
@@ -2169,6 +2379,154 @@ impl S3 for VallumS3 {
         });
         resp.status = Some(http::StatusCode::NO_CONTENT);
         Ok(resp)
+    }
+
+    async fn get_bucket_policy(
+        &self,
+        req: S3Request<GetBucketPolicyInput>,
+    ) -> R<GetBucketPolicyOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        self.service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        let rec = self
+            .iam
+            .bucket_record(&req.input.bucket)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        let policy = rec
+            .policy
+            .ok_or_else(|| s3_error!(NoSuchBucketPolicy, "The bucket policy does not exist"))?;
+        ok(GetBucketPolicyOutput {
+            policy: Some(policy.to_string()),
+        })
+    }
+
+    async fn put_bucket_policy(
+        &self,
+        req: S3Request<PutBucketPolicyInput>,
+    ) -> R<PutBucketPolicyOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        self.service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        self.iam
+            .put_bucket_policy(&req.input.bucket, req.input.policy.as_bytes())
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        ok(PutBucketPolicyOutput {})
+    }
+
+    async fn delete_bucket_policy(
+        &self,
+        req: S3Request<DeleteBucketPolicyInput>,
+    ) -> R<DeleteBucketPolicyOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        self.service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        self.iam
+            .delete_bucket_policy(&req.input.bucket)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        ok(DeleteBucketPolicyOutput {})
+    }
+
+    async fn get_bucket_policy_status(
+        &self,
+        req: S3Request<GetBucketPolicyStatusInput>,
+    ) -> R<GetBucketPolicyStatusOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        self.service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        let rec = self
+            .iam
+            .bucket_record(&req.input.bucket)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        let public = self.iam.is_public(&req.input.bucket, &rec);
+        ok(GetBucketPolicyStatusOutput {
+            policy_status: Some(PolicyStatus {
+                is_public: Some(public),
+            }),
+        })
+    }
+
+    async fn get_public_access_block(
+        &self,
+        req: S3Request<GetPublicAccessBlockInput>,
+    ) -> R<GetPublicAccessBlockOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        self.service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        let rec = self
+            .iam
+            .bucket_record(&req.input.bucket)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        let b = rec.block.unwrap_or_default();
+        ok(GetPublicAccessBlockOutput {
+            public_access_block_configuration: Some(PublicAccessBlockConfiguration {
+                block_public_acls: Some(b.block_public_acls),
+                block_public_policy: Some(b.block_public_policy),
+                ignore_public_acls: Some(b.ignore_public_acls),
+                restrict_public_buckets: Some(b.restrict_public_buckets),
+            }),
+        })
+    }
+
+    async fn put_public_access_block(
+        &self,
+        req: S3Request<PutPublicAccessBlockInput>,
+    ) -> R<PutPublicAccessBlockOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        self.service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        let c = &req.input.public_access_block_configuration;
+        // S3: an omitted setting is false.
+        let block = vallum_core::iam::PublicAccessBlock {
+            block_public_acls: c.block_public_acls.unwrap_or(false),
+            ignore_public_acls: c.ignore_public_acls.unwrap_or(false),
+            block_public_policy: c.block_public_policy.unwrap_or(false),
+            restrict_public_buckets: c.restrict_public_buckets.unwrap_or(false),
+        };
+        self.iam
+            .put_public_access_block(&req.input.bucket, Some(block))
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        ok(PutPublicAccessBlockOutput {})
+    }
+
+    async fn delete_public_access_block(
+        &self,
+        req: S3Request<DeletePublicAccessBlockInput>,
+    ) -> R<DeletePublicAccessBlockOutput> {
+        let mut req = req;
+        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        self.service
+            .bucket(&req.input.bucket)
+            .await
+            .map_err(to_s3)?;
+        self.iam
+            .put_public_access_block(&req.input.bucket, None)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        ok(DeletePublicAccessBlockOutput {})
     }
 }
 

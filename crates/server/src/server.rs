@@ -51,7 +51,7 @@ use vallum_types::limits::{HEADER_READ_TIMEOUT_SECS, MAX_XML_BODY_BYTES, SHUTDOW
 
 use crate::config::{Config, ConfigError};
 use crate::credentials::Credentials;
-use crate::http_service::{OperationRecorder, VallumHttp};
+use crate::http_service::VallumHttp;
 use crate::metrics::Metrics;
 use crate::s3::VallumS3;
 
@@ -172,6 +172,27 @@ pub(crate) async fn probe_store(
 /// Checks every bucket's stored data against its boundary policy until shut down: publishes
 /// the count of buckets outside, and warns (audit target) when a bucket falls outside or comes
 /// back.
+/// How often a gateway reloads identity records other gateways may have changed (lockbox
+/// grants are read afresh on every use regardless).
+const IAM_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+fn spawn_iam_refresh(
+    iam: Arc<vallum_core::iam::Iam>,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(IAM_REFRESH_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(err) = iam.refresh().await {
+                tracing::warn!(%err, "reloading identity records failed; will retry");
+            }
+        }
+    })
+}
+
 fn spawn_boundary_check(
     service: Arc<ObjectService>,
     metrics: Arc<Metrics>,
@@ -302,6 +323,9 @@ pub enum ServerError {
     /// The encryption keys could not be opened.
     #[error("encryption keys: {0}")]
     Keys(String),
+    /// The identity records could not be loaded.
+    #[error("identity and access records: {0}")]
+    Iam(String),
     /// The configuration does not hold together (e.g. an exposure-rules file vanished).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -482,15 +506,32 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             .await?;
     }
 
+    let secrets = vallum_crypto::secretbox::SecretBox::load_or_create(
+        &data_dir.join(crate::credentials::SECRET_BOX_FILE),
+    )
+    .map_err(|e| ServerError::Keys(e.to_string()))?;
+    let mut iam = vallum_core::iam::Iam::open(
+        Arc::clone(&service),
+        secrets,
+        credentials.access_key.clone(),
+        zeroize::Zeroizing::new(credentials.secret_key.clone()),
+    )
+    .await
+    .map_err(|e| ServerError::Iam(e.to_string()))?;
+    iam.set_notifier(Arc::new(crate::notify::WebhookNotifier));
     let s3 = VallumS3::new(
         Arc::clone(&service),
+        Arc::clone(&iam),
         config.region.clone(),
         credentials.access_key.clone(),
         config.object_lock.allow_governance_bypass,
     );
     let mut builder = S3ServiceBuilder::new(s3);
-    builder.set_auth(crate::auth::RootAuth::new(credentials.clone()));
-    builder.set_access(OperationRecorder);
+    builder.set_auth(crate::authz::IamAuth(Arc::clone(&iam)));
+    builder.set_access(crate::authz::VallumAccess {
+        iam: Arc::clone(&iam),
+    });
+    builder.set_validation(crate::authz::TenantNames);
     let mut s3_config = S3Config::default();
     s3_config.xml_max_body_size = MAX_XML_BODY_BYTES;
     builder.set_config(Arc::new(StaticConfigProvider::new(Arc::new(s3_config))));
@@ -503,10 +544,11 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         metrics: Arc::clone(&metrics),
         ledger: Arc::clone(&ledger),
         admin: Arc::new(
-            crate::admin::Admin::new(Arc::clone(&service), credentials.clone())
+            crate::admin::Admin::new(Arc::clone(&service), Arc::clone(&iam))
                 .with_sites(Arc::clone(&sites)),
         ),
         secure: false,
+        peer: None,
     };
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
@@ -542,6 +584,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         Arc::clone(&metrics),
         jobs_shutdown.clone(),
     );
+    let iam_task = spawn_iam_refresh(Arc::clone(&iam), jobs_shutdown.clone());
     // Gateways sharing one metadata store run each background job one at a time: a step runs
     // only under the job's lease, which outlives a crashed holder by at most its TTL.
     // With the embedded store the data-directory lock already makes this the only process, so
@@ -705,7 +748,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let (socket, _) = match accepted {
+                    let (socket, peer) = match accepted {
                         Ok(conn) => conn,
                         Err(err) => {
                             tracing::warn!(%err, "accept failed");
@@ -719,6 +762,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                             (acceptor.clone(), conn_builder.clone(), graceful.watcher());
                         let mut http = http.clone();
                         http.secure = true;
+                        http.peer = Some(peer.ip());
                         tokio::spawn(async move {
                             let handshake = tokio::time::timeout(
                                 Duration::from_secs(HEADER_READ_TIMEOUT_SECS),
@@ -739,7 +783,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                         });
                         continue;
                     }
-                    let conn = conn_builder.serve_connection(TokioIo::new(socket), http.clone());
+                    let mut http = http.clone();
+                    http.peer = Some(peer.ip());
+                    let conn = conn_builder.serve_connection(TokioIo::new(socket), http);
                     let conn = graceful.watch(conn.into_owned());
                     tokio::spawn(async move {
                         if let Err(err) = conn.await {
@@ -762,6 +808,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let _ = lifecycle_task.await;
         let _ = key_deletion_task.await;
         let _ = boundary_task.await;
+        let _ = iam_task.await;
         let _ = repair_task.await;
         let _ = refresh_task.await;
         if let Some(t) = ledger_task {

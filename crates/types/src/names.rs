@@ -28,6 +28,22 @@ pub struct BucketName(String);
 impl BucketName {
     /// Checks `name` against the S3 naming rules.
     pub fn new(name: &str) -> Result<Self, NameError> {
+        // A tenant's bucket is stored as `tenant:bucket`; each part follows its own rules.
+        if let Some((tenant, bucket)) = name.split_once(':') {
+            let tenant_ok = (3..=32).contains(&tenant.len())
+                && tenant
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && tenant.as_bytes()[0].is_ascii_alphanumeric();
+            if !tenant_ok {
+                return Err(NameError::InvalidBucketName(
+                    name.chars().take(80).collect(),
+                    "the tenant part is 3 to 32 lowercase letters, digits or hyphens",
+                ));
+            }
+            Self::new(bucket)?;
+            return Ok(Self(name.to_owned()));
+        }
         let bad = |why| {
             Err(NameError::InvalidBucketName(
                 name.chars().take(80).collect(),

@@ -418,3 +418,19 @@ pub fn moto(bucket: &str) -> (KillOnDrop, String) {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
     (child, endpoint)
 }
+
+/// `vallum SUB` as an admin client of `server` signed with `access_key`/`secret_key`.
+pub fn vallum_as(server: &Server, access_key: &str, secret_key: &str, sub: &str) -> Command {
+    let mut cmd = vallum_admin(server, sub);
+    cmd.env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", secret_key);
+    cmd
+}
+
+/// The real aws-cli against `server`, signed with `access_key`/`secret_key`.
+pub fn aws_as(server: &Server, access_key: &str, secret_key: &str) -> Command {
+    let mut cmd = server.aws();
+    cmd.env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", secret_key);
+    cmd
+}

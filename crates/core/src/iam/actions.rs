@@ -46,6 +46,32 @@ pub const S3: &[&str] = &[
     "s3:PutObjectRetention",
     "s3:PutObjectTagging",
     "s3:PutObjectVersionTagging",
+    // Features Vallum answers NotImplemented (or from defaults); named so policies and
+    // clients probing them (s3cmd asks for ACLs, CORS, ...) get the real answer, not a denial.
+    "s3:GetBucketAcl",
+    "s3:PutBucketAcl",
+    "s3:GetObjectAcl",
+    "s3:PutObjectAcl",
+    "s3:GetBucketCORS",
+    "s3:PutBucketCORS",
+    "s3:GetBucketWebsite",
+    "s3:PutBucketWebsite",
+    "s3:DeleteBucketWebsite",
+    "s3:GetBucketLogging",
+    "s3:PutBucketLogging",
+    "s3:GetBucketNotification",
+    "s3:PutBucketNotification",
+    "s3:GetReplicationConfiguration",
+    "s3:PutReplicationConfiguration",
+    "s3:GetBucketRequestPayment",
+    "s3:PutBucketRequestPayment",
+    "s3:GetAccelerateConfiguration",
+    "s3:PutAccelerateConfiguration",
+    "s3:GetBucketOwnershipControls",
+    "s3:PutBucketOwnershipControls",
+    "s3:RestoreObject",
+    // Any other S3 operation (analytics, inventory, metrics configurations, ...).
+    "s3:OtherOperation",
 ];
 
 /// Platform administration: the root credentials only.
@@ -186,7 +212,7 @@ pub fn cedar_list<'a>(actions: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// The S3 action an S3 operation (s3s's name) needs; `version` when the request names an
-/// object version.
+/// object version. Always an action of the catalog.
 #[must_use]
 pub fn for_s3_operation(op: &str, version: bool) -> String {
     let name = match op {
@@ -232,13 +258,37 @@ pub fn for_s3_operation(op: &str, version: bool) -> String {
         "GetBucketTagging" => "s3:GetBucketTagging",
         "PutBucketTagging" | "DeleteBucketTagging" => "s3:PutBucketTagging",
         "GetBucketLocation" => "s3:GetBucketLocation",
+        "GetBucketAcl" => "s3:GetBucketAcl",
+        "PutBucketAcl" => "s3:PutBucketAcl",
+        "GetObjectAcl" => "s3:GetObjectAcl",
+        "PutObjectAcl" => "s3:PutObjectAcl",
+        "GetBucketCors" => "s3:GetBucketCORS",
+        "PutBucketCors" | "DeleteBucketCors" => "s3:PutBucketCORS",
+        "GetBucketWebsite" => "s3:GetBucketWebsite",
+        "PutBucketWebsite" => "s3:PutBucketWebsite",
+        "DeleteBucketWebsite" => "s3:DeleteBucketWebsite",
+        "GetBucketLogging" => "s3:GetBucketLogging",
+        "PutBucketLogging" => "s3:PutBucketLogging",
+        "GetBucketNotificationConfiguration" => "s3:GetBucketNotification",
+        "PutBucketNotificationConfiguration" => "s3:PutBucketNotification",
+        "GetBucketReplication" => "s3:GetReplicationConfiguration",
+        "PutBucketReplication" | "DeleteBucketReplication" => "s3:PutReplicationConfiguration",
+        "GetBucketRequestPayment" => "s3:GetBucketRequestPayment",
+        "PutBucketRequestPayment" => "s3:PutBucketRequestPayment",
+        "GetBucketAccelerateConfiguration" => "s3:GetAccelerateConfiguration",
+        "PutBucketAccelerateConfiguration" => "s3:PutAccelerateConfiguration",
+        "GetBucketOwnershipControls" => "s3:GetBucketOwnershipControls",
+        "PutBucketOwnershipControls" | "DeleteBucketOwnershipControls" => {
+            "s3:PutBucketOwnershipControls"
+        }
+        "RestoreObject" => "s3:RestoreObject",
         "CreateBucket" => "s3:CreateBucket",
         "DeleteBucket" => "s3:DeleteBucket",
         "GetObjectRetention" => "s3:GetObjectRetention",
         "PutObjectRetention" => "s3:PutObjectRetention",
         "GetObjectLegalHold" => "s3:GetObjectLegalHold",
         "PutObjectLegalHold" => "s3:PutObjectLegalHold",
-        other => return format!("s3:{other}"),
+        _ => "s3:OtherOperation",
     };
     name.to_owned()
 }

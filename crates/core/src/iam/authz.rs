@@ -63,9 +63,8 @@ impl Principal {
         match self {
             Principal::Root => "root".into(),
             Principal::User { tenant, name, .. } => format!("user:{tenant}/{name}"),
-            Principal::Operator { name } | Principal::Grant { operator: name, .. } => {
-                format!("operator:{name}")
-            }
+            Principal::Operator { name } => format!("operator:{name}"),
+            Principal::Grant { id, operator, .. } => format!("operator:{operator} grant:{id}"),
             Principal::Anonymous => "anonymous".into(),
         }
     }
@@ -88,6 +87,22 @@ impl Principal {
             Principal::Root => DEFAULT_TENANT,
             Principal::User { tenant, .. } => tenant,
             _ => "",
+        }
+    }
+
+    /// How the journal and the transparency log name it when it signed with `access_key`:
+    /// `key:<id>` for the root credentials (and first for users, so key-service rules on
+    /// `key:*` keep matching customer requests), `operator:<name>` first for platform staff
+    /// (so no `key:*` rule ever matches them), with the grant when one is used.
+    #[must_use]
+    pub fn actor_with_key(&self, access_key: &str) -> String {
+        match self {
+            Principal::Root => format!("key:{access_key}"),
+            Principal::User { .. } => format!("key:{access_key} {}", self.actor()),
+            Principal::Operator { .. } | Principal::Grant { .. } => {
+                format!("{} key:{access_key}", self.actor())
+            }
+            Principal::Anonymous => self.actor(),
         }
     }
 
@@ -272,7 +287,7 @@ forbid(principal is Vallum::User, action, resource) unless {{ context.resource_t
 @description("unsigned requests reach only S3 resources a public bucket policy opens")
 forbid(principal is Vallum::Anonymous, action, resource) unless {{ action in {s3} && context.arn != "" }};
 "#,
-        platform = list(&[actions::PLATFORM, actions::SERVICE]),
+        platform = list(&[actions::PLATFORM, actions::SERVICE, &["vallum:GetTenant"]]),
         guardian = list(&[actions::GUARDIAN, guardian_reads]),
         guardian_only = list(&[actions::GUARDIAN]),
         service = list(&[actions::SERVICE]),

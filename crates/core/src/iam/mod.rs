@@ -252,6 +252,12 @@ impl Iam {
         self.service.now_ms()
     }
 
+    /// Now, by the service's clock (ms).
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        self.service.now_ms()
+    }
+
     /// The current snapshot.
     #[must_use]
     pub fn snapshot(&self) -> Arc<IamState> {
@@ -1213,6 +1219,15 @@ impl Iam {
             ),
         )
         .await
+    }
+
+    /// Whether the bucket's policy grants everyone (S3's policy status).
+    #[must_use]
+    pub fn is_public(&self, internal: &str, rec: &BucketPolicyRecord) -> bool {
+        Self::compile_bucket(internal, rec)
+            .ok()
+            .flatten()
+            .is_some_and(|c| c.public)
     }
 
     /// Forgets a bucket's policy record (the bucket was created afresh or deleted).

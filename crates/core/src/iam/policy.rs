@@ -255,6 +255,9 @@ fn ip_literal(text: &str, key: &str) -> Result<String, IamError> {
     Ok(format!("ip({})", lit(text)))
 }
 
+/// Turns one condition value into a Cedar comparison.
+type Matcher<'a> = Box<dyn Fn(&str) -> Result<String, IamError> + 'a>;
+
 /// One condition operator over one key: the Cedar expression.
 fn condition(op_full: &str, key: &str, raw: &Value) -> Result<String, IamError> {
     if op_full.contains(':') {
@@ -278,7 +281,7 @@ fn condition(op_full: &str, key: &str, raw: &Value) -> Result<String, IamError> 
         };
         return Ok(if want { format!("!({has})") } else { has });
     }
-    let (negated, matcher): (bool, Box<dyn Fn(&str) -> Result<String, IamError>>) = match (op, ty) {
+    let (negated, matcher): (bool, Matcher<'_>) = match (op, ty) {
         ("StringEquals" | "StringNotEquals", KeyType::Str) => (
             op == "StringNotEquals",
             Box::new(|v: &str| Ok(format!("{a} == {}", lit(v)))),

@@ -1,0 +1,724 @@
+//! Admin API resources of identity and access: tenants, users, access keys, operators, the
+//! sovereignty charter, the lockbox, and `authz/explain`; and [`required`], the one table
+//! saying which action on which resource every admin route is, so that the decision point
+//! judges every admin call before it runs.
+
+use http::{Method, StatusCode};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vallum_core::iam::authz::{Facts, Principal, Resource};
+use vallum_core::iam::charter::CharterDoc;
+use vallum_core::iam::lockbox::RequestSpec;
+use vallum_core::iam::model::{Attributes, Owner, Role, State, internal_bucket};
+use vallum_core::iam::{Iam, IamError};
+
+use crate::admin::{Admin, Failure, not_allowed, value};
+
+impl From<IamError> for Failure {
+    fn from(e: IamError) -> Self {
+        let (status, code) = match &e {
+            IamError::NotFound(_) => (StatusCode::NOT_FOUND, "NoSuchEntity"),
+            IamError::Exists(_) => (StatusCode::CONFLICT, "EntityAlreadyExists"),
+            IamError::Invalid(_) => (StatusCode::BAD_REQUEST, "InvalidRequest"),
+            IamError::MalformedPolicy(_) => (StatusCode::BAD_REQUEST, "MalformedPolicy"),
+            IamError::PolicyTooLarge(_) => (StatusCode::BAD_REQUEST, "PolicyTooLarge"),
+            IamError::Denied(_) => (StatusCode::FORBIDDEN, "AccessDenied"),
+            IamError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+            IamError::Meta(_) | IamError::Crypto(_) | IamError::Log(_) => {
+                tracing::error!(error = %e, "identity request failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
+            }
+        };
+        Failure(status, code, e.to_string())
+    }
+}
+
+fn resolve_bucket(p: &Principal, wire: &str) -> Result<(String, String), Failure> {
+    crate::authz::resolve(p, wire).map_err(|e| {
+        Failure(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            e.message().unwrap_or("Access Denied").to_owned(),
+        )
+    })
+}
+
+fn own_tenant(p: &Principal) -> Result<String, Failure> {
+    p.namespace().map(str::to_owned).ok_or_else(|| {
+        Failure(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "operators belong to no tenant".into(),
+        )
+    })
+}
+
+/// The action and resource of an admin route, and (for bucket routes) the path with the
+/// bucket's internal name. Unknown routes are `NoSuchResource`; every known route has an
+/// entry, so none runs without a decision.
+pub(crate) async fn required(
+    iam: &Iam,
+    p: &Principal,
+    method: &Method,
+    seg: &[&str],
+    body: &[u8],
+) -> Result<(&'static str, Resource, Option<String>), Failure> {
+    use Method as M;
+    let platform = Resource::Platform;
+    let tenant = |t: &str| Resource::Tenant(t.to_owned());
+    let default = || Resource::Tenant(vallum_core::iam::model::DEFAULT_TENANT.to_owned());
+    let m = method.clone();
+    let r = match (&m, seg) {
+        (&M::GET, ["keys"]) => ("kms:ListKeys", default()),
+        (&M::POST, ["keys"]) => ("kms:CreateKey", default()),
+        (&M::GET, ["keys", _]) | (&M::GET, ["keys", _, "rewrap"]) => ("kms:DescribeKey", default()),
+        (&M::POST, ["keys", _, "rotate" | "rewrap"]) => ("kms:RotateKey", default()),
+        (&M::POST, ["keys", _, "disable"]) => ("kms:DisableKey", default()),
+        (&M::POST, ["keys", _, "enable" | "cancel-deletion"]) => ("kms:EnableKey", default()),
+        (&M::POST, ["keys", _, "schedule-deletion"]) => ("kms:ScheduleKeyDeletion", default()),
+        (&M::POST, ["keys", _, "destroy"]) => ("kms:DestroyKey", default()),
+        (_, ["keys", ..]) => ("kms:DescribeKey", default()),
+        (&M::GET, ["sites", ..]) => ("vallum:GetSites", platform),
+        (_, ["sites", ..]) => ("vallum:ManageSites", platform),
+        (&M::GET, ["exposure-rules"]) => ("vallum:GetExposureRules", platform),
+        (&M::GET, ["repair"]) => ("vallum:GetRepair", platform),
+        (_, ["repair"]) => ("vallum:StartRepair", platform),
+        (&M::GET, ["compliance"]) => ("vallum:GetPlatformCompliance", platform),
+        (_, ["buckets", b, rest @ ..]) => {
+            let (t, local) = resolve_bucket(p, b)?;
+            let action = match (&m, rest) {
+                (&M::GET, ["boundary", ..]) => "vallum:GetBoundaryPolicy",
+                (&M::PUT, ["boundary"]) => "vallum:PutBoundaryPolicy",
+                (&M::DELETE, ["boundary"]) => "vallum:DeleteBoundaryPolicy",
+                (_, ["placement", ..]) => "vallum:GetPlacement",
+                (_, ["compliance"]) => "vallum:GetCompliance",
+                _ => "vallum:GetBoundaryPolicy",
+            };
+            let internal = internal_bucket(&t, &local);
+            return Ok((
+                action,
+                Resource::Bucket {
+                    tenant: t,
+                    bucket: local,
+                },
+                Some(internal),
+            ));
+        }
+        (&M::GET, ["tenants"]) => ("vallum:ListTenants", platform),
+        (&M::POST, ["tenants"]) => ("vallum:CreateTenant", platform),
+        (&M::GET, ["tenants", t]) => ("vallum:GetTenant", tenant(t)),
+        (&M::PUT, ["tenants", t]) => ("vallum:UpdateTenant", tenant(t)),
+        (&M::DELETE, ["tenants", _]) => ("vallum:DeleteTenant", platform),
+        (&M::POST, ["tenants", _, "disable"]) => ("vallum:DisableTenant", platform),
+        (&M::POST, ["tenants", _, "enable"]) => ("vallum:EnableTenant", platform),
+        (&M::GET, ["tenants", t, "users"]) => ("vallum:ListUsers", tenant(t)),
+        (&M::POST, ["tenants", t, "users"]) => ("vallum:CreateUser", tenant(t)),
+        (&M::GET, ["tenants", t, "users", _]) => ("vallum:GetUser", tenant(t)),
+        (&M::DELETE, ["tenants", t, "users", _]) => ("vallum:DeleteUser", tenant(t)),
+        (&M::POST, ["tenants", t, "users", _, "disable"]) => ("vallum:DisableUser", tenant(t)),
+        (&M::POST, ["tenants", t, "users", _, "enable"]) => ("vallum:EnableUser", tenant(t)),
+        (&M::GET, ["tenants", t, "users", _, "policy"]) => ("vallum:GetUserPolicy", tenant(t)),
+        (&M::PUT, ["tenants", t, "users", _, "policy"]) => ("vallum:PutUserPolicy", tenant(t)),
+        (&M::DELETE, ["tenants", t, "users", _, "policy"]) => {
+            ("vallum:DeleteUserPolicy", tenant(t))
+        }
+        (&M::GET, ["tenants", t, "users", _, "access-keys"]) => {
+            ("vallum:ListAccessKeys", tenant(t))
+        }
+        (&M::POST, ["tenants", t, "users", _, "access-keys"]) => {
+            ("vallum:CreateAccessKey", tenant(t))
+        }
+        (&M::GET, ["tenants", t, "charter"]) => ("vallum:GetCharter", tenant(t)),
+        (&M::PUT, ["tenants", t, "charter"]) => ("vallum:PutCharter", tenant(t)),
+        (&M::POST, ["tenants", t, "charter", _, "sign"]) => ("vallum:SignCharter", tenant(t)),
+        (_, ["access-keys", id, rest @ ..]) => {
+            let key = iam.key(id).await?;
+            let res = match &key.owner {
+                Owner::User { tenant: t, .. } => tenant(t),
+                _ => platform,
+            };
+            let action = match (&m, rest, &key.owner) {
+                (_, _, Owner::Operator { .. }) => "vallum:CreateOperatorKey",
+                (&M::GET, [], _) => "vallum:ListAccessKeys",
+                (&M::DELETE, [], _) => "vallum:DeleteAccessKey",
+                (&M::POST, ["disable"], _) => "vallum:DisableAccessKey",
+                (&M::POST, ["enable"], _) => "vallum:EnableAccessKey",
+                (&M::POST, ["rotate"], _) => "vallum:RotateAccessKey",
+                _ => return Err(not_allowed(method)),
+            };
+            (action, res)
+        }
+        (&M::GET, ["operators"]) => ("vallum:ListOperators", platform),
+        (&M::POST, ["operators"]) => ("vallum:CreateOperator", platform),
+        (&M::GET, ["operators", _]) => ("vallum:GetOperator", platform),
+        (&M::DELETE, ["operators", _]) => ("vallum:DeleteOperator", platform),
+        (&M::POST, ["operators", _, "attest"]) => ("vallum:AttestOperator", platform),
+        (&M::POST, ["operators", _, "disable"]) => ("vallum:DisableOperator", platform),
+        (&M::POST, ["operators", _, "enable"]) => ("vallum:EnableOperator", platform),
+        (_, ["operators", _, "access-keys"]) => ("vallum:CreateOperatorKey", platform),
+        (&M::GET, ["lockbox"]) => match p {
+            Principal::Operator { .. } => ("vallum:ListAccessRequests", platform),
+            _ => ("vallum:ListAccessRequests", tenant(&own_tenant(p)?)),
+        },
+        (&M::POST, ["lockbox"]) => {
+            let spec: RequestSpec = Admin::parse(body)?;
+            ("vallum:RequestAccess", tenant(&spec.tenant))
+        }
+        (&M::POST, ["lockbox", "break-glass"]) => {
+            let spec: RequestSpec = Admin::parse(body)?;
+            ("vallum:BreakGlass", tenant(&spec.tenant))
+        }
+        (_, ["lockbox", id, rest @ ..]) => {
+            let req = iam.request(id).await?;
+            let action = match (&m, rest) {
+                (&M::GET, []) => "vallum:GetAccessRequest",
+                (&M::POST, ["approve"]) => "vallum:ApproveAccessRequest",
+                (&M::POST, ["deny"]) => "vallum:DenyAccessRequest",
+                (&M::POST, ["revoke"]) => "vallum:RevokeGrant",
+                (&M::POST, ["credential"]) => "vallum:ClaimGrantCredential",
+                (&M::POST, ["review"]) => "vallum:ReviewBreakGlass",
+                _ => return Err(not_allowed(method)),
+            };
+            (action, tenant(&req.spec.tenant))
+        }
+        (&M::POST, ["authz", "explain"]) => match p {
+            Principal::Root => ("vallum:ExplainAuthorization", platform_or_default(body)),
+            _ => ("vallum:ExplainAuthorization", tenant(&own_tenant(p)?)),
+        },
+        _ => {
+            return Err(Failure(
+                StatusCode::NOT_FOUND,
+                "NoSuchResource",
+                "no such admin resource".into(),
+            ));
+        }
+    };
+    Ok((r.0, r.1, None))
+}
+
+/// Root explains decisions of the default tenant and of operators (the platform).
+fn platform_or_default(body: &[u8]) -> Resource {
+    let asks_operator = serde_json::from_slice::<Value>(body)
+        .ok()
+        .is_some_and(|v| v.get("operator").is_some());
+    if asks_operator {
+        Resource::Platform
+    } else {
+        Resource::Tenant(vallum_core::iam::model::DEFAULT_TENANT.to_owned())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantBody {
+    id: String,
+    #[serde(default)]
+    display_name: String,
+    #[serde(default)]
+    guardian_webhook: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantUpdate {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default, with = "double_option")]
+    guardian_webhook: Option<Option<String>>,
+}
+
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Ok(Some(Option::<String>::deserialize(d)?))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserBody {
+    name: String,
+    #[serde(default)]
+    roles: Vec<Role>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorBody {
+    name: String,
+    role: String,
+    #[serde(default)]
+    attributes: Attributes,
+    #[serde(default)]
+    evidence: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AttestBody {
+    #[serde(default)]
+    role: Option<String>,
+    attributes: Attributes,
+    #[serde(default)]
+    evidence: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VoteBody {
+    #[serde(default)]
+    comment: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReviewBody {
+    justified: bool,
+    #[serde(default)]
+    comment: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExplainBody {
+    #[serde(default)]
+    access_key: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    operator: Option<String>,
+    #[serde(default)]
+    anonymous: bool,
+    action: String,
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    source_ip: Option<std::net::IpAddr>,
+    #[serde(default)]
+    secure: bool,
+}
+
+fn parse_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Failure> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    Admin::parse(body)
+}
+
+fn key_json(key: &vallum_core::iam::model::KeyView, secret: &str) -> Value {
+    json!({
+        "access_key": value(key),
+        "secret_key": secret,
+        "note": "the secret is shown once; it is stored sealed and cannot be read back",
+    })
+}
+
+fn request_json(iam: &Iam, r: &vallum_core::iam::lockbox::AccessRequest) -> Value {
+    let mut v = value(r);
+    v["status"] = json!(r.status(iam.now()));
+    v
+}
+
+fn guardian_of(p: &Principal) -> Result<String, Failure> {
+    match p {
+        Principal::User { tenant, name, .. } => Ok(format!("{tenant}/{name}")),
+        _ => Err(Failure(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "only a tenant's guardians do this".into(),
+        )),
+    }
+}
+
+fn operator_of(p: &Principal) -> Result<&str, Failure> {
+    match p {
+        Principal::Operator { name } => Ok(name),
+        _ => Err(Failure(
+            StatusCode::FORBIDDEN,
+            "AccessDenied",
+            "only an operator, on its own credentials, does this".into(),
+        )),
+    }
+}
+
+/// Serves the identity and access routes (already authorized).
+pub(crate) async fn route(
+    iam: &Iam,
+    p: &Principal,
+    facts: &Facts,
+    method: &Method,
+    seg: &[&str],
+    body: &[u8],
+) -> Result<Value, Failure> {
+    use Method as M;
+    match (method, seg) {
+        (&M::GET, ["tenants"]) => Ok(json!({ "tenants": value(&iam.tenants().await?) })),
+        (&M::POST, ["tenants"]) => {
+            let b: TenantBody = Admin::parse(body)?;
+            let (t, key, secret) = iam
+                .create_tenant(&b.id, &b.display_name, b.guardian_webhook)
+                .await?;
+            let mut v = key_json(&key, &secret);
+            v["tenant"] = value(&t);
+            v["admin"] = json!(vallum_core::iam::FIRST_ADMIN);
+            Ok(v)
+        }
+        (&M::GET, ["tenants", t]) => Ok(value(&iam.tenant(t).await?)),
+        (&M::PUT, ["tenants", t]) => {
+            let b: TenantUpdate = Admin::parse(body)?;
+            Ok(value(
+                &iam.update_tenant(t, b.display_name, b.guardian_webhook)
+                    .await?,
+            ))
+        }
+        (&M::DELETE, ["tenants", t]) => {
+            iam.delete_tenant(t).await?;
+            Ok(json!({ "deleted": t }))
+        }
+        (&M::POST, ["tenants", t, s @ ("disable" | "enable")]) => {
+            let state = if *s == "disable" {
+                State::Disabled
+            } else {
+                State::Active
+            };
+            Ok(value(&iam.set_tenant_state(t, state).await?))
+        }
+        (&M::GET, ["tenants", t, "users"]) => Ok(json!({ "users": value(&iam.users(t).await?) })),
+        (&M::POST, ["tenants", t, "users"]) => {
+            let b: UserBody = Admin::parse(body)?;
+            Ok(value(&iam.create_user(t, &b.name, b.roles).await?))
+        }
+        (&M::GET, ["tenants", t, "users", u]) => {
+            let user = iam.user(t, u).await?;
+            let keys = iam
+                .keys_of(&Owner::User {
+                    tenant: (*t).to_owned(),
+                    name: (*u).to_owned(),
+                })
+                .await?;
+            Ok(json!({ "user": value(&user), "access_keys": value(&keys) }))
+        }
+        (&M::DELETE, ["tenants", t, "users", u]) => {
+            iam.delete_user(t, u).await?;
+            Ok(json!({ "deleted": format!("{t}/{u}") }))
+        }
+        (&M::POST, ["tenants", t, "users", u, s @ ("disable" | "enable")]) => {
+            let state = if *s == "disable" {
+                State::Disabled
+            } else {
+                State::Active
+            };
+            Ok(value(&iam.set_user_state(t, u, state).await?))
+        }
+        (&M::GET, ["tenants", t, "users", u, "policy"]) => {
+            let user = iam.user(t, u).await?;
+            user.policy.ok_or_else(|| {
+                Failure(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchEntity",
+                    format!("user {t}/{u} has no identity policy"),
+                )
+            })
+        }
+        (&M::PUT, ["tenants", t, "users", u, "policy"]) => {
+            let doc = vallum_core::iam::policy::parse_document(body)?;
+            Ok(value(&iam.set_user_policy(t, u, Some(doc)).await?))
+        }
+        (&M::DELETE, ["tenants", t, "users", u, "policy"]) => {
+            Ok(value(&iam.set_user_policy(t, u, None).await?))
+        }
+        (&M::GET, ["tenants", t, "users", u, "access-keys"]) => {
+            let keys = iam
+                .keys_of(&Owner::User {
+                    tenant: (*t).to_owned(),
+                    name: (*u).to_owned(),
+                })
+                .await?;
+            Ok(json!({ "access_keys": value(&keys) }))
+        }
+        (&M::POST, ["tenants", t, "users", u, "access-keys"]) => {
+            let (key, secret) = iam
+                .create_key(Owner::User {
+                    tenant: (*t).to_owned(),
+                    name: (*u).to_owned(),
+                })
+                .await?;
+            Ok(key_json(&key, &secret))
+        }
+        (&M::GET, ["tenants", t, "charter"]) => {
+            let c = iam.charter(t).await?;
+            Ok(json!({
+                "active": value(&c.active()),
+                "versions": value(&c.versions),
+            }))
+        }
+        (&M::PUT, ["tenants", t, "charter"]) => {
+            let doc: CharterDoc = Admin::parse(body)?;
+            let v = iam.propose_charter(t, doc).await?;
+            let needed = iam.charter(t).await?.signatures_needed(&v.doc);
+            Ok(json!({ "proposed": value(&v), "signatures_needed": needed }))
+        }
+        (&M::POST, ["tenants", t, "charter", v, "sign"]) => {
+            let version: u32 = v.parse().map_err(|_| {
+                Failure(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequest",
+                    format!("{v:?} is not a charter version"),
+                )
+            })?;
+            let b: VoteBody = parse_body(body)?;
+            Ok(value(
+                &iam.sign_charter(t, version, &guardian_of(p)?, &b.comment)
+                    .await?,
+            ))
+        }
+        (_, ["access-keys", id]) if method == M::GET => Ok(value(&iam.key(id).await?)),
+        (&M::DELETE, ["access-keys", id]) => {
+            iam.delete_key(id).await?;
+            Ok(json!({ "deleted": id }))
+        }
+        (&M::POST, ["access-keys", id, s @ ("disable" | "enable")]) => {
+            let state = if *s == "disable" {
+                State::Disabled
+            } else {
+                State::Active
+            };
+            Ok(value(&iam.set_key_state(id, state).await?))
+        }
+        (&M::POST, ["access-keys", id, "rotate"]) => {
+            let (key, secret) = iam.rotate_key(id).await?;
+            Ok(key_json(&key, &secret))
+        }
+        (&M::GET, ["operators"]) => Ok(json!({ "operators": value(&iam.operators().await?) })),
+        (&M::POST, ["operators"]) => {
+            let b: OperatorBody = Admin::parse(body)?;
+            Ok(value(
+                &iam.create_operator(&b.name, &b.role, b.attributes, &b.evidence)
+                    .await?,
+            ))
+        }
+        (&M::GET, ["operators", n]) => {
+            let op = iam.operator(n).await?;
+            let keys = iam
+                .keys_of(&Owner::Operator {
+                    name: (*n).to_owned(),
+                })
+                .await?;
+            Ok(json!({ "operator": value(&op), "access_keys": value(&keys) }))
+        }
+        (&M::DELETE, ["operators", n]) => {
+            iam.delete_operator(n).await?;
+            Ok(json!({ "deleted": n }))
+        }
+        (&M::POST, ["operators", n, "attest"]) => {
+            let b: AttestBody = Admin::parse(body)?;
+            Ok(value(
+                &iam.attest_operator(n, b.role, b.attributes, &b.evidence)
+                    .await?,
+            ))
+        }
+        (&M::POST, ["operators", n, s @ ("disable" | "enable")]) => {
+            let state = if *s == "disable" {
+                State::Disabled
+            } else {
+                State::Active
+            };
+            Ok(value(&iam.set_operator_state(n, state).await?))
+        }
+        (&M::POST, ["operators", n, "access-keys"]) => {
+            let (key, secret) = iam
+                .create_key(Owner::Operator {
+                    name: (*n).to_owned(),
+                })
+                .await?;
+            Ok(key_json(&key, &secret))
+        }
+        (&M::GET, ["operators", n, "access-keys"]) => {
+            let keys = iam
+                .keys_of(&Owner::Operator {
+                    name: (*n).to_owned(),
+                })
+                .await?;
+            Ok(json!({ "access_keys": value(&keys) }))
+        }
+        (&M::GET, ["lockbox"]) => {
+            let list = match p {
+                Principal::Operator { name } => iam.requests(None, Some(name)).await?,
+                _ => iam.requests(Some(&own_tenant(p)?), None).await?,
+            };
+            let list: Vec<Value> = list.iter().map(|r| request_json(iam, r)).collect();
+            Ok(json!({ "requests": list }))
+        }
+        (&M::POST, ["lockbox"]) => {
+            let spec: RequestSpec = Admin::parse(body)?;
+            Ok(request_json(
+                iam,
+                &iam.request_access(operator_of(p)?, spec).await?,
+            ))
+        }
+        (&M::POST, ["lockbox", "break-glass"]) => {
+            let spec: RequestSpec = Admin::parse(body)?;
+            Ok(request_json(
+                iam,
+                &iam.break_glass(operator_of(p)?, spec).await?,
+            ))
+        }
+        (&M::GET, ["lockbox", id]) => {
+            let r = iam.request(id).await?;
+            if let Principal::Operator { name } = p
+                && *name != r.operator
+            {
+                return Err(Failure(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    format!("request {id} was filed by another operator"),
+                ));
+            }
+            Ok(request_json(iam, &r))
+        }
+        (&M::POST, ["lockbox", id, "approve"]) => {
+            let b: VoteBody = parse_body(body)?;
+            Ok(request_json(
+                iam,
+                &iam.approve(id, &guardian_of(p)?, &b.comment).await?,
+            ))
+        }
+        (&M::POST, ["lockbox", id, "deny"]) => {
+            let b: VoteBody = parse_body(body)?;
+            Ok(request_json(
+                iam,
+                &iam.deny(id, &guardian_of(p)?, &b.comment).await?,
+            ))
+        }
+        (&M::POST, ["lockbox", id, "revoke"]) => {
+            let b: VoteBody = parse_body(body)?;
+            if let Principal::Operator { name } = p {
+                let r = iam.request(id).await?;
+                if *name != r.operator {
+                    return Err(Failure(
+                        StatusCode::FORBIDDEN,
+                        "AccessDenied",
+                        format!("request {id} was filed by another operator"),
+                    ));
+                }
+            }
+            Ok(request_json(
+                iam,
+                &iam.revoke(id, &p.actor(), &b.comment).await?,
+            ))
+        }
+        (&M::POST, ["lockbox", id, "credential"]) => {
+            let (key, secret, r) = iam.claim(id, operator_of(p)?).await?;
+            let mut v = key_json(&key, &secret);
+            v["request"] = request_json(iam, &r);
+            v["expires_ms"] = json!(r.expires_ms);
+            Ok(v)
+        }
+        (&M::POST, ["lockbox", id, "review"]) => {
+            let b: ReviewBody = Admin::parse(body)?;
+            Ok(request_json(
+                iam,
+                &iam.review(id, &guardian_of(p)?, b.justified, &b.comment)
+                    .await?,
+            ))
+        }
+        (&M::POST, ["authz", "explain"]) => explain(iam, p, facts, body).await,
+        _ => Err(not_allowed(method)),
+    }
+}
+
+/// `vallum authz explain`: the decision for a principal of the caller's tenant (root: also
+/// operators), with every policy that decided it.
+async fn explain(
+    iam: &Iam,
+    caller: &Principal,
+    facts: &Facts,
+    body: &[u8],
+) -> Result<Value, Failure> {
+    let b: ExplainBody = Admin::parse(body)?;
+    let home = caller.namespace().unwrap_or("").to_owned();
+    let forbidden = |m: &str| Failure(StatusCode::FORBIDDEN, "AccessDenied", m.to_owned());
+    let principal = if let Some(ak) = &b.access_key {
+        let (p, _) = iam.authenticate(ak).await?.ok_or_else(|| {
+            Failure(
+                StatusCode::NOT_FOUND,
+                "NoSuchEntity",
+                format!("no such access key {ak}"),
+            )
+        })?;
+        if *caller != Principal::Root && p.home_tenant() != home {
+            return Err(forbidden("that key belongs to another tenant"));
+        }
+        p
+    } else if let Some(u) = &b.user {
+        let user = iam.user(&home, u).await?;
+        Principal::User {
+            tenant: home.clone(),
+            name: user.name.clone(),
+            admin: user.has(Role::Admin),
+            guardian: user.has(Role::Guardian),
+        }
+    } else if let Some(o) = &b.operator {
+        if *caller != Principal::Root {
+            return Err(forbidden(
+                "only the root credentials explain operators' decisions",
+            ));
+        }
+        iam.operator(o).await?;
+        Principal::Operator { name: o.clone() }
+    } else if b.anonymous {
+        Principal::Anonymous
+    } else {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            "name the principal: access_key, user, operator or anonymous".into(),
+        ));
+    };
+    if !vallum_core::iam::actions::is_known(&b.action) {
+        return Err(Failure(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequest",
+            format!("{} is not an action the decision point knows", b.action),
+        ));
+    }
+    let resource = match &b.bucket {
+        Some(wire) => {
+            let (t, bucket) = resolve_bucket(&principal, wire)?;
+            if *caller != Principal::Root && t != home {
+                return Err(forbidden("that bucket belongs to another tenant"));
+            }
+            match &b.key {
+                Some(k) => Resource::Object {
+                    tenant: t,
+                    bucket,
+                    key: k.clone(),
+                },
+                None => Resource::Bucket { tenant: t, bucket },
+            }
+        }
+        None => Resource::Tenant(principal.namespace().unwrap_or(&home).to_owned()),
+    };
+    let f = Facts {
+        secure: b.secure,
+        source_ip: b.source_ip,
+        prefix: b.prefix.clone(),
+        now_ms: facts.now_ms,
+        ..Facts::default()
+    };
+    let d = iam.authorize(&principal, &b.action, &resource, &f);
+    Ok(json!({
+        "principal": principal.actor(),
+        "action": b.action,
+        "resource": format!("{resource:?}"),
+        "decision": if d.allowed { "allow" } else if d.explicit_deny { "explicit_deny" } else { "implicit_deny" },
+        "reasons": value(&d.reasons),
+        "errors": d.errors,
+    }))
+}

@@ -1,0 +1,255 @@
+//! The S3 side of the decision point: who signed the request ([`IamAuth`]), and whether they
+//! may do what they ask ([`VallumAccess`], run by s3s before every operation). Bucket names
+//! are scoped by tenant: a plain name means the caller's own tenant's bucket, `tenant:bucket`
+//! another tenant's (reachable only where that bucket's policy opens it).
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::path::S3Path;
+use s3s::{S3Error, S3Result, s3_error};
+use vallum_core::iam::authz::{Decision, Facts, Principal, Resource};
+use vallum_core::iam::model::{TENANT_SEPARATOR, check_tenant_id, internal_bucket};
+use vallum_core::iam::{Iam, IamError, actions};
+
+/// Request extension: the client's address.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub Option<IpAddr>);
+
+/// Request extension set once the caller is authorized: who, in which tenant's namespace,
+/// with the request's facts (for decisions a handler makes itself: copy sources,
+/// multi-object deletes, governance bypass).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The principal.
+    pub principal: Principal,
+    /// The tenant whose bucket this request addresses.
+    pub tenant: String,
+    /// The request's facts.
+    pub facts: Facts,
+}
+
+/// The S3 error for a denial; the message says which kind, never what exists.
+#[must_use]
+pub fn denied(d: &Decision) -> S3Error {
+    let why = if d.explicit_deny {
+        "explicitly denied by a policy"
+    } else {
+        "no policy allows it"
+    };
+    s3_error!(AccessDenied, "Access Denied ({why})")
+}
+
+fn iam_error(e: IamError) -> S3Error {
+    match e {
+        IamError::Denied(m) => s3_error!(AccessDenied, "{m}"),
+        other => {
+            tracing::error!(error = %other, "credential lookup failed");
+            s3_error!(InternalError, "credential lookup failed")
+        }
+    }
+}
+
+/// Access keys from the identity service (root, users, operators, lockbox grants).
+pub struct IamAuth(pub Arc<Iam>);
+
+#[async_trait::async_trait]
+impl S3Auth for IamAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.0.authenticate(access_key).await.map_err(iam_error)? {
+            Some((_, secret)) => Ok(SecretKey::from(secret.as_str().to_owned())),
+            None => Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            )),
+        }
+    }
+}
+
+/// Bucket names: S3's rules, or `tenant:bucket` with a valid tenant id and bucket name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TenantNames;
+
+impl s3s::validation::NameValidation for TenantNames {
+    fn validate_bucket_name(&self, name: &str) -> bool {
+        match name.split_once(TENANT_SEPARATOR) {
+            Some((tenant, bucket)) => {
+                check_tenant_id(tenant).is_ok() && s3s::path::check_bucket_name(bucket)
+            }
+            None => s3s::path::check_bucket_name(name),
+        }
+    }
+}
+
+/// The tenant and tenant-local bucket a wire bucket name means for `principal`.
+pub fn resolve(principal: &Principal, wire: &str) -> S3Result<(String, String)> {
+    if let Some((tenant, bucket)) = wire.split_once(TENANT_SEPARATOR) {
+        return Ok((tenant.to_owned(), bucket.to_owned()));
+    }
+    match principal.namespace() {
+        Some(t) => Ok((t.to_owned(), wire.to_owned())),
+        None => Err(s3_error!(
+            AccessDenied,
+            "Access Denied (an operator's own credentials reach no bucket; request lockbox access)"
+        )),
+    }
+}
+
+/// The internal bucket name a wire name means for the caller of `ext`.
+pub fn internal(ext: &http::Extensions, wire: &str) -> S3Result<String> {
+    let caller = ext
+        .get::<Caller>()
+        .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
+    let (tenant, bucket) = resolve(&caller.principal, wire)?;
+    Ok(internal_bucket(&tenant, &bucket))
+}
+
+/// How a bucket's internal name is shown to the caller: bare in its own namespace.
+#[must_use]
+pub fn wire_name(ext: &http::Extensions, internal: &str) -> String {
+    let (tenant, bucket) = vallum_core::iam::model::split_internal(internal);
+    match ext.get::<Caller>() {
+        Some(c) if c.principal.namespace() == Some(tenant) => bucket.to_owned(),
+        _ => format!("{tenant}{TENANT_SEPARATOR}{bucket}"),
+    }
+}
+
+fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
+    uri.query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (k == name).then(|| percent_decode(v).unwrap_or_else(|| v.to_owned()))
+    })
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The decision point in front of every S3 operation; also records the operation name.
+pub struct VallumAccess {
+    /// The identity service.
+    pub iam: Arc<Iam>,
+}
+
+/// Filled in by [`VallumAccess`] once s3s has resolved the operation.
+#[derive(Clone, Default)]
+pub struct OperationSlot(pub Arc<Mutex<Option<String>>>);
+
+impl VallumAccess {
+    fn facts(cx: &mut S3AccessContext<'_>, now_ms: i64) -> Facts {
+        let ext = cx.extensions_mut();
+        let secure = ext
+            .get::<crate::http_service::Secure>()
+            .is_some_and(|s| s.0);
+        let source_ip = ext.get::<PeerAddr>().and_then(|p| p.0);
+        let header = |n: &str| {
+            cx.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Facts {
+            secure,
+            source_ip,
+            now_ms,
+            prefix: query_param(cx.uri(), "prefix"),
+            delimiter: query_param(cx.uri(), "delimiter"),
+            max_keys: query_param(cx.uri(), "max-keys").and_then(|v| v.parse().ok()),
+            user_agent: header("user-agent"),
+            referer: header("referer"),
+            sse: header("x-amz-server-side-encryption"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Access for VallumAccess {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let op = cx.s3_op().name().to_owned();
+        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>()
+            && let Ok(mut s) = slot.0.lock()
+        {
+            *s = Some(op.clone());
+        }
+        let (principal, actor) = match cx.credentials() {
+            Some(c) => {
+                let key = c.access_key.clone();
+                match self.iam.authenticate(&key).await.map_err(iam_error)? {
+                    Some((p, _)) => {
+                        let actor = p.actor_with_key(&key);
+                        (p, actor)
+                    }
+                    None => return Err(s3_error!(InvalidAccessKeyId, "unknown access key")),
+                }
+            }
+            None => (Principal::Anonymous, Principal::Anonymous.actor()),
+        };
+        vallum_core::journal::set_actor(actor);
+        vallum_core::journal::set_grant(principal.grant().map(str::to_owned));
+        let version = query_param(cx.uri(), "versionId").is_some();
+        let facts = Self::facts(cx, self.iam.now());
+        let (tenant, resource) = match cx.s3_path() {
+            S3Path::Root => {
+                let tenant = principal.namespace().ok_or_else(|| {
+                    s3_error!(
+                        AccessDenied,
+                        "Access Denied (an operator's own credentials list no buckets)"
+                    )
+                })?;
+                (tenant.to_owned(), Resource::Tenant(tenant.to_owned()))
+            }
+            S3Path::Bucket { bucket } => {
+                let (tenant, bucket) = resolve(&principal, bucket)?;
+                (tenant.clone(), Resource::Bucket { tenant, bucket })
+            }
+            S3Path::Object { bucket, key } => {
+                let (tenant, bucket) = resolve(&principal, bucket)?;
+                (
+                    tenant.clone(),
+                    Resource::Object {
+                        tenant,
+                        bucket,
+                        key: key.to_string(),
+                    },
+                )
+            }
+        };
+        // A multi-object delete is decided key by key in the handler.
+        if op != "DeleteObjects" {
+            let action = actions::for_s3_operation(&op, version);
+            let d = self.iam.authorize(&principal, &action, &resource, &facts);
+            if !d.allowed {
+                tracing::debug!(actor = %principal.actor(), %action, ?resource, reasons = ?d.reasons, errors = ?d.errors, "denied");
+                return Err(denied(&d));
+            }
+        }
+        cx.extensions_mut().insert(Caller {
+            principal,
+            tenant,
+            facts,
+        });
+        Ok(())
+    }
+}
