@@ -14,6 +14,40 @@ use common::{
 };
 use serde_json::Value;
 
+/// A guardian webhook: an HTTP listener recording every JSON event posted to it.
+fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/guardians", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; len];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(v) = serde_json::from_slice::<Value>(&body)
+            {
+                sink.lock().unwrap().push(v);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
 /// A principal's credentials.
 #[derive(Clone)]
 struct Who {
@@ -352,6 +386,14 @@ fn claim(w: &World, op: &Who, id: &str) -> Who {
 async fn principals_actions_and_resources_give_the_expected_decisions() {
     let w = world().await;
     let s = &w.server;
+    // Acme's guardians hear about lockbox events through their webhook.
+    let (hook, events) = webhook();
+    as_who(
+        s,
+        &w.acme_admin,
+        "tenant",
+        &["update", "acme", "--guardian-webhook", &hook],
+    );
     let anonymous_get = |path: &str| -> String {
         run(std::process::Command::new("curl").args([
             "-s",
@@ -634,6 +676,33 @@ async fn principals_actions_and_resources_give_the_expected_decisions() {
     assert_eq!(r["review"]["justified"], true);
     let e = as_who_fails(s, &w.gina, "lockbox", &["review", &bg_id, "--justified"]);
     assert!(e.contains("already reviewed"), "{e}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let heard = loop {
+        let heard: Vec<String> = events
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {}",
+                    e["event"],
+                    e["request"]["id"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        if heard.iter().any(|h| h.contains("lockbox_revoked")) || Instant::now() > deadline {
+            break heard;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for want in [
+        format!("\"lockbox_request_filed\" {id}"),
+        format!("\"lockbox_granted\" {id}"),
+        format!("\"lockbox_break_glass\" {bg_id}"),
+        format!("\"lockbox_revoked\" {revocable_id}"),
+    ] {
+        assert!(heard.contains(&want), "{want} not in {heard:?}");
+    }
     let listed = as_who(s, &w.alice, "lockbox", &["list"]);
     assert_eq!(listed["requests"].as_array().unwrap().len(), 4);
     let mine = as_who(s, &w.ursula, "lockbox", &["list"]);
@@ -685,6 +754,7 @@ async fn principals_actions_and_resources_give_the_expected_decisions() {
         "lockbox_revoked",
         "lockbox_break_glass",
         "lockbox_break_glass_reviewed",
+        "lockbox_expired",
     ] {
         assert!(
             admin_actions.contains(&want),

@@ -46,6 +46,17 @@ pub async fn run_with(p: &dyn KeyProvider, admin: &dyn KeyProvider) {
         dek.expose()
     );
     assert!(p.unwrap(&w, b"other context", &why()).await.is_err());
+    // Platform staff without a lockbox grant are refused (with one, the provider's own
+    // rules decide: an external key store may refuse operators altogether).
+    let operator = Justification {
+        actor: "operator:olga key:VACONF".into(),
+        reason: "customer-request".into(),
+    };
+    assert!(matches!(
+        p.unwrap(&w, ctx, &operator).await,
+        Err(CryptoError::Refused(_))
+    ));
+
     // One character of the wrapped form changed (the tenth letter or digit from the end, so
     // inside the key material whatever the provider's encoding).
     let mut tampered = w.clone();

@@ -253,3 +253,25 @@ pub fn wrap_aad(key_id: &str, version: u32, context: &[u8]) -> Vec<u8> {
     a.extend_from_slice(context);
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_need_a_lockbox_grant_to_use_keys() {
+        let why = |actor: &str, reason: &str| Justification {
+            actor: actor.into(),
+            reason: reason.into(),
+        };
+        assert!(ensure_justified(&why("key:VAX user:acme/bob", "customer-request")).is_ok());
+        assert!(ensure_justified(&why("system:gc", "replication")).is_ok());
+        let e = ensure_justified(&why("operator:olga key:VAX", "customer-request")).unwrap_err();
+        assert!(
+            matches!(e, CryptoError::Refused(ref m) if m.contains("operator:olga")),
+            "{e}"
+        );
+        assert!(ensure_justified(&why("operator:olga key:VAX", "lockbox:")).is_err());
+        assert!(ensure_justified(&why("operator:olga grant:lb-1 key:VG", "lockbox:lb-1")).is_ok());
+    }
+}

@@ -11,9 +11,11 @@
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use std::collections::HashSet;
+
 use cedar_policy::{
-    Context, Effect, Entities, EntityId, EntityTypeName, EntityUid, Policy, PolicyId, PolicySet,
-    Request, RestrictedExpression,
+    Context, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId,
+    PolicySet, Request, RestrictedExpression,
 };
 use serde::Serialize;
 
@@ -231,25 +233,47 @@ pub struct Source<'a> {
     pub compiled: &'a Compiled,
 }
 
+/// Action groups of the baseline, as Cedar action entities every catalog action belongs to
+/// (so a rule names one group instead of a long list).
+pub const GROUPS: &[(&str, &[&[&str]])] = &[
+    (
+        "group:root",
+        &[actions::PLATFORM, actions::SERVICE, &["vallum:GetTenant"]],
+    ),
+    ("group:guardian", &[actions::GUARDIAN, GUARDIAN_READS]),
+    ("group:guardian-only", &[actions::GUARDIAN]),
+    ("group:service", &[actions::SERVICE]),
+    ("group:operator-lockbox", &[actions::OPERATOR_LOCKBOX]),
+    ("group:customer-data", &[actions::S3, KMS]),
+    ("group:s3", &[actions::S3]),
+];
+
+const GUARDIAN_READS: &[&str] = &[
+    "vallum:GetCharter",
+    "vallum:ListAccessRequests",
+    "vallum:GetAccessRequest",
+    "vallum:RevokeGrant",
+];
+
+const KMS: &[&str] = &[
+    "kms:ListKeys",
+    "kms:CreateKey",
+    "kms:DescribeKey",
+    "kms:RotateKey",
+    "kms:DisableKey",
+    "kms:EnableKey",
+    "kms:ScheduleKeyDeletion",
+    "kms:DestroyKey",
+];
+
 /// The baseline rules in Cedar: who may do what before any customer policy is consulted.
 #[must_use]
 pub fn baseline_text() -> String {
-    let list = |a: &[&[&str]]| actions::cedar_list(a.iter().flat_map(|x| x.iter().copied()));
-    let guardian_reads: &[&str] = &[
-        "vallum:GetCharter",
-        "vallum:ListAccessRequests",
-        "vallum:GetAccessRequest",
-        "vallum:RevokeGrant",
-    ];
-    let kms: Vec<&str> = actions::TENANT
-        .iter()
-        .copied()
-        .filter(|a| a.starts_with("kms:"))
-        .collect();
+    let g = |name: &str| format!("Vallum::Action::\"{name}\"");
     format!(
         r#"@id("root-platform")
 @description("the root credentials administer the platform and run the service")
-permit(principal is Vallum::Root, action in {platform}, resource);
+permit(principal is Vallum::Root, action in {root}, resource);
 
 @id("root-default-tenant")
 @description("the root credentials administer the default tenant")
@@ -287,14 +311,47 @@ forbid(principal is Vallum::User, action, resource) unless {{ context.resource_t
 @description("unsigned requests reach only S3 resources a public bucket policy opens")
 forbid(principal is Vallum::Anonymous, action, resource) unless {{ action in {s3} && context.arn != "" }};
 "#,
-        platform = list(&[actions::PLATFORM, actions::SERVICE, &["vallum:GetTenant"]]),
-        guardian = list(&[actions::GUARDIAN, guardian_reads]),
-        guardian_only = list(&[actions::GUARDIAN]),
-        service = list(&[actions::SERVICE]),
-        lockbox = list(&[actions::OPERATOR_LOCKBOX]),
-        data = list(&[actions::S3, &kms]),
-        s3 = list(&[actions::S3]),
+        root = g("group:root"),
+        guardian = g("group:guardian"),
+        guardian_only = g("group:guardian-only"),
+        service = g("group:service"),
+        lockbox = g("group:operator-lockbox"),
+        data = g("group:customer-data"),
+        s3 = g("group:s3"),
     )
+}
+
+/// Every catalog action as a Cedar entity whose parents are the groups it is in.
+fn action_entities(action_type: &EntityTypeName) -> Entities {
+    let uid = |id: &str| EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(id));
+    let mut all: Vec<&str> = actions::S3
+        .iter()
+        .chain(actions::PLATFORM)
+        .chain(actions::SERVICE)
+        .chain(actions::TENANT)
+        .chain(actions::GUARDIAN)
+        .chain(actions::OPERATOR_LOCKBOX)
+        .copied()
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    let mut entities: Vec<Entity> = all
+        .iter()
+        .map(|a| {
+            let parents: HashSet<EntityUid> = GROUPS
+                .iter()
+                .filter(|(_, lists)| lists.iter().any(|l| l.contains(a)))
+                .map(|(g, _)| uid(g))
+                .collect();
+            Entity::new_no_attrs(uid(a), parents)
+        })
+        .collect();
+    entities.extend(
+        GROUPS
+            .iter()
+            .map(|(g, _)| Entity::new_no_attrs(uid(g), HashSet::new())),
+    );
+    Entities::from_entities(entities, None).expect("the action hierarchy is well formed")
 }
 
 struct Types {
@@ -313,6 +370,9 @@ struct Types {
 /// The decision point's fixed part: the baseline rules and the Cedar evaluator.
 pub struct Authorizer {
     baseline: Compiled,
+    /// The baseline split by the principal class it can apply to (root, user, operator,
+    /// grant, anonymous), so a request evaluates only the rules that can concern it.
+    by_class: Vec<std::collections::HashMap<&'static str, Compiled>>,
     cedar: cedar_policy::Authorizer,
     entities: Entities,
     types: Types,
@@ -343,16 +403,21 @@ impl Authorizer {
     pub fn new() -> Self {
         let text = baseline_text();
         let parsed = PolicySet::from_str(&text).expect("the baseline policies parse");
+        let classes = ["Root", "User", "Operator", "Grant", "Anonymous"];
         let mut set = PolicySet::new();
         let mut statements = Vec::new();
+        // (policy, its text, the actions it can apply to: `None` any).
+        let mut rules: Vec<(
+            Policy,
+            super::policy::StatementInfo,
+            Option<Vec<&'static str>>,
+        )> = Vec::new();
         for p in parsed.policies() {
             let id = p.annotation("id").unwrap_or("baseline").to_owned();
             let description = p.annotation("description").unwrap_or("").to_owned();
             let src = p.to_string();
-            let policy = Policy::parse(Some(PolicyId::new(&id)), &src).expect("baseline policy");
-            set.add(policy).expect("unique baseline ids");
-            statements.push(super::policy::StatementInfo {
-                id,
+            let info = super::policy::StatementInfo {
+                id: id.clone(),
                 sid: Some(description),
                 effect: if p.effect() == Effect::Permit {
                     "Allow"
@@ -360,17 +425,71 @@ impl Authorizer {
                     "Deny"
                 }
                 .into(),
-                cedar: src,
-            });
+                cedar: src.clone(),
+            };
+            let scope = GROUPS
+                .iter()
+                .find(|(g, _)| {
+                    src.contains(&format!("action in Vallum::Action::\"{g}\", resource"))
+                })
+                .map(|(_, lists)| lists.iter().flat_map(|l| l.iter().copied()).collect());
+            let policy = Policy::parse(Some(PolicyId::new(&id)), &src).expect("baseline policy");
+            set.add(policy.clone()).expect("unique baseline ids");
+            statements.push(info.clone());
+            rules.push((policy, info, scope));
         }
+        let every: Vec<&'static str> = actions::S3
+            .iter()
+            .chain(actions::PLATFORM)
+            .chain(actions::SERVICE)
+            .chain(actions::TENANT)
+            .chain(actions::GUARDIAN)
+            .chain(actions::OPERATOR_LOCKBOX)
+            .copied()
+            .collect();
+        // The baseline indexed by principal class and action: a request evaluates only the
+        // rules that can concern it.
+        let by_class = classes
+            .iter()
+            .map(|class| {
+                let mut index = std::collections::HashMap::new();
+                for action in &every {
+                    let mut c = Compiled {
+                        set: PolicySet::new(),
+                        statements: Vec::new(),
+                        public: false,
+                        actions: None,
+                        parts: Vec::new(),
+                    };
+                    for (policy, info, scope) in &rules {
+                        let only = info.cedar.contains("(principal is Vallum::");
+                        let class_ok = !only
+                            || info
+                                .cedar
+                                .contains(&format!("(principal is Vallum::{class},"));
+                        let action_ok = scope.as_ref().is_none_or(|s| s.contains(action));
+                        if class_ok && action_ok {
+                            c.set.add(policy.clone()).expect("unique baseline ids");
+                            c.statements.push(info.clone());
+                        }
+                    }
+                    index.insert(*action, c);
+                }
+                index
+            })
+            .collect();
+        let action_type = type_name("Vallum::Action");
         Self {
+            by_class,
             baseline: Compiled {
                 set,
                 statements,
                 public: false,
+                actions: None,
+                parts: Vec::new(),
             },
             cedar: cedar_policy::Authorizer::new(),
-            entities: Entities::empty(),
+            entities: action_entities(&action_type),
             types: Types {
                 root: type_name("Vallum::Root"),
                 user: type_name("Vallum::User"),
@@ -423,7 +542,7 @@ impl Authorizer {
         }
     }
 
-    fn context(p: &Principal, r: &Resource, f: &Facts) -> Result<Context, String> {
+    fn context(p: &Principal, action: &str, r: &Resource, f: &Facts) -> Result<Context, String> {
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
         let (admin, guardian, username) = match p {
             Principal::User {
@@ -452,6 +571,8 @@ impl Authorizer {
                 "epoch_ms".to_owned(),
                 RestrictedExpression::new_long(f.now_ms),
             ),
+            // IAM matches action names case-insensitively: policies test this.
+            ("action".to_owned(), s(&action.to_ascii_lowercase())),
         ];
         let mut opt = |k: &str, v: Option<&str>| {
             if let Some(v) = v {
@@ -467,11 +588,25 @@ impl Authorizer {
         if let Some(n) = f.max_keys {
             pairs.push(("max_keys".into(), RestrictedExpression::new_long(n)));
         }
-        if let Some(ip) = f.source_ip {
-            pairs.push((
-                "source_ip".into(),
-                RestrictedExpression::new_ip(ip.to_string()),
-            ));
+        // The client's address as integers (see `policy::ip_range`).
+        match f.source_ip.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => {
+                pairs.push((
+                    "ip4".into(),
+                    RestrictedExpression::new_long(i64::from(u32::from(v4))),
+                ));
+            }
+            Some(IpAddr::V6(v6)) => {
+                let n = u128::from(v6);
+                for i in 0..4u32 {
+                    let word = (n >> (96 - 32 * i)) & u128::from(u32::MAX);
+                    pairs.push((
+                        format!("ip6_{i}"),
+                        RestrictedExpression::new_long(i64::try_from(word).unwrap_or(0)),
+                    ));
+                }
+            }
+            None => {}
         }
         Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
@@ -499,7 +634,7 @@ impl Authorizer {
             ));
             return decision;
         }
-        let request = match Self::context(principal, resource, facts).and_then(|ctx| {
+        let request = match Self::context(principal, action, resource, facts).and_then(|ctx| {
             Request::new(
                 self.principal_uid(principal),
                 Self::uid(&self.types.action, action),
@@ -515,41 +650,70 @@ impl Authorizer {
                 return decision;
             }
         };
+        let class = match principal {
+            Principal::Root => 0,
+            Principal::User { .. } => 1,
+            Principal::Operator { .. } => 2,
+            Principal::Grant { .. } => 3,
+            Principal::Anonymous => 4,
+        };
+        let Some(rules) = self.by_class[class].get(action) else {
+            decision.errors.push(format!(
+                "{action} is not an action the decision point knows"
+            ));
+            return decision;
+        };
         let platform = Source {
             label: "platform",
-            compiled: &self.baseline,
+            compiled: rules,
         };
         let (mut permits, mut forbids) = (Vec::new(), Vec::new());
         for src in std::iter::once(&platform).chain(sources) {
-            let answer = self
-                .cedar
-                .is_authorized(&request, &src.compiled.set, &self.entities);
-            for id in answer.diagnostics().reason() {
-                let Some(policy) = src.compiled.set.policy(id) else {
-                    continue;
-                };
-                let description = src
-                    .compiled
-                    .statements
-                    .iter()
-                    .find(|s| s.id == id.to_string())
-                    .and_then(|s| s.sid.clone())
-                    .unwrap_or_default();
-                let forbid = policy.effect() == Effect::Forbid;
-                let reason = Reason {
-                    source: src.label.to_owned(),
-                    policy: id.to_string(),
-                    effect: if forbid { "forbid" } else { "permit" }.into(),
-                    description,
-                };
-                if forbid {
-                    forbids.push(reason);
-                } else {
-                    permits.push(reason);
-                }
+            if !src.compiled.may_match(action) {
+                continue;
             }
-            for e in answer.diagnostics().errors() {
-                decision.errors.push(format!("{}: {e}", src.label));
+            // Statement by statement where the set is split, skipping those that cannot
+            // concern this action; else the whole set.
+            let whole = [&src.compiled.set];
+            let sets: Vec<&PolicySet> = if src.compiled.parts.is_empty() {
+                whole.to_vec()
+            } else {
+                src.compiled
+                    .parts
+                    .iter()
+                    .filter(|p| p.actions.binary_search(&action).is_ok())
+                    .map(|p| &p.set)
+                    .collect()
+            };
+            for set in sets {
+                let answer = self.cedar.is_authorized(&request, set, &self.entities);
+                for id in answer.diagnostics().reason() {
+                    let Some(policy) = set.policy(id) else {
+                        continue;
+                    };
+                    let description = src
+                        .compiled
+                        .statements
+                        .iter()
+                        .find(|s| s.id == id.to_string())
+                        .and_then(|s| s.sid.clone())
+                        .unwrap_or_default();
+                    let forbid = policy.effect() == Effect::Forbid;
+                    let reason = Reason {
+                        source: src.label.to_owned(),
+                        policy: id.to_string(),
+                        effect: if forbid { "forbid" } else { "permit" }.into(),
+                        description,
+                    };
+                    if forbid {
+                        forbids.push(reason);
+                    } else {
+                        permits.push(reason);
+                    }
+                }
+                for e in answer.diagnostics().errors() {
+                    decision.errors.push(format!("{}: {e}", src.label));
+                }
             }
         }
         if !forbids.is_empty() {

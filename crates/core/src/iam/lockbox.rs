@@ -103,6 +103,9 @@ pub struct AccessRequest {
     /// The break-glass review.
     #[serde(default)]
     pub review: Option<Review>,
+    /// The grant's expiry has been recorded in the log.
+    #[serde(default)]
+    pub expiry_logged: bool,
 }
 
 impl AccessRequest {
@@ -187,6 +190,18 @@ impl AccessRequest {
                 cedar: text,
             }],
             public: false,
+            parts: Vec::new(),
+            actions: Some({
+                let mut a: Vec<&'static str> = s
+                    .operations
+                    .iter()
+                    .filter_map(|o| actions::for_operation(o))
+                    .flat_map(|a| a.iter().copied())
+                    .collect();
+                a.sort_unstable();
+                a.dedup();
+                a
+            }),
         })
     }
 }

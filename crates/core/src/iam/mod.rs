@@ -44,6 +44,8 @@ const MAX_UPDATE_ATTEMPTS: usize = 8;
 const ACCESS_KEY_LEN: usize = 20;
 /// Length of generated secrets.
 const SECRET_LEN: usize = 40;
+/// Opened secrets kept in memory at most (the cache starts over when full).
+const MAX_OPENED_SECRETS: usize = 100_000;
 /// Name of the administrator a new tenant starts with.
 pub const FIRST_ADMIN: &str = "admin";
 
@@ -205,6 +207,7 @@ pub struct Iam {
     authorizer: Authorizer,
     state: RwLock<Arc<IamState>>,
     notifier: Option<Arc<dyn Notifier>>,
+    opened: std::sync::Mutex<HashMap<String, (String, Zeroizing<String>)>>,
 }
 
 impl std::fmt::Debug for Iam {
@@ -232,6 +235,7 @@ impl Iam {
             authorizer: Authorizer::new(),
             state: RwLock::new(Arc::new(IamState::default())),
             notifier: None,
+            opened: std::sync::Mutex::new(HashMap::new()),
         });
         iam.refresh().await?;
         Ok(iam)
@@ -322,15 +326,53 @@ impl Iam {
             st.buckets.insert(id, (b, compiled));
         }
         let now = self.now_ms();
+        let mut expired = Vec::new();
         for (id, r) in self.all::<AccessRequest>(kind::LOCKBOX).await? {
             if r.live(now)
                 && let Ok(c) = r.compile()
             {
                 st.grants.insert(id, c);
+            } else if r.state == RequestState::Approved && !r.expiry_logged {
+                expired.push(id);
             }
         }
         if let Ok(mut s) = self.state.write() {
             *s = Arc::new(st);
+        }
+        for id in expired {
+            self.record_expiry(&id).await?;
+        }
+        Ok(())
+    }
+
+    /// Records that a grant ran out, once across gateways (the record's compare-and-set
+    /// decides which gateway writes the entry); its credential is deleted.
+    async fn record_expiry(&self, id: &str) -> IamResult<()> {
+        let now = self.now_ms();
+        let mut first = false;
+        let req = self
+            .update::<AccessRequest, _>(kind::LOCKBOX, id, "lockbox request", |r| {
+                first = !r.expiry_logged && r.state == RequestState::Approved && !r.live(now);
+                if first {
+                    r.expiry_logged = true;
+                }
+                Ok(())
+            })
+            .await?;
+        if first {
+            if let Some(key) = &req.credential {
+                self.remove(kind::ACCESS_KEY, key).await?;
+            }
+            self.log(
+                "lockbox_expired",
+                format!(
+                    "request={id} tenant={} operator={} expired_ms={}",
+                    req.spec.tenant,
+                    req.operator,
+                    req.expires_ms.unwrap_or(0)
+                ),
+            )
+            .await?;
         }
         Ok(())
     }
@@ -507,8 +549,27 @@ impl Iam {
                 }
             }
         };
-        let secret = self.secrets.open(&key.sealed_secret, &key_aad(&key.id))?;
+        let secret = self.open_secret(&key)?;
         Ok(Some((principal, secret)))
+    }
+
+    /// A key's secret, opened once and kept (zeroized on drop) while its sealed form stays the
+    /// same: a rotation changes the sealed form, so the old secret is never served again.
+    fn open_secret(&self, key: &AccessKey) -> IamResult<Zeroizing<String>> {
+        if let Ok(cache) = self.opened.lock()
+            && let Some((sealed, secret)) = cache.get(&key.id)
+            && *sealed == key.sealed_secret
+        {
+            return Ok(secret.clone());
+        }
+        let secret = self.secrets.open(&key.sealed_secret, &key_aad(&key.id))?;
+        if let Ok(mut cache) = self.opened.lock() {
+            if cache.len() >= MAX_OPENED_SECRETS {
+                cache.clear();
+            }
+            cache.insert(key.id.clone(), (key.sealed_secret.clone(), secret.clone()));
+        }
+        Ok(secret)
     }
 
     // ---------------------------------------------------------------- the decision point
@@ -1441,6 +1502,7 @@ impl Iam {
             expires_ms: None,
             credential: None,
             review: None,
+            expiry_logged: false,
         };
         let unmet: Vec<String> = req
             .kinds()

@@ -68,6 +68,31 @@ pub struct Compiled {
     pub statements: Vec<StatementInfo>,
     /// Whether an `Allow` grants everyone (a public policy).
     pub public: bool,
+    /// Every action some statement can match, sorted (`None`: any). A request for another
+    /// action skips the set: no statement of it could apply.
+    pub actions: Option<Vec<&'static str>>,
+    /// The statements one by one with the actions each can match, so a request evaluates only
+    /// the statements that can concern its action (empty: evaluate `set` whole).
+    pub parts: Vec<Part>,
+}
+
+/// One statement as its own policy set, with the actions it can match (sorted).
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// The statement's policy.
+    pub set: PolicySet,
+    /// Actions it can match.
+    pub actions: Vec<&'static str>,
+}
+
+impl Compiled {
+    /// Whether some statement can match `action`.
+    #[must_use]
+    pub fn may_match(&self, action: &str) -> bool {
+        self.actions
+            .as_ref()
+            .is_none_or(|a| a.binary_search(&action).is_ok())
+    }
 }
 
 fn malformed(msg: impl Into<String>) -> IamError {
@@ -174,7 +199,7 @@ enum KeyType {
 
 /// Condition keys the context carries: (IAM key, context attribute, type).
 pub const CONDITION_KEYS: &[(&str, &str)] = &[
-    ("aws:SourceIp", "source_ip"),
+    ("aws:SourceIp", "ip"),
     ("aws:SecureTransport", "secure"),
     ("aws:CurrentTime", "epoch_ms"),
     ("aws:EpochTime", "epoch_ms"),
@@ -200,7 +225,7 @@ fn key_attr(key: &str) -> Result<(&'static str, KeyType), IamError> {
             ))
         })?;
     let ty = match attr {
-        "source_ip" => KeyType::Ip,
+        "ip" => KeyType::Ip,
         "secure" => KeyType::Bool,
         "epoch_ms" => KeyType::Date,
         "max_keys" => KeyType::Num,
@@ -232,7 +257,11 @@ fn date_ms(text: &str, key: &str) -> Result<i64, IamError> {
         .map_err(|_| malformed(format!("{key}: {text} is out of range")))
 }
 
-fn ip_literal(text: &str, key: &str) -> Result<String, IamError> {
+/// A CIDR block (or one address) as a Cedar test of the client's address: IPv4 addresses are
+/// `context.ip4` (one 32-bit integer), IPv6 ones `context.ip6_0..3` (four 32-bit words),
+/// compared as ranges. Plain integers instead of Cedar's `ip()` extension, whose values cost
+/// microseconds to build on every request.
+fn ip_range(text: &str, key: &str) -> Result<String, IamError> {
     let (addr, bits) = text
         .split_once('/')
         .map_or((text, None), |(a, b)| (a, Some(b)));
@@ -241,18 +270,52 @@ fn ip_literal(text: &str, key: &str) -> Result<String, IamError> {
             "{key}: {text:?} is not an IP address or CIDR block"
         ))
     })?;
-    if let Some(bits) = bits {
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        match bits.parse::<u8>() {
-            Ok(b) if b <= max => {}
+    let max: u32 = if ip.is_ipv4() { 32 } else { 128 };
+    let bits: u32 = match bits {
+        None => max,
+        Some(b) => match b.parse::<u32>() {
+            Ok(b) if b <= max => b,
             _ => {
                 return Err(malformed(format!(
                     "{key}: {text:?} has a bad prefix length"
                 )));
             }
+        },
+    };
+    let range = |word: u32, covered: u32| -> Option<(u32, u32)> {
+        if covered == 0 {
+            return None;
+        }
+        let mask = if covered >= 32 {
+            u32::MAX
+        } else {
+            !(u32::MAX >> covered)
+        };
+        Some((word & mask, (word & mask) | !mask))
+    };
+    let mut parts = Vec::new();
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            parts.push("context has ip4".to_owned());
+            if let Some((lo, hi)) = range(u32::from(v4), bits) {
+                parts.push(format!("context.ip4 >= {lo} && context.ip4 <= {hi}"));
+            }
+        }
+        std::net::IpAddr::V6(v6) => {
+            parts.push("context has ip6_0".to_owned());
+            let n = u128::from(v6);
+            for i in 0..4u32 {
+                let word = u32::try_from((n >> (96 - 32 * i)) & u128::from(u32::MAX)).unwrap_or(0);
+                let covered = bits.saturating_sub(32 * i).min(32);
+                if let Some((lo, hi)) = range(word, covered) {
+                    parts.push(format!(
+                        "context.ip6_{i} >= {lo} && context.ip6_{i} <= {hi}"
+                    ));
+                }
+            }
         }
     }
-    Ok(format!("ip({})", lit(text)))
+    Ok(format!("({})", parts.join(" && ")))
 }
 
 /// Turns one condition value into a Cedar comparison.
@@ -272,7 +335,11 @@ fn condition(op_full: &str, key: &str, raw: &Value) -> Result<String, IamError> 
     let (attr, ty) = key_attr(key)?;
     let vals = values(raw, &format!("{op_full} {key}"))?;
     let a = format!("context.{attr}");
-    let has = format!("context has {attr}");
+    let has = if ty == KeyType::Ip {
+        "(context has ip4 || context has ip6_0)".to_owned()
+    } else {
+        format!("context has {attr}")
+    };
     if op == "Null" {
         let want = match vals.as_slice() {
             [v] if v == "true" => true,
@@ -333,10 +400,9 @@ fn condition(op_full: &str, key: &str, raw: &Value) -> Result<String, IamError> 
                 _ => Err(malformed(format!("Bool {key}: \"true\" or \"false\""))),
             }),
         ),
-        ("IpAddress" | "NotIpAddress", KeyType::Ip) => (
-            op == "NotIpAddress",
-            Box::new(|v: &str| Ok(format!("{a}.isInRange({})", ip_literal(v, key)?))),
-        ),
+        ("IpAddress" | "NotIpAddress", KeyType::Ip) => {
+            (op == "NotIpAddress", Box::new(|v: &str| ip_range(v, key)))
+        }
         _ => {
             return Err(malformed(format!(
                 "condition operator {op_full} does not apply to {key} (or is not supported)"
@@ -383,6 +449,22 @@ fn action_set(patterns: &[String]) -> Result<Vec<&'static str>, IamError> {
         }
     }
     Ok(out)
+}
+
+/// A Cedar test of the request's action against IAM action patterns (case-insensitive, as
+/// AWS matches actions): `like` on the lowercased name, so a long pattern expansion is never
+/// evaluated as a list.
+fn action_match(patterns: &[String]) -> Result<String, IamError> {
+    let parts: Vec<String> = patterns
+        .iter()
+        .map(|p| {
+            Ok(format!(
+                "context.action like {}",
+                like(&p.to_ascii_lowercase())?
+            ))
+        })
+        .collect::<Result<_, IamError>>()?;
+    Ok(format!("({})", parts.join(" || ")))
 }
 
 /// IAM wildcard match (`*` any run; `?` one character) for actions, which AWS matches
@@ -553,6 +635,8 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
     let mut set = PolicySet::new();
     let mut infos = Vec::new();
     let mut public = false;
+    let mut covered: Vec<&'static str> = Vec::new();
+    let mut parts: Vec<Part> = Vec::new();
     let base = match scope {
         Scope::Bucket { tenant, bucket, .. } => format!(
             "context.resource_tenant == {} && context.bucket == {}",
@@ -619,14 +703,29 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
             }
             (None, Scope::Identity { .. }) => {}
         }
+        let mut mine: Vec<&'static str>;
         let head_action = match (st.get("Action"), st.get("NotAction")) {
             (Some(a), None) => {
-                let list = action_set(&strings(a, "Action")?)?;
-                format!("action in {}", actions::cedar_list(list))
+                let patterns = strings(a, "Action")?;
+                let known = action_set(&patterns)?;
+                mine = known.clone();
+                if let [one] = patterns.as_slice()
+                    && !one.contains('*')
+                    && !one.contains('?')
+                {
+                    format!("action == Vallum::Action::{}", lit(known[0]))
+                } else {
+                    conds.push(action_match(&patterns)?);
+                    "action".into()
+                }
             }
             (None, Some(a)) => {
-                let list = action_set(&strings(a, "NotAction")?)?;
-                conds.push(format!("!(action in {})", actions::cedar_list(list)));
+                let patterns = strings(a, "NotAction")?;
+                let excluded = action_set(&patterns)?;
+                mine = actions::policy_catalog()
+                    .filter(|a| !excluded.contains(a))
+                    .collect();
+                conds.push(format!("!{}", action_match(&patterns)?));
                 "action".into()
             }
             _ => {
@@ -670,6 +769,16 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
         );
         let policy = Policy::parse(Some(PolicyId::new(&id)), &text)
             .map_err(|e| malformed(format!("{at}: translation failed: {e}")))?;
+        let mut one = PolicySet::new();
+        one.add(policy.clone())
+            .map_err(|e| malformed(format!("{at}: {e}")))?;
+        mine.sort_unstable();
+        mine.dedup();
+        covered.extend(mine.iter().copied());
+        parts.push(Part {
+            set: one,
+            actions: mine,
+        });
         set.add(policy)
             .map_err(|e| malformed(format!("{at}: {e}")))?;
         infos.push(StatementInfo {
@@ -679,10 +788,14 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
             cedar: text,
         });
     }
+    covered.sort_unstable();
+    covered.dedup();
     Ok(Compiled {
         set,
         statements: infos,
         public,
+        actions: Some(covered),
+        parts,
     })
 }
 
