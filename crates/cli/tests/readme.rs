@@ -247,3 +247,25 @@ fn readme_multisite_example_runs() {
         "dub-1 is no longer listed: {out}"
     );
 }
+
+#[test]
+fn readme_lockbox_story_runs() {
+    let tmp = readme_dir();
+    let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
+    let out = run_admin_block(tmp.path(), &server, "<!-- readme-test-lockbox -->");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "make_bucket: records",
+            "charter v1: active",
+            "olga: access denied",
+            "grant: active",
+            "payment run 2026-12-01",
+            "grant: outside its scope",
+            "grant: revoked",
+            "grant: revoked",
+        ],
+        "{out}"
+    );
+}
