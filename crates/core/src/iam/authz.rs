@@ -460,6 +460,7 @@ impl Authorizer {
                         public: false,
                         actions: None,
                         parts: Vec::new(),
+                        context_bits: 0,
                     };
                     for (policy, info, scope) in &rules {
                         let only = info.cedar.contains("(principal is Vallum::");
@@ -473,7 +474,7 @@ impl Authorizer {
                             c.statements.push(info.clone());
                         }
                     }
-                    index.insert(*action, c);
+                    index.insert(*action, c.with_needs());
                 }
                 index
             })
@@ -487,6 +488,7 @@ impl Authorizer {
                 public: false,
                 actions: None,
                 parts: Vec::new(),
+                context_bits: 0,
             },
             cedar: cedar_policy::Authorizer::new(),
             entities: action_entities(&action_type),
@@ -542,7 +544,19 @@ impl Authorizer {
         }
     }
 
-    fn context(p: &Principal, action: &str, r: &Resource, f: &Facts) -> Result<Context, String> {
+    fn context(
+        p: &Principal,
+        action: &str,
+        r: &Resource,
+        f: &Facts,
+        needs: u32,
+    ) -> Result<Context, String> {
+        let want = |a: &str| {
+            super::policy::CONTEXT_ATTRS
+                .iter()
+                .position(|x| *x == a)
+                .is_some_and(|i| needs & (1 << i) != 0)
+        };
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
         let (admin, guardian, username) = match p {
             Principal::User {
@@ -553,29 +567,26 @@ impl Authorizer {
             } => (*admin, *guardian, Some(name.as_str())),
             _ => (false, false, None),
         };
-        let mut pairs = vec![
-            ("principal_tenant".to_owned(), s(p.home_tenant())),
-            ("resource_tenant".to_owned(), s(r.tenant())),
-            ("admin".to_owned(), RestrictedExpression::new_bool(admin)),
-            (
-                "guardian".to_owned(),
-                RestrictedExpression::new_bool(guardian),
-            ),
-            ("arn".to_owned(), s(&r.arn())),
-            ("bucket".to_owned(), s(r.bucket().unwrap_or(""))),
-            (
-                "secure".to_owned(),
-                RestrictedExpression::new_bool(f.secure),
-            ),
-            (
-                "epoch_ms".to_owned(),
-                RestrictedExpression::new_long(f.now_ms),
-            ),
-            // IAM matches action names case-insensitively: policies test this.
-            ("action".to_owned(), s(&action.to_ascii_lowercase())),
-        ];
+        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(12);
+        let mut put = |k: &str, v: &dyn Fn() -> RestrictedExpression| {
+            if want(k) {
+                pairs.push((k.to_owned(), v()));
+            }
+        };
+        put("principal_tenant", &|| s(p.home_tenant()));
+        put("resource_tenant", &|| s(r.tenant()));
+        put("admin", &|| RestrictedExpression::new_bool(admin));
+        put("guardian", &|| RestrictedExpression::new_bool(guardian));
+        put("arn", &|| s(&r.arn()));
+        put("bucket", &|| s(r.bucket().unwrap_or("")));
+        put("secure", &|| RestrictedExpression::new_bool(f.secure));
+        put("epoch_ms", &|| RestrictedExpression::new_long(f.now_ms));
+        // IAM matches action names case-insensitively: policies test this.
+        put("action", &|| s(&action.to_ascii_lowercase()));
         let mut opt = |k: &str, v: Option<&str>| {
-            if let Some(v) = v {
+            if let Some(v) = v
+                && want(k)
+            {
                 pairs.push((k.to_owned(), s(v)));
             }
         };
@@ -585,11 +596,17 @@ impl Authorizer {
         opt("referer", f.referer.as_deref());
         opt("sse", f.sse.as_deref());
         opt("username", username);
-        if let Some(n) = f.max_keys {
+        if let Some(n) = f.max_keys
+            && want("max_keys")
+        {
             pairs.push(("max_keys".into(), RestrictedExpression::new_long(n)));
         }
         // The client's address as integers (see `policy::ip_range`).
-        match f.source_ip.map(|ip| ip.to_canonical()) {
+        match f
+            .source_ip
+            .map(|ip| ip.to_canonical())
+            .filter(|_| want("ip"))
+        {
             Some(IpAddr::V4(v4)) => {
                 pairs.push((
                     "ip4".into(),
@@ -634,22 +651,6 @@ impl Authorizer {
             ));
             return decision;
         }
-        let request = match Self::context(principal, action, resource, facts).and_then(|ctx| {
-            Request::new(
-                self.principal_uid(principal),
-                Self::uid(&self.types.action, action),
-                self.resource_uid(resource),
-                ctx,
-                None,
-            )
-            .map_err(|e| e.to_string())
-        }) {
-            Ok(r) => r,
-            Err(e) => {
-                decision.errors.push(e);
-                return decision;
-            }
-        };
         let class = match principal {
             Principal::Root => 0,
             Principal::User { .. } => 1,
@@ -667,6 +668,28 @@ impl Authorizer {
             label: "platform",
             compiled: rules,
         };
+        // Only the context attributes the sets to evaluate read.
+        let needs = std::iter::once(&platform)
+            .chain(sources)
+            .filter(|src| src.compiled.may_match(action))
+            .fold(0u32, |acc, src| acc | src.compiled.context_bits);
+        let request =
+            match Self::context(principal, action, resource, facts, needs).and_then(|ctx| {
+                Request::new(
+                    self.principal_uid(principal),
+                    Self::uid(&self.types.action, action),
+                    self.resource_uid(resource),
+                    ctx,
+                    None,
+                )
+                .map_err(|e| e.to_string())
+            }) {
+                Ok(r) => r,
+                Err(e) => {
+                    decision.errors.push(e);
+                    return decision;
+                }
+            };
         let (mut permits, mut forbids) = (Vec::new(), Vec::new());
         for src in std::iter::once(&platform).chain(sources) {
             if !src.compiled.may_match(action) {

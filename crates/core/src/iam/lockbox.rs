@@ -191,6 +191,7 @@ impl AccessRequest {
             }],
             public: false,
             parts: Vec::new(),
+            context_bits: 0,
             actions: Some({
                 let mut a: Vec<&'static str> = s
                     .operations
@@ -202,7 +203,8 @@ impl AccessRequest {
                 a.dedup();
                 a
             }),
-        })
+        }
+        .with_needs())
     }
 }
 

@@ -71,6 +71,9 @@ pub struct Compiled {
     /// Every action some statement can match, sorted (`None`: any). A request for another
     /// action skips the set: no statement of it could apply.
     pub actions: Option<Vec<&'static str>>,
+    /// The context attributes the statements read ([`context_needs`]), 0 until computed by
+    /// [`Compiled::with_needs`].
+    pub context_bits: u32,
     /// The statements one by one with the actions each can match, so a request evaluates only
     /// the statements that can concern its action (empty: evaluate `set` whole).
     pub parts: Vec<Part>,
@@ -85,7 +88,63 @@ pub struct Part {
     pub actions: Vec<&'static str>,
 }
 
+/// The request-context attributes a policy can read; a request builds only those its sets
+/// need (building each costs time on every decision). `ip` stands for `ip4` and `ip6_0..3`.
+pub const CONTEXT_ATTRS: &[&str] = &[
+    "principal_tenant",
+    "resource_tenant",
+    "admin",
+    "guardian",
+    "arn",
+    "bucket",
+    "secure",
+    "epoch_ms",
+    "action",
+    "prefix",
+    "delimiter",
+    "user_agent",
+    "referer",
+    "sse",
+    "username",
+    "max_keys",
+    "ip",
+];
+
+/// The context attributes Cedar `text` reads, as a bit set over [`CONTEXT_ATTRS`]. A policy
+/// that reads an attribute left out would fail to evaluate, and an error denies: a miss here
+/// can refuse a request, never allow one.
+#[must_use]
+pub fn context_needs(text: &str) -> u32 {
+    let mut bits = 0u32;
+    for (i, a) in CONTEXT_ATTRS.iter().enumerate() {
+        let used = if *a == "ip" {
+            text.contains("context.ip") || text.contains("context has ip")
+        } else {
+            text.contains(&format!("context.{a}")) || text.contains(&format!("context has {a}"))
+        };
+        if used {
+            bits |= 1 << i;
+        }
+    }
+    bits
+}
+
 impl Compiled {
+    /// The context attributes its statements read.
+    #[must_use]
+    pub fn needs(&self) -> u32 {
+        self.statements
+            .iter()
+            .fold(0, |acc, s| acc | context_needs(&s.cedar))
+    }
+
+    /// Records [`Self::needs`] in `context_bits`.
+    #[must_use]
+    pub fn with_needs(mut self) -> Self {
+        self.context_bits = self.needs();
+        self
+    }
+
     /// Whether some statement can match `action`.
     #[must_use]
     pub fn may_match(&self, action: &str) -> bool {
@@ -796,7 +855,9 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
         public,
         actions: Some(covered),
         parts,
-    })
+        context_bits: 0,
+    }
+    .with_needs())
 }
 
 /// Parses a policy document from bytes, size-checked.
