@@ -376,7 +376,12 @@ pub struct Authorizer {
     cedar: cedar_policy::Authorizer,
     entities: Entities,
     types: Types,
+    /// Decisions already made, by everything they depend on (see [`Authorizer::decide_cached`]).
+    cache: std::sync::Mutex<(u64, std::collections::HashMap<String, Decision>)>,
 }
+
+/// Decisions kept at most (the cache starts over when full, and whenever the policies change).
+pub const MAX_CACHED_DECISIONS: usize = 16_384;
 
 impl std::fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -492,6 +497,7 @@ impl Authorizer {
             },
             cedar: cedar_policy::Authorizer::new(),
             entities: action_entities(&action_type),
+            cache: std::sync::Mutex::new((0, std::collections::HashMap::new())),
             types: Types {
                 root: type_name("Vallum::Root"),
                 user: type_name("Vallum::User"),
@@ -628,6 +634,125 @@ impl Authorizer {
         Context::from_pairs(pairs).map_err(|e| e.to_string())
     }
 
+    /// [`Self::decide`], remembering the answer. A decision is a pure function of the policy
+    /// sets (named by `generation`, which changes whenever any policy does), the principal, the
+    /// action, the resource and the context attributes the sets read; the cache key is exactly
+    /// those. A set that reads the time (`aws:CurrentTime`, a grant's expiry) puts the current
+    /// millisecond in the key, so such decisions are in effect never reused.
+    #[must_use]
+    pub fn decide_cached(
+        &self,
+        generation: u64,
+        principal: &Principal,
+        action: &str,
+        resource: &Resource,
+        facts: &Facts,
+        sources: &[Source<'_>],
+    ) -> Decision {
+        let Some(key) = self.cache_key(generation, principal, action, resource, facts, sources)
+        else {
+            return self.decide(principal, action, resource, facts, sources);
+        };
+        if let Ok(cache) = self.cache.lock()
+            && cache.0 == generation
+            && let Some(d) = cache.1.get(&key)
+        {
+            return d.clone();
+        }
+        let d = self.decide(principal, action, resource, facts, sources);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.0 != generation || cache.1.len() >= MAX_CACHED_DECISIONS {
+                cache.1.clear();
+                cache.0 = generation;
+            }
+            cache.1.insert(key, d.clone());
+        }
+        d
+    }
+
+    fn cache_key(
+        &self,
+        generation: u64,
+        principal: &Principal,
+        action: &str,
+        resource: &Resource,
+        facts: &Facts,
+        sources: &[Source<'_>],
+    ) -> Option<String> {
+        let class = Self::class(principal);
+        let rules = self.by_class[class].get(action)?;
+        let needs = sources
+            .iter()
+            .filter(|src| src.compiled.may_match(action))
+            .fold(rules.context_bits, |acc, src| {
+                acc | src.compiled.context_bits
+            });
+        let want = |a: &str| {
+            super::policy::CONTEXT_ATTRS
+                .iter()
+                .position(|x| *x == a)
+                .is_some_and(|i| needs & (1 << i) != 0)
+        };
+        use std::fmt::Write;
+        let mut k = String::with_capacity(160);
+        let _ = write!(
+            k,
+            "{generation}\u{1}{}\u{1}{action}\u{1}{}",
+            self.principal_uid(principal),
+            self.resource_uid(resource)
+        );
+        for label in sources.iter().map(|s| s.label) {
+            let _ = write!(k, "\u{1}{label}");
+        }
+        let (admin, guardian) = match principal {
+            Principal::User {
+                admin, guardian, ..
+            } => (*admin, *guardian),
+            _ => (false, false),
+        };
+        let mut add = |name: &str, v: &dyn std::fmt::Display| {
+            if want(name) {
+                let _ = write!(k, "\u{1}{name}={v}");
+            }
+        };
+        add("admin", &admin);
+        add("guardian", &guardian);
+        add("secure", &facts.secure);
+        add("epoch_ms", &facts.now_ms);
+        let opt = |v: &Option<String>| {
+            v.clone()
+                .map_or_else(|| "\u{0}".to_owned(), |s| format!("+{s}"))
+        };
+        add("prefix", &opt(&facts.prefix));
+        add("delimiter", &opt(&facts.delimiter));
+        add("user_agent", &opt(&facts.user_agent));
+        add("referer", &opt(&facts.referer));
+        add("sse", &opt(&facts.sse));
+        add(
+            "max_keys",
+            &facts
+                .max_keys
+                .map_or_else(|| "\u{0}".to_owned(), |n| n.to_string()),
+        );
+        add(
+            "ip",
+            &facts
+                .source_ip
+                .map_or_else(|| "\u{0}".to_owned(), |ip| ip.to_string()),
+        );
+        Some(k)
+    }
+
+    fn class(principal: &Principal) -> usize {
+        match principal {
+            Principal::Root => 0,
+            Principal::User { .. } => 1,
+            Principal::Operator { .. } => 2,
+            Principal::Grant { .. } => 3,
+            Principal::Anonymous => 4,
+        }
+    }
+
     /// Decides `action` by `principal` on `resource`, consulting the baseline and `sources`
     /// (the principal's own policies, the bucket's policy).
     #[must_use]
@@ -651,13 +776,7 @@ impl Authorizer {
             ));
             return decision;
         }
-        let class = match principal {
-            Principal::Root => 0,
-            Principal::User { .. } => 1,
-            Principal::Operator { .. } => 2,
-            Principal::Grant { .. } => 3,
-            Principal::Anonymous => 4,
-        };
+        let class = Self::class(principal);
         let Some(rules) = self.by_class[class].get(action) else {
             decision.errors.push(format!(
                 "{action} is not an action the decision point knows"
@@ -770,6 +889,85 @@ mod tests {
             bucket: "photos".into(),
             key: key.into(),
         }
+    }
+
+    #[test]
+    fn cached_decisions_follow_everything_they_depend_on() {
+        let a = Authorizer::new();
+        let doc = serde_json::json!({"Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::acme:user/bob"},
+             "Action": "s3:GetObject", "Resource": "arn:aws:s3:::photos/*",
+             "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::acme:user/bob"},
+             "Action": "s3:PutObject", "Resource": "arn:aws:s3:::photos/*",
+             "Condition": {"DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}}
+        ]});
+        let c = compile(
+            &doc,
+            Scope::Bucket {
+                tenant: "acme",
+                bucket: "photos",
+                restrict_public: true,
+            },
+            "b#",
+        )
+        .unwrap();
+        let src = [Source {
+            label: "bucket:photos",
+            compiled: &c,
+        }];
+        let bob = user("acme", "bob", false);
+        let at = |ip: &str, now_ms: i64| Facts {
+            source_ip: Some(ip.parse().unwrap()),
+            now_ms,
+            ..Facts::default()
+        };
+        let get = |f: &Facts, g: u64| {
+            a.decide_cached(g, &bob, "s3:GetObject", &object("acme", "x"), f, &src)
+                .allowed
+        };
+        for _ in 0..2 {
+            assert!(get(&at("10.1.1.1", 0), 1));
+            assert!(!get(&at("192.0.2.1", 0), 1));
+            assert!(
+                !a.decide_cached(
+                    1,
+                    &user("acme", "eve", false),
+                    "s3:GetObject",
+                    &object("acme", "x"),
+                    &at("10.1.1.1", 0),
+                    &src
+                )
+                .allowed
+            );
+        }
+        // The time is part of the key where a policy reads it.
+        let put = |now_ms: i64| {
+            a.decide_cached(
+                1,
+                &bob,
+                "s3:PutObject",
+                &object("acme", "x"),
+                &at("10.1.1.1", now_ms),
+                &src,
+            )
+            .allowed
+        };
+        assert!(put(1_800_000_000_000));
+        assert!(!put(1_900_000_000_000));
+        // Another generation (a policy changed) decides afresh: without the bucket's policy.
+        assert!(
+            !a.decide_cached(
+                2,
+                &bob,
+                "s3:GetObject",
+                &object("acme", "x"),
+                &at("10.1.1.1", 0),
+                &[]
+            )
+            .allowed
+        );
+        assert!(get(&at("10.1.1.1", 0), 3));
     }
 
     #[test]

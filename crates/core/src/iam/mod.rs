@@ -131,6 +131,8 @@ pub trait Notifier: Send + Sync {
 /// The records a gateway decides from.
 #[derive(Debug, Default)]
 pub struct IamState {
+    /// Changes with every reload: names the policy sets for the decision cache.
+    generation: u64,
     tenants: HashMap<String, Tenant>,
     users: HashMap<String, (User, Option<Compiled>)>,
     keys: HashMap<String, AccessKey>,
@@ -208,6 +210,7 @@ pub struct Iam {
     state: RwLock<Arc<IamState>>,
     notifier: Option<Arc<dyn Notifier>>,
     opened: std::sync::Mutex<HashMap<String, (String, Zeroizing<String>)>>,
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Iam {
@@ -236,6 +239,7 @@ impl Iam {
             state: RwLock::new(Arc::new(IamState::default())),
             notifier: None,
             opened: std::sync::Mutex::new(HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         });
         iam.refresh().await?;
         Ok(iam)
@@ -288,7 +292,13 @@ impl Iam {
 
     /// Reloads every record into a fresh snapshot.
     pub async fn refresh(&self) -> IamResult<()> {
-        let mut st = IamState::default();
+        let mut st = IamState {
+            generation: self
+                .generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                + 1,
+            ..IamState::default()
+        };
         for (id, t) in self.all::<Tenant>(kind::TENANT).await? {
             st.tenants.insert(id, t);
         }
@@ -631,8 +641,14 @@ impl Iam {
                 });
             }
         }
-        self.authorizer
-            .decide(principal, action, resource, facts, &sources)
+        self.authorizer.decide_cached(
+            snap.generation,
+            principal,
+            action,
+            resource,
+            facts,
+            &sources,
+        )
     }
 
     // ---------------------------------------------------------------- tenants
