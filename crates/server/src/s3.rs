@@ -742,6 +742,14 @@ impl VallumS3 {
         Ok((bucket, key, version))
     }
 
+    /// The internal name of an existing bucket the caller addresses as `wire` (the policy and
+    /// public access block operations).
+    async fn existing_bucket(&self, ext: &http::Extensions, wire: &str) -> S3Result<String> {
+        let bucket = crate::authz::internal(ext, wire)?;
+        self.service.bucket(&bucket).await.map_err(to_s3)?;
+        Ok(bucket)
+    }
+
     fn owner_of(&self, ext: &http::Extensions) -> Owner {
         let tenant = ext
             .get::<crate::authz::Caller>()
@@ -2386,11 +2394,9 @@ impl S3 for VallumS3 {
         req: S3Request<GetBucketPolicyInput>,
     ) -> R<GetBucketPolicyOutput> {
         let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        self.service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        req.input.bucket = self
+            .existing_bucket(&req.extensions, &req.input.bucket)
+            .await?;
         let rec = self
             .iam
             .bucket_record(&req.input.bucket)
@@ -2409,11 +2415,9 @@ impl S3 for VallumS3 {
         req: S3Request<PutBucketPolicyInput>,
     ) -> R<PutBucketPolicyOutput> {
         let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        self.service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        req.input.bucket = self
+            .existing_bucket(&req.extensions, &req.input.bucket)
+            .await?;
         self.iam
             .put_bucket_policy(&req.input.bucket, req.input.policy.as_bytes())
             .await
@@ -2426,11 +2430,9 @@ impl S3 for VallumS3 {
         req: S3Request<DeleteBucketPolicyInput>,
     ) -> R<DeleteBucketPolicyOutput> {
         let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        self.service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        req.input.bucket = self
+            .existing_bucket(&req.extensions, &req.input.bucket)
+            .await?;
         self.iam
             .delete_bucket_policy(&req.input.bucket)
             .await
@@ -2443,11 +2445,9 @@ impl S3 for VallumS3 {
         req: S3Request<GetBucketPolicyStatusInput>,
     ) -> R<GetBucketPolicyStatusOutput> {
         let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        self.service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        req.input.bucket = self
+            .existing_bucket(&req.extensions, &req.input.bucket)
+            .await?;
         let rec = self
             .iam
             .bucket_record(&req.input.bucket)
@@ -2466,11 +2466,9 @@ impl S3 for VallumS3 {
         req: S3Request<GetPublicAccessBlockInput>,
     ) -> R<GetPublicAccessBlockOutput> {
         let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        self.service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        req.input.bucket = self
+            .existing_bucket(&req.extensions, &req.input.bucket)
+            .await?;
         let rec = self
             .iam
             .bucket_record(&req.input.bucket)
@@ -2492,11 +2490,9 @@ impl S3 for VallumS3 {
         req: S3Request<PutPublicAccessBlockInput>,
     ) -> R<PutPublicAccessBlockOutput> {
         let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        self.service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        req.input.bucket = self
+            .existing_bucket(&req.extensions, &req.input.bucket)
+            .await?;
         let c = &req.input.public_access_block_configuration;
         // S3: an omitted setting is false.
         let block = vallum_core::iam::PublicAccessBlock {
@@ -2517,11 +2513,9 @@ impl S3 for VallumS3 {
         req: S3Request<DeletePublicAccessBlockInput>,
     ) -> R<DeletePublicAccessBlockOutput> {
         let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        self.service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        req.input.bucket = self
+            .existing_bucket(&req.extensions, &req.input.bucket)
+            .await?;
         self.iam
             .put_public_access_block(&req.input.bucket, None)
             .await

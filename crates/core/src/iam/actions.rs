@@ -189,16 +189,21 @@ pub fn policy_catalog() -> impl Iterator<Item = &'static str> {
     S3.iter().chain(TENANT).chain(GUARDIAN).copied()
 }
 
-/// Whether the decision point knows `action`.
-#[must_use]
-pub fn is_known(action: &str) -> bool {
+/// Every action of the catalog (some more than once: an action can be in several lists).
+pub fn all() -> impl Iterator<Item = &'static str> {
     S3.iter()
         .chain(PLATFORM)
         .chain(SERVICE)
         .chain(TENANT)
         .chain(GUARDIAN)
         .chain(OPERATOR_LOCKBOX)
-        .any(|a| *a == action)
+        .copied()
+}
+
+/// Whether the decision point knows `action`.
+#[must_use]
+pub fn is_known(action: &str) -> bool {
+    all().any(|a| a == action)
 }
 
 /// A Cedar list literal of these actions.

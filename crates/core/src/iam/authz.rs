@@ -324,15 +324,7 @@ forbid(principal is Vallum::Anonymous, action, resource) unless {{ action in {s3
 /// Every catalog action as a Cedar entity whose parents are the groups it is in.
 fn action_entities(action_type: &EntityTypeName) -> Entities {
     let uid = |id: &str| EntityUid::from_type_name_and_id(action_type.clone(), EntityId::new(id));
-    let mut all: Vec<&str> = actions::S3
-        .iter()
-        .chain(actions::PLATFORM)
-        .chain(actions::SERVICE)
-        .chain(actions::TENANT)
-        .chain(actions::GUARDIAN)
-        .chain(actions::OPERATOR_LOCKBOX)
-        .copied()
-        .collect();
+    let mut all: Vec<&str> = actions::all().collect();
     all.sort_unstable();
     all.dedup();
     let mut entities: Vec<Entity> = all
@@ -443,15 +435,9 @@ impl Authorizer {
             statements.push(info.clone());
             rules.push((policy, info, scope));
         }
-        let every: Vec<&'static str> = actions::S3
-            .iter()
-            .chain(actions::PLATFORM)
-            .chain(actions::SERVICE)
-            .chain(actions::TENANT)
-            .chain(actions::GUARDIAN)
-            .chain(actions::OPERATOR_LOCKBOX)
-            .copied()
-            .collect();
+        let mut every: Vec<&'static str> = actions::all().collect();
+        every.sort_unstable();
+        every.dedup();
         // The baseline indexed by principal class and action: a request evaluates only the
         // rules that can concern it.
         let by_class = classes
