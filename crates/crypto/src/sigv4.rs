@@ -263,6 +263,40 @@ pub struct Verified {
     pub region: String,
 }
 
+/// The `Credential`, `SignedHeaders` and `Signature` of a SigV4 `Authorization` header.
+fn split_authorization(auth: &str) -> Result<(&str, &str, &str), SigV4Error> {
+    let rest = auth
+        .strip_prefix(ALGORITHM)
+        .ok_or_else(|| SigV4Error::Malformed(format!("algorithm is not {ALGORITHM}")))?;
+    let mut credential = None;
+    let mut signed_headers = None;
+    let mut sig = None;
+    for part in rest.split(',') {
+        let part = part.trim();
+        if let Some(v) = part.strip_prefix("Credential=") {
+            credential = Some(v);
+        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+            signed_headers = Some(v);
+        } else if let Some(v) = part.strip_prefix("Signature=") {
+            sig = Some(v);
+        }
+    }
+    match (credential, signed_headers, sig) {
+        (Some(c), Some(h), Some(s)) => Ok((c, h, s)),
+        _ => Err(SigV4Error::Malformed(
+            "Credential, SignedHeaders and Signature are required".into(),
+        )),
+    }
+}
+
+/// The access key id a SigV4 `Authorization` header names (to look its secret up before
+/// [`verify`] checks the signature), if the header is well formed.
+#[must_use]
+pub fn access_key_of(authorization: &str) -> Option<&str> {
+    let (credential, _, _) = split_authorization(authorization).ok()?;
+    credential.split('/').next().filter(|ak| !ak.is_empty())
+}
+
 /// Verifies the SigV4 `Authorization` header of `req` for `service` at `now_unix`; `secret_of`
 /// looks up the secret of an access key id. The signature is compared in constant time; the
 /// request time must be within [`MAX_CLOCK_SKEW_SECS`]; `host` and `x-amz-date` must be signed.
@@ -280,28 +314,7 @@ pub fn verify(
     };
     let auth = header("authorization")
         .ok_or_else(|| SigV4Error::Malformed("no Authorization header".into()))?;
-    let rest = auth
-        .strip_prefix(ALGORITHM)
-        .ok_or_else(|| SigV4Error::Malformed(format!("algorithm is not {ALGORITHM}")))?;
-    let mut credential = None;
-    let mut signed_headers = None;
-    let mut sig = None;
-    for part in rest.split(',') {
-        let part = part.trim();
-        if let Some(v) = part.strip_prefix("Credential=") {
-            credential = Some(v);
-        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-            signed_headers = Some(v);
-        } else if let Some(v) = part.strip_prefix("Signature=") {
-            sig = Some(v);
-        }
-    }
-    let (Some(credential), Some(signed_headers), Some(sig)) = (credential, signed_headers, sig)
-    else {
-        return Err(SigV4Error::Malformed(
-            "Credential, SignedHeaders and Signature are required".into(),
-        ));
-    };
+    let (credential, signed_headers, sig) = split_authorization(auth)?;
     let parts: Vec<&str> = credential.split('/').collect();
     let [access_key, date, region, scope_service, terminator] = parts[..] else {
         return Err(SigV4Error::Malformed("credential scope".into()));
@@ -388,6 +401,16 @@ pub fn verify_http(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_access_key_is_read_from_a_well_formed_header_only() {
+        let good = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+        assert_eq!(access_key_of(good), Some("AKIDEXAMPLE"));
+        assert_eq!(access_key_of("AWS4-HMAC-SHA256 Credential=AKID/x"), None);
+        assert_eq!(access_key_of("Basic dXNlcjpwYXNz"), None);
+        let empty = "AWS4-HMAC-SHA256 Credential=/20150830/us-east-1/s/aws4_request, SignedHeaders=host, Signature=abc";
+        assert_eq!(access_key_of(empty), None);
+    }
 
     /// The AWS General Reference's `get-vanilla` example (service `service`, region
     /// `us-east-1`, 2015-08-30 12:36:00 UTC, the documented example secret): its published

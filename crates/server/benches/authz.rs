@@ -79,6 +79,7 @@ fn main() {
             SecretBox::new(zeroize::Zeroizing::new([9u8; 32])),
             "VAROOTBENCH".into(),
             zeroize::Zeroizing::new("root-secret".into()),
+            None,
         ))
         .unwrap();
     let (_, admin_key, _) = rt.block_on(iam.create_tenant("acme", "", None)).unwrap();

@@ -110,19 +110,8 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     resp
 }
 
-/// The access key id in a SigV4 `Authorization` header.
-fn access_key_of(parts: &http::request::Parts) -> Option<String> {
-    let auth = parts
-        .headers
-        .get(http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let cred = auth.split("Credential=").nth(1)?;
-    let ak = cred.split('/').next()?;
-    (!ak.is_empty()).then(|| ak.to_owned())
-}
-
-fn percent_decode(s: &str) -> Option<String> {
+/// Percent-decodes `s` (UTF-8); `None` for bad escapes or bytes.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -262,11 +251,17 @@ impl Admin {
         body: &[u8],
     ) -> Result<(Principal, String), Failure> {
         let denied = |m: String| Failure(StatusCode::FORBIDDEN, "AccessDenied", m);
-        let access_key = access_key_of(parts).ok_or_else(|| {
-            denied(format!(
-                "admin requests are signed with SigV4 (service {ADMIN_SERVICE})"
-            ))
-        })?;
+        let access_key = parts
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(sigv4::access_key_of)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                denied(format!(
+                    "admin requests are signed with SigV4 (service {ADMIN_SERVICE})"
+                ))
+            })?;
         let (principal, secret) = match self.iam.authenticate(&access_key).await {
             Ok(Some(found)) => found,
             Ok(None) => {
@@ -322,24 +317,11 @@ impl Admin {
             ));
         }
         // Bucket routes run on the bucket's internal (tenant-qualified) name.
-        let owned: Vec<String>;
-        let seg: &[&str] = match internal {
-            Some(name) => {
-                owned = seg
-                    .iter()
-                    .enumerate()
-                    .map(|(i, s)| {
-                        if i == 1 {
-                            name.clone()
-                        } else {
-                            (*s).to_owned()
-                        }
-                    })
-                    .collect();
-                &owned.iter().map(String::as_str).collect::<Vec<_>>()
-            }
-            None => seg,
-        };
+        let mut seg = seg.to_vec();
+        if let Some(name) = &internal {
+            seg[1] = name;
+        }
+        let seg = seg.as_slice();
         match seg.first() {
             Some(&("tenants" | "access-keys" | "operators" | "lockbox" | "authz")) => {
                 crate::admin_iam::route(&self.iam, principal, facts, method, seg, body).await

@@ -119,32 +119,12 @@ pub fn wire_name(ext: &http::Extensions, internal: &str) -> String {
 fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
     uri.query()?.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then(|| percent_decode(v).unwrap_or_else(|| v.to_owned()))
+        // A query string may carry a space as `+` (a literal `+` arrives as `%2B`).
+        (k == name).then(|| {
+            let v = v.replace('+', " ");
+            crate::admin::percent_decode(&v).unwrap_or(v)
+        })
     })
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The decision point in front of every S3 operation; also records the operation name.

@@ -510,15 +510,15 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         &data_dir.join(crate::credentials::SECRET_BOX_FILE),
     )
     .map_err(|e| ServerError::Keys(e.to_string()))?;
-    let mut iam = vallum_core::iam::Iam::open(
+    let iam = vallum_core::iam::Iam::open(
         Arc::clone(&service),
         secrets,
         credentials.access_key.clone(),
         zeroize::Zeroizing::new(credentials.secret_key.clone()),
+        Some(Arc::new(crate::notify::WebhookNotifier)),
     )
     .await
     .map_err(|e| ServerError::Iam(e.to_string()))?;
-    iam.set_notifier(Arc::new(crate::notify::WebhookNotifier));
     let s3 = VallumS3::new(
         Arc::clone(&service),
         Arc::clone(&iam),

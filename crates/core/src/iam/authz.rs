@@ -543,12 +543,7 @@ impl Authorizer {
         f: &Facts,
         needs: u32,
     ) -> Result<Context, String> {
-        let want = |a: &str| {
-            super::policy::CONTEXT_ATTRS
-                .iter()
-                .position(|x| *x == a)
-                .is_some_and(|i| needs & (1 << i) != 0)
-        };
+        let want = |a: &str| super::policy::reads(needs, a);
         let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
         let (admin, guardian, username) = match p {
             Principal::User {
@@ -635,17 +630,19 @@ impl Authorizer {
         facts: &Facts,
         sources: &[Source<'_>],
     ) -> Decision {
-        let Some(key) = self.cache_key(generation, principal, action, resource, facts, sources)
-        else {
+        let Some((rules, needs)) = self.rules_and_needs(principal, action, sources) else {
             return self.decide(principal, action, resource, facts, sources);
         };
+        let key = self.cache_key(
+            needs, generation, principal, action, resource, facts, sources,
+        );
         if let Ok(cache) = self.cache.lock()
             && cache.0 == generation
             && let Some(d) = cache.1.get(&key)
         {
             return d.clone();
         }
-        let d = self.decide(principal, action, resource, facts, sources);
+        let d = self.evaluate(rules, needs, principal, action, resource, facts, sources);
         if let Ok(mut cache) = self.cache.lock() {
             if cache.0 != generation || cache.1.len() >= MAX_CACHED_DECISIONS {
                 cache.1.clear();
@@ -656,29 +653,18 @@ impl Authorizer {
         d
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn cache_key(
         &self,
+        needs: u32,
         generation: u64,
         principal: &Principal,
         action: &str,
         resource: &Resource,
         facts: &Facts,
         sources: &[Source<'_>],
-    ) -> Option<String> {
-        let class = Self::class(principal);
-        let rules = self.by_class[class].get(action)?;
-        let needs = sources
-            .iter()
-            .filter(|src| src.compiled.may_match(action))
-            .fold(rules.context_bits, |acc, src| {
-                acc | src.compiled.context_bits
-            });
-        let want = |a: &str| {
-            super::policy::CONTEXT_ATTRS
-                .iter()
-                .position(|x| *x == a)
-                .is_some_and(|i| needs & (1 << i) != 0)
-        };
+    ) -> String {
+        let want = |a: &str| super::policy::reads(needs, a);
         use std::fmt::Write;
         let mut k = String::with_capacity(160);
         let _ = write!(
@@ -726,7 +712,25 @@ impl Authorizer {
                 .source_ip
                 .map_or_else(|| "\u{0}".to_owned(), |ip| ip.to_string()),
         );
-        Some(k)
+        k
+    }
+
+    /// The baseline rules that can concern `principal` taking `action`, and the context
+    /// attributes they and the `sources` that can match read; `None` for an unknown action.
+    fn rules_and_needs(
+        &self,
+        principal: &Principal,
+        action: &str,
+        sources: &[Source<'_>],
+    ) -> Option<(&Compiled, u32)> {
+        let rules = self.by_class[Self::class(principal)].get(action)?;
+        let needs = sources
+            .iter()
+            .filter(|src| src.compiled.may_match(action))
+            .fold(rules.context_bits, |acc, src| {
+                acc | src.compiled.context_bits
+            });
+        Some((rules, needs))
     }
 
     fn class(principal: &Principal) -> usize {
@@ -750,34 +754,44 @@ impl Authorizer {
         facts: &Facts,
         sources: &[Source<'_>],
     ) -> Decision {
+        match self.rules_and_needs(principal, action, sources) {
+            Some((rules, needs)) => {
+                self.evaluate(rules, needs, principal, action, resource, facts, sources)
+            }
+            _ => Decision {
+                allowed: false,
+                explicit_deny: false,
+                reasons: Vec::new(),
+                errors: vec![format!(
+                    "{action} is not an action the decision point knows"
+                )],
+            },
+        }
+    }
+
+    /// Evaluates the baseline `rules` and `sources`, with a context of only the attributes in
+    /// `needs` (the ones they read).
+    #[allow(clippy::too_many_arguments)]
+    fn evaluate(
+        &self,
+        rules: &Compiled,
+        needs: u32,
+        principal: &Principal,
+        action: &str,
+        resource: &Resource,
+        facts: &Facts,
+        sources: &[Source<'_>],
+    ) -> Decision {
         let mut decision = Decision {
             allowed: false,
             explicit_deny: false,
             reasons: Vec::new(),
             errors: Vec::new(),
         };
-        if !actions::is_known(action) {
-            decision.errors.push(format!(
-                "{action} is not an action the decision point knows"
-            ));
-            return decision;
-        }
-        let class = Self::class(principal);
-        let Some(rules) = self.by_class[class].get(action) else {
-            decision.errors.push(format!(
-                "{action} is not an action the decision point knows"
-            ));
-            return decision;
-        };
         let platform = Source {
             label: "platform",
             compiled: rules,
         };
-        // Only the context attributes the sets to evaluate read.
-        let needs = std::iter::once(&platform)
-            .chain(sources)
-            .filter(|src| src.compiled.may_match(action))
-            .fold(0u32, |acc, src| acc | src.compiled.context_bits);
         let request =
             match Self::context(principal, action, resource, facts, needs).and_then(|ctx| {
                 Request::new(

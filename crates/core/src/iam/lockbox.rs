@@ -147,12 +147,14 @@ impl AccessRequest {
     /// The grant's Cedar policy: only its scope, only until it expires.
     pub fn compile(&self) -> Result<Compiled, IamError> {
         let s = &self.spec.scope;
-        let acts: Vec<&str> = s
+        let mut acts: Vec<&'static str> = s
             .operations
             .iter()
             .filter_map(|o| actions::for_operation(o))
             .flat_map(|a| a.iter().copied())
             .collect();
+        acts.sort_unstable();
+        acts.dedup();
         let expires = self.expires_ms.unwrap_or(0);
         let object = format!("arn:aws:s3:::{}/{}", s.bucket, s.prefix);
         let object_like = format!("\"{}*\"", like_escape(&object));
@@ -168,7 +170,7 @@ impl AccessRequest {
         let text = format!(
             "permit(principal == Vallum::Grant::{id}, action in {acts}, resource) when {{ context.resource_tenant == {tenant} && context.bucket == {bucket} && (context.arn like {object_like} || {listing}) && context.epoch_ms < {expires} }};",
             id = lit(&self.id),
-            acts = actions::cedar_list(acts),
+            acts = actions::cedar_list(acts.iter().copied()),
             tenant = lit(&self.spec.tenant),
             bucket = lit(&s.bucket),
         );
@@ -192,17 +194,7 @@ impl AccessRequest {
             public: false,
             parts: Vec::new(),
             context_bits: 0,
-            actions: Some({
-                let mut a: Vec<&'static str> = s
-                    .operations
-                    .iter()
-                    .filter_map(|o| actions::for_operation(o))
-                    .flat_map(|a| a.iter().copied())
-                    .collect();
-                a.sort_unstable();
-                a.dedup();
-                a
-            }),
+            actions: Some(acts),
         }
         .with_needs())
     }

@@ -222,13 +222,14 @@ impl std::fmt::Debug for Iam {
 }
 
 impl Iam {
-    /// The service over `service`'s metadata store, with the root credentials and the box
-    /// that seals secrets; loads the records.
+    /// The service over `service`'s metadata store, with the root credentials, the box that
+    /// seals secrets and where lockbox events go (`None`: nowhere); loads the records.
     pub async fn open(
         service: Arc<ObjectService>,
         secrets: SecretBox,
         root_key: String,
         root_secret: Zeroizing<String>,
+        notifier: Option<Arc<dyn Notifier>>,
     ) -> IamResult<Arc<Self>> {
         let iam = Arc::new(Self {
             service,
@@ -237,19 +238,12 @@ impl Iam {
             root_secret,
             authorizer: Authorizer::new(),
             state: RwLock::new(Arc::new(IamState::default())),
-            notifier: None,
+            notifier,
             opened: std::sync::Mutex::new(HashMap::new()),
             generation: std::sync::atomic::AtomicU64::new(0),
         });
         iam.refresh().await?;
         Ok(iam)
-    }
-
-    /// Sends lockbox events to guardians' webhooks through `notifier`.
-    pub fn set_notifier(self: &mut Arc<Self>, notifier: Arc<dyn Notifier>) {
-        if let Some(me) = Arc::get_mut(self) {
-            me.notifier = Some(notifier);
-        }
     }
 
     fn meta(&self) -> &Arc<dyn MetaStore> {

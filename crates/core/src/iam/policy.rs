@@ -110,6 +110,15 @@ pub const CONTEXT_ATTRS: &[&str] = &[
     "ip",
 ];
 
+/// Whether the attribute set `needs` (bits over [`CONTEXT_ATTRS`]) includes `attr`.
+#[must_use]
+pub fn reads(needs: u32, attr: &str) -> bool {
+    CONTEXT_ATTRS
+        .iter()
+        .position(|x| *x == attr)
+        .is_some_and(|i| needs & (1 << i) != 0)
+}
+
 /// The context attributes Cedar `text` reads, as a bit set over [`CONTEXT_ATTRS`]. A policy
 /// that reads an attribute left out would fail to evaluate, and an error denies: a miss here
 /// can refuse a request, never allow one.
