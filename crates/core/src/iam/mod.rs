@@ -141,33 +141,6 @@ pub struct IamState {
     grants: HashMap<String, Compiled>,
 }
 
-impl IamState {
-    /// A tenant.
-    #[must_use]
-    pub fn tenant(&self, id: &str) -> Option<&Tenant> {
-        self.tenants.get(id)
-    }
-
-    /// Whether the tenant exists and is active.
-    #[must_use]
-    pub fn tenant_active(&self, id: &str) -> bool {
-        id == DEFAULT_TENANT
-            || self
-                .tenants
-                .get(id)
-                .is_some_and(|t| t.state == State::Active)
-    }
-
-    /// The public access block of an internal bucket name.
-    #[must_use]
-    pub fn block(&self, internal: &str) -> PublicAccessBlock {
-        self.buckets
-            .get(internal)
-            .and_then(|(r, _)| r.block)
-            .unwrap_or_default()
-    }
-}
-
 fn random(len: usize, alphabet: &[u8]) -> IamResult<String> {
     let limit = 256 - (256 % alphabet.len());
     let mut out = String::with_capacity(len);
@@ -504,7 +477,11 @@ impl Iam {
                 if user.state != State::Active {
                     return Err(IamError::Denied(format!("user {id} is disabled")));
                 }
-                if !snap.tenant_active(tenant) && snap.tenants.contains_key(tenant) {
+                if snap
+                    .tenants
+                    .get(tenant)
+                    .is_some_and(|t| t.state == State::Disabled)
+                {
                     return Err(IamError::Denied(format!("tenant {tenant} is disabled")));
                 }
                 Principal::User {
@@ -690,13 +667,7 @@ impl Iam {
 
     /// Every tenant (the default one included).
     pub async fn tenants(&self) -> IamResult<Vec<Tenant>> {
-        let mut out = vec![Tenant {
-            id: DEFAULT_TENANT.into(),
-            display_name: "default tenant (administered by the root credentials)".into(),
-            state: State::Active,
-            guardian_webhook: None,
-            created_ms: 0,
-        }];
+        let mut out = vec![default_tenant()];
         out.extend(
             self.all::<Tenant>(kind::TENANT)
                 .await?
@@ -709,7 +680,7 @@ impl Iam {
     /// One tenant.
     pub async fn tenant(&self, id: &str) -> IamResult<Tenant> {
         if id == DEFAULT_TENANT {
-            return Ok(self.tenants().await?.remove(0));
+            return Ok(default_tenant());
         }
         self.get::<Tenant>(kind::TENANT, id)
             .await?
@@ -1864,6 +1835,17 @@ impl Iam {
         )
         .await?;
         Ok(req)
+    }
+}
+
+/// The default tenant, which has no record: it always exists and is always active.
+fn default_tenant() -> Tenant {
+    Tenant {
+        id: DEFAULT_TENANT.into(),
+        display_name: "default tenant (administered by the root credentials)".into(),
+        state: State::Active,
+        guardian_webhook: None,
+        created_ms: 0,
     }
 }
 
