@@ -646,6 +646,10 @@ async fn principals_actions_and_resources_give_the_expected_decisions() {
     let v = json(&out);
     assert_eq!(v["decision"], "allow");
     assert_eq!(v["reasons"][0]["description"], "ReadLogs");
+    // Cedar's own evaluator, over the whole policy sets, reaches the same decision.
+    assert_eq!(v["cedar"]["decision"], "allow", "{v}");
+    assert_eq!(v["cedar"]["reasons"], v["reasons"], "{v}");
+    assert_eq!(v["cedar"]["agrees"], true, "{v}");
     let out = run_failing(
         vallum_as(s, &acme_admin.key, &acme_admin.secret, "authz").args([
             "explain",

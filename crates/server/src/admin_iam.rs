@@ -6,7 +6,7 @@
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vallum_core::iam::authz::{Facts, Principal, Resource};
+use vallum_core::iam::authz::{Decision, Facts, Principal, Resource};
 use vallum_core::iam::charter::CharterDoc;
 use vallum_core::iam::lockbox::RequestSpec;
 use vallum_core::iam::model::{Attributes, Owner, Role, State, internal_bucket};
@@ -713,12 +713,56 @@ async fn explain(
         ..Facts::default()
     };
     let d = iam.authorize(&principal, &b.action, &resource, &f);
+    // The same case by Cedar's own evaluator: the reference the compiled evaluation is held to.
+    let reference = iam.authorize_with_cedar(&principal, &b.action, &resource, &f);
+    let same_policies = |a: &Decision, b: &Decision| {
+        let key = |d: &Decision| {
+            let mut k: Vec<(String, String)> = d
+                .reasons
+                .iter()
+                .map(|r| (r.source.clone(), r.policy.clone()))
+                .collect();
+            k.sort();
+            k
+        };
+        key(a) == key(b)
+    };
+    let agrees = verdict(&d) == verdict(&reference)
+        && same_policies(&d, &reference)
+        && d.errors.is_empty() == reference.errors.is_empty();
+    if !agrees {
+        tracing::error!(
+            principal = %principal.actor(),
+            action = %b.action,
+            resource = ?resource,
+            compiled = verdict(&d),
+            cedar = verdict(&reference),
+            "the compiled policy evaluation and Cedar disagree"
+        );
+    }
     Ok(json!({
         "principal": principal.actor(),
         "action": b.action,
         "resource": format!("{resource:?}"),
-        "decision": if d.allowed { "allow" } else if d.explicit_deny { "explicit_deny" } else { "implicit_deny" },
+        "decision": verdict(&d),
         "reasons": value(&d.reasons),
         "errors": d.errors,
+        "cedar": {
+            "decision": verdict(&reference),
+            "reasons": value(&reference.reasons),
+            "errors": reference.errors,
+            "agrees": agrees,
+        },
     }))
+}
+
+/// `allow`, `explicit_deny` or `implicit_deny`.
+fn verdict(d: &Decision) -> &'static str {
+    if d.allowed {
+        "allow"
+    } else if d.explicit_deny {
+        "explicit_deny"
+    } else {
+        "implicit_deny"
+    }
 }

@@ -7,11 +7,15 @@
 //! lockbox grant's scope), and the bucket's policy. Any `forbid` that holds denies (an explicit
 //! deny wins), then any `permit` that holds allows, else the request is denied. An evaluation
 //! error denies too: a policy that cannot be evaluated never lets a request through.
+//!
+//! Each policy is evaluated in its compiled form ([`super::eval`]), or by Cedar when it is
+//! outside the compiled subset; [`Authorizer::decide_with_cedar`] decides by Cedar alone, the
+//! reference the compiled evaluation is tested against and `vallum authz explain` reports.
 
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
-
-use std::collections::HashSet;
 
 use cedar_policy::{
     Context, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId,
@@ -20,8 +24,9 @@ use cedar_policy::{
 use serde::Serialize;
 
 use super::actions;
+use super::eval::{self, Hierarchy, SLOT_COUNT, Val};
 use super::model::DEFAULT_TENANT;
-use super::policy::Compiled;
+use super::policy::{Compiled, Rule};
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,34 +351,44 @@ fn action_entities(action_type: &EntityTypeName) -> Entities {
     Entities::from_entities(entities, None).expect("the action hierarchy is well formed")
 }
 
-struct Types {
-    root: EntityTypeName,
-    user: EntityTypeName,
-    operator: EntityTypeName,
-    grant: EntityTypeName,
-    anonymous: EntityTypeName,
-    action: EntityTypeName,
-    platform: EntityTypeName,
-    tenant: EntityTypeName,
-    bucket: EntityTypeName,
-    object: EntityTypeName,
+/// Entity type names.
+const ROOT: &str = "Vallum::Root";
+const USER: &str = "Vallum::User";
+const OPERATOR: &str = "Vallum::Operator";
+const GRANT: &str = "Vallum::Grant";
+const ANONYMOUS: &str = "Vallum::Anonymous";
+const ACTION: &str = "Vallum::Action";
+const PLATFORM: &str = "Vallum::Platform";
+const TENANT: &str = "Vallum::Tenant";
+const BUCKET: &str = "Vallum::Bucket";
+const OBJECT: &str = "Vallum::Object";
+
+/// The action hierarchy of [`GROUPS`] for compiled policies (the same one as
+/// [`action_entities`] gives Cedar).
+fn action_hierarchy() -> Hierarchy {
+    let mut h = Hierarchy::default();
+    for a in actions::all() {
+        let groups = GROUPS
+            .iter()
+            .filter(|(_, lists)| lists.iter().any(|l| l.contains(&a)))
+            .map(|(g, _)| (ACTION.to_owned(), (*g).to_owned()))
+            .collect();
+        h.insert(ACTION, a, groups);
+    }
+    h
 }
 
-/// The decision point's fixed part: the baseline rules and the Cedar evaluator.
+/// The decision point's fixed part: the baseline rules, the action hierarchy and Cedar.
 pub struct Authorizer {
     baseline: Compiled,
     /// The baseline split by the principal class it can apply to (root, user, operator,
-    /// grant, anonymous), so a request evaluates only the rules that can concern it.
-    by_class: Vec<std::collections::HashMap<&'static str, Compiled>>,
+    /// grant, anonymous) and by action, so a request evaluates only the rules that can
+    /// concern it.
+    by_class: Vec<HashMap<&'static str, Compiled>>,
+    hierarchy: Hierarchy,
     cedar: cedar_policy::Authorizer,
     entities: Entities,
-    types: Types,
-    /// Decisions already made, by everything they depend on (see [`Authorizer::decide_cached`]).
-    cache: std::sync::Mutex<(u64, std::collections::HashMap<String, Decision>)>,
 }
-
-/// Decisions kept at most (the cache starts over when full, and whenever the policies change).
-pub const MAX_CACHED_DECISIONS: usize = 16_384;
 
 impl std::fmt::Debug for Authorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -391,6 +406,137 @@ impl Default for Authorizer {
     }
 }
 
+/// The strings a request's entities and context are made of, built once per decision.
+struct Parts<'a> {
+    principal: (&'static str, Cow<'a, str>),
+    resource: (&'static str, Cow<'a, str>),
+    arn: String,
+}
+
+impl<'a> Parts<'a> {
+    fn new(p: &'a Principal, r: &'a Resource) -> Self {
+        let principal = match p {
+            Principal::Root => (ROOT, Cow::Borrowed("root")),
+            Principal::User { tenant, name, .. } => (USER, Cow::Owned(format!("{tenant}/{name}"))),
+            Principal::Operator { name } => (OPERATOR, Cow::Borrowed(name.as_str())),
+            Principal::Grant { id, .. } => (GRANT, Cow::Borrowed(id.as_str())),
+            Principal::Anonymous => (ANONYMOUS, Cow::Borrowed("anonymous")),
+        };
+        let resource = match r {
+            Resource::Platform => (PLATFORM, Cow::Borrowed("vallum")),
+            Resource::Tenant(id) => (TENANT, Cow::Borrowed(id.as_str())),
+            Resource::Bucket { tenant, bucket } => {
+                (BUCKET, Cow::Owned(format!("{tenant}/{bucket}")))
+            }
+            Resource::Object {
+                tenant,
+                bucket,
+                key,
+            } => (OBJECT, Cow::Owned(format!("{tenant}/{bucket}/{key}"))),
+        };
+        Self {
+            principal,
+            resource,
+            arn: r.arn(),
+        }
+    }
+
+    /// The request context by slot ([`eval::SLOTS`]): what conditions can test.
+    fn context(
+        &'a self,
+        p: &'a Principal,
+        r: &'a Resource,
+        f: &'a Facts,
+    ) -> [Option<Val<'a>>; SLOT_COUNT] {
+        let (admin, guardian, username) = match p {
+            Principal::User {
+                admin,
+                guardian,
+                name,
+                ..
+            } => (*admin, *guardian, Some(name.as_str())),
+            _ => (false, false, None),
+        };
+        let s = |v: Option<&'a str>| v.map(Val::Str);
+        let mut ip = [None; 5];
+        match f.source_ip.map(|ip| ip.to_canonical()) {
+            Some(IpAddr::V4(v4)) => ip[0] = Some(Val::Long(i64::from(u32::from(v4)))),
+            Some(IpAddr::V6(v6)) => {
+                let n = u128::from(v6);
+                for (i, word) in ip[1..].iter_mut().enumerate() {
+                    let w = (n >> (96 - 32 * i)) & u128::from(u32::MAX);
+                    *word = Some(Val::Long(i64::try_from(w).unwrap_or(0)));
+                }
+            }
+            None => {}
+        }
+        [
+            Some(Val::Str(p.home_tenant())),
+            Some(Val::Str(r.tenant())),
+            Some(Val::Bool(admin)),
+            Some(Val::Bool(guardian)),
+            Some(Val::Str(&self.arn)),
+            Some(Val::Str(r.bucket().unwrap_or(""))),
+            Some(Val::Bool(f.secure)),
+            Some(Val::Long(f.now_ms)),
+            s(f.prefix.as_deref()),
+            s(f.delimiter.as_deref()),
+            s(f.user_agent.as_deref()),
+            s(f.referer.as_deref()),
+            s(f.sse.as_deref()),
+            s(username),
+            f.max_keys.map(Val::Long),
+            ip[0],
+            ip[1],
+            ip[2],
+            ip[3],
+            ip[4],
+        ]
+    }
+}
+
+/// The trace of one evaluation, turned into a [`Decision`] at the end.
+#[derive(Default)]
+struct Tally {
+    permits: Vec<Reason>,
+    forbids: Vec<Reason>,
+    errors: Vec<String>,
+}
+
+impl Tally {
+    fn held(&mut self, label: &str, id: &str, forbid: bool, description: &str) {
+        let reason = Reason {
+            source: label.to_owned(),
+            policy: id.to_owned(),
+            effect: if forbid { "forbid" } else { "permit" }.into(),
+            description: description.to_owned(),
+        };
+        if forbid {
+            self.forbids.push(reason);
+        } else {
+            self.permits.push(reason);
+        }
+    }
+
+    /// Any forbid denies; else a permit allows unless something failed to evaluate.
+    fn decision(self) -> Decision {
+        let mut d = Decision {
+            allowed: false,
+            explicit_deny: false,
+            reasons: Vec::new(),
+            errors: self.errors,
+        };
+        if !self.forbids.is_empty() {
+            d.explicit_deny = true;
+            d.reasons = self.forbids;
+        } else if d.errors.is_empty() && !self.permits.is_empty() {
+            d.allowed = true;
+            d.reasons = self.permits;
+        }
+        d
+    }
+}
+
 impl Authorizer {
     /// The decision point with the baseline rules.
     ///
@@ -403,74 +549,73 @@ impl Authorizer {
         let classes = ["Root", "User", "Operator", "Grant", "Anonymous"];
         let mut set = PolicySet::new();
         let mut statements = Vec::new();
-        // (policy, its text, the actions it can apply to: `None` any).
-        let mut rules: Vec<(
-            Policy,
-            super::policy::StatementInfo,
-            Option<Vec<&'static str>>,
-        )> = Vec::new();
+        let mut rules: Vec<Rule> = Vec::new();
         for p in parsed.policies() {
             let id = p.annotation("id").unwrap_or("baseline").to_owned();
             let description = p.annotation("description").unwrap_or("").to_owned();
             let src = p.to_string();
-            let info = super::policy::StatementInfo {
+            // The actions the rule can apply to: its group's, or any.
+            let scope: Option<Vec<&'static str>> = GROUPS
+                .iter()
+                .find(|(g, _)| {
+                    src.contains(&format!("action in Vallum::Action::\"{g}\", resource"))
+                })
+                .map(|(_, lists)| {
+                    let mut a: Vec<&'static str> =
+                        lists.iter().flat_map(|l| l.iter().copied()).collect();
+                    a.sort_unstable();
+                    a.dedup();
+                    a
+                });
+            let policy = Policy::parse(Some(PolicyId::new(&id)), &src).expect("baseline policy");
+            set.add(policy.clone()).expect("unique baseline ids");
+            statements.push(super::policy::StatementInfo {
                 id: id.clone(),
-                sid: Some(description),
+                sid: Some(description.clone()),
                 effect: if p.effect() == Effect::Permit {
                     "Allow"
                 } else {
                     "Deny"
                 }
                 .into(),
-                cedar: src.clone(),
-            };
-            let scope = GROUPS
-                .iter()
-                .find(|(g, _)| {
-                    src.contains(&format!("action in Vallum::Action::\"{g}\", resource"))
-                })
-                .map(|(_, lists)| lists.iter().flat_map(|l| l.iter().copied()).collect());
-            let policy = Policy::parse(Some(PolicyId::new(&id)), &src).expect("baseline policy");
-            set.add(policy.clone()).expect("unique baseline ids");
-            statements.push(info.clone());
-            rules.push((policy, info, scope));
+                cedar: src,
+            });
+            rules.push(Rule::new(&policy, description, scope).expect("a baseline rule"));
         }
         let mut every: Vec<&'static str> = actions::all().collect();
         every.sort_unstable();
         every.dedup();
-        // The baseline indexed by principal class and action: a request evaluates only the
-        // rules that can concern it.
         let by_class = classes
             .iter()
             .map(|class| {
-                let mut index = std::collections::HashMap::new();
+                let mut index = HashMap::new();
                 for action in &every {
                     let mut c = Compiled {
                         set: PolicySet::new(),
                         statements: Vec::new(),
                         public: false,
                         actions: None,
-                        parts: Vec::new(),
-                        context_bits: 0,
+                        rules: Vec::new(),
                     };
-                    for (policy, info, scope) in &rules {
+                    for (rule, info) in rules.iter().zip(&statements) {
                         let only = info.cedar.contains("(principal is Vallum::");
                         let class_ok = !only
                             || info
                                 .cedar
                                 .contains(&format!("(principal is Vallum::{class},"));
-                        let action_ok = scope.as_ref().is_none_or(|s| s.contains(action));
-                        if class_ok && action_ok {
-                            c.set.add(policy.clone()).expect("unique baseline ids");
+                        if class_ok && rule.may_match(action) {
+                            c.set
+                                .add(rule.cedar.policies().next().expect("one policy").clone())
+                                .expect("unique baseline ids");
                             c.statements.push(info.clone());
+                            c.rules.push(rule.clone());
                         }
                     }
-                    index.insert(*action, c.with_needs());
+                    index.insert(*action, c);
                 }
                 index
             })
             .collect();
-        let action_type = type_name("Vallum::Action");
         Self {
             by_class,
             baseline: Compiled {
@@ -478,24 +623,11 @@ impl Authorizer {
                 statements,
                 public: false,
                 actions: None,
-                parts: Vec::new(),
-                context_bits: 0,
+                rules,
             },
+            hierarchy: action_hierarchy(),
             cedar: cedar_policy::Authorizer::new(),
-            entities: action_entities(&action_type),
-            cache: std::sync::Mutex::new((0, std::collections::HashMap::new())),
-            types: Types {
-                root: type_name("Vallum::Root"),
-                user: type_name("Vallum::User"),
-                operator: type_name("Vallum::Operator"),
-                grant: type_name("Vallum::Grant"),
-                anonymous: type_name("Vallum::Anonymous"),
-                action: type_name("Vallum::Action"),
-                platform: type_name("Vallum::Platform"),
-                tenant: type_name("Vallum::Tenant"),
-                bucket: type_name("Vallum::Bucket"),
-                object: type_name("Vallum::Object"),
-            },
+            entities: action_entities(&type_name(ACTION)),
         }
     }
 
@@ -503,234 +635,6 @@ impl Authorizer {
     #[must_use]
     pub fn baseline(&self) -> &Compiled {
         &self.baseline
-    }
-
-    fn uid(t: &EntityTypeName, id: &str) -> EntityUid {
-        EntityUid::from_type_name_and_id(t.clone(), EntityId::new(id))
-    }
-
-    fn principal_uid(&self, p: &Principal) -> EntityUid {
-        let t = &self.types;
-        match p {
-            Principal::Root => Self::uid(&t.root, "root"),
-            Principal::User { tenant, name, .. } => Self::uid(&t.user, &format!("{tenant}/{name}")),
-            Principal::Operator { name } => Self::uid(&t.operator, name),
-            Principal::Grant { id, .. } => Self::uid(&t.grant, id),
-            Principal::Anonymous => Self::uid(&t.anonymous, "anonymous"),
-        }
-    }
-
-    fn resource_uid(&self, r: &Resource) -> EntityUid {
-        let t = &self.types;
-        match r {
-            Resource::Platform => Self::uid(&t.platform, "vallum"),
-            Resource::Tenant(id) => Self::uid(&t.tenant, id),
-            Resource::Bucket { tenant, bucket } => {
-                Self::uid(&t.bucket, &format!("{tenant}/{bucket}"))
-            }
-            Resource::Object {
-                tenant,
-                bucket,
-                key,
-            } => Self::uid(&t.object, &format!("{tenant}/{bucket}/{key}")),
-        }
-    }
-
-    fn context(
-        p: &Principal,
-        action: &str,
-        r: &Resource,
-        f: &Facts,
-        needs: u32,
-    ) -> Result<Context, String> {
-        let want = |a: &str| super::policy::reads(needs, a);
-        let s = |v: &str| RestrictedExpression::new_string(v.to_owned());
-        let (admin, guardian, username) = match p {
-            Principal::User {
-                admin,
-                guardian,
-                name,
-                ..
-            } => (*admin, *guardian, Some(name.as_str())),
-            _ => (false, false, None),
-        };
-        let mut pairs: Vec<(String, RestrictedExpression)> = Vec::with_capacity(12);
-        let mut put = |k: &str, v: &dyn Fn() -> RestrictedExpression| {
-            if want(k) {
-                pairs.push((k.to_owned(), v()));
-            }
-        };
-        put("principal_tenant", &|| s(p.home_tenant()));
-        put("resource_tenant", &|| s(r.tenant()));
-        put("admin", &|| RestrictedExpression::new_bool(admin));
-        put("guardian", &|| RestrictedExpression::new_bool(guardian));
-        put("arn", &|| s(&r.arn()));
-        put("bucket", &|| s(r.bucket().unwrap_or("")));
-        put("secure", &|| RestrictedExpression::new_bool(f.secure));
-        put("epoch_ms", &|| RestrictedExpression::new_long(f.now_ms));
-        // IAM matches action names case-insensitively: policies test this.
-        put("action", &|| s(&action.to_ascii_lowercase()));
-        let mut opt = |k: &str, v: Option<&str>| {
-            if let Some(v) = v
-                && want(k)
-            {
-                pairs.push((k.to_owned(), s(v)));
-            }
-        };
-        opt("prefix", f.prefix.as_deref());
-        opt("delimiter", f.delimiter.as_deref());
-        opt("user_agent", f.user_agent.as_deref());
-        opt("referer", f.referer.as_deref());
-        opt("sse", f.sse.as_deref());
-        opt("username", username);
-        if let Some(n) = f.max_keys
-            && want("max_keys")
-        {
-            pairs.push(("max_keys".into(), RestrictedExpression::new_long(n)));
-        }
-        // The client's address as integers (see `policy::ip_range`).
-        match f
-            .source_ip
-            .map(|ip| ip.to_canonical())
-            .filter(|_| want("ip"))
-        {
-            Some(IpAddr::V4(v4)) => {
-                pairs.push((
-                    "ip4".into(),
-                    RestrictedExpression::new_long(i64::from(u32::from(v4))),
-                ));
-            }
-            Some(IpAddr::V6(v6)) => {
-                let n = u128::from(v6);
-                for i in 0..4u32 {
-                    let word = (n >> (96 - 32 * i)) & u128::from(u32::MAX);
-                    pairs.push((
-                        format!("ip6_{i}"),
-                        RestrictedExpression::new_long(i64::try_from(word).unwrap_or(0)),
-                    ));
-                }
-            }
-            None => {}
-        }
-        Context::from_pairs(pairs).map_err(|e| e.to_string())
-    }
-
-    /// [`Self::decide`], remembering the answer. A decision is a pure function of the policy
-    /// sets (named by `generation`, which changes whenever any policy does), the principal, the
-    /// action, the resource and the context attributes the sets read; the cache key is exactly
-    /// those. A set that reads the time (`aws:CurrentTime`, a grant's expiry) puts the current
-    /// millisecond in the key, so such decisions are in effect never reused.
-    #[must_use]
-    pub fn decide_cached(
-        &self,
-        generation: u64,
-        principal: &Principal,
-        action: &str,
-        resource: &Resource,
-        facts: &Facts,
-        sources: &[Source<'_>],
-    ) -> Decision {
-        let Some((rules, needs)) = self.rules_and_needs(principal, action, sources) else {
-            return self.decide(principal, action, resource, facts, sources);
-        };
-        let key = self.cache_key(
-            needs, generation, principal, action, resource, facts, sources,
-        );
-        if let Ok(cache) = self.cache.lock()
-            && cache.0 == generation
-            && let Some(d) = cache.1.get(&key)
-        {
-            return d.clone();
-        }
-        let d = self.evaluate(rules, needs, principal, action, resource, facts, sources);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.0 != generation || cache.1.len() >= MAX_CACHED_DECISIONS {
-                cache.1.clear();
-                cache.0 = generation;
-            }
-            cache.1.insert(key, d.clone());
-        }
-        d
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn cache_key(
-        &self,
-        needs: u32,
-        generation: u64,
-        principal: &Principal,
-        action: &str,
-        resource: &Resource,
-        facts: &Facts,
-        sources: &[Source<'_>],
-    ) -> String {
-        let want = |a: &str| super::policy::reads(needs, a);
-        use std::fmt::Write;
-        let mut k = String::with_capacity(160);
-        let _ = write!(
-            k,
-            "{generation}\u{1}{}\u{1}{action}\u{1}{}",
-            self.principal_uid(principal),
-            self.resource_uid(resource)
-        );
-        for label in sources.iter().map(|s| s.label) {
-            let _ = write!(k, "\u{1}{label}");
-        }
-        let (admin, guardian) = match principal {
-            Principal::User {
-                admin, guardian, ..
-            } => (*admin, *guardian),
-            _ => (false, false),
-        };
-        let mut add = |name: &str, v: &dyn std::fmt::Display| {
-            if want(name) {
-                let _ = write!(k, "\u{1}{name}={v}");
-            }
-        };
-        add("admin", &admin);
-        add("guardian", &guardian);
-        add("secure", &facts.secure);
-        add("epoch_ms", &facts.now_ms);
-        let opt = |v: &Option<String>| {
-            v.clone()
-                .map_or_else(|| "\u{0}".to_owned(), |s| format!("+{s}"))
-        };
-        add("prefix", &opt(&facts.prefix));
-        add("delimiter", &opt(&facts.delimiter));
-        add("user_agent", &opt(&facts.user_agent));
-        add("referer", &opt(&facts.referer));
-        add("sse", &opt(&facts.sse));
-        add(
-            "max_keys",
-            &facts
-                .max_keys
-                .map_or_else(|| "\u{0}".to_owned(), |n| n.to_string()),
-        );
-        add(
-            "ip",
-            &facts
-                .source_ip
-                .map_or_else(|| "\u{0}".to_owned(), |ip| ip.to_string()),
-        );
-        k
-    }
-
-    /// The baseline rules that can concern `principal` taking `action`, and the context
-    /// attributes they and the `sources` that can match read; `None` for an unknown action.
-    fn rules_and_needs(
-        &self,
-        principal: &Principal,
-        action: &str,
-        sources: &[Source<'_>],
-    ) -> Option<(&Compiled, u32)> {
-        let rules = self.by_class[Self::class(principal)].get(action)?;
-        let needs = sources
-            .iter()
-            .filter(|src| src.compiled.may_match(action))
-            .fold(rules.context_bits, |acc, src| {
-                acc | src.compiled.context_bits
-            });
-        Some((rules, needs))
     }
 
     fn class(principal: &Principal) -> usize {
@@ -743,8 +647,20 @@ impl Authorizer {
         }
     }
 
-    /// Decides `action` by `principal` on `resource`, consulting the baseline and `sources`
-    /// (the principal's own policies, the bucket's policy).
+    fn unknown(action: &str) -> Decision {
+        Decision {
+            allowed: false,
+            explicit_deny: false,
+            reasons: Vec::new(),
+            errors: vec![format!(
+                "{action} is not an action the decision point knows"
+            )],
+        }
+    }
+
+    /// Decides `action` by `principal` on `resource`, consulting the baseline rules that can
+    /// concern the principal and the action, and `sources` (the principal's own policies,
+    /// the bucket's policy), each statement that can match the action evaluated compiled.
     #[must_use]
     pub fn decide(
         &self,
@@ -754,118 +670,150 @@ impl Authorizer {
         facts: &Facts,
         sources: &[Source<'_>],
     ) -> Decision {
-        match self.rules_and_needs(principal, action, sources) {
-            Some((rules, needs)) => {
-                self.evaluate(rules, needs, principal, action, resource, facts, sources)
+        let Some(rules) = self.by_class[Self::class(principal)].get(action) else {
+            return Self::unknown(action);
+        };
+        let platform = Source {
+            label: "platform",
+            compiled: rules,
+        };
+        let parts = Parts::new(principal, resource);
+        let request = eval::Request {
+            principal: (parts.principal.0, &parts.principal.1),
+            action: (ACTION, action),
+            resource: (parts.resource.0, &parts.resource.1),
+            context: parts.context(principal, resource, facts),
+            hierarchy: &self.hierarchy,
+        };
+        // Built only if some rule is outside the compiled subset.
+        let mut cedar: Option<Result<Request, String>> = None;
+        let mut tally = Tally::default();
+        for src in std::iter::once(&platform).chain(sources) {
+            if !src.compiled.may_match(action) {
+                continue;
             }
-            _ => Decision {
-                allowed: false,
-                explicit_deny: false,
-                reasons: Vec::new(),
-                errors: vec![format!(
-                    "{action} is not an action the decision point knows"
-                )],
-            },
+            for rule in src.compiled.rules.iter().filter(|r| r.may_match(action)) {
+                let held = match &rule.program {
+                    Ok(program) => program.holds(&request).map_err(|e| e.to_string()),
+                    Err(_) => match cedar
+                        .get_or_insert_with(|| self.cedar_request(&parts, action, &request.context))
+                    {
+                        Ok(q) => self.cedar_holds(q, &rule.cedar),
+                        Err(e) => Err(e.clone()),
+                    },
+                };
+                match held {
+                    Ok(true) => tally.held(src.label, &rule.id, rule.forbid, &rule.description),
+                    Ok(false) => {}
+                    Err(e) => tally
+                        .errors
+                        .push(format!("{}: {}: {e}", src.label, rule.id)),
+                }
+            }
         }
+        tally.decision()
     }
 
-    /// Evaluates the baseline `rules` and `sources`, with a context of only the attributes in
-    /// `needs` (the ones they read).
-    #[allow(clippy::too_many_arguments)]
-    fn evaluate(
+    /// [`Self::decide`] by Cedar alone: the whole baseline and every source's whole policy
+    /// set, with the whole context, nothing skipped. The reference the compiled evaluation
+    /// is held to (`vallum authz explain` reports both; the differential tests compare them).
+    #[must_use]
+    pub fn decide_with_cedar(
         &self,
-        rules: &Compiled,
-        needs: u32,
         principal: &Principal,
         action: &str,
         resource: &Resource,
         facts: &Facts,
         sources: &[Source<'_>],
     ) -> Decision {
-        let mut decision = Decision {
-            allowed: false,
-            explicit_deny: false,
-            reasons: Vec::new(),
-            errors: Vec::new(),
+        if !actions::is_known(action) {
+            return Self::unknown(action);
+        }
+        let parts = Parts::new(principal, resource);
+        let context = parts.context(principal, resource, facts);
+        let request = match self.cedar_request(&parts, action, &context) {
+            Ok(q) => q,
+            Err(e) => {
+                let mut tally = Tally::default();
+                tally.errors.push(e);
+                return tally.decision();
+            }
         };
         let platform = Source {
             label: "platform",
-            compiled: rules,
+            compiled: &self.baseline,
         };
-        let request =
-            match Self::context(principal, action, resource, facts, needs).and_then(|ctx| {
-                Request::new(
-                    self.principal_uid(principal),
-                    Self::uid(&self.types.action, action),
-                    self.resource_uid(resource),
-                    ctx,
-                    None,
-                )
-                .map_err(|e| e.to_string())
-            }) {
-                Ok(r) => r,
-                Err(e) => {
-                    decision.errors.push(e);
-                    return decision;
-                }
-            };
-        let (mut permits, mut forbids) = (Vec::new(), Vec::new());
+        let mut tally = Tally::default();
         for src in std::iter::once(&platform).chain(sources) {
-            if !src.compiled.may_match(action) {
-                continue;
-            }
-            // Statement by statement where the set is split, skipping those that cannot
-            // concern this action; else the whole set.
-            let whole = [&src.compiled.set];
-            let sets: Vec<&PolicySet> = if src.compiled.parts.is_empty() {
-                whole.to_vec()
-            } else {
-                src.compiled
-                    .parts
+            let answer = self
+                .cedar
+                .is_authorized(&request, &src.compiled.set, &self.entities);
+            let mut held: Vec<&PolicyId> = answer.diagnostics().reason().collect();
+            held.sort_by_key(|id| id.to_string());
+            for id in held {
+                let Some(policy) = src.compiled.set.policy(id) else {
+                    continue;
+                };
+                let description = src
+                    .compiled
+                    .statements
                     .iter()
-                    .filter(|p| p.actions.binary_search(&action).is_ok())
-                    .map(|p| &p.set)
-                    .collect()
-            };
-            for set in sets {
-                let answer = self.cedar.is_authorized(&request, set, &self.entities);
-                for id in answer.diagnostics().reason() {
-                    let Some(policy) = set.policy(id) else {
-                        continue;
-                    };
-                    let description = src
-                        .compiled
-                        .statements
-                        .iter()
-                        .find(|s| s.id == id.to_string())
-                        .and_then(|s| s.sid.clone())
-                        .unwrap_or_default();
-                    let forbid = policy.effect() == Effect::Forbid;
-                    let reason = Reason {
-                        source: src.label.to_owned(),
-                        policy: id.to_string(),
-                        effect: if forbid { "forbid" } else { "permit" }.into(),
-                        description,
-                    };
-                    if forbid {
-                        forbids.push(reason);
-                    } else {
-                        permits.push(reason);
-                    }
-                }
-                for e in answer.diagnostics().errors() {
-                    decision.errors.push(format!("{}: {e}", src.label));
-                }
+                    .find(|s| s.id == id.to_string())
+                    .and_then(|s| s.sid.clone())
+                    .unwrap_or_default();
+                tally.held(
+                    src.label,
+                    id.as_ref(),
+                    policy.effect() == Effect::Forbid,
+                    &description,
+                );
+            }
+            for e in answer.diagnostics().errors() {
+                let cedar_policy::AuthorizationError::PolicyEvaluationError(failed) = e;
+                tally
+                    .errors
+                    .push(format!("{}: {}: {e}", src.label, failed.policy_id()));
             }
         }
-        if !forbids.is_empty() {
-            decision.explicit_deny = true;
-            decision.reasons = forbids;
-        } else if decision.errors.is_empty() && !permits.is_empty() {
-            decision.allowed = true;
-            decision.reasons = permits;
+        tally.decision()
+    }
+
+    /// The Cedar request for `parts`, with every context attribute that has a value.
+    fn cedar_request(
+        &self,
+        parts: &Parts<'_>,
+        action: &str,
+        context: &[Option<Val<'_>>; SLOT_COUNT],
+    ) -> Result<Request, String> {
+        let uid =
+            |t: &str, id: &str| EntityUid::from_type_name_and_id(type_name(t), EntityId::new(id));
+        let pairs = eval::SLOTS.iter().zip(context).filter_map(|(name, v)| {
+            let v = match (*v)? {
+                Val::Bool(b) => RestrictedExpression::new_bool(b),
+                Val::Long(n) => RestrictedExpression::new_long(n),
+                Val::Str(s) => RestrictedExpression::new_string(s.to_owned()),
+                Val::Entity(t, id) => RestrictedExpression::new_entity_uid(uid(t, id)),
+            };
+            Some(((*name).to_owned(), v))
+        });
+        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+        Request::new(
+            uid(parts.principal.0, &parts.principal.1),
+            uid(ACTION, action),
+            uid(parts.resource.0, &parts.resource.1),
+            context,
+            None,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// Whether the one policy of `set` holds for `request`, by Cedar.
+    fn cedar_holds(&self, request: &Request, set: &PolicySet) -> Result<bool, String> {
+        let answer = self.cedar.is_authorized(request, set, &self.entities);
+        if let Some(e) = answer.diagnostics().errors().next() {
+            return Err(e.to_string());
         }
-        decision
+        Ok(answer.diagnostics().reason().next().is_some())
     }
 }
 
@@ -889,85 +837,6 @@ mod tests {
             bucket: "photos".into(),
             key: key.into(),
         }
-    }
-
-    #[test]
-    fn cached_decisions_follow_everything_they_depend_on() {
-        let a = Authorizer::new();
-        let doc = serde_json::json!({"Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::acme:user/bob"},
-             "Action": "s3:GetObject", "Resource": "arn:aws:s3:::photos/*",
-             "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}},
-            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::acme:user/bob"},
-             "Action": "s3:PutObject", "Resource": "arn:aws:s3:::photos/*",
-             "Condition": {"DateLessThan": {"aws:CurrentTime": "2030-01-01T00:00:00Z"}}}
-        ]});
-        let c = compile(
-            &doc,
-            Scope::Bucket {
-                tenant: "acme",
-                bucket: "photos",
-                restrict_public: true,
-            },
-            "b#",
-        )
-        .unwrap();
-        let src = [Source {
-            label: "bucket:photos",
-            compiled: &c,
-        }];
-        let bob = user("acme", "bob", false);
-        let at = |ip: &str, now_ms: i64| Facts {
-            source_ip: Some(ip.parse().unwrap()),
-            now_ms,
-            ..Facts::default()
-        };
-        let get = |f: &Facts, g: u64| {
-            a.decide_cached(g, &bob, "s3:GetObject", &object("acme", "x"), f, &src)
-                .allowed
-        };
-        for _ in 0..2 {
-            assert!(get(&at("10.1.1.1", 0), 1));
-            assert!(!get(&at("192.0.2.1", 0), 1));
-            assert!(
-                !a.decide_cached(
-                    1,
-                    &user("acme", "eve", false),
-                    "s3:GetObject",
-                    &object("acme", "x"),
-                    &at("10.1.1.1", 0),
-                    &src
-                )
-                .allowed
-            );
-        }
-        // The time is part of the key where a policy reads it.
-        let put = |now_ms: i64| {
-            a.decide_cached(
-                1,
-                &bob,
-                "s3:PutObject",
-                &object("acme", "x"),
-                &at("10.1.1.1", now_ms),
-                &src,
-            )
-            .allowed
-        };
-        assert!(put(1_800_000_000_000));
-        assert!(!put(1_900_000_000_000));
-        // Another generation (a policy changed) decides afresh: without the bucket's policy.
-        assert!(
-            !a.decide_cached(
-                2,
-                &bob,
-                "s3:GetObject",
-                &object("acme", "x"),
-                &at("10.1.1.1", 0),
-                &[]
-            )
-            .allowed
-        );
-        assert!(get(&at("10.1.1.1", 0), 3));
     }
 
     #[test]
@@ -1125,5 +994,342 @@ mod tests {
             )
             .allowed
         );
+    }
+
+    /// A small deterministic generator (xorshift), so a failure reproduces.
+    struct Dice(u64);
+
+    impl Dice {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[usize::try_from(self.next() % items.len() as u64).unwrap()]
+        }
+
+        fn chance(&mut self, percent: u64) -> bool {
+            self.next() % 100 < percent
+        }
+    }
+
+    /// A random IAM statement from the forms the translation supports.
+    fn statement(d: &mut Dice, bucket_policy: bool) -> serde_json::Value {
+        use serde_json::json;
+        let mut st = serde_json::Map::new();
+        st.insert("Effect".into(), json!(d.pick(&["Allow", "Allow", "Deny"])));
+        if bucket_policy {
+            let principals = [
+                json!("*"),
+                json!({"AWS": "arn:aws:iam::acme:user/bob"}),
+                json!({"AWS": ["acme", "arn:aws:iam::acme:user/eve"]}),
+                json!({"AWS": "arn:aws:iam::acme:root"}),
+                json!({"AWS": ["*"]}),
+            ];
+            st.insert("Principal".into(), d.pick(&principals).clone());
+        }
+        let actions = [
+            json!("s3:GetObject"),
+            json!("s3:*"),
+            json!(["s3:Get*", "s3:ListBucket"]),
+            json!("*"),
+            json!("s3:get*"),
+            json!(["s3:PutObject", "s3:DeleteObject"]),
+        ];
+        let name = if d.chance(25) { "NotAction" } else { "Action" };
+        st.insert(name.into(), d.pick(&actions).clone());
+        let resources = if bucket_policy {
+            vec![
+                json!("arn:aws:s3:::photos/*"),
+                json!("arn:aws:s3:::photos"),
+                json!(["arn:aws:s3:::photos", "arn:aws:s3:::photos/a/*"]),
+                json!("*"),
+                json!("arn:aws:s3:::photos/*x"),
+            ]
+        } else {
+            vec![
+                json!("arn:aws:s3:::photos/home/${aws:username}/*"),
+                json!("arn:aws:s3:::*"),
+                json!("*"),
+                json!(["arn:aws:s3:::photos", "arn:aws:s3:::photos/a/*"]),
+            ]
+        };
+        let name = if d.chance(20) {
+            "NotResource"
+        } else {
+            "Resource"
+        };
+        st.insert(name.into(), d.pick(&resources).clone());
+        let conditions = [
+            json!({"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}),
+            json!({"NotIpAddress": {"aws:SourceIp": ["192.0.2.0/24", "2001:db8::/32"]}}),
+            json!({"IpAddress": {"aws:SourceIp": ["::1", "10.1.2.3/32"]}}),
+            json!({"Bool": {"aws:SecureTransport": "false"}}),
+            json!({"StringLike": {"s3:prefix": ["home/*", ""]}}),
+            json!({"StringEqualsIfExists": {"s3:delimiter": "/"}}),
+            json!({"NumericLessThan": {"s3:max-keys": "100"}}),
+            json!({"NumericGreaterThanEqualsIfExists": {"s3:max-keys": 10}}),
+            json!({"DateGreaterThan": {"aws:CurrentTime": "2026-06-01T00:00:00Z"}}),
+            json!({"DateLessThanEquals": {"aws:EpochTime": "1800000000"}}),
+            json!({"Null": {"s3:prefix": "true"}}),
+            json!({"Null": {"aws:Referer": "false"}}),
+            json!({"StringNotLike": {"aws:UserAgent": "*curl*"}}),
+            json!({"StringEquals": {"aws:Referer": "https://intranet.example/"}}),
+            json!({"StringNotEquals": {"s3:x-amz-server-side-encryption": "AES256"}}),
+            json!({"StringLike": {"aws:username": "b*"}}),
+        ];
+        if d.chance(60) {
+            let mut c = serde_json::Map::new();
+            for _ in 0..=d.next() % 2 {
+                if let serde_json::Value::Object(one) = d.pick(&conditions).clone() {
+                    c.extend(one);
+                }
+            }
+            st.insert("Condition".into(), serde_json::Value::Object(c));
+        }
+        serde_json::Value::Object(st)
+    }
+
+    /// Policies in the compiled subset that fail to evaluate for some requests (a missing
+    /// attribute, the wrong types), and ones outside it (evaluated by Cedar).
+    fn hand_written() -> Compiled {
+        let texts = [
+            r#"permit(principal, action == Vallum::Action::"s3:GetObject", resource) when { context.prefix == "x" };"#,
+            r#"forbid(principal is Vallum::User, action, resource) when { context.max_keys > 5 };"#,
+            r#"permit(principal, action in [Vallum::Action::"s3:ListBucket", Vallum::Action::"s3:GetObject"], resource) when { context.arn < 3 };"#,
+            r#"permit(principal, action, resource) when { if context.secure then context.bucket like "ph*" else context.sse == "x" };"#,
+            r#"forbid(principal, action, resource) when { action in Vallum::Action::"group:s3" && context.bucket != "photos" && context has ip4 && context.ip4 >= 167772160 };"#,
+            r#"permit(principal == Vallum::Operator::"op1", action, resource) unless { context.epoch_ms >= 1800000000000 };"#,
+            r#"permit(principal, action, resource) when { ip("10.0.0.0/8").isInRange(ip("10.1.1.1")) && context.admin };"#,
+            r#"forbid(principal, action, resource) when { principal.clearance > 3 };"#,
+            r#"permit(principal, action, resource is Vallum::Object) when { context.nothing };"#,
+        ];
+        let mut set = PolicySet::new();
+        let mut rules = Vec::new();
+        let mut statements = Vec::new();
+        for (i, t) in texts.iter().enumerate() {
+            let p = Policy::parse(Some(PolicyId::new(format!("hand{i}"))), *t).unwrap();
+            set.add(p.clone()).unwrap();
+            rules.push(Rule::new(&p, String::new(), None).unwrap());
+            statements.push(crate::iam::policy::StatementInfo {
+                id: format!("hand{i}"),
+                sid: None,
+                effect: String::new(),
+                cedar: (*t).to_owned(),
+            });
+        }
+        assert_eq!(
+            rules.iter().filter(|r| r.program.is_err()).count(),
+            2,
+            "ip() and an entity attribute are outside the compiled subset"
+        );
+        Compiled {
+            set,
+            statements,
+            public: false,
+            actions: None,
+            rules,
+        }
+    }
+
+    fn sorted(d: &Decision) -> (bool, bool, Vec<Reason>, Vec<String>) {
+        let mut reasons = d.reasons.clone();
+        reasons.sort_by(|a, b| (&a.source, &a.policy).cmp(&(&b.source, &b.policy)));
+        // Which policies failed: `<source>: <policy id>: <message>`.
+        let mut failed: Vec<String> = d
+            .errors
+            .iter()
+            .map(|e| e.splitn(3, ": ").take(2).collect::<Vec<_>>().join(": "))
+            .collect();
+        failed.sort();
+        (d.allowed, d.explicit_deny, reasons, failed)
+    }
+
+    #[test]
+    fn compiled_evaluation_decides_exactly_as_cedar() {
+        let a = Authorizer::new();
+        for rule in &a.baseline().rules {
+            assert!(rule.program.is_ok(), "baseline {} is compiled", rule.id);
+        }
+        let mut d = Dice(0x005e_ed0f_ca11);
+        let mut sets: Vec<(String, Compiled)> = Vec::new();
+        for i in 0..60 {
+            let bucket = i % 3 != 0;
+            let n = 1 + d.next() % 4;
+            let doc = serde_json::json!({
+                "Statement": (0..n).map(|_| statement(&mut d, bucket)).collect::<Vec<_>>()
+            });
+            let scope = if bucket {
+                Scope::Bucket {
+                    tenant: "acme",
+                    bucket: "photos",
+                    restrict_public: d.chance(50),
+                }
+            } else {
+                Scope::Identity {
+                    tenant: "acme",
+                    user: "bob",
+                }
+            };
+            let c = compile(&doc, scope, &format!("p{i}#")).unwrap();
+            for rule in &c.rules {
+                assert!(rule.program.is_ok(), "{} is compiled: {doc}", rule.id);
+            }
+            let label = if bucket {
+                "bucket:photos"
+            } else {
+                "identity:acme/bob"
+            };
+            sets.push((label.to_owned(), c));
+        }
+        let grant: crate::iam::lockbox::AccessRequest = serde_json::from_value(serde_json::json!({
+            "id": "lb-1", "operator": "op1",
+            "spec": {"tenant": "acme", "scope": {"bucket": "photos", "prefix": "a/", "operations": ["read", "list"]},
+                     "purpose": "p", "ticket": "t", "duration_secs": 60},
+            "charter_version": 1, "approvals_required": 1, "state": "approved",
+            "created_ms": 0, "expires_ms": 1_790_000_000_000i64
+        }))
+        .unwrap();
+        let grant = grant.compile().unwrap();
+        assert!(grant.rules[0].program.is_ok());
+        let hand = hand_written();
+        let principals = [
+            Principal::Root,
+            user("acme", "bob", false),
+            user("acme", "admin", true),
+            Principal::User {
+                tenant: "acme".into(),
+                name: "gina".into(),
+                admin: false,
+                guardian: true,
+            },
+            user("other", "eve", true),
+            Principal::Operator { name: "op1".into() },
+            Principal::Grant {
+                id: "lb-1".into(),
+                operator: "op1".into(),
+                tenant: "acme".into(),
+            },
+            Principal::Anonymous,
+        ];
+        let mut acts: Vec<&str> = actions::all().collect();
+        acts.sort_unstable();
+        acts.dedup();
+        let s3 = [
+            "s3:GetObject",
+            "s3:PutObject",
+            "s3:ListBucket",
+            "s3:DeleteObject",
+        ];
+        let resources = [
+            Resource::Platform,
+            Resource::Tenant("acme".into()),
+            Resource::Tenant("other".into()),
+            Resource::Bucket {
+                tenant: "acme".into(),
+                bucket: "photos".into(),
+            },
+            object("acme", "a/x.jpg"),
+            object("acme", "secret/y"),
+            object("acme", "home/bob/z"),
+            object("acme", "é*?x"),
+            object("other", "a/x.jpg"),
+            Resource::Bucket {
+                tenant: "default".into(),
+                bucket: "logs".into(),
+            },
+        ];
+        // Range edges as well as addresses inside and outside.
+        let ips: [Option<IpAddr>; 10] = [
+            None,
+            Some("10.1.2.3".parse().unwrap()),
+            Some("10.0.0.0".parse().unwrap()),
+            Some("10.255.255.255".parse().unwrap()),
+            Some("9.255.255.255".parse().unwrap()),
+            Some("11.0.0.0".parse().unwrap()),
+            Some("192.0.2.5".parse().unwrap()),
+            Some("2001:db8::1".parse().unwrap()),
+            Some("::ffff:10.0.0.1".parse().unwrap()),
+            Some("::1".parse().unwrap()),
+        ];
+        let text = |d: &mut Dice, options: &[&str]| {
+            let v = *d.pick(options);
+            (!v.is_empty()).then(|| v.trim_start_matches('-').to_owned())
+        };
+        let (mut allowed, mut explicit, mut errors, mut fallbacks) = (0, 0, 0, 0);
+        for round in 0..30_000 {
+            let p = d.pick(&principals);
+            let action = if d.chance(60) {
+                *d.pick(&s3)
+            } else {
+                *d.pick(&acts)
+            };
+            let r = d.pick(&resources);
+            let facts = Facts {
+                secure: d.chance(50),
+                source_ip: *d.pick(&ips),
+                // The grant's expiry and the policies' dates, and either side of them.
+                now_ms: *d.pick(&[
+                    1_700_000_000_000i64,
+                    1_780_272_000_000,
+                    1_785_000_000_000,
+                    1_790_000_000_000,
+                    1_800_000_000_000,
+                    1_800_000_000_001,
+                    1_900_000_000_000,
+                ]),
+                prefix: text(&mut d, &["", "home/bob/", "-", "a/", "other/"]),
+                delimiter: text(&mut d, &["", "/", "-"]),
+                max_keys: *d.pick(&[None, Some(5), Some(6), Some(10), Some(100), Some(1000)]),
+                user_agent: text(&mut d, &["", "curl/8.5", "aws-cli/2"]),
+                referer: text(&mut d, &["", "https://intranet.example/"]),
+                sse: text(&mut d, &["", "AES256", "aws:kms"]),
+            };
+            let (label, c) = d.pick(&sets);
+            let (label2, c2) = d.pick(&sets);
+            let mut sources = vec![Source { label, compiled: c }];
+            if d.chance(50) {
+                sources.push(Source {
+                    label: label2,
+                    compiled: c2,
+                });
+            }
+            if matches!(p, Principal::Grant { .. }) {
+                sources.push(Source {
+                    label: "grant:lb-1",
+                    compiled: &grant,
+                });
+            }
+            let with_hand = d.chance(15);
+            if with_hand {
+                sources.push(Source {
+                    label: "hand",
+                    compiled: &hand,
+                });
+            }
+            let fast = a.decide(p, action, r, &facts, &sources);
+            let cedar = a.decide_with_cedar(p, action, r, &facts, &sources);
+            assert_eq!(
+                sorted(&fast),
+                sorted(&cedar),
+                "round {round}: {p:?} {action} {r:?} {facts:?}\nsources: {:#?}",
+                sources
+                    .iter()
+                    .map(|s| (s.label, &s.compiled.statements))
+                    .collect::<Vec<_>>()
+            );
+            allowed += usize::from(fast.allowed);
+            explicit += usize::from(fast.explicit_deny);
+            errors += usize::from(!fast.errors.is_empty());
+            fallbacks += usize::from(with_hand);
+        }
+        // The comparison covered every kind of answer.
+        assert!(allowed > 1000, "allowed {allowed}");
+        assert!(explicit > 1000, "explicit denies {explicit}");
+        assert!(errors > 100, "errors {errors}");
+        assert!(fallbacks > 1000, "with Cedar-evaluated rules {fallbacks}");
     }
 }

@@ -2,13 +2,13 @@
 //! tenant's guardians approve or deny (m of n, as the charter says); an approval is a grant
 //! with its own expiring credential. Break-glass grants start at once and are reviewed later.
 
-use cedar_policy::{Policy, PolicyId, PolicySet};
+use cedar_policy::{Policy, PolicyId};
 use serde::{Deserialize, Serialize};
 
 use super::IamError;
 use super::actions;
 use super::charter::Vote;
-use super::policy::{Compiled, StatementInfo, like_escape, lit};
+use super::policy::{Compiled, Rule, StatementInfo, like_escape, lit};
 
 /// Longest purpose or ticket text.
 pub const MAX_TEXT_LEN: usize = 1024;
@@ -177,26 +177,26 @@ impl AccessRequest {
         let pid = format!("grant:{}", self.id);
         let policy = Policy::parse(Some(PolicyId::new(&pid)), &text)
             .map_err(|e| IamError::Invalid(format!("grant {}: {e}", self.id)))?;
-        let mut set = PolicySet::new();
-        set.add(policy)
-            .map_err(|e| IamError::Invalid(format!("grant {}: {e}", self.id)))?;
+        let description = format!(
+            "lockbox grant {} ({}) for {}",
+            self.id, self.spec.ticket, self.operator
+        );
+        let bad = |e: Box<cedar_policy::PolicySetError>| {
+            IamError::Invalid(format!("grant {}: {e}", self.id))
+        };
+        let rule = Rule::new(&policy, description.clone(), Some(acts.clone())).map_err(bad)?;
         Ok(Compiled {
-            set,
+            set: rule.cedar.clone(),
             statements: vec![StatementInfo {
                 id: pid,
-                sid: Some(format!(
-                    "lockbox grant {} ({}) for {}",
-                    self.id, self.spec.ticket, self.operator
-                )),
+                sid: Some(description),
                 effect: "Allow".into(),
                 cedar: text,
             }],
             public: false,
-            parts: Vec::new(),
-            context_bits: 0,
             actions: Some(acts),
-        }
-        .with_needs())
+            rules: vec![rule],
+        })
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod actions;
 pub mod authz;
 pub mod charter;
+pub mod eval;
 pub mod lockbox;
 pub mod model;
 pub mod policy;
@@ -131,8 +132,6 @@ pub trait Notifier: Send + Sync {
 /// The records a gateway decides from.
 #[derive(Debug, Default)]
 pub struct IamState {
-    /// Changes with every reload: names the policy sets for the decision cache.
-    generation: u64,
     tenants: HashMap<String, Tenant>,
     users: HashMap<String, (User, Option<Compiled>)>,
     keys: HashMap<String, AccessKey>,
@@ -183,7 +182,6 @@ pub struct Iam {
     state: RwLock<Arc<IamState>>,
     notifier: Option<Arc<dyn Notifier>>,
     opened: std::sync::Mutex<HashMap<String, (String, Zeroizing<String>)>>,
-    generation: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Iam {
@@ -213,7 +211,6 @@ impl Iam {
             state: RwLock::new(Arc::new(IamState::default())),
             notifier,
             opened: std::sync::Mutex::new(HashMap::new()),
-            generation: std::sync::atomic::AtomicU64::new(0),
         });
         iam.refresh().await?;
         Ok(iam)
@@ -259,13 +256,7 @@ impl Iam {
 
     /// Reloads every record into a fresh snapshot.
     pub async fn refresh(&self) -> IamResult<()> {
-        let mut st = IamState {
-            generation: self
-                .generation
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-                + 1,
-            ..IamState::default()
-        };
+        let mut st = IamState::default();
         for (id, t) in self.all::<Tenant>(kind::TENANT).await? {
             st.tenants.insert(id, t);
         }
@@ -578,6 +569,37 @@ impl Iam {
         resource: &Resource,
         facts: &Facts,
     ) -> Decision {
+        Self::with_sources(snap, principal, resource, |sources| {
+            self.authorizer
+                .decide(principal, action, resource, facts, sources)
+        })
+    }
+
+    /// [`Self::authorize`] by Cedar's own evaluator over whole policy sets: the reference
+    /// `vallum authz explain` reports beside the decision.
+    #[must_use]
+    pub fn authorize_with_cedar(
+        &self,
+        principal: &Principal,
+        action: &str,
+        resource: &Resource,
+        facts: &Facts,
+    ) -> Decision {
+        let snap = self.snapshot();
+        Self::with_sources(&snap, principal, resource, |sources| {
+            self.authorizer
+                .decide_with_cedar(principal, action, resource, facts, sources)
+        })
+    }
+
+    /// Calls `f` with the policy sets that concern `principal` acting on `resource`: its own
+    /// (a user's identity policy, a grant's scope) and the bucket's policy.
+    fn with_sources<R>(
+        snap: &IamState,
+        principal: &Principal,
+        resource: &Resource,
+        f: impl FnOnce(&[Source<'_>]) -> R,
+    ) -> R {
         let mut sources: Vec<Source<'_>> = Vec::with_capacity(2);
         let identity_label;
         match principal {
@@ -612,14 +634,7 @@ impl Iam {
                 });
             }
         }
-        self.authorizer.decide_cached(
-            snap.generation,
-            principal,
-            action,
-            resource,
-            facts,
-            &sources,
-        )
+        f(&sources)
     }
 
     // ---------------------------------------------------------------- tenants

@@ -13,12 +13,14 @@
 //! and policy variables other than `${aws:username}` in identity policies.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use cedar_policy::{Policy, PolicyId, PolicySet};
 use serde_json::Value;
 
 use super::IamError;
 use super::actions;
+use super::eval;
 
 /// Largest policy document accepted (AWS's bucket-policy limit).
 pub const MAX_POLICY_BYTES: usize = 20 * 1024;
@@ -62,7 +64,8 @@ pub struct StatementInfo {
 /// A compiled policy document.
 #[derive(Debug, Clone)]
 pub struct Compiled {
-    /// The Cedar policies.
+    /// The Cedar policies, whole (what Cedar itself evaluates: `vallum authz explain`'s
+    /// reference verdict and the differential tests).
     pub set: PolicySet,
     /// Each statement.
     pub statements: Vec<StatementInfo>,
@@ -71,89 +74,58 @@ pub struct Compiled {
     /// Every action some statement can match, sorted (`None`: any). A request for another
     /// action skips the set: no statement of it could apply.
     pub actions: Option<Vec<&'static str>>,
-    /// The context attributes the statements read ([`context_needs`]), 0 until computed by
-    /// [`Compiled::with_needs`].
-    pub context_bits: u32,
-    /// The statements one by one with the actions each can match, so a request evaluates only
-    /// the statements that can concern its action (empty: evaluate `set` whole).
-    pub parts: Vec<Part>,
+    /// The statements one by one, as the decision point evaluates them.
+    pub rules: Vec<Rule>,
 }
 
-/// One statement as its own policy set, with the actions it can match (sorted).
+/// One statement as the decision point evaluates it: compiled ([`eval::Program`]), or by
+/// Cedar when it uses something outside the compiled subset; only for the actions it can
+/// match.
 #[derive(Debug, Clone)]
-pub struct Part {
-    /// The statement's policy.
-    pub set: PolicySet,
-    /// Actions it can match.
-    pub actions: Vec<&'static str>,
+pub struct Rule {
+    /// Cedar policy id.
+    pub id: String,
+    /// A `forbid` (else a `permit`).
+    pub forbid: bool,
+    /// What it is (its description or statement Sid), for traces.
+    pub description: String,
+    /// The actions it can match, sorted (`None`: any).
+    pub actions: Option<Vec<&'static str>>,
+    /// The policy compiled, or why it is not (Cedar then evaluates `cedar`).
+    pub program: Result<Arc<eval::Program>, eval::Unsupported>,
+    /// The policy alone in a set, for Cedar.
+    pub cedar: PolicySet,
 }
 
-/// The request-context attributes a policy can read; a request builds only those its sets
-/// need (building each costs time on every decision). `ip` stands for `ip4` and `ip6_0..3`.
-pub const CONTEXT_ATTRS: &[&str] = &[
-    "principal_tenant",
-    "resource_tenant",
-    "admin",
-    "guardian",
-    "arn",
-    "bucket",
-    "secure",
-    "epoch_ms",
-    "action",
-    "prefix",
-    "delimiter",
-    "user_agent",
-    "referer",
-    "sse",
-    "username",
-    "max_keys",
-    "ip",
-];
-
-/// Whether the attribute set `needs` (bits over [`CONTEXT_ATTRS`]) includes `attr`.
-#[must_use]
-pub fn reads(needs: u32, attr: &str) -> bool {
-    CONTEXT_ATTRS
-        .iter()
-        .position(|x| *x == attr)
-        .is_some_and(|i| needs & (1 << i) != 0)
-}
-
-/// The context attributes Cedar `text` reads, as a bit set over [`CONTEXT_ATTRS`]. A policy
-/// that reads an attribute left out would fail to evaluate, and an error denies: a miss here
-/// can refuse a request, never allow one.
-#[must_use]
-pub fn context_needs(text: &str) -> u32 {
-    let mut bits = 0u32;
-    for (i, a) in CONTEXT_ATTRS.iter().enumerate() {
-        let used = if *a == "ip" {
-            text.contains("context.ip") || text.contains("context has ip")
-        } else {
-            text.contains(&format!("context.{a}")) || text.contains(&format!("context has {a}"))
-        };
-        if used {
-            bits |= 1 << i;
-        }
+impl Rule {
+    /// The rule of `policy`.
+    pub fn new(
+        policy: &Policy,
+        description: String,
+        actions: Option<Vec<&'static str>>,
+    ) -> Result<Self, Box<cedar_policy::PolicySetError>> {
+        let mut cedar = PolicySet::new();
+        cedar.add(policy.clone()).map_err(Box::new)?;
+        Ok(Self {
+            id: policy.id().to_string(),
+            forbid: policy.effect() == cedar_policy::Effect::Forbid,
+            description,
+            actions,
+            program: eval::Program::compile(policy).map(Arc::new),
+            cedar,
+        })
     }
-    bits
+
+    /// Whether the rule can match `action`.
+    #[must_use]
+    pub fn may_match(&self, action: &str) -> bool {
+        self.actions
+            .as_ref()
+            .is_none_or(|a| a.binary_search(&action).is_ok())
+    }
 }
 
 impl Compiled {
-    /// The context attributes its statements read.
-    #[must_use]
-    pub fn needs(&self) -> u32 {
-        self.statements
-            .iter()
-            .fold(0, |acc, s| acc | context_needs(&s.cedar))
-    }
-
-    /// Records [`Self::needs`] in `context_bits`.
-    #[must_use]
-    pub fn with_needs(mut self) -> Self {
-        self.context_bits = self.needs();
-        self
-    }
-
     /// Whether some statement can match `action`.
     #[must_use]
     pub fn may_match(&self, action: &str) -> bool {
@@ -519,22 +491,6 @@ fn action_set(patterns: &[String]) -> Result<Vec<&'static str>, IamError> {
     Ok(out)
 }
 
-/// A Cedar test of the request's action against IAM action patterns (case-insensitive, as
-/// AWS matches actions): `like` on the lowercased name, so a long pattern expansion is never
-/// evaluated as a list.
-fn action_match(patterns: &[String]) -> Result<String, IamError> {
-    let parts: Vec<String> = patterns
-        .iter()
-        .map(|p| {
-            Ok(format!(
-                "context.action like {}",
-                like(&p.to_ascii_lowercase())?
-            ))
-        })
-        .collect::<Result<_, IamError>>()?;
-    Ok(format!("({})", parts.join(" || ")))
-}
-
 /// IAM wildcard match (`*` any run; `?` one character) for actions, which AWS matches
 /// case-insensitively.
 fn wildcard(pattern: &str, text: &str) -> bool {
@@ -704,7 +660,7 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
     let mut infos = Vec::new();
     let mut public = false;
     let mut covered: Vec<&'static str> = Vec::new();
-    let mut parts: Vec<Part> = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
     let base = match scope {
         Scope::Bucket { tenant, bucket, .. } => format!(
             "context.resource_tenant == {} && context.bucket == {}",
@@ -771,36 +727,27 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
             }
             (None, Scope::Identity { .. }) => {}
         }
-        let mut mine: Vec<&'static str>;
-        let head_action = match (st.get("Action"), st.get("NotAction")) {
-            (Some(a), None) => {
-                let patterns = strings(a, "Action")?;
-                let known = action_set(&patterns)?;
-                mine = known.clone();
-                if let [one] = patterns.as_slice()
-                    && !one.contains('*')
-                    && !one.contains('?')
-                {
-                    format!("action == Vallum::Action::{}", lit(known[0]))
-                } else {
-                    conds.push(action_match(&patterns)?);
-                    "action".into()
-                }
-            }
+        // The catalog actions the statement covers (AWS matches action names
+        // case-insensitively), named in the policy's scope.
+        let mut mine: Vec<&'static str> = match (st.get("Action"), st.get("NotAction")) {
+            (Some(a), None) => action_set(&strings(a, "Action")?)?,
             (None, Some(a)) => {
-                let patterns = strings(a, "NotAction")?;
-                let excluded = action_set(&patterns)?;
-                mine = actions::policy_catalog()
+                let excluded = action_set(&strings(a, "NotAction")?)?;
+                actions::policy_catalog()
                     .filter(|a| !excluded.contains(a))
-                    .collect();
-                conds.push(format!("!{}", action_match(&patterns)?));
-                "action".into()
+                    .collect()
             }
             _ => {
                 return Err(malformed(format!(
                     "{at}: exactly one of Action or NotAction"
                 )));
             }
+        };
+        mine.sort_unstable();
+        mine.dedup();
+        let head_action = match mine.as_slice() {
+            [one] => format!("action == Vallum::Action::{}", lit(one)),
+            all => format!("action in {}", actions::cedar_list(all.iter().copied())),
         };
         match (st.get("Resource"), st.get("NotResource")) {
             (Some(r), None) => conds.push(resource_cond(&strings(r, "Resource")?, scope)?),
@@ -837,16 +784,11 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
         );
         let policy = Policy::parse(Some(PolicyId::new(&id)), &text)
             .map_err(|e| malformed(format!("{at}: translation failed: {e}")))?;
-        let mut one = PolicySet::new();
-        one.add(policy.clone())
-            .map_err(|e| malformed(format!("{at}: {e}")))?;
-        mine.sort_unstable();
-        mine.dedup();
         covered.extend(mine.iter().copied());
-        parts.push(Part {
-            set: one,
-            actions: mine,
-        });
+        rules.push(
+            Rule::new(&policy, sid.clone().unwrap_or_default(), Some(mine))
+                .map_err(|e| malformed(format!("{at}: {e}")))?,
+        );
         set.add(policy)
             .map_err(|e| malformed(format!("{at}: {e}")))?;
         infos.push(StatementInfo {
@@ -863,10 +805,8 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
         statements: infos,
         public,
         actions: Some(covered),
-        parts,
-        context_bits: 0,
-    }
-    .with_needs())
+        rules,
+    })
 }
 
 /// Parses a policy document from bytes, size-checked.
