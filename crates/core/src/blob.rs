@@ -46,14 +46,17 @@ pub enum BlobError {
 /// A site's health as its store sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SiteHealth {
-    /// False while the site is marked down (requests fail at once until the next attempt).
+    /// True from the moment the site is marked down until it answers again: requests fail at
+    /// once until the next attempt is let through, and a site whose wait has passed is still
+    /// down until an attempt succeeds.
     pub down: bool,
     /// Failed requests in a row.
     pub consecutive_failures: u32,
     /// The last failure, if any since the last success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// While down: when the next request will be let through, in ms from now.
+    /// While down: when the next request will be let through, in ms from now (0: the next
+    /// one is).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_in_ms: Option<u64>,
 }

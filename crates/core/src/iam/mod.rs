@@ -16,6 +16,7 @@ pub mod lockbox;
 pub mod model;
 pub mod policy;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -441,11 +442,12 @@ impl Iam {
             return Ok(Some((Principal::Root, self.root_secret.clone())));
         }
         let snap = self.snapshot();
-        let key = match snap.keys.get(access_key) {
-            Some(k) => k.clone(),
-            // Created on another gateway since the last refresh.
+        // Records are borrowed from the snapshot, not copied (a user's record carries its
+        // identity policy); those created on another gateway since the last refresh are read.
+        let key: Cow<'_, AccessKey> = match snap.keys.get(access_key) {
+            Some(k) => Cow::Borrowed(k),
             None => match self.get::<AccessKey>(kind::ACCESS_KEY, access_key).await? {
-                Some((k, _)) => k,
+                Some((k, _)) => Cow::Owned(k),
                 None => return Ok(None),
             },
         };
@@ -457,13 +459,16 @@ impl Iam {
         let principal = match &key.owner {
             Owner::User { tenant, name } => {
                 let id = format!("{tenant}/{name}");
-                let user = match snap.users.get(&id) {
-                    Some((u, _)) => u.clone(),
-                    None => self
-                        .get::<User>(kind::USER, &id)
-                        .await?
-                        .map(|(u, _)| u)
-                        .ok_or_else(|| IamError::Denied(format!("user {id} no longer exists")))?,
+                let user: Cow<'_, User> = match snap.users.get(&id) {
+                    Some((u, _)) => Cow::Borrowed(u),
+                    None => Cow::Owned(
+                        self.get::<User>(kind::USER, &id)
+                            .await?
+                            .map(|(u, _)| u)
+                            .ok_or_else(|| {
+                                IamError::Denied(format!("user {id} no longer exists"))
+                            })?,
+                    ),
                 };
                 if user.state != State::Active {
                     return Err(IamError::Denied(format!("user {id} is disabled")));
@@ -483,15 +488,16 @@ impl Iam {
                 }
             }
             Owner::Operator { name } => {
-                let op = match snap.operators.get(name) {
-                    Some(o) => o.clone(),
-                    None => self
-                        .get::<Operator>(kind::OPERATOR, name)
-                        .await?
-                        .map(|(o, _)| o)
-                        .ok_or_else(|| {
-                            IamError::Denied(format!("operator {name} no longer exists"))
-                        })?,
+                let op: Cow<'_, Operator> = match snap.operators.get(name) {
+                    Some(o) => Cow::Borrowed(o),
+                    None => Cow::Owned(
+                        self.get::<Operator>(kind::OPERATOR, name)
+                            .await?
+                            .map(|(o, _)| o)
+                            .ok_or_else(|| {
+                                IamError::Denied(format!("operator {name} no longer exists"))
+                            })?,
+                    ),
                 };
                 if op.state != State::Active {
                     return Err(IamError::Denied(format!("operator {name} is disabled")));
