@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Compares two vallum binaries over HTTP with the `cargo xtask bench` load generator: each serves
-# a fresh data directory in turn on embedded defaults, and the load generator PUTs then GETs
-# 4 KiB objects against it. A and B alternate ROUNDS times so drift (the machine's noise, disk
-# caches) hits both alike; the medians of each side's GET and PUT ops/s are compared.
+# Compares two vallum binaries over HTTP with the `cargo xtask bench` load generator. Each serves
+# a fresh data directory on embedded defaults, and both run throughout. Each is populated with
+# OBJECTS 4 KiB objects (its PUT ops/s are reported), then A and B take turns at GET-only runs,
+# ROUNDS each, in the order A B, B A, A B, … so drift (the machine's noise, caches) hits both
+# alike and neither always goes first. Compared by medians: GET
+# ops/s, and the server's CPU time per GET (user + system time of the serving process, from
+# /proc): on a small machine where the load generator competes for the same cores, throughput
+# varies by several percent from run to run, CPU time per request much less.
 #
 #   scripts/bench-ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [OBJECTS]
 #
@@ -14,7 +18,7 @@ set -euo pipefail
 
 old=${1:?usage: bench-ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [OBJECTS]}
 new=${2:?usage: bench-ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [OBJECTS]}
-rounds=${3:-3}
+rounds=${3:-9}
 objects=${4:-3000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$here/target}
@@ -23,56 +27,101 @@ cargo build --release -p xtask --quiet --manifest-path "$here/Cargo.toml"
 xtask=$target/release/xtask
 
 work=$(mktemp -d)
-pid=
+pids=()
 cleanup() {
-    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+        wait "$p" 2>/dev/null || true
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-# One run: serves a fresh data directory with binary $1, loads it, prints "GET PUT" ops/s.
-run() {
-    local bin=$1 dir
-    dir=$(mktemp -d -p "$work")
+# Serves a fresh data directory with binary $1 under $work/$2, and notes its endpoint and
+# credentials there.
+serve() {
+    local bin=$1 dir=$work/$2 endpoint ak sk
+    mkdir -p "$dir"
     VALLUM_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/data" >"$dir/out" 2>"$dir/err" &
-    pid=$!
+    pids+=($!)
     for _ in $(seq 1 300); do
         grep -q '^Secret key:' "$dir/out" 2>/dev/null && break
         sleep 0.1
     done
-    local endpoint ak sk
     endpoint=$(sed -n 's/^Vallum S3 endpoint: *//p' "$dir/out")
     ak=$(sed -n 's/^Access key: *//p' "$dir/out")
     sk=$(sed -n 's/^Secret key: *//p' "$dir/out")
-    [ -n "$endpoint" ] && [ -n "$ak" ] && [ -n "$sk" ] || {
+    if [ -z "$endpoint" ] || [ -z "$ak" ] || [ -z "$sk" ]; then
         echo "$bin did not start:" >&2
         cat "$dir/out" "$dir/err" >&2
         exit 1
-    }
-    "$xtask" bench --endpoint "$endpoint" --access-key "$ak" --secret-key "$sk" \
-        --small-objects "$objects" --large-objects 0 --lists 0 >"$dir/json"
-    kill "$pid"
-    wait "$pid" 2>/dev/null || true
-    pid=
-    python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(round(j["get_4k"]["ops_per_s"]), round(j["put_4k"]["ops_per_s"]))' "$dir/json"
+    fi
+    echo "$endpoint $ak $sk ${pids[-1]}" >"$dir/creds"
 }
 
-a_get=() b_get=() a_put=() b_put=()
+# CPU time (user + system, all threads) of process $1 so far, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# Loads server $1 (a or b) and prints "GET-ops/s PUT-ops/s server-CPU-µs-per-request";
+# further arguments go to the load generator.
+load() {
+    local side=$1 endpoint ak sk pid before after
+    shift
+    read -r endpoint ak sk pid <"$work/$side/creds"
+    before=$(cpu_ticks "$pid")
+    "$xtask" bench --endpoint "$endpoint" --access-key "$ak" --secret-key "$sk" \
+        --small-objects "$objects" --large-objects 0 --lists 0 "$@" >"$work/$side/json"
+    after=$(cpu_ticks "$pid")
+    python3 -c '
+import json, os, sys
+j = json.load(open(sys.argv[1]))
+requests = j["get_4k"]["objects"] + j["put_4k"]["objects"]
+cpu_us = (int(sys.argv[3]) - int(sys.argv[2])) / os.sysconf("SC_CLK_TCK") * 1e6
+print(round(j["get_4k"]["ops_per_s"]), round(j["put_4k"]["ops_per_s"]), round(cpu_us / requests, 1))
+' "$work/$side/json" "$before" "$after"
+}
+
+serve "$old" a
+serve "$new" b
+a_get=()
+b_get=()
+a_cpu=()
+b_cpu=()
+declare -A put
+for side in a b; do
+    load "$side" >"$work/result"
+    read -r g p c <"$work/result"
+    put[$side]=$p
+    echo "populate $side: PUT $p ops/s"
+done
 for i in $(seq 1 "$rounds"); do
-    run "$old" >"$work/result"
-    read -r g p <"$work/result"
-    a_get+=("$g") a_put+=("$p")
-    echo "round $i  A ($old): GET $g ops/s, PUT $p ops/s"
-    run "$new" >"$work/result"
-    read -r g p <"$work/result"
-    b_get+=("$g") b_put+=("$p")
-    echo "round $i  B ($new): GET $g ops/s, PUT $p ops/s"
+    # A B, then B A: neither side is always the one that runs first.
+    order="a b"
+    if [ $((i % 2)) -eq 0 ]; then order="b a"; fi
+    for side in $order; do
+        load "$side" --get-only >"$work/result"
+        read -r g p c <"$work/result"
+        if [ "$side" = a ]; then
+            a_get+=("$g")
+            a_cpu+=("$c")
+        else
+            b_get+=("$g")
+            b_cpu+=("$c")
+        fi
+        echo "round $i  $side: GET $g ops/s, server CPU $c µs per GET"
+    done
 done
 
-python3 - "${a_get[*]}" "${b_get[*]}" "${a_put[*]}" "${b_put[*]}" <<'EOF'
+python3 -c '
 import statistics, sys
-ag, bg, ap, bp = ([float(x) for x in s.split()] for s in sys.argv[1:5])
-for name, a, b in (("GET 4 KiB", ag, bg), ("PUT 4 KiB", ap, bp)):
-    ma, mb = statistics.median(a), statistics.median(b)
-    print(f"{name}: A median {ma:.0f} ops/s, B median {mb:.0f} ops/s: B {(mb - ma) / ma * 100:+.2f}%")
-EOF
+a, b, ac, bc = ([float(x) for x in s.split()] for s in sys.argv[1:5])
+ma, mb = statistics.median(a), statistics.median(b)
+print(f"GET 4 KiB: A median {ma:.0f} ops/s (min {min(a):.0f}, max {max(a):.0f}), "
+      f"B median {mb:.0f} ops/s (min {min(b):.0f}, max {max(b):.0f}): B {(mb - ma) / ma * 100:+.2f}%")
+ca, cb = statistics.median(ac), statistics.median(bc)
+print(f"server CPU per GET: A median {ca:.1f} µs (min {min(ac):.1f}, max {max(ac):.1f}), "
+      f"B median {cb:.1f} µs (min {min(bc):.1f}, max {max(bc):.1f}): B {(cb - ca) / ca * 100:+.2f}%")
+print(f"PUT 4 KiB (one populating run each): A {sys.argv[5]} ops/s, B {sys.argv[6]} ops/s")
+' "${a_get[*]}" "${b_get[*]}" "${a_cpu[*]}" "${b_cpu[*]}" "${put[a]}" "${put[b]}"

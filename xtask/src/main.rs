@@ -57,6 +57,10 @@ struct BenchArgs {
     /// Bucket to use (created if missing).
     #[arg(long, default_value = "vallum-bench")]
     bucket: String,
+    /// Only GET: read the objects an earlier run with the same bucket and counts wrote
+    /// (PUT figures are then 0). For A/B comparisons that alternate many short GET runs.
+    #[arg(long)]
+    get_only: bool,
 }
 
 struct Spawned {
@@ -262,11 +266,12 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
     }
 
     let small = bytes::Bytes::from(vec![0x5a_u8; 4096]);
+    let writes = if args.get_only { 0 } else { args.small_objects };
     let (put_small, put_small_lat) = put_phase(
         pick.clone(),
         &bucket,
         "small",
-        args.small_objects,
+        writes,
         args.concurrency,
         small,
     )
@@ -288,11 +293,12 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
             .collect::<Vec<u8>>(),
     );
     let large_concurrency = args.concurrency.min(4);
+    let large_writes = if args.get_only { 0 } else { args.large_objects };
     let (put_large, _) = put_phase(
         pick.clone(),
         &bucket,
         "large",
-        args.large_objects,
+        large_writes,
         large_concurrency,
         large,
     )
@@ -335,9 +341,9 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
     Ok(json!({
         "endpoints": endpoints,
         "concurrency": args.concurrency,
-        "put_4k": { "objects": args.small_objects, "ops_per_s": args.small_objects as f64 / put_small.as_secs_f64(), "p50_ms": percentile(&put_small_lat, 0.5), "p99_ms": percentile(&put_small_lat, 0.99) },
+        "put_4k": { "objects": writes, "ops_per_s": writes as f64 / put_small.as_secs_f64(), "p50_ms": percentile(&put_small_lat, 0.5), "p99_ms": percentile(&put_small_lat, 0.99) },
         "get_4k": { "objects": args.small_objects, "ops_per_s": args.small_objects as f64 / get_small.as_secs_f64(), "p50_ms": percentile(&get_small_lat, 0.5), "p99_ms": percentile(&get_small_lat, 0.99) },
-        "put_64m": { "objects": args.large_objects, "concurrency": large_concurrency, "mb_per_s": mb(args.large_objects * large_bytes, put_large) },
+        "put_64m": { "objects": large_writes, "concurrency": large_concurrency, "mb_per_s": mb(large_writes * large_bytes, put_large) },
         "get_64m": { "objects": args.large_objects, "concurrency": large_concurrency, "mb_per_s": mb(args.large_objects * large_bytes, get_large) },
         "list_1000": { "requests": args.lists, "p50_ms": percentile(&list_lat, 0.5), "p99_ms": percentile(&list_lat, 0.99) },
     }))
