@@ -84,6 +84,22 @@ export VALLUM_TEST_PG_URL="postgres://vallum@127.0.0.1:$PG_PORT/postgres"
 export VALLUM_TEST_PG_BIN="$PG_BIN" VALLUM_TEST_PG_DATA="$PG_DIR/data" VALLUM_TEST_PG_PORT="$PG_PORT"
 
 # --- Rust checks and tests ---------------------------------------------------------------
+# Cargo bakes each workspace crate's source directory into its test binaries
+# (CARGO_MANIFEST_DIR: golden files, scripts), but does not rebuild a crate whose sources moved
+# to another checkout with the same contents. When the build cache last served another
+# checkout, the workspace's own crates are rebuilt (dependencies are kept), or tests would read
+# the other checkout's files.
+checkout_marker="$CARGO_TARGET_DIR/.vallum-checkout"
+if [ -d "$CARGO_TARGET_DIR" ] && [ "$(cat "$checkout_marker" 2>/dev/null)" != "$(pwd -P)" ]; then
+  log "the build cache served another checkout: rebuilding the workspace crates"
+  members=$(cargo metadata --no-deps --format-version 1 \
+    | python3 -c 'import json, sys; print(" ".join("-p " + p["name"] for p in json.load(sys.stdin)["packages"]))')
+  # shellcheck disable=SC2086
+  cargo clean $members
+fi
+mkdir -p "$CARGO_TARGET_DIR"
+pwd -P >"$checkout_marker"
+
 log "cargo fmt --check"
 cargo fmt --all -- --check
 

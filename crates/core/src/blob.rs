@@ -46,17 +46,16 @@ pub enum BlobError {
 /// A site's health as its store sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SiteHealth {
-    /// True from the moment the site is marked down until it answers again: requests fail at
-    /// once until the next attempt is let through, and a site whose wait has passed is still
-    /// down until an attempt succeeds.
+    /// True while the site is marked down: requests fail at once until the backoff lets the
+    /// next attempt through (then false again, until that attempt's outcome is known). Repair
+    /// and placement skip a site only while this holds, so that a down site is tried again.
     pub down: bool,
     /// Failed requests in a row.
     pub consecutive_failures: u32,
     /// The last failure, if any since the last success.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    /// While down: when the next request will be let through, in ms from now (0: the next
-    /// one is).
+    /// While down: when the next request will be let through, in ms from now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_in_ms: Option<u64>,
 }
