@@ -11,13 +11,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::iam::Iam;
 use vallum_core::iam::authz::{Facts, Principal, Resource};
 use vallum_core::meta::MetaStore;
-use vallum_core::service::{ObjectService, ReadConditions};
+use vallum_core::service::ObjectService;
 use vallum_crypto::secretbox::SecretBox;
 use vallum_meta::SqliteMetaStore;
 
@@ -52,6 +51,27 @@ fn bucket_policy(bucket: &str, user: usize) -> String {
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
+}
+
+/// Times `n` GetObject decisions by `principal` on `resource(i)` (built outside the timing),
+/// each of which must be allowed; the times, sorted.
+fn timed_decisions(
+    iam: &Iam,
+    principal: &Principal,
+    facts: &Facts,
+    n: usize,
+    resource: impl Fn(usize) -> Resource,
+) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = resource(i);
+        let t = Instant::now();
+        let d = iam.authorize(principal, "s3:GetObject", &r, facts);
+        times.push(t.elapsed());
+        assert!(d.allowed, "decision {i} on {r:?}: {d:?}");
+    }
+    times.sort();
+    times
 }
 
 fn main() {
@@ -136,21 +156,11 @@ fn main() {
         assert!(iam.authorize(&principal, "s3:GetObject", r, &facts).allowed);
     }
     // Every decision a new (bucket, key): nothing to reuse, the decision point works in full.
-    let mut times = Vec::with_capacity(DECISIONS);
-    let mut allowed = 0usize;
-    for i in 0..DECISIONS {
-        let r = Resource::Object {
-            tenant: "acme".into(),
-            bucket: format!("bucket-{:04}", i % BUCKET_POLICIES),
-            key: format!("reports/{i}.csv"),
-        };
-        let t = Instant::now();
-        let d = iam.authorize(&principal, "s3:GetObject", &r, &facts);
-        times.push(t.elapsed());
-        allowed += usize::from(d.allowed);
-    }
-    assert_eq!(allowed, DECISIONS);
-    times.sort();
+    let times = timed_decisions(&iam, &principal, &facts, DECISIONS, |i| Resource::Object {
+        tenant: "acme".into(),
+        bucket: format!("bucket-{:04}", i % BUCKET_POLICIES),
+        key: format!("reports/{i}.csv"),
+    });
     println!(
         "authz decision, {BUCKET_POLICIES} bucket policies + {USERS} identity policies loaded, every request new: p50 {:?}  p99 {:?}  max {:?}",
         percentile(&times, 0.50),
@@ -158,15 +168,9 @@ fn main() {
         times[times.len() - 1]
     );
     // The same 1,000 (bucket, key) pairs over and over.
-    let mut again = Vec::with_capacity(DECISIONS);
-    for i in 0..DECISIONS {
-        let r = &resources[i % resources.len()];
-        let t = Instant::now();
-        let d = iam.authorize(&principal, "s3:GetObject", r, &facts);
-        again.push(t.elapsed());
-        assert!(d.allowed);
-    }
-    again.sort();
+    let again = timed_decisions(&iam, &principal, &facts, DECISIONS, |i| {
+        resources[i % resources.len()].clone()
+    });
     println!(
         "  the same 1,000 requests repeated: p50 {:?}  p99 {:?}",
         percentile(&again, 0.50),
@@ -174,38 +178,26 @@ fn main() {
     );
     // The same bucket over and over (its policies stay in the CPU caches), and the baseline
     // alone (a tenant admin on a bucket without a policy).
-    let mut warm = Vec::with_capacity(DECISIONS / 4);
-    for i in 0..DECISIONS / 4 {
-        let r = Resource::Object {
+    let warm = timed_decisions(&iam, &principal, &facts, DECISIONS / 4, |i| {
+        Resource::Object {
             tenant: "acme".into(),
             bucket: "bucket-0007".into(),
             key: format!("k/{i}"),
-        };
-        let t = Instant::now();
-        let d = iam.authorize(&principal, "s3:GetObject", &r, &facts);
-        warm.push(t.elapsed());
-        assert!(d.allowed);
-    }
-    warm.sort();
+        }
+    });
     let admin_p = Principal::User {
         tenant: "acme".into(),
         name: "admin".into(),
         admin: true,
         guardian: false,
     };
-    let mut base = Vec::with_capacity(DECISIONS / 4);
-    for i in 0..DECISIONS / 4 {
-        let plain_bucket = Resource::Object {
+    let base = timed_decisions(&iam, &admin_p, &facts, DECISIONS / 4, |i| {
+        Resource::Object {
             tenant: "acme".into(),
             bucket: "no-policy".into(),
             key: format!("k/{i}"),
-        };
-        let t = Instant::now();
-        let d = iam.authorize(&admin_p, "s3:GetObject", &plain_bucket, &facts);
-        base.push(t.elapsed());
-        assert!(d.allowed);
-    }
-    base.sort();
+        }
+    });
     println!(
         "  same bucket, new keys: p50 {:?}  p99 {:?};  baseline rules only (new keys): p50 {:?}  p99 {:?}",
         percentile(&warm, 0.50),
@@ -231,16 +223,7 @@ fn main() {
         let data = Bytes::from(vec![7u8; 4096]);
         common::put(&service, "acme:bench", "small".into(), &data).await;
         let get = || async {
-            let read = service
-                .get_object("acme:bench", "small", None, None, &ReadConditions::default())
-                .await
-                .unwrap();
-            let mut s = read.body;
-            let mut n = 0;
-            while let Some(chunk) = s.next().await {
-                n += chunk.unwrap().len();
-            }
-            assert_eq!(n, 4096);
+            assert_eq!(common::get(&service, "acme:bench", "small").await, 4096);
         };
         let bench_resource = Resource::Object {
             tenant: "acme".into(),

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use futures::StreamExt;
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::crypt::KeyService;
-use vallum_core::service::{ObjectService, ReadConditions};
+use vallum_core::service::ObjectService;
 use vallum_crypto::keyring::{LocalKeyring, RootKey};
 use vallum_crypto::keys::KeyProvider;
 use vallum_meta::SqliteMetaStore;
@@ -66,17 +65,7 @@ async fn put(env: &Env, key: &str, data: &Bytes) {
 }
 
 async fn get(env: &Env, key: &str) -> usize {
-    let read = env
-        .service
-        .get_object("bench", key, None, None, &ReadConditions::default())
-        .await
-        .unwrap();
-    let mut n = 0;
-    let mut s = read.body;
-    while let Some(chunk) = s.next().await {
-        n += chunk.unwrap().len();
-    }
-    n
+    common::get(&env.service, "bench", key).await
 }
 
 /// PUT or GET of 64 MiB, each case timed while the others run in the same iterations.

@@ -15,7 +15,7 @@ use vallum_core::blob::BlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::digest::{self, ChecksumSet, Expectations, Hasher};
 use vallum_core::journal::{Entry, Journal, JournalError};
-use vallum_core::service::{ObjectService, ReadConditions};
+use vallum_core::service::ObjectService;
 use vallum_core::versioning::{BucketUpdate, Versioning};
 use vallum_meta::SqliteMetaStore;
 use vallum_types::BlobId;
@@ -247,23 +247,10 @@ fn object_paths(c: &mut Criterion) {
 }
 
 async fn get_4kib(env: &Env) {
-    let read = env
-        .service
-        .get_object(
-            "bench",
-            "small/0000000001",
-            None,
-            None,
-            &ReadConditions::default(),
-        )
-        .await
-        .unwrap();
-    let mut s = read.body;
-    let mut n = 0;
-    while let Some(chunk) = s.next().await {
-        n += chunk.unwrap().len();
-    }
-    assert_eq!(n, 4096);
+    assert_eq!(
+        common::get(&env.service, "bench", "small/0000000001").await,
+        4096
+    );
 }
 
 /// What logging a 4 KiB GET durably (before its bytes leave) costs: the same GET with the

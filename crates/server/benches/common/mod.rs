@@ -1,13 +1,14 @@
-//! What the benchmarks share: a two-worker runtime, a body streamed in chunks, a PUT through
-//! the object service, and a collector pass that empties the trash.
+//! What the benchmarks share: a two-worker runtime, a body streamed in chunks, a PUT and a GET
+//! through the object service, and a collector pass that empties the trash.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use vallum_core::blob::ByteStream;
 use vallum_core::meta::{ObjectAttrs, WriteCondition};
-use vallum_core::service::{BodyCheck, ObjectService, PutObject};
+use vallum_core::service::{BodyCheck, ObjectService, PutObject, ReadConditions};
 
 /// Deletes trashed blobs at once, touches nothing else.
 pub const EMPTY_TRASH: vallum_core::gc::GcPolicy = vallum_core::gc::GcPolicy {
@@ -53,4 +54,18 @@ pub async fn put(service: &ObjectService, bucket: &str, key: String, data: &Byte
         .put_object(req, body(data, 256 << 10))
         .await
         .unwrap();
+}
+
+/// GETs `bucket/key` through the object service, reading the body to its end; its length.
+pub async fn get(service: &ObjectService, bucket: &str, key: &str) -> usize {
+    let read = service
+        .get_object(bucket, key, None, None, &ReadConditions::default())
+        .await
+        .unwrap();
+    let mut n = 0;
+    let mut s = read.body;
+    while let Some(chunk) = s.next().await {
+        n += chunk.unwrap().len();
+    }
+    n
 }
