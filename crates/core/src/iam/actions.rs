@@ -131,6 +131,10 @@ pub const TENANT: &[&str] = &[
     "vallum:ListAccessRequests",
     "vallum:GetAccessRequest",
     "vallum:RevokeGrant",
+];
+
+/// The key lifecycle, inside a tenant (administered like [`TENANT`]).
+pub const KMS: &[&str] = &[
     "kms:ListKeys",
     "kms:CreateKey",
     "kms:DescribeKey",
@@ -186,7 +190,7 @@ pub fn for_operation(op: &str) -> Option<&'static [&'static str]> {
 
 /// Every action a policy may name: S3 and tenant administration.
 pub fn policy_catalog() -> impl Iterator<Item = &'static str> {
-    S3.iter().chain(TENANT).chain(GUARDIAN).copied()
+    S3.iter().chain(TENANT).chain(KMS).chain(GUARDIAN).copied()
 }
 
 /// Every action of the catalog (some more than once: an action can be in several lists).
@@ -195,6 +199,7 @@ pub fn all() -> impl Iterator<Item = &'static str> {
         .chain(PLATFORM)
         .chain(SERVICE)
         .chain(TENANT)
+        .chain(KMS)
         .chain(GUARDIAN)
         .chain(OPERATOR_LOCKBOX)
         .copied()

@@ -249,7 +249,7 @@ pub const GROUPS: &[(&str, &[&[&str]])] = &[
     ("group:guardian-only", &[actions::GUARDIAN]),
     ("group:service", &[actions::SERVICE]),
     ("group:operator-lockbox", &[actions::OPERATOR_LOCKBOX]),
-    ("group:customer-data", &[actions::S3, KMS]),
+    ("group:customer-data", &[actions::S3, actions::KMS]),
     ("group:s3", &[actions::S3]),
 ];
 
@@ -258,17 +258,6 @@ const GUARDIAN_READS: &[&str] = &[
     "vallum:ListAccessRequests",
     "vallum:GetAccessRequest",
     "vallum:RevokeGrant",
-];
-
-const KMS: &[&str] = &[
-    "kms:ListKeys",
-    "kms:CreateKey",
-    "kms:DescribeKey",
-    "kms:RotateKey",
-    "kms:DisableKey",
-    "kms:EnableKey",
-    "kms:ScheduleKeyDeletion",
-    "kms:DestroyKey",
 ];
 
 /// The baseline rules in Cedar: who may do what before any customer policy is consulted.
@@ -384,7 +373,7 @@ pub struct Authorizer {
     /// The baseline split by the principal class it can apply to (root, user, operator,
     /// grant, anonymous) and by action, so a request evaluates only the rules that can
     /// concern it.
-    by_class: Vec<HashMap<&'static str, Compiled>>,
+    by_class: Vec<HashMap<&'static str, Vec<Rule>>>,
     hierarchy: Hierarchy,
     cedar: cedar_policy::Authorizer,
     entities: Entities,
@@ -590,28 +579,20 @@ impl Authorizer {
             .map(|class| {
                 let mut index = HashMap::new();
                 for action in &every {
-                    let mut c = Compiled {
-                        set: PolicySet::new(),
-                        statements: Vec::new(),
-                        public: false,
-                        actions: None,
-                        rules: Vec::new(),
-                    };
-                    for (rule, info) in rules.iter().zip(&statements) {
-                        let only = info.cedar.contains("(principal is Vallum::");
-                        let class_ok = !only
-                            || info
-                                .cedar
-                                .contains(&format!("(principal is Vallum::{class},"));
-                        if class_ok && rule.may_match(action) {
-                            c.set
-                                .add(rule.cedar.policies().next().expect("one policy").clone())
-                                .expect("unique baseline ids");
-                            c.statements.push(info.clone());
-                            c.rules.push(rule.clone());
-                        }
-                    }
-                    index.insert(*action, c);
+                    let concerned: Vec<Rule> = rules
+                        .iter()
+                        .zip(&statements)
+                        .filter(|(rule, info)| {
+                            let only = info.cedar.contains("(principal is Vallum::");
+                            let class_ok = !only
+                                || info
+                                    .cedar
+                                    .contains(&format!("(principal is Vallum::{class},"));
+                            class_ok && rule.may_match(action)
+                        })
+                        .map(|(rule, _)| rule.clone())
+                        .collect();
+                    index.insert(*action, concerned);
                 }
                 index
             })
@@ -670,12 +651,8 @@ impl Authorizer {
         facts: &Facts,
         sources: &[Source<'_>],
     ) -> Decision {
-        let Some(rules) = self.by_class[Self::class(principal)].get(action) else {
+        let Some(baseline) = self.by_class[Self::class(principal)].get(action) else {
             return Self::unknown(action);
-        };
-        let platform = Source {
-            label: "platform",
-            compiled: rules,
         };
         let parts = Parts::new(principal, resource);
         let request = eval::Request {
@@ -688,11 +665,12 @@ impl Authorizer {
         // Built only if some rule is outside the compiled subset.
         let mut cedar: Option<Result<Request, String>> = None;
         let mut tally = Tally::default();
-        for src in std::iter::once(&platform).chain(sources) {
-            if !src.compiled.may_match(action) {
-                continue;
-            }
-            for rule in src.compiled.rules.iter().filter(|r| r.may_match(action)) {
+        let sets = sources
+            .iter()
+            .filter(|src| src.compiled.may_match(action))
+            .map(|src| (src.label, src.compiled.rules.as_slice()));
+        for (label, rules) in std::iter::once(("platform", baseline.as_slice())).chain(sets) {
+            for rule in rules.iter().filter(|r| r.may_match(action)) {
                 let held = match &rule.program {
                     Ok(program) => program.holds(&request).map_err(|e| e.to_string()),
                     Err(_) => match cedar
@@ -703,11 +681,9 @@ impl Authorizer {
                     },
                 };
                 match held {
-                    Ok(true) => tally.held(src.label, &rule.id, rule.forbid, &rule.description),
+                    Ok(true) => tally.held(label, &rule.id, rule.forbid, &rule.description),
                     Ok(false) => {}
-                    Err(e) => tally
-                        .errors
-                        .push(format!("{}: {}: {e}", src.label, rule.id)),
+                    Err(e) => tally.errors.push(format!("{}: {}: {e}", label, rule.id)),
                 }
             }
         }
