@@ -4,5 +4,5 @@
 mod local;
 mod remote;
 
-pub use local::{LAYOUT_VERSION, LocalBlobStore};
+pub use local::{LAYOUT_VERSION, LocalBlobStore, free_bytes};
 pub use remote::{AzureSite, REMOTE_PART_BYTES, REMOTE_RETRY_TIMEOUT, RemoteBlobStore, S3Site};

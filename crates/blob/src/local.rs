@@ -16,9 +16,9 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use vallum_core::blob::{BlobError, BlobStore, ByteStream};
+use vallum_core::blob::{BlobError, BlobStore, ByteStream, SiteHealth};
 use vallum_types::BlobId;
-use vallum_types::limits::STREAM_CHUNK_BYTES;
+use vallum_types::limits::{LOW_SPACE_BYTES, STREAM_CHUNK_BYTES};
 
 /// Version of the on-disk layout.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -98,6 +98,14 @@ impl LocalBlobStore {
     }
 }
 
+/// Bytes an unprivileged writer can still use on the filesystem holding `path`, or `None` if
+/// the filesystem cannot say.
+#[must_use]
+pub fn free_bytes(path: &Path) -> Option<u64> {
+    let stat = rustix::fs::statvfs(path).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 fn not_found(id: BlobId) -> impl FnOnce(io::Error) -> BlobError {
     move |e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -110,6 +118,16 @@ fn not_found(id: BlobId) -> impl FnOnce(io::Error) -> BlobError {
 
 #[async_trait::async_trait]
 impl BlobStore for LocalBlobStore {
+    /// A local disk is never down, but it can be full.
+    fn health(&self) -> SiteHealth {
+        let free = free_bytes(&self.root);
+        SiteHealth {
+            free_bytes: free,
+            full: free.is_some_and(|n| n < LOW_SPACE_BYTES),
+            ..SiteHealth::default()
+        }
+    }
+
     async fn put(&self, id: BlobId, data: ByteStream) -> Result<u64, BlobError> {
         let tmp = self
             .root

@@ -366,6 +366,7 @@ impl BlobStore for RemoteBlobStore {
             last_error: st.last_error.clone(),
             next_attempt_in_ms: waiting
                 .map(|until| u64::try_from((until - now).as_millis()).unwrap_or(u64::MAX)),
+            ..SiteHealth::default()
         }
     }
 }

@@ -232,16 +232,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("Vallum S3 endpoint: {}://{}", server.scheme, server.addr);
                 println!("Region:             {}", server.region);
                 println!("Access key:         {}", server.credentials.access_key);
-                println!("Secret key:         {}", server.credentials.secret_key);
-                println!(
-                    "Credentials file:   {}{}",
-                    vallum_server::credentials::Credentials::path(&data_dir).display(),
-                    if server.credentials_created {
-                        " (generated now)"
-                    } else {
-                        ""
-                    }
-                );
+                // The secret is shown once, when it is created; after that only where it is,
+                // so it never lands in a service manager's log on every start.
+                let creds_path = vallum_server::credentials::Credentials::path(&data_dir);
+                if server.credentials_created {
+                    println!("Secret key:         {}", server.credentials.secret_key);
+                    println!(
+                        "Credentials file:   {} (generated now; the secret is not printed again)",
+                        creds_path.display()
+                    );
+                } else {
+                    println!("Secret key:         (in the credentials file)");
+                    println!("Credentials file:   {}", creds_path.display());
+                }
                 println!("Data directory:     {}", data_dir.display());
                 println!(
                     "Log:                {}://{}/log/ (origin {})",

@@ -316,3 +316,249 @@ async fn slow_header_senders_are_disconnected() {
     );
     server.client().list_buckets().send().await.unwrap();
 }
+
+/// A configuration with short connection timeouts, for the tests that wait for them.
+fn short_timeouts(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("vallum.toml");
+    std::fs::write(
+        &path,
+        "[connections]\nidle_timeout_secs = 3\nbody_read_timeout_secs = 2\n",
+    )
+    .unwrap();
+    path
+}
+
+/// Raises this test process's own descriptor limit so it can hold the connections it opens.
+fn raise_own_descriptor_limit(at_least: u64) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|c| c < at_least) {
+        limit.current = limit.maximum.map(|m| m.max(at_least)).or(Some(at_least));
+        if limit.maximum.is_some_and(|m| m < at_least) {
+            limit.maximum = Some(at_least);
+        }
+        setrlimit(Resource::Nofile, limit).expect("raise the test's descriptor limit");
+    }
+}
+
+/// The field report: ~1,100 idle TCP connections exhausted a 1,024-descriptor server, whose
+/// accept loop then spun, writing hundreds of MB of "accept failed" lines. Now the server
+/// serves at most what its descriptors allow, closes idle connections, backs off, and keeps
+/// serving real clients.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_exhaust_the_server() {
+    const IDLE: usize = 1100;
+    raise_own_descriptor_limit(4096);
+    let tmp = tempfile::tempdir().unwrap();
+    let config = short_timeouts(tmp.path());
+    let log = tmp.path().join("server.log");
+    let mut server =
+        Server::start_with_nofile(1024, &log, &["--config", config.to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    let mut idle: Vec<TcpStream> = (0..IDLE)
+        .map(|_| TcpStream::connect(("127.0.0.1", server.port)).expect("connect"))
+        .collect();
+
+    // A real client still gets through (once idle connections make room).
+    let listed = tokio::time::timeout(
+        Duration::from_secs(30),
+        server.client().list_buckets().send(),
+    )
+    .await;
+    assert!(
+        matches!(listed, Ok(Ok(_))),
+        "a client could not get through {IDLE} idle connections: {listed:?}"
+    );
+
+    // Every idle connection is closed by the server, none held forever.
+    for (i, stream) in idle.iter_mut().enumerate() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let n = stream.read(&mut buf);
+        assert!(
+            matches!(n, Ok(0)) || n.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+            "idle connection {i} was not closed by the server"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "closing idle connections took {:?}",
+        started.elapsed()
+    );
+    drop(idle);
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "the server died"
+    );
+    server.client().list_buckets().send().await.unwrap();
+    // Bounded logs: no line per failed accept, no flood.
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(text.len() < 256 * 1024, "the server wrote {} bytes of log", text.len());
+    let accept_lines = text.matches("accepting a connection failed").count();
+    assert!(accept_lines <= 10, "{accept_lines} accept-failure lines");
+}
+
+/// A client that sends part of a body and then nothing gets S3's `RequestTimeout`, and nothing
+/// is stored.
+#[tokio::test]
+async fn a_body_that_stops_arriving_fails_with_request_timeout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = short_timeouts(tmp.path());
+    let server = Server::start_with(&["--config", config.to_str().unwrap()], &[]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("bad").send().await.unwrap();
+    let url = s3
+        .put_object()
+        .bucket("bad")
+        .key("stalled")
+        .presigned(presign_cfg())
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let head = format!(
+        "PUT {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 1000\r\n\r\n0123456789",
+        path_and_query(url.uri()),
+        server.port
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = stream.read(&mut buf).expect("an answer before the client gives up");
+    let resp = String::from_utf8_lossy(&buf[..n]);
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("<Code>RequestTimeout</Code>"), "{resp}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(!exists(&s3, "stalled").await);
+}
+
+/// SigV2 signature of a request, as S3's HMAC-SHA1 scheme computes it.
+fn sigv2(secret: &str, method: &str, date: &str, resource: &str) -> String {
+    use hmac::{KeyInit, Mac};
+    let string_to_sign = format!("{method}\n\n\n{date}\n{resource}");
+    let mut mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(string_to_sign.as_bytes());
+    base64_simd::STANDARD.encode_to_string(mac.finalize().into_bytes())
+}
+
+fn http_date(t: std::time::SystemTime) -> String {
+    let t = time::OffsetDateTime::from(t);
+    t.format(&time::format_description::well_known::Rfc2822)
+        .unwrap()
+        .replace("+0000", "GMT")
+}
+
+/// The field report: SigV2 requests had no time check, so a captured PUT replayed years later
+/// overwrote the object. Now a SigV2 date outside S3's 15 minutes is refused.
+#[tokio::test]
+async fn sigv2_requests_outside_the_clock_skew_are_refused() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("bad").send().await.unwrap();
+    let now = std::time::SystemTime::now();
+    let put = |date: String, body: &str| {
+        let sig = sigv2(&server.secret_key, "PUT", &date, "/bad/replayed");
+        let request = format!(
+            "PUT /bad/replayed HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nDate: {date}\r\nAuthorization: AWS {}:{sig}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            server.port,
+            server.access_key,
+            body.len()
+        );
+        raw(&server, request.as_bytes(), false)
+    };
+    // A correctly signed, current request works (so the refusals below are about time).
+    let ok = put(http_date(now), "original");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    for when in [
+        now - Duration::from_secs(365 * 24 * 3600),
+        now - Duration::from_secs(20 * 60),
+        now + Duration::from_secs(20 * 60),
+    ] {
+        let resp = put(http_date(when), "replayed");
+        assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+        assert!(resp.contains("<Code>RequestTimeTooSkewed</Code>"), "{resp}");
+    }
+    let body = common::get_bytes(&s3, "bad", "replayed").await;
+    assert_eq!(body.as_ref(), b"original");
+}
+
+/// SigV4 presigned URLs live at most 7 days, as in S3.
+#[tokio::test]
+async fn presigned_urls_longer_than_a_week_are_refused() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("bad").send().await.unwrap();
+    let url = s3
+        .get_object()
+        .bucket("bad")
+        .key("k")
+        .presigned(presign_cfg())
+        .await
+        .unwrap();
+    let forever = url.uri().replace("X-Amz-Expires=300", "X-Amz-Expires=4294967295");
+    assert_ne!(forever, url.uri());
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        path_and_query(&forever),
+        server.port
+    );
+    let resp = raw(&server, request.as_bytes(), false);
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(
+        resp.contains("<Code>AuthorizationQueryParametersError</Code>"),
+        "{resp}"
+    );
+}
+
+/// Oversized request documents are refused with a 400 before they are read (a 500 made
+/// clients retry a 100 MB upload).
+#[tokio::test]
+async fn oversized_documents_are_refused_before_they_are_read() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("bad").send().await.unwrap();
+    let policy = format!(
+        "{{\"Version\":\"2012-10-17\",\"Statement\":[],\"Pad\":\"{}\"}}",
+        "x".repeat(100 << 20)
+    );
+    let err = s3
+        .put_bucket_policy()
+        .bucket("bad")
+        .policy(policy)
+        .send()
+        .await
+        .unwrap_err();
+    let e = err.as_service_error().map(|s| s.code().unwrap_or_default().to_owned());
+    assert_eq!(e.as_deref(), Some("MalformedPolicy"), "{err:?}");
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 400);
+
+    let tags: Vec<_> = (0..60_000)
+        .map(|i| {
+            aws_sdk_s3::types::Tag::builder()
+                .key(format!("k{i:05}"))
+                .value("v".repeat(64))
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let err = s3
+        .put_bucket_tagging()
+        .bucket("bad")
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .set_tag_set(Some(tags))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    let e = err.as_service_error().map(|s| s.code().unwrap_or_default().to_owned());
+    assert_eq!(e.as_deref(), Some("MaxMessageLengthExceeded"), "{err:?}");
+    assert_eq!(err.raw_response().unwrap().status().as_u16(), 400);
+    server.client().list_buckets().send().await.unwrap();
+}

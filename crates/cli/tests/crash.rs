@@ -241,3 +241,158 @@ async fn kill_9_during_concurrent_uploads_loses_nothing_acknowledged() {
         "exactly the referenced blobs remain on the site"
     );
 }
+
+/// What one write on a full disk answered.
+#[derive(Debug)]
+enum Outcome {
+    Acked,
+    Refused(String),
+}
+
+fn outcome<T, E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug>(
+    r: Result<T, aws_sdk_s3::error::SdkError<E>>,
+) -> Outcome {
+    match r {
+        Ok(_) => Outcome::Acked,
+        Err(e) => Outcome::Refused(
+            e.as_service_error()
+                .and_then(|s| s.code())
+                .map_or_else(|| format!("{e:?}"), str::to_owned),
+        ),
+    }
+}
+
+/// The field report: with the data directory on a full filesystem, one failed DELETE or
+/// CreateBucket made every later write answer 200 and never persist. Now a write that cannot
+/// commit fails with the S3 error, nothing acknowledged is lost across a restart, the log
+/// records nothing that did not commit, /health says degraded while the disk is full, and
+/// writes work again once space returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_metadata_disk_never_acknowledges_a_lost_write() {
+    let fs = common::SmallFs::mount("24m");
+    let data_dir = fs.path().join("data");
+    let mut server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("full").send().await.unwrap();
+    for i in 0..20 {
+        s3.put_object()
+            .bucket("full")
+            .key(format!("seed-{i}"))
+            .body(ByteStream::from(data(1000, i)))
+            .send()
+            .await
+            .unwrap();
+    }
+    assert_eq!(common::health(&server)["status"], "ok");
+
+    let filler = fs.fill();
+    let mut buckets_acked = vec!["full".to_owned()];
+    let mut buckets_refused = Vec::new();
+    let mut puts_acked = Vec::new();
+    let mut deletes_acked = Vec::new();
+    let mut codes = std::collections::BTreeSet::new();
+    for i in 0..40u64 {
+        let bucket = format!("b{i:02}");
+        match outcome(s3.create_bucket().bucket(&bucket).send().await) {
+            Outcome::Acked => buckets_acked.push(bucket),
+            Outcome::Refused(code) => {
+                codes.insert(code);
+                buckets_refused.push(bucket);
+            }
+        }
+        let key = format!("new-{i}");
+        let put = s3
+            .put_object()
+            .bucket("full")
+            .key(&key)
+            .body(ByteStream::from(data(1000, 100 + i)))
+            .send()
+            .await;
+        match outcome(put) {
+            Outcome::Acked => puts_acked.push(key),
+            Outcome::Refused(code) => {
+                codes.insert(code);
+            }
+        }
+        if i < 20 {
+            let key = format!("seed-{i}");
+            match outcome(s3.delete_object().bucket("full").key(&key).send().await) {
+                Outcome::Acked => deletes_acked.push(key),
+                Outcome::Refused(code) => {
+                    codes.insert(code);
+                }
+            }
+        }
+    }
+    assert!(
+        !buckets_refused.is_empty(),
+        "every CreateBucket on a full disk was acknowledged: {buckets_acked:?}"
+    );
+    assert!(
+        codes
+            .iter()
+            .all(|c| c == "XVallumStorageFull" || c == "ServiceUnavailable"),
+        "a full disk must answer 507 XVallumStorageFull (or 503 when the log cannot be written): {codes:?}"
+    );
+    assert!(codes.contains("XVallumStorageFull"), "{codes:?}");
+    let health = common::health(&server);
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["data_dir"]["full"], true, "{health}");
+
+    // Space returns: writes work again, without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    s3.create_bucket().bucket("after").send().await.unwrap();
+    buckets_acked.push("after".into());
+    assert_eq!(common::health(&server)["status"], "ok");
+
+    // Everything acknowledged survives a crash.
+    server.kill9();
+    let server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    let s3 = server.client();
+    let listed: Vec<String> = s3
+        .list_buckets()
+        .send()
+        .await
+        .unwrap()
+        .buckets()
+        .iter()
+        .filter_map(|b| b.name().map(str::to_owned))
+        .collect();
+    for b in &buckets_acked {
+        assert!(listed.contains(b), "acknowledged bucket {b} was lost: {listed:?}");
+    }
+    for (i, key) in puts_acked.iter().enumerate() {
+        let got = common::get_bytes(&s3, "full", key).await;
+        assert_eq!(got.len(), 1000, "acknowledged object {key} ({i}) was lost or torn");
+    }
+    for key in &deletes_acked {
+        assert!(
+            s3.head_object().bucket("full").key(key).send().await.is_err(),
+            "acknowledged delete of {key} was lost"
+        );
+    }
+
+    // The log never records a bucket that was not created.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let bundle = fs.path().join("all.bundle.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+        .args(["log", "bundle", "--key", &server.log_vkey, "--log"])
+        .arg(format!("{}/log", server.endpoint))
+        .arg("--out")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Vec<String> = common::bundle_entries(&bundle)
+        .iter()
+        .filter(|e| e["event"]["type"] == "bucket_created")
+        .filter_map(|e| e["event"]["bucket"].as_str().map(str::to_owned))
+        .collect();
+    for b in &created {
+        assert!(
+            listed.contains(b),
+            "the log records bucket {b} as created, but it was never stored"
+        );
+    }
+    drop(server);
+}

@@ -58,6 +58,12 @@ pub struct SiteHealth {
     /// While down: when the next request will be let through, in ms from now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_in_ms: Option<u64>,
+    /// Free space on the site's disk, where the site can tell (local disks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub free_bytes: Option<u64>,
+    /// The site's disk has less than `LOW_SPACE_BYTES` free: writes to it fail.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
 }
 
 /// Storage of immutable blobs.

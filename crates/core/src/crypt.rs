@@ -263,9 +263,10 @@ pub(crate) fn wrap_context(bucket: &str, key: &str) -> Vec<u8> {
 /// Maps a crypto failure to the domain error a client sees.
 pub(crate) fn crypto_error(e: CryptoError) -> Error {
     match e {
-        CryptoError::KeyUnavailable { .. } | CryptoError::NoSuchKey(_) => {
-            Error::KeyUnavailable(e.to_string())
+        CryptoError::KeyUnavailable { key_id, state } => {
+            Error::KeyUnavailable(format!("key {key_id} is {state}"))
         }
+        CryptoError::NoSuchKey(key_id) => Error::KeyNotFound(key_id),
         CryptoError::Integrity(_) => Error::Integrity(e.to_string()),
         CryptoError::Unavailable(_) => Error::KeyServiceUnavailable(e.to_string()),
         CryptoError::Refused(_) => Error::KeyRefused(e.to_string()),

@@ -305,6 +305,7 @@ impl Stream for Verifying {
             Poll::Ready(Some(Err(err))) => {
                 let got = this.hasher.as_ref().map_or(0, Hasher::len_bytes);
                 let reason = match this.expect.content_length {
+                    _ if err.kind() == std::io::ErrorKind::TimedOut => Error::RequestTimeout,
                     Some(expected) => Error::IncompleteBody {
                         got_bytes: got,
                         expected_bytes: expected,

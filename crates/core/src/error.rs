@@ -116,6 +116,11 @@ pub enum Error {
         /// Bytes declared.
         expected_bytes: u64,
     },
+    /// The client stopped sending the request body (no byte for the body-read timeout).
+    #[error(
+        "Your socket connection to the server was not read from or written to within the timeout period."
+    )]
+    RequestTimeout,
     /// The client's body stream failed.
     #[error("The request body could not be read: {0}")]
     ClientStream(String),
@@ -145,6 +150,9 @@ pub enum Error {
     /// provider unreachable).
     #[error("The object's encryption key is not available: {0}")]
     KeyUnavailable(String),
+    /// The object's (or the request's) key-encryption key does not exist at the provider.
+    #[error("The encryption key {0} does not exist")]
+    KeyNotFound(String),
     /// The key provider cannot be reached or did not answer in time; the client should retry.
     #[error("The key service is unavailable: {0}")]
     KeyServiceUnavailable(String),
@@ -154,9 +162,10 @@ pub enum Error {
     /// Stored ciphertext failed authentication: tampered or damaged on the site.
     #[error("stored data failed its integrity check: {0}")]
     Integrity(String),
-    /// A storage site has no room left.
-    #[error("The storage site is full")]
-    StorageFull,
+    /// A storage site or the metadata store has no room left; nothing was stored. The text
+    /// says which (it is logged, not sent).
+    #[error("storage is full: {0}")]
+    StorageFull(String),
     /// A blob store failure.
     #[error("storage site error: {0}")]
     Blob(BlobError),
@@ -168,7 +177,12 @@ pub enum Error {
 impl From<BlobError> for Error {
     fn from(err: BlobError) -> Self {
         match err {
-            BlobError::Io(ref io) if io.raw_os_error() == Some(28) => Error::StorageFull,
+            BlobError::Io(ref io) if io.raw_os_error() == Some(28) => {
+                Error::StorageFull(format!("storage site: {io}"))
+            }
+            BlobError::Source(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                Error::RequestTimeout
+            }
             BlobError::Source(io) => Error::ClientStream(io.to_string()),
             // Clients retry a 503: the site may come back.
             BlobError::Unavailable(why) => Error::Unavailable(why),
@@ -195,6 +209,7 @@ impl From<MetaError> for Error {
                 "part {n} was replaced while the upload was being completed"
             )),
             MetaError::Unavailable(msg) => Error::Unavailable(msg),
+            MetaError::StorageFull(msg) => Error::StorageFull(format!("metadata store: {msg}")),
             other => Error::Meta(other),
         }
     }

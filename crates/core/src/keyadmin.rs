@@ -331,7 +331,7 @@ fn admin_error(e: vallum_crypto::CryptoError) -> Error {
         C::KeyExists(k) => Error::InvalidArgument(format!("key {k} already exists")),
         C::Unsupported(m) | C::Format(m) => Error::InvalidRequest(m),
         C::KeyUnavailable { key_id, state } => {
-            Error::InvalidRequest(format!("key {key_id} is {state:?}"))
+            Error::InvalidRequest(format!("key {key_id} is {state}"))
         }
         other => crypto_error(other),
     }

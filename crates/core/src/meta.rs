@@ -56,6 +56,10 @@ pub enum MetaError {
     /// The store cannot be reached now; retrying later may succeed.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The store's disk (or its database quota) is full: nothing was written; writes succeed
+    /// again once space returns.
+    #[error("the metadata store is full: {0}")]
+    StorageFull(String),
     /// A stored row could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -374,9 +374,9 @@ impl ObjectService {
             .new_key(&bucket.name, key, key_id, &Self::justification())
             .await;
         match result {
-            Err(Error::KeyUnavailable(m)) if m.contains("no such key") => Err(
-                Error::InvalidArgument(format!("the encryption key {key_id:?} does not exist")),
-            ),
+            Err(Error::KeyNotFound(id)) => Err(Error::InvalidArgument(format!(
+                "the encryption key {id} does not exist"
+            ))),
             other => Ok(Some(other?)),
         }
     }
@@ -676,15 +676,12 @@ impl ObjectService {
         };
         let info = keys.provider().describe(id).await.map_err(|e| match e {
             vallum_crypto::CryptoError::NoSuchKey(_) => {
-                Error::InvalidArgument(format!("the encryption key {id:?} does not exist"))
+                Error::InvalidArgument(format!("the encryption key {id} does not exist"))
             }
             other => crate::crypt::crypto_error(other),
         })?;
         if info.state != vallum_crypto::keys::KeyState::Enabled {
-            return Err(Error::KeyUnavailable(format!(
-                "key {id} is {:?}",
-                info.state
-            )));
+            return Err(Error::KeyUnavailable(format!("key {id} is {}", info.state)));
         }
         Ok(())
     }

@@ -94,6 +94,50 @@ pub enum KeyState {
     Destroyed,
 }
 
+impl std::fmt::Display for KeyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyState::Enabled => f.write_str("enabled"),
+            KeyState::Disabled => f.write_str("disabled"),
+            KeyState::PendingDeletion { delete_at_ms } => {
+                let when = time::OffsetDateTime::from_unix_timestamp_nanos(
+                    i128::from(*delete_at_ms) * 1_000_000,
+                )
+                .ok()
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_else(|| format!("{delete_at_ms} ms after the Unix epoch"));
+                write!(
+                    f,
+                    "pending deletion (destroyed at {when} unless the deletion is cancelled)"
+                )
+            }
+            KeyState::Destroyed => f.write_str("destroyed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod state_text {
+    use super::KeyState;
+
+    #[test]
+    fn states_read_as_words_not_debug_output() {
+        assert_eq!(KeyState::Disabled.to_string(), "disabled");
+        assert_eq!(
+            KeyState::PendingDeletion {
+                delete_at_ms: 1_800_000_000_000
+            }
+            .to_string(),
+            "pending deletion (destroyed at 2027-01-15T08:00:00Z unless the deletion is cancelled)"
+        );
+        let err = crate::CryptoError::KeyUnavailable {
+            key_id: "k1".into(),
+            state: KeyState::Disabled,
+        };
+        assert_eq!(err.to_string(), "key k1 is disabled");
+    }
+}
+
 /// What a provider tells about a key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyInfo {

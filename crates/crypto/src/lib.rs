@@ -33,7 +33,7 @@ pub enum CryptoError {
     #[error("key {0} already exists")]
     KeyExists(String),
     /// The key is disabled, pending deletion or destroyed.
-    #[error("key {key_id} is not usable ({state:?})")]
+    #[error("key {key_id} is {state}")]
     KeyUnavailable {
         /// The key.
         key_id: String,

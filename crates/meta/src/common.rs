@@ -19,6 +19,9 @@ pub(crate) fn check_condition(current: Option<&str>, condition: &WriteCondition)
 
 /// Maps a database error: what a retry may cure becomes `Unavailable` (503 to clients).
 pub(crate) fn backend(err: sqlx::Error) -> MetaError {
+    if is_disk_full(&err) {
+        return MetaError::StorageFull(err.to_string());
+    }
     let retryable = match &err {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
@@ -44,6 +47,31 @@ pub(crate) fn backend(err: sqlx::Error) -> MetaError {
         MetaError::Backend(err.to_string())
     }
 }
+
+/// SQLite's SQLITE_FULL (13, extended codes keep it in the low byte), PostgreSQL's
+/// `disk_full` (53100), or the operating system's ENOSPC.
+fn is_disk_full(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(io) => io.raw_os_error() == Some(ENOSPC),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            if db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .is_some()
+            {
+                code == "53100"
+            } else {
+                code.parse::<u32>().is_ok_and(|n| n & 0xff == SQLITE_FULL)
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `SQLITE_FULL`: an insert failed because the disk (or the page-count limit) is full.
+const SQLITE_FULL: u32 = 13;
+/// `ENOSPC` on Linux.
+const ENOSPC: i32 = 28;
 
 /// PostgreSQL SQLSTATE classes 08 (connection), 40 (serialization failure, deadlock), 53
 /// (insufficient resources) and 57 (operator intervention: shutdown, restart).

@@ -103,6 +103,26 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_CONNECTIONS: u32 = 4;
 
+/// Whether the writer connection can serve the next write, checked each time it returns to
+/// its pool. A COMMIT that fails (SQLITE_FULL, SQLITE_IOERR) may leave the connection inside
+/// a transaction, in SQLite's view or in sqlx's: every later "transaction" would then be a
+/// savepoint nested in it, answered as committed and never written. Such a connection is
+/// closed (which rolls back whatever it held) and the pool opens a fresh one. sqlx's depth is
+/// the test: when SQLite itself rolled the failed transaction back, sqlx's own ROLLBACK fails
+/// and leaves its depth at 1; when SQLite kept it open, that ROLLBACK ends it.
+async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection;
+    // Runs the rollback a dropped transaction queued, so the state read next is current.
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!(
+            "the metadata writer was left inside a failed transaction; reopening it"
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 /// The embedded SQLite metadata store.
 #[derive(Debug, Clone)]
 pub struct SqliteMetaStore {
@@ -123,6 +143,7 @@ impl SqliteMetaStore {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
+            .after_release(|conn, _| Box::pin(writer_is_clean(conn)))
             .connect_with(options.clone())
             .await
             .map_err(backend)?;
@@ -896,5 +917,125 @@ mod tests {
             .unwrap();
         store.close().await;
         assert!(SqliteMetaStore::open(&path).await.is_err());
+    }
+}
+
+/// Disk-full behaviour on a real full filesystem: a small tmpfs mounted for the test (root is
+/// needed to mount it; the suite runs as root).
+#[cfg(test)]
+mod disk_full {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use super::*;
+
+    /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+    pub(crate) struct SmallFs {
+        dir: tempfile::TempDir,
+    }
+
+    impl SmallFs {
+        pub(crate) fn mount(size: &str) -> SmallFs {
+            let dir = tempfile::tempdir().unwrap();
+            let status = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .expect("run mount");
+            assert!(
+                status.success(),
+                "mounting a {size} tmpfs on {} failed: the disk-full tests need root (run the suite as root, as scripts/test.sh and CI do)",
+                dir.path().display()
+            );
+            SmallFs { dir }
+        }
+
+        pub(crate) fn path(&self) -> &Path {
+            self.dir.path()
+        }
+
+        /// Fills the filesystem with one file, written until ENOSPC; returns its path.
+        pub(crate) fn fill(&self) -> PathBuf {
+            let path = self.path().join("filler");
+            let mut file = std::fs::File::create(&path).unwrap();
+            let block = vec![0u8; 4096];
+            loop {
+                match file.write(&block) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.raw_os_error() == Some(28) => break,
+                    Err(e) => panic!("filling {}: {e}", path.display()),
+                }
+            }
+            // Whatever partial block is left: one byte at a time.
+            while file.write(&[0]).is_ok_and(|n| n == 1) {}
+            path
+        }
+    }
+
+    impl Drop for SmallFs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        }
+    }
+
+    fn bucket(name: &str) -> BucketRecord {
+        BucketRecord::new(name, 1, "r")
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_writes_and_never_acknowledges_a_lost_one() {
+        let fs = SmallFs::mount("2m");
+        let db = fs.path().join("meta.db");
+        let store = SqliteMetaStore::open(&db).await.unwrap();
+        store.create_bucket(&bucket("before")).await.unwrap();
+        let filler = fs.fill();
+
+        // Write until the disk refuses, then keep writing: every write that answers Ok must
+        // be durable, and with the disk still full at least the next ones must fail.
+        let mut acknowledged = vec!["before".to_owned()];
+        let mut failures = 0;
+        for i in 0..2000 {
+            let name = format!("b{i:04}-{}", "x".repeat(40));
+            match store.create_bucket(&bucket(&name)).await {
+                Ok(()) => acknowledged.push(name),
+                Err(err) => {
+                    failures += 1;
+                    assert!(
+                        matches!(err, MetaError::StorageFull(_)),
+                        "a full disk must read as StorageFull, got {err:?}"
+                    );
+                    // The deletes that poisoned the writer in the field: they fail too.
+                    let del = store.delete_bucket(&acknowledged[0], 2).await;
+                    assert!(del.is_err(), "a delete on a full disk succeeded");
+                    if failures >= 20 {
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(failures >= 20, "the disk never filled up");
+
+        // Space returns: the store works again without a restart.
+        std::fs::remove_file(&filler).unwrap();
+        store.create_bucket(&bucket("after-space")).await.unwrap();
+        acknowledged.push("after-space".into());
+        store.close().await;
+
+        // Everything acknowledged is there after reopening; nothing else is.
+        let store = SqliteMetaStore::open(&db).await.unwrap();
+        let names: Vec<String> = store
+            .list_buckets()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        for name in &acknowledged {
+            assert!(names.contains(name), "acknowledged bucket {name} was lost");
+        }
+        assert_eq!(names.len(), acknowledged.len(), "unacknowledged buckets were stored");
+        store.close().await;
     }
 }

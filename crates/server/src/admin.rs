@@ -191,7 +191,19 @@ impl Admin {
         peer: Option<std::net::IpAddr>,
     ) -> Response<Body> {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_ADMIN_BODY_BYTES).collect().await {
+        // The whole (small) body within the body-read timeout: a client trickling its body
+        // cannot hold the connection.
+        let collected = tokio::time::timeout(
+            std::time::Duration::from_secs(vallum_types::limits::BODY_READ_TIMEOUT_SECS),
+            Limited::new(body, MAX_ADMIN_BODY_BYTES).collect(),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(Box::new(crate::conn::BodyTimedOut(
+                vallum_types::limits::BODY_READ_TIMEOUT_SECS,
+            )))
+        });
+        let body = match collected {
             Ok(b) => b.to_bytes(),
             Err(e) => {
                 return self.fail(

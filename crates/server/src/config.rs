@@ -83,6 +83,53 @@ pub struct Config {
     pub ledger: LedgerConfig,
     /// Encryption keys.
     pub keys: KeysConfig,
+    /// `[connections]`: how many clients, and how long they may idle or stall.
+    pub connections: ConnectionsConfig,
+    /// `[files]`: what to do when key, credential or data files are open to other users.
+    pub files: FilesConfig,
+}
+
+/// Client connection limits (slow and idle clients cannot hold the server's descriptors).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConnectionsConfig {
+    /// Most client connections at once; further clients wait in the listen backlog. `0`: as
+    /// many as the descriptor limit allows (the soft limit, raised to the hard limit at start,
+    /// less `RESERVED_DESCRIPTORS`), at most `MAX_CONNECTIONS`. A larger value is lowered to
+    /// what the descriptor limit allows.
+    pub max: usize,
+    /// Seconds a connection may stay open with no request in progress and no byte moving.
+    pub idle_timeout_secs: u64,
+    /// Seconds a request body may go without a byte arriving (then `RequestTimeout`).
+    pub body_read_timeout_secs: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        Self {
+            max: 0,
+            idle_timeout_secs: vallum_types::limits::IDLE_CONNECTION_TIMEOUT_SECS,
+            body_read_timeout_secs: vallum_types::limits::BODY_READ_TIMEOUT_SECS,
+        }
+    }
+}
+
+/// File-permission checks at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilesConfig {
+    /// `refuse` (default): refuse to start when a key or credential file is readable by group
+    /// or others, or the data directory is writable by them; `warn`: start, and log each at
+    /// ERROR level.
+    pub permissions: String,
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        Self {
+            permissions: "refuse".into(),
+        }
+    }
 }
 
 /// Where the data keys' key-encryption keys live.
@@ -552,6 +599,8 @@ impl Default for Config {
             residency: ResidencyConfig::default(),
             ledger: LedgerConfig::default(),
             keys: KeysConfig::default(),
+            connections: ConnectionsConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }
@@ -702,6 +751,32 @@ impl Config {
             return Err(ConfigError::Value {
                 field: "gc.interval_secs",
                 message: "must be at least 1".into(),
+            });
+        }
+        for (field, secs) in [
+            (
+                "connections.idle_timeout_secs",
+                self.connections.idle_timeout_secs,
+            ),
+            (
+                "connections.body_read_timeout_secs",
+                self.connections.body_read_timeout_secs,
+            ),
+        ] {
+            if secs == 0 {
+                return Err(ConfigError::Value {
+                    field,
+                    message: "must be at least 1".into(),
+                });
+            }
+        }
+        if !matches!(self.files.permissions.as_str(), "refuse" | "warn") {
+            return Err(ConfigError::Value {
+                field: "files.permissions",
+                message: format!(
+                    "{:?} is neither refuse nor warn",
+                    self.files.permissions
+                ),
             });
         }
         self.site.validate_backend("site")?;

@@ -37,15 +37,18 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::InvalidDigest(_) => S3ErrorCode::InvalidDigest,
         Error::ContentSha256Mismatch => S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
         Error::IncompleteBody { .. } | Error::ClientStream(_) => S3ErrorCode::IncompleteBody,
+        Error::RequestTimeout => S3ErrorCode::RequestTimeout,
         Error::MetadataTooLarge(_) => S3ErrorCode::MetadataTooLarge,
         Error::PreconditionFailed => S3ErrorCode::PreconditionFailed,
         Error::NotModified => S3ErrorCode::NotModified,
         Error::InvalidRange => S3ErrorCode::InvalidRange,
         Error::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
-        Error::StorageFull => S3ErrorCode::Custom("XVallumStorageFull".into()),
+        Error::StorageFull(_) => S3ErrorCode::Custom("XVallumStorageFull".into()),
         Error::Blob(_) | Error::Meta(_) | Error::Integrity(_) => S3ErrorCode::InternalError,
         // What S3 answers for a disabled or pending-deletion KMS key.
         Error::KeyUnavailable(_) => S3ErrorCode::Custom("KMS.DisabledException".into()),
+        // What S3 answers for a KMS key that does not exist.
+        Error::KeyNotFound(_) => S3ErrorCode::Custom("KMS.NotFoundException".into()),
         Error::KeyServiceUnavailable(_) => S3ErrorCode::ServiceUnavailable,
         Error::KeyRefused(_) => S3ErrorCode::AccessDenied,
         Error::NoCompliantPlacement(_) => S3ErrorCode::Custom("XVallumNoCompliantPlacement".into()),
@@ -55,16 +58,16 @@ pub fn to_s3(err: Error) -> S3Error {
         | Error::Meta(_)
         | Error::Unavailable(_)
         | Error::KeyServiceUnavailable(_)
-        | Error::StorageFull
+        | Error::StorageFull(_)
         | Error::Integrity(_) => {
             tracing::error!(error = %err, "request failed on the server side");
             let mut e = S3Error::with_message(code, public_message(&err));
-            if matches!(err, Error::StorageFull) {
+            if matches!(err, Error::StorageFull(_)) {
                 e.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
             }
             e
         }
-        Error::ContentSha256Mismatch | Error::KeyUnavailable(_) => {
+        Error::ContentSha256Mismatch | Error::KeyUnavailable(_) | Error::KeyNotFound(_) => {
             let mut e = S3Error::with_message(code, err.to_string());
             e.set_status_code(http::StatusCode::BAD_REQUEST);
             e
@@ -114,7 +117,9 @@ fn public_message(err: &Error) -> String {
         Error::KeyServiceUnavailable(_) => {
             "The key service holding this object's key is unavailable; please retry.".into()
         }
-        Error::StorageFull => "The storage site has no space left for this object.".into(),
+        Error::StorageFull(_) => {
+            "The server has no space left to store this request; nothing was stored.".into()
+        }
         _ => "We encountered an internal error. Please try again.".into(),
     }
 }
@@ -189,7 +194,7 @@ mod tests {
                 "ServiceUnavailable",
                 503,
             ),
-            (Error::StorageFull, "XVallumStorageFull", 507),
+            (Error::StorageFull("metadata store: disk full".into()), "XVallumStorageFull", 507),
             (
                 Error::NoCompliantPlacement("site x: ...".into()),
                 "XVallumNoCompliantPlacement",

@@ -12,9 +12,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use s3s::Body;
 use s3s::service::S3Service;
-use vallum_types::limits::MAX_REQUEST_HEADER_BYTES;
+use vallum_types::limits::{LOW_SPACE_BYTES, MAX_REQUEST_HEADER_BYTES};
 
 use crate::metrics::SharedMetrics;
+
+/// Failures of the S3 service itself, logged at most once per interval.
+static SERVICE_ERRORS: std::sync::LazyLock<crate::conn::RateLimited> =
+    std::sync::LazyLock::new(crate::conn::RateLimited::default);
 
 /// Largest error body the wrapper will rewrite to add a RequestId.
 const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
@@ -30,6 +34,13 @@ pub struct VallumHttp {
     pub secure: bool,
     /// The client's address (for `aws:SourceIp`).
     pub peer: Option<std::net::IpAddr>,
+    /// The data directory (the embedded metadata store, the log's tiles), whose free space
+    /// `/health` reports.
+    pub data_dir: Arc<std::path::Path>,
+    /// The connection's activity: requests in progress keep it from being closed as idle.
+    pub activity: Arc<crate::conn::Activity>,
+    /// How long a request body may go without a byte arriving.
+    pub body_timeout: std::time::Duration,
 }
 
 /// Request extension: whether the request came over TLS (S3 refuses customer-provided keys
@@ -170,6 +181,7 @@ impl VallumHttp {
     }
 
     async fn handle(self, mut req: Request<Incoming>) -> Response<Body> {
+        let _in_flight = self.activity.request();
         let started = Instant::now();
         let request_id = new_request_id();
         let bytes_in = content_length(req.headers());
@@ -180,11 +192,16 @@ impl VallumHttp {
             // Ready unless every storage site is marked down (then 503, so a load balancer
             // sends requests elsewhere); some sites down is `degraded`: reads fail over and
             // writes go to the sites that are up, within policy.
+            // A full disk (a local site, or the data directory holding the metadata and the
+            // log) is `degraded` too: writes there fail with 507 until space returns.
             let sites = self.admin.site_health();
             let down = sites.iter().filter(|(_, h)| h.down).count();
+            let full = sites.iter().filter(|(_, h)| h.full).count();
+            let data_free = vallum_blob::free_bytes(&self.data_dir);
+            let data_full = data_free.is_some_and(|n| n < LOW_SPACE_BYTES);
             let (status, word) = if down == sites.len() {
                 (StatusCode::SERVICE_UNAVAILABLE, "site_unavailable")
-            } else if down > 0 {
+            } else if down > 0 || full > 0 || data_full {
                 (StatusCode::OK, "degraded")
             } else {
                 (StatusCode::OK, "ok")
@@ -194,8 +211,13 @@ impl VallumHttp {
                 .iter()
                 .map(|(id, h)| (id.clone(), serde_json::to_value(h).unwrap_or_default()))
                 .collect();
-            let body =
-                serde_json::json!({ "status": word, "site": primary, "sites": by_id }).to_string();
+            let body = serde_json::json!({
+                "status": word,
+                "site": primary,
+                "sites": by_id,
+                "data_dir": { "free_bytes": data_free, "full": data_full },
+            })
+            .to_string();
             ("Health".to_owned(), text(status, "application/json", body))
         } else if req.method() == Method::GET
             && (path == "/_vallum/metrics" || (path == "/metrics" && is_unsigned(&req)))
@@ -230,18 +252,37 @@ impl VallumHttp {
                     &request_id,
                 ),
             )
+        } else if let Err(refusal) = crate::precheck::check(
+            req.method(),
+            req.headers(),
+            req.uri().query(),
+            time::OffsetDateTime::now_utc(),
+        ) {
+            (
+                "Unknown".to_owned(),
+                xml_error(
+                    refusal.status,
+                    refusal.code,
+                    &refusal.message,
+                    &request_id,
+                ),
+            )
         } else {
             let slot = crate::authz::OperationSlot::default();
             req.extensions_mut().insert(slot.clone());
             req.extensions_mut().insert(Secure(self.secure));
             req.extensions_mut()
                 .insert(crate::authz::PeerAddr(self.peer));
-            let req = req.map(Body::from);
+            let timeout = self.body_timeout;
+            let req = req.map(|b| Body::http_body(crate::conn::TimedBody::new(b, timeout)));
             let ctx = vallum_core::journal::RequestContext::new(Some(request_id.clone()));
             let resp = match vallum_core::journal::in_context(ctx, self.s3.call(req)).await {
                 Ok(resp) => with_request_id(resp, &request_id).await,
                 Err(err) => {
-                    tracing::error!(error = ?err, "s3 service failed");
+                    if let Some(suppressed) = SERVICE_ERRORS.admit() {
+                        let text = crate::conn::bounded(&format!("{err:?}"));
+                        tracing::error!(error = %text, suppressed, "s3 service failed");
+                    }
                     xml_error(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "InternalError",

@@ -32,9 +32,9 @@ const WITNESS_TIMEOUT_MS: u64 = 2000;
 /// After a failed exchange, a witness is not asked again for this long.
 const WITNESS_BACKOFF_SECS: u64 = 60;
 /// The signer key file, under the ledger directory.
-const SIGNER_FILE: &str = "signer.key";
+pub(crate) const SIGNER_FILE: &str = "signer.key";
 /// The secret for keyed hashes of object keys.
-const KEY_HASH_FILE: &str = "key-hash.secret";
+pub(crate) const KEY_HASH_FILE: &str = "key-hash.secret";
 
 /// Why the log could not be opened.
 #[derive(Debug, thiserror::Error)]

@@ -6,8 +6,10 @@ mod admin_iam;
 mod admin_residency;
 pub mod authz;
 pub mod config;
+mod conn;
 pub mod credentials;
 mod error;
+mod files;
 mod host;
 mod http_service;
 pub mod keys;
@@ -17,6 +19,7 @@ pub mod migrate;
 mod notify;
 mod s3;
 mod server;
+mod precheck;
 pub mod sites;
 
 pub use config::Config;

@@ -549,7 +549,14 @@ macro_rules! body_check_of {
 
 fn body_stream(body: Option<StreamingBlob>) -> vallum_core::blob::ByteStream {
     match body {
-        Some(body) => Box::pin(body.map_err(std::io::Error::other)),
+        // A body that stopped arriving stays recognisable: the client gets `RequestTimeout`.
+        Some(body) => Box::pin(body.map_err(|e| {
+            if crate::conn::is_body_timeout(&*e) {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, e)
+            } else {
+                std::io::Error::other(e)
+            }
+        })),
         None => Box::pin(futures::stream::empty()),
     }
 }

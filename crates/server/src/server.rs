@@ -338,6 +338,21 @@ pub enum ServerError {
     /// A start-up step could not be recorded or performed.
     #[error("start-up: {0}")]
     Core(#[from] vallum_core::Error),
+    /// A key file of a store that already holds data is missing.
+    #[error(
+        "{path} ({what}) is missing, but this data directory already holds data: a new key would make existing data unreadable, so none is generated. Restore it from a backup (or point the configuration at it); start on an empty data directory to create a new deployment"
+    )]
+    MissingKeyFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What it holds.
+        what: &'static str,
+    },
+    /// Files or directories are open to other users (`[files] permissions = "refuse"`).
+    #[error(
+        "refusing to start: {0}. Fix with chmod (files 600, directories 700), or set [files] permissions = \"warn\""
+    )]
+    Permissions(String),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -443,16 +458,24 @@ pub(crate) fn data_dir_error(
 /// Opens the stores under `config.data_dir`, binds `config.listen`, and starts serving.
 pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(data_dir_error(&data_dir))?;
+    // Everything this process creates (keys, metadata, log, blobs) is its owner's alone.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    crate::files::create_private_dir(&data_dir).map_err(data_dir_error(&data_dir))?;
+    crate::files::check_permissions(&config)?;
     // Gateways sharing PostgreSQL may share a data directory (credentials, blob site on a shared
     // filesystem); an embedded store may not be shared at all.
     let lock = lock_data_dir(&data_dir, config.meta.url.is_some())?;
-    let (credentials, credentials_created) =
-        Credentials::load_or_create(&data_dir).map_err(data_dir_error(&data_dir))?;
     let meta = match &config.meta.url {
         Some(url) => MetaHandle::Postgres(PgMetaStore::connect(url).await?),
         None => MetaHandle::Sqlite(SqliteMetaStore::open(&data_dir.join("meta.db")).await?),
     };
+    // Keys are generated for a new, empty store only; a store that holds data and lost a key
+    // file is refused, naming the file.
+    let has_buckets = !meta.shared().list_buckets().await?.is_empty();
+    let established = crate::files::established(&data_dir, has_buckets);
+    crate::files::require_key_files(&config, established)?;
+    let (credentials, credentials_created) =
+        Credentials::load_or_create(&data_dir).map_err(data_dir_error(&data_dir))?;
     let sites = Arc::new(crate::sites::SiteManager::new(
         config.clone(),
         data_dir.clone(),
@@ -518,7 +541,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         Some(Arc::new(crate::notify::WebhookNotifier)),
     )
     .await
-    .map_err(|e| ServerError::Iam(e.to_string()))?;
+    .map_err(|e| {
+        ServerError::Iam(format!(
+            "{e} ({})",
+            data_dir.join(crate::credentials::SECRET_BOX_FILE).display()
+        ))
+    })?;
     let s3 = VallumS3::new(
         Arc::clone(&service),
         Arc::clone(&iam),
@@ -549,6 +577,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         ),
         secure: false,
         peer: None,
+        data_dir: Arc::from(config.data_dir.as_path()),
+        activity: Arc::default(),
+        body_timeout: Duration::from_secs(config.connections.body_read_timeout_secs),
     };
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
@@ -737,6 +768,19 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         )
     });
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Descriptors are the budget: every client connection holds one, and so do the stores.
+    let descriptors = crate::conn::raise_descriptor_limit();
+    let max_connections = crate::conn::connection_budget(config.connections.max, descriptors);
+    if config.connections.max > max_connections {
+        tracing::warn!(
+            configured = config.connections.max,
+            max_connections,
+            "connections.max is above what the descriptor limit allows; lowered"
+        );
+    }
+    tracing::info!(max_connections, ?descriptors, "client connection limit");
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let idle_timeout = Duration::from_secs(config.connections.idle_timeout_secs);
     let task = tokio::spawn(async move {
         let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
         conn_builder
@@ -745,25 +789,49 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             .timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let accept_errors = crate::conn::RateLimited::default();
+        let mut failures_in_a_row = 0u32;
         loop {
+            // At the limit, stop accepting: further clients wait in the listen backlog until a
+            // connection ends (idle ones end after the idle timeout).
+            let permit = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = shutdown_rx.changed() => break,
+            };
             tokio::select! {
                 accepted = listener.accept() => {
                     let (socket, peer) = match accepted {
-                        Ok(conn) => conn,
+                        Ok(conn) => {
+                            failures_in_a_row = 0;
+                            conn
+                        }
                         Err(err) => {
-                            tracing::warn!(%err, "accept failed");
+                            // Out of descriptors (or memory): back off instead of spinning, and
+                            // log one line per interval, not one per attempt.
+                            failures_in_a_row = failures_in_a_row.saturating_add(1);
+                            if let Some(suppressed) = accept_errors.admit() {
+                                tracing::error!(%err, suppressed, "accepting a connection failed; backing off");
+                            }
+                            drop(permit);
+                            tokio::time::sleep(crate::conn::accept_backoff(failures_in_a_row)).await;
                             continue;
                         }
                     };
                     let _ = socket.set_nodelay(true);
+                    let activity = Arc::new(crate::conn::Activity::default());
+                    let mut http = http.clone();
+                    http.peer = Some(peer.ip());
+                    http.activity = Arc::clone(&activity);
                     if let Some(acceptor) = &tls {
                         // The handshake runs in the connection's task, bounded like a header read.
                         let (acceptor, builder, watcher) =
                             (acceptor.clone(), conn_builder.clone(), graceful.watcher());
-                        let mut http = http.clone();
                         http.secure = true;
-                        http.peer = Some(peer.ip());
                         tokio::spawn(async move {
+                            let _permit = permit;
                             let handshake = tokio::time::timeout(
                                 Duration::from_secs(HEADER_READ_TIMEOUT_SECS),
                                 acceptor.accept(socket),
@@ -776,20 +844,35 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                                 }
                                 Err(_) => return,
                             };
-                            let conn = builder.serve_connection(TokioIo::new(stream), http);
-                            if let Err(err) = watcher.watch(conn.into_owned()).await {
-                                tracing::debug!(%err, "connection ended with an error");
+                            let io = crate::conn::Watched::new(stream, Arc::clone(&activity));
+                            let conn = builder.serve_connection(TokioIo::new(io), http);
+                            tokio::select! {
+                                ended = watcher.watch(conn.into_owned()) => {
+                                    if let Err(err) = ended {
+                                        tracing::debug!(%err, "connection ended with an error");
+                                    }
+                                }
+                                () = activity.idle_for(idle_timeout) => {
+                                    tracing::debug!("closing an idle connection");
+                                }
                             }
                         });
                         continue;
                     }
-                    let mut http = http.clone();
-                    http.peer = Some(peer.ip());
-                    let conn = conn_builder.serve_connection(TokioIo::new(socket), http);
+                    let io = crate::conn::Watched::new(socket, Arc::clone(&activity));
+                    let conn = conn_builder.serve_connection(TokioIo::new(io), http);
                     let conn = graceful.watch(conn.into_owned());
                     tokio::spawn(async move {
-                        if let Err(err) = conn.await {
-                            tracing::debug!(%err, "connection ended with an error");
+                        let _permit = permit;
+                        tokio::select! {
+                            ended = conn => {
+                                if let Err(err) = ended {
+                                    tracing::debug!(%err, "connection ended with an error");
+                                }
+                            }
+                            () = activity.idle_for(idle_timeout) => {
+                                tracing::debug!("closing an idle connection");
+                            }
                         }
                     });
                 }

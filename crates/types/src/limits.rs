@@ -61,3 +61,20 @@ pub const MAX_RESIDENCY_NAME_BYTES: usize = 128;
 pub const MAX_RESIDENCY_LIST_ENTRIES: usize = 64;
 /// Largest exposure-rules file.
 pub const MAX_EXPOSURE_RULES_BYTES: usize = 256 * 1024;
+/// Free space below which a disk (a local site, or the data directory holding the metadata
+/// store and the log) counts as full in `/health`.
+pub const LOW_SPACE_BYTES: u64 = 1024 * 1024;
+/// Seconds a connection may stay open with no request in progress and no byte moving in either
+/// direction (idle keep-alive connections, clients that never send a request, clients that
+/// stop reading a response).
+pub const IDLE_CONNECTION_TIMEOUT_SECS: u64 = 60;
+/// Seconds a request body may go without a byte arriving before the request fails with
+/// `RequestTimeout` (S3's answer to a client that stops sending).
+pub const BODY_READ_TIMEOUT_SECS: u64 = 30;
+/// Most client connections served at once, before the descriptor limit lowers it.
+pub const MAX_CONNECTIONS: usize = 8192;
+/// File descriptors kept back from client connections for the stores, the log, remote sites
+/// and key services.
+pub const RESERVED_DESCRIPTORS: u64 = 256;
+/// Longest error or diagnostic text written into one log line, in bytes.
+pub const MAX_LOGGED_ERROR_BYTES: usize = 1024;

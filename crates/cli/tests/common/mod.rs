@@ -39,7 +39,39 @@ impl Server {
 
     /// Starts a server on `data_dir` (kept after the server stops).
     pub fn start_in(data_dir: &Path, listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vallum"));
+        Self::start_cmd(
+            Command::new(env!("CARGO_BIN_EXE_vallum")),
+            data_dir,
+            listen,
+            args,
+            env,
+        )
+    }
+
+    /// Starts a server whose descriptor limit (soft and hard) is `nofile`, its log (stderr)
+    /// going to `stderr`.
+    pub fn start_with_nofile(nofile: u64, stderr: &Path, args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c")
+            .arg(format!(
+                "ulimit -n {nofile} && exec \"$0\" \"$@\" 2>>'{}'",
+                stderr.display()
+            ))
+            .arg(env!("CARGO_BIN_EXE_vallum"));
+        let mut server = Self::start_cmd(cmd, &data_dir, "127.0.0.1:0", args, &[]);
+        server._dir = Some(dir);
+        server
+    }
+
+    fn start_cmd(
+        mut cmd: Command,
+        data_dir: &Path,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
@@ -86,13 +118,18 @@ impl Server {
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let endpoint = endpoint.unwrap();
+        // After the first start the banner names the credentials file instead of the secret.
+        let mut secret_key = secret_key.unwrap();
+        if secret_key.starts_with('(') {
+            secret_key = stored_secret(data_dir);
+        }
         let port = endpoint.rsplit(':').next().unwrap().parse().unwrap();
         Server {
             child,
             endpoint,
             port,
             access_key: access_key.unwrap(),
-            secret_key: secret_key.unwrap(),
+            secret_key,
             data_dir: data_dir.to_owned(),
             log_vkey: log_vkey.unwrap(),
             _dir: None,
@@ -162,6 +199,15 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The root secret from a data directory's credentials file.
+pub fn stored_secret(data_dir: &Path) -> String {
+    let text = std::fs::read_to_string(data_dir.join("credentials.toml")).expect("credentials file");
+    text.lines()
+        .find_map(|l| l.strip_prefix("secret_key = "))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .expect("secret_key in the credentials file")
 }
 
 /// Finds a tool on PATH or fails the test with the command that installs it.
@@ -433,4 +479,67 @@ pub fn aws_as(server: &Server, access_key: &str, secret_key: &str) -> Command {
     cmd.env("AWS_ACCESS_KEY_ID", access_key)
         .env("AWS_SECRET_ACCESS_KEY", secret_key);
     cmd
+}
+
+/// A tmpfs of a given size mounted on a fresh directory (unmounted on drop): a real
+/// filesystem that fills up. Mounting needs root, which the suite runs as.
+pub struct SmallFs {
+    dir: tempfile::TempDir,
+}
+
+impl SmallFs {
+    pub fn mount(size: &str) -> SmallFs {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a {size} tmpfs on {} failed: the disk-full tests need root (run the suite as root, as scripts/test.sh and CI do)",
+            dir.path().display()
+        );
+        SmallFs { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the filesystem with one file, written until ENOSPC; returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        let mut size = block.len();
+        // Large blocks first, then smaller ones, down to single bytes.
+        while size > 0 {
+            match file.write(&block[..size]) {
+                Ok(0) => size /= 2,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => size /= 2,
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// `GET /health` as JSON.
+pub fn health(server: &Server) -> serde_json::Value {
+    let body = ureq::get(format!("{}/health", server.endpoint))
+        .call()
+        .expect("GET /health")
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
 }

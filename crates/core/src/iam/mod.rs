@@ -214,7 +214,26 @@ impl Iam {
             opened: std::sync::Mutex::new(HashMap::new()),
         });
         iam.refresh().await?;
+        iam.check_secret_box()?;
         Ok(iam)
+    }
+
+    /// The box must open the secrets already sealed in the store: a replaced or altered key
+    /// would otherwise fail every access key at its first use, long after start-up.
+    fn check_secret_box(&self) -> IamResult<()> {
+        let st = self.snapshot();
+        let Some(key) = st.keys.values().next() else {
+            return Ok(());
+        };
+        self.secrets
+            .open(&key.sealed_secret, &key_aad(&key.id))
+            .map(drop)
+            .map_err(|_| {
+                IamError::Invalid(format!(
+                    "the secret-sealing key does not open the access-key secrets in the metadata store (access key {} is the first it failed); it was replaced or altered: restore the original from a backup",
+                    key.id
+                ))
+            })
     }
 
     fn meta(&self) -> &Arc<dyn MetaStore> {
@@ -516,6 +535,40 @@ impl Iam {
                         "lockbox grant {id} is {}",
                         req.status(now)
                     )));
+                }
+                // The grant lives only as long as its operator and its tenant do: disabling or
+                // deleting either ends it at once, on every gateway (both read afresh).
+                match self.get::<Operator>(kind::OPERATOR, &req.operator).await? {
+                    Some((op, _)) if op.state == State::Active => {}
+                    Some(_) => {
+                        return Err(IamError::Denied(format!(
+                            "lockbox grant {id}: operator {} is disabled",
+                            req.operator
+                        )));
+                    }
+                    None => {
+                        return Err(IamError::Denied(format!(
+                            "lockbox grant {id}: operator {} no longer exists",
+                            req.operator
+                        )));
+                    }
+                }
+                match self.get::<Tenant>(kind::TENANT, &req.spec.tenant).await? {
+                    Some((t, _)) if t.state != State::Disabled => {}
+                    // The default tenant exists without a stored record.
+                    None if req.spec.tenant == DEFAULT_TENANT => {}
+                    Some(_) => {
+                        return Err(IamError::Denied(format!(
+                            "lockbox grant {id}: tenant {} is disabled",
+                            req.spec.tenant
+                        )));
+                    }
+                    None => {
+                        return Err(IamError::Denied(format!(
+                            "lockbox grant {id}: tenant {} no longer exists",
+                            req.spec.tenant
+                        )));
+                    }
                 }
                 if !snap.grants.contains_key(id) {
                     self.refresh().await?;

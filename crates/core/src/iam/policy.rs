@@ -561,6 +561,43 @@ fn resource_cond(patterns: &[String], scope: Scope<'_>) -> Result<String, IamErr
     Ok(format!("({})", parts.join(" || ")))
 }
 
+/// Narrowest prefix of an IPv4 range that still pins callers (AWS: wider is public).
+const MIN_PINNING_V4_PREFIX: u8 = 8;
+/// Narrowest prefix of an IPv6 range that still pins callers.
+const MIN_PINNING_V6_PREFIX: u8 = 32;
+
+/// Whether `values` (one CIDR or a list) are all fixed ranges narrow enough to count as
+/// pinning the caller's address: no wildcard, no policy variable, no /0.
+fn narrow_source_ips(values: &Value) -> bool {
+    let list: Vec<&Value> = match values {
+        Value::Array(items) if !items.is_empty() => items.iter().collect(),
+        Value::String(_) => vec![values],
+        _ => return false,
+    };
+    list.into_iter().all(|v| {
+        let Some(text) = v.as_str() else {
+            return false;
+        };
+        let (addr, prefix) = text.split_once('/').unwrap_or((text, ""));
+        let Ok(addr) = addr.trim().parse::<std::net::IpAddr>() else {
+            return false;
+        };
+        let (max, min) = match addr {
+            std::net::IpAddr::V4(_) => (32, MIN_PINNING_V4_PREFIX),
+            std::net::IpAddr::V6(_) => (128, MIN_PINNING_V6_PREFIX),
+        };
+        let prefix = if prefix.is_empty() {
+            max
+        } else {
+            match prefix.trim().parse::<u8>() {
+                Ok(p) if p <= max => p,
+                _ => return false,
+            }
+        };
+        prefix >= min
+    })
+}
+
 fn principal_cond(v: &Value, scope: Scope<'_>) -> Result<(String, bool), IamError> {
     let Scope::Bucket {
         tenant,
@@ -711,12 +748,17 @@ pub fn compile(doc: &Value, scope: Scope<'_>, prefix: &str) -> Result<Compiled, 
                 let (c, everyone) =
                     principal_cond(p, scope).map_err(|e| malformed(format!("{at}: {e}")))?;
                 // AWS counts a policy public unless a condition pins the caller to fixed
-                // source addresses.
+                // source addresses, each range no wider than a /8 (IPv4) or a /32 (IPv6):
+                // 0.0.0.0/0 or ::/0 pins nothing.
                 let pinned = st
                     .get("Condition")
                     .and_then(|c| c.get("IpAddress"))
                     .and_then(Value::as_object)
-                    .is_some_and(|k| k.keys().any(|k| k.eq_ignore_ascii_case("aws:SourceIp")));
+                    .is_some_and(|k| {
+                        k.iter().any(|(k, v)| {
+                            k.eq_ignore_ascii_case("aws:SourceIp") && narrow_source_ips(v)
+                        })
+                    });
                 public |= everyone && effect == "permit" && !pinned;
                 conds.push(c);
             }
@@ -894,6 +936,33 @@ mod tests {
             let v: Value = serde_json::from_str(doc).unwrap();
             let err = compile(&v, bucket_scope(), "b").unwrap_err().to_string();
             assert!(err.contains(want), "{doc}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_source_ip_condition_that_admits_everyone_is_still_public() {
+        let public = |cond: &str| {
+            let doc = format!(
+                r#"{{"Statement":{{"Effect":"Allow","Principal":"*","Action":"s3:GetObject","Resource":"arn:aws:s3:::photos/*","Condition":{cond}}}}}"#
+            );
+            let v: Value = serde_json::from_str(&doc).unwrap();
+            compile(&v, bucket_scope(), "b").unwrap().public
+        };
+        for open in [
+            r#"{"IpAddress":{"aws:SourceIp":"0.0.0.0/0"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"::/0"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","0.0.0.0/1"]}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/16"}}"#,
+            r#"{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+        ] {
+            assert!(public(open), "{open} must count as public");
+        }
+        for pinned in [
+            r#"{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":["192.0.2.0/24","198.51.100.7"]}}"#,
+            r#"{"IpAddress":{"aws:SourceIp":"2001:db8::/32"}}"#,
+        ] {
+            assert!(!public(pinned), "{pinned} pins the caller");
         }
     }
 
