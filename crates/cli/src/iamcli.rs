@@ -44,13 +44,15 @@ enum TenantOp {
         id: String,
         #[arg(long, default_value = "")]
         display_name: String,
-        /// http:// URL lockbox events are posted to for the tenant's guardians.
+        /// https:// URL lockbox events are posted to for the tenant's guardians (each post is
+        /// signed with a secret printed once, as `webhook_secret`).
         #[arg(long)]
         guardian_webhook: Option<String>,
     },
     /// Show a tenant.
     Show { id: String },
-    /// Change the display name or the guardian webhook (`--guardian-webhook ""` clears it).
+    /// Change the display name or the guardian webhook (`--guardian-webhook ""` clears it; a
+    /// webhook set gets a new signing secret, printed once as `webhook_secret`).
     Update {
         id: String,
         #[arg(long)]
@@ -58,6 +60,8 @@ enum TenantOp {
         #[arg(long)]
         guardian_webhook: Option<String>,
     },
+    /// A new signing secret for the tenant's webhook, printed once (tenant admins).
+    WebhookSecret { id: String },
     /// Stop every key of the tenant's users (root).
     Disable { id: String },
     /// Let them work again (root).
@@ -98,6 +102,11 @@ pub fn run_tenant(args: TenantArgs) -> anyhow::Result<()> {
             }
             c.call("PUT", &format!("tenants/{}", encode(&id)), Some(Value::Object(body)))?
         }
+        TenantOp::WebhookSecret { id } => c.call(
+            "POST",
+            &format!("tenants/{}/webhook-secret", encode(&id)),
+            None,
+        )?,
         TenantOp::Disable { id } => {
             c.call("POST", &format!("tenants/{}/disable", encode(&id)), None)?
         }
@@ -321,7 +330,8 @@ impl AttributeArgs {
 enum OperatorOp {
     /// List operators (root).
     List,
-    /// Register an operator with attested attributes (root).
+    /// Register an operator (root). The attributes are the platform's declaration; tenants'
+    /// charters count only what the tenant's own guardians attest (`attest-for`).
     Create {
         name: String,
         /// Personnel role (sre, support, dba, ...), matched against tenants' charters.
@@ -332,13 +342,40 @@ enum OperatorOp {
     },
     /// Show an operator and its keys.
     Show { name: String },
-    /// Attest an operator's attributes anew (root).
+    /// Declare an operator's attributes anew (root; tenants' charters do not count them).
     Attest {
         name: String,
         #[arg(long)]
         role: Option<String>,
         #[command(flatten)]
         attrs: AttributeArgs,
+    },
+    /// A tenant's guardian attests an operator for that tenant: the role and attributes the
+    /// tenant's charter is checked against, and the one access key the operator files
+    /// requests with. Only attested operators get access; rotating that key voids it.
+    AttestFor {
+        name: String,
+        /// The tenant (the guardian's own).
+        #[arg(long)]
+        tenant: String,
+        /// The operator's access key id the attestation covers.
+        #[arg(long)]
+        access_key: String,
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        attrs: AttributeArgs,
+    },
+    /// The tenant's attestations of operators.
+    Attestations {
+        #[arg(long)]
+        tenant: String,
+    },
+    /// A tenant's guardian withdraws its attestation; the operator's grants for the tenant end.
+    Withdraw {
+        name: String,
+        #[arg(long)]
+        tenant: String,
     },
     /// Stop an operator's keys.
     Disable { name: String },
@@ -363,6 +400,40 @@ pub fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
             "POST",
             &format!("operators/{}/attest", encode(&name)),
             Some(json!({ "role": role, "attributes": attrs.attributes(), "evidence": attrs.evidence })),
+        )?,
+        OperatorOp::AttestFor {
+            name,
+            tenant,
+            access_key,
+            role,
+            attrs,
+        } => c.call(
+            "PUT",
+            &format!(
+                "tenants/{}/attestations/{}",
+                encode(&tenant),
+                encode(&name)
+            ),
+            Some(json!({
+                "role": role,
+                "attributes": attrs.attributes(),
+                "access_key": access_key,
+                "evidence": attrs.evidence,
+            })),
+        )?,
+        OperatorOp::Attestations { tenant } => c.call(
+            "GET",
+            &format!("tenants/{}/attestations", encode(&tenant)),
+            None,
+        )?,
+        OperatorOp::Withdraw { name, tenant } => c.call(
+            "DELETE",
+            &format!(
+                "tenants/{}/attestations/{}",
+                encode(&tenant),
+                encode(&name)
+            ),
+            None,
         )?,
         OperatorOp::Disable { name } => {
             c.call("POST", &format!("operators/{}/disable", encode(&name)), None)?

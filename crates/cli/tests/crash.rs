@@ -359,15 +359,27 @@ async fn a_full_metadata_disk_never_acknowledges_a_lost_write() {
         .filter_map(|b| b.name().map(str::to_owned))
         .collect();
     for b in &buckets_acked {
-        assert!(listed.contains(b), "acknowledged bucket {b} was lost: {listed:?}");
+        assert!(
+            listed.contains(b),
+            "acknowledged bucket {b} was lost: {listed:?}"
+        );
     }
     for (i, key) in puts_acked.iter().enumerate() {
         let got = common::get_bytes(&s3, "full", key).await;
-        assert_eq!(got.len(), 1000, "acknowledged object {key} ({i}) was lost or torn");
+        assert_eq!(
+            got.len(),
+            1000,
+            "acknowledged object {key} ({i}) was lost or torn"
+        );
     }
     for key in &deletes_acked {
         assert!(
-            s3.head_object().bucket("full").key(key).send().await.is_err(),
+            s3.head_object()
+                .bucket("full")
+                .key(key)
+                .send()
+                .await
+                .is_err(),
             "acknowledged delete of {key} was lost"
         );
     }
@@ -382,7 +394,11 @@ async fn a_full_metadata_disk_never_acknowledges_a_lost_write() {
         .arg(&bundle)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let created: Vec<String> = common::bundle_entries(&bundle)
         .iter()
         .filter(|e| e["event"]["type"] == "bucket_created")

@@ -14,38 +14,133 @@ use common::{
 };
 use serde_json::Value;
 
-/// A guardian webhook: an HTTP listener recording every JSON event posted to it.
-fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+/// One post a guardian webhook received.
+#[derive(Clone, Debug)]
+struct Posted {
+    body: Value,
+    raw: Vec<u8>,
+    signature: String,
+    delivery: String,
+}
+
+/// A guardian webhook: an HTTPS listener (the test CA's localhost certificate) recording every
+/// JSON event posted to it; it answers 500 to the first `fail_first` posts.
+struct Hook {
+    url: String,
+    posts: std::sync::Arc<std::sync::Mutex<Vec<Posted>>>,
+}
+
+impl Hook {
+    /// The events received so far, as `"<event>" <request id>`.
+    fn heard(&self) -> Vec<String> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    p.body["event"],
+                    p.body["request"]["id"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until an event named `event` arrived (or 15 s passed).
+    async fn wait_for(&self, event: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let heard = self.heard();
+            if heard.iter().any(|h| h.contains(event)) || Instant::now() > deadline {
+                return heard;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn webhook(certs: &std::path::Path, fail_first: usize) -> Hook {
     use std::io::{BufRead, BufReader, Read, Write};
+    let config = vallum_xks::tls::server_config(&certs.join("cert.pem"), &certs.join("key.pem"))
+        .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/guardians", listener.local_addr().unwrap());
+    let url = format!(
+        "https://localhost:{}/guardians",
+        listener.local_addr().unwrap().port()
+    );
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = std::sync::Arc::clone(&got);
     std::thread::spawn(move || {
+        let mut seen = 0usize;
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0usize;
+            let Ok(tcp) = stream else { continue };
+            let Ok(conn) = rustls::ServerConnection::new(std::sync::Arc::clone(&config)) else {
+                continue;
+            };
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            let mut reader = BufReader::new(&mut tls);
+            let (mut len, mut signature, mut delivery) = (0usize, String::new(), String::new());
             loop {
                 let mut line = String::new();
                 if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                     break;
                 }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
                     len = v.trim().parse().unwrap_or(0);
+                } else if lower.starts_with("x-vallum-signature:") {
+                    signature = line["x-vallum-signature:".len()..].trim().to_owned();
+                } else if lower.starts_with("x-vallum-delivery:") {
+                    delivery = line["x-vallum-delivery:".len()..].trim().to_owned();
                 }
             }
-            let mut body = vec![0u8; len];
-            if reader.read_exact(&mut body).is_ok()
-                && let Ok(v) = serde_json::from_slice::<Value>(&body)
+            let mut raw = vec![0u8; len];
+            let complete = reader.read_exact(&mut raw).is_ok();
+            seen += 1;
+            let status = if seen <= fail_first { "500 Oops" } else { "200 OK" };
+            if complete
+                && seen > fail_first
+                && let Ok(body) = serde_json::from_slice::<Value>(&raw)
             {
-                sink.lock().unwrap().push(v);
+                sink.lock().unwrap().push(Posted {
+                    body,
+                    raw,
+                    signature,
+                    delivery,
+                });
             }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = tls.write_all(
+                format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
         }
     });
-    (url, got)
+    Hook { url, posts: got }
+}
+
+/// Checks a post's `x-vallum-signature` (`t=<ts>,v1=<hex HMAC-SHA256 of "<ts>.<body>">`).
+fn signature_valid(post: &Posted, secret: &str) -> bool {
+    use hmac::{KeyInit, Mac};
+    let Some((t, v1)) = post
+        .signature
+        .strip_prefix("t=")
+        .and_then(|rest| rest.split_once(",v1="))
+    else {
+        return false;
+    };
+    let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&post.raw);
+    let want: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    want == v1
 }
 
 /// A principal's credentials.
@@ -186,8 +281,19 @@ struct World {
 }
 
 async fn world() -> World {
-    let server = Server::start();
+    // Guardian webhooks are HTTPS; the test's own receiver is on loopback.
     let tmp = tempfile::tempdir().unwrap();
+    common::test_ca(tmp.path());
+    let config = tmp.path().join("vallum.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[webhooks]\nallow_internal = true\nca_file = \"{}\"\nattempts = 4\n",
+            tmp.path().join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let server = Server::start_with(&["--config", config.to_str().unwrap()], &[]);
     let r = root(&server);
     let acme = as_who(
         &server,
@@ -326,6 +432,39 @@ async fn world() -> World {
         &["--tenant", "acme", "sign", "1"],
     );
     assert_eq!(two["state"], "active");
+    // Acme's guardians vet the operators themselves: the role, attributes and access key
+    // their charter is checked against (what the platform declared counts for nothing).
+    for (op, citizenship) in [(&olga, "FR"), (&ursula, "US")] {
+        let att = as_who(
+            &server,
+            &alice,
+            "operator",
+            &[
+                "attest-for",
+                op.name,
+                "--tenant",
+                "acme",
+                "--access-key",
+                &op.key,
+                "--role",
+                "sre",
+                "--citizenship",
+                citizenship,
+                "--residency",
+                citizenship,
+                "--clearance",
+                "secret",
+                "--employer",
+                "Vallum SAS",
+                "--location",
+                "par-1",
+                "--evidence",
+                "acme vetting file 2026-03",
+            ],
+        );
+        assert_eq!(att["access_key"], op.key.as_str());
+        assert_eq!(att["by"], "acme/alice");
+    }
     World {
         server,
         acme_admin,
@@ -386,14 +525,19 @@ fn claim(w: &World, op: &Who, id: &str) -> Who {
 async fn principals_actions_and_resources_give_the_expected_decisions() {
     let w = world().await;
     let s = &w.server;
-    // Acme's guardians hear about lockbox events through their webhook.
-    let (hook, events) = webhook();
-    as_who(
+    // Acme's guardians hear about lockbox events through their webhook, over HTTPS, each post
+    // signed with the secret they were shown once; the receiver fails twice at first, and the
+    // gateway retries.
+    let hook = webhook(w._tmp.path(), 2);
+    let set = as_who(
         s,
         &w.acme_admin,
         "tenant",
-        &["update", "acme", "--guardian-webhook", &hook],
+        &["update", "acme", "--guardian-webhook", &hook.url],
     );
+    let webhook_secret = set["webhook_secret"].as_str().unwrap().to_owned();
+    assert_eq!(webhook_secret.len(), 40);
+    assert!(!set["guardian_webhook"].is_null());
     let anonymous_get = |path: &str| -> String {
         run(std::process::Command::new("curl").args([
             "-s",
@@ -680,33 +824,29 @@ async fn principals_actions_and_resources_give_the_expected_decisions() {
     assert_eq!(r["review"]["justified"], true);
     let e = as_who_fails(s, &w.gina, "lockbox", &["review", &bg_id, "--justified"]);
     assert!(e.contains("already reviewed"), "{e}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let heard = loop {
-        let heard: Vec<String> = events
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {}",
-                    e["event"],
-                    e["request"]["id"].as_str().unwrap_or("")
-                )
-            })
-            .collect();
-        if heard.iter().any(|h| h.contains("lockbox_revoked")) || Instant::now() > deadline {
-            break heard;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let heard = hook.wait_for("lockbox_break_glass_reviewed").await;
     for want in [
         format!("\"lockbox_request_filed\" {id}"),
+        format!("\"lockbox_approval\" {id}"),
         format!("\"lockbox_granted\" {id}"),
+        format!("\"lockbox_credential_claimed\" {id}"),
         format!("\"lockbox_break_glass\" {bg_id}"),
         format!("\"lockbox_revoked\" {revocable_id}"),
+        format!("\"lockbox_break_glass_reviewed\" {bg_id}"),
     ] {
         assert!(heard.contains(&want), "{want} not in {heard:?}");
     }
+    // Every post is signed with the tenant's secret, and no event was delivered twice: the
+    // two failed attempts were retried, not lost.
+    let posts = hook.posts.lock().unwrap().clone();
+    for p in &posts {
+        assert!(signature_valid(p, &webhook_secret), "bad signature on {:?}", p.body);
+        assert!(!signature_valid(p, "another secret"));
+    }
+    let mut deliveries: Vec<&str> = posts.iter().map(|p| p.delivery.as_str()).collect();
+    deliveries.sort_unstable();
+    deliveries.dedup();
+    assert_eq!(deliveries.len(), posts.len());
     let listed = as_who(s, &w.alice, "lockbox", &["list"]);
     assert_eq!(listed["requests"].as_array().unwrap().len(), 4);
     let mine = as_who(s, &w.ursula, "lockbox", &["list"]);
@@ -1164,7 +1304,7 @@ async fn identity_bad_input_is_refused_with_the_reason() {
         (vec!["tenant", "create", "default"], "always exists"),
         (
             vec!["tenant", "create", "acme", "--guardian-webhook", "ftp://x"],
-            "http:// URL",
+            "https://",
         ),
         (
             vec![
@@ -1261,4 +1401,225 @@ async fn identity_bad_input_is_refused_with_the_reason() {
     let listed = as_who(s, &r, "access-key", &["list", "--operator", "olga"]);
     assert!(!listed.to_string().contains(&olga.secret));
     assert!(listed["access_keys"][0]["id"] == olga.key.as_str());
+}
+
+/// `lockbox request` arguments for acme's records/logs/, as `who`.
+fn request_args(secs: &str) -> Vec<&str> {
+    vec![
+        "request",
+        "--tenant",
+        "acme",
+        "--bucket",
+        "records",
+        "--prefix",
+        "logs/",
+        "--operation",
+        "read",
+        "--purpose",
+        "p",
+        "--ticket",
+        "INC-9",
+        "--duration-secs",
+        secs,
+    ]
+}
+
+/// The attacker's view of the field report: the root credentials try every way around acme's
+/// guardians, and each is refused, ended or told to the guardians.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_platform_admin_cannot_stand_in_for_the_guardians() {
+    use Op::Get;
+    let w = world().await;
+    let s = &w.server;
+    let r = root(s);
+    let hook = webhook(w._tmp.path(), 0);
+    as_who(
+        s,
+        &w.acme_admin,
+        "tenant",
+        &["update", "acme", "--guardian-webhook", &hook.url],
+    );
+
+    // An operator the platform invents, with exactly the attributes acme's charter asks for,
+    // is not attested by acme: no request, no break-glass.
+    as_who(
+        s,
+        &r,
+        "operator",
+        &[
+            "create",
+            "mallory",
+            "--role",
+            "sre",
+            "--citizenship",
+            "FR",
+            "--residency",
+            "FR",
+            "--clearance",
+            "secret",
+            "--location",
+            "par-1",
+        ],
+    );
+    let mallory = keypair(
+        "mallory",
+        &as_who(s, &r, "access-key", &["create", "--operator", "mallory"]),
+    );
+    let e = as_who_fails(s, &mallory, "lockbox", &request_args("600"));
+    assert!(e.contains("not attested by the guardians of tenant acme"), "{e}");
+    let mut glass = request_args("600");
+    glass[0] = "break-glass";
+    let e = as_who_fails(s, &mallory, "lockbox", &glass);
+    assert!(e.contains("not attested"), "{e}");
+
+    // A second key the platform makes for an attested operator files nothing, and the
+    // guardians hear that it appeared.
+    let platform_key = keypair(
+        "olga-by-root",
+        &as_who(s, &r, "access-key", &["create", "--operator", "olga"]),
+    );
+    let e = as_who_fails(s, &platform_key, "lockbox", &request_args("600"));
+    assert!(e.contains("which they have not attested"), "{e}");
+    let heard = hook.wait_for("operator_credentials_changed").await;
+    assert!(
+        heard.iter().any(|h| h.contains("operator_credentials_changed")),
+        "{heard:?}"
+    );
+
+    // A grant the guardians approved for olga: the platform's key cannot claim it.
+    let filed = as_who(s, &w.olga, "lockbox", &request_args("600"));
+    let id = filed["id"].as_str().unwrap().to_owned();
+    assert_eq!(filed["requested_with"], w.olga.key.as_str());
+    approve_twice(&w, &id);
+    let e = as_who_fails(s, &platform_key, "lockbox", &["credential", &id]);
+    assert!(e.contains("filed with another access key"), "{e}");
+    let grant = claim(&w, &w.olga, &id);
+    assert_eq!(s3(s, &grant, Get, "records", "logs/a.txt").await, Ok(()));
+
+    // The platform rotates olga's key to learn its secret: the grant ends at once (claimed
+    // credential included), the guardians hear it, and the rotated key files nothing until
+    // they attest it again.
+    let rotated = as_who(s, &r, "access-key", &["rotate", &w.olga.key]);
+    let taken = Who {
+        name: "olga-rotated-by-root",
+        key: w.olga.key.clone(),
+        secret: rotated["secret_key"].as_str().unwrap().to_owned(),
+    };
+    assert!(s3(s, &grant, Get, "records", "logs/a.txt").await.is_err());
+    let ended = as_who(s, &w.alice, "lockbox", &["show", &id]);
+    assert_eq!(ended["status"], "revoked", "{ended}");
+    let e = as_who_fails(s, &taken, "lockbox", &["credential", &id]);
+    assert!(e.contains("revoked"), "{e}");
+    let e = as_who_fails(s, &taken, "lockbox", &request_args("600"));
+    assert!(e.contains("changed (rotated"), "{e}");
+    let e = as_who_fails(s, &taken, "lockbox", &glass);
+    assert!(e.contains("changed (rotated"), "{e}");
+    let heard = hook.wait_for("lockbox_ended").await;
+    assert!(
+        heard.contains(&format!("\"lockbox_ended\" {id}")),
+        "{heard:?}"
+    );
+
+    // The guardians attest the rotated key (the real olga shows it to them): access again,
+    // until the operator is disabled, which ends the grant.
+    as_who(
+        s,
+        &w.alice,
+        "operator",
+        &[
+            "attest-for",
+            "olga",
+            "--tenant",
+            "acme",
+            "--access-key",
+            &taken.key,
+            "--role",
+            "sre",
+            "--citizenship",
+            "FR",
+            "--residency",
+            "FR",
+            "--clearance",
+            "secret",
+            "--location",
+            "par-1",
+        ],
+    );
+    let again = as_who(s, &taken, "lockbox", &request_args("600"));
+    let again_id = again["id"].as_str().unwrap().to_owned();
+    approve_twice(&w, &again_id);
+    let grant = claim(&w, &taken, &again_id);
+    assert_eq!(s3(s, &grant, Get, "records", "logs/a.txt").await, Ok(()));
+    // A disabled tenant's grants stop, and come back with it (the grant is still live).
+    run(vallum_admin(s, "tenant").args(["disable", "acme"]));
+    assert!(s3(s, &grant, Get, "records", "logs/a.txt").await.is_err());
+    run(vallum_admin(s, "tenant").args(["enable", "acme"]));
+    assert_eq!(s3(s, &grant, Get, "records", "logs/a.txt").await, Ok(()));
+    // A disabled operator's grants end for good.
+    as_who(s, &r, "operator", &["disable", "olga"]);
+    assert!(s3(s, &grant, Get, "records", "logs/a.txt").await.is_err());
+    as_who(s, &r, "operator", &["enable", "olga"]);
+    assert!(s3(s, &grant, Get, "records", "logs/a.txt").await.is_err());
+    let ended = as_who(s, &w.alice, "lockbox", &["show", &again_id]);
+    assert_eq!(ended["status"], "revoked", "{ended}");
+
+    // A guardian withdraws the attestation: no more requests.
+    as_who(
+        s,
+        &w.gina,
+        "operator",
+        &["withdraw", "olga", "--tenant", "acme"],
+    );
+    let e = as_who_fails(s, &taken, "lockbox", &request_args("600"));
+    assert!(e.contains("not attested"), "{e}");
+    // Root itself is no guardian and attests nothing.
+    let e = as_who_fails(
+        s,
+        &r,
+        "operator",
+        &[
+            "attest-for",
+            "mallory",
+            "--tenant",
+            "acme",
+            "--access-key",
+            &mallory.key,
+            "--role",
+            "sre",
+        ],
+    );
+    assert!(e.contains("AccessDenied"), "{e}");
+}
+
+/// Webhook targets: HTTPS only, no internal addresses, never the gateway itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guardian_webhooks_refuse_plain_http_and_internal_targets() {
+    let server = Server::start();
+    let r = root(&server);
+    let acme = as_who(&server, &r, "tenant", &["create", "acme"]);
+    let admin = keypair("acme-admin", &acme);
+    for (url, want) in [
+        ("http://guardians.example/hook", "https:// only"),
+        ("https://127.0.0.1:8443/hook", "loopback"),
+        ("https://localhost/hook", "loopback"),
+        ("https://169.254.169.254/latest/meta-data/", "link-local"),
+        ("https://[::1]/hook", "loopback"),
+    ] {
+        let e = as_who_fails(
+            &server,
+            &admin,
+            "tenant",
+            &["update", "acme", "--guardian-webhook", url],
+        );
+        assert!(e.contains(want), "{url}: {e}");
+    }
+    let ok = as_who(
+        &server,
+        &admin,
+        "tenant",
+        &["update", "acme", "--guardian-webhook", "https://guardians.acme.example/hook"],
+    );
+    assert_eq!(ok["webhook_secret"].as_str().unwrap().len(), 40);
+    let again = as_who(&server, &admin, "tenant", &["webhook-secret", "acme"]);
+    assert_ne!(again["webhook_secret"], ok["webhook_secret"]);
 }

@@ -104,7 +104,10 @@ impl std::fmt::Display for KeyState {
                     i128::from(*delete_at_ms) * 1_000_000,
                 )
                 .ok()
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
                 .unwrap_or_else(|| format!("{delete_at_ms} ms after the Unix epoch"));
                 write!(
                     f,

@@ -115,9 +115,7 @@ async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx
     // Runs the rollback a dropped transaction queued, so the state read next is current.
     conn.ping().await?;
     if conn.is_in_transaction() {
-        tracing::warn!(
-            "the metadata writer was left inside a failed transaction; reopening it"
-        );
+        tracing::warn!("the metadata writer was left inside a failed transaction; reopening it");
         return Ok(false);
     }
     Ok(true)
@@ -939,7 +937,13 @@ mod disk_full {
         pub(crate) fn mount(size: &str) -> SmallFs {
             let dir = tempfile::tempdir().unwrap();
             let status = Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+                .args([
+                    "-t",
+                    "tmpfs",
+                    "-o",
+                    &format!("size={size},mode=0700"),
+                    "tmpfs",
+                ])
                 .arg(dir.path())
                 .status()
                 .expect("run mount");
@@ -976,7 +980,10 @@ mod disk_full {
 
     impl Drop for SmallFs {
         fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
         }
     }
 
@@ -1035,7 +1042,11 @@ mod disk_full {
         for name in &acknowledged {
             assert!(names.contains(name), "acknowledged bucket {name} was lost");
         }
-        assert_eq!(names.len(), acknowledged.len(), "unacknowledged buckets were stored");
+        assert_eq!(
+            names.len(),
+            acknowledged.len(),
+            "unacknowledged buckets were stored"
+        );
         store.close().await;
     }
 }

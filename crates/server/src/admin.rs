@@ -218,7 +218,7 @@ impl Admin {
                 );
             }
         };
-        let (principal, actor) = match self.authenticate(&parts, &body).await {
+        let (principal, actor, caller_key) = match self.authenticate(&parts, &body).await {
             Ok(p) => p,
             Err(f) => return self.fail(f, request_id),
         };
@@ -238,7 +238,7 @@ impl Admin {
                 let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
                 let this = Arc::clone(self);
                 in_context(ctx, async move {
-                    this.authorized(&principal, &facts, &parts.method, &seg, &body)
+                    this.authorized(&principal, &caller_key, &facts, &parts.method, &seg, &body)
                         .await
                 })
                 .await
@@ -261,7 +261,7 @@ impl Admin {
         &self,
         parts: &http::request::Parts,
         body: &[u8],
-    ) -> Result<(Principal, String), Failure> {
+    ) -> Result<(Principal, String, String), Failure> {
         let denied = |m: String| Failure(StatusCode::FORBIDDEN, "AccessDenied", m);
         let access_key = parts
             .headers
@@ -297,13 +297,14 @@ impl Admin {
             ))
         })?;
         let actor = principal.actor_with_key(&access_key);
-        Ok((principal, actor))
+        Ok((principal, actor, access_key))
     }
 
     /// The decision point, then the route.
     async fn authorized(
         self: &Arc<Self>,
         principal: &Principal,
+        caller_key: &str,
         facts: &Facts,
         method: &Method,
         seg: &[&str],
@@ -336,7 +337,8 @@ impl Admin {
         let seg = seg.as_slice();
         match seg.first() {
             Some(&("tenants" | "access-keys" | "operators" | "lockbox" | "authz")) => {
-                crate::admin_iam::route(&self.iam, principal, facts, method, seg, body).await
+                crate::admin_iam::route(&self.iam, principal, caller_key, facts, method, seg, body)
+                    .await
             }
             _ => self.route(method, seg, body).await,
         }

@@ -128,6 +128,14 @@ pub(crate) async fn required(
         (&M::POST, ["tenants", t, "users", _, "access-keys"]) => {
             ("vallum:CreateAccessKey", tenant(t))
         }
+        (&M::GET, ["tenants", t, "attestations"]) => ("vallum:ListAttestations", tenant(t)),
+        (&M::PUT, ["tenants", t, "attestations", _]) => {
+            ("vallum:AttestOperatorForTenant", tenant(t))
+        }
+        (&M::DELETE, ["tenants", t, "attestations", _]) => {
+            ("vallum:WithdrawAttestation", tenant(t))
+        }
+        (&M::POST, ["tenants", t, "webhook-secret"]) => ("vallum:RotateWebhookSecret", tenant(t)),
         (&M::GET, ["tenants", t, "charter"]) => ("vallum:GetCharter", tenant(t)),
         (&M::PUT, ["tenants", t, "charter"]) => ("vallum:PutCharter", tenant(t)),
         (&M::POST, ["tenants", t, "charter", _, "sign"]) => ("vallum:SignCharter", tenant(t)),
@@ -257,6 +265,16 @@ struct OperatorBody {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct TenantAttestBody {
+    role: String,
+    attributes: Attributes,
+    access_key: String,
+    #[serde(default)]
+    evidence: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AttestBody {
     #[serde(default)]
     role: Option<String>,
@@ -351,6 +369,7 @@ fn operator_of(p: &Principal) -> Result<&str, Failure> {
 pub(crate) async fn route(
     iam: &Iam,
     p: &Principal,
+    caller_key: &str,
     facts: &Facts,
     method: &Method,
     seg: &[&str],
@@ -361,21 +380,56 @@ pub(crate) async fn route(
         (&M::GET, ["tenants"]) => Ok(json!({ "tenants": value(&iam.tenants().await?) })),
         (&M::POST, ["tenants"]) => {
             let b: TenantBody = Admin::parse(body)?;
+            let with_webhook = b.guardian_webhook.is_some();
             let (t, key, secret) = iam
                 .create_tenant(&b.id, &b.display_name, b.guardian_webhook)
                 .await?;
             let mut v = key_json(&key, &secret);
             v["tenant"] = value(&t);
             v["admin"] = json!(vallum_core::iam::FIRST_ADMIN);
+            if with_webhook {
+                v["webhook_secret"] = json!(iam.new_webhook_secret(&t.id).await?.as_str());
+            }
             Ok(v)
         }
         (&M::GET, ["tenants", t]) => Ok(value(&iam.tenant(t).await?)),
         (&M::PUT, ["tenants", t]) => {
             let b: TenantUpdate = Admin::parse(body)?;
-            Ok(value(
+            let new_webhook = matches!(b.guardian_webhook, Some(Some(_)));
+            let mut v = value(
                 &iam.update_tenant(t, b.display_name, b.guardian_webhook)
                     .await?,
+            );
+            // A webhook set (again) gets a fresh signing secret, shown once.
+            if new_webhook {
+                v["webhook_secret"] = json!(iam.new_webhook_secret(t).await?.as_str());
+            }
+            Ok(v)
+        }
+        (&M::POST, ["tenants", t, "webhook-secret"]) => {
+            Ok(json!({ "webhook_secret": iam.new_webhook_secret(t).await?.as_str() }))
+        }
+        (&M::GET, ["tenants", t, "attestations"]) => {
+            Ok(json!({ "attestations": value(&iam.attestations(t).await?) }))
+        }
+        (&M::PUT, ["tenants", t, "attestations", op]) => {
+            let b: TenantAttestBody = Admin::parse(body)?;
+            Ok(value(
+                &iam.attest_for_tenant(
+                    t,
+                    op,
+                    &b.role,
+                    b.attributes,
+                    &b.access_key,
+                    &guardian_of(p)?,
+                    &b.evidence,
+                )
+                .await?,
             ))
+        }
+        (&M::DELETE, ["tenants", t, "attestations", op]) => {
+            iam.withdraw_attestation(t, op, &guardian_of(p)?).await?;
+            Ok(json!({ "withdrawn": op }))
         }
         (&M::DELETE, ["tenants", t]) => {
             iam.delete_tenant(t).await?;
@@ -559,14 +613,15 @@ pub(crate) async fn route(
             let spec: RequestSpec = Admin::parse(body)?;
             Ok(request_json(
                 iam,
-                &iam.request_access(operator_of(p)?, spec).await?,
+                &iam.request_access(operator_of(p)?, caller_key, spec)
+                    .await?,
             ))
         }
         (&M::POST, ["lockbox", "break-glass"]) => {
             let spec: RequestSpec = Admin::parse(body)?;
             Ok(request_json(
                 iam,
-                &iam.break_glass(operator_of(p)?, spec).await?,
+                &iam.break_glass(operator_of(p)?, caller_key, spec).await?,
             ))
         }
         (&M::GET, ["lockbox", id]) => {
@@ -614,7 +669,7 @@ pub(crate) async fn route(
             ))
         }
         (&M::POST, ["lockbox", id, "credential"]) => {
-            let (key, secret, r) = iam.claim(id, operator_of(p)?).await?;
+            let (key, secret, r) = iam.claim(id, operator_of(p)?, caller_key).await?;
             let mut v = key_json(&key, &secret);
             v["request"] = request_json(iam, &r);
             v["expires_ms"] = json!(r.expires_ms);

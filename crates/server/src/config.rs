@@ -87,6 +87,38 @@ pub struct Config {
     pub connections: ConnectionsConfig,
     /// `[files]`: what to do when key, credential or data files are open to other users.
     pub files: FilesConfig,
+    /// `[webhooks]`: how lockbox events reach tenants' guardian webhooks.
+    pub webhooks: WebhooksConfig,
+}
+
+/// Guardian webhook delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Accept `http://` webhooks (default: `https://` only).
+    pub allow_http: bool,
+    /// Accept webhooks on loopback, link-local, unspecified or multicast addresses (default:
+    /// refused, so a tenant cannot aim the gateway at itself or at a cloud metadata service).
+    /// The gateway's own listen address is refused regardless.
+    pub allow_internal: bool,
+    /// PEM CA certificate(s) trusted for webhook servers (empty: the system roots).
+    pub ca_file: String,
+    /// Attempts per event (the first included) before it is given up (and logged).
+    pub attempts: u32,
+    /// Time limit of one attempt, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            allow_internal: false,
+            ca_file: String::new(),
+            attempts: 5,
+            timeout_ms: 5000,
+        }
+    }
 }
 
 /// Client connection limits (slow and idle clients cannot hold the server's descriptors).
@@ -601,6 +633,7 @@ impl Default for Config {
             keys: KeysConfig::default(),
             connections: ConnectionsConfig::default(),
             files: FilesConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -770,13 +803,22 @@ impl Config {
                 });
             }
         }
+        if self.webhooks.attempts == 0 || self.webhooks.attempts > 20 {
+            return Err(ConfigError::Value {
+                field: "webhooks.attempts",
+                message: "must be from 1 to 20".into(),
+            });
+        }
+        if self.webhooks.timeout_ms == 0 {
+            return Err(ConfigError::Value {
+                field: "webhooks.timeout_ms",
+                message: "must be at least 1".into(),
+            });
+        }
         if !matches!(self.files.permissions.as_str(), "refuse" | "warn") {
             return Err(ConfigError::Value {
                 field: "files.permissions",
-                message: format!(
-                    "{:?} is neither refuse nor warn",
-                    self.files.permissions
-                ),
+                message: format!("{:?} is neither refuse nor warn", self.files.permissions),
             });
         }
         self.site.validate_backend("site")?;

@@ -226,9 +226,9 @@ where
                 Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
             Poll::Pending => match this.deadline.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut(
-                    this.timeout.as_secs(),
-                ))))),
+                Poll::Ready(()) => {
+                    Poll::Ready(Some(Err(Box::new(BodyTimedOut(this.timeout.as_secs())))))
+                }
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -281,7 +281,10 @@ impl RateLimited {
     /// `Some(suppressed)` when a line may be written now (with how many were left out since
     /// the last), `None` when this one is to be left out.
     pub fn admit(&self) -> Option<u64> {
-        let mut st = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         match st.0 {
             Some(last) if now.duration_since(last) < LOG_INTERVAL => {
@@ -372,8 +375,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_that_stops_arriving_times_out() {
-        use http_body_util::BodyExt;
         use futures::StreamExt;
+        use http_body_util::BodyExt;
         // One chunk, then a client that sends nothing more and never closes.
         let chunks = futures::stream::iter([Ok::<_, std::io::Error>(http_body::Frame::data(
             Bytes::from_static(b"first"),

@@ -194,7 +194,11 @@ mod tests {
                 "ServiceUnavailable",
                 503,
             ),
-            (Error::StorageFull("metadata store: disk full".into()), "XVallumStorageFull", 507),
+            (
+                Error::StorageFull("metadata store: disk full".into()),
+                "XVallumStorageFull",
+                507,
+            ),
             (
                 Error::NoCompliantPlacement("site x: ...".into()),
                 "XVallumNoCompliantPlacement",

@@ -216,6 +216,9 @@ mod tests {
             matches!(&err, ServerError::MissingKeyFile { path, .. } if path.ends_with("credentials.toml")),
             "{err}"
         );
-        assert!(err.to_string().contains("Restore it from a backup"), "{err}");
+        assert!(
+            err.to_string().contains("Restore it from a backup"),
+            "{err}"
+        );
     }
 }

@@ -260,12 +260,7 @@ impl VallumHttp {
         ) {
             (
                 "Unknown".to_owned(),
-                xml_error(
-                    refusal.status,
-                    refusal.code,
-                    &refusal.message,
-                    &request_id,
-                ),
+                xml_error(refusal.status, refusal.code, &refusal.message, &request_id),
             )
         } else {
             let slot = crate::authz::OperationSlot::default();

@@ -17,9 +17,9 @@ pub mod ledger;
 pub mod metrics;
 pub mod migrate;
 mod notify;
+mod precheck;
 mod s3;
 mod server;
-mod precheck;
 pub mod sites;
 
 pub use config::Config;

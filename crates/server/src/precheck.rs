@@ -151,8 +151,7 @@ pub fn check(
             return Err(refuse(
                 http::StatusCode::FORBIDDEN,
                 "RequestTimeTooSkewed",
-                "The difference between the request time and the current time is too large."
-                    .into(),
+                "The difference between the request time and the current time is too large.".into(),
             ));
         }
     }
@@ -197,9 +196,33 @@ mod tests {
     #[test]
     fn sigv2_dates_outside_the_skew_are_refused() {
         let now = time::macros::datetime!(2026-12-07 12:00:00 UTC);
-        assert!(check(&http::Method::GET, &v2("date", "Mon, 07 Dec 2026 12:14:00 GMT"), None, now).is_ok());
-        assert!(check(&http::Method::GET, &v2("date", "Mon, 07 Dec 2026 11:46:00 GMT"), None, now).is_ok());
-        assert!(check(&http::Method::GET, &v2("x-amz-date", "20261207T115000Z"), None, now).is_ok());
+        assert!(
+            check(
+                &http::Method::GET,
+                &v2("date", "Mon, 07 Dec 2026 12:14:00 GMT"),
+                None,
+                now
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &http::Method::GET,
+                &v2("date", "Mon, 07 Dec 2026 11:46:00 GMT"),
+                None,
+                now
+            )
+            .is_ok()
+        );
+        assert!(
+            check(
+                &http::Method::GET,
+                &v2("x-amz-date", "20261207T115000Z"),
+                None,
+                now
+            )
+            .is_ok()
+        );
         for (header, date) in [
             ("date", "Mon, 07 Dec 2026 12:16:00 GMT"),
             ("date", "Sat, 07 Dec 2019 12:00:00 GMT"),
@@ -211,7 +234,12 @@ mod tests {
         }
         let mut no_date = v2("date", "x");
         no_date.remove(http::header::DATE);
-        assert_eq!(check(&http::Method::GET, &no_date, None, now).unwrap_err().code, "AccessDenied");
+        assert_eq!(
+            check(&http::Method::GET, &no_date, None, now)
+                .unwrap_err()
+                .code,
+            "AccessDenied"
+        );
         assert_eq!(
             check(&http::Method::GET, &v2("date", "yesterday"), None, now)
                 .unwrap_err()
@@ -233,11 +261,26 @@ mod tests {
         let put = http::Method::PUT;
         let post = http::Method::POST;
         let cases: &[(&http::Method, &str, usize, Option<&str>)] = &[
-            (&put, "policy", MAX_POLICY_BYTES + 1, Some("MalformedPolicy")),
+            (
+                &put,
+                "policy",
+                MAX_POLICY_BYTES + 1,
+                Some("MalformedPolicy"),
+            ),
             (&put, "policy", MAX_POLICY_BYTES, None),
-            (&put, "tagging", MAX_XML_BODY_BYTES + 1, Some("MaxMessageLengthExceeded")),
+            (
+                &put,
+                "tagging",
+                MAX_XML_BODY_BYTES + 1,
+                Some("MaxMessageLengthExceeded"),
+            ),
             (&post, "delete", 5 << 20, Some("MaxMessageLengthExceeded")),
-            (&post, "uploadId=abc", 5 << 20, Some("MaxMessageLengthExceeded")),
+            (
+                &post,
+                "uploadId=abc",
+                5 << 20,
+                Some("MaxMessageLengthExceeded"),
+            ),
             (&put, "lifecycle", 1000, None),
             // Object data is not a document.
             (&put, "partNumber=1&uploadId=abc", 100 << 20, None),
@@ -245,7 +288,9 @@ mod tests {
             (&post, "uploads", 0, None),
         ];
         for (method, query, n, code) in cases {
-            let got = check(method, &len(*n), Some(query), now).err().map(|r| r.code);
+            let got = check(method, &len(*n), Some(query), now)
+                .err()
+                .map(|r| r.code);
             assert_eq!(got, *code, "{method} ?{query} with {n} bytes");
         }
     }
@@ -254,9 +299,23 @@ mod tests {
     fn presigned_expiry_is_at_most_a_week() {
         let now = OffsetDateTime::now_utc();
         let h = HeaderMap::new();
-        assert!(check(&http::Method::GET, &h, Some("X-Amz-Expires=604800&X-Amz-Signature=x"), now).is_ok());
+        assert!(
+            check(
+                &http::Method::GET,
+                &h,
+                Some("X-Amz-Expires=604800&X-Amz-Signature=x"),
+                now
+            )
+            .is_ok()
+        );
         for bad in ["604801", "4294967295", "-1", "soon"] {
-            let err = check(&http::Method::GET, &h, Some(&format!("X-Amz-Expires={bad}")), now).unwrap_err();
+            let err = check(
+                &http::Method::GET,
+                &h,
+                Some(&format!("X-Amz-Expires={bad}")),
+                now,
+            )
+            .unwrap_err();
             assert_eq!(err.code, "AuthorizationQueryParametersError", "{bad}");
             assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
         }

@@ -529,6 +529,22 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             .await?;
     }
 
+    // Bound before the identity service opens: webhooks must know the gateway's own address.
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let notifier = crate::notify::WebhookNotifier::new(config.webhooks.clone(), addr)
+        .map_err(|e| ServerError::Config(crate::config::ConfigError::Value {
+            field: "webhooks.ca_file",
+            message: e,
+        }))?;
     let secrets = vallum_crypto::secretbox::SecretBox::load_or_create(
         &data_dir.join(crate::credentials::SECRET_BOX_FILE),
     )
@@ -538,7 +554,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         secrets,
         credentials.access_key.clone(),
         zeroize::Zeroizing::new(credentials.secret_key.clone()),
-        Some(Arc::new(crate::notify::WebhookNotifier)),
+        Some(Arc::new(crate::notify::SharedNotifier(Arc::new(notifier)))),
     )
     .await
     .map_err(|e| {
@@ -589,16 +605,6 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         _ => None,
     };
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.listen,
-        source,
-    })?;
     let (shutdown, mut shutdown_rx) = watch::channel(false);
 
     let policy = GcPolicy {

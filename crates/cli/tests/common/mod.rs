@@ -203,7 +203,8 @@ impl Drop for Server {
 
 /// The root secret from a data directory's credentials file.
 pub fn stored_secret(data_dir: &Path) -> String {
-    let text = std::fs::read_to_string(data_dir.join("credentials.toml")).expect("credentials file");
+    let text =
+        std::fs::read_to_string(data_dir.join("credentials.toml")).expect("credentials file");
     text.lines()
         .find_map(|l| l.strip_prefix("secret_key = "))
         .map(|v| v.trim().trim_matches('"').to_owned())
@@ -491,7 +492,13 @@ impl SmallFs {
     pub fn mount(size: &str) -> SmallFs {
         let dir = tempfile::tempdir().unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .status()
             .expect("run mount");
@@ -529,7 +536,10 @@ impl SmallFs {
 
 impl Drop for SmallFs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
     }
 }
 

@@ -131,6 +131,8 @@ pub const TENANT: &[&str] = &[
     "vallum:ListAccessRequests",
     "vallum:GetAccessRequest",
     "vallum:RevokeGrant",
+    "vallum:ListAttestations",
+    "vallum:RotateWebhookSecret",
 ];
 
 /// The key lifecycle, inside a tenant (administered like [`TENANT`]).
@@ -148,6 +150,8 @@ pub const KMS: &[&str] = &[
 /// What only a tenant's guardians do (a tenant admin who is not a guardian cannot).
 pub const GUARDIAN: &[&str] = &[
     "vallum:SignCharter",
+    "vallum:AttestOperatorForTenant",
+    "vallum:WithdrawAttestation",
     "vallum:ApproveAccessRequest",
     "vallum:DenyAccessRequest",
     "vallum:ReviewBreakGlass",

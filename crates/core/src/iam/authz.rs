@@ -255,6 +255,7 @@ pub const GROUPS: &[(&str, &[&[&str]])] = &[
 
 const GUARDIAN_READS: &[&str] = &[
     "vallum:GetCharter",
+    "vallum:ListAttestations",
     "vallum:ListAccessRequests",
     "vallum:GetAccessRequest",
     "vallum:RevokeGrant",

@@ -97,6 +97,10 @@ pub struct AccessRequest {
     /// Expires, ms.
     #[serde(default)]
     pub expires_ms: Option<i64>,
+    /// The operator's access key the request was signed with (the one the tenant's guardians
+    /// attested): only that key claims the grant, and rotating it ends the request.
+    #[serde(default)]
+    pub requested_with: Option<String>,
     /// The grant's access key id, once claimed.
     #[serde(default)]
     pub credential: Option<String>,

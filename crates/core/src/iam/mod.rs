@@ -36,7 +36,7 @@ use charter::{Charter, CharterDoc, CharterState, CharterVersion, Vote};
 use lockbox::{AccessRequest, RequestSpec, RequestState, Review};
 use model::{
     AccessKey, Attestation, Attributes, DEFAULT_TENANT, KeyView, Operator, Owner, Role, State,
-    Tenant, User, check_name, check_tenant_id, internal_bucket, kind,
+    Tenant, TenantAttestation, User, check_name, check_tenant_id, internal_bucket, kind,
 };
 use policy::{Compiled, Scope};
 
@@ -46,6 +46,8 @@ const MAX_UPDATE_ATTEMPTS: usize = 8;
 const ACCESS_KEY_LEN: usize = 20;
 /// Length of generated secrets.
 const SECRET_LEN: usize = 40;
+/// Length of a tenant's webhook signing secret.
+const WEBHOOK_SECRET_LEN: usize = 40;
 /// Opened secrets kept in memory at most (the cache starts over when full).
 const MAX_OPENED_SECRETS: usize = 100_000;
 /// Name of the administrator a new tenant starts with.
@@ -124,10 +126,38 @@ pub struct BucketPolicyRecord {
     pub block: Option<PublicAccessBlock>,
 }
 
+/// One lockbox event on its way to a tenant's guardians.
+pub struct Delivery {
+    /// Unique id: a receiver recognises a retried delivery by it.
+    pub id: String,
+    /// The tenant's webhook.
+    pub url: String,
+    /// The tenant's signing secret (the receiver checks an HMAC-SHA256 of the body with it).
+    pub secret: Zeroizing<String>,
+    /// The event name.
+    pub event: String,
+    /// The JSON body.
+    pub body: Value,
+}
+
 /// Where lockbox events go: the tenant's guardian webhook.
 pub trait Notifier: Send + Sync {
-    /// Posts `event` to `url` (best effort, in the background).
-    fn notify(&self, url: &str, event: Value);
+    /// Whether this deployment posts to `url` (its scheme, whether it names an internal
+    /// address); why not.
+    fn check_target(&self, url: &str) -> Result<(), String>;
+    /// Delivers `delivery` in the background, retrying; the transparency log, not the
+    /// webhook, is the record.
+    fn notify(&self, delivery: Delivery);
+}
+
+/// The sealed secret of a tenant's webhook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct WebhookSecret {
+    sealed: String,
+}
+
+fn webhook_aad(tenant: &str) -> String {
+    format!("webhook/{tenant}")
 }
 
 /// The records a gateway decides from.
@@ -448,6 +478,24 @@ impl Iam {
         )))
     }
 
+    /// Creates or replaces `kind`/`id`.
+    async fn upsert<T: Serialize>(&self, k: &str, id: &str, v: &T) -> IamResult<()> {
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let rev = self.meta().iam_record(k, id).await?.map(|r| r.rev);
+            if self
+                .meta()
+                .put_iam_record(k, id, &to_json(v), rev)
+                .await?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+        Err(IamError::Conflict(format!(
+            "{k} {id} is being changed concurrently"
+        )))
+    }
+
     // ---------------------------------------------------------------- authentication
 
     /// The principal an access key stands for, with its secret (to check the signature);
@@ -711,7 +759,7 @@ impl Iam {
             return Err(IamError::Exists("the default tenant always exists".into()));
         }
         if let Some(w) = &webhook {
-            check_webhook(w)?;
+            self.check_webhook(w)?;
         }
         let tenant = Tenant {
             id: id.to_owned(),
@@ -737,6 +785,39 @@ impl Iam {
         .await?;
         self.refresh().await?;
         Ok((tenant, key, secret))
+    }
+
+    /// A new secret for the tenant's webhook (the old one stops being used); returned once.
+    pub async fn new_webhook_secret(&self, tenant: &str) -> IamResult<Zeroizing<String>> {
+        self.tenant(tenant).await?;
+        let secret = Zeroizing::new(random(WEBHOOK_SECRET_LEN, KEY_ALPHABET)?);
+        let sealed = self.secrets.seal(&secret, &webhook_aad(tenant))?;
+        self.upsert(kind::WEBHOOK_SECRET, tenant, &WebhookSecret { sealed })
+            .await?;
+        self.log("webhook_secret_created", format!("tenant={tenant}"))
+            .await?;
+        Ok(secret)
+    }
+
+    async fn webhook_secret(&self, tenant: &str) -> IamResult<Option<Zeroizing<String>>> {
+        match self
+            .get::<WebhookSecret>(kind::WEBHOOK_SECRET, tenant)
+            .await?
+        {
+            Some((w, _)) => Ok(Some(self.secrets.open(&w.sealed, &webhook_aad(tenant))?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The webhook's form, then the deployment's rules on targets.
+    fn check_webhook(&self, url: &str) -> IamResult<()> {
+        check_webhook(url)?;
+        if let Some(n) = &self.notifier {
+            n.check_target(url).map_err(|why| {
+                IamError::Invalid(format!("guardian_webhook {url:?} is refused: {why}"))
+            })?;
+        }
+        Ok(())
     }
 
     /// Every tenant (the default one included).
@@ -792,7 +873,7 @@ impl Iam {
         webhook: Option<Option<String>>,
     ) -> IamResult<Tenant> {
         if let Some(Some(w)) = &webhook {
-            check_webhook(w)?;
+            self.check_webhook(w)?;
         }
         let t = self
             .update::<Tenant, _>(kind::TENANT, id, &format!("tenant {id}"), |t| {
@@ -1016,6 +1097,11 @@ impl Iam {
         )
         .await?;
         self.refresh().await?;
+        if let Owner::Operator { name } = &key.owner {
+            // A key the guardians have not attested opens nothing, but they hear of it.
+            self.notify_attesters(name, None, &format!("access key {} was created", key.id), &[])
+                .await?;
+        }
         Ok((key, secret))
     }
 
@@ -1052,6 +1138,10 @@ impl Iam {
         )
         .await?;
         self.refresh().await?;
+        if let (Owner::Operator { name }, State::Disabled) = (&k.owner, state) {
+            self.end_operator_access(name, None, &format!("access key {id} was disabled"))
+                .await?;
+        }
         Ok(KeyView::from(&k))
     }
 
@@ -1074,16 +1164,27 @@ impl Iam {
             .await?;
         self.log("access_key_rotated", format!("key={id}")).await?;
         self.refresh().await?;
+        if let Owner::Operator { name } = &k.owner {
+            // Whoever rotated it now holds the secret: the grants and the guardians'
+            // attestation of this key end with the old secret.
+            self.end_operator_access(name, None, &format!("access key {id} was rotated"))
+                .await?;
+        }
         Ok((KeyView::from(&k), secret))
     }
 
     /// Deletes a key.
     pub async fn delete_key(&self, id: &str) -> IamResult<()> {
+        let operator = self.operator_of_key(id).await?;
         if !self.remove(kind::ACCESS_KEY, id).await? {
             return Err(IamError::NotFound(format!("no such access key {id}")));
         }
         self.log("access_key_deleted", format!("key={id}")).await?;
         self.refresh().await?;
+        if let Some(name) = operator {
+            self.end_operator_access(&name, None, &format!("access key {id} was deleted"))
+                .await?;
+        }
         Ok(())
     }
 
@@ -1201,12 +1302,26 @@ impl Iam {
         )
         .await?;
         self.refresh().await?;
+        if state == State::Disabled {
+            self.end_operator_access(name, None, "the operator was disabled")
+                .await?;
+        }
         Ok(op)
     }
 
     /// Deletes an operator and its keys.
     pub async fn delete_operator(&self, name: &str) -> IamResult<()> {
         self.operator(name).await?;
+        self.end_operator_access(name, None, "the operator was deleted")
+            .await?;
+        for (id, _) in self
+            .all::<TenantAttestation>(kind::ATTESTATION)
+            .await?
+            .into_iter()
+            .filter(|(_, a)| a.operator == name)
+        {
+            self.remove(kind::ATTESTATION, &id).await?;
+        }
         for k in self
             .keys_of(&Owner::Operator {
                 name: name.to_owned(),
@@ -1493,32 +1608,118 @@ impl Iam {
 
     // ---------------------------------------------------------------- lockbox
 
-    fn notify(&self, tenant: &Tenant, event: &str, req: &AccessRequest) {
-        if let (Some(n), Some(url)) = (&self.notifier, &tenant.guardian_webhook) {
-            n.notify(
-                url,
-                serde_json::json!({
-                    "event": event,
-                    "tenant": tenant.id,
-                    "request": req,
-                    "status": req.status(self.now_ms()),
-                }),
-            );
+    /// Tells the tenant's guardians about a lockbox event (signed, retried, in the
+    /// background). A webhook that cannot be told is logged, never fails the request.
+    async fn notify_tenant(&self, tenant: &Tenant, event: &str, detail: Value) {
+        let (Some(n), Some(url)) = (&self.notifier, &tenant.guardian_webhook) else {
+            return;
+        };
+        let secret = match self.webhook_secret(&tenant.id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                tracing::warn!(tenant = %tenant.id, event, "the tenant's webhook has no signing secret; event not posted");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(tenant = %tenant.id, event, %err, "the tenant's webhook secret cannot be opened; event not posted");
+                return;
+            }
+        };
+        let Ok(id) = random(24, b"0123456789abcdef") else {
+            return;
+        };
+        let mut body = serde_json::json!({
+            "event": event,
+            "tenant": tenant.id,
+            "delivery": id,
+            "at_ms": self.now_ms(),
+        });
+        if let (Value::Object(b), Value::Object(d)) = (&mut body, detail) {
+            b.extend(d);
         }
+        n.notify(Delivery {
+            id,
+            url: url.clone(),
+            secret,
+            event: event.to_owned(),
+            body,
+        });
+    }
+
+    async fn notify(&self, tenant: &Tenant, event: &str, req: &AccessRequest) {
+        let detail = serde_json::json!({
+            "request": req,
+            "status": req.status(self.now_ms()),
+        });
+        self.notify_tenant(tenant, event, detail).await;
+    }
+
+    /// The operator as tenant `tenant`'s guardians attested it, for requests signed with
+    /// `access_key`: refused without an attestation, for another key, or for a key rotated
+    /// since. The platform's own record of the operator decides nothing here.
+    async fn attested_operator(
+        &self,
+        tenant: &str,
+        operator: &str,
+        access_key: &str,
+    ) -> IamResult<Operator> {
+        let op = self.operator(operator).await?;
+        if op.state != State::Active {
+            return Err(IamError::Denied(format!("operator {operator} is disabled")));
+        }
+        let Some((att, _)) = self
+            .get::<TenantAttestation>(kind::ATTESTATION, &format!("{tenant}/{operator}"))
+            .await?
+        else {
+            return Err(IamError::Denied(format!(
+                "operator {operator} is not attested by the guardians of tenant {tenant}: a guardian attests the operator's role, attributes and access key first (vallum operator attest-for)"
+            )));
+        };
+        if att.access_key != access_key {
+            return Err(IamError::Denied(format!(
+                "tenant {tenant}'s guardians attested operator {operator} with access key {}; this request is signed with {access_key}, which they have not attested",
+                att.access_key
+            )));
+        }
+        let key = self
+            .get::<AccessKey>(kind::ACCESS_KEY, access_key)
+            .await?
+            .map(|(k, _)| k);
+        match key {
+            Some(k)
+                if k.state == State::Active
+                    && k.rotated_ms == att.key_rotated_ms
+                    && k.owner
+                        == (Owner::Operator {
+                            name: operator.to_owned(),
+                        }) => {}
+            _ => {
+                return Err(IamError::Denied(format!(
+                    "access key {access_key} changed (rotated, disabled or deleted) since tenant {tenant}'s guardians attested it; they must attest operator {operator} again"
+                )));
+            }
+        }
+        Ok(Operator {
+            role: att.role,
+            attributes: att.attributes,
+            attestation: Some(Attestation {
+                by: att.by,
+                at_ms: att.at_ms,
+                evidence: att.evidence,
+            }),
+            ..op
+        })
     }
 
     async fn checked_request(
         &self,
         operator: &str,
+        access_key: &str,
         spec: RequestSpec,
         break_glass: bool,
     ) -> IamResult<(AccessRequest, Tenant)> {
         spec.validate()?;
         let tenant = self.tenant(&spec.tenant).await?;
-        let op = self.operator(operator).await?;
-        if op.state != State::Active {
-            return Err(IamError::Denied(format!("operator {operator} is disabled")));
-        }
         let charter = self.charter(&spec.tenant).await?;
         let active = charter.active().ok_or_else(|| {
             IamError::Denied(format!(
@@ -1526,6 +1727,9 @@ impl Iam {
                 spec.tenant
             ))
         })?;
+        let op = self
+            .attested_operator(&spec.tenant, operator, access_key)
+            .await?;
         let max = if break_glass {
             active.doc.break_glass_max_secs.ok_or_else(|| {
                 IamError::Denied(format!(
@@ -1555,6 +1759,7 @@ impl Iam {
             created_ms: self.now_ms(),
             granted_ms: None,
             expires_ms: None,
+            requested_with: Some(access_key.to_owned()),
             credential: None,
             review: None,
             expiry_logged: false,
@@ -1607,25 +1812,35 @@ impl Iam {
     pub async fn request_access(
         &self,
         operator: &str,
+        access_key: &str,
         spec: RequestSpec,
     ) -> IamResult<AccessRequest> {
-        let (req, tenant) = self.checked_request(operator, spec, false).await?;
+        let (req, tenant) = self
+            .checked_request(operator, access_key, spec, false)
+            .await?;
         self.create(kind::LOCKBOX, &req.id, &req, "request").await?;
         self.log("lockbox_request_filed", Self::describe(&req))
             .await?;
-        self.notify(&tenant, "lockbox_request_filed", &req);
+        self.notify(&tenant, "lockbox_request_filed", &req).await;
         Ok(req)
     }
 
     /// Break-glass: granted at once within the charter's break-glass rules, raising an alert;
     /// guardians review it afterwards.
-    pub async fn break_glass(&self, operator: &str, spec: RequestSpec) -> IamResult<AccessRequest> {
-        let (req, tenant) = self.checked_request(operator, spec, true).await?;
+    pub async fn break_glass(
+        &self,
+        operator: &str,
+        access_key: &str,
+        spec: RequestSpec,
+    ) -> IamResult<AccessRequest> {
+        let (req, tenant) = self
+            .checked_request(operator, access_key, spec, true)
+            .await?;
         self.create(kind::LOCKBOX, &req.id, &req, "request").await?;
         tracing::warn!(target: "vallum::alert", request = %req.id, tenant = %req.spec.tenant, operator, "BREAK-GLASS access granted; guardians must review it");
         self.log("lockbox_break_glass", Self::describe(&req))
             .await?;
-        self.notify(&tenant, "lockbox_break_glass", &req);
+        self.notify(&tenant, "lockbox_break_glass", &req).await;
         self.refresh().await?;
         Ok(req)
     }
@@ -1668,7 +1883,13 @@ impl Iam {
             .active()
             .cloned()
             .ok_or_else(|| IamError::Denied("the tenant has no charter in force".into()))?;
-        let op = self.operator(&current.operator).await?;
+        let op = self
+            .attested_operator(
+                &current.spec.tenant,
+                &current.operator,
+                current.requested_with.as_deref().unwrap_or_default(),
+            )
+            .await?;
         let unmet: Vec<String> = current
             .kinds()
             .iter()
@@ -1744,9 +1965,14 @@ impl Iam {
         .await?;
         if granted {
             self.refresh().await?;
-            if let Ok(t) = self.tenant(&req.spec.tenant).await {
-                self.notify(&t, "lockbox_granted", &req);
-            }
+        }
+        if let Ok(t) = self.tenant(&req.spec.tenant).await {
+            let event = if granted {
+                "lockbox_granted"
+            } else {
+                "lockbox_approval"
+            };
+            self.notify(&t, event, &req).await;
         }
         Ok(req)
     }
@@ -1786,7 +2012,7 @@ impl Iam {
             .await?;
         self.refresh().await?;
         if let Ok(t) = self.tenant(&req.spec.tenant).await {
-            self.notify(&t, action, &req);
+            self.notify(&t, action, &req).await;
         }
         Ok(req)
     }
@@ -1823,11 +2049,19 @@ impl Iam {
         &self,
         id: &str,
         operator: &str,
+        access_key: &str,
     ) -> IamResult<(KeyView, Zeroizing<String>, AccessRequest)> {
         let req = self.request(id).await?;
         if req.operator != operator {
             return Err(IamError::Denied(format!(
                 "request {id} was filed by another operator"
+            )));
+        }
+        // Bound to the credential that filed the request: another key of the same operator
+        // (one the platform made, say) claims nothing.
+        if req.requested_with.as_deref() != Some(access_key) {
+            return Err(IamError::Denied(format!(
+                "request {id} was filed with another access key; only that key claims its grant"
             )));
         }
         let now = self.now_ms();
@@ -1868,6 +2102,9 @@ impl Iam {
         )
         .await?;
         self.refresh().await?;
+        if let Ok(t) = self.tenant(&updated.spec.tenant).await {
+            self.notify(&t, "lockbox_credential_claimed", &updated).await;
+        }
         Ok((key, secret, updated))
     }
 
@@ -1908,7 +2145,208 @@ impl Iam {
             format!("request={id} guardian={guardian} justified={justified} comment={comment:?}"),
         )
         .await?;
+        if let Ok(t) = self.tenant(&req.spec.tenant).await {
+            self.notify(&t, "lockbox_break_glass_reviewed", &req).await;
+        }
         Ok(req)
+    }
+
+    // ---------------------------------------------------------------- attestations
+
+    /// A guardian of `tenant` attests `operator`: the role and attributes the tenant's charter
+    /// is checked against, and the operator's access key (at its current secret) that may
+    /// file requests. Replaces the tenant's earlier attestation of the operator.
+    pub async fn attest_for_tenant(
+        &self,
+        tenant: &str,
+        operator: &str,
+        role: &str,
+        attributes: Attributes,
+        access_key: &str,
+        guardian: &str,
+        evidence: &str,
+    ) -> IamResult<TenantAttestation> {
+        check_name("operator role", role)?;
+        check_attributes(&attributes)?;
+        let t = self.tenant(tenant).await?;
+        let op = self.operator(operator).await?;
+        let key = self
+            .get::<AccessKey>(kind::ACCESS_KEY, access_key)
+            .await?
+            .map(|(k, _)| k)
+            .filter(|k| {
+                k.owner
+                    == Owner::Operator {
+                        name: op.name.clone(),
+                    }
+            })
+            .ok_or_else(|| {
+                IamError::Invalid(format!(
+                    "access key {access_key} is not a key of operator {operator}"
+                ))
+            })?;
+        if key.state != State::Active {
+            return Err(IamError::Invalid(format!(
+                "access key {access_key} is disabled"
+            )));
+        }
+        let att = TenantAttestation {
+            tenant: tenant.to_owned(),
+            operator: operator.to_owned(),
+            role: role.to_owned(),
+            attributes,
+            access_key: access_key.to_owned(),
+            key_rotated_ms: key.rotated_ms,
+            by: guardian.to_owned(),
+            at_ms: self.now_ms(),
+            evidence: evidence.to_owned(),
+        };
+        self.upsert(kind::ATTESTATION, &format!("{tenant}/{operator}"), &att)
+            .await?;
+        self.log(
+            "operator_attested_by_tenant",
+            format!(
+                "tenant={tenant} operator={operator} role={role} key={access_key} guardian={guardian} attributes={}",
+                to_json(&att.attributes)
+            ),
+        )
+        .await?;
+        self.notify_tenant(
+            &t,
+            "operator_attested",
+            serde_json::json!({ "attestation": att }),
+        )
+        .await;
+        Ok(att)
+    }
+
+    /// The tenant's attestations.
+    pub async fn attestations(&self, tenant: &str) -> IamResult<Vec<TenantAttestation>> {
+        Ok(self
+            .all::<TenantAttestation>(kind::ATTESTATION)
+            .await?
+            .into_iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.tenant == tenant)
+            .collect())
+    }
+
+    /// A guardian withdraws the tenant's attestation of an operator; the operator's live
+    /// grants and pending requests for the tenant end with it.
+    pub async fn withdraw_attestation(
+        &self,
+        tenant: &str,
+        operator: &str,
+        guardian: &str,
+    ) -> IamResult<()> {
+        if !self
+            .remove(kind::ATTESTATION, &format!("{tenant}/{operator}"))
+            .await?
+        {
+            return Err(IamError::NotFound(format!(
+                "tenant {tenant} has no attestation of operator {operator}"
+            )));
+        }
+        self.log(
+            "operator_attestation_withdrawn",
+            format!("tenant={tenant} operator={operator} guardian={guardian}"),
+        )
+        .await?;
+        self.end_operator_access(operator, Some(tenant), "its attestation was withdrawn")
+            .await
+    }
+
+    /// Ends an operator's pending requests and live grants (of one tenant, or all), deleting
+    /// claimed credentials, because something they depended on changed (`why`); each affected
+    /// tenant's guardians are told, and so is every tenant that attested the operator.
+    async fn end_operator_access(
+        &self,
+        operator: &str,
+        only_tenant: Option<&str>,
+        why: &str,
+    ) -> IamResult<()> {
+        let now = self.now_ms();
+        let mut told: Vec<String> = Vec::new();
+        for req in self.requests(only_tenant, Some(operator)).await? {
+            let open = req.state == RequestState::Pending || req.live(now);
+            if !open {
+                continue;
+            }
+            let to = if req.state == RequestState::Pending {
+                RequestState::Denied
+            } else {
+                RequestState::Revoked
+            };
+            let ended = self
+                .update::<AccessRequest, _>(kind::LOCKBOX, &req.id, "lockbox request", |r| {
+                    r.state = to;
+                    r.closed_by = Some(Vote {
+                        by: "vallum".into(),
+                        at_ms: now,
+                        comment: format!("ended: {why}"),
+                    });
+                    Ok(())
+                })
+                .await?;
+            if let Some(key) = &ended.credential {
+                self.remove(kind::ACCESS_KEY, key).await?;
+            }
+            self.log(
+                "lockbox_ended",
+                format!("request={} operator={operator} reason={why:?}", ended.id),
+            )
+            .await?;
+            if let Ok(t) = self.tenant(&ended.spec.tenant).await {
+                self.notify(&t, "lockbox_ended", &ended).await;
+            }
+            told.push(ended.spec.tenant.clone());
+        }
+        self.notify_attesters(operator, only_tenant, why, &told)
+            .await?;
+        self.refresh().await
+    }
+
+    /// Tells every tenant that attested `operator` (but those in `skip`) that its
+    /// credentials changed.
+    async fn notify_attesters(
+        &self,
+        operator: &str,
+        only_tenant: Option<&str>,
+        why: &str,
+        skip: &[String],
+    ) -> IamResult<()> {
+        for att in self
+            .all::<TenantAttestation>(kind::ATTESTATION)
+            .await?
+            .into_iter()
+            .map(|(_, a)| a)
+            .filter(|a| a.operator == operator)
+            .filter(|a| only_tenant.is_none_or(|t| a.tenant == t))
+        {
+            if skip.contains(&att.tenant) {
+                continue;
+            }
+            if let Ok(t) = self.tenant(&att.tenant).await {
+                self.notify_tenant(
+                    &t,
+                    "operator_credentials_changed",
+                    serde_json::json!({ "operator": operator, "reason": why }),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The operator owning access key `key`, if an operator owns it.
+    async fn operator_of_key(&self, key: &str) -> IamResult<Option<String>> {
+        Ok(self
+            .get::<AccessKey>(kind::ACCESS_KEY, key)
+            .await?
+            .and_then(|(k, _)| match k.owner {
+                Owner::Operator { name } => Some(name),
+                _ => None,
+            }))
     }
 }
 
@@ -1925,7 +2363,8 @@ fn default_tenant() -> Tenant {
 
 fn check_webhook(url: &str) -> IamResult<()> {
     let host = url
-        .strip_prefix("http://")
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
         .map(|rest| rest.split(['/', '?']).next().unwrap_or(""));
     let ok =
         host.is_some_and(|h| !h.is_empty() && !h.contains('@') && !h.contains(char::is_whitespace));
@@ -1933,7 +2372,7 @@ fn check_webhook(url: &str) -> IamResult<()> {
         Ok(())
     } else {
         Err(IamError::Invalid(format!(
-            "guardian_webhook {url:?} must be an http:// URL"
+            "guardian_webhook {url:?} must be an https:// (or, where allowed, http://) URL"
         )))
     }
 }

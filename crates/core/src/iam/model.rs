@@ -31,6 +31,10 @@ pub mod kind {
     pub const LOCKBOX: &str = "lockbox";
     /// A bucket's policy and public-access block (by internal bucket name).
     pub const BUCKET_POLICY: &str = "bucket-policy";
+    /// A tenant's guardians' attestation of an operator (`<tenant>/<operator>`).
+    pub const ATTESTATION: &str = "attestation";
+    /// The sealed secret signing a tenant's guardian webhook posts (by tenant).
+    pub const WEBHOOK_SECRET: &str = "webhook-secret";
     /// Every kind, for copying a deployment's identity records (`vallum migrate-meta`).
     pub const ALL: &[&str] = &[
         TENANT,
@@ -40,6 +44,8 @@ pub mod kind {
         CHARTER,
         LOCKBOX,
         BUCKET_POLICY,
+        ATTESTATION,
+        WEBHOOK_SECRET,
     ];
 }
 
@@ -182,6 +188,35 @@ pub struct Attestation {
     /// When, ms.
     pub at_ms: i64,
     /// Evidence reference (vetting file, HR record).
+    #[serde(default)]
+    pub evidence: String,
+}
+
+/// A tenant's guardians vouching for an operator: the role and attributes the tenant's charter
+/// is checked against, and the one access key (at its current secret) the operator files
+/// requests with. Rotating, disabling or deleting that key, or another key appearing, does not
+/// carry the attestation over: the guardians must attest again. The platform's own record of
+/// the operator (what the root credentials declared) counts for nothing in a tenant's charter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantAttestation {
+    /// The tenant.
+    pub tenant: String,
+    /// The operator.
+    pub operator: String,
+    /// Personnel role, as the guardians vetted it.
+    pub role: String,
+    /// Attributes, as the guardians vetted them.
+    #[serde(default)]
+    pub attributes: Attributes,
+    /// The operator's access key the attestation covers.
+    pub access_key: String,
+    /// That key's `rotated_ms` when attested: a rotation since voids the attestation.
+    pub key_rotated_ms: i64,
+    /// The guardian (`<tenant>/<user>`).
+    pub by: String,
+    /// When, ms.
+    pub at_ms: i64,
+    /// Evidence reference (vetting file, interview, HR record).
     #[serde(default)]
     pub evidence: String,
 }
