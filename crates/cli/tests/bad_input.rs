@@ -575,7 +575,10 @@ async fn oversized_documents_are_refused_before_they_are_read() {
         let n = stream.read(&mut buf).unwrap();
         let resp = String::from_utf8_lossy(&buf[..n]);
         assert!(resp.starts_with("HTTP/1.1 400"), "{head}: {resp}");
-        assert!(resp.contains(&format!("<Code>{code}</Code>")), "{head}: {resp}");
+        assert!(
+            resp.contains(&format!("<Code>{code}</Code>")),
+            "{head}: {resp}"
+        );
     }
     server.client().list_buckets().send().await.unwrap();
 }

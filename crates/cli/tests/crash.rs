@@ -412,3 +412,109 @@ async fn a_full_metadata_disk_never_acknowledges_a_lost_write() {
     }
     drop(server);
 }
+
+/// Stops a server the way a service manager does (SIGTERM), waiting for it to exit.
+fn stop_gracefully(server: &mut Server) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The field report: deleting the live SQLite write-ahead file and then a crash silently
+/// dropped committed data. Now the server notices the deletion within a second, copies what
+/// was committed into the database, refuses further writes; a crash after that loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_metadata_write_ahead_file_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    let s3 = server.client();
+    s3.create_bucket().bucket("wal").send().await.unwrap();
+    let put = |key: &'static str| {
+        s3.put_object()
+            .bucket("wal")
+            .key(key)
+            .body(ByteStream::from_static(b"committed"))
+            .send()
+    };
+    put("before").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    std::fs::remove_file(data_dir.join("meta.db-wal")).unwrap();
+    // Acknowledged while its record lives only in the unlinked file.
+    put("after").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let h = common::health(&server);
+        if h["metadata"]["write_ahead_file_lost"] == true {
+            assert_eq!(h["status"], "degraded");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not noticed: {h}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = put("refused").await.unwrap_err();
+    assert_eq!(
+        refused.raw_response().map(|r| r.status().as_u16()),
+        Some(503),
+        "{refused:?}"
+    );
+    server.kill9();
+    let server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    let s3 = server.client();
+    for key in ["before", "after"] {
+        let got = common::get_bytes(&s3, "wal", key).await;
+        assert_eq!(got.as_ref(), b"committed", "{key}");
+    }
+}
+
+/// A metadata database that lost committed state (an older copy, no write-ahead file) is
+/// refused at start with what happened and what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_store_that_lost_commits_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    server
+        .client()
+        .create_bucket()
+        .bucket("first")
+        .send()
+        .await
+        .unwrap();
+    stop_gracefully(&mut server);
+    let older = dir.path().join("older.db");
+    std::fs::copy(data_dir.join("meta.db"), &older).unwrap();
+    let mut server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    server
+        .client()
+        .create_bucket()
+        .bucket("second")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop_gracefully(&mut server);
+    std::fs::copy(&older, data_dir.join("meta.db")).unwrap();
+    for stale in ["meta.db-wal", "meta.db-shm"] {
+        let _ = std::fs::remove_file(data_dir.join(stale));
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("lost committed state"), "{stderr}");
+    assert!(stderr.contains("meta.db-commits"), "{stderr}");
+}

@@ -62,8 +62,8 @@ impl Hook {
 
 fn webhook(certs: &std::path::Path, fail_first: usize) -> Hook {
     use std::io::{BufRead, BufReader, Read, Write};
-    let config = vallum_xks::tls::server_config(&certs.join("cert.pem"), &certs.join("key.pem"))
-        .unwrap();
+    let config =
+        vallum_xks::tls::server_config(&certs.join("cert.pem"), &certs.join("key.pem")).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "https://localhost:{}/guardians",
@@ -98,7 +98,11 @@ fn webhook(certs: &std::path::Path, fail_first: usize) -> Hook {
             let mut raw = vec![0u8; len];
             let complete = reader.read_exact(&mut raw).is_ok();
             seen += 1;
-            let status = if seen <= fail_first { "500 Oops" } else { "200 OK" };
+            let status = if seen <= fail_first {
+                "500 Oops"
+            } else {
+                "200 OK"
+            };
             if complete
                 && seen > fail_first
                 && let Ok(body) = serde_json::from_slice::<Value>(&raw)
@@ -840,7 +844,11 @@ async fn principals_actions_and_resources_give_the_expected_decisions() {
     // two failed attempts were retried, not lost.
     let posts = hook.posts.lock().unwrap().clone();
     for p in &posts {
-        assert!(signature_valid(p, &webhook_secret), "bad signature on {:?}", p.body);
+        assert!(
+            signature_valid(p, &webhook_secret),
+            "bad signature on {:?}",
+            p.body
+        );
         assert!(!signature_valid(p, "another secret"));
     }
     let mut deliveries: Vec<&str> = posts.iter().map(|p| p.delivery.as_str()).collect();
@@ -1466,7 +1474,10 @@ async fn the_platform_admin_cannot_stand_in_for_the_guardians() {
         &as_who(s, &r, "access-key", &["create", "--operator", "mallory"]),
     );
     let e = as_who_fails(s, &mallory, "lockbox", &request_args("600"));
-    assert!(e.contains("not attested by the guardians of tenant acme"), "{e}");
+    assert!(
+        e.contains("not attested by the guardians of tenant acme"),
+        "{e}"
+    );
     let mut glass = request_args("600");
     glass[0] = "break-glass";
     let e = as_who_fails(s, &mallory, "lockbox", &glass);
@@ -1482,7 +1493,9 @@ async fn the_platform_admin_cannot_stand_in_for_the_guardians() {
     assert!(e.contains("which they have not attested"), "{e}");
     let heard = hook.wait_for("operator_credentials_changed").await;
     assert!(
-        heard.iter().any(|h| h.contains("operator_credentials_changed")),
+        heard
+            .iter()
+            .any(|h| h.contains("operator_credentials_changed")),
         "{heard:?}"
     );
 
@@ -1617,7 +1630,12 @@ async fn guardian_webhooks_refuse_plain_http_and_internal_targets() {
         &server,
         &admin,
         "tenant",
-        &["update", "acme", "--guardian-webhook", "https://guardians.acme.example/hook"],
+        &[
+            "update",
+            "acme",
+            "--guardian-webhook",
+            "https://guardians.acme.example/hook",
+        ],
     );
     assert_eq!(ok["webhook_secret"].as_str().unwrap().len(), 40);
     let again = as_who(&server, &admin, "tenant", &["webhook-secret", "acme"]);

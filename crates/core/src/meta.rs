@@ -60,6 +60,19 @@ pub enum MetaError {
     /// again once space returns.
     #[error("the metadata store is full: {0}")]
     StorageFull(String),
+    /// The database holds fewer commits than it had acknowledged: committed state was lost
+    /// (its write-ahead file deleted, an older copy restored over it). It is not served.
+    #[error(
+        "{path} lost committed state: it holds {found} commits, but {recorded} had been acknowledged (was its write-ahead file {path}-wal deleted, or an older copy restored?). Refusing to serve it. Restore the metadata from a backup taken after the loss began, or, to accept the loss and continue from this state, delete {path}-commits (the transparency log keeps the record of what was acknowledged)"
+    )]
+    LostCommits {
+        /// The database file.
+        path: String,
+        /// The high-water count recorded beside it.
+        recorded: i64,
+        /// The count it holds.
+        found: i64,
+    },
     /// A stored row could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),

@@ -97,6 +97,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0007_boundary.sql"),
     include_str!("../migrations/sqlite/0008_replicas.sql"),
     include_str!("../migrations/sqlite/0009_iam.sql"),
+    include_str!("../migrations/sqlite/0010_commit_counter.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -121,11 +122,74 @@ async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx
     Ok(true)
 }
 
+/// Beside the database: the highest commit count the store has reached, written as it grows
+/// (`vallum-meta-commits 1`, then the count).
+const COMMITS_SUFFIX: &str = "commits";
+const COMMITS_MAGIC: &str = "vallum-meta-commits 1";
+
 /// The embedded SQLite metadata store.
 #[derive(Debug, Clone)]
 pub struct SqliteMetaStore {
     read: SqlitePool,
     write: SqlitePool,
+    path: std::path::PathBuf,
+    guard: std::sync::Arc<Guard>,
+}
+
+/// What the store's guard has seen of its files.
+#[derive(Debug, Default)]
+struct Guard {
+    /// The write-ahead file existed at a previous check.
+    wal_seen: std::sync::atomic::AtomicBool,
+    /// It was deleted while in use: writes are refused until a restart.
+    wal_lost: std::sync::atomic::AtomicBool,
+    /// The commit count last written to the high-water file.
+    recorded: std::sync::atomic::AtomicI64,
+}
+
+fn sibling(path: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(format!("-{suffix}"));
+    path.with_file_name(name)
+}
+
+/// The high-water commit count recorded beside `db`, if any.
+fn recorded_commits(db: &Path) -> MetaResult<Option<i64>> {
+    let file = sibling(db, COMMITS_SUFFIX);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            let mut lines = text.lines();
+            if lines.next() != Some(COMMITS_MAGIC) {
+                return Err(MetaError::Corrupt(format!(
+                    "{} is not a commit high-water file",
+                    file.display()
+                )));
+            }
+            lines
+                .next()
+                .and_then(|n| n.trim().parse().ok())
+                .map(Some)
+                .ok_or_else(|| MetaError::Corrupt(format!("{} holds no count", file.display())))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(MetaError::Backend(format!("{}: {e}", file.display()))),
+    }
+}
+
+/// Writes `n` as the high-water commit count beside `db`, durably (temporary file, fsync,
+/// rename, directory fsync).
+fn record_commits(db: &Path, n: i64) -> std::io::Result<()> {
+    use std::io::Write;
+    let file = sibling(db, COMMITS_SUFFIX);
+    let tmp = sibling(db, "commits.tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{COMMITS_MAGIC}\n{n}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &file)?;
+    if let Some(dir) = db.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl SqliteMetaStore {
@@ -151,7 +215,89 @@ impl SqliteMetaStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
-        Ok(Self { read, write })
+        let store = Self {
+            read,
+            write,
+            path: path.to_owned(),
+            guard: std::sync::Arc::default(),
+        };
+        // A database behind the commits it had acknowledged lost them: refuse to serve it.
+        let now = store.commits().await?;
+        if let Some(recorded) = recorded_commits(path)?
+            && recorded > now
+        {
+            store.close().await;
+            return Err(MetaError::LostCommits {
+                path: path.display().to_string(),
+                recorded,
+                found: now,
+            });
+        }
+        store
+            .guard
+            .recorded
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// The store's commit count.
+    async fn commits(&self) -> MetaResult<i64> {
+        sqlx::query_scalar("SELECT n FROM commit_counter WHERE id = 0")
+            .fetch_one(&self.read)
+            .await
+            .map_err(backend)
+    }
+
+    /// Checks the store's files; called about every second by the server. Records the commit
+    /// count's high-water mark beside the database, so that a later start notices committed
+    /// state that went missing. If the write-ahead file was deleted while in use (later
+    /// commits would live only in an unlinked file, lost at the next crash), it copies
+    /// everything committed into the database file at once and refuses writes from then on
+    /// (503 until a restart); the error says so.
+    pub async fn guard(&self) -> MetaResult<()> {
+        use std::sync::atomic::Ordering;
+        if self.guard.wal_lost.load(Ordering::Acquire) {
+            return Err(MetaError::Unavailable(self.wal_lost_message()));
+        }
+        let wal = sibling(&self.path, "wal");
+        let present = wal.exists();
+        if present {
+            self.guard.wal_seen.store(true, Ordering::Release);
+        } else if self.guard.wal_seen.load(Ordering::Acquire) {
+            self.guard.wal_lost.store(true, Ordering::Release);
+            // Rescue: the connections still hold the unlinked file; a checkpoint copies its
+            // committed frames into the database file.
+            let rescued = sqlx::query("PRAGMA wal_checkpoint(FULL)")
+                .execute(&self.write)
+                .await;
+            self.write.close().await;
+            let msg = self.wal_lost_message();
+            tracing::error!(rescued = rescued.is_ok(), "{msg}");
+            return Err(MetaError::Unavailable(msg));
+        }
+        let now = self.commits().await?;
+        if now > self.guard.recorded.load(Ordering::Relaxed) {
+            record_commits(&self.path, now)
+                .map_err(|e| MetaError::Backend(format!("recording the commit count: {e}")))?;
+            self.guard.recorded.store(now, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether the write-ahead file was lost while in use (writes refused until a restart).
+    #[must_use]
+    pub fn wal_lost(&self) -> bool {
+        self.guard
+            .wal_lost
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn wal_lost_message(&self) -> String {
+        format!(
+            "{}-wal, the metadata store's write-ahead file, was deleted while in use; everything committed until then was copied into {}, and writes are refused until vallum serve is restarted",
+            self.path.display(),
+            self.path.display()
+        )
     }
 
     async fn migrate(pool: &SqlitePool) -> MetaResult<()> {
@@ -896,6 +1042,103 @@ mod tests {
     }
 
     vallum_core::meta_conformance_tests!(make().await);
+
+    async fn bucket_names(store: &SqliteMetaStore) -> Vec<String> {
+        store
+            .list_buckets()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect()
+    }
+
+    #[test]
+    fn the_commit_high_water_file_format_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("meta.db");
+        record_commits(&db, 42).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("meta.db-commits")).unwrap(),
+            "vallum-meta-commits 1\n42\n"
+        );
+        assert_eq!(recorded_commits(&db).unwrap(), Some(42));
+        std::fs::write(dir.path().join("meta.db-commits"), "something else\n1\n").unwrap();
+        assert!(matches!(recorded_commits(&db), Err(MetaError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn a_database_behind_its_recorded_commits_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        store
+            .create_bucket(&BucketRecord::new("first", 1, "r"))
+            .await
+            .unwrap();
+        store.guard().await.unwrap();
+        store.close().await;
+        let older = dir.path().join("older.db");
+        std::fs::copy(&path, &older).unwrap();
+
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        store
+            .create_bucket(&BucketRecord::new("second", 1, "r"))
+            .await
+            .unwrap();
+        store.guard().await.unwrap();
+        store.close().await;
+
+        // The older copy over the database, with no write-ahead file (as after one was
+        // deleted and the process crashed): the second bucket's commit is gone.
+        std::fs::copy(&older, &path).unwrap();
+        for stale in ["meta.db-wal", "meta.db-shm"] {
+            let _ = std::fs::remove_file(dir.path().join(stale));
+        }
+        let err = SqliteMetaStore::open(&path).await.unwrap_err();
+        assert!(
+            matches!(err, MetaError::LostCommits { recorded, found, .. } if recorded > found),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("meta.db-commits"), "{err}");
+        // Accepting the loss: delete the high-water file, as the error says.
+        std::fs::remove_file(dir.path().join("meta.db-commits")).unwrap();
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        assert_eq!(bucket_names(&store).await, ["first"]);
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_write_ahead_file_deleted_in_use_is_rescued_and_writes_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        store
+            .create_bucket(&BucketRecord::new("before", 1, "r"))
+            .await
+            .unwrap();
+        store.guard().await.unwrap();
+        std::fs::remove_file(dir.path().join("meta.db-wal")).unwrap();
+        // Acknowledged, though it lands in a file that no longer has a name.
+        store
+            .create_bucket(&BucketRecord::new("after", 1, "r"))
+            .await
+            .unwrap();
+        let err = store.guard().await.unwrap_err();
+        assert!(matches!(err, MetaError::Unavailable(_)), "{err:?}");
+        assert!(store.wal_lost());
+        assert!(
+            store
+                .create_bucket(&BucketRecord::new("refused", 1, "r"))
+                .await
+                .is_err()
+        );
+        drop(store);
+        // A crash now loses nothing acknowledged: the guard copied it into the database.
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        assert_eq!(bucket_names(&store).await, ["after", "before"]);
+        store.close().await;
+    }
 
     #[tokio::test]
     async fn reopens_and_refuses_newer_schema() {

@@ -41,6 +41,8 @@ pub struct VallumHttp {
     pub activity: Arc<crate::conn::Activity>,
     /// How long a request body may go without a byte arriving.
     pub body_timeout: std::time::Duration,
+    /// The embedded metadata store, whose guard `/health` reports.
+    pub embedded_meta: Option<vallum_meta::SqliteMetaStore>,
 }
 
 /// Request extension: whether the request came over TLS (S3 refuses customer-provided keys
@@ -199,9 +201,13 @@ impl VallumHttp {
             let full = sites.iter().filter(|(_, h)| h.full).count();
             let data_free = vallum_blob::free_bytes(&self.data_dir);
             let data_full = data_free.is_some_and(|n| n < LOW_SPACE_BYTES);
+            let wal_lost = self
+                .embedded_meta
+                .as_ref()
+                .is_some_and(vallum_meta::SqliteMetaStore::wal_lost);
             let (status, word) = if down == sites.len() {
                 (StatusCode::SERVICE_UNAVAILABLE, "site_unavailable")
-            } else if down > 0 || full > 0 || data_full {
+            } else if down > 0 || full > 0 || data_full || wal_lost {
                 (StatusCode::OK, "degraded")
             } else {
                 (StatusCode::OK, "ok")
@@ -216,6 +222,7 @@ impl VallumHttp {
                 "site": primary,
                 "sites": by_id,
                 "data_dir": { "free_bytes": data_free, "full": data_full },
+                "metadata": { "write_ahead_file_lost": wal_lost },
             })
             .to_string();
             ("Health".to_owned(), text(status, "application/json", body))

@@ -126,10 +126,14 @@ impl WebhookNotifier {
     fn check_url(&self, url: &str) -> Result<Target, String> {
         let target = parse(url)?;
         if !target.https && !self.config.allow_http {
-            return Err("webhooks are https:// only (set [webhooks] allow_http to allow http://)".into());
+            return Err(
+                "webhooks are https:// only (set [webhooks] allow_http to allow http://)".into(),
+            );
         }
         if target.host.eq_ignore_ascii_case("localhost") && !self.config.allow_internal {
-            return Err("localhost is a loopback name (set [webhooks] allow_internal to allow it)".into());
+            return Err(
+                "localhost is a loopback name (set [webhooks] allow_internal to allow it)".into(),
+            );
         }
         if let Ok(ip) = target.host.parse::<IpAddr>() {
             self.check_addr(SocketAddr::new(ip, target.port))?;
@@ -138,7 +142,12 @@ impl WebhookNotifier {
     }
 
     /// One attempt: resolve, check every address, connect to the first that works, post.
-    async fn attempt(&self, target: &Target, delivery: &Delivery, body: &Bytes) -> Result<u16, String> {
+    async fn attempt(
+        &self,
+        target: &Target,
+        delivery: &Delivery,
+        body: &Bytes,
+    ) -> Result<u16, String> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
             .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
@@ -159,7 +168,13 @@ impl WebhookNotifier {
         Err(last)
     }
 
-    async fn post(&self, addr: SocketAddr, target: &Target, delivery: &Delivery, body: &Bytes) -> Result<u16, String> {
+    async fn post(
+        &self,
+        addr: SocketAddr,
+        target: &Target,
+        delivery: &Delivery,
+        body: &Bytes,
+    ) -> Result<u16, String> {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
@@ -249,7 +264,10 @@ where
         .await
         .map_err(|e| e.to_string())?;
     let driver = tokio::spawn(conn);
-    let response = sender.send_request(request).await.map_err(|e| e.to_string());
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string());
     let status = match response {
         Ok(resp) => {
             let status = resp.status().as_u16();
@@ -318,7 +336,9 @@ mod tests {
         let lenient = notifier(true, true);
         assert!(lenient.check_url("http://127.0.0.1:8080/hook").is_ok());
         // The gateway's own endpoint is never a target.
-        let err = lenient.check_url("http://127.0.0.1:9000/admin/v1/tenants").unwrap_err();
+        let err = lenient
+            .check_url("http://127.0.0.1:9000/admin/v1/tenants")
+            .unwrap_err();
         assert!(err.contains("own endpoint"), "{err}");
     }
 }

@@ -176,6 +176,30 @@ pub(crate) async fn probe_store(
 /// grants are read afresh on every use regardless).
 const IAM_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
+/// How often the embedded store's files are checked (write-ahead file present, commit
+/// high-water mark recorded).
+const META_GUARD_INTERVAL: Duration = Duration::from_secs(1);
+
+fn spawn_meta_guard(
+    store: SqliteMetaStore,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let errors = crate::conn::RateLimited::default();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(META_GUARD_INTERVAL) => {}
+                _ = shutdown.changed() => return,
+            }
+            if let Err(err) = store.guard().await
+                && let Some(suppressed) = errors.admit()
+            {
+                tracing::error!(%err, suppressed, "metadata store check failed");
+            }
+        }
+    })
+}
+
 fn spawn_iam_refresh(
     iam: Arc<vallum_core::iam::Iam>,
     mut shutdown: watch::Receiver<bool>,
@@ -540,11 +564,13 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         addr: config.listen,
         source,
     })?;
-    let notifier = crate::notify::WebhookNotifier::new(config.webhooks.clone(), addr)
-        .map_err(|e| ServerError::Config(crate::config::ConfigError::Value {
-            field: "webhooks.ca_file",
-            message: e,
-        }))?;
+    let notifier =
+        crate::notify::WebhookNotifier::new(config.webhooks.clone(), addr).map_err(|e| {
+            ServerError::Config(crate::config::ConfigError::Value {
+                field: "webhooks.ca_file",
+                message: e,
+            })
+        })?;
     let secrets = vallum_crypto::secretbox::SecretBox::load_or_create(
         &data_dir.join(crate::credentials::SECRET_BOX_FILE),
     )
@@ -596,6 +622,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         data_dir: Arc::from(config.data_dir.as_path()),
         activity: Arc::default(),
         body_timeout: Duration::from_secs(config.connections.body_read_timeout_secs),
+        embedded_meta: match &meta {
+            MetaHandle::Sqlite(store) => Some(store.clone()),
+            MetaHandle::Postgres(_) => None,
+        },
     };
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
@@ -622,6 +652,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         jobs_shutdown.clone(),
     );
     let iam_task = spawn_iam_refresh(Arc::clone(&iam), jobs_shutdown.clone());
+    let meta_guard_task = match &meta {
+        MetaHandle::Sqlite(store) => Some(spawn_meta_guard(store.clone(), jobs_shutdown.clone())),
+        MetaHandle::Postgres(_) => None,
+    };
     // Gateways sharing one metadata store run each background job one at a time: a step runs
     // only under the job's lease, which outlives a crashed holder by at most its TTL.
     // With the embedded store the data-directory lock already makes this the only process, so
@@ -898,6 +932,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         let _ = key_deletion_task.await;
         let _ = boundary_task.await;
         let _ = iam_task.await;
+        if let Some(t) = meta_guard_task {
+            let _ = t.await;
+        }
         let _ = repair_task.await;
         let _ = refresh_task.await;
         if let Some(t) = ledger_task {

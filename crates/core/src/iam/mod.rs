@@ -1099,8 +1099,13 @@ impl Iam {
         self.refresh().await?;
         if let Owner::Operator { name } = &key.owner {
             // A key the guardians have not attested opens nothing, but they hear of it.
-            self.notify_attesters(name, None, &format!("access key {} was created", key.id), &[])
-                .await?;
+            self.notify_attesters(
+                name,
+                None,
+                &format!("access key {} was created", key.id),
+                &[],
+            )
+            .await?;
         }
         Ok((key, secret))
     }
@@ -2103,7 +2108,8 @@ impl Iam {
         .await?;
         self.refresh().await?;
         if let Ok(t) = self.tenant(&updated.spec.tenant).await {
-            self.notify(&t, "lockbox_credential_claimed", &updated).await;
+            self.notify(&t, "lockbox_credential_claimed", &updated)
+                .await;
         }
         Ok((key, secret, updated))
     }
