@@ -109,19 +109,46 @@ enum Command {
 fn init_logging(config: &Config) {
     // s3s logs every client error (bad signature, missing key) at ERROR; Vallum reports
     // requests itself, so s3s's operation log is off unless the filter names it.
+    // s3s also logs a malformed request document at ERROR with the whole body; Vallum answers
+    // MalformedXML itself.
     let directive = if config.log.level.contains("s3s") {
         config.log.level.clone()
     } else {
-        format!("{},s3s::ops=off", config.log.level)
+        format!("{},s3s::ops=off,s3s::http::de=off", config.log.level)
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&directive)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| BoundedLines(std::io::stderr()));
     match config.log.format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
+    }
+}
+
+/// Standard error, each log line cut to `MAX_LOG_LINE_BYTES` (saying how much was cut): no
+/// request body, however large, becomes a multi-megabyte log line.
+struct BoundedLines(std::io::Stderr);
+
+impl std::io::Write for BoundedLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use vallum_types::limits::MAX_LOG_LINE_BYTES;
+        if buf.len() <= MAX_LOG_LINE_BYTES {
+            return self.0.write_all(buf).map(|()| buf.len());
+        }
+        // Cut on a character boundary (the formatter writes UTF-8).
+        let mut end = MAX_LOG_LINE_BYTES;
+        while end > 0 && (buf[end] & 0xC0) == 0x80 {
+            end -= 1;
+        }
+        let mut line = buf[..end].to_vec();
+        line.extend_from_slice(format!("… [{} bytes cut]\n", buf.len() - end).as_bytes());
+        self.0.write_all(&line).map(|()| buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
     }
 }
 

@@ -582,3 +582,56 @@ async fn oversized_documents_are_refused_before_they_are_read() {
     }
     server.client().list_buckets().send().await.unwrap();
 }
+
+/// The field report: a malformed 3.4 MB request document was logged whole at ERROR, one
+/// multi-megabyte line per request. Log lines are bounded now.
+#[tokio::test]
+async fn a_malformed_multi_megabyte_document_does_not_flood_the_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("server.log");
+    let server = Server::start_with_nofile(1024, &log, &[]);
+    server
+        .client()
+        .create_bucket()
+        .bucket("bad")
+        .send()
+        .await
+        .unwrap();
+    // A signed DeleteObjects whose 3.4 MB body is not well-formed XML (botocore signs it).
+    let script = r#"
+import base64, hashlib, os, sys, urllib.request
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+body = ('<Delete><Object><Key>' + 'x' * 3400000 + '</Key>').encode()
+headers = {'Content-MD5': base64.b64encode(hashlib.md5(body).digest()).decode(),
+           'x-amz-content-sha256': hashlib.sha256(body).hexdigest()}
+req = AWSRequest(method='POST', url=sys.argv[1] + '/bad?delete', data=body, headers=headers)
+SigV4Auth(Credentials(sys.argv[2], sys.argv[3]), 's3', 'us-east-1').add_auth(req)
+try:
+    urllib.request.urlopen(urllib.request.Request(req.url, data=body, headers=dict(req.headers), method='POST'))
+    print('200')
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+"#;
+    let out = common::run(
+        std::process::Command::new(common::tool("python3"))
+            .arg("-c")
+            .arg(script)
+            .arg(&server.endpoint)
+            .arg(&server.access_key)
+            .arg(&server.secret_key),
+    );
+    assert!(
+        out.starts_with("400") && out.contains("MalformedXML"),
+        "{out}"
+    );
+    server.client().list_buckets().send().await.unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let longest = text.lines().map(str::len).max().unwrap_or(0);
+    assert!(
+        longest <= vallum_types::limits::MAX_LOG_LINE_BYTES + 64,
+        "a {longest}-byte log line"
+    );
+    assert!(text.len() < 256 * 1024, "{} bytes of log", text.len());
+}

@@ -78,3 +78,5 @@ pub const MAX_CONNECTIONS: usize = 8192;
 pub const RESERVED_DESCRIPTORS: u64 = 256;
 /// Longest error or diagnostic text written into one log line, in bytes.
 pub const MAX_LOGGED_ERROR_BYTES: usize = 1024;
+/// Longest line the server writes to its log; longer ones are cut, saying how much.
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
