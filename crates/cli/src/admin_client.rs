@@ -44,6 +44,23 @@ pub struct Client {
 }
 
 impl AdminConn {
+    /// The connection the environment describes (`VALLUM_ENDPOINT`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_DEFAULT_REGION`), for commands that reach the server only
+    /// when asked to.
+    pub fn from_env(endpoint: Option<String>) -> anyhow::Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Ok(Self {
+            endpoint: endpoint
+                .or_else(|| var("VALLUM_ENDPOINT"))
+                .unwrap_or_else(|| "http://127.0.0.1:9000".into()),
+            access_key: var("AWS_ACCESS_KEY_ID")
+                .context("AWS_ACCESS_KEY_ID: the caller's access key is needed")?,
+            secret_key: var("AWS_SECRET_ACCESS_KEY")
+                .context("AWS_SECRET_ACCESS_KEY: the caller's secret key is needed")?,
+            region: var("AWS_DEFAULT_REGION").unwrap_or_else(|| "us-east-1".into()),
+        })
+    }
+
     /// The client these arguments describe.
     pub fn client(self) -> anyhow::Result<Client> {
         let base: http::Uri = self

@@ -83,9 +83,9 @@ impl TileFetcher for HttpFetcher {
     }
 }
 
-/// Where a log is read from.
+/// Where a log is read from (one of the two; `log bundle --from-server` needs neither).
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = false, multiple = false)]
 pub struct LogSource {
     /// The log's URL prefix, e.g. http://127.0.0.1:9000/log
     #[arg(long)]
@@ -368,6 +368,14 @@ pub enum LogCommand {
         /// Include a consistency proof from this older tree size (the auditor's last one).
         #[arg(long)]
         since_size: Option<u64>,
+        /// Ask the server (its admin API, as the caller in AWS_ACCESS_KEY_ID /
+        /// AWS_SECRET_ACCESS_KEY) for the caller's own sealed entries with their openings,
+        /// instead of reading public tiles (which carry only commitments since log format 2).
+        #[arg(long, conflicts_with_all = ["log", "log_dir"])]
+        from_server: bool,
+        /// The server, with --from-server.
+        #[arg(long, env = "VALLUM_ENDPOINT")]
+        endpoint: Option<String>,
         /// Output file.
         #[arg(long, short)]
         out: PathBuf,
@@ -422,11 +430,46 @@ pub fn log(cmd: &LogCommand) -> anyhow::Result<i32> {
             from,
             to,
             since_size,
+            from_server,
+            endpoint,
             out,
         } => {
             let trust = trust.load()?;
             let from_ms = from.as_deref().map(parse_time_ms).transpose()?;
             let to_ms = to.as_deref().map(parse_time_ms).transpose()?;
+            if *from_server {
+                let client =
+                    crate::admin_client::AdminConn::from_env(endpoint.clone())?.client()?;
+                let answer = client.call(
+                    "POST",
+                    "log/bundle",
+                    Some(serde_json::json!({
+                        "bucket": bucket,
+                        "from_ms": from_ms,
+                        "to_ms": to_ms,
+                        "since_size": since_size,
+                    })),
+                )?;
+                let bytes = serde_json::to_vec_pretty(&answer)?;
+                let bundle = ProofBundle::parse(&bytes).context("the server's bundle")?;
+                // Checked before it is written: what the auditor receives verifies.
+                if let Err(e) = bundle.verify(
+                    &trust.key,
+                    &trust.witnesses,
+                    trust.quorum,
+                    trust.trusted.as_ref(),
+                ) {
+                    eprintln!("the server's bundle failed verification, not written: {e}");
+                    return Ok(exit::INVALID);
+                }
+                write_file(out, &bundle.to_json())?;
+                eprintln!(
+                    "bundle: {} entries written to {}",
+                    bundle.entries.len(),
+                    out.display()
+                );
+                return Ok(exit::OK);
+            }
             let fetcher = source.fetcher()?;
             let keep = |e: &Entry| {
                 bucket
@@ -450,6 +493,12 @@ pub fn log(cmd: &LogCommand) -> anyhow::Result<i32> {
                     return Ok(exit::INVALID);
                 }
             };
+            if verified.sealed > 0 {
+                eprintln!(
+                    "note: {} sealed entries are in the log; their content is private (vallum log bundle --from-server gives a caller its own)",
+                    verified.sealed
+                );
+            }
             let indexes: Vec<u64> = verified.entries.iter().map(|e| e.0).collect();
             let bundle = ProofBundle::export(
                 fetcher.as_ref(),

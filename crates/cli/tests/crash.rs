@@ -387,10 +387,14 @@ async fn a_full_metadata_disk_never_acknowledges_a_lost_write() {
     // The log never records a bucket that was not created.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let bundle = fs.path().join("all.bundle.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
-        .args(["log", "bundle", "--key", &server.log_vkey, "--log"])
-        .arg(format!("{}/log", server.endpoint))
-        .arg("--out")
+    let out = common::vallum_admin(&server, "log")
+        .args([
+            "bundle",
+            "--from-server",
+            "--key",
+            &server.log_vkey,
+            "--out",
+        ])
         .arg(&bundle)
         .output()
         .unwrap();

@@ -230,9 +230,8 @@ async fn three_gateways_behave_as_one_store() {
     let bundle = tmp.path().join("shared.bundle.json");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
-            .args(["log", "bundle", "--key", &gws[0].log_vkey, "--log"])
-            .arg(format!("{}/log", gws[1].endpoint))
+        let out = common::vallum_admin(&gws[1], "log")
+            .args(["bundle", "--from-server", "--key", &gws[0].log_vkey])
             .args(["--bucket", "shared", "--out"])
             .arg(&bundle)
             .output()
@@ -693,9 +692,8 @@ async fn migrate_meta_moves_an_embedded_deployment_to_postgres() {
     // The transparency log continues: same key, the embedded history and the migration in it.
     assert_eq!(gw.log_vkey, embedded.log_vkey);
     let bundle = dir.join("all.bundle.json");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
-        .args(["log", "bundle", "--key", &gw.log_vkey, "--log"])
-        .arg(format!("{}/log", gw.endpoint))
+    let out = common::vallum_admin(&gw, "log")
+        .args(["bundle", "--from-server", "--key", &gw.log_vkey])
         .arg("--out")
         .arg(&bundle)
         .output()

@@ -866,19 +866,16 @@ async fn principals_actions_and_resources_give_the_expected_decisions() {
     let bundle = tmp.path().join("all.json");
     // The log publishes a checkpoint every second or so: wait until it covers the review.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let entries = loop {
-        run(std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
-            .args([
-                "log",
-                "bundle",
-                "--key",
-                &s.log_vkey,
-                "--log",
-                &format!("{}/log", s.endpoint),
-                "--out",
-            ])
-            .arg(&bundle));
-        let entries = bundle_entries(&bundle);
+    // The public log holds commitments only: each side gets its own entries with their
+    // openings, acme's guardian acme's, the root credentials the platform's.
+    let bundle_as = |who: &Who, out: &std::path::Path| {
+        run(vallum_as(s, &who.key, &who.secret, "log")
+            .args(["bundle", "--from-server", "--key", &s.log_vkey, "--out"])
+            .arg(out));
+        bundle_entries(out)
+    };
+    let acme_entries = loop {
+        let entries = bundle_as(&w.alice, &bundle);
         let reviewed = entries
             .iter()
             .any(|e| e["event"]["action"] == "lockbox_break_glass_reviewed");
@@ -887,6 +884,25 @@ async fn principals_actions_and_resources_give_the_expected_decisions() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
+    let platform_entries = bundle_as(&root(s), &tmp.path().join("platform.json"));
+    // Neither sees the other's: acme's bundle names only acme's buckets, the platform's none
+    // of acme's.
+    for e in &acme_entries {
+        if let Some(b) = e["event"]["bucket"].as_str() {
+            assert!(b.starts_with("acme:"), "{e}");
+        }
+    }
+    assert!(
+        !platform_entries
+            .iter()
+            .any(|e| e.to_string().contains("acme:") || e["event"]["action"] == "lockbox_granted"),
+        "the platform's bundle holds acme's entries"
+    );
+    let entries: Vec<Value> = acme_entries
+        .iter()
+        .chain(platform_entries.iter())
+        .cloned()
+        .collect();
     let admin_actions: Vec<&str> = entries
         .iter()
         .filter_map(|e| e["event"]["action"].as_str())

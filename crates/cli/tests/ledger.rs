@@ -188,14 +188,46 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
 
     // A bundle of the bucket's entries, verified offline with the boundary audit.
     let bundle = tmp.path().join("records.bundle.json");
-    let out = vallum()
-        .args(["log", "bundle", "--key", &key, "--log", &log_url(&server)])
+    let out = common::vallum_admin(&server, "log")
+        .args(["bundle", "--from-server", "--key", &key])
         .args(["--bucket", "records", "--out"])
         .arg(&bundle)
         .output()
         .unwrap();
     assert_eq!(exit_code(&out), 0, "{}", text(&out));
     let entries = bundle_entries(&bundle);
+    // The public log proves all of it and discloses none of it: its entry bundles hold
+    // commitments, and a bundle from the public tiles alone has no sealed entry.
+    let public = std::fs::read(
+        server
+            .data_dir
+            .join("ledger/log/tile/entries/000.p")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    let public = String::from_utf8_lossy(&public);
+    for secret in ["records", "FR", &server.access_key, "object_stored"] {
+        assert!(
+            !public.contains(secret),
+            "the public tiles disclose {secret:?}"
+        );
+    }
+    assert!(public.contains("{\"v\":2,\"c\":\""), "{public}");
+    let public_bundle = tmp.path().join("public.bundle.json");
+    let out = vallum()
+        .args(["log", "bundle", "--key", &key, "--log", &log_url(&server)])
+        .args(["--bucket", "records", "--out"])
+        .arg(&public_bundle)
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    assert!(bundle_entries(&public_bundle).is_empty());
+    assert!(text(&out).contains("sealed entries"), "{}", text(&out));
     let types: Vec<&str> = entries
         .iter()
         .map(|e| e["event"]["type"].as_str().unwrap())
@@ -565,8 +597,8 @@ fn acknowledged_writes_are_in_the_log_after_kill_9() {
     // Integration happens at start-up; wait for the restarted log's own entries too.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = vallum()
-            .args(["log", "bundle", "--key", &key, "--log", &log_url(&server)])
+        let out = common::vallum_admin(&server, "log")
+            .args(["bundle", "--from-server", "--key", &key])
             .args(["--bucket", "bkt", "--out"])
             .arg(&bundle)
             .output()

@@ -172,7 +172,9 @@ fn readme_audit_example_runs() {
     );
     assert!(readme_block("<!-- readme-test audit -->").contains("vallum verify"));
     let out = run_block(tmp.path(), &server, "<!-- readme-test audit -->", |cmd| {
-        cmd.envs(server.tool_env()).env_remove("AWS_ENDPOINT_URL");
+        cmd.envs(server.tool_env())
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("VALLUM_ENDPOINT", &server.endpoint);
     });
     assert!(out.contains("WITHIN BOUNDARY"), "{out}");
     // Stored and read, and the data key wrapped and unwrapped.

@@ -251,9 +251,8 @@ fn boundary_policies_are_judged_against_the_site_profile_versioned_and_audited()
     // covers them.
     std::thread::sleep(std::time::Duration::from_millis(500));
     let bundle = tmp.path().join("records.bundle");
-    run(Command::new(env!("CARGO_BIN_EXE_vallum"))
-        .args(["log", "bundle", "--key", &server.log_vkey, "--log"])
-        .arg(format!("{}/log", server.endpoint))
+    run(common::vallum_admin(&server, "log")
+        .args(["bundle", "--from-server", "--key", &server.log_vkey])
         .args(["--bucket", "records", "--out"])
         .arg(&bundle));
     let entries: Vec<String> = common::bundle_entries(&bundle)

@@ -7,6 +7,8 @@
 //! * [`checkpoint`] — *tlog-checkpoint*: origin, tree size, root hash.
 //! * [`cosignature`] — *tlog-cosignature*: timestamped Ed25519 witness cosignatures (type 0x04).
 //! * [`entry`] — Vallum's log entries: a versioned, canonical JSON encoding.
+//! * [`seal`] — sealed entries (format v2): public leaves are salted commitments, the
+//!   openings stay private to the entry's tenant and the auditors it chooses.
 //! * [`client`] — a generic tlog-tiles reader over any source of tiles (directory, HTTP).
 //! * [`store`] — a durable, append-only tile store on a local directory whose layout is the
 //!   tlog-tiles URL space, so the files can be served as they are.
@@ -26,6 +28,7 @@ pub mod entry;
 pub mod fuzzing;
 pub mod merkle;
 pub mod note;
+pub mod seal;
 pub mod store;
 pub mod tile;
 pub mod verify;

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use crate::checkpoint::Checkpoint;
 use crate::merkle::{self, Hash, HashSource, leaf_hash, node_hash};
 use crate::note::{Note, Signer};
+use crate::seal::{OPENING_MAGIC, public_leaf};
 use crate::tile::{TILE_WIDTH, TileId, tiles_at};
 use crate::{LedgerError, b64, unb64};
 
@@ -240,6 +241,24 @@ pub fn is_published(path: &str, size: u64) -> Result<bool, LedgerError> {
     Ok(id.index < full || (id.index == full && id.width <= width && id.width < 256))
 }
 
+/// Where sealed entries' openings are kept: the same layout as the public entry bundles, under
+/// this directory, which is never served.
+pub const PRIVATE_DIR: &str = "private";
+
+/// The stored form of entry bundle `id`: the private bundle where one exists (sealed
+/// entries), else the public one (legacy entries, stored as published).
+fn read_stored_bundle(dir: &Path, id: &TileId) -> Result<Vec<Vec<u8>>, LedgerError> {
+    let private = dir.join(PRIVATE_DIR).join(id.path());
+    match fs::read(&private) {
+        Ok(bytes) => return decode_bundle(&bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&private, e)),
+    }
+    let path = dir.join(id.path());
+    let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
+    decode_bundle(&bytes)
+}
+
 /// The root of a perfect tree given its leaves (a power of two of them).
 fn fold(mut level: Vec<Hash>) -> Hash {
     while level.len() > 1 {
@@ -386,9 +405,7 @@ impl TileStore {
                 index: full0,
                 width: width0,
             };
-            let path = dir.join(id.path());
-            let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
-            store.bundle = decode_bundle(&bytes)?;
+            store.bundle = read_stored_bundle(&dir, &id)?;
             if store.bundle.len() != usize::from(width0) {
                 return Err(LedgerError::Corrupt(format!(
                     "{} has the wrong width",
@@ -551,10 +568,33 @@ impl TileStore {
         result
     }
 
+    /// The public bundle (leaves) and, when any entry is sealed, the private bundle (the
+    /// stored openings) of `stored` at `id`.
+    fn add_bundle(
+        &self,
+        id: &TileId,
+        stored: &[Vec<u8>],
+        batch: &mut FileBatch,
+    ) -> Result<(), LedgerError> {
+        let leaves = stored
+            .iter()
+            .map(|e| public_leaf(e).map(std::borrow::Cow::into_owned))
+            .collect::<Result<Vec<_>, _>>()?;
+        batch.add(self.dir.join(id.path()), encode_bundle(&leaves));
+        if stored.iter().any(|e| e.starts_with(OPENING_MAGIC)) {
+            batch.add(
+                self.dir.join(PRIVATE_DIR).join(id.path()),
+                encode_bundle(stored),
+            );
+        }
+        Ok(())
+    }
+
     fn integrate_inner(&mut self, entries: &[Vec<u8>]) -> Result<u64, LedgerError> {
         let mut batch = FileBatch::default();
         for entry in entries {
             let index = self.size;
+            let leaf = public_leaf(entry)?.into_owned();
             self.bundle.push(entry.clone());
             if self.bundle.len() as u64 == TILE_WIDTH {
                 let id = TileId {
@@ -563,9 +603,9 @@ impl TileStore {
                     width: 256,
                 };
                 let bundle = std::mem::take(&mut self.bundle);
-                batch.add(self.dir.join(id.path()), encode_bundle(&bundle));
+                self.add_bundle(&id, &bundle, &mut batch)?;
             }
-            self.push_hash(0, leaf_hash(entry), &mut batch);
+            self.push_hash(0, leaf_hash(&leaf), &mut batch);
             self.size += 1;
         }
         // Partial tiles and bundle for the new size.
@@ -587,7 +627,7 @@ impl TileStore {
                 index: self.size / TILE_WIDTH,
                 width: self.bundle.len() as u16,
             };
-            batch.add(self.dir.join(id.path()), encode_bundle(&self.bundle));
+            self.add_bundle(&id, &self.bundle, &mut batch)?;
         }
         batch.commit()?;
         // Commit: the new size and root.
@@ -691,13 +731,33 @@ impl TileStore {
             index: bundle,
             width: 256,
         };
-        let path = self.dir.join(id.path());
-        let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let entries = decode_bundle(&bytes)?;
-        entries
+        read_stored_bundle(&self.dir, &id)?
             .get(pos)
             .cloned()
             .ok_or_else(|| LedgerError::Corrupt(format!("{} is short", id.path())))
+    }
+
+    /// The stored entries of entry bundle `index` (openings where sealed): what the log's
+    /// owner reads, never served publicly.
+    pub fn stored_bundle(&self, index: u64) -> Result<Vec<Vec<u8>>, LedgerError> {
+        let (full, width) = tiles_at(0, self.size);
+        if index == full && width > 0 {
+            return Ok(self.bundle.clone());
+        }
+        if index >= full {
+            return Err(LedgerError::OutOfRange {
+                index: index * TILE_WIDTH,
+                size: self.size,
+            });
+        }
+        read_stored_bundle(
+            &self.dir,
+            &TileId {
+                level: None,
+                index,
+                width: 256,
+            },
+        )
     }
 
     /// Checks every stored full tile and bundle against the level above / the leaf hashes,
@@ -722,10 +782,22 @@ impl TileStore {
             if entries.len() != 256 {
                 return Ok(Some(t * TILE_WIDTH + entries.len() as u64));
             }
+            // The private openings must reproduce the public leaves.
+            let private = self.dir.join(PRIVATE_DIR).join(id.path());
+            if private.exists() {
+                let stored = decode_bundle(&fs::read(&private).map_err(|e| io_err(&private, e))?)?;
+                for (i, e) in stored.iter().enumerate() {
+                    let ok = public_leaf(e).is_ok_and(|l| tile.get(i) == Some(&leaf_hash(&l)));
+                    if !ok {
+                        return Ok(Some(t * TILE_WIDTH + i as u64));
+                    }
+                }
+            }
         }
         for (i, e) in self.bundle.iter().enumerate() {
             let index = full0 * TILE_WIDTH + i as u64;
-            if self.edges[0].get(i) != Some(&leaf_hash(e)) {
+            let ok = public_leaf(e).is_ok_and(|l| self.edges[0].get(i) == Some(&leaf_hash(&l)));
+            if !ok {
                 return Ok(Some(index));
             }
         }

@@ -16,11 +16,15 @@ use crate::merkle::{
     self, Hash, MemoryTree, leaf_hash, multi_proof, root_from_multi_proof, verify_consistency,
 };
 use crate::note::{Note, Verifier, open};
+use crate::seal::{Leaf, Opening, parse_leaf};
 use crate::tile::{TILE_WIDTH, tiles_at};
 use crate::{LedgerError, b64, malformed, unb64};
 
-/// The `format` value of a version-1 proof bundle.
-pub const BUNDLE_FORMAT: &str = "vallum-proof-bundle/1";
+/// The `format` value of the proof bundles this build writes (version 2: entries may carry
+/// their opening, `salt` and `owner`, for sealed leaves).
+pub const BUNDLE_FORMAT: &str = "vallum-proof-bundle/2";
+/// Version-1 bundles (every entry in the clear) are still read.
+pub const BUNDLE_FORMAT_V1: &str = "vallum-proof-bundle/1";
 /// Largest proof bundle `vallum verify` reads (bytes).
 pub const MAX_BUNDLE_BYTES: usize = 4 << 30;
 
@@ -106,8 +110,10 @@ fn check_extends(
 pub struct LogVerification {
     /// The verified checkpoint and its cosigners.
     pub trust: Trust,
-    /// Entries kept by the caller's filter, with their indexes.
+    /// Entries kept by the caller's filter, with their indexes (entries in the clear only).
     pub entries: Vec<(u64, Entry)>,
+    /// Sealed leaves (format v2): verified in the tree, their content private.
+    pub sealed: u64,
 }
 
 /// Reads every entry of the log up to its signed checkpoint, rebuilds the tree and checks it
@@ -129,6 +135,7 @@ pub fn verify_log(
     let client = LogClient::new(fetcher, size);
     let mut tree = MemoryTree::new();
     let mut kept = Vec::new();
+    let mut sealed = 0u64;
     let bundles = size.div_ceil(TILE_WIDTH);
     for b in 0..bundles {
         let first = b * TILE_WIDTH;
@@ -146,9 +153,13 @@ pub fn verify_log(
                     "the entry does not match its hash in the level-0 tile",
                 ));
             }
-            let entry = Entry::parse(bytes).map_err(|e| tampered(index, e.to_string()))?;
-            if keep(&entry) {
-                kept.push((index, entry));
+            match parse_leaf(bytes).map_err(|e| tampered(index, e.to_string()))? {
+                Leaf::Entry(entry) => {
+                    if keep(&entry) {
+                        kept.push((index, entry));
+                    }
+                }
+                Leaf::Commitment(_) => sealed += 1,
             }
             tree.push_hash(h);
         }
@@ -172,6 +183,7 @@ pub fn verify_log(
     Ok(LogVerification {
         trust,
         entries: kept,
+        sealed,
     })
 }
 
@@ -237,6 +249,45 @@ pub struct BundleEntry {
     pub index: u64,
     /// The entry's exact bytes, base64.
     pub entry: String,
+    /// For a sealed leaf: the opening's salt, hex (the leaf is the commitment to salt, owner
+    /// and entry); absent for an entry that is its own leaf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
+    /// For a sealed leaf: the tenant it belongs to (empty: the platform).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+}
+
+impl BundleEntry {
+    /// The public leaf this entry stands for, and its parsed content.
+    fn leaf(&self) -> Result<(Vec<u8>, Entry), LedgerError> {
+        let bytes = unb64(&self.entry).ok_or_else(|| tampered(self.index, "not base64"))?;
+        let entry = Entry::parse(&bytes).map_err(|err| tampered(self.index, err.to_string()))?;
+        match &self.salt {
+            None => Ok((bytes, entry)),
+            Some(hex) => {
+                let salt = decode_hex32(hex)
+                    .ok_or_else(|| tampered(self.index, "the salt is not 32 hex bytes"))?;
+                let o = Opening {
+                    salt,
+                    owner: self.owner.clone().unwrap_or_default(),
+                    entry: bytes,
+                };
+                Ok((o.leaf(), entry))
+            }
+        }
+    }
+}
+
+fn decode_hex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in text.as_bytes().chunks_exact(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// A consistency proof from an older tree size.
@@ -312,6 +363,8 @@ impl ProofBundle {
             entries.push(BundleEntry {
                 index,
                 entry: b64(bytes),
+                salt: None,
+                owner: None,
             });
         }
         let proof = multi_proof(&client, indexes, cp.size)?;
@@ -341,6 +394,48 @@ impl ProofBundle {
         })
     }
 
+    /// Builds a bundle of sealed entries from their openings (which the log's owner keeps),
+    /// with proofs from the public tiles read through `fetcher` at the checkpoint `note`
+    /// (already verified by the caller). `entries` are sorted by index.
+    pub fn export_openings(
+        fetcher: &dyn TileFetcher,
+        note: &Note,
+        entries: &[(u64, Opening)],
+        filter: BundleFilter,
+        old_size: Option<u64>,
+    ) -> Result<Self, LedgerError> {
+        let cp = Checkpoint::parse(&note.text)?;
+        let client = LogClient::new(fetcher, cp.size);
+        let indexes: Vec<u64> = entries.iter().map(|(i, _)| *i).collect();
+        let proof = multi_proof(&client, &indexes, cp.size)?;
+        let consistency = match old_size {
+            Some(old) if old > 0 && old <= cp.size => Some(BundleConsistency {
+                old_size: old,
+                proof: merkle::consistency_proof(&client, old, cp.size)?
+                    .iter()
+                    .map(|h| b64(h))
+                    .collect(),
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            format: BUNDLE_FORMAT.into(),
+            checkpoint: note.to_text(),
+            consistency,
+            filter,
+            entries: entries
+                .iter()
+                .map(|(index, o)| BundleEntry {
+                    index: *index,
+                    entry: b64(&o.entry),
+                    salt: Some(o.salt.iter().map(|b| format!("{b:02x}")).collect()),
+                    owner: Some(o.owner.clone()),
+                })
+                .collect(),
+            proof: proof.iter().map(|h| b64(h)).collect(),
+        })
+    }
+
     /// Parses a bundle (JSON), refusing unknown formats.
     pub fn parse(bytes: &[u8]) -> Result<Self, LedgerError> {
         if bytes.len() > MAX_BUNDLE_BYTES {
@@ -348,7 +443,13 @@ impl ProofBundle {
         }
         let b: Self =
             serde_json::from_slice(bytes).map_err(|e| malformed("proof bundle", e.to_string()))?;
-        if b.format != BUNDLE_FORMAT {
+        if b.format == BUNDLE_FORMAT_V1 && b.entries.iter().any(|e| e.salt.is_some()) {
+            return Err(malformed(
+                "proof bundle",
+                "a version-1 bundle has no openings",
+            ));
+        }
+        if b.format != BUNDLE_FORMAT && b.format != BUNDLE_FORMAT_V1 {
             return Err(malformed(
                 "proof bundle",
                 format!("unknown format {:?}", b.format),
@@ -415,9 +516,8 @@ impl ProofBundle {
         let mut leaves = Vec::with_capacity(self.entries.len());
         let mut parsed = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
-            let bytes = unb64(&e.entry).ok_or_else(|| tampered(e.index, "not base64"))?;
-            let entry = Entry::parse(&bytes).map_err(|err| tampered(e.index, err.to_string()))?;
-            leaves.push((e.index, leaf_hash(&bytes)));
+            let (leaf, entry) = e.leaf()?;
+            leaves.push((e.index, leaf_hash(&leaf)));
             parsed.push((e.index, entry));
         }
         let root = root_from_multi_proof(&leaves, cp.size, &decode_hashes(&self.proof)?)?;

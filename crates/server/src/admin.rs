@@ -51,6 +51,23 @@ pub struct Admin {
     iam: Arc<Iam>,
     jobs: Mutex<HashMap<String, RewrapProgress>>,
     sites: Option<Arc<crate::sites::SiteManager>>,
+    ledger: Option<Arc<crate::ledger::Ledger>>,
+}
+
+/// `POST log/bundle`: which of the caller's entries.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BundleBody {
+    /// One bucket (the caller's tenant's name for it).
+    #[serde(default)]
+    bucket: Option<String>,
+    #[serde(default)]
+    from_ms: Option<i64>,
+    #[serde(default)]
+    to_ms: Option<i64>,
+    /// Include a consistency proof from this older tree size.
+    #[serde(default)]
+    since_size: Option<u64>,
 }
 
 pub(crate) struct Failure(
@@ -164,6 +181,7 @@ impl Admin {
             iam,
             jobs: Mutex::default(),
             sites: None,
+            ledger: None,
         }
     }
 
@@ -172,6 +190,84 @@ impl Admin {
     pub fn with_sites(mut self, sites: Arc<crate::sites::SiteManager>) -> Self {
         self.sites = Some(sites);
         self
+    }
+
+    /// The transparency log, for the proof bundles of sealed entries.
+    #[must_use]
+    pub fn with_ledger(mut self, ledger: Arc<crate::ledger::Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
+    /// A proof bundle of the caller's own sealed log entries: a tenant's users get their
+    /// tenant's, the root credentials the platform's and the default tenant's.
+    async fn log_bundle(
+        &self,
+        principal: &Principal,
+        body: &[u8],
+    ) -> Result<serde_json::Value, Failure> {
+        let b: BundleBody = if body.is_empty() {
+            BundleBody::default()
+        } else {
+            Self::parse(body)?
+        };
+        let (owner, tenant) = match principal {
+            Principal::Root => (
+                String::new(),
+                vallum_core::iam::model::DEFAULT_TENANT.to_owned(),
+            ),
+            Principal::User { tenant, .. } => (tenant.clone(), tenant.clone()),
+            _ => {
+                return Err(Failure(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "log bundles are for a tenant's users and the root credentials".into(),
+                ));
+            }
+        };
+        let ledger = self.ledger.clone().ok_or_else(|| {
+            Failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the transparency log is not open".into(),
+            )
+        })?;
+        let internal = b
+            .bucket
+            .as_deref()
+            .map(|name| vallum_core::iam::model::internal_bucket(&tenant, name));
+        let filter = vallum_ledger::verify::BundleFilter {
+            bucket: b.bucket.clone(),
+            from_ms: b.from_ms,
+            to_ms: b.to_ms,
+        };
+        let (from_ms, to_ms, since_size) = (b.from_ms, b.to_ms, b.since_size);
+        let bundle = tokio::task::spawn_blocking(move || {
+            let keep = |e: &vallum_ledger::entry::Entry| {
+                internal
+                    .as_deref()
+                    .is_none_or(|name| e.event.bucket() == Some(name))
+                    && from_ms.is_none_or(|f| e.time_ms >= f)
+                    && to_ms.is_none_or(|t| e.time_ms <= t)
+            };
+            ledger.bundle_for(&owner, &keep, filter, since_size)
+        })
+        .await
+        .map_err(|e| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        })?
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e))?;
+        serde_json::from_slice(&bundle.to_json()).map_err(|e| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        })
     }
 
     /// Serves one admin request.
@@ -340,6 +436,7 @@ impl Admin {
                 crate::admin_iam::route(&self.iam, principal, caller_key, facts, method, seg, body)
                     .await
             }
+            Some(&"log") => self.log_bundle(principal, body).await,
             _ => self.route(method, seg, body).await,
         }
     }

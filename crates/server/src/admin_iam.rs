@@ -84,6 +84,7 @@ pub(crate) async fn required(
         (&M::GET, ["repair"]) => ("vallum:GetRepair", platform),
         (_, ["repair"]) => ("vallum:StartRepair", platform),
         (&M::GET, ["compliance"]) => ("vallum:GetPlatformCompliance", platform),
+        (&M::POST, ["log", "bundle"]) => ("vallum:GetLogBundle", tenant(&own_tenant(p)?)),
         (_, ["buckets", b, rest @ ..]) => {
             let (t, local) = resolve_bucket(p, b)?;
             let action = match (&m, rest) {

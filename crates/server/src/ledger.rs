@@ -225,8 +225,9 @@ impl Ledger {
                 sites,
             },
         );
+        let started = seal(&started, started.encode()).map_err(storage(&log_dir))?;
         store
-            .append(&[started.encode()])
+            .append(&[started])
             .map_err(|e| storage(&log_dir)(e.to_string()))?;
         store
             .integrate()
@@ -282,6 +283,63 @@ impl Ledger {
             return None;
         }
         std::fs::read(self.dir.join(path)).ok()
+    }
+
+    /// A proof bundle of the sealed entries `owner` may read (a tenant's, or with `""` the
+    /// platform's and the default tenant's), at the published checkpoint: each entry with its
+    /// opening, and the proofs from the public tiles. `keep` selects among them.
+    pub fn bundle_for(
+        &self,
+        owner: &str,
+        keep: &dyn Fn(&Entry) -> bool,
+        filter: vallum_ledger::verify::BundleFilter,
+        since_size: Option<u64>,
+    ) -> Result<vallum_ledger::verify::ProofBundle, String> {
+        use vallum_ledger::seal::Opening;
+        use vallum_ledger::tile::{TILE_WIDTH, TileId};
+        let note_text = std::fs::read(self.dir.join("checkpoint"))
+            .map_err(|e| format!("the log has no published checkpoint: {e}"))?;
+        let note = Note::parse(&note_text).map_err(|e| e.to_string())?;
+        let size = Checkpoint::parse(&note.text)
+            .map_err(|e| e.to_string())?
+            .size;
+        let mut chosen: Vec<(u64, Opening)> = Vec::new();
+        for b in 0..size.div_ceil(TILE_WIDTH) {
+            let width = (size - b * TILE_WIDTH).min(TILE_WIDTH);
+            let id = TileId {
+                level: None,
+                index: b,
+                width: u16::try_from(width).unwrap_or(256),
+            };
+            // Sealed entries live in the private bundles; a bundle without one has none.
+            let path = self
+                .dir
+                .join(vallum_ledger::store::PRIVATE_DIR)
+                .join(id.path());
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
+            let stored = vallum_ledger::store::decode_bundle(&bytes).map_err(|e| e.to_string())?;
+            for (i, s) in stored.iter().enumerate() {
+                let Some(o) = Opening::decode(s).map_err(|e| e.to_string())? else {
+                    continue;
+                };
+                if o.owner != owner {
+                    continue;
+                }
+                let entry = o.parsed().map_err(|e| e.to_string())?;
+                if keep(&entry) {
+                    chosen.push((b * TILE_WIDTH + i as u64, o));
+                }
+            }
+        }
+        let fetcher = vallum_ledger::client::DirFetcher(self.dir.clone());
+        vallum_ledger::verify::ProofBundle::export_openings(
+            &fetcher, &note, &chosen, filter, since_size,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// Appends encoded entries; resolves once durable, with the first index.
@@ -350,14 +408,20 @@ impl Ledger {
                 .bundle((integrated - 1) / 256)
                 .ok()
                 .and_then(|b| b.get(((integrated - 1) % 256) as usize).cloned());
-            if ours.first() != tiles.as_ref() {
+            // The database holds the stored form; the tiles, the public leaf.
+            let ours = ours
+                .first()
+                .and_then(|o| vallum_ledger::seal::public_leaf(o).ok())
+                .map(std::borrow::Cow::into_owned);
+            if ours != tiles {
                 return Err(storage(&log_dir)(format!(
                     "the log directory holds {integrated} entries that the database's log sequence does not match; \
                      was the database replaced, or the embedded log not migrated (vallum migrate-meta copies it)?"
                 )));
             }
         }
-        meta.ledger_append(&[started.encode()])
+        let started = seal(&started, started.encode()).map_err(storage(&log_dir))?;
+        meta.ledger_append(&[started])
             .await
             .map_err(|e| storage(&log_dir)(e.to_string()))?;
         let (batches, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -477,19 +541,66 @@ pub struct LedgerJournal(pub Arc<Ledger>);
 #[async_trait]
 impl Journal for LedgerJournal {
     async fn record(&self, entries: Vec<Entry>) -> Result<(), JournalError> {
-        let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::encode).collect();
-        if let Some(big) = encoded.iter().find(|e| e.len() > MAX_ENCODED_ENTRY_BYTES) {
-            return Err(JournalError(format!(
-                "an entry of {} bytes exceeds the {MAX_ENCODED_ENTRY_BYTES}-byte limit",
-                big.len()
-            )));
+        let mut sealed = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let encoded = entry.encode();
+            if encoded.len() > MAX_ENCODED_ENTRY_BYTES {
+                return Err(JournalError(format!(
+                    "an entry of {} bytes exceeds the {MAX_ENCODED_ENTRY_BYTES}-byte limit",
+                    encoded.len()
+                )));
+            }
+            sealed.push(seal(entry, encoded).map_err(JournalError)?);
         }
         self.0
-            .append(encoded)
+            .append(sealed)
             .await
             .map(|_| ())
             .map_err(JournalError)
     }
+}
+
+/// The tenant an entry belongs to: its bucket's tenant, or the `tenant=` an administrative
+/// entry names; empty for the platform and the default tenant (the root credentials' own).
+#[must_use]
+pub fn owner_of(entry: &Entry) -> String {
+    if let Some(bucket) = entry.event.bucket() {
+        return bucket
+            .split_once(vallum_core::iam::model::TENANT_SEPARATOR)
+            .map(|(t, _)| t.to_owned())
+            .unwrap_or_default();
+    }
+    if let Event::Admin { target, .. } = &entry.event {
+        // `tenant=T`, or what names a tenant's user (`user=T/U`, `guardian=T/U`) or bucket
+        // (`bucket=T:B`).
+        let sep = vallum_core::iam::model::TENANT_SEPARATOR;
+        let tenant = target.split_whitespace().find_map(|w| {
+            w.strip_prefix("tenant=")
+                .or_else(|| {
+                    w.strip_prefix("user=")
+                        .or_else(|| w.strip_prefix("guardian="))
+                        .and_then(|u| u.split_once('/').map(|(t, _)| t))
+                })
+                .or_else(|| {
+                    w.strip_prefix("bucket=")
+                        .and_then(|b| b.split_once(sep).map(|(t, _)| t))
+                })
+        });
+        if let Some(t) = tenant
+            && t != vallum_core::iam::model::DEFAULT_TENANT
+        {
+            return t.to_owned();
+        }
+    }
+    String::new()
+}
+
+/// The stored (sealed) form of an entry: its public leaf is a commitment; the opening stays
+/// in the log's private bundles, for the entry's tenant.
+pub(crate) fn seal(entry: &Entry, encoded: Vec<u8>) -> Result<Vec<u8>, String> {
+    vallum_ledger::seal::Opening::seal(encoded, &owner_of(entry))
+        .map(|o| o.encode())
+        .map_err(|e| e.to_string())
 }
 
 struct WitnessState {

@@ -218,11 +218,13 @@ async fn migrate_log(
     );
     // Idempotent: a re-run does not record the migration twice.
     let already = store.size() > 0
-        && Entry::parse(&store.entry(store.size() - 1)?).is_ok_and(
-            |e| matches!(&e.event, Event::Admin { action, .. } if action == "metadata_migrated"),
+        && vallum_ledger::seal::stored_entry(&store.entry(store.size() - 1)?).is_ok_and(
+            |(e, _)| matches!(&e.event, Event::Admin { action, .. } if action == "metadata_migrated"),
         );
     if !already {
-        store.append(&[migrated.encode()])?;
+        let sealed = crate::ledger::seal(&migrated, migrated.encode())
+            .map_err(|e| MigrateError::Verify(format!("sealing the migration entry: {e}")))?;
+        store.append(&[sealed])?;
     }
     let size = store.integrate()?;
     let mut copied = 0u64;

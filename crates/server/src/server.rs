@@ -615,7 +615,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         ledger: Arc::clone(&ledger),
         admin: Arc::new(
             crate::admin::Admin::new(Arc::clone(&service), Arc::clone(&iam))
-                .with_sites(Arc::clone(&sites)),
+                .with_sites(Arc::clone(&sites))
+                .with_ledger(Arc::clone(&ledger)),
         ),
         secure: false,
         peer: None,

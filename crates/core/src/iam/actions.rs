@@ -133,6 +133,7 @@ pub const TENANT: &[&str] = &[
     "vallum:RevokeGrant",
     "vallum:ListAttestations",
     "vallum:RotateWebhookSecret",
+    "vallum:GetLogBundle",
 ];
 
 /// The key lifecycle, inside a tenant (administered like [`TENANT`]).

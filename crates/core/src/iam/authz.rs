@@ -256,6 +256,7 @@ pub const GROUPS: &[(&str, &[&[&str]])] = &[
 const GUARDIAN_READS: &[&str] = &[
     "vallum:GetCharter",
     "vallum:ListAttestations",
+    "vallum:GetLogBundle",
     "vallum:ListAccessRequests",
     "vallum:GetAccessRequest",
     "vallum:RevokeGrant",

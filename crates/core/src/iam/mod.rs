@@ -1961,7 +1961,8 @@ impl Iam {
                 "lockbox_approval"
             },
             format!(
-                "request={id} guardian={guardian} approvals={}/{} expires_ms={}",
+                "request={id} tenant={} guardian={guardian} approvals={}/{} expires_ms={}",
+                req.spec.tenant,
                 req.approvals.len(),
                 req.approvals_required,
                 req.expires_ms.unwrap_or(0)
@@ -2013,8 +2014,14 @@ impl Iam {
         if let Some(key) = &req.credential {
             let _ = self.remove(kind::ACCESS_KEY, key).await?;
         }
-        self.log(action, format!("request={id} by={by} comment={comment:?}"))
-            .await?;
+        self.log(
+            action,
+            format!(
+                "request={id} tenant={} by={by} comment={comment:?}",
+                req.spec.tenant
+            ),
+        )
+        .await?;
         self.refresh().await?;
         if let Ok(t) = self.tenant(&req.spec.tenant).await {
             self.notify(&t, action, &req).await;
@@ -2103,7 +2110,10 @@ impl Iam {
         };
         self.log(
             "lockbox_credential_claimed",
-            format!("request={id} operator={operator} key={}", key.id),
+            format!(
+                "request={id} tenant={} operator={operator} key={}",
+                updated.spec.tenant, key.id
+            ),
         )
         .await?;
         self.refresh().await?;
@@ -2148,7 +2158,10 @@ impl Iam {
             .await?;
         self.log(
             "lockbox_break_glass_reviewed",
-            format!("request={id} guardian={guardian} justified={justified} comment={comment:?}"),
+            format!(
+                "request={id} tenant={} guardian={guardian} justified={justified} comment={comment:?}",
+                req.spec.tenant
+            ),
         )
         .await?;
         if let Ok(t) = self.tenant(&req.spec.tenant).await {
@@ -2299,7 +2312,10 @@ impl Iam {
             }
             self.log(
                 "lockbox_ended",
-                format!("request={} operator={operator} reason={why:?}", ended.id),
+                format!(
+                    "request={} tenant={} operator={operator} reason={why:?}",
+                    ended.id, ended.spec.tenant
+                ),
             )
             .await?;
             if let Ok(t) = self.tenant(&ended.spec.tenant).await {
