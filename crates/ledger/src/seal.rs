@@ -134,7 +134,7 @@ pub fn commitment_leaf(c: &[u8; 32]) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Leaf {
     /// A v1 entry, written before sealing.
-    Entry(Entry),
+    Entry(Box<Entry>),
     /// A commitment to a private opening.
     Commitment([u8; 32]),
 }
@@ -159,7 +159,7 @@ pub fn parse_leaf(bytes: &[u8]) -> Result<Leaf, LedgerError> {
         }
         return Ok(Leaf::Commitment(out));
     }
-    Entry::parse(bytes).map(Leaf::Entry)
+    Entry::parse(bytes).map(|e| Leaf::Entry(Box::new(e)))
 }
 
 /// The public leaf of stored bytes: the commitment of an opening, or the bytes themselves for

@@ -156,7 +156,7 @@ pub fn verify_log(
             match parse_leaf(bytes).map_err(|e| tampered(index, e.to_string()))? {
                 Leaf::Entry(entry) => {
                     if keep(&entry) {
-                        kept.push((index, entry));
+                        kept.push((index, *entry));
                     }
                 }
                 Leaf::Commitment(_) => sealed += 1,

@@ -415,18 +415,15 @@ pub(crate) async fn route(
         }
         (&M::PUT, ["tenants", t, "attestations", op]) => {
             let b: TenantAttestBody = Admin::parse(body)?;
-            Ok(value(
-                &iam.attest_for_tenant(
-                    t,
-                    op,
-                    &b.role,
-                    b.attributes,
-                    &b.access_key,
-                    &guardian_of(p)?,
-                    &b.evidence,
-                )
-                .await?,
-            ))
+            let spec = vallum_core::iam::AttestationSpec {
+                tenant: (*t).to_owned(),
+                operator: (*op).to_owned(),
+                role: b.role,
+                attributes: b.attributes,
+                access_key: b.access_key,
+                evidence: b.evidence,
+            };
+            Ok(value(&iam.attest_for_tenant(spec, &guardian_of(p)?).await?))
         }
         (&M::DELETE, ["tenants", t, "attestations", op]) => {
             iam.withdraw_attestation(t, op, &guardian_of(p)?).await?;

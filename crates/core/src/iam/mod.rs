@@ -150,6 +150,23 @@ pub trait Notifier: Send + Sync {
     fn notify(&self, delivery: Delivery);
 }
 
+/// What a tenant's guardian attests about an operator.
+#[derive(Debug, Clone)]
+pub struct AttestationSpec {
+    /// The guardian's tenant.
+    pub tenant: String,
+    /// The operator.
+    pub operator: String,
+    /// Its vetted role.
+    pub role: String,
+    /// Its vetted attributes.
+    pub attributes: Attributes,
+    /// The operator's access key the attestation covers.
+    pub access_key: String,
+    /// Evidence reference.
+    pub evidence: String,
+}
+
 /// The sealed secret of a tenant's webhook.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct WebhookSecret {
@@ -2177,14 +2194,24 @@ impl Iam {
     /// file requests. Replaces the tenant's earlier attestation of the operator.
     pub async fn attest_for_tenant(
         &self,
-        tenant: &str,
-        operator: &str,
-        role: &str,
-        attributes: Attributes,
-        access_key: &str,
+        spec: AttestationSpec,
         guardian: &str,
-        evidence: &str,
     ) -> IamResult<TenantAttestation> {
+        let AttestationSpec {
+            tenant,
+            operator,
+            role,
+            attributes,
+            access_key,
+            evidence,
+        } = spec;
+        let (tenant, operator, role, access_key, evidence) = (
+            tenant.as_str(),
+            operator.as_str(),
+            role.as_str(),
+            access_key.as_str(),
+            evidence.as_str(),
+        );
         check_name("operator role", role)?;
         check_attributes(&attributes)?;
         let t = self.tenant(tenant).await?;
