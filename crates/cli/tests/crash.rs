@@ -522,3 +522,240 @@ async fn a_metadata_store_that_lost_commits_is_not_served() {
     assert!(stderr.contains("lost committed state"), "{stderr}");
     assert!(stderr.contains("meta.db-commits"), "{stderr}");
 }
+
+/// What the mixed writers of the hundred-trial test know: objects acknowledged (and not since
+/// deleted), deletes acknowledged, and keys whose last request got no answer.
+#[derive(Default, Clone)]
+struct Known {
+    present: std::collections::BTreeSet<String>,
+    gone: std::collections::BTreeSet<String>,
+    uncertain: std::collections::BTreeSet<String>,
+}
+
+/// A small payload determined by the key alone (1 B to 16 KiB).
+fn small_payload(key: &str) -> Vec<u8> {
+    let seed = key.bytes().fold(0x811c_9dc5_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    data(1 + (seed % (16 * 1024)) as usize, seed)
+}
+
+async fn mixed_writer(client: aws_sdk_s3::Client, trial: u32, w: u32, known: Arc<Mutex<Known>>) {
+    for i in 0u32.. {
+        let key = format!("t{trial:03}/w{w}/{i:04}");
+        known.lock().unwrap().uncertain.insert(key.clone());
+        let put = client
+            .put_object()
+            .bucket("trials")
+            .key(&key)
+            .body(ByteStream::from(small_payload(&key)))
+            .send()
+            .await;
+        if put.is_err() {
+            return; // the server is gone: this key stays uncertain
+        }
+        {
+            let mut k = known.lock().unwrap();
+            k.uncertain.remove(&key);
+            k.present.insert(key.clone());
+        }
+        // Every third write also deletes an earlier object of this writer.
+        if i % 3 == 2 {
+            let old = format!("t{trial:03}/w{w}/{:04}", i - 2);
+            {
+                let mut k = known.lock().unwrap();
+                if !k.present.remove(&old) {
+                    continue;
+                }
+                k.uncertain.insert(old.clone());
+            }
+            let del = client
+                .delete_object()
+                .bucket("trials")
+                .key(&old)
+                .send()
+                .await;
+            if del.is_err() {
+                return;
+            }
+            let mut k = known.lock().unwrap();
+            k.uncertain.remove(&old);
+            k.gone.insert(old);
+        }
+    }
+}
+
+/// Every object listed is whole; every acknowledged object is there and byte-identical (all of
+/// them when `full`, else those of `trial`); every acknowledged delete holds.
+async fn check_trials(server: &Server, known: &Known, trial: Option<u32>) {
+    let s3 = server.client();
+    let mut listed = std::collections::BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = s3
+            .list_objects_v2()
+            .bucket("trials")
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        for o in page.contents() {
+            listed.insert(o.key().unwrap().to_owned(), o.size().unwrap());
+        }
+        if page.is_truncated() != Some(true) {
+            break;
+        }
+        token = page.next_continuation_token().map(str::to_owned);
+    }
+    for (key, size) in &listed {
+        assert_eq!(
+            *size as usize,
+            small_payload(key).len(),
+            "{key} is listed torn"
+        );
+        assert!(
+            !known.gone.contains(key),
+            "the acknowledged delete of {key} was lost"
+        );
+    }
+    for key in &known.present {
+        assert!(
+            listed.contains_key(key),
+            "acknowledged object {key} was lost"
+        );
+        let wanted = trial.is_none_or(|t| key.starts_with(&format!("t{t:03}/")));
+        if wanted {
+            let got = common::get_bytes(&s3, "trials", key).await;
+            assert!(
+                got.as_ref() == small_payload(key).as_slice(),
+                "{key} reads back different"
+            );
+        }
+    }
+}
+
+/// The reliability campaign: a hundred kill -9 trials during mixed writes (new objects and
+/// deletes, three writers); after each, every acknowledged write and delete holds and nothing
+/// is torn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_kill_9_trials_during_mixed_writes_lose_nothing() {
+    const TRIALS: u32 = 100;
+    const TRIAL_WRITERS: u32 = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let known: Arc<Mutex<Known>> = Arc::default();
+    {
+        let server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+        server
+            .client()
+            .create_bucket()
+            .bucket("trials")
+            .send()
+            .await
+            .unwrap();
+    }
+    for trial in 0..TRIALS {
+        let mut server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+        let snapshot = known.lock().unwrap().clone();
+        check_trials(&server, &snapshot, trial.checked_sub(1)).await;
+        // No client retries: a request cut by the kill fails at once.
+        let client = aws_sdk_s3::Client::from_conf(
+            server
+                .client()
+                .config()
+                .to_builder()
+                .retry_config(aws_sdk_s3::config::retry::RetryConfig::disabled())
+                .build(),
+        );
+        let tasks: Vec<_> = (0..TRIAL_WRITERS)
+            .map(|w| tokio::spawn(mixed_writer(client.clone(), trial, w, Arc::clone(&known))))
+            .collect();
+        // Kill at a different moment each trial.
+        tokio::time::sleep(Duration::from_millis(60 + u64::from(trial % 7) * 37)).await;
+        server.kill9();
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    let server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    let snapshot = known.lock().unwrap().clone();
+    assert!(
+        snapshot.present.len() > 200 && snapshot.gone.len() > 50,
+        "too few acknowledged writes to mean anything: {} present, {} deleted",
+        snapshot.present.len(),
+        snapshot.gone.len()
+    );
+    check_trials(&server, &snapshot, None).await;
+}
+
+/// Keys are generated only for an empty store: one that holds data and lost a key file refuses
+/// to start, naming the file; an altered `iam.key` is refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_with_a_missing_key_file_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let mut server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    server
+        .client()
+        .create_bucket()
+        .bucket("keys")
+        .send()
+        .await
+        .unwrap();
+    // A tenant, so that sealed access-key secrets are in the store.
+    common::run(common::vallum_admin(&server, "tenant").args(["create", "acme"]));
+    stop_gracefully(&mut server);
+    let serve = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vallum"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .output()
+            .unwrap()
+    };
+    let keyring = data_dir.join("keys/keyring");
+    let saved = std::fs::read(&keyring).unwrap();
+    std::fs::remove_file(&keyring).unwrap();
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("keys/keyring") && stderr.contains("is missing"),
+        "{stderr}"
+    );
+    assert!(!keyring.exists(), "a new keyring was generated");
+    std::fs::write(&keyring, &saved).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&keyring, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let iam_key = data_dir.join("iam.key");
+    let original = std::fs::read(&iam_key).unwrap();
+    std::fs::write(&iam_key, [7u8; 32]).unwrap();
+    std::fs::set_permissions(&iam_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("iam.key") && stderr.contains("does not open"),
+        "{stderr}"
+    );
+    std::fs::write(&iam_key, &original).unwrap();
+    std::fs::set_permissions(&iam_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Open to other users: refused, naming the file and its mode.
+    std::fs::set_permissions(&iam_key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = serve();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("iam.key (mode 644"), "{stderr}");
+    std::fs::set_permissions(&iam_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // Restored: it serves the same data.
+    let server = Server::start_in(&data_dir, "127.0.0.1:0", &[], &[]);
+    server
+        .client()
+        .head_bucket()
+        .bucket("keys")
+        .send()
+        .await
+        .unwrap();
+}

@@ -384,8 +384,9 @@ impl ProofBundle {
             }
             _ => None,
         };
+        // Entries in the clear only: a version-1 bundle, readable by older verifiers too.
         Ok(Self {
-            format: BUNDLE_FORMAT.into(),
+            format: BUNDLE_FORMAT_V1.into(),
             checkpoint: note.to_text(),
             consistency,
             filter,

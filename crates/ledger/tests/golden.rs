@@ -272,3 +272,78 @@ fn proof_bundles_keep_their_format() {
         [0, 5, 299, 599]
     );
 }
+
+/// A bundle of sealed entries (format v2): fixed salts and the golden key make it byte-stable;
+/// it verifies, and a changed opening does not.
+#[test]
+fn sealed_entry_bundles_keep_their_format() {
+    use vallum_ledger::seal::Opening;
+    use vallum_ledger::store::TileStore;
+    use vallum_ledger::verify::{BundleFilter, ProofBundle};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut store = TileStore::open(tmp.path()).unwrap();
+    let openings: Vec<Opening> = samples()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Opening {
+            salt: [u8::try_from(i).unwrap(); 32],
+            owner: if i % 2 == 0 {
+                "acme".into()
+            } else {
+                String::new()
+            },
+            entry: e.encode(),
+        })
+        .collect();
+    let stored: Vec<Vec<u8>> = openings.iter().map(Opening::encode).collect();
+    store.append(&stored).unwrap();
+    store.integrate().unwrap();
+    let signer = Signer::from_skey(SKEY).unwrap();
+    let note = store
+        .publish_checkpoint("golden.vallum.test/log", &signer)
+        .unwrap();
+    // The public tiles hold commitments, never the entries.
+    let public = std::fs::read_to_string(
+        tmp.path()
+            .join("tile/entries/000.p")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap_or_default();
+    assert!(!public.contains("records") && public.contains("{\"v\":2,\"c\":"));
+    let chosen: Vec<(u64, Opening)> = openings
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.owner == "acme")
+        .map(|(i, o)| (i as u64, o.clone()))
+        .collect();
+    let bundle = ProofBundle::export_openings(
+        &DirFetcher(tmp.path().to_owned()),
+        &note,
+        &chosen,
+        BundleFilter::default(),
+        None,
+    )
+    .unwrap()
+    .to_json();
+    if regenerate() {
+        std::fs::write(golden("bundle-v2.json"), &bundle).unwrap();
+    }
+    let stored_golden = std::fs::read(golden("bundle-v2.json")).unwrap();
+    assert!(
+        bundle == stored_golden,
+        "the sealed proof bundle format changed"
+    );
+    let key = Verifier::parse(VKEY).unwrap();
+    let parsed = ProofBundle::parse(&stored_golden).unwrap();
+    let (_, entries) = parsed.verify(&key, &[], 0, None).unwrap();
+    assert_eq!(entries.len(), chosen.len());
+    // An opening that does not match its leaf fails verification.
+    let mut forged = parsed.clone();
+    forged.entries[0].owner = Some("globex".into());
+    assert!(forged.verify(&key, &[], 0, None).is_err());
+}
