@@ -54,6 +54,19 @@ pub fn bundle(data: &[u8]) {
     }
 }
 
+/// Public leaves and stored openings (log format 2): no panic; an accepted commitment leaf
+/// re-encodes to the same bytes, an accepted opening too.
+pub fn sealed(data: &[u8]) {
+    if let Ok(crate::seal::Leaf::Commitment(c)) = crate::seal::parse_leaf(data) {
+        assert_eq!(crate::seal::commitment_leaf(&c), data);
+    }
+    if let Ok(Some(o)) = crate::seal::Opening::decode(data) {
+        assert_eq!(o.encode(), data);
+        let _ = o.parsed();
+    }
+    let _ = crate::seal::public_leaf(data);
+}
+
 /// Witness add-checkpoint request bodies.
 pub fn witness_request(data: &[u8]) {
     if let Ok(r) = AddCheckpoint::parse(data) {

@@ -44,6 +44,26 @@ fn entries() {
 #[test]
 fn bundles() {
     run(fuzzing::bundle, &[golden("bundle.json")], 3_000, 4);
+    run(fuzzing::bundle, &[golden("bundle-v2.json")], 3_000, 7);
+}
+
+#[test]
+fn sealed_leaves_and_openings() {
+    let mut opening = b"vallum-opening 2\n".to_vec();
+    opening.extend_from_slice(&[9u8; 32]);
+    opening.push(4);
+    opening.extend_from_slice(b"acme");
+    opening.extend_from_slice(
+        golden("entries.jsonl")
+            .split(|b| *b == b'\n')
+            .next()
+            .unwrap(),
+    );
+    let seeds = vec![
+        opening,
+        format!("{{\"v\":2,\"c\":\"{}\"}}", "ab".repeat(32)).into_bytes(),
+    ];
+    run(fuzzing::sealed, &seeds, 20_000, 8);
 }
 
 #[test]
