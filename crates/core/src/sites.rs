@@ -51,13 +51,17 @@ pub struct Written {
 }
 
 /// The CRC32C of a stream's bytes, computed as they pass through.
-pub(crate) struct CrcTap(Arc<std::sync::atomic::AtomicU32>);
+pub(crate) struct CrcTap(
+    Arc<std::sync::atomic::AtomicU32>,
+    Arc<std::sync::atomic::AtomicU64>,
+);
 
 impl CrcTap {
-    /// `data`, and the tap that holds the CRC32C of what it has yielded so far.
+    /// `data`, and the tap that holds the CRC32C and the length of what it has yielded so far.
     pub(crate) fn around(data: ByteStream) -> (ByteStream, Self) {
         let crc = Arc::new(std::sync::atomic::AtomicU32::new(0));
-        let seen = Arc::clone(&crc);
+        let len = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (seen, counted) = (Arc::clone(&crc), Arc::clone(&len));
         let data: ByteStream = Box::pin(data.inspect(move |item| {
             if let Ok(chunk) = item {
                 let now = seen.load(std::sync::atomic::Ordering::Relaxed);
@@ -65,15 +69,29 @@ impl CrcTap {
                     crc32c::crc32c_append(now, chunk),
                     std::sync::atomic::Ordering::Relaxed,
                 );
+                counted.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
             }
         }));
-        (data, Self(crc))
+        (data, Self(crc, len))
     }
 
     /// The CRC32C so far.
     pub(crate) fn value(&self) -> u32 {
         self.0.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// The bytes yielded so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A store that reports having stored other than what it was given (a short write) failed the
+/// write: nothing it stored is trusted.
+fn short_write(stored: u64, given: u64) -> BlobError {
+    BlobError::Io(io::Error::other(format!(
+        "short write: the site stored {stored} of {given} bytes"
+    )))
 }
 
 impl Topology {
@@ -187,15 +205,22 @@ impl Topology {
         }
         let feed = fan_out(data, senders, quorum);
         let (fed, results) = futures::join!(feed, futures::future::join_all(puts));
+        let given = fed.as_ref().map_or(0, |(_, len)| *len);
         let mut durable = Vec::new();
         let mut failures = Vec::new();
         for (&t, result) in targets.iter().zip(results) {
             match result {
+                Ok(stored) if fed.is_ok() && stored != given => {
+                    if let Err(e) = self.sites[t].store.delete(blob).await {
+                        tracing::warn!(site = %self.sites[t].id, %blob, error = %e, "could not remove a short write; the GC will");
+                    }
+                    failures.push((t, short_write(stored, given)));
+                }
                 Ok(_) => durable.push(t),
                 Err(e) => failures.push((t, e)),
             }
         }
-        let failed = match fed {
+        let failed = match fed.map(|(crc, _)| crc) {
             Ok(crc32c) if durable.len() >= quorum => {
                 for (t, e) in &failures {
                     tracing::warn!(site = %self.sites[*t].id, %blob, error = %e, "a replica could not be written; the repair will complete it");
@@ -234,7 +259,13 @@ impl Topology {
         t: usize,
     ) -> Result<Written, BlobError> {
         let (data, crc) = CrcTap::around(data);
-        self.sites[t].store.put(blob, data).await?;
+        let stored = self.sites[t].store.put(blob, data).await?;
+        if stored != crc.len() {
+            if let Err(e) = self.sites[t].store.delete(blob).await {
+                tracing::warn!(site = %self.sites[t].id, %blob, error = %e, "could not remove a short write; the GC will");
+            }
+            return Err(short_write(stored, crc.len()));
+        }
         Ok(Written {
             sites: vec![t],
             crc32c: crc.value(),
@@ -308,17 +339,19 @@ enum FeedError {
 }
 
 /// Sends every chunk of `data` to every live replica; a replica whose write failed stops
-/// taking chunks. Returns the CRC32C of what was sent.
+/// taking chunks. Returns the CRC32C and the length of what was sent.
 async fn fan_out(
     mut data: ByteStream,
     mut senders: Vec<Option<tokio::sync::mpsc::Sender<io::Result<Bytes>>>>,
     quorum: usize,
-) -> Result<u32, FeedError> {
+) -> Result<(u32, u64), FeedError> {
     let mut crc = 0u32;
+    let mut len = 0u64;
     while let Some(item) = data.next().await {
         match item {
             Ok(chunk) => {
                 crc = crc32c::crc32c_append(crc, &chunk);
+                len += chunk.len() as u64;
                 let mut live = 0;
                 for slot in &mut senders {
                     if let Some(tx) = slot {
@@ -346,7 +379,7 @@ async fn fan_out(
             }
         }
     }
-    Ok(crc)
+    Ok((crc, len))
 }
 
 struct Resume {

@@ -1,6 +1,11 @@
 //! What the object service records, and that a request fails when its record cannot be
 //! written: the journal here is the in-memory one, switched to failing — the one fault (the log
 //! device refusing writes) a test cannot cause on the real log file once it is open.
+//!
+//! Also the storage faults a test cannot cause on a real disk on demand (EIO, a short write
+//! the disk reports as complete, a connection lost mid-read), injected by
+//! `FaultInjectingBlobStore` around the real local store: nothing is acknowledged that is not
+//! whole, and nothing half-written becomes visible.
 
 use std::sync::Arc;
 
@@ -153,4 +158,83 @@ async fn every_access_is_recorded_by_whom_and_a_failing_log_fails_the_request() 
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     // Outside a request context, work is marked unattributed rather than silently anonymous.
     assert_eq!(vallum_core::journal::current().0, "unattributed");
+}
+
+async fn faulty_service(dir: &std::path::Path) -> (ObjectService, Arc<vallum_blob::FaultPlan>) {
+    let meta = SqliteMetaStore::open(&dir.join("meta.db")).await.unwrap();
+    let local: Arc<dyn vallum_core::blob::BlobStore> =
+        Arc::new(LocalBlobStore::open(dir.join("blobs")).unwrap());
+    let (faulty, plan) = vallum_blob::FaultInjectingBlobStore::new(local);
+    let s = ObjectService::new(
+        Arc::new(meta),
+        Arc::new(faulty),
+        Arc::new(SystemClock),
+        "us-east-1",
+    );
+    (s, plan)
+}
+
+/// Blob files under the store's directory (what a failed write must not leave behind).
+fn blob_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("blobs/blobs"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_storage_faults_never_acknowledge_a_partial_write() {
+    use vallum_blob::Fault;
+    let dir = tempfile::tempdir().unwrap();
+    let (s, plan) = faulty_service(dir.path()).await;
+    s.create_bucket("faults").await.unwrap();
+    let payload: &'static [u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    for (fault, want) in [
+        (Fault::NoSpace, "StorageFull"),
+        (Fault::Io, "Blob"),
+        (Fault::ShortWrite(10), "Blob"),
+        (Fault::Unavailable, "Unavailable"),
+        (Fault::CutAfter(5), "Unavailable"),
+    ] {
+        plan.on_put(fault);
+        let err = s
+            .put_object(put_req("faults", "k"), body(payload))
+            .await
+            .unwrap_err();
+        let kind = format!("{err:?}");
+        assert!(kind.starts_with(want), "{fault:?}: {kind}");
+        // Nothing visible, nothing left on the disk.
+        assert!(matches!(
+            s.head_object("faults", "k", None).await,
+            Err(Error::NoSuchKey)
+        ));
+        assert_eq!(blob_files(dir.path()), 0, "{fault:?} left a blob behind");
+    }
+    // A slow disk is only slow.
+    plan.on_put(Fault::Latency(std::time::Duration::from_millis(50)));
+    s.put_object(put_req("faults", "k"), body(payload))
+        .await
+        .unwrap();
+
+    // A read whose connection is lost mid-body fails; it never ends early as if complete.
+    plan.on_get(Fault::CutAfter(7));
+    let read = s
+        .get_object("faults", "k", None, None, &ReadConditions::default())
+        .await
+        .unwrap();
+    let got: Result<Vec<Bytes>, _> = read.body.try_collect().await;
+    assert!(got.is_err(), "a cut read completed: {got:?}");
+    plan.on_get(Fault::Io);
+    assert!(
+        s.get_object("faults", "k", None, None, &ReadConditions::default())
+            .await
+            .is_err()
+    );
+    // And without faults, the object is whole.
+    let read = s
+        .get_object("faults", "k", None, None, &ReadConditions::default())
+        .await
+        .unwrap();
+    let bytes: Vec<Bytes> = read.body.try_collect().await.unwrap();
+    assert_eq!(bytes.concat(), payload);
 }
