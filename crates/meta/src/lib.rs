@@ -2,10 +2,12 @@
 //! gateways). Only this crate knows SQL.
 
 mod common;
+mod fault;
 mod postgres;
 mod replicas;
 mod sqlite;
 mod versions;
 
+pub use fault::{FaultInjectingMetaStore, MetaFault, MetaFaultPlan};
 pub use postgres::{PG_SCHEMA_VERSION, PgMetaStore};
 pub use sqlite::{SCHEMA_VERSION, SqliteMetaStore};

@@ -238,3 +238,79 @@ async fn injected_storage_faults_never_acknowledge_a_partial_write() {
     let bytes: Vec<Bytes> = read.body.try_collect().await.unwrap();
     assert_eq!(bytes.concat(), payload);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_metadata_faults_fail_the_request_and_leave_nothing() {
+    use vallum_meta::MetaFault;
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn vallum_core::meta::MetaStore> = Arc::new(
+        SqliteMetaStore::open(&dir.path().join("meta.db"))
+            .await
+            .unwrap(),
+    );
+    let (meta, plan) = vallum_meta::FaultInjectingMetaStore::new(sqlite);
+    let journal = Arc::new(MemoryJournal::default());
+    let s = ObjectService::new(
+        Arc::new(meta),
+        Arc::new(LocalBlobStore::open(dir.path().join("blobs")).unwrap()),
+        Arc::new(SystemClock),
+        "us-east-1",
+    )
+    .with_journal(Arc::clone(&journal) as Arc<dyn vallum_core::journal::Journal>);
+    s.create_bucket("faults").await.unwrap();
+    s.put_object(put_req("faults", "kept"), body(b"kept"))
+        .await
+        .unwrap();
+    for (fault, want) in [
+        (MetaFault::StorageFull, "StorageFull"),
+        (MetaFault::ConnectionLost, "Unavailable"),
+        (MetaFault::Io, "Meta"),
+    ] {
+        // A write whose commit fails: an error, nothing visible, its blob removed, nothing
+        // in the log.
+        plan.on_write(fault);
+        let err = s
+            .put_object(put_req("faults", "new"), body(b"never acknowledged"))
+            .await
+            .unwrap_err();
+        assert!(format!("{err:?}").starts_with(want), "{fault:?}: {err:?}");
+        assert!(matches!(
+            s.head_object("faults", "new", None).await,
+            Err(Error::NoSuchKey)
+        ));
+        assert_eq!(blob_files(dir.path()), 1, "{fault:?} left a blob behind");
+        // A delete that cannot commit leaves the object.
+        plan.on_write(fault);
+        assert!(
+            s.delete_object("faults", "kept", None, false)
+                .await
+                .is_err()
+        );
+        assert!(s.head_object("faults", "kept", None).await.is_ok());
+    }
+    let stored: Vec<_> = journal
+        .entries()
+        .into_iter()
+        .filter(|e| {
+            matches!(
+                e.event,
+                Event::ObjectStored { .. } | Event::ObjectDeleted { .. }
+            )
+        })
+        .collect();
+    assert_eq!(
+        stored.len(),
+        1,
+        "the log records writes that did not commit: {stored:?}"
+    );
+    // A read that cannot reach the store fails as retryable.
+    plan.on_read(MetaFault::ConnectionLost);
+    let read = s
+        .get_object("faults", "kept", None, None, &ReadConditions::default())
+        .await;
+    assert!(
+        matches!(read, Err(Error::Unavailable(_))),
+        "{:?}",
+        read.err()
+    );
+}
