@@ -238,7 +238,7 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<i32> {
                 trust.quorum,
                 trust.trusted.as_ref(),
             )
-            .map(|(t, entries)| (t.note, t.checkpoint, t.witnesses, entries))
+            .map(|(t, entries)| (t.note, t.checkpoint, t.witnesses, entries, 0))
         })
     } else {
         let source = LogSource {
@@ -260,10 +260,11 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<i32> {
                 v.trust.checkpoint,
                 v.trust.witnesses,
                 v.entries,
+                v.sealed,
             )
         })
     };
-    let (note, checkpoint, witnesses, entries) = match outcome {
+    let (note, checkpoint, witnesses, entries, sealed) = match outcome {
         Ok(v) => v,
         Err(LedgerError::Io(e)) => return Err(e).context("reading the log"),
         Err(e) => {
@@ -273,11 +274,18 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<i32> {
     };
     let entries: Vec<(u64, Entry)> = entries.into_iter().filter(|(_, e)| keep(e)).collect();
     eprintln!(
-        "verified: log {} at size {} (root {}), {} entries checked{}{}",
+        "verified: log {} at size {} (root {}), {} entries checked{}{}{}",
         checkpoint.origin,
         checkpoint.size,
         hex(&checkpoint.root),
         entries.len(),
+        if sealed > 0 {
+            format!(
+                ", {sealed} sealed entries verified in the tree (their content is private: vallum log bundle --from-server)"
+            )
+        } else {
+            String::new()
+        },
         if witnesses.is_empty() {
             String::new()
         } else {

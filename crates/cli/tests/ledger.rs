@@ -139,6 +139,12 @@ fn aws_cli_traffic_is_logged_and_a_bundle_proves_the_boundary_offline() {
         "{}",
         text(&out)
     );
+    // Every leaf is a sealed commitment: verified, its content not disclosed.
+    assert!(
+        text(&out).contains(&format!("{size} sealed entries verified in the tree")),
+        "{}",
+        text(&out)
+    );
 
     // A single entry's inclusion proof and a consistency proof, checked here independently.
     let out = run(vallum()
