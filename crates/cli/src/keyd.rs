@@ -73,6 +73,18 @@ struct KeydConfig {
     keys: KeysConfig,
     credentials: Vec<CredentialConfig>,
     policy: Vec<RuleConfig>,
+    approvals: ApprovalsConfig,
+}
+
+/// `[approvals]`: the tenant's guardians whose signatures release a key to an operator.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ApprovalsConfig {
+    /// The guardians' approval keys (signed-note verifier keys, as `vallum lockbox keygen`
+    /// prints them). Empty: lockbox key uses are not checked here.
+    guardians: Vec<String>,
+    /// Distinct guardian signatures a key use under a lockbox grant needs.
+    required: usize,
 }
 
 impl Default for KeydConfig {
@@ -87,6 +99,7 @@ impl Default for KeydConfig {
             keys: KeysConfig::default(),
             credentials: Vec::new(),
             policy: Vec::new(),
+            approvals: ApprovalsConfig::default(),
         }
     }
 }
@@ -187,7 +200,20 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                 reasons: r.reasons.clone(),
             })
             .collect(),
+        approvers: cfg
+            .approvals
+            .guardians
+            .iter()
+            .map(|v| {
+                vallum_ledger::note::Verifier::parse(v)
+                    .with_context(|| format!("approvals.guardians: {v:?}"))
+            })
+            .collect::<anyhow::Result<_>>()?,
+        approvals_required: cfg.approvals.required.max(1),
     };
+    if !policy.approvers.is_empty() && policy.approvals_required > policy.approvers.len() {
+        bail!("approvals.required is more than the guardians listed");
+    }
     let provider = provider(&cfg)?;
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -209,6 +209,7 @@ async fn nothing_on_disk_holds_plaintext_or_a_data_key() {
     let why = Justification {
         actor: "test".into(),
         reason: "scan".into(),
+        approvals: None,
     };
     let mut deks = Vec::new();
     for w in &wrapped {

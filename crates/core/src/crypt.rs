@@ -703,6 +703,7 @@ mod tests {
         Justification {
             actor: actor.into(),
             reason: "customer-request".into(),
+            approvals: None,
         }
     }
 

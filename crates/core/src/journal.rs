@@ -71,6 +71,8 @@ pub struct RequestContext {
     actor: Mutex<Option<String>>,
     /// The lockbox grant the actor works under, if any: the justification of key use.
     grant: Mutex<Option<String>>,
+    /// The guardians' signed approvals of that grant, if they signed: passed to key services.
+    approvals: Mutex<Option<String>>,
     request_id: Option<String>,
     /// SSE-C keys the request carries: for the object it names, and for a copy's source.
     customer_keys: Mutex<CustomerKeys>,
@@ -114,6 +116,7 @@ impl RequestContext {
         Arc::new(Self {
             actor: Mutex::new(None),
             grant: Mutex::new(None),
+            approvals: Mutex::new(None),
             request_id,
             customer_keys: Mutex::default(),
         })
@@ -158,6 +161,24 @@ pub fn set_grant(grant: Option<String>) {
             *g = grant;
         }
     });
+}
+
+/// Sets the guardians' signed approvals of the current request's grant.
+pub fn set_grant_approvals(approvals: Option<String>) {
+    let _ = CONTEXT.try_with(|c| {
+        if let Ok(mut a) = c.approvals.lock() {
+            *a = approvals;
+        }
+    });
+}
+
+/// The guardians' signed approvals of the current request's grant.
+#[must_use]
+pub fn current_grant_approvals() -> Option<String> {
+    CONTEXT
+        .try_with(|c| c.approvals.lock().ok().and_then(|a| a.clone()))
+        .ok()
+        .flatten()
 }
 
 /// The lockbox grant the current request works under.

@@ -70,6 +70,7 @@ fn system(reason: &str) -> Justification {
     Justification {
         actor: crate::journal::current().0,
         reason: reason.into(),
+        approvals: None,
     }
 }
 

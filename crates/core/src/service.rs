@@ -321,6 +321,7 @@ impl ObjectService {
             actor: crate::journal::current().0,
             reason: crate::journal::current_grant()
                 .map_or_else(|| "customer-request".into(), |g| format!("lockbox:{g}")),
+            approvals: crate::journal::current_grant_approvals(),
         }
     }
 

@@ -7,6 +7,7 @@ fn why() -> Justification {
     Justification {
         actor: "key:CONFORMANCE".into(),
         reason: "customer-request".into(),
+        approvals: None,
     }
 }
 
@@ -51,6 +52,7 @@ pub async fn run_with(p: &dyn KeyProvider, admin: &dyn KeyProvider) {
     let operator = Justification {
         actor: "operator:olga key:VACONF".into(),
         reason: "customer-request".into(),
+        approvals: None,
     };
     assert!(matches!(
         p.unwrap(&w, ctx, &operator).await,

@@ -166,6 +166,7 @@ mod tests {
         Justification {
             actor: "key:T".into(),
             reason: "customer-request".into(),
+            approvals: None,
         }
     }
 

@@ -614,6 +614,7 @@ mod tests {
         let why = Justification {
             actor: "key:T".into(),
             reason: "customer-request".into(),
+            approvals: None,
         };
         let dek = DataKey::generate().unwrap();
         let w = b.wrap("shared", &dek, b"c", &why).await.unwrap();

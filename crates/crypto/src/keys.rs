@@ -49,6 +49,10 @@ pub struct Justification {
     pub actor: String,
     /// Why: `customer-request`, `replication`, `lockbox:<grant id>`, …
     pub reason: String,
+    /// Under a lockbox grant: the guardians' signed approvals of it (a signed note over the
+    /// approval statement, `crate::approval`), which a key service can check itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<String>,
 }
 
 /// Refuses key use by platform staff that does not carry a lockbox grant: an operator
@@ -310,6 +314,7 @@ mod tests {
         let why = |actor: &str, reason: &str| Justification {
             actor: actor.into(),
             reason: reason.into(),
+            approvals: None,
         };
         assert!(ensure_justified(&why("key:VAX user:acme/bob", "customer-request")).is_ok());
         assert!(ensure_justified(&why("system:gc", "replication")).is_ok());

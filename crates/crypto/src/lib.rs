@@ -5,6 +5,7 @@
 //! Primitives come from RustCrypto (`aes-gcm`, `hkdf`, `argon2`); nothing here implements a
 //! cipher.
 
+pub mod approval;
 pub mod conformance;
 pub mod customer;
 pub mod double;

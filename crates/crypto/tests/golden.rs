@@ -58,6 +58,7 @@ async fn a_keyring_file_v1_still_opens_and_unwraps() {
     let why = Justification {
         actor: "key:GOLDEN".into(),
         reason: "customer-request".into(),
+        approvals: None,
     };
     let root = RootKey::File(golden("keyring-root.key"));
     if regenerate() {

@@ -118,6 +118,9 @@ pub(crate) async fn required(
         (&M::DELETE, ["tenants", t, "users", _]) => ("vallum:DeleteUser", tenant(t)),
         (&M::POST, ["tenants", t, "users", _, "disable"]) => ("vallum:DisableUser", tenant(t)),
         (&M::POST, ["tenants", t, "users", _, "enable"]) => ("vallum:EnableUser", tenant(t)),
+        (&M::PUT, ["tenants", t, "users", _, "approval-key"]) => {
+            ("vallum:SetApprovalKey", tenant(t))
+        }
         (&M::GET, ["tenants", t, "users", _, "policy"]) => ("vallum:GetUserPolicy", tenant(t)),
         (&M::PUT, ["tenants", t, "users", _, "policy"]) => ("vallum:PutUserPolicy", tenant(t)),
         (&M::DELETE, ["tenants", t, "users", _, "policy"]) => {
@@ -180,7 +183,7 @@ pub(crate) async fn required(
         (_, ["lockbox", id, rest @ ..]) => {
             let req = iam.request(id).await?;
             let action = match (&m, rest) {
-                (&M::GET, []) => "vallum:GetAccessRequest",
+                (&M::GET, [] | ["statement"]) => "vallum:GetAccessRequest",
                 (&M::POST, ["approve"]) => "vallum:ApproveAccessRequest",
                 (&M::POST, ["deny"]) => "vallum:DenyAccessRequest",
                 (&M::POST, ["revoke"]) => "vallum:RevokeGrant",
@@ -289,6 +292,15 @@ struct AttestBody {
 struct VoteBody {
     #[serde(default)]
     comment: String,
+    /// A guardian's signed-note signature line over the approval statement.
+    #[serde(default)]
+    signature: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalKeyBody {
+    vkey: String,
 }
 
 #[derive(Deserialize)]
@@ -639,8 +651,25 @@ pub(crate) async fn route(
             let b: VoteBody = parse_body(body)?;
             Ok(request_json(
                 iam,
-                &iam.approve(id, &guardian_of(p)?, &b.comment).await?,
+                &iam.approve(id, &guardian_of(p)?, &b.comment, b.signature.as_deref())
+                    .await?,
             ))
+        }
+        (&M::GET, ["lockbox", id, "statement"]) => {
+            let r = iam.request(id).await?;
+            Ok(json!({ "statement": Iam::approval_statement(&r) }))
+        }
+        (&M::PUT, ["tenants", t, "users", u, "approval-key"]) => {
+            // Only the guardian itself: the key is what proves it approved.
+            if guardian_of(p)? != format!("{t}/{u}") {
+                return Err(Failure(
+                    StatusCode::FORBIDDEN,
+                    "AccessDenied",
+                    "a guardian registers its own approval key only".into(),
+                ));
+            }
+            let b: ApprovalKeyBody = Admin::parse(body)?;
+            Ok(value(&iam.set_approval_key(t, u, &b.vkey).await?))
         }
         (&M::POST, ["lockbox", id, "deny"]) => {
             let b: VoteBody = parse_body(body)?;

@@ -188,6 +188,15 @@ impl S3Access for VallumAccess {
         };
         vallum_core::journal::set_actor(actor);
         vallum_core::journal::set_grant(principal.grant().map(str::to_owned));
+        if let Some(grant) = principal.grant() {
+            // The guardians' signatures go with every key use under the grant.
+            let approvals = self
+                .iam
+                .grant_approvals(grant)
+                .await
+                .map_err(|e| s3_error!(InternalError, "reading the grant's approvals: {e}"))?;
+            vallum_core::journal::set_grant_approvals(approvals);
+        }
         let version = query_param(cx.uri(), "versionId").is_some();
         let facts = Self::facts(cx, self.iam.now());
         let (tenant, resource) = match cx.s3_path() {

@@ -158,6 +158,7 @@ impl XksProvider {
             kms_request_id: uuid::Uuid::new_v4().to_string(),
             kms_via_service: Some("vallum".into()),
             vallum_reason: Some(why.reason.clone()),
+            vallum_approvals: why.approvals.clone(),
             ..RequestMetadata::default()
         }
     }
@@ -413,6 +414,7 @@ impl KeyProvider for XksProvider {
         let why = Justification {
             actor: "system:vallum".into(),
             reason: "describe-key".into(),
+            approvals: None,
         };
         let m: KeyMetadata = self
             .call(

@@ -42,6 +42,12 @@ const METADATA_FORMAT_V1: u8 = 1;
 pub struct Policy {
     /// The rules.
     pub rules: Vec<Rule>,
+    /// The tenant's guardians' approval keys (signed-note verifier keys). When set, a key use
+    /// under a lockbox grant (`lockbox:<id>` reason) needs `approvals_required` distinct valid
+    /// signatures by them over that grant's approval statement.
+    pub approvers: Vec<vallum_ledger::note::Verifier>,
+    /// How many of `approvers` must have signed.
+    pub approvals_required: usize,
 }
 
 /// One authorization rule.
@@ -63,6 +69,45 @@ fn matches(pattern: &str, value: &str) -> bool {
 }
 
 impl Policy {
+    /// For a key use under a lockbox grant: whether the guardians' signed `approvals` name
+    /// that grant and carry enough distinct valid signatures by the configured approvers.
+    pub fn check_approvals(&self, reason: &str, approvals: Option<&str>) -> Result<(), String> {
+        let Some(grant) = reason.strip_prefix("lockbox:") else {
+            return Ok(());
+        };
+        if self.approvers.is_empty() {
+            return Ok(());
+        }
+        let text = approvals.ok_or_else(|| {
+            format!("grant {grant} carries no signed approvals of the tenant's guardians")
+        })?;
+        let note = vallum_ledger::note::Note::parse(text.as_bytes())
+            .map_err(|e| format!("grant {grant}: the approvals are not a signed note: {e}"))?;
+        if vallum_crypto::approval::request_of(&note.text) != Some(grant) {
+            return Err(format!("the signed approvals are not about grant {grant}"));
+        }
+        let mut signers: Vec<u32> = Vec::new();
+        for sig in &note.signatures {
+            if let Some(v) = self
+                .approvers
+                .iter()
+                .find(|v| v.name == sig.name && v.id == sig.key_id)
+                && v.verify(&note.text, sig).is_ok()
+                && !signers.contains(&v.id)
+            {
+                signers.push(v.id);
+            }
+        }
+        if signers.len() < self.approvals_required {
+            return Err(format!(
+                "grant {grant} is signed by {} of the tenant's guardians; {} required",
+                signers.len(),
+                self.approvals_required
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether `principal` may use `key` for `reason`; the refusal says why.
     pub fn check(&self, key: &str, principal: &str, reason: &str) -> Result<(), String> {
         if self.rules.is_empty() {
@@ -336,9 +381,13 @@ impl Proxy {
         self.policy
             .check(key, &principal, &reason)
             .map_err(|m| ApiError::new(ErrorName::AccessDenied, m))?;
+        self.policy
+            .check_approvals(&reason, meta.vallum_approvals.as_deref())
+            .map_err(|m| ApiError::new(ErrorName::AccessDenied, m))?;
         Ok(Justification {
             actor: principal,
             reason,
+            approvals: None,
         })
     }
 
@@ -347,6 +396,7 @@ impl Proxy {
         let why = Justification {
             actor: "system:keyd".into(),
             reason: "health-check".into(),
+            approvals: None,
         };
         let deep = async {
             let sealed = self

@@ -64,6 +64,10 @@ pub struct RequestMetadata {
     /// Vallum's justification reason (`customer-request`, `replication`, `lockbox:<grant>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vallum_reason: Option<String>,
+    /// Under a lockbox grant: the guardians' signed approvals (a signed note over the approval
+    /// statement), which keyd checks against the guardian keys it is configured with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vallum_approvals: Option<String>,
 }
 
 /// Body of GetHealthStatus and GetKeyMetadata.

@@ -113,6 +113,7 @@ fn why(reason: &str) -> Justification {
     Justification {
         actor: "key:AKIAEXAMPLE".into(),
         reason: reason.into(),
+        approvals: None,
     }
 }
 
@@ -194,6 +195,7 @@ async fn keyd_policy_refuses_unjustified_use() {
                 "lockbox:*".into(),
             ],
         }],
+        ..Policy::default()
     };
     let k = keyd(policy).await;
     k.ring.create_key("records-1", 1).await.unwrap();
@@ -207,6 +209,7 @@ async fn keyd_policy_refuses_unjustified_use() {
     let operator = Justification {
         actor: "operator:alice".into(),
         reason: "debugging".into(),
+        approvals: None,
     };
     let e = xks.unwrap(&w, b"c", &operator).await.unwrap_err();
     assert!(
@@ -216,6 +219,7 @@ async fn keyd_policy_refuses_unjustified_use() {
     let granted = Justification {
         actor: "key:AKIAOPS".into(),
         reason: "lockbox:grant-17".into(),
+        approvals: None,
     };
     assert!(xks.unwrap(&w, b"c", &granted).await.is_ok());
     let e = xks
@@ -512,4 +516,85 @@ async fn an_xks_wrapped_key_v1_still_unwraps_through_keyd() {
             .await
             .is_err()
     );
+}
+
+/// With customer-held keys, keyd itself checks that the tenant's guardians approved an
+/// operator's key use: m-of-n signatures, by keys keyd was given, over that grant's statement.
+#[tokio::test]
+async fn keyd_releases_a_key_to_a_grant_only_with_the_guardians_signatures() {
+    use vallum_ledger::note::Signer;
+    let alice = Signer::generate("acme/alice").unwrap();
+    let gina = Signer::generate("acme/gina").unwrap();
+    let mallory = Signer::generate("acme/gina").unwrap();
+    let policy = Policy {
+        approvers: vec![
+            vallum_ledger::note::Verifier::parse(&alice.vkey()).unwrap(),
+            vallum_ledger::note::Verifier::parse(&gina.vkey()).unwrap(),
+        ],
+        approvals_required: 2,
+        ..Policy::default()
+    };
+    let k = keyd(policy).await;
+    k.ring.create_key("records-1", 1).await.unwrap();
+    let xks = client(&k.url, Some(&k.ca), "secret-one", Duration::from_secs(5));
+    let dek = DataKey::generate().unwrap();
+    let wrapped = xks
+        .wrap("records-1", &dek, b"ctx", &why("customer-request"))
+        .await
+        .unwrap();
+    let ops = vec!["read".to_owned()];
+    let statement_of = |request: &str| {
+        vallum_crypto::approval::statement(&vallum_crypto::approval::ApprovalFacts {
+            request,
+            tenant: "acme",
+            operator: "olga",
+            access_key: "VAOLGA",
+            bucket: "acme:records",
+            prefix: "logs/",
+            operations: &ops,
+            duration_secs: 600,
+            break_glass: false,
+        })
+    };
+    let signed = |request: &str, signers: &[&Signer]| {
+        let text = statement_of(request);
+        let lines: String = signers.iter().map(|s| s.sign(&text).line()).collect();
+        format!("{text}\n{lines}")
+    };
+    let grant = |approvals: Option<String>| Justification {
+        actor: "operator:olga".into(),
+        reason: "lockbox:lb-1".into(),
+        approvals,
+    };
+    // Both guardians signed this grant: released.
+    let opened = xks
+        .unwrap(
+            &wrapped,
+            b"ctx",
+            &grant(Some(signed("lb-1", &[&alice, &gina]))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(opened.expose(), dek.expose());
+    // One short, a forged second signature, another grant's approvals, or none: refused.
+    for approvals in [
+        Some(signed("lb-1", &[&alice])),
+        Some(signed("lb-1", &[&alice, &mallory])),
+        Some(signed("lb-1", &[&alice, &alice])),
+        Some(signed("lb-2", &[&alice, &gina])),
+        None,
+    ] {
+        let err = xks
+            .unwrap(&wrapped, b"ctx", &grant(approvals.clone()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, vallum_crypto::CryptoError::Refused(_)),
+            "{approvals:?}: {err}"
+        );
+    }
+    // Key uses outside a grant are not the guardians' to approve.
+    xks.unwrap(&wrapped, b"ctx", &why("customer-request"))
+        .await
+        .unwrap();
 }

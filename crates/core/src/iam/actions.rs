@@ -153,6 +153,7 @@ pub const GUARDIAN: &[&str] = &[
     "vallum:SignCharter",
     "vallum:AttestOperatorForTenant",
     "vallum:WithdrawAttestation",
+    "vallum:SetApprovalKey",
     "vallum:ApproveAccessRequest",
     "vallum:DenyAccessRequest",
     "vallum:ReviewBreakGlass",

@@ -104,6 +104,10 @@ pub struct AccessRequest {
     /// The grant's access key id, once claimed.
     #[serde(default)]
     pub credential: Option<String>,
+    /// Signed-note signature lines of guardians over the approval statement
+    /// (`vallum_crypto::approval`), one per signing guardian.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approval_signatures: Vec<String>,
     /// The break-glass review.
     #[serde(default)]
     pub review: Option<Review>,

@@ -954,6 +954,7 @@ impl Iam {
             state: State::Active,
             policy: None,
             created_ms: self.now_ms(),
+            approval_key: None,
         };
         self.create(
             kind::USER,
@@ -1783,6 +1784,7 @@ impl Iam {
             expires_ms: None,
             requested_with: Some(access_key.to_owned()),
             credential: None,
+            approval_signatures: Vec::new(),
             review: None,
             expiry_logged: false,
         };
@@ -1898,8 +1900,13 @@ impl Iam {
         id: &str,
         guardian: &str,
         comment: &str,
+        signature: Option<&str>,
     ) -> IamResult<AccessRequest> {
         let current = self.request(id).await?;
+        // A guardian with an approval key signs: the signature is what a key service checks.
+        let signed = self
+            .checked_approval_signature(&current, guardian, signature)
+            .await?;
         let charter = self.charter(&current.spec.tenant).await?;
         let active = charter
             .active()
@@ -1954,6 +1961,9 @@ impl Iam {
                     at_ms: now,
                     comment: comment.to_owned(),
                 });
+                if let Some(line) = &signed {
+                    r.approval_signatures.push(line.clone());
+                }
                 r.approvals_required = active.doc.approvals_required;
                 r.charter_version = active.version;
                 if r.approvals.len() >= r.approvals_required as usize {
@@ -2185,6 +2195,102 @@ impl Iam {
             self.notify(&t, "lockbox_break_glass_reviewed", &req).await;
         }
         Ok(req)
+    }
+
+    // ---------------------------------------------------------------- signed approvals
+
+    /// The statement guardians sign to approve `req` (`vallum_crypto::approval`).
+    #[must_use]
+    pub fn approval_statement(req: &AccessRequest) -> String {
+        vallum_crypto::approval::statement(&vallum_crypto::approval::ApprovalFacts {
+            request: &req.id,
+            tenant: &req.spec.tenant,
+            operator: &req.operator,
+            access_key: req.requested_with.as_deref().unwrap_or_default(),
+            bucket: &req.spec.scope.bucket,
+            prefix: &req.spec.scope.prefix,
+            operations: &req.spec.scope.operations,
+            duration_secs: req.spec.duration_secs,
+            break_glass: req.break_glass,
+        })
+    }
+
+    /// A guardian registers its own approval key (a signed-note verifier key). From then on
+    /// its approvals must be signed with it.
+    pub async fn set_approval_key(&self, tenant: &str, name: &str, vkey: &str) -> IamResult<User> {
+        vallum_ledger::note::Verifier::parse(vkey)
+            .map_err(|e| IamError::Invalid(format!("approval key: {e}")))?;
+        let id = format!("{tenant}/{name}");
+        let user = self
+            .update::<User, _>(kind::USER, &id, &format!("user {id}"), |u| {
+                if !u.has(Role::Guardian) {
+                    return Err(IamError::Invalid(format!(
+                        "{id} is no guardian: only guardians sign approvals"
+                    )));
+                }
+                u.approval_key = Some(vkey.to_owned());
+                Ok(())
+            })
+            .await?;
+        self.log(
+            "guardian_approval_key_set",
+            format!("tenant={tenant} user={id} vkey={vkey}"),
+        )
+        .await?;
+        self.refresh().await?;
+        Ok(user)
+    }
+
+    /// The signature line `guardian` gives for `req`: required (and checked against the
+    /// statement) when the guardian registered an approval key.
+    async fn checked_approval_signature(
+        &self,
+        req: &AccessRequest,
+        guardian: &str,
+        signature: Option<&str>,
+    ) -> IamResult<Option<String>> {
+        let user = self
+            .get::<User>(kind::USER, guardian)
+            .await?
+            .map(|(u, _)| u)
+            .ok_or_else(|| IamError::NotFound(format!("no such user {guardian}")))?;
+        let Some(vkey) = user.approval_key else {
+            return Ok(None);
+        };
+        let line = signature.ok_or_else(|| {
+            IamError::Denied(format!(
+                "{guardian} has an approval key: the approval must be signed with it (vallum lockbox approve --signing-key)"
+            ))
+        })?;
+        let statement = Self::approval_statement(req);
+        let line = format!("{}\n", line.trim_end());
+        let note = vallum_ledger::note::Note::parse(format!("{statement}\n{line}").as_bytes())
+            .map_err(|e| IamError::Invalid(format!("approval signature: {e}")))?;
+        let verifier = vallum_ledger::note::Verifier::parse(&vkey)
+            .map_err(|e| IamError::Invalid(format!("approval key: {e}")))?;
+        vallum_ledger::note::open(&note, std::slice::from_ref(&verifier)).map_err(|_| {
+            IamError::Denied(format!(
+                "the signature is not {guardian}'s over request {}'s approval statement",
+                req.id
+            ))
+        })?;
+        Ok(Some(line))
+    }
+
+    /// The guardians' signed approvals of grant `id` (the statement and every signature), for
+    /// the key services; `None` when nobody signed.
+    pub async fn grant_approvals(&self, id: &str) -> IamResult<Option<String>> {
+        let Some((req, _)) = self.get::<AccessRequest>(kind::LOCKBOX, id).await? else {
+            return Ok(None);
+        };
+        if req.approval_signatures.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(format!(
+            "{}\n{}",
+            Self::approval_statement(&req),
+            req.approval_signatures.concat()
+        )))
     }
 
     // ---------------------------------------------------------------- attestations

@@ -106,6 +106,10 @@ pub struct User {
     pub policy: Option<serde_json::Value>,
     /// When created, ms.
     pub created_ms: i64,
+    /// A guardian's own approval key (a signed-note verifier key): once set, the guardian's
+    /// lockbox approvals must carry a signature by it, which key services can check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_key: Option<String>,
 }
 
 impl User {
