@@ -153,6 +153,20 @@ enum UserOp {
     GetPolicy { name: String },
     /// Remove it.
     DeletePolicy { name: String },
+    /// A guardian makes its own approval key: generated here, the secret half written to FILE
+    /// (0600, never sent), the public half registered. From then on its lockbox approvals are
+    /// signed with it (`vallum lockbox approve --signing-key FILE`), and a key service given
+    /// the public half can check them.
+    ApprovalKey {
+        /// The guardian (the caller itself).
+        name: String,
+        /// Where to write the signing key.
+        #[arg(long, required_unless_present = "vkey", conflicts_with = "vkey")]
+        signing_key_out: Option<PathBuf>,
+        /// Register this public key instead (made elsewhere, e.g. on an offline machine).
+        #[arg(long)]
+        vkey: Option<String>,
+    },
 }
 
 /// Runs `vallum user`.
@@ -165,6 +179,28 @@ pub fn run_user(args: UserArgs) -> anyhow::Result<()> {
             c.call("POST", &base, Some(json!({ "name": name, "roles": roles })))?
         }
         UserOp::Show { name } => c.call("GET", &format!("{base}/{}", encode(&name)), None)?,
+        UserOp::ApprovalKey {
+            name,
+            signing_key_out,
+            vkey,
+        } => {
+            let vkey = match (vkey, signing_key_out) {
+                (Some(v), _) => v,
+                (None, Some(out)) => {
+                    let signer =
+                        vallum_ledger::note::Signer::generate(&format!("{}/{name}", args.tenant))
+                            .context("generating the approval key")?;
+                    write_private(&out, signer.to_skey().as_bytes())?;
+                    signer.vkey()
+                }
+                (None, None) => anyhow::bail!("give --signing-key-out FILE or --vkey KEY"),
+            };
+            c.call(
+                "PUT",
+                &format!("{base}/{}/approval-key", encode(&name)),
+                Some(json!({ "vkey": vkey })),
+            )?
+        }
         UserOp::Disable { name } => {
             c.call("POST", &format!("{base}/{}/disable", encode(&name)), None)?
         }
@@ -548,11 +584,15 @@ enum LockboxOp {
     List,
     /// One request.
     Show { id: String },
-    /// Approve (guardians); the charter's number of approvals starts the grant.
+    /// Approve (guardians); the charter's number of approvals starts the grant. A guardian with
+    /// an approval key signs with it.
     Approve {
         id: String,
         #[arg(long, default_value = "")]
         comment: String,
+        /// The guardian's signing key (from `vallum user approval-key`).
+        #[arg(long)]
+        signing_key: Option<PathBuf>,
     },
     /// Deny (guardians).
     Deny {
@@ -588,11 +628,34 @@ pub fn run_lockbox(args: LockboxArgs) -> anyhow::Result<()> {
         LockboxOp::BreakGlass(s) => c.call("POST", "lockbox/break-glass", Some(s.body()))?,
         LockboxOp::List => c.call("GET", "lockbox", None)?,
         LockboxOp::Show { id } => c.call("GET", &format!("lockbox/{}", encode(&id)), None)?,
-        LockboxOp::Approve { id, comment } => c.call(
-            "POST",
-            &at(&id, "approve"),
-            Some(json!({ "comment": comment })),
-        )?,
+        LockboxOp::Approve {
+            id,
+            comment,
+            signing_key,
+        } => {
+            let signature = match signing_key {
+                Some(path) => {
+                    let skey = zeroize::Zeroizing::new(
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("reading {}", path.display()))?,
+                    );
+                    let signer = vallum_ledger::note::Signer::from_skey(skey.trim())
+                        .context("the signing key file is damaged")?;
+                    // What is signed is the server's statement of the request, shown here.
+                    let statement = c.call("GET", &at(&id, "statement"), None)?;
+                    let text = statement["statement"]
+                        .as_str()
+                        .context("the server gave no approval statement")?;
+                    Some(signer.sign(text).line())
+                }
+                None => None,
+            };
+            c.call(
+                "POST",
+                &at(&id, "approve"),
+                Some(json!({ "comment": comment, "signature": signature })),
+            )?
+        }
         LockboxOp::Deny { id, comment } => c.call(
             "POST",
             &at(&id, "deny"),
@@ -689,4 +752,20 @@ pub fn run_authz(args: AuthzArgs) -> anyhow::Result<bool> {
     )?;
     print(&out)?;
     Ok(out["decision"] == "allow")
+}
+
+/// Writes a secret file readable by its owner only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    Ok(())
 }

@@ -1657,3 +1657,102 @@ async fn guardian_webhooks_refuse_plain_http_and_internal_targets() {
     let again = as_who(&server, &admin, "tenant", &["webhook-secret", "acme"]);
     assert_ne!(again["webhook_secret"], ok["webhook_secret"]);
 }
+
+/// Guardians sign their approvals with keys of their own: once a guardian registered one, an
+/// unsigned approval, or one signed by another key, is refused; the grant keeps every
+/// signature, for the key services.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guardians_sign_their_approvals_with_their_own_keys() {
+    let w = world().await;
+    let s = &w.server;
+    let dir = tempfile::tempdir().unwrap();
+    let key_of = |name: &str| dir.path().join(format!("{name}.skey"));
+    for g in [&w.alice, &w.gina] {
+        let user = as_who(
+            s,
+            g,
+            "user",
+            &[
+                "--tenant",
+                "acme",
+                "approval-key",
+                g.name,
+                "--signing-key-out",
+            ]
+            .iter()
+            .copied()
+            .chain([key_of(g.name).to_str().unwrap()])
+            .collect::<Vec<_>>(),
+        );
+        assert!(
+            user["approval_key"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("acme/{}+", g.name)),
+            "{user}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(key_of(g.name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Nobody registers a key for a guardian but the guardian: not root, not the tenant admin.
+    for who in [&root(s), &w.acme_admin, &w.gina] {
+        let e = as_who_fails(
+            s,
+            who,
+            "user",
+            &[
+                "--tenant",
+                "acme",
+                "approval-key",
+                "alice",
+                "--signing-key-out",
+                dir.path()
+                    .join(format!("x-{}.skey", who.name))
+                    .to_str()
+                    .unwrap(),
+            ],
+        );
+        assert!(e.contains("AccessDenied"), "{}: {e}", who.name);
+    }
+
+    let filed = request(&w, &w.olga, "logs/", "read", "600");
+    let id = filed["id"].as_str().unwrap().to_owned();
+    let e = as_who_fails(s, &w.alice, "lockbox", &["approve", &id]);
+    assert!(e.contains("must be signed"), "{e}");
+    let gina_key = key_of("gina");
+    let e = as_who_fails(
+        s,
+        &w.alice,
+        "lockbox",
+        &["approve", &id, "--signing-key", gina_key.to_str().unwrap()],
+    );
+    assert!(e.contains("is not acme/alice's"), "{e}");
+    let alice_key = key_of("alice");
+    let one = as_who(
+        s,
+        &w.alice,
+        "lockbox",
+        &["approve", &id, "--signing-key", alice_key.to_str().unwrap()],
+    );
+    assert_eq!(one["status"], "pending");
+    let two = as_who(
+        s,
+        &w.gina,
+        "lockbox",
+        &["approve", &id, "--signing-key", gina_key.to_str().unwrap()],
+    );
+    assert_eq!(two["status"], "active", "{two}");
+    let sigs = two["approval_signatures"].as_array().unwrap();
+    assert_eq!(sigs.len(), 2);
+    assert!(
+        sigs[0]
+            .as_str()
+            .unwrap()
+            .starts_with("\u{2014} acme/alice ")
+    );
+    assert!(sigs[1].as_str().unwrap().starts_with("\u{2014} acme/gina "));
+}

@@ -241,3 +241,257 @@ dek_cache_entries = 0
     drop(keyd);
     let _: PathBuf = data;
 }
+
+/// The whole chain with customer-held keys: the tenant's keyd knows the guardians' public
+/// approval keys and releases a key to an operator's grant only with two of their signatures.
+/// A grant the charter let through with one signature reads nothing; one both guardians signed
+/// reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_reads_under_customer_held_keys_only_with_the_guardians_signatures() {
+    use common::{json, run, run_failing, vallum_admin, vallum_as};
+    let module = common::softhsm_module();
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("tls");
+    common::test_ca(&certs);
+    let label = format!("keyd-g-{}", std::process::id());
+    common::softhsm_token(&label, "2468", "1357");
+    // The guardians make their approval keys on their own machines; keyd is given the public
+    // halves by the tenant.
+    let alice_key = vallum_ledger::note::Signer::generate("acme/alice").unwrap();
+    let gina_key = vallum_ledger::note::Signer::generate("acme/gina").unwrap();
+    let skey_file = |name: &str, signer: &vallum_ledger::note::Signer| {
+        let path = tmp.path().join(format!("{name}.skey"));
+        std::fs::write(&path, signer.to_skey().as_bytes()).unwrap();
+        path
+    };
+    let (alice_skey, gina_skey) = (skey_file("alice", &alice_key), skey_file("gina", &gina_key));
+    let port = free_port();
+    let keyd_toml = tmp.path().join("keyd.toml");
+    std::fs::write(
+        &keyd_toml,
+        format!(
+            r#"listen = "127.0.0.1:{port}"
+data_dir = "{data}"
+tls_cert = "{cert}"
+tls_key = "{key}"
+
+[keys]
+provider = "pkcs11"
+pkcs11_module = "{module}"
+pkcs11_token = "{label}"
+pkcs11_pin_env = "KEYD_PIN"
+
+[[credentials]]
+access_key = "AKIDVALLUMGATEWAY"
+secret_env = "KEYD_SECRET"
+
+[approvals]
+guardians = ["{alice}", "{gina}"]
+required = 2
+"#,
+            data = tmp.path().join("keyd-data").display(),
+            cert = certs.join("cert.pem").display(),
+            key = certs.join("key.pem").display(),
+            alice = alice_key.vkey(),
+            gina = gina_key.vkey(),
+        ),
+    )
+    .unwrap();
+    keyd_key(&keyd_toml, &["create", "records-kek"]);
+    let _keyd = start_keyd(&keyd_toml);
+    let vallum_toml = tmp.path().join("vallum.toml");
+    std::fs::write(
+        &vallum_toml,
+        format!(
+            "[keys]\nprovider = \"xks\"\nxks_endpoint = \"https://localhost:{port}\"\nxks_access_key = \"AKIDVALLUMGATEWAY\"\nxks_secret_env = \"KEYD_SECRET\"\nxks_ca_file = \"{ca}\"\ndefault_key_id = \"records-kek\"\ndek_cache_entries = 0\n",
+            ca = certs.join("ca.pem").display()
+        ),
+    )
+    .unwrap();
+    let s = Server::start_in(
+        &tmp.path().join("data"),
+        "127.0.0.1:0",
+        &["--config", vallum_toml.to_str().unwrap()],
+        &[("KEYD_SECRET", "keyd-shared-secret")],
+    );
+    let who = |v: &serde_json::Value| {
+        (
+            v["access_key"]["id"].as_str().unwrap().to_owned(),
+            v["secret_key"].as_str().unwrap().to_owned(),
+        )
+    };
+    let admin = who(&json(&run(
+        vallum_admin(&s, "tenant").args(["create", "acme"])
+    )));
+    let as_ = |k: &(String, String), sub: &str, args: &[&str]| {
+        json(&run(vallum_as(&s, &k.0, &k.1, sub).args(args)))
+    };
+    let acme = s.client_with(&admin.0, &admin.1);
+    acme.create_bucket().bucket("records").send().await.unwrap();
+    acme.put_object()
+        .bucket("records")
+        .key("logs/a.txt")
+        .body(ByteStream::from_static(b"payment run log"))
+        .send()
+        .await
+        .unwrap();
+    let mut guardians = Vec::new();
+    for g in ["alice", "gina"] {
+        as_(
+            &admin,
+            "user",
+            &["--tenant", "acme", "create", g, "--role", "guardian"],
+        );
+        guardians.push(who(&as_(
+            &admin,
+            "access-key",
+            &["create", "--tenant", "acme", "--user", g],
+        )));
+    }
+    let (alice, gina) = (&guardians[0], &guardians[1]);
+    as_(
+        alice,
+        "user",
+        &[
+            "--tenant",
+            "acme",
+            "approval-key",
+            "alice",
+            "--vkey",
+            &alice_key.vkey(),
+        ],
+    );
+    let charter = tmp.path().join("charter.json");
+    std::fs::write(
+        &charter,
+        r#"{"roles":["sre"],"access":{"read":{}},"max_grant_secs":3600,"approvals_required":2,"audit_frequency_days":90}"#,
+    )
+    .unwrap();
+    as_(
+        &admin,
+        "charter",
+        &["--tenant", "acme", "propose", charter.to_str().unwrap()],
+    );
+    for g in [alice, gina] {
+        as_(g, "charter", &["--tenant", "acme", "sign", "1"]);
+    }
+    run(vallum_admin(&s, "operator").args(["create", "olga", "--role", "sre"]));
+    let olga = who(&json(&run(vallum_admin(&s, "access-key").args([
+        "create",
+        "--operator",
+        "olga",
+    ]))));
+    as_(
+        alice,
+        "operator",
+        &[
+            "attest-for",
+            "olga",
+            "--tenant",
+            "acme",
+            "--access-key",
+            &olga.0,
+            "--role",
+            "sre",
+        ],
+    );
+    let request = || {
+        as_(
+            &olga,
+            "lockbox",
+            &[
+                "request",
+                "--tenant",
+                "acme",
+                "--bucket",
+                "records",
+                "--prefix",
+                "logs/",
+                "--operation",
+                "read",
+                "--purpose",
+                "incident",
+                "--ticket",
+                "INC-1",
+                "--duration-secs",
+                "600",
+            ],
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let read_with_grant = |id: &str| {
+        let grant = who(&as_(&olga, "lockbox", &["credential", id]));
+        let client = s.client_with(&grant.0, &grant.1);
+        async move {
+            client
+                .get_object()
+                .bucket("records")
+                .key("logs/a.txt")
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{:?}", e.into_service_error()))
+        }
+    };
+
+    // Gina has no approval key yet: her approval counts for the charter, not for keyd.
+    let first = request();
+    as_(
+        alice,
+        "lockbox",
+        &[
+            "approve",
+            &first,
+            "--signing-key",
+            alice_skey.to_str().unwrap(),
+        ],
+    );
+    let granted = as_(gina, "lockbox", &["approve", &first]);
+    assert_eq!(granted["status"], "active");
+    let refused = read_with_grant(&first).await;
+    assert!(refused.is_err(), "keyd released a key on one signature");
+    assert!(
+        refused.as_ref().unwrap_err().contains("AccessDenied"),
+        "{refused:?}"
+    );
+
+    // Both guardians sign: keyd releases the key to the grant.
+    as_(
+        gina,
+        "user",
+        &[
+            "--tenant",
+            "acme",
+            "approval-key",
+            "gina",
+            "--vkey",
+            &gina_key.vkey(),
+        ],
+    );
+    let second = request();
+    as_(
+        alice,
+        "lockbox",
+        &[
+            "approve",
+            &second,
+            "--signing-key",
+            alice_skey.to_str().unwrap(),
+        ],
+    );
+    let e = run_failing(vallum_as(&s, &gina.0, &gina.1, "lockbox").args(["approve", &second]));
+    assert!(e.contains("must be signed"), "{e}");
+    as_(
+        gina,
+        "lockbox",
+        &[
+            "approve",
+            &second,
+            "--signing-key",
+            gina_skey.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(read_with_grant(&second).await, Ok(()));
+}
