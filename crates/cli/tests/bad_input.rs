@@ -491,6 +491,41 @@ async fn sigv2_requests_outside_the_clock_skew_are_refused() {
     assert_eq!(body.as_ref(), b"original");
 }
 
+/// SigV2 presigned URLs stop working at their `Expires` time.
+#[tokio::test]
+async fn sigv2_presigned_urls_expire() {
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("bad").send().await.unwrap();
+    s3.put_object()
+        .bucket("bad")
+        .key("k")
+        .body(ByteStream::from_static(b"v"))
+        .send()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let get = |expires: u64| {
+        let sig = sigv2(&server.secret_key, "GET", &expires.to_string(), "/bad/k");
+        let sig = sig
+            .replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D");
+        let request = format!(
+            "GET /bad/k?AWSAccessKeyId={}&Expires={expires}&Signature={sig} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+            server.access_key, server.port
+        );
+        raw(&server, request.as_bytes(), false)
+    };
+    let ok = get(now + 300);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let expired = get(now - 60);
+    assert!(expired.starts_with("HTTP/1.1 403"), "{expired}");
+}
+
 /// SigV4 presigned URLs live at most 7 days, as in S3.
 #[tokio::test]
 async fn presigned_urls_longer_than_a_week_are_refused() {
