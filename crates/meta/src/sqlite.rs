@@ -1089,12 +1089,18 @@ mod tests {
         store.guard().await.unwrap();
         store.close().await;
 
-        // The older copy over the database, with no write-ahead file (as after one was
-        // deleted and the process crashed): the second bucket's commit is gone.
+        // The older copy as the database, with no write-ahead file (as after one was deleted
+        // and the process crashed) but the high-water file it had reached: the second
+        // bucket's commit is gone. (A fresh directory: nothing of the closed pools lingers.)
+        let restored = dir.path().join("restored");
+        std::fs::create_dir(&restored).unwrap();
+        let path = restored.join("meta.db");
         std::fs::copy(&older, &path).unwrap();
-        for stale in ["meta.db-wal", "meta.db-shm"] {
-            let _ = std::fs::remove_file(dir.path().join(stale));
-        }
+        std::fs::copy(
+            dir.path().join("meta.db-commits"),
+            restored.join("meta.db-commits"),
+        )
+        .unwrap();
         let err = SqliteMetaStore::open(&path).await.unwrap_err();
         assert!(
             matches!(err, MetaError::LostCommits { recorded, found, .. } if recorded > found),
@@ -1102,7 +1108,7 @@ mod tests {
         );
         assert!(err.to_string().contains("meta.db-commits"), "{err}");
         // Accepting the loss: delete the high-water file, as the error says.
-        std::fs::remove_file(dir.path().join("meta.db-commits")).unwrap();
+        std::fs::remove_file(restored.join("meta.db-commits")).unwrap();
         let store = SqliteMetaStore::open(&path).await.unwrap();
         assert_eq!(bucket_names(&store).await, ["first"]);
         store.close().await;
