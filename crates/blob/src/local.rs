@@ -16,9 +16,9 @@ use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
-use vallum_core::blob::{BlobError, BlobStore, ByteStream, SiteHealth};
+use vallum_core::blob::{BlobError, BlobStore, ByteStream};
 use vallum_types::BlobId;
-use vallum_types::limits::{LOW_SPACE_BYTES, STREAM_CHUNK_BYTES};
+use vallum_types::limits::STREAM_CHUNK_BYTES;
 
 /// Version of the on-disk layout.
 pub const LAYOUT_VERSION: u32 = 1;
@@ -119,13 +119,8 @@ fn not_found(id: BlobId) -> impl FnOnce(io::Error) -> BlobError {
 #[async_trait::async_trait]
 impl BlobStore for LocalBlobStore {
     /// A local disk is never down, but it can be full.
-    fn health(&self) -> SiteHealth {
-        let free = free_bytes(&self.root);
-        SiteHealth {
-            free_bytes: free,
-            full: free.is_some_and(|n| n < LOW_SPACE_BYTES),
-            ..SiteHealth::default()
-        }
+    fn free_bytes(&self) -> Option<u64> {
+        free_bytes(&self.root)
     }
 
     async fn put(&self, id: BlobId, data: ByteStream) -> Result<u64, BlobError> {

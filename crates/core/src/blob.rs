@@ -58,7 +58,8 @@ pub struct SiteHealth {
     /// While down: when the next request will be let through, in ms from now.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_attempt_in_ms: Option<u64>,
-    /// Free space on the site's disk, where the site can tell (local disks).
+    /// Free space on the site's disk, where the site can tell (local disks); filled in
+    /// reports only (`Topology::health_report`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub free_bytes: Option<u64>,
     /// The site's disk has less than `LOW_SPACE_BYTES` free: writes to it fail.
@@ -94,7 +95,14 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn sweep_temp(&self, age: Duration) -> Result<u64, BlobError>;
 
     /// The site's health (a local disk is always up: its failures are errors, not outages).
+    /// Called on the data path (read order, placement): it must be cheap.
     fn health(&self) -> SiteHealth {
         SiteHealth::default()
+    }
+
+    /// Free space on the site's disk, where the site can tell (local disks): a system call,
+    /// for reports (`/health`, site views), not for the data path.
+    fn free_bytes(&self) -> Option<u64> {
+        None
     }
 }

@@ -178,6 +178,18 @@ impl Topology {
         self.sites[i].store.health()
     }
 
+    /// Site `i`'s health with its free space, for reports: a system call per local site, so
+    /// not for the data path (which asks [`Self::health`]).
+    #[must_use]
+    pub fn health_report(&self, i: usize) -> SiteHealth {
+        let mut h = self.health(i);
+        h.free_bytes = self.sites[i].store.free_bytes();
+        h.full = h
+            .free_bytes
+            .is_some_and(|n| n < vallum_types::limits::LOW_SPACE_BYTES);
+        h
+    }
+
     /// Streams `data` to every site in `targets` at once; returns once every copy is durable
     /// or failed, with the copies that are durable when at least `quorum` are. With fewer, no
     /// copy is kept. A failing input stream fails every copy (`BlobError::Source`).

@@ -275,7 +275,7 @@ impl Admin {
     pub fn site_health(&self) -> Vec<(String, vallum_core::blob::SiteHealth)> {
         let top = self.service.topology();
         (0..top.sites().len())
-            .map(|i| (top.sites()[i].id.clone(), top.health(i)))
+            .map(|i| (top.sites()[i].id.clone(), top.health_report(i)))
             .collect()
     }
 

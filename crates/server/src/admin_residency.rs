@@ -55,7 +55,7 @@ pub(crate) async fn route(
                 .map(|x| {
                     let mut v = site_view(&r, x, today);
                     if let Some(i) = top.index(&x.id) {
-                        v["health"] = value(&top.health(i));
+                        v["health"] = value(&top.health_report(i));
                     }
                     v
                 })
@@ -70,7 +70,7 @@ pub(crate) async fn route(
             let mut view = site_view(&r, site, today);
             let top = s.topology();
             if let Some(i) = top.index(id) {
-                view["health"] = value(&top.health(i));
+                view["health"] = value(&top.health_report(i));
                 view["primary"] = json!(top.primary().id == *id);
             }
             let (blobs, bytes) = held_by(s, id).await?;
