@@ -90,20 +90,27 @@ fn errno(code: i32) -> BlobError {
 const ENOSPC: i32 = 28;
 const EIO: i32 = 5;
 
+/// The faults every operation meets alike: an error at once (ENOSPC, EIO, unreachable) or a
+/// delay. What is left (`None`, or a fault the operation shapes itself) is returned.
+async fn before(fault: Option<Fault>) -> Result<Option<Fault>, BlobError> {
+    match fault {
+        Some(Fault::NoSpace) => Err(errno(ENOSPC)),
+        Some(Fault::Io) => Err(errno(EIO)),
+        Some(Fault::Unavailable) => {
+            Err(BlobError::Unavailable("injected: site unreachable".into()))
+        }
+        Some(Fault::Latency(d)) => {
+            tokio::time::sleep(d).await;
+            Ok(None)
+        }
+        other => Ok(other),
+    }
+}
+
 #[async_trait::async_trait]
 impl BlobStore for FaultInjectingBlobStore {
     async fn put(&self, id: BlobId, data: ByteStream) -> Result<u64, BlobError> {
-        match FaultPlan::next(&self.plan.puts) {
-            None => self.inner.put(id, data).await,
-            Some(Fault::NoSpace) => Err(errno(ENOSPC)),
-            Some(Fault::Io) => Err(errno(EIO)),
-            Some(Fault::Unavailable) => {
-                Err(BlobError::Unavailable("injected: site unreachable".into()))
-            }
-            Some(Fault::Latency(d)) => {
-                tokio::time::sleep(d).await;
-                self.inner.put(id, data).await
-            }
+        match before(FaultPlan::next(&self.plan.puts)).await? {
             Some(Fault::CutAfter(n)) => Err(BlobError::Unavailable(format!(
                 "injected: connection lost after {n} bytes"
             ))),
@@ -125,21 +132,12 @@ impl BlobStore for FaultInjectingBlobStore {
                 }));
                 self.inner.put(id, prefix).await
             }
+            _ => self.inner.put(id, data).await,
         }
     }
 
     async fn get(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
-        match FaultPlan::next(&self.plan.gets) {
-            None | Some(Fault::ShortWrite(_)) => self.inner.get(id, range).await,
-            Some(Fault::NoSpace) => Err(errno(ENOSPC)),
-            Some(Fault::Io) => Err(errno(EIO)),
-            Some(Fault::Unavailable) => {
-                Err(BlobError::Unavailable("injected: site unreachable".into()))
-            }
-            Some(Fault::Latency(d)) => {
-                tokio::time::sleep(d).await;
-                self.inner.get(id, range).await
-            }
+        match before(FaultPlan::next(&self.plan.gets)).await? {
             Some(Fault::CutAfter(n)) => {
                 let stream = self.inner.get(id, range).await?;
                 let mut left = n;
@@ -169,6 +167,7 @@ impl BlobStore for FaultInjectingBlobStore {
                     futures::stream::iter(out)
                 })))
             }
+            _ => self.inner.get(id, range).await,
         }
     }
 
@@ -190,5 +189,9 @@ impl BlobStore for FaultInjectingBlobStore {
 
     fn health(&self) -> SiteHealth {
         self.inner.health()
+    }
+
+    fn free_bytes(&self) -> Option<u64> {
+        self.inner.free_bytes()
     }
 }

@@ -129,18 +129,12 @@ pub fn check(
         .is_some_and(|v| v.starts_with("AWS "));
     if sigv2_header {
         // x-amz-date takes precedence over Date, as in SigV2's string to sign.
-        let date = headers
+        let when = headers
             .get("x-amz-date")
             .or_else(|| headers.get(http::header::DATE))
-            .and_then(|v| v.to_str().ok());
-        let Some(date) = date else {
-            return Err(refuse(
-                http::StatusCode::FORBIDDEN,
-                "AccessDenied",
-                "AWS authentication requires a valid Date or x-amz-date header".into(),
-            ));
-        };
-        let Some(when) = parse_date(date) else {
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_date);
+        let Some(when) = when else {
             return Err(refuse(
                 http::StatusCode::FORBIDDEN,
                 "AccessDenied",
