@@ -1,6 +1,6 @@
 //! Bad input: each gets the S3 error a client expects and leaves no trace.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

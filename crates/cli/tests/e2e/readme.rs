@@ -1,6 +1,6 @@
 //! The README's client example, run as written against a fresh server (only the port differs).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! metadata, log, keyring — contains the plaintext or any data key; a byte flipped on the site
 //! makes the read fail instead of returning corrupted data.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! signed off by two guardians, lockbox grants (in scope, out of scope, expired, revoked),
 //! break-glass, bucket policies from AWS's documented examples, and tenant isolation.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

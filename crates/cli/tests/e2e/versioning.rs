@@ -1,7 +1,7 @@
 //! Versioning, object lock, tagging and lifecycle end to end with the real boto3 and aws-cli
 //! (installed by scripts/test.sh), and a kill -9 in the middle of lifecycle processing.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

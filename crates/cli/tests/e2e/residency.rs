@@ -3,7 +3,7 @@
 //! refused through aws-cli and boto3 with the site and rule named, `vallum placement explain`,
 //! the policy in the transparency log driving the offline boundary audit, and bad input.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! per-chunk signatures (STREAMING-AWS4-HMAC-SHA256-PAYLOAD), unsigned chunks with a checksum
 //! trailer (STREAMING-UNSIGNED-PAYLOAD-TRAILER), and the failures of each.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

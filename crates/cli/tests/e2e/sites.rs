@@ -5,7 +5,7 @@
 //! provider holds only opaque names and ciphertext, and the provider going away is an error,
 //! not a hang or a half-written object.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

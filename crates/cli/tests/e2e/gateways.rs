@@ -1,7 +1,7 @@
 //! Several stateless gateways over one PostgreSQL database (and a shared data directory) behave
 //! as one store. Needs `VALLUM_TEST_PG_URL` (scripts/test.sh starts PostgreSQL).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Virtual-hosted-style addressing (`<bucket>.<domain>`) next to path style.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

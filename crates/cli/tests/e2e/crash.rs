@@ -2,7 +2,7 @@
 //! every acknowledged object reads back byte-identical, nothing partial is listed, and the
 //! collector leaves no orphaned data behind.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! repair converging when it comes back, and migration when a policy tightens or a site is
 //! drained, checked by listing every site's contents.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The S3 endpoint over TLS (`tls_cert`/`tls_key`): aws-cli with the CA bundle, a plain-HTTP
 //! client refused, an untrusting client refused, and SSE-C answered per transport.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

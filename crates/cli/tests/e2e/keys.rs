@@ -2,7 +2,7 @@
 //! the keys — bucket default encryption, rotation with its re-wrap job, disable/enable,
 //! scheduled deletion, and crypto-shredding with its report.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! End to end with the real aws-cli, boto3, rclone and s3cmd (installed by scripts/test.sh).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! client reading the log over HTTP; tampering and a fork detected by `vallum verify` and by
 //! `vallum witness`; acknowledged writes still logged after kill -9.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

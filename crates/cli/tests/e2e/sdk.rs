@@ -1,6 +1,6 @@
 //! End to end with the Rust aws-sdk-s3 against the real `vallum` binary.
 
-mod common;
+use crate::common;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;

@@ -2,7 +2,7 @@
 //! SigV4) as a separate process, `vallum serve` with `[keys] provider = "xks"`, and the key
 //! store's holder disabling the key, or the key store going away.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

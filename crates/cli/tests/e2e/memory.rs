@@ -1,7 +1,7 @@
 //! Streaming end to end: a 5 GiB object (the single-PUT maximum) goes in and comes back out
 //! while the server's resident memory stays bounded.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
