@@ -2,6 +2,7 @@
 //! key under the new version), disable/enable, schedule deletion, destroy (crypto-shred) with a
 //! report of what became unrecoverable. Every action is logged (`key_lifecycle`).
 
+use crate::context::RequestContext;
 use serde::{Deserialize, Serialize};
 use vallum_crypto::keys::{Justification, KeyInfo, KeyState};
 
@@ -66,9 +67,9 @@ pub struct ShredReport {
 /// Objects named in a shred report.
 pub const SHRED_SAMPLE: usize = 100;
 
-fn system(reason: &str) -> Justification {
+fn system(ctx: &RequestContext, reason: &str) -> Justification {
     Justification {
-        actor: crate::journal::current().0,
+        actor: ctx.actor.clone(),
         reason: reason.into(),
         approvals: None,
     }
@@ -80,11 +81,19 @@ impl ObjectService {
             .ok_or_else(|| Error::InvalidRequest("no key provider is configured".into()))
     }
 
-    async fn lifecycle_event(&self, key_id: &str, action: String) -> Result<()> {
-        self.log(Event::KeyLifecycle {
-            key_id: key_id.to_owned(),
-            action,
-        })
+    async fn lifecycle_event(
+        &self,
+        ctx: &RequestContext,
+        key_id: &str,
+        action: String,
+    ) -> Result<()> {
+        self.log(
+            ctx,
+            Event::KeyLifecycle {
+                key_id: key_id.to_owned(),
+                action,
+            },
+        )
         .await
     }
 
@@ -107,7 +116,7 @@ impl ObjectService {
     }
 
     /// Creates a key-encryption key.
-    pub async fn create_key(&self, key_id: &str) -> Result<KeyInfo> {
+    pub async fn create_key(&self, ctx: &RequestContext, key_id: &str) -> Result<KeyInfo> {
         vallum_crypto::check_key_id(key_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let info = self
             .key_service()?
@@ -115,7 +124,7 @@ impl ObjectService {
             .create_key(key_id, self.now_ms())
             .await
             .map_err(admin_error)?;
-        self.lifecycle_event(key_id, "created".into()).await?;
+        self.lifecycle_event(ctx, key_id, "created".into()).await?;
         Ok(info)
     }
 
@@ -147,7 +156,7 @@ impl ObjectService {
 
     /// Adds a key version; new data keys are wrapped under it. Run [`Self::rewrap_key`] to
     /// move existing objects onto it.
-    pub async fn rotate_key(&self, key_id: &str) -> Result<KeyInfo> {
+    pub async fn rotate_key(&self, ctx: &RequestContext, key_id: &str) -> Result<KeyInfo> {
         let keys = self.key_service()?;
         let info = keys
             .provider()
@@ -156,6 +165,7 @@ impl ObjectService {
             .map_err(admin_error)?;
         keys.forget_cached(key_id);
         self.lifecycle_event(
+            ctx,
             key_id,
             format!("rotated to version {}", info.current_version),
         )
@@ -168,12 +178,13 @@ impl ObjectService {
     /// clients write (a version changed meanwhile is left alone).
     pub async fn rewrap_key(
         &self,
+        ctx: &RequestContext,
         key_id: &str,
         progress: impl Fn(&RewrapProgress),
     ) -> Result<RewrapProgress> {
         let keys = self.key_service()?.clone();
         let current = self.describe_key(key_id).await?.current_version;
-        let why = system("key-rotation");
+        let why = system(ctx, "key-rotation");
         let mut p = RewrapProgress::default();
         let mut scan = self.scan(key_id);
         while let Some(page) = scan.next_page().await? {
@@ -201,6 +212,7 @@ impl ObjectService {
         p.done = true;
         progress(&p);
         self.lifecycle_event(
+            ctx,
             key_id,
             format!(
                 "re-wrapped {} object versions under version {current} ({} already current, {} skipped, {} failed)",
@@ -213,7 +225,12 @@ impl ObjectService {
 
     /// Disables, enables, or schedules deletion of a key (`wait_days` from now, 7–30 days),
     /// or cancels a scheduled deletion (`Enabled`).
-    pub async fn set_key_state(&self, key_id: &str, state: KeyState) -> Result<KeyInfo> {
+    pub async fn set_key_state(
+        &self,
+        ctx: &RequestContext,
+        key_id: &str,
+        state: KeyState,
+    ) -> Result<KeyInfo> {
         if state == KeyState::Destroyed {
             return Err(Error::InvalidArgument(
                 "destroy a key with destroy_key".into(),
@@ -234,25 +251,30 @@ impl ObjectService {
             }
             KeyState::Destroyed => unreachable!("refused above"),
         };
-        self.lifecycle_event(key_id, action).await?;
+        self.lifecycle_event(ctx, key_id, action).await?;
         Ok(info)
     }
 
     /// Schedules deletion `wait_days` from now.
-    pub async fn schedule_key_deletion(&self, key_id: &str, wait_days: u32) -> Result<KeyInfo> {
+    pub async fn schedule_key_deletion(
+        &self,
+        ctx: &RequestContext,
+        key_id: &str,
+        wait_days: u32,
+    ) -> Result<KeyInfo> {
         if !(MIN_DELETION_WAIT_DAYS..=MAX_DELETION_WAIT_DAYS).contains(&wait_days) {
             return Err(Error::InvalidArgument(format!(
                 "the waiting period is {MIN_DELETION_WAIT_DAYS} to {MAX_DELETION_WAIT_DAYS} days"
             )));
         }
         let at = self.now_ms() + i64::from(wait_days) * 86_400_000;
-        self.set_key_state(key_id, KeyState::PendingDeletion { delete_at_ms: at })
+        self.set_key_state(ctx, key_id, KeyState::PendingDeletion { delete_at_ms: at })
             .await
     }
 
     /// Destroys the key material (crypto-shredding) and reports every object version that
     /// became unrecoverable. The report is also logged.
-    pub async fn destroy_key(&self, key_id: &str) -> Result<ShredReport> {
+    pub async fn destroy_key(&self, ctx: &RequestContext, key_id: &str) -> Result<ShredReport> {
         let keys = self.key_service()?.clone();
         let mut unrecoverable = KeyUsage::default();
         let mut sample = Vec::new();
@@ -269,6 +291,7 @@ impl ObjectService {
         let key = keys.provider().destroy(key_id).await.map_err(admin_error)?;
         keys.forget_cached(key_id);
         self.lifecycle_event(
+            ctx,
             key_id,
             format!(
                 "destroyed: {} object versions ({} bytes) unrecoverable",
@@ -285,14 +308,14 @@ impl ObjectService {
     }
 
     /// Destroys every key whose scheduled deletion time has passed; returns their reports.
-    pub async fn destroy_due_keys(&self) -> Result<Vec<ShredReport>> {
+    pub async fn destroy_due_keys(&self, ctx: &RequestContext) -> Result<Vec<ShredReport>> {
         let now = self.now_ms();
         let mut out = Vec::new();
         for k in self.list_keys().await? {
             if let KeyState::PendingDeletion { delete_at_ms } = k.state
                 && delete_at_ms <= now
             {
-                out.push(self.destroy_key(&k.key_id).await?);
+                out.push(self.destroy_key(ctx, &k.key_id).await?);
             }
         }
         Ok(out)

@@ -10,6 +10,7 @@
 
 pub mod blob;
 pub mod clock;
+pub mod context;
 pub mod crypt;
 pub mod digest;
 pub mod error;

@@ -8,6 +8,7 @@
 //! or fully deleted, and a rerun is idempotent. The cursor is saved after every batch so a
 //! restarted worker resumes where it stopped. Protected (locked) versions are never removed.
 
+use crate::context::RequestContext;
 use serde::{Deserialize, Serialize};
 use vallum_types::limits::{LIFECYCLE_BATCH_VERSIONS, MAX_LIFECYCLE_RULES, MAX_LIST_KEYS};
 
@@ -202,7 +203,11 @@ struct KeyScan {
 impl ObjectService {
     /// Runs one lifecycle step: up to `budget` versions of scanning, resuming from the saved
     /// cursor. Returns the progress; `last_pass_finished_ms` moves when a pass completes.
-    pub async fn run_lifecycle(&self, budget: usize) -> Result<LifecycleProgress> {
+    pub async fn run_lifecycle(
+        &self,
+        ctx: &RequestContext,
+        budget: usize,
+    ) -> Result<LifecycleProgress> {
         let now = self.now_ms();
         let mut progress: LifecycleProgress = match self.meta.get_job(LIFECYCLE_JOB).await? {
             Some(text) => serde_json::from_str(&text).unwrap_or_default(),
@@ -244,6 +249,7 @@ impl ObjectService {
             };
             let done = self
                 .scan_bucket(
+                    ctx,
                     &bucket.name,
                     bucket.versioning,
                     &config,
@@ -335,6 +341,7 @@ impl ObjectService {
     #[allow(clippy::too_many_arguments)]
     async fn scan_bucket(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         versioning: Versioning,
         config: &LifecycleConfig,
@@ -367,7 +374,7 @@ impl ObjectService {
             for v in &page {
                 if scan.as_ref().is_none_or(|s| s.key != v.key) {
                     if let Some(done) = scan.take() {
-                        self.finish_key(bucket, done, now, progress).await?;
+                        self.finish_key(ctx, bucket, done, now, progress).await?;
                     }
                     scan = Some(KeyScan {
                         key: v.key.clone(),
@@ -379,7 +386,7 @@ impl ObjectService {
                 let Some(state) = scan.as_mut() else { continue };
                 progress.versions_scanned += 1;
                 *scanned += 1;
-                self.apply_rules(bucket, versioning, &rules, v, state, now, progress)
+                self.apply_rules(ctx, bucket, versioning, &rules, v, state, now, progress)
                     .await?;
             }
             if let Some(last) = page.last() {
@@ -387,7 +394,7 @@ impl ObjectService {
             }
             if exhausted {
                 if let Some(done) = scan.take() {
-                    self.finish_key(bucket, done, now, progress).await?;
+                    self.finish_key(ctx, bucket, done, now, progress).await?;
                 }
                 progress.after_key = None;
                 return Ok(true);
@@ -403,6 +410,7 @@ impl ObjectService {
     #[allow(clippy::too_many_arguments)]
     async fn apply_rules(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         versioning: Versioning,
         rules: &[&LifecycleRule],
@@ -440,7 +448,7 @@ impl ObjectService {
                         Ok(result) => {
                             progress.current_expired += 1;
                             tracing::info!(target: "vallum::audit", event = "lifecycle_expire_current", bucket, key = %v.key, version_id = %v.version_id, versioning = versioning.as_str(), "lifecycle expired the current version");
-                            self.log(self.deleted_event(bucket, &v.key, &result, false))
+                            self.log(ctx, self.deleted_event(bucket, &v.key, &result, false))
                                 .await?;
                         }
                         Err(MetaError::PreconditionFailed) => {}
@@ -470,7 +478,7 @@ impl ObjectService {
                         Ok(result) => {
                             progress.noncurrent_deleted += 1;
                             tracing::info!(target: "vallum::audit", event = "lifecycle_delete_noncurrent", bucket, key = %v.key, version_id = %v.version_id, "lifecycle deleted a noncurrent version");
-                            self.log(self.deleted_event(bucket, &v.key, &result, false))
+                            self.log(ctx, self.deleted_event(bucket, &v.key, &result, false))
                                 .await?;
                         }
                         Err(MetaError::PreconditionFailed) => {}
@@ -492,6 +500,7 @@ impl ObjectService {
 
     async fn finish_key(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         state: KeyScan,
         now: i64,
@@ -507,7 +516,7 @@ impl ObjectService {
                 Ok(result) => {
                     progress.delete_markers_removed += 1;
                     tracing::info!(target: "vallum::audit", event = "lifecycle_remove_delete_marker", bucket, key = %state.key, "lifecycle removed an expired delete marker");
-                    self.log(self.deleted_event(bucket, &state.key, &result, false))
+                    self.log(ctx, self.deleted_event(bucket, &state.key, &result, false))
                         .await?;
                 }
                 Err(MetaError::PreconditionFailed) => {}

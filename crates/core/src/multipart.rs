@@ -1,6 +1,7 @@
 //! Multipart uploads. Each part is its own blob; completing an upload does not copy data: the
 //! object's segments are the parts' blobs, in order.
 
+use crate::context::RequestContext;
 use vallum_types::limits::{
     MAX_LIST_KEYS, MAX_OBJECT_BYTES, MAX_PART_BYTES, MAX_PARTS, MIN_PART_BYTES,
 };
@@ -90,6 +91,7 @@ impl ObjectService {
     /// Starts a multipart upload.
     pub async fn create_upload(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         new: NewUpload,
@@ -111,7 +113,7 @@ impl ObjectService {
         self.check_placement(&record, key)?;
         // One data key for the upload; each part's blob derives its own segment key from it.
         let encryption = self
-            .new_object_key(&record, key, sse)
+            .new_object_key(ctx, &record, key, sse)
             .await?
             .map(|(_, enc)| enc);
         let upload = UploadRecord {
@@ -127,7 +129,8 @@ impl ObjectService {
         };
         self.meta.create_upload(&upload).await?;
         if let Some(enc) = &upload.encryption {
-            self.log(self.key_used_event("wrap", enc, bucket)).await?;
+            self.log(ctx, self.key_used_event(ctx, "wrap", enc, bucket))
+                .await?;
         }
         Ok(upload)
     }
@@ -145,8 +148,10 @@ impl ObjectService {
     }
 
     /// Stores one part from `body`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn upload_part(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         upload_id: &str,
@@ -162,7 +167,7 @@ impl ObjectService {
         if check.algorithm.is_none() {
             check.algorithm = upload.checksum_algorithm;
         }
-        let (segment, digests) = self.write_part(&upload, body, check).await?;
+        let (segment, digests) = self.write_part(ctx, &upload, body, check).await?;
         self.record_part(&upload, part_number, segment, digests)
             .await
     }
@@ -170,6 +175,7 @@ impl ObjectService {
     /// Writes one part's blob, encrypted under the upload's data key if it has one.
     async fn write_part(
         &self,
+        ctx: &RequestContext,
         upload: &UploadRecord,
         body: ByteStream,
         check: BodyCheck,
@@ -177,7 +183,7 @@ impl ObjectService {
         // The policy may have changed since the upload began: every part is placed anew.
         let bucket = self.bucket(&upload.bucket).await?;
         let placed = self.check_placement(&bucket, &upload.key)?;
-        let cipher = self.part_cipher(upload).await?;
+        let cipher = self.part_cipher(ctx, upload).await?;
         self.write_blob(
             &placed,
             body,
@@ -197,15 +203,16 @@ impl ObjectService {
     /// encrypted.
     async fn part_cipher(
         &self,
+        ctx: &RequestContext,
         upload: &UploadRecord,
     ) -> Result<Option<(crate::service::ReadCipher, u32)>> {
         let Some(enc) = &upload.encryption else {
             return Ok(None);
         };
         let cipher = self
-            .open_object_key(&upload.bucket, &upload.key, Some(enc), false)
+            .open_object_key(ctx, &upload.bucket, &upload.key, Some(enc), false)
             .await?;
-        self.log(self.key_used_event("unwrap", enc, &upload.bucket))
+        self.log(ctx, self.key_used_event(ctx, "unwrap", enc, &upload.bucket))
             .await?;
         Ok(cipher.map(|c| (c, enc.segment_bytes)))
     }
@@ -242,6 +249,7 @@ impl ObjectService {
     #[allow(clippy::too_many_arguments)]
     pub async fn upload_part_copy(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         upload_id: &str,
@@ -268,6 +276,7 @@ impl ObjectService {
         }
         let source_cipher = self
             .open_object_key(
+                ctx,
                 &source.bucket,
                 &source.key,
                 source.encryption.as_ref(),
@@ -282,7 +291,7 @@ impl ObjectService {
             algorithm: upload.checksum_algorithm,
             ..BodyCheck::default()
         };
-        let (blob, digests) = self.write_part(&upload, body, check).await?;
+        let (blob, digests) = self.write_part(ctx, &upload, body, check).await?;
         let part = self
             .record_part(&upload, part_number, blob, digests)
             .await?;
@@ -292,6 +301,7 @@ impl ObjectService {
     /// Completes an upload: validates the named parts and commits the object atomically.
     pub async fn complete_upload(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         upload_id: &str,
@@ -413,7 +423,8 @@ impl ObjectService {
             size_bytes,
             "multipart upload completed"
         );
-        self.log(self.stored_event(&object, "multipart")).await?;
+        self.log(ctx, self.stored_event(&object, "multipart"))
+            .await?;
         Ok(object)
     }
 

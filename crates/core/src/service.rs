@@ -11,6 +11,7 @@ use vallum_types::{BlobId, BucketName, ObjectKey};
 
 use crate::blob::{BlobStore, ByteStream};
 use crate::clock::Clock;
+use crate::context::RequestContext;
 use crate::crypt::KeyService;
 use crate::digest::{self, ChecksumSet, Digests, Expectations};
 use crate::error::{Error, Result};
@@ -25,7 +26,7 @@ use crate::versioning::{
     BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, Tags, VersionUpdate,
     Versioning, is_valid_version_id, validate_tags,
 };
-use vallum_crypto::keys::{DataKey, Justification};
+use vallum_crypto::keys::DataKey;
 
 /// A byte range as a client asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,22 +314,11 @@ impl ObjectService {
         self.keys.as_ref()
     }
 
-    /// Why keys are used for the current request: who asks, on the customer's behalf.
-    /// Why a key is used: the customer's own request, or (for an operator) the lockbox grant
-    /// the request works under, which key providers require of operators.
-    fn justification() -> Justification {
-        Justification {
-            actor: crate::journal::current().0,
-            reason: crate::journal::current_grant()
-                .map_or_else(|| "customer-request".into(), |g| format!("lockbox:{g}")),
-            approvals: crate::journal::current_grant_approvals(),
-        }
-    }
-
     /// A fresh, wrapped data key for a new object or upload (none without a key service),
     /// under the key the request names, else the bucket's default, else the deployment's.
     pub(crate) async fn new_object_key(
         &self,
+        ctx: &RequestContext,
         bucket: &BucketRecord,
         key: &str,
         sse: &SseRequest,
@@ -372,7 +362,7 @@ impl ObjectService {
             vallum_crypto::check_key_id(id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         }
         let result = k
-            .new_key(&bucket.name, key, key_id, &Self::justification())
+            .new_key(&bucket.name, key, key_id, &ctx.justification())
             .await;
         match result {
             Err(Error::KeyNotFound(id)) => Err(Error::InvalidArgument(format!(
@@ -387,16 +377,16 @@ impl ObjectService {
     /// through the key provider.
     pub(crate) async fn open_object_key(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         enc: Option<&Encryption>,
         source: bool,
     ) -> Result<Option<ReadCipher>> {
-        let keys_given = crate::journal::customer_keys();
         let customer = if source {
-            keys_given.source
+            ctx.customer_keys.source.clone()
         } else {
-            keys_given.target
+            ctx.customer_keys.target.clone()
         };
         check_customer_key(enc, customer.as_ref())?;
         let Some(enc) = enc else { return Ok(None) };
@@ -416,7 +406,7 @@ impl ObjectService {
             )
         })?;
         let dek = keys
-            .open_key(bucket, key, enc, &Self::justification())
+            .open_key(bucket, key, enc, &ctx.justification())
             .await?;
         Ok(Some(ReadCipher {
             dek,
@@ -426,12 +416,18 @@ impl ObjectService {
     }
 
     /// The entry for a data key wrapped or unwrapped for `bucket`.
-    pub(crate) fn key_used_event(&self, operation: &str, enc: &Encryption, bucket: &str) -> Event {
+    pub(crate) fn key_used_event(
+        &self,
+        ctx: &RequestContext,
+        operation: &str,
+        enc: &Encryption,
+        bucket: &str,
+    ) -> Event {
         Event::KeyUsed {
             operation: operation.to_owned(),
             key_id: enc.wrapped.key_id.clone(),
             provider: enc.wrapped.provider.clone(),
-            justification: Self::justification().reason,
+            justification: ctx.justification().reason,
             bucket: Some(bucket.to_owned()),
             location: Some(self.topology().primary().site_ref.clone()),
         }
@@ -488,20 +484,20 @@ impl ObjectService {
         self.topology().primary().site_ref.clone()
     }
 
-    /// Records `event` by the current actor; the request fails if it cannot be recorded.
-    pub async fn log(&self, event: Event) -> Result<()> {
-        self.log_all(vec![event]).await
+    /// Records `event` by the context's actor; the request fails if it cannot be recorded.
+    pub async fn log(&self, ctx: &RequestContext, event: Event) -> Result<()> {
+        self.log_all(ctx, vec![event]).await
     }
 
     /// Records several events in order, durably, in one batch.
-    pub async fn log_all(&self, events: Vec<Event>) -> Result<()> {
-        let (actor, request_id) = crate::journal::current();
+    pub async fn log_all(&self, ctx: &RequestContext, events: Vec<Event>) -> Result<()> {
+        let (actor, request_id) = (&ctx.actor, &ctx.request_id);
         let now = self.now_ms();
         let entries = events
             .into_iter()
             .map(|event| {
                 let mut e = Entry::new(now, actor.clone(), event);
-                e.request_id.clone_from(&request_id);
+                e.request_id.clone_from(request_id);
                 e
             })
             .collect();
@@ -606,7 +602,11 @@ impl ObjectService {
     // ---- buckets ----
 
     /// Creates a bucket with object lock (and therefore versioning) enabled.
-    pub async fn create_locked_bucket(&self, name: &str) -> Result<BucketRecord> {
+    pub async fn create_locked_bucket(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+    ) -> Result<BucketRecord> {
         self.insert_bucket(name).await?;
         self.meta
             .update_bucket(name, &BucketUpdate::Versioning(Versioning::Enabled))
@@ -616,17 +616,25 @@ impl ObjectService {
             .update_bucket(name, &BucketUpdate::ObjectLock(ObjectLockConfig::default()))
             .await?;
         tracing::info!(target: "vallum::audit", event = "object_lock_enabled", bucket = name, "bucket created with object lock");
-        self.log(Event::BucketCreated {
-            bucket: name.to_owned(),
-            object_lock: true,
-        })
+        self.log(
+            ctx,
+            Event::BucketCreated {
+                bucket: name.to_owned(),
+                object_lock: true,
+            },
+        )
         .await?;
-        self.log_default_boundary(name).await?;
+        self.log_default_boundary(ctx, name).await?;
         Ok(bucket)
     }
 
     /// Changes a bucket's configuration (versioning, object lock, lifecycle).
-    pub async fn update_bucket(&self, name: &str, update: BucketUpdate) -> Result<BucketRecord> {
+    pub async fn update_bucket(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        update: BucketUpdate,
+    ) -> Result<BucketRecord> {
         if let BucketUpdate::Lifecycle(Some(config)) = &update {
             config.validate().map_err(Error::InvalidArgument)?;
         }
@@ -645,19 +653,25 @@ impl ObjectService {
                 .as_ref()
                 .and_then(|c| c.key_id.clone())
                 .or_else(|| self.keys.as_ref().map(|k| k.default_key_id().to_owned()));
-            self.log(Event::EncryptionPolicyChanged {
-                bucket: name.to_owned(),
-                key_id,
-            })
+            self.log(
+                ctx,
+                Event::EncryptionPolicyChanged {
+                    bucket: name.to_owned(),
+                    key_id,
+                },
+            )
             .await?;
             return Ok(bucket);
         }
         let (setting, value) = update.describe();
-        self.log(Event::BucketChanged {
-            bucket: name.to_owned(),
-            setting: setting.to_owned(),
-            value,
-        })
+        self.log(
+            ctx,
+            Event::BucketChanged {
+                bucket: name.to_owned(),
+                setting: setting.to_owned(),
+                value,
+            },
+        )
         .await?;
         Ok(bucket)
     }
@@ -688,14 +702,17 @@ impl ObjectService {
     }
 
     /// Creates a bucket.
-    pub async fn create_bucket(&self, name: &str) -> Result<BucketRecord> {
+    pub async fn create_bucket(&self, ctx: &RequestContext, name: &str) -> Result<BucketRecord> {
         let record = self.insert_bucket(name).await?;
-        self.log(Event::BucketCreated {
-            bucket: record.name.clone(),
-            object_lock: false,
-        })
+        self.log(
+            ctx,
+            Event::BucketCreated {
+                bucket: record.name.clone(),
+                object_lock: false,
+            },
+        )
         .await?;
-        self.log_default_boundary(name).await?;
+        self.log_default_boundary(ctx, name).await?;
         Ok(record)
     }
 
@@ -721,19 +738,27 @@ impl ObjectService {
     }
 
     /// Deletes an empty bucket.
-    pub async fn delete_bucket(&self, name: &str) -> Result<()> {
+    pub async fn delete_bucket(&self, ctx: &RequestContext, name: &str) -> Result<()> {
         self.meta.delete_bucket(name, self.clock.now_ms()).await?;
         tracing::info!(bucket = %name, "bucket deleted");
-        self.log(Event::BucketDeleted {
-            bucket: name.to_owned(),
-        })
+        self.log(
+            ctx,
+            Event::BucketDeleted {
+                bucket: name.to_owned(),
+            },
+        )
         .await
     }
 
     // ---- objects ----
 
     /// Stores an object from `body`. Returns once data and record are durable.
-    pub async fn put_object(&self, req: PutObject, body: ByteStream) -> Result<ObjectRecord> {
+    pub async fn put_object(
+        &self,
+        ctx: &RequestContext,
+        req: PutObject,
+        body: ByteStream,
+    ) -> Result<ObjectRecord> {
         ObjectKey::new(&req.key)?;
         check_attrs(&req.attrs)?;
         if req
@@ -749,7 +774,9 @@ impl ObjectService {
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
             .await?;
         let placed = self.check_placement(&bucket, &req.key)?;
-        let key = self.new_object_key(&bucket, &req.key, &req.sse).await?;
+        let key = self
+            .new_object_key(ctx, &bucket, &req.key, &req.sse)
+            .await?;
         let cipher = key.as_ref().map(|(dek, enc)| WriteCipher {
             dek,
             segment_bytes: enc.segment_bytes,
@@ -768,10 +795,10 @@ impl ObjectService {
         self.commit(&mut record, &req.condition, &[segment]).await?;
         let mut events = Vec::with_capacity(2);
         if let Some(enc) = &record.encryption {
-            events.push(self.key_used_event("wrap", enc, &record.bucket));
+            events.push(self.key_used_event(ctx, "wrap", enc, &record.bucket));
         }
         events.push(self.stored_event(&record, "put"));
-        self.log_all(events).await?;
+        self.log_all(ctx, events).await?;
         Ok(record)
     }
 
@@ -1038,6 +1065,7 @@ impl ObjectService {
     /// Opens an object (or a range of it) for reading, after evaluating `conditions`.
     pub async fn get_object(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
@@ -1052,6 +1080,7 @@ impl ObjectService {
         };
         let cipher = self
             .open_object_key(
+                ctx,
                 &object.bucket,
                 &object.key,
                 object.encryption.as_ref(),
@@ -1064,7 +1093,7 @@ impl ObjectService {
         // Logged (durably) before the first byte leaves.
         let mut events = Vec::with_capacity(2);
         if let Some(enc) = &object.encryption {
-            events.push(self.key_used_event("unwrap", enc, &object.bucket));
+            events.push(self.key_used_event(ctx, "unwrap", enc, &object.bucket));
         }
         events.push(Event::ObjectRead {
             bucket: object.bucket.clone(),
@@ -1074,7 +1103,7 @@ impl ObjectService {
             length: range.end - range.start,
             site: self.read_site(&object.segments),
         });
-        self.log_all(events).await?;
+        self.log_all(ctx, events).await?;
         Ok(ObjectRead {
             object,
             range,
@@ -1143,6 +1172,7 @@ impl ObjectService {
     /// caller holds the permission for it.
     pub async fn delete_object(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
@@ -1169,8 +1199,11 @@ impl ObjectService {
             if version_id.is_some() {
                 tracing::info!(target: "vallum::audit", event = "version_deleted", bucket, key, version_id = ?result.version_id, bypass_governance, "object version permanently deleted");
             }
-            self.log(self.deleted_event(bucket, key, &result, bypass_governance))
-                .await?;
+            self.log(
+                ctx,
+                self.deleted_event(bucket, key, &result, bypass_governance),
+            )
+            .await?;
         }
         Ok(result)
     }
@@ -1178,6 +1211,7 @@ impl ObjectService {
     /// Deletes several objects or versions, each independently.
     pub async fn delete_objects(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         entries: Vec<(String, Option<String>)>,
         bypass_governance: bool,
@@ -1187,7 +1221,7 @@ impl ObjectService {
         for (key, version_id) in entries {
             let result = match ObjectKey::new(&key) {
                 Ok(_) => {
-                    self.delete_object(bucket, &key, version_id.as_deref(), bypass_governance)
+                    self.delete_object(ctx, bucket, &key, version_id.as_deref(), bypass_governance)
                         .await
                 }
                 Err(err) => Err(err.into()),
@@ -1204,6 +1238,7 @@ impl ObjectService {
     /// Changes one version's tags, retention or legal hold; returns the version id.
     pub async fn update_version(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         key: &str,
         version_id: Option<&str>,
@@ -1248,29 +1283,35 @@ impl ObjectService {
                 bypass_governance,
             } => {
                 tracing::info!(target: "vallum::audit", event = "retention_set", bucket, key, version_id = %id, retention = ?retention, bypass_governance, "object retention set");
-                self.log(Event::ObjectLockChanged {
-                    bucket: bucket.to_owned(),
-                    key: self.key_ref(bucket, key),
-                    version_id: id.clone(),
-                    setting: "retention".into(),
-                    value: retention.map_or_else(
-                        || "none".to_owned(),
-                        |r| format!("{} until {}", r.mode.as_str(), r.until_ms),
-                    ),
-                    bypass_governance: *bypass_governance,
-                })
+                self.log(
+                    ctx,
+                    Event::ObjectLockChanged {
+                        bucket: bucket.to_owned(),
+                        key: self.key_ref(bucket, key),
+                        version_id: id.clone(),
+                        setting: "retention".into(),
+                        value: retention.map_or_else(
+                            || "none".to_owned(),
+                            |r| format!("{} until {}", r.mode.as_str(), r.until_ms),
+                        ),
+                        bypass_governance: *bypass_governance,
+                    },
+                )
                 .await?;
             }
             VersionUpdate::LegalHold(on) => {
                 tracing::info!(target: "vallum::audit", event = if *on { "legal_hold_placed" } else { "legal_hold_removed" }, bucket, key, version_id = %id, "object legal hold changed");
-                self.log(Event::ObjectLockChanged {
-                    bucket: bucket.to_owned(),
-                    key: self.key_ref(bucket, key),
-                    version_id: id.clone(),
-                    setting: "legal_hold".into(),
-                    value: if *on { "ON" } else { "OFF" }.into(),
-                    bypass_governance: false,
-                })
+                self.log(
+                    ctx,
+                    Event::ObjectLockChanged {
+                        bucket: bucket.to_owned(),
+                        key: self.key_ref(bucket, key),
+                        version_id: id.clone(),
+                        setting: "legal_hold".into(),
+                        value: if *on { "ON" } else { "OFF" }.into(),
+                        bypass_governance: false,
+                    },
+                )
                 .await?;
             }
         }
@@ -1278,7 +1319,7 @@ impl ObjectService {
     }
 
     /// Copies an object (server-side: the data is read and written again, verified).
-    pub async fn copy_object(&self, req: CopyObject) -> Result<ObjectRecord> {
+    pub async fn copy_object(&self, ctx: &RequestContext, req: CopyObject) -> Result<ObjectRecord> {
         ObjectKey::new(&req.key)?;
         let source = self
             .head_object(&req.src_bucket, &req.src_key, req.src_version.as_deref())
@@ -1309,6 +1350,7 @@ impl ObjectService {
         let placed = self.check_placement(&bucket, &req.key)?;
         let source_cipher = self
             .open_object_key(
+                ctx,
                 &source.bucket,
                 &source.key,
                 source.encryption.as_ref(),
@@ -1324,7 +1366,9 @@ impl ObjectService {
             extra: ChecksumSet::of(&source.checksums),
             ..BodyCheck::default()
         };
-        let key = self.new_object_key(&bucket, &req.key, &req.sse).await?;
+        let key = self
+            .new_object_key(ctx, &bucket, &req.key, &req.sse)
+            .await?;
         let cipher = key.as_ref().map(|(dek, enc)| WriteCipher {
             dek,
             segment_bytes: enc.segment_bytes,
@@ -1344,10 +1388,10 @@ impl ObjectService {
         // A copy reads the source's bytes (on the site it is stored on) and stores new ones.
         let mut events = Vec::with_capacity(4);
         if let Some(enc) = &source.encryption {
-            events.push(self.key_used_event("unwrap", enc, &source.bucket));
+            events.push(self.key_used_event(ctx, "unwrap", enc, &source.bucket));
         }
         if let Some(enc) = &record.encryption {
-            events.push(self.key_used_event("wrap", enc, &record.bucket));
+            events.push(self.key_used_event(ctx, "wrap", enc, &record.bucket));
         }
         events.extend([
             Event::ObjectRead {
@@ -1360,7 +1404,7 @@ impl ObjectService {
             },
             self.stored_event(&record, "copy"),
         ]);
-        self.log_all(events).await?;
+        self.log_all(ctx, events).await?;
         Ok(record)
     }
 }

@@ -75,6 +75,7 @@ fn timed_decisions(
 }
 
 fn main() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     // One thread: background tasks run only inside `block_on`, so nothing competes with the
     // timed decisions for the machine's two cores.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -102,13 +103,20 @@ fn main() {
             None,
         ))
         .unwrap();
-    let (_, admin_key, _) = rt.block_on(iam.create_tenant("acme", "", None)).unwrap();
-    let bob = rt.block_on(iam.create_user("acme", "bob", vec![])).unwrap();
+    let (_, admin_key, _) = rt
+        .block_on(iam.create_tenant(ctx, "acme", "", None))
+        .unwrap();
+    let bob = rt
+        .block_on(iam.create_user(ctx, "acme", "bob", vec![]))
+        .unwrap();
     let (bob_key, _) = rt
-        .block_on(iam.create_key(vallum_core::iam::model::Owner::User {
-            tenant: "acme".into(),
-            name: bob.name.clone(),
-        }))
+        .block_on(iam.create_key(
+            ctx,
+            vallum_core::iam::model::Owner::User {
+                tenant: "acme".into(),
+                name: bob.name.clone(),
+            },
+        ))
         .unwrap();
     // Policies written straight into the store, then loaded once.
     rt.block_on(async {
@@ -219,7 +227,7 @@ fn main() {
 
     // 4 KiB GETs, without and with the identity work of the S3 path.
     rt.block_on(async {
-        service.create_bucket("acme:bench").await.unwrap();
+        service.create_bucket(ctx, "acme:bench").await.unwrap();
         let data = Bytes::from(vec![7u8; 4096]);
         common::put(&service, "acme:bench", "small".into(), &data).await;
         let get = || async {

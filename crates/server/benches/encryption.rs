@@ -39,6 +39,7 @@ fn env(
     rt: &tokio::runtime::Runtime,
     keys: impl FnOnce(&std::path::Path) -> Option<KeyService>,
 ) -> Env {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let meta = rt
         .block_on(SqliteMetaStore::open(&dir.path().join("meta.db")))
@@ -48,7 +49,7 @@ fn env(
     if let Some(k) = keys(dir.path()) {
         service = service.with_keys(Arc::new(k));
     }
-    rt.block_on(service.create_bucket("bench")).unwrap();
+    rt.block_on(service.create_bucket(ctx, "bench")).unwrap();
     Env { _dir: dir, service }
 }
 

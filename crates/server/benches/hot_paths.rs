@@ -102,6 +102,7 @@ fn env_with(
     rt: &tokio::runtime::Runtime,
     journal: impl FnOnce(&std::path::Path) -> Arc<dyn Journal>,
 ) -> Env {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let journal = journal(dir.path());
     let meta = rt
@@ -115,10 +116,11 @@ fn env_with(
         "us-east-1",
     )
     .with_journal(journal);
-    rt.block_on(service.create_bucket("bench")).unwrap();
-    rt.block_on(service.create_bucket("bench-versioned"))
+    rt.block_on(service.create_bucket(ctx, "bench")).unwrap();
+    rt.block_on(service.create_bucket(ctx, "bench-versioned"))
         .unwrap();
     rt.block_on(service.update_bucket(
+        ctx,
         "bench-versioned",
         BucketUpdate::Versioning(Versioning::Enabled),
     ))

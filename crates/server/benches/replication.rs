@@ -32,6 +32,7 @@ struct Env {
 /// Two local sites (FR, DE) under one service, encrypted with the keyring; bucket `bench`
 /// under a policy of `replicas` copies.
 fn env(rt: &tokio::runtime::Runtime, replicas: u32) -> Env {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let meta = rt
         .block_on(SqliteMetaStore::open(&dir.path().join("meta.db")))
@@ -64,15 +65,16 @@ fn env(rt: &tokio::runtime::Runtime, replicas: u32) -> Env {
     .with_keys(Arc::new(KeyService::new(ring, "k".into(), 64 * 1024)))
     .with_sites(residency, vec![("a".into(), a), ("b".into(), b)], "a")
     .unwrap();
-    rt.block_on(service.create_bucket("bench")).unwrap();
+    rt.block_on(service.create_bucket(ctx, "bench")).unwrap();
     set_replicas(rt, &service, replicas);
     Env { _dir: dir, service }
 }
 
 fn set_replicas(rt: &tokio::runtime::Runtime, service: &ObjectService, replicas: u32) {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let mut policy = BoundaryPolicy::allowing(&format!("eu-{replicas}"), &["EU"]);
     policy.min_replicas = replicas;
-    rt.block_on(service.set_boundary("bench", Some(policy)))
+    rt.block_on(service.set_boundary(ctx, "bench", Some(policy)))
         .unwrap();
 }
 

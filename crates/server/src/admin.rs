@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use s3s::Body;
 use serde::Deserialize;
 use vallum_core::Error;
-use vallum_core::journal::{RequestContext, in_context};
+use vallum_core::context::RequestContext;
 use vallum_core::keyadmin::RewrapProgress;
 use vallum_core::service::ObjectService;
 use vallum_crypto::keys::KeyState;
@@ -318,9 +318,8 @@ impl Admin {
             Ok(p) => p,
             Err(f) => return self.fail(f, request_id),
         };
-        let ctx = RequestContext::new(Some(request_id.to_owned()));
-        ctx.set_actor(actor);
-        ctx.set_grant(principal.grant().map(str::to_owned));
+        let ctx = RequestContext::new(actor, Some(request_id.to_owned()))
+            .with_grant(principal.grant().map(str::to_owned), None);
         let facts = Facts {
             secure,
             source_ip: peer,
@@ -333,10 +332,15 @@ impl Admin {
             Some(seg) => {
                 let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
                 let this = Arc::clone(self);
-                in_context(ctx, async move {
-                    this.authorized(&principal, &caller_key, &facts, &parts.method, &seg, &body)
-                        .await
-                })
+                this.authorized(
+                    &ctx,
+                    &principal,
+                    &caller_key,
+                    &facts,
+                    &parts.method,
+                    &seg,
+                    &body,
+                )
                 .await
             }
             None => Err(Failure(
@@ -397,8 +401,10 @@ impl Admin {
     }
 
     /// The decision point, then the route.
+    #[allow(clippy::too_many_arguments)]
     async fn authorized(
         self: &Arc<Self>,
+        ctx: &RequestContext,
         principal: &Principal,
         caller_key: &str,
         facts: &Facts,
@@ -433,11 +439,13 @@ impl Admin {
         let seg = seg.as_slice();
         match seg.first() {
             Some(&("tenants" | "access-keys" | "operators" | "lockbox" | "authz")) => {
-                crate::admin_iam::route(&self.iam, principal, caller_key, facts, method, seg, body)
-                    .await
+                crate::admin_iam::route(
+                    ctx, &self.iam, principal, caller_key, facts, method, seg, body,
+                )
+                .await
             }
             Some(&"log") => self.log_bundle(principal, body).await,
-            _ => self.route(method, seg, body).await,
+            _ => self.route(ctx, method, seg, body).await,
         }
     }
 
@@ -460,6 +468,7 @@ impl Admin {
 
     async fn route(
         self: &Arc<Self>,
+        ctx: &RequestContext,
         method: &Method,
         seg: &[&str],
         body: &[u8],
@@ -471,7 +480,7 @@ impl Admin {
             }
             (&Method::POST, ["keys"]) => {
                 let b: CreateBody = Self::parse(body)?;
-                Ok(value(&s.create_key(&b.key_id).await?))
+                Ok(value(&s.create_key(ctx, &b.key_id).await?))
             }
             (&Method::GET, ["keys", id]) => {
                 let key = s.describe_key(id).await?;
@@ -483,7 +492,7 @@ impl Admin {
                 }))
             }
             (&Method::POST, ["keys", id, "rotate"]) => {
-                let key = s.rotate_key(id).await?;
+                let key = s.rotate_key(ctx, id).await?;
                 self.start_rewrap(id);
                 Ok(serde_json::json!({ "key": value(&key), "rewrap": "started" }))
             }
@@ -494,14 +503,14 @@ impl Admin {
             }
             (&Method::GET, ["keys", id, "rewrap"]) => Ok(value(&self.progress(id).await)),
             (&Method::POST, ["keys", id, "disable"]) => {
-                Ok(value(&s.set_key_state(id, KeyState::Disabled).await?))
+                Ok(value(&s.set_key_state(ctx, id, KeyState::Disabled).await?))
             }
             (&Method::POST, ["keys", id, "enable" | "cancel-deletion"]) => {
-                Ok(value(&s.set_key_state(id, KeyState::Enabled).await?))
+                Ok(value(&s.set_key_state(ctx, id, KeyState::Enabled).await?))
             }
             (&Method::POST, ["keys", id, "schedule-deletion"]) => {
                 let b: DeletionBody = Self::parse(body)?;
-                Ok(value(&s.schedule_key_deletion(id, b.days).await?))
+                Ok(value(&s.schedule_key_deletion(ctx, id, b.days).await?))
             }
             (&Method::POST, ["keys", id, "destroy"]) => {
                 let b: DestroyBody = Self::parse(body)?;
@@ -514,7 +523,7 @@ impl Admin {
                         ),
                     ));
                 }
-                Ok(value(&s.destroy_key(id).await?))
+                Ok(value(&s.destroy_key(ctx, id).await?))
             }
             (&Method::POST, ["sites"])
             | (&Method::POST, ["sites", _, "drain" | "activate"])
@@ -527,10 +536,10 @@ impl Admin {
                         "this service manages no sites".into(),
                     )
                 })?;
-                crate::admin_residency::manage(s, sites, method, seg, body).await
+                crate::admin_residency::manage(ctx, s, sites, method, seg, body).await
             }
             (_, ["sites" | "exposure-rules" | "compliance" | "buckets", ..]) => {
-                crate::admin_residency::route(s, method, seg, body).await
+                crate::admin_residency::route(ctx, s, method, seg, body).await
             }
             (_, ["keys", ..]) => Err(not_allowed(method)),
             _ => Err(Failure(
@@ -569,13 +578,14 @@ impl Admin {
             jobs.insert(id.clone(), RewrapProgress::default());
         }
         let ctx = RequestContext::system("key-rotation");
-        tokio::spawn(in_context(ctx, async move {
+        tokio::spawn(async move {
+            let ctx = &ctx;
             let record = |p: &RewrapProgress| {
                 if let Ok(mut jobs) = this.jobs.lock() {
                     jobs.insert(id.clone(), p.clone());
                 }
             };
-            let result = this.service.rewrap_key(&id, record).await;
+            let result = this.service.rewrap_key(ctx, &id, record).await;
             let final_state = match result {
                 Ok(p) => p,
                 Err(e) => {
@@ -602,6 +612,6 @@ impl Admin {
                     .put_job(&Self::job_name(&id), &state, now)
                     .await;
             }
-        }));
+        });
     }
 }

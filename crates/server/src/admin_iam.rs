@@ -6,6 +6,7 @@
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use vallum_core::context::RequestContext;
 use vallum_core::iam::authz::{Decision, Facts, Principal, Resource};
 use vallum_core::iam::charter::CharterDoc;
 use vallum_core::iam::lockbox::RequestSpec;
@@ -379,7 +380,9 @@ fn operator_of(p: &Principal) -> Result<&str, Failure> {
 }
 
 /// Serves the identity and access routes (already authorized).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn route(
+    ctx: &RequestContext,
     iam: &Iam,
     p: &Principal,
     caller_key: &str,
@@ -395,13 +398,13 @@ pub(crate) async fn route(
             let b: TenantBody = Admin::parse(body)?;
             let with_webhook = b.guardian_webhook.is_some();
             let (t, key, secret) = iam
-                .create_tenant(&b.id, &b.display_name, b.guardian_webhook)
+                .create_tenant(ctx, &b.id, &b.display_name, b.guardian_webhook)
                 .await?;
             let mut v = key_json(&key, &secret);
             v["tenant"] = value(&t);
             v["admin"] = json!(vallum_core::iam::FIRST_ADMIN);
             if with_webhook {
-                v["webhook_secret"] = json!(iam.new_webhook_secret(&t.id).await?.as_str());
+                v["webhook_secret"] = json!(iam.new_webhook_secret(ctx, &t.id).await?.as_str());
             }
             Ok(v)
         }
@@ -410,17 +413,17 @@ pub(crate) async fn route(
             let b: TenantUpdate = Admin::parse(body)?;
             let new_webhook = matches!(b.guardian_webhook, Some(Some(_)));
             let mut v = value(
-                &iam.update_tenant(t, b.display_name, b.guardian_webhook)
+                &iam.update_tenant(ctx, t, b.display_name, b.guardian_webhook)
                     .await?,
             );
             // A webhook set (again) gets a fresh signing secret, shown once.
             if new_webhook {
-                v["webhook_secret"] = json!(iam.new_webhook_secret(t).await?.as_str());
+                v["webhook_secret"] = json!(iam.new_webhook_secret(ctx, t).await?.as_str());
             }
             Ok(v)
         }
         (&M::POST, ["tenants", t, "webhook-secret"]) => {
-            Ok(json!({ "webhook_secret": iam.new_webhook_secret(t).await?.as_str() }))
+            Ok(json!({ "webhook_secret": iam.new_webhook_secret(ctx, t).await?.as_str() }))
         }
         (&M::GET, ["tenants", t, "attestations"]) => {
             Ok(json!({ "attestations": value(&iam.attestations(t).await?) }))
@@ -435,14 +438,17 @@ pub(crate) async fn route(
                 access_key: b.access_key,
                 evidence: b.evidence,
             };
-            Ok(value(&iam.attest_for_tenant(spec, &guardian_of(p)?).await?))
+            Ok(value(
+                &iam.attest_for_tenant(ctx, spec, &guardian_of(p)?).await?,
+            ))
         }
         (&M::DELETE, ["tenants", t, "attestations", op]) => {
-            iam.withdraw_attestation(t, op, &guardian_of(p)?).await?;
+            iam.withdraw_attestation(ctx, t, op, &guardian_of(p)?)
+                .await?;
             Ok(json!({ "withdrawn": op }))
         }
         (&M::DELETE, ["tenants", t]) => {
-            iam.delete_tenant(t).await?;
+            iam.delete_tenant(ctx, t).await?;
             Ok(json!({ "deleted": t }))
         }
         (&M::POST, ["tenants", t, s @ ("disable" | "enable")]) => {
@@ -451,12 +457,12 @@ pub(crate) async fn route(
             } else {
                 State::Active
             };
-            Ok(value(&iam.set_tenant_state(t, state).await?))
+            Ok(value(&iam.set_tenant_state(ctx, t, state).await?))
         }
         (&M::GET, ["tenants", t, "users"]) => Ok(json!({ "users": value(&iam.users(t).await?) })),
         (&M::POST, ["tenants", t, "users"]) => {
             let b: UserBody = Admin::parse(body)?;
-            Ok(value(&iam.create_user(t, &b.name, b.roles).await?))
+            Ok(value(&iam.create_user(ctx, t, &b.name, b.roles).await?))
         }
         (&M::GET, ["tenants", t, "users", u]) => {
             let user = iam.user(t, u).await?;
@@ -469,7 +475,7 @@ pub(crate) async fn route(
             Ok(json!({ "user": value(&user), "access_keys": value(&keys) }))
         }
         (&M::DELETE, ["tenants", t, "users", u]) => {
-            iam.delete_user(t, u).await?;
+            iam.delete_user(ctx, t, u).await?;
             Ok(json!({ "deleted": format!("{t}/{u}") }))
         }
         (&M::POST, ["tenants", t, "users", u, s @ ("disable" | "enable")]) => {
@@ -478,7 +484,7 @@ pub(crate) async fn route(
             } else {
                 State::Active
             };
-            Ok(value(&iam.set_user_state(t, u, state).await?))
+            Ok(value(&iam.set_user_state(ctx, t, u, state).await?))
         }
         (&M::GET, ["tenants", t, "users", u, "policy"]) => {
             let user = iam.user(t, u).await?;
@@ -492,10 +498,10 @@ pub(crate) async fn route(
         }
         (&M::PUT, ["tenants", t, "users", u, "policy"]) => {
             let doc = vallum_core::iam::policy::parse_document(body)?;
-            Ok(value(&iam.set_user_policy(t, u, Some(doc)).await?))
+            Ok(value(&iam.set_user_policy(ctx, t, u, Some(doc)).await?))
         }
         (&M::DELETE, ["tenants", t, "users", u, "policy"]) => {
-            Ok(value(&iam.set_user_policy(t, u, None).await?))
+            Ok(value(&iam.set_user_policy(ctx, t, u, None).await?))
         }
         (&M::GET, ["tenants", t, "users", u, "access-keys"]) => {
             let keys = iam
@@ -508,10 +514,13 @@ pub(crate) async fn route(
         }
         (&M::POST, ["tenants", t, "users", u, "access-keys"]) => {
             let (key, secret) = iam
-                .create_key(Owner::User {
-                    tenant: (*t).to_owned(),
-                    name: (*u).to_owned(),
-                })
+                .create_key(
+                    ctx,
+                    Owner::User {
+                        tenant: (*t).to_owned(),
+                        name: (*u).to_owned(),
+                    },
+                )
                 .await?;
             Ok(key_json(&key, &secret))
         }
@@ -524,7 +533,7 @@ pub(crate) async fn route(
         }
         (&M::PUT, ["tenants", t, "charter"]) => {
             let doc: CharterDoc = Admin::parse(body)?;
-            let v = iam.propose_charter(t, doc).await?;
+            let v = iam.propose_charter(ctx, t, doc).await?;
             let needed = iam.charter(t).await?.signatures_needed(&v.doc);
             Ok(json!({ "proposed": value(&v), "signatures_needed": needed }))
         }
@@ -538,13 +547,13 @@ pub(crate) async fn route(
             })?;
             let b: VoteBody = parse_body(body)?;
             Ok(value(
-                &iam.sign_charter(t, version, &guardian_of(p)?, &b.comment)
+                &iam.sign_charter(ctx, t, version, &guardian_of(p)?, &b.comment)
                     .await?,
             ))
         }
         (_, ["access-keys", id]) if method == M::GET => Ok(value(&iam.key(id).await?)),
         (&M::DELETE, ["access-keys", id]) => {
-            iam.delete_key(id).await?;
+            iam.delete_key(ctx, id).await?;
             Ok(json!({ "deleted": id }))
         }
         (&M::POST, ["access-keys", id, s @ ("disable" | "enable")]) => {
@@ -553,17 +562,17 @@ pub(crate) async fn route(
             } else {
                 State::Active
             };
-            Ok(value(&iam.set_key_state(id, state).await?))
+            Ok(value(&iam.set_key_state(ctx, id, state).await?))
         }
         (&M::POST, ["access-keys", id, "rotate"]) => {
-            let (key, secret) = iam.rotate_key(id).await?;
+            let (key, secret) = iam.rotate_key(ctx, id).await?;
             Ok(key_json(&key, &secret))
         }
         (&M::GET, ["operators"]) => Ok(json!({ "operators": value(&iam.operators().await?) })),
         (&M::POST, ["operators"]) => {
             let b: OperatorBody = Admin::parse(body)?;
             Ok(value(
-                &iam.create_operator(&b.name, &b.role, b.attributes, &b.evidence)
+                &iam.create_operator(ctx, &b.name, &b.role, b.attributes, &b.evidence)
                     .await?,
             ))
         }
@@ -577,13 +586,13 @@ pub(crate) async fn route(
             Ok(json!({ "operator": value(&op), "access_keys": value(&keys) }))
         }
         (&M::DELETE, ["operators", n]) => {
-            iam.delete_operator(n).await?;
+            iam.delete_operator(ctx, n).await?;
             Ok(json!({ "deleted": n }))
         }
         (&M::POST, ["operators", n, "attest"]) => {
             let b: AttestBody = Admin::parse(body)?;
             Ok(value(
-                &iam.attest_operator(n, b.role, b.attributes, &b.evidence)
+                &iam.attest_operator(ctx, n, b.role, b.attributes, &b.evidence)
                     .await?,
             ))
         }
@@ -593,13 +602,16 @@ pub(crate) async fn route(
             } else {
                 State::Active
             };
-            Ok(value(&iam.set_operator_state(n, state).await?))
+            Ok(value(&iam.set_operator_state(ctx, n, state).await?))
         }
         (&M::POST, ["operators", n, "access-keys"]) => {
             let (key, secret) = iam
-                .create_key(Owner::Operator {
-                    name: (*n).to_owned(),
-                })
+                .create_key(
+                    ctx,
+                    Owner::Operator {
+                        name: (*n).to_owned(),
+                    },
+                )
                 .await?;
             Ok(key_json(&key, &secret))
         }
@@ -623,7 +635,7 @@ pub(crate) async fn route(
             let spec: RequestSpec = Admin::parse(body)?;
             Ok(request_json(
                 iam,
-                &iam.request_access(operator_of(p)?, caller_key, spec)
+                &iam.request_access(ctx, operator_of(p)?, caller_key, spec)
                     .await?,
             ))
         }
@@ -631,7 +643,8 @@ pub(crate) async fn route(
             let spec: RequestSpec = Admin::parse(body)?;
             Ok(request_json(
                 iam,
-                &iam.break_glass(operator_of(p)?, caller_key, spec).await?,
+                &iam.break_glass(ctx, operator_of(p)?, caller_key, spec)
+                    .await?,
             ))
         }
         (&M::GET, ["lockbox", id]) => {
@@ -651,8 +664,14 @@ pub(crate) async fn route(
             let b: VoteBody = parse_body(body)?;
             Ok(request_json(
                 iam,
-                &iam.approve(id, &guardian_of(p)?, &b.comment, b.signature.as_deref())
-                    .await?,
+                &iam.approve(
+                    ctx,
+                    id,
+                    &guardian_of(p)?,
+                    &b.comment,
+                    b.signature.as_deref(),
+                )
+                .await?,
             ))
         }
         (&M::GET, ["lockbox", id, "statement"]) => {
@@ -669,13 +688,13 @@ pub(crate) async fn route(
                 ));
             }
             let b: ApprovalKeyBody = Admin::parse(body)?;
-            Ok(value(&iam.set_approval_key(t, u, &b.vkey).await?))
+            Ok(value(&iam.set_approval_key(ctx, t, u, &b.vkey).await?))
         }
         (&M::POST, ["lockbox", id, "deny"]) => {
             let b: VoteBody = parse_body(body)?;
             Ok(request_json(
                 iam,
-                &iam.deny(id, &guardian_of(p)?, &b.comment).await?,
+                &iam.deny(ctx, id, &guardian_of(p)?, &b.comment).await?,
             ))
         }
         (&M::POST, ["lockbox", id, "revoke"]) => {
@@ -692,11 +711,11 @@ pub(crate) async fn route(
             }
             Ok(request_json(
                 iam,
-                &iam.revoke(id, &p.actor(), &b.comment).await?,
+                &iam.revoke(ctx, id, &p.actor(), &b.comment).await?,
             ))
         }
         (&M::POST, ["lockbox", id, "credential"]) => {
-            let (key, secret, r) = iam.claim(id, operator_of(p)?, caller_key).await?;
+            let (key, secret, r) = iam.claim(ctx, id, operator_of(p)?, caller_key).await?;
             let mut v = key_json(&key, &secret);
             v["request"] = request_json(iam, &r);
             v["expires_ms"] = json!(r.expires_ms);
@@ -706,7 +725,7 @@ pub(crate) async fn route(
             let b: ReviewBody = Admin::parse(body)?;
             Ok(request_json(
                 iam,
-                &iam.review(id, &guardian_of(p)?, b.justified, &b.comment)
+                &iam.review(ctx, id, &guardian_of(p)?, b.justified, &b.comment)
                     .await?,
             ))
         }

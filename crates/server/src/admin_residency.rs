@@ -4,6 +4,7 @@
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use vallum_core::context::RequestContext;
 use vallum_core::residency::{BoundaryPolicy, CivilDate, Residency, SiteProfile};
 use vallum_core::service::ObjectService;
 
@@ -39,6 +40,7 @@ fn site_view(r: &Residency, site: &SiteProfile, today: CivilDate) -> Value {
 
 /// Routes `sites…`, `exposure-rules` and `buckets/<b>/…`.
 pub(crate) async fn route(
+    ctx: &RequestContext,
     s: &ObjectService,
     method: &Method,
     seg: &[&str],
@@ -89,11 +91,11 @@ pub(crate) async fn route(
         }
         (&Method::PUT, ["buckets", b, "boundary"]) => {
             let policy: BoundaryPolicy = Admin::parse(body)?;
-            let bucket = s.set_boundary(b, Some(policy)).await?;
+            let bucket = s.set_boundary(ctx, b, Some(policy)).await?;
             Ok(json!({ "bucket": b, "current": value(&bucket.boundary) }))
         }
         (&Method::DELETE, ["buckets", b, "boundary"]) => {
-            let bucket = s.set_boundary(b, None).await?;
+            let bucket = s.set_boundary(ctx, b, None).await?;
             Ok(json!({ "bucket": b, "current": value(&bucket.boundary) }))
         }
         (&Method::GET, ["buckets", b, "boundary", "history"]) => {
@@ -191,6 +193,7 @@ async fn held_by(s: &ObjectService, id: &str) -> Result<(u64, u64), Failure> {
 /// Site changes at run time (`POST sites`, `POST sites/<id>/drain|activate`,
 /// `DELETE sites/<id>`) and the replica repair (`GET repair`, `POST repair`).
 pub(crate) async fn manage(
+    ctx: &RequestContext,
     s: &ObjectService,
     sites: &crate::sites::SiteManager,
     method: &Method,
@@ -207,7 +210,7 @@ pub(crate) async fn manage(
         }
         _ => {}
     }
-    let actor = vallum_core::journal::current().0;
+    let actor = ctx.actor.clone();
     let records = s.meta().site_records().await?;
     let record =
         |id: &str, definition: Option<String>, state: &str| vallum_core::meta::SiteRecord {
@@ -304,10 +307,13 @@ pub(crate) async fn manage(
     };
     if action != "site_unchanged" {
         s.meta().put_site_record(&next).await?;
-        s.log(vallum_ledger::entry::Event::Admin {
-            action: action.to_owned(),
-            target: id.clone(),
-        })
+        s.log(
+            ctx,
+            vallum_ledger::entry::Event::Admin {
+                action: action.to_owned(),
+                target: id.clone(),
+            },
+        )
         .await?;
         tracing::info!(target: "vallum::audit", event = action, site = %id, "site changed");
         sites.refresh(s).await.map_err(site_failure)?;

@@ -10,9 +10,14 @@ use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::path::S3Path;
 use s3s::{S3Error, S3Result, s3_error};
+use vallum_core::context::RequestContext;
 use vallum_core::iam::authz::{Decision, Facts, Principal, Resource};
 use vallum_core::iam::model::{TENANT_SEPARATOR, check_tenant_id, internal_bucket};
 use vallum_core::iam::{Iam, IamError, actions};
+
+/// Request extension: the id the response carries (`x-amz-request-id`).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// Request extension: the client's address.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +34,17 @@ pub struct Caller {
     pub tenant: String,
     /// The request's facts.
     pub facts: Facts,
+    /// Who acts, under which grant: what every service call of the request takes.
+    pub ctx: RequestContext,
+}
+
+/// The request context of an authorized request (an anonymous one before authorization).
+#[must_use]
+pub fn context(ext: &http::Extensions) -> RequestContext {
+    match ext.get::<Caller>() {
+        Some(c) => c.ctx.clone(),
+        None => RequestContext::anonymous(ext.get::<RequestId>().map(|r| r.0.clone())),
+    }
 }
 
 /// The S3 error for a denial; the message says which kind, never what exists.
@@ -186,8 +202,8 @@ impl S3Access for VallumAccess {
             }
             None => (Principal::Anonymous, Principal::Anonymous.actor()),
         };
-        vallum_core::journal::set_actor(actor);
-        vallum_core::journal::set_grant(principal.grant().map(str::to_owned));
+        let request_id = cx.extensions_mut().get::<RequestId>().map(|r| r.0.clone());
+        let mut ctx = RequestContext::new(actor, request_id);
         if let Some(grant) = principal.grant() {
             // The guardians' signatures go with every key use under the grant.
             let approvals = self
@@ -195,7 +211,7 @@ impl S3Access for VallumAccess {
                 .grant_approvals(grant)
                 .await
                 .map_err(|e| s3_error!(InternalError, "reading the grant's approvals: {e}"))?;
-            vallum_core::journal::set_grant_approvals(approvals);
+            ctx = ctx.with_grant(Some(grant.to_owned()), approvals);
         }
         let version = query_param(cx.uri(), "versionId").is_some();
         let facts = Self::facts(cx, self.iam.now());
@@ -238,6 +254,7 @@ impl S3Access for VallumAccess {
             principal,
             tenant,
             facts,
+            ctx,
         });
         Ok(())
     }

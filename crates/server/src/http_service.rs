@@ -274,11 +274,12 @@ impl VallumHttp {
             req.extensions_mut().insert(slot.clone());
             req.extensions_mut().insert(Secure(self.secure));
             req.extensions_mut()
+                .insert(crate::authz::RequestId(request_id.clone()));
+            req.extensions_mut()
                 .insert(crate::authz::PeerAddr(self.peer));
             let timeout = self.body_timeout;
             let req = req.map(|b| Body::http_body(crate::conn::TimedBody::new(b, timeout)));
-            let ctx = vallum_core::journal::RequestContext::new(Some(request_id.clone()));
-            let resp = match vallum_core::journal::in_context(ctx, self.s3.call(req)).await {
+            let resp = match self.s3.call(req).await {
                 Ok(resp) => with_request_id(resp, &request_id).await,
                 Err(err) => {
                     if let Some(suppressed) = SERVICE_ERRORS.admit() {

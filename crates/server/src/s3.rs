@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+use vallum_core::context::CustomerKeys;
 use vallum_core::digest::ChecksumSet;
 use vallum_core::lifecycle::{LifecycleConfig, LifecycleFilter, LifecycleRule as CoreRule};
 use vallum_core::list::Marker as ListMarker;
@@ -841,6 +842,7 @@ impl S3 for VallumS3 {
     }
 
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> R<CreateBucketOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -859,12 +861,12 @@ impl S3 for VallumS3 {
         }
         if input.object_lock_enabled_for_bucket == Some(true) {
             self.service
-                .create_locked_bucket(&input.bucket)
+                .create_locked_bucket(ctx, &input.bucket)
                 .await
                 .map_err(to_s3)?;
         } else {
             self.service
-                .create_bucket(&input.bucket)
+                .create_bucket(ctx, &input.bucket)
                 .await
                 .map_err(to_s3)?;
         }
@@ -896,10 +898,11 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> R<DeleteBucketOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         self.service
-            .delete_bucket(&req.input.bucket)
+            .delete_bucket(ctx, &req.input.bucket)
             .await
             .map_err(to_s3)?;
         self.iam
@@ -929,6 +932,7 @@ impl S3 for VallumS3 {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> R<PutObjectOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
@@ -972,7 +976,7 @@ impl S3 for VallumS3 {
         };
         let record = self
             .service
-            .put_object(put, body_stream(input.body))
+            .put_object(ctx, put, body_stream(input.body))
             .await
             .map_err(to_s3)?;
         let sums = record.checksums.clone();
@@ -997,6 +1001,7 @@ impl S3 for VallumS3 {
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> R<GetObjectOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
@@ -1007,7 +1012,10 @@ impl S3 for VallumS3 {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        set_customer_keys(ck, None);
+        let ctx = &ctx.clone().with_customer_keys(CustomerKeys {
+            target: ck,
+            source: None,
+        });
         let ck_md5 = input.sse_customer_key_md5.clone();
         if input.part_number.is_some() {
             return Err(s3_error!(
@@ -1028,6 +1036,7 @@ impl S3 for VallumS3 {
         let read = self
             .service
             .get_object(
+                ctx,
                 &input.bucket,
                 &input.key,
                 input.version_id.as_deref(),
@@ -1176,12 +1185,14 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> R<DeleteObjectOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let result = self
             .service
             .delete_object(
+                ctx,
                 &input.bucket,
                 &input.key,
                 input.version_id.as_deref(),
@@ -1206,6 +1217,7 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> R<DeleteObjectsOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -1252,6 +1264,7 @@ impl S3 for VallumS3 {
         } else {
             self.service
                 .delete_objects(
+                    ctx,
                     &input.bucket,
                     entries,
                     self.bypass_governance(
@@ -1302,6 +1315,7 @@ impl S3 for VallumS3 {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> R<CopyObjectOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
@@ -1318,7 +1332,10 @@ impl S3 for VallumS3 {
             input.copy_source_sse_customer_key.as_deref(),
             input.copy_source_sse_customer_key_md5.as_deref(),
         )?;
-        set_customer_keys(None, source_ck);
+        let ctx = &ctx.clone().with_customer_keys(CustomerKeys {
+            target: None,
+            source: source_ck,
+        });
         let ck_md5 = input.sse_customer_key_md5.clone();
         let sse = sse_request(
             input.server_side_encryption.as_ref(),
@@ -1379,7 +1396,7 @@ impl S3 for VallumS3 {
             condition: WriteCondition::None,
             sse,
         };
-        let record = self.service.copy_object(req).await.map_err(to_s3)?;
+        let record = self.service.copy_object(ctx, req).await.map_err(to_s3)?;
         let sums = record.checksums;
         let (server_side_encryption, ssekms_key_id) = sse_out(record.encryption.as_ref());
         let (sse_customer_algorithm, sse_customer_key_md5) =
@@ -1514,6 +1531,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> R<CreateMultipartUploadOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
@@ -1548,6 +1566,7 @@ impl S3 for VallumS3 {
         let upload = self
             .service
             .create_upload(
+                ctx,
                 &input.bucket,
                 &input.key,
                 vallum_core::multipart::NewUpload {
@@ -1570,6 +1589,7 @@ impl S3 for VallumS3 {
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> R<UploadPartOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
@@ -1581,10 +1601,14 @@ impl S3 for VallumS3 {
             input.sse_customer_key.as_deref(),
             input.sse_customer_key_md5.as_deref(),
         )?;
-        set_customer_keys(ck, None);
+        let ctx = &ctx.clone().with_customer_keys(CustomerKeys {
+            target: ck,
+            source: None,
+        });
         let part = self
             .service
             .upload_part(
+                ctx,
                 &input.bucket,
                 &input.key,
                 &input.upload_id,
@@ -1609,6 +1633,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> R<UploadPartCopyOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let tls = secure(&req);
@@ -1625,7 +1650,9 @@ impl S3 for VallumS3 {
             input.copy_source_sse_customer_key.as_deref(),
             input.copy_source_sse_customer_key_md5.as_deref(),
         )?;
-        set_customer_keys(target, source);
+        let ctx = &ctx
+            .clone()
+            .with_customer_keys(CustomerKeys { target, source });
         let (src_bucket, src_key, src_version) =
             self.copy_source_of(&req.extensions, &input.copy_source)?;
         let range = input
@@ -1642,6 +1669,7 @@ impl S3 for VallumS3 {
         let (part, _) = self
             .service
             .upload_part_copy(
+                ctx,
                 &input.bucket,
                 &input.key,
                 &input.upload_id,
@@ -1673,6 +1701,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> R<CompleteMultipartUploadOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -1705,6 +1734,7 @@ impl S3 for VallumS3 {
         let object = self
             .service
             .complete_upload(
+                ctx,
                 &input.bucket,
                 &input.key,
                 &input.upload_id,
@@ -1884,6 +1914,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketVersioningInput>,
     ) -> R<PutBucketVersioningOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -1911,7 +1942,7 @@ impl S3 for VallumS3 {
             }
         };
         self.service
-            .update_bucket(&input.bucket, BucketUpdate::Versioning(state))
+            .update_bucket(ctx, &input.bucket, BucketUpdate::Versioning(state))
             .await
             .map_err(to_s3)?;
         ok(PutBucketVersioningOutput {})
@@ -1995,6 +2026,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectLockConfigurationInput>,
     ) -> R<PutObjectLockConfigurationOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -2027,6 +2059,7 @@ impl S3 for VallumS3 {
         };
         self.service
             .update_bucket(
+                ctx,
                 &input.bucket,
                 BucketUpdate::ObjectLock(ObjectLockConfig { default_retention }),
             )
@@ -2069,6 +2102,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectRetentionInput>,
     ) -> R<PutObjectRetentionOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -2094,6 +2128,7 @@ impl S3 for VallumS3 {
         };
         self.service
             .update_version(
+                ctx,
                 &input.bucket,
                 &input.key,
                 input.version_id.as_deref(),
@@ -2141,6 +2176,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectLegalHoldInput>,
     ) -> R<PutObjectLegalHoldOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -2151,6 +2187,7 @@ impl S3 for VallumS3 {
         let on = legal_hold_in(status.as_str())?;
         self.service
             .update_version(
+                ctx,
                 &input.bucket,
                 &input.key,
                 input.version_id.as_deref(),
@@ -2191,6 +2228,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketLifecycleConfigurationInput>,
     ) -> R<PutBucketLifecycleConfigurationOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -2202,7 +2240,7 @@ impl S3 for VallumS3 {
         })?;
         let config = lifecycle_in(config)?;
         self.service
-            .update_bucket(&input.bucket, BucketUpdate::Lifecycle(Some(config)))
+            .update_bucket(ctx, &input.bucket, BucketUpdate::Lifecycle(Some(config)))
             .await
             .map_err(to_s3)?;
         ok(PutBucketLifecycleConfigurationOutput::default())
@@ -2232,10 +2270,11 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> R<DeleteBucketLifecycleOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         self.service
-            .update_bucket(&req.input.bucket, BucketUpdate::Lifecycle(None))
+            .update_bucket(ctx, &req.input.bucket, BucketUpdate::Lifecycle(None))
             .await
             .map_err(to_s3)?;
         let mut resp = S3Response::new(DeleteBucketLifecycleOutput {});
@@ -2247,6 +2286,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketEncryptionInput>,
     ) -> R<PutBucketEncryptionOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -2277,7 +2317,7 @@ impl S3 for VallumS3 {
             bucket_key_enabled: rule.bucket_key_enabled.unwrap_or(false),
         };
         self.service
-            .update_bucket(&input.bucket, BucketUpdate::Encryption(Some(config)))
+            .update_bucket(ctx, &input.bucket, BucketUpdate::Encryption(Some(config)))
             .await
             .map_err(to_s3)?;
         ok(PutBucketEncryptionOutput {})
@@ -2320,10 +2360,11 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> R<DeleteBucketEncryptionOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         self.service
-            .update_bucket(&req.input.bucket, BucketUpdate::Encryption(None))
+            .update_bucket(ctx, &req.input.bucket, BucketUpdate::Encryption(None))
             .await
             .map_err(to_s3)?;
         let mut resp = S3Response::new(DeleteBucketEncryptionOutput {});
@@ -2335,6 +2376,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectTaggingInput>,
     ) -> R<PutObjectTaggingOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
@@ -2342,6 +2384,7 @@ impl S3 for VallumS3 {
         let id = self
             .service
             .update_version(
+                ctx,
                 &input.bucket,
                 &input.key,
                 input.version_id.as_deref(),
@@ -2376,12 +2419,14 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> R<DeleteObjectTaggingOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
         let input = req.input;
         let id = self
             .service
             .update_version(
+                ctx,
                 &input.bucket,
                 &input.key,
                 input.version_id.as_deref(),
@@ -2421,12 +2466,13 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketPolicyInput>,
     ) -> R<PutBucketPolicyOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = self
             .existing_bucket(&req.extensions, &req.input.bucket)
             .await?;
         self.iam
-            .put_bucket_policy(&req.input.bucket, req.input.policy.as_bytes())
+            .put_bucket_policy(ctx, &req.input.bucket, req.input.policy.as_bytes())
             .await
             .map_err(crate::error::iam_to_s3)?;
         ok(PutBucketPolicyOutput {})
@@ -2436,12 +2482,13 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketPolicyInput>,
     ) -> R<DeleteBucketPolicyOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = self
             .existing_bucket(&req.extensions, &req.input.bucket)
             .await?;
         self.iam
-            .delete_bucket_policy(&req.input.bucket)
+            .delete_bucket_policy(ctx, &req.input.bucket)
             .await
             .map_err(crate::error::iam_to_s3)?;
         ok(DeleteBucketPolicyOutput {})
@@ -2496,6 +2543,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutPublicAccessBlockInput>,
     ) -> R<PutPublicAccessBlockOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = self
             .existing_bucket(&req.extensions, &req.input.bucket)
@@ -2509,7 +2557,7 @@ impl S3 for VallumS3 {
             restrict_public_buckets: c.restrict_public_buckets.unwrap_or(false),
         };
         self.iam
-            .put_public_access_block(&req.input.bucket, Some(block))
+            .put_public_access_block(ctx, &req.input.bucket, Some(block))
             .await
             .map_err(crate::error::iam_to_s3)?;
         ok(PutPublicAccessBlockOutput {})
@@ -2519,12 +2567,13 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeletePublicAccessBlockInput>,
     ) -> R<DeletePublicAccessBlockOutput> {
+        let ctx = &crate::authz::context(&req.extensions);
         let mut req = req;
         req.input.bucket = self
             .existing_bucket(&req.extensions, &req.input.bucket)
             .await?;
         self.iam
-            .put_public_access_block(&req.input.bucket, None)
+            .put_public_access_block(ctx, &req.input.bucket, None)
             .await
             .map_err(crate::error::iam_to_s3)?;
         ok(DeletePublicAccessBlockOutput {})
@@ -2609,14 +2658,6 @@ fn customer_key_of(
         ));
     }
     Ok(Some(ck))
-}
-
-/// Makes the request's customer-provided keys (target, copy source) available to the service.
-fn set_customer_keys(
-    target: Option<vallum_crypto::customer::CustomerKey>,
-    source: Option<vallum_crypto::customer::CustomerKey>,
-) {
-    vallum_core::journal::set_customer_keys(vallum_core::journal::CustomerKeys { target, source });
 }
 
 /// The server-side encryption a write asks for. Every object is encrypted whatever is asked;

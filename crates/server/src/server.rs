@@ -14,13 +14,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vallum_blob::{AzureSite, LocalBlobStore, RemoteBlobStore, S3Site};
 use vallum_core::clock::SystemClock;
-use vallum_core::journal::{Event, RequestContext, in_context};
+use vallum_core::context::RequestContext;
+use vallum_core::journal::Event;
 
 use crate::ledger::{Ledger, LedgerJournal};
 use vallum_core::gc::GcPolicy;
 use vallum_core::lifecycle::LIFECYCLE_JOB;
 
 /// The lease under which one gateway at a time integrates the shared transparency log.
+/// Who records what the server does as it starts (`system:<this>`).
+const START_JOB: &str = "start";
 const LEDGER_JOB: &str = "ledger";
 use vallum_core::meta::MetaStore;
 use vallum_core::service::ObjectService;
@@ -546,10 +549,13 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     sites.applied(records).await;
     if credentials_created {
         service
-            .log(Event::Admin {
-                action: "root_credentials_created".into(),
-                target: credentials.access_key.clone(),
-            })
+            .log(
+                &RequestContext::system(START_JOB),
+                Event::Admin {
+                    action: "root_credentials_created".into(),
+                    target: credentials.access_key.clone(),
+                },
+            )
             .await?;
     }
 
@@ -691,8 +697,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         move |service| {
             let metrics = Arc::clone(&metrics);
             let ctx = RequestContext::system("lifecycle");
-            in_context(ctx, async move {
-                match service.run_lifecycle(LIFECYCLE_STEP_VERSIONS).await {
+            async move {
+                let ctx = &ctx;
+                match service.run_lifecycle(ctx, LIFECYCLE_STEP_VERSIONS).await {
                     // More of the pass is left: continue at once (the lease is renewed first).
                     Ok(progress) => {
                         metrics.set_lifecycle(&progress);
@@ -703,7 +710,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                         false
                     }
                 }
-            })
+            }
         },
     );
 
@@ -716,9 +723,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         jobs_shutdown.clone(),
         move |service| {
             let ctx = RequestContext::system("key-deletion");
-            in_context(ctx, async move {
+            async move {
+                let ctx = &ctx;
                 if service.keys().is_some() {
-                    match service.destroy_due_keys().await {
+                    match service.destroy_due_keys(ctx).await {
                         Ok(reports) => {
                             for r in reports {
                                 tracing::warn!(key_id = %r.key_id, versions = r.unrecoverable.versions, bytes = r.unrecoverable.bytes, "scheduled key deletion: key destroyed, its objects are unrecoverable");
@@ -730,7 +738,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                     }
                 }
                 false
-            })
+            }
         },
     );
 
@@ -745,11 +753,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         jobs_shutdown.clone(),
         Some(service.repair_hint()),
         move |service| {
-            let ctx = RequestContext::system("replica-repair");
             let scrub_ms = i64::try_from(replication.scrub_interval_secs.saturating_mul(1000))
                 .unwrap_or(i64::MAX);
             let step = replication.repair_step_blobs;
-            in_context(ctx, async move {
+            async move {
                 match service.repair_step(step, scrub_ms).await {
                     Ok(progress) => progress.cursor.is_some(),
                     Err(err) => {
@@ -757,7 +764,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                         false
                     }
                 }
-            })
+            }
         },
     );
     // Every gateway reloads run-time site records (added, drained, removed elsewhere).

@@ -16,6 +16,7 @@ pub mod lockbox;
 pub mod model;
 pub mod policy;
 
+use crate::context::RequestContext;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -52,6 +53,9 @@ const WEBHOOK_SECRET_LEN: usize = 40;
 const MAX_OPENED_SECRETS: usize = 100_000;
 /// Name of the administrator a new tenant starts with.
 pub const FIRST_ADMIN: &str = "admin";
+
+/// Who records a lockbox grant's expiry in the log (`system:<this>`).
+pub const LOCKBOX_EXPIRY_JOB: &str = "lockbox-expiry";
 
 /// What identity and access operations fail with.
 #[derive(Debug, thiserror::Error)]
@@ -375,14 +379,16 @@ impl Iam {
             *s = Arc::new(st);
         }
         for id in expired {
-            self.record_expiry(&id).await?;
+            // Expiry is the identity service's own finding, whoever's request noticed it.
+            self.record_expiry(&RequestContext::system(LOCKBOX_EXPIRY_JOB), &id)
+                .await?;
         }
         Ok(())
     }
 
     /// Records that a grant ran out, once across gateways (the record's compare-and-set
     /// decides which gateway writes the entry); its credential is deleted.
-    async fn record_expiry(&self, id: &str) -> IamResult<()> {
+    async fn record_expiry(&self, ctx: &RequestContext, id: &str) -> IamResult<()> {
         let now = self.now_ms();
         let mut first = false;
         let req = self
@@ -399,6 +405,7 @@ impl Iam {
                 self.remove(kind::ACCESS_KEY, key).await?;
             }
             self.log(
+                ctx,
                 "lockbox_expired",
                 format!(
                     "request={id} tenant={} operator={} expired_ms={}",
@@ -430,13 +437,16 @@ impl Iam {
         .map(Some)
     }
 
-    async fn log(&self, action: &str, target: String) -> IamResult<()> {
+    async fn log(&self, ctx: &RequestContext, action: &str, target: String) -> IamResult<()> {
         tracing::info!(target: "vallum::audit", event = action, %target, "identity change");
         self.service
-            .log(Event::Admin {
-                action: action.to_owned(),
-                target,
-            })
+            .log(
+                ctx,
+                Event::Admin {
+                    action: action.to_owned(),
+                    target,
+                },
+            )
             .await
             .map_err(|e| IamError::Log(e.to_string()))
     }
@@ -767,6 +777,7 @@ impl Iam {
     /// the secret is returned once.
     pub async fn create_tenant(
         &self,
+        ctx: &RequestContext,
         id: &str,
         display_name: &str,
         webhook: Option<String>,
@@ -796,6 +807,7 @@ impl Iam {
             })
             .await?;
         self.log(
+            ctx,
             "tenant_created",
             format!("tenant={id} admin={FIRST_ADMIN} key={}", key.id),
         )
@@ -805,13 +817,17 @@ impl Iam {
     }
 
     /// A new secret for the tenant's webhook (the old one stops being used); returned once.
-    pub async fn new_webhook_secret(&self, tenant: &str) -> IamResult<Zeroizing<String>> {
+    pub async fn new_webhook_secret(
+        &self,
+        ctx: &RequestContext,
+        tenant: &str,
+    ) -> IamResult<Zeroizing<String>> {
         self.tenant(tenant).await?;
         let secret = Zeroizing::new(random(WEBHOOK_SECRET_LEN, KEY_ALPHABET)?);
         let sealed = self.secrets.seal(&secret, &webhook_aad(tenant))?;
         self.upsert(kind::WEBHOOK_SECRET, tenant, &WebhookSecret { sealed })
             .await?;
-        self.log("webhook_secret_created", format!("tenant={tenant}"))
+        self.log(ctx, "webhook_secret_created", format!("tenant={tenant}"))
             .await?;
         Ok(secret)
     }
@@ -861,7 +877,12 @@ impl Iam {
     }
 
     /// Disables or enables a tenant: its users' keys stop (or start) working.
-    pub async fn set_tenant_state(&self, id: &str, state: State) -> IamResult<Tenant> {
+    pub async fn set_tenant_state(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        state: State,
+    ) -> IamResult<Tenant> {
         if id == DEFAULT_TENANT {
             return Err(IamError::Invalid(
                 "the default tenant cannot be disabled".into(),
@@ -874,6 +895,7 @@ impl Iam {
             })
             .await?;
         self.log(
+            ctx,
             "tenant_state_changed",
             format!("tenant={id} state={state:?}"),
         )
@@ -885,6 +907,7 @@ impl Iam {
     /// Changes a tenant's display name or guardian webhook.
     pub async fn update_tenant(
         &self,
+        ctx: &RequestContext,
         id: &str,
         display_name: Option<String>,
         webhook: Option<Option<String>>,
@@ -903,13 +926,14 @@ impl Iam {
                 Ok(())
             })
             .await?;
-        self.log("tenant_updated", format!("tenant={id}")).await?;
+        self.log(ctx, "tenant_updated", format!("tenant={id}"))
+            .await?;
         self.refresh().await?;
         Ok(t)
     }
 
     /// Deletes a tenant that holds no bucket, with its users, keys and charter.
-    pub async fn delete_tenant(&self, id: &str) -> IamResult<()> {
+    pub async fn delete_tenant(&self, ctx: &RequestContext, id: &str) -> IamResult<()> {
         if id == DEFAULT_TENANT {
             return Err(IamError::Invalid(
                 "the default tenant cannot be deleted".into(),
@@ -929,11 +953,12 @@ impl Iam {
             )));
         }
         for u in self.users(id).await? {
-            self.delete_user(id, &u.name).await?;
+            self.delete_user(ctx, id, &u.name).await?;
         }
         self.remove(kind::CHARTER, id).await?;
         self.remove(kind::TENANT, id).await?;
-        self.log("tenant_deleted", format!("tenant={id}")).await?;
+        self.log(ctx, "tenant_deleted", format!("tenant={id}"))
+            .await?;
         self.refresh().await?;
         Ok(())
     }
@@ -974,10 +999,17 @@ impl Iam {
     }
 
     /// Creates a user in `tenant`.
-    pub async fn create_user(&self, tenant: &str, name: &str, roles: Vec<Role>) -> IamResult<User> {
+    pub async fn create_user(
+        &self,
+        ctx: &RequestContext,
+        tenant: &str,
+        name: &str,
+        roles: Vec<Role>,
+    ) -> IamResult<User> {
         self.require_tenant(tenant).await?;
         let user = self.create_user_record(tenant, name, roles).await?;
         self.log(
+            ctx,
             "user_created",
             format!("user={} roles={:?}", user.id(), user.roles),
         )
@@ -1006,7 +1038,14 @@ impl Iam {
             .ok_or_else(|| IamError::NotFound(format!("no such user {tenant}/{name}")))
     }
 
-    async fn change_user<F>(&self, tenant: &str, name: &str, action: &str, f: F) -> IamResult<User>
+    async fn change_user<F>(
+        &self,
+        ctx: &RequestContext,
+        tenant: &str,
+        name: &str,
+        action: &str,
+        f: F,
+    ) -> IamResult<User>
     where
         F: FnMut(&mut User) -> IamResult<()>,
     {
@@ -1014,14 +1053,20 @@ impl Iam {
         let u = self
             .update::<User, _>(kind::USER, &id, &format!("user {id}"), f)
             .await?;
-        self.log(action, format!("user={id}")).await?;
+        self.log(ctx, action, format!("user={id}")).await?;
         self.refresh().await?;
         Ok(u)
     }
 
     /// Disables or enables a user.
-    pub async fn set_user_state(&self, tenant: &str, name: &str, state: State) -> IamResult<User> {
-        self.change_user(tenant, name, "user_state_changed", |u| {
+    pub async fn set_user_state(
+        &self,
+        ctx: &RequestContext,
+        tenant: &str,
+        name: &str,
+        state: State,
+    ) -> IamResult<User> {
+        self.change_user(ctx, tenant, name, "user_state_changed", |u| {
             u.state = state;
             Ok(())
         })
@@ -1032,6 +1077,7 @@ impl Iam {
     /// policy that cannot be translated is refused.
     pub async fn set_user_policy(
         &self,
+        ctx: &RequestContext,
         tenant: &str,
         name: &str,
         doc: Option<Value>,
@@ -1044,7 +1090,7 @@ impl Iam {
         } else {
             "user_policy_deleted"
         };
-        self.change_user(tenant, name, action, |u| {
+        self.change_user(ctx, tenant, name, action, |u| {
             u.policy.clone_from(&doc);
             Ok(())
         })
@@ -1052,7 +1098,12 @@ impl Iam {
     }
 
     /// Deletes a user and its access keys.
-    pub async fn delete_user(&self, tenant: &str, name: &str) -> IamResult<()> {
+    pub async fn delete_user(
+        &self,
+        ctx: &RequestContext,
+        tenant: &str,
+        name: &str,
+    ) -> IamResult<()> {
         let id = format!("{tenant}/{name}");
         self.user(tenant, name).await?;
         let owner = Owner::User {
@@ -1063,7 +1114,7 @@ impl Iam {
             self.remove(kind::ACCESS_KEY, &k.id).await?;
         }
         self.remove(kind::USER, &id).await?;
-        self.log("user_deleted", format!("user={id}")).await?;
+        self.log(ctx, "user_deleted", format!("user={id}")).await?;
         self.refresh().await?;
         Ok(())
     }
@@ -1094,7 +1145,11 @@ impl Iam {
 
     /// Creates an access key for `owner` (a user or an operator); the secret is returned
     /// once and stored sealed.
-    pub async fn create_key(&self, owner: Owner) -> IamResult<(KeyView, Zeroizing<String>)> {
+    pub async fn create_key(
+        &self,
+        ctx: &RequestContext,
+        owner: Owner,
+    ) -> IamResult<(KeyView, Zeroizing<String>)> {
         match &owner {
             Owner::User { tenant, name } => {
                 self.user(tenant, name).await?;
@@ -1110,6 +1165,7 @@ impl Iam {
         }
         let (key, secret) = self.new_key(owner).await?;
         self.log(
+            ctx,
             "access_key_created",
             format!("key={} owner={:?}", key.id, key.owner),
         )
@@ -1148,7 +1204,12 @@ impl Iam {
     }
 
     /// Disables or enables a key.
-    pub async fn set_key_state(&self, id: &str, state: State) -> IamResult<KeyView> {
+    pub async fn set_key_state(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        state: State,
+    ) -> IamResult<KeyView> {
         let k = self
             .update::<AccessKey, _>(kind::ACCESS_KEY, id, &format!("access key {id}"), |k| {
                 k.state = state;
@@ -1156,20 +1217,25 @@ impl Iam {
             })
             .await?;
         self.log(
+            ctx,
             "access_key_state_changed",
             format!("key={id} state={state:?}"),
         )
         .await?;
         self.refresh().await?;
         if let (Owner::Operator { name }, State::Disabled) = (&k.owner, state) {
-            self.end_operator_access(name, None, &format!("access key {id} was disabled"))
+            self.end_operator_access(ctx, name, None, &format!("access key {id} was disabled"))
                 .await?;
         }
         Ok(KeyView::from(&k))
     }
 
     /// Replaces a key's secret; the new one is returned once, the old one stops working.
-    pub async fn rotate_key(&self, id: &str) -> IamResult<(KeyView, Zeroizing<String>)> {
+    pub async fn rotate_key(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+    ) -> IamResult<(KeyView, Zeroizing<String>)> {
         let secret = Zeroizing::new(random(SECRET_LEN, SECRET_ALPHABET)?);
         let sealed = self.secrets.seal(&secret, &key_aad(id))?;
         let now = self.now_ms();
@@ -1185,27 +1251,29 @@ impl Iam {
                 Ok(())
             })
             .await?;
-        self.log("access_key_rotated", format!("key={id}")).await?;
+        self.log(ctx, "access_key_rotated", format!("key={id}"))
+            .await?;
         self.refresh().await?;
         if let Owner::Operator { name } = &k.owner {
             // Whoever rotated it now holds the secret: the grants and the guardians'
             // attestation of this key end with the old secret.
-            self.end_operator_access(name, None, &format!("access key {id} was rotated"))
+            self.end_operator_access(ctx, name, None, &format!("access key {id} was rotated"))
                 .await?;
         }
         Ok((KeyView::from(&k), secret))
     }
 
     /// Deletes a key.
-    pub async fn delete_key(&self, id: &str) -> IamResult<()> {
+    pub async fn delete_key(&self, ctx: &RequestContext, id: &str) -> IamResult<()> {
         let operator = self.operator_of_key(id).await?;
         if !self.remove(kind::ACCESS_KEY, id).await? {
             return Err(IamError::NotFound(format!("no such access key {id}")));
         }
-        self.log("access_key_deleted", format!("key={id}")).await?;
+        self.log(ctx, "access_key_deleted", format!("key={id}"))
+            .await?;
         self.refresh().await?;
         if let Some(name) = operator {
-            self.end_operator_access(&name, None, &format!("access key {id} was deleted"))
+            self.end_operator_access(ctx, &name, None, &format!("access key {id} was deleted"))
                 .await?;
         }
         Ok(())
@@ -1216,6 +1284,7 @@ impl Iam {
     /// Registers an operator with attested attributes.
     pub async fn create_operator(
         &self,
+        ctx: &RequestContext,
         name: &str,
         role: &str,
         attributes: Attributes,
@@ -1224,7 +1293,7 @@ impl Iam {
         check_name("operator name", name)?;
         check_name("operator role", role)?;
         check_attributes(&attributes)?;
-        let (by, _) = crate::journal::current();
+        let by = ctx.actor.clone();
         let now = self.now_ms();
         let op = Operator {
             name: name.to_owned(),
@@ -1241,6 +1310,7 @@ impl Iam {
         self.create(kind::OPERATOR, name, &op, &format!("operator {name}"))
             .await?;
         self.log(
+            ctx,
             "operator_created",
             format!(
                 "operator={name} role={role} attributes={}",
@@ -1273,6 +1343,7 @@ impl Iam {
     /// Re-attests an operator's attributes (and optionally role).
     pub async fn attest_operator(
         &self,
+        ctx: &RequestContext,
         name: &str,
         role: Option<String>,
         attributes: Attributes,
@@ -1282,7 +1353,7 @@ impl Iam {
         if let Some(r) = &role {
             check_name("operator role", r)?;
         }
-        let (by, _) = crate::journal::current();
+        let by = ctx.actor.clone();
         let now = self.now_ms();
         let op = self
             .update::<Operator, _>(kind::OPERATOR, name, &format!("operator {name}"), |o| {
@@ -1299,6 +1370,7 @@ impl Iam {
             })
             .await?;
         self.log(
+            ctx,
             "operator_attested",
             format!(
                 "operator={name} role={} attributes={}",
@@ -1312,7 +1384,12 @@ impl Iam {
     }
 
     /// Disables or enables an operator.
-    pub async fn set_operator_state(&self, name: &str, state: State) -> IamResult<Operator> {
+    pub async fn set_operator_state(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        state: State,
+    ) -> IamResult<Operator> {
         let op = self
             .update::<Operator, _>(kind::OPERATOR, name, &format!("operator {name}"), |o| {
                 o.state = state;
@@ -1320,22 +1397,23 @@ impl Iam {
             })
             .await?;
         self.log(
+            ctx,
             "operator_state_changed",
             format!("operator={name} state={state:?}"),
         )
         .await?;
         self.refresh().await?;
         if state == State::Disabled {
-            self.end_operator_access(name, None, "the operator was disabled")
+            self.end_operator_access(ctx, name, None, "the operator was disabled")
                 .await?;
         }
         Ok(op)
     }
 
     /// Deletes an operator and its keys.
-    pub async fn delete_operator(&self, name: &str) -> IamResult<()> {
+    pub async fn delete_operator(&self, ctx: &RequestContext, name: &str) -> IamResult<()> {
         self.operator(name).await?;
-        self.end_operator_access(name, None, "the operator was deleted")
+        self.end_operator_access(ctx, name, None, "the operator was deleted")
             .await?;
         for (id, _) in self
             .all::<TenantAttestation>(kind::ATTESTATION)
@@ -1354,7 +1432,7 @@ impl Iam {
             self.remove(kind::ACCESS_KEY, &k.id).await?;
         }
         self.remove(kind::OPERATOR, name).await?;
-        self.log("operator_deleted", format!("operator={name}"))
+        self.log(ctx, "operator_deleted", format!("operator={name}"))
             .await?;
         self.refresh().await?;
         Ok(())
@@ -1416,7 +1494,12 @@ impl Iam {
 
     /// Sets a bucket's policy from its JSON text; refused if malformed, or public while the
     /// bucket blocks public policies.
-    pub async fn put_bucket_policy(&self, internal: &str, text: &[u8]) -> IamResult<()> {
+    pub async fn put_bucket_policy(
+        &self,
+        ctx: &RequestContext,
+        internal: &str,
+        text: &[u8],
+    ) -> IamResult<()> {
         let doc = policy::parse_document(text)?;
         self.change_bucket(internal, |rec| {
             let block = rec.block.unwrap_or_default();
@@ -1439,24 +1522,29 @@ impl Iam {
             Ok(())
         })
         .await?;
-        self.log("bucket_policy_set", format!("bucket={internal}"))
+        self.log(ctx, "bucket_policy_set", format!("bucket={internal}"))
             .await
     }
 
     /// Removes a bucket's policy.
-    pub async fn delete_bucket_policy(&self, internal: &str) -> IamResult<()> {
+    pub async fn delete_bucket_policy(
+        &self,
+        ctx: &RequestContext,
+        internal: &str,
+    ) -> IamResult<()> {
         self.change_bucket(internal, |rec| {
             rec.policy = None;
             Ok(())
         })
         .await?;
-        self.log("bucket_policy_deleted", format!("bucket={internal}"))
+        self.log(ctx, "bucket_policy_deleted", format!("bucket={internal}"))
             .await
     }
 
     /// Sets (or with `None` resets to all-blocked) a bucket's public access block.
     pub async fn put_public_access_block(
         &self,
+        ctx: &RequestContext,
         internal: &str,
         block: Option<PublicAccessBlock>,
     ) -> IamResult<()> {
@@ -1466,6 +1554,7 @@ impl Iam {
         })
         .await?;
         self.log(
+            ctx,
             "public_access_block_set",
             format!(
                 "bucket={internal} block={}",
@@ -1506,12 +1595,13 @@ impl Iam {
     /// Proposes a new charter version; it takes effect once signed off.
     pub async fn propose_charter(
         &self,
+        ctx: &RequestContext,
         tenant: &str,
         doc: CharterDoc,
     ) -> IamResult<CharterVersion> {
         self.require_tenant(tenant).await?;
         doc.validate()?;
-        let (by, _) = crate::journal::current();
+        let by = ctx.actor.clone();
         let now = self.now_ms();
         if self
             .meta()
@@ -1546,6 +1636,7 @@ impl Iam {
             .await?;
         let v = charter.versions.last().cloned().expect("just pushed");
         self.log(
+            ctx,
             "charter_proposed",
             format!(
                 "tenant={tenant} version={} document={}",
@@ -1560,6 +1651,7 @@ impl Iam {
     /// A guardian signs a proposed version off; with enough signatures it takes effect.
     pub async fn sign_charter(
         &self,
+        ctx: &RequestContext,
         tenant: &str,
         version: u32,
         guardian: &str,
@@ -1618,6 +1710,7 @@ impl Iam {
             .cloned()
             .expect("signed above");
         self.log(
+            ctx,
             if v.state == CharterState::Active {
                 "charter_activated"
             } else {
@@ -1835,6 +1928,7 @@ impl Iam {
     /// An operator files a request; refused at once if the operator fails the charter.
     pub async fn request_access(
         &self,
+        ctx: &RequestContext,
         operator: &str,
         access_key: &str,
         spec: RequestSpec,
@@ -1843,7 +1937,7 @@ impl Iam {
             .checked_request(operator, access_key, spec, false)
             .await?;
         self.create(kind::LOCKBOX, &req.id, &req, "request").await?;
-        self.log("lockbox_request_filed", Self::describe(&req))
+        self.log(ctx, "lockbox_request_filed", Self::describe(&req))
             .await?;
         self.notify(&tenant, "lockbox_request_filed", &req).await;
         Ok(req)
@@ -1853,6 +1947,7 @@ impl Iam {
     /// guardians review it afterwards.
     pub async fn break_glass(
         &self,
+        ctx: &RequestContext,
         operator: &str,
         access_key: &str,
         spec: RequestSpec,
@@ -1862,7 +1957,7 @@ impl Iam {
             .await?;
         self.create(kind::LOCKBOX, &req.id, &req, "request").await?;
         tracing::warn!(target: "vallum::alert", request = %req.id, tenant = %req.spec.tenant, operator, "BREAK-GLASS access granted; guardians must review it");
-        self.log("lockbox_break_glass", Self::describe(&req))
+        self.log(ctx, "lockbox_break_glass", Self::describe(&req))
             .await?;
         self.notify(&tenant, "lockbox_break_glass", &req).await;
         self.refresh().await?;
@@ -1897,6 +1992,7 @@ impl Iam {
     /// operator is checked against the charter in force again.
     pub async fn approve(
         &self,
+        ctx: &RequestContext,
         id: &str,
         guardian: &str,
         comment: &str,
@@ -1982,6 +2078,7 @@ impl Iam {
             .await?;
         let granted = req.state == RequestState::Approved;
         self.log(
+            ctx,
             if granted {
                 "lockbox_granted"
             } else {
@@ -2010,8 +2107,10 @@ impl Iam {
         Ok(req)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn close(
         &self,
+        ctx: &RequestContext,
         id: &str,
         by: &str,
         comment: &str,
@@ -2042,6 +2141,7 @@ impl Iam {
             let _ = self.remove(kind::ACCESS_KEY, key).await?;
         }
         self.log(
+            ctx,
             action,
             format!(
                 "request={id} tenant={} by={by} comment={comment:?}",
@@ -2057,8 +2157,15 @@ impl Iam {
     }
 
     /// A guardian denies a pending request.
-    pub async fn deny(&self, id: &str, guardian: &str, comment: &str) -> IamResult<AccessRequest> {
+    pub async fn deny(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        guardian: &str,
+        comment: &str,
+    ) -> IamResult<AccessRequest> {
         self.close(
+            ctx,
             id,
             guardian,
             comment,
@@ -2070,8 +2177,15 @@ impl Iam {
     }
 
     /// Revokes a live grant at once; its credential is deleted.
-    pub async fn revoke(&self, id: &str, by: &str, comment: &str) -> IamResult<AccessRequest> {
+    pub async fn revoke(
+        &self,
+        ctx: &RequestContext,
+        id: &str,
+        by: &str,
+        comment: &str,
+    ) -> IamResult<AccessRequest> {
         self.close(
+            ctx,
             id,
             by,
             comment,
@@ -2086,6 +2200,7 @@ impl Iam {
     /// works only inside the scope and only until the grant ends.
     pub async fn claim(
         &self,
+        ctx: &RequestContext,
         id: &str,
         operator: &str,
         access_key: &str,
@@ -2136,6 +2251,7 @@ impl Iam {
             }
         };
         self.log(
+            ctx,
             "lockbox_credential_claimed",
             format!(
                 "request={id} tenant={} operator={operator} key={}",
@@ -2154,6 +2270,7 @@ impl Iam {
     /// A guardian reviews a break-glass grant after the fact.
     pub async fn review(
         &self,
+        ctx: &RequestContext,
         id: &str,
         guardian: &str,
         justified: bool,
@@ -2184,6 +2301,7 @@ impl Iam {
             })
             .await?;
         self.log(
+            ctx,
             "lockbox_break_glass_reviewed",
             format!(
                 "request={id} tenant={} guardian={guardian} justified={justified} comment={comment:?}",
@@ -2217,7 +2335,13 @@ impl Iam {
 
     /// A guardian registers its own approval key (a signed-note verifier key). From then on
     /// its approvals must be signed with it.
-    pub async fn set_approval_key(&self, tenant: &str, name: &str, vkey: &str) -> IamResult<User> {
+    pub async fn set_approval_key(
+        &self,
+        ctx: &RequestContext,
+        tenant: &str,
+        name: &str,
+        vkey: &str,
+    ) -> IamResult<User> {
         vallum_ledger::note::Verifier::parse(vkey)
             .map_err(|e| IamError::Invalid(format!("approval key: {e}")))?;
         let id = format!("{tenant}/{name}");
@@ -2233,6 +2357,7 @@ impl Iam {
             })
             .await?;
         self.log(
+            ctx,
             "guardian_approval_key_set",
             format!("tenant={tenant} user={id} vkey={vkey}"),
         )
@@ -2300,6 +2425,7 @@ impl Iam {
     /// file requests. Replaces the tenant's earlier attestation of the operator.
     pub async fn attest_for_tenant(
         &self,
+        ctx: &RequestContext,
         spec: AttestationSpec,
         guardian: &str,
     ) -> IamResult<TenantAttestation> {
@@ -2356,6 +2482,7 @@ impl Iam {
         self.upsert(kind::ATTESTATION, &format!("{tenant}/{operator}"), &att)
             .await?;
         self.log(
+            ctx,
             "operator_attested_by_tenant",
             format!(
                 "tenant={tenant} operator={operator} role={role} key={access_key} guardian={guardian} attributes={}",
@@ -2387,6 +2514,7 @@ impl Iam {
     /// grants and pending requests for the tenant end with it.
     pub async fn withdraw_attestation(
         &self,
+        ctx: &RequestContext,
         tenant: &str,
         operator: &str,
         guardian: &str,
@@ -2400,11 +2528,12 @@ impl Iam {
             )));
         }
         self.log(
+            ctx,
             "operator_attestation_withdrawn",
             format!("tenant={tenant} operator={operator} guardian={guardian}"),
         )
         .await?;
-        self.end_operator_access(operator, Some(tenant), "its attestation was withdrawn")
+        self.end_operator_access(ctx, operator, Some(tenant), "its attestation was withdrawn")
             .await
     }
 
@@ -2413,6 +2542,7 @@ impl Iam {
     /// tenant's guardians are told, and so is every tenant that attested the operator.
     async fn end_operator_access(
         &self,
+        ctx: &RequestContext,
         operator: &str,
         only_tenant: Option<&str>,
         why: &str,
@@ -2444,6 +2574,7 @@ impl Iam {
                 self.remove(kind::ACCESS_KEY, key).await?;
             }
             self.log(
+                ctx,
                 "lockbox_ended",
                 format!(
                     "request={} tenant={} operator={operator} reason={why:?}",

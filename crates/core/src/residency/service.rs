@@ -1,6 +1,7 @@
 //! The object service's residency operations: the placement check every write passes, the
 //! explanation of a decision, and boundary policy changes with their history.
 
+use crate::context::RequestContext;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -209,10 +210,14 @@ impl ObjectService {
 
     /// Logs the deployment default policy as the boundary of a new bucket, if there is one,
     /// so an audit of the bucket has a policy from its first entry.
-    pub(crate) async fn log_default_boundary(&self, bucket: &str) -> Result<()> {
+    pub(crate) async fn log_default_boundary(
+        &self,
+        ctx: &RequestContext,
+        bucket: &str,
+    ) -> Result<()> {
         let top = self.topology();
         match top.residency().and_then(Residency::default_policy) {
-            Some(p) => self.log_boundary(bucket, Some(p)).await,
+            Some(p) => self.log_boundary(ctx, bucket, Some(p)).await,
             None => Ok(()),
         }
     }
@@ -228,6 +233,7 @@ impl ObjectService {
     /// would leave the bucket's data nowhere to go is refused with each site's reason.
     pub async fn set_boundary(
         &self,
+        ctx: &RequestContext,
         name: &str,
         policy: Option<BoundaryPolicy>,
     ) -> Result<BucketRecord> {
@@ -244,7 +250,7 @@ impl ObjectService {
         if !probe.permitted() {
             return Err(Error::NoCompliantPlacement(probe.explain_refusal()));
         }
-        let actor = crate::journal::current().0;
+        let actor = ctx.actor.clone();
         let mut attempts = 0;
         let bucket = loop {
             attempts += 1;
@@ -270,7 +276,7 @@ impl ObjectService {
             }
         };
         tracing::info!(target: "vallum::audit", event = "boundary_policy_changed", bucket = name, policy = ?effective.map(|p| &p.name), "boundary policy changed");
-        self.log_boundary(name, effective).await?;
+        self.log_boundary(ctx, name, effective).await?;
         Ok(bucket)
     }
 
@@ -279,20 +285,24 @@ impl ObjectService {
     /// as a plain setting change (the audit then keeps the last policy it knew).
     pub(crate) async fn log_boundary(
         &self,
+        ctx: &RequestContext,
         bucket: &str,
         effective: Option<&BoundaryPolicy>,
     ) -> Result<()> {
-        self.log(match effective {
-            Some(p) => Event::BoundaryPolicyChanged {
-                bucket: bucket.to_owned(),
-                policy: p.record(),
+        self.log(
+            ctx,
+            match effective {
+                Some(p) => Event::BoundaryPolicyChanged {
+                    bucket: bucket.to_owned(),
+                    policy: p.record(),
+                },
+                None => Event::BucketChanged {
+                    bucket: bucket.to_owned(),
+                    setting: "boundary".into(),
+                    value: "none".into(),
+                },
             },
-            None => Event::BucketChanged {
-                bucket: bucket.to_owned(),
-                setting: "boundary".into(),
-                value: "none".into(),
-            },
-        })
+        )
         .await
     }
 

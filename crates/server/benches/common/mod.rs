@@ -37,6 +37,7 @@ pub fn body(data: &Bytes, chunk: usize) -> ByteStream {
 
 /// PUTs `data` as `bucket/key`, streamed in 256 KiB pieces.
 pub async fn put(service: &ObjectService, bucket: &str, key: String, data: &Bytes) {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let req = PutObject {
         bucket: bucket.into(),
         key,
@@ -51,15 +52,16 @@ pub async fn put(service: &ObjectService, bucket: &str, key: String, data: &Byte
         sse: Default::default(),
     };
     service
-        .put_object(req, body(data, 256 << 10))
+        .put_object(ctx, req, body(data, 256 << 10))
         .await
         .unwrap();
 }
 
 /// GETs `bucket/key` through the object service, reading the body to its end; its length.
 pub async fn get(service: &ObjectService, bucket: &str, key: &str) -> usize {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let read = service
-        .get_object(bucket, key, None, None, &ReadConditions::default())
+        .get_object(ctx, bucket, key, None, None, &ReadConditions::default())
         .await
         .unwrap();
     let mut n = 0;

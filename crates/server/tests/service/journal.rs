@@ -14,9 +14,8 @@ use futures::TryStreamExt;
 use vallum_blob::LocalBlobStore;
 use vallum_core::Error;
 use vallum_core::clock::SystemClock;
-use vallum_core::journal::{
-    Event, KeyPrivacy, KeyRef, MemoryJournal, RequestContext, SiteRef, in_context, keyed_hash,
-};
+use vallum_core::context::RequestContext;
+use vallum_core::journal::{Event, KeyPrivacy, KeyRef, MemoryJournal, SiteRef, keyed_hash};
 use vallum_core::meta::{ObjectAttrs, WriteCondition};
 use vallum_core::service::{
     BodyCheck, ByteRange, LockRequest, ObjectService, PutObject, ReadConditions,
@@ -66,19 +65,20 @@ async fn every_access_is_recorded_by_whom_and_a_failing_log_fails_the_request() 
     let dir = tempfile::tempdir().unwrap();
     let journal = Arc::new(MemoryJournal::default());
     let s = service(dir.path(), Arc::clone(&journal)).await;
-    let ctx = RequestContext::new(Some("req-42".into()));
-    ctx.set_actor("key:AKIATEST".into());
-    in_context(ctx, async {
-        s.create_bucket("public").await.unwrap();
-        s.create_bucket("private").await.unwrap();
-        s.put_object(put_req("public", "a.txt"), body(b"hello world"))
+    // Who acts is the context every call takes.
+    let ctx = &RequestContext::new("key:AKIATEST", Some("req-42".into()));
+    {
+        s.create_bucket(ctx, "public").await.unwrap();
+        s.create_bucket(ctx, "private").await.unwrap();
+        s.put_object(ctx, put_req("public", "a.txt"), body(b"hello world"))
             .await
             .unwrap();
-        s.put_object(put_req("private", "patient-123.pdf"), body(b"x"))
+        s.put_object(ctx, put_req("private", "patient-123.pdf"), body(b"x"))
             .await
             .unwrap();
         let read = s
             .get_object(
+                ctx,
                 "public",
                 "a.txt",
                 None,
@@ -92,11 +92,10 @@ async fn every_access_is_recorded_by_whom_and_a_failing_log_fails_the_request() 
             .unwrap();
         let bytes: Vec<Bytes> = read.body.try_collect().await.unwrap();
         assert_eq!(bytes.concat(), b"world");
-        s.delete_object("public", "a.txt", None, false)
+        s.delete_object(ctx, "public", "a.txt", None, false)
             .await
             .unwrap();
-    })
-    .await;
+    }
     let entries = journal.entries();
     let types: Vec<&str> = entries.iter().map(|e| e.event.type_name()).collect();
     assert_eq!(
@@ -140,12 +139,13 @@ async fn every_access_is_recorded_by_whom_and_a_failing_log_fails_the_request() 
     // no bytes.
     journal.fail_from_now_on();
     let err = s
-        .put_object(put_req("public", "b.txt"), body(b"data"))
+        .put_object(ctx, put_req("public", "b.txt"), body(b"data"))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
     let err = s
         .get_object(
+            ctx,
             "private",
             "patient-123.pdf",
             None,
@@ -156,8 +156,6 @@ async fn every_access_is_recorded_by_whom_and_a_failing_log_fails_the_request() 
         .err()
         .expect("a read must not succeed without its log entry");
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
-    // Outside a request context, work is marked unattributed rather than silently anonymous.
-    assert_eq!(vallum_core::journal::current().0, "unattributed");
 }
 
 async fn faulty_service(dir: &std::path::Path) -> (ObjectService, Arc<vallum_blob::FaultPlan>) {
@@ -184,10 +182,11 @@ fn blob_files(dir: &std::path::Path) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_storage_faults_never_acknowledge_a_partial_write() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     use vallum_blob::Fault;
     let dir = tempfile::tempdir().unwrap();
     let (s, plan) = faulty_service(dir.path()).await;
-    s.create_bucket("faults").await.unwrap();
+    s.create_bucket(ctx, "faults").await.unwrap();
     let payload: &'static [u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     for (fault, want) in [
         (Fault::NoSpace, "StorageFull"),
@@ -198,7 +197,7 @@ async fn injected_storage_faults_never_acknowledge_a_partial_write() {
     ] {
         plan.on_put(fault);
         let err = s
-            .put_object(put_req("faults", "k"), body(payload))
+            .put_object(ctx, put_req("faults", "k"), body(payload))
             .await
             .unwrap_err();
         let kind = format!("{err:?}");
@@ -212,27 +211,27 @@ async fn injected_storage_faults_never_acknowledge_a_partial_write() {
     }
     // A slow disk is only slow.
     plan.on_put(Fault::Latency(std::time::Duration::from_millis(50)));
-    s.put_object(put_req("faults", "k"), body(payload))
+    s.put_object(ctx, put_req("faults", "k"), body(payload))
         .await
         .unwrap();
 
     // A read whose connection is lost mid-body fails; it never ends early as if complete.
     plan.on_get(Fault::CutAfter(7));
     let read = s
-        .get_object("faults", "k", None, None, &ReadConditions::default())
+        .get_object(ctx, "faults", "k", None, None, &ReadConditions::default())
         .await
         .unwrap();
     let got: Result<Vec<Bytes>, _> = read.body.try_collect().await;
     assert!(got.is_err(), "a cut read completed: {got:?}");
     plan.on_get(Fault::Io);
     assert!(
-        s.get_object("faults", "k", None, None, &ReadConditions::default())
+        s.get_object(ctx, "faults", "k", None, None, &ReadConditions::default())
             .await
             .is_err()
     );
     // And without faults, the object is whole.
     let read = s
-        .get_object("faults", "k", None, None, &ReadConditions::default())
+        .get_object(ctx, "faults", "k", None, None, &ReadConditions::default())
         .await
         .unwrap();
     let bytes: Vec<Bytes> = read.body.try_collect().await.unwrap();
@@ -241,6 +240,7 @@ async fn injected_storage_faults_never_acknowledge_a_partial_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_metadata_faults_fail_the_request_and_leave_nothing() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     use vallum_meta::MetaFault;
     let dir = tempfile::tempdir().unwrap();
     let sqlite: Arc<dyn vallum_core::meta::MetaStore> = Arc::new(
@@ -257,8 +257,8 @@ async fn injected_metadata_faults_fail_the_request_and_leave_nothing() {
         "us-east-1",
     )
     .with_journal(Arc::clone(&journal) as Arc<dyn vallum_core::journal::Journal>);
-    s.create_bucket("faults").await.unwrap();
-    s.put_object(put_req("faults", "kept"), body(b"kept"))
+    s.create_bucket(ctx, "faults").await.unwrap();
+    s.put_object(ctx, put_req("faults", "kept"), body(b"kept"))
         .await
         .unwrap();
     for (fault, want) in [
@@ -270,7 +270,7 @@ async fn injected_metadata_faults_fail_the_request_and_leave_nothing() {
         // in the log.
         plan.on_write(fault);
         let err = s
-            .put_object(put_req("faults", "new"), body(b"never acknowledged"))
+            .put_object(ctx, put_req("faults", "new"), body(b"never acknowledged"))
             .await
             .unwrap_err();
         assert!(format!("{err:?}").starts_with(want), "{fault:?}: {err:?}");
@@ -282,7 +282,7 @@ async fn injected_metadata_faults_fail_the_request_and_leave_nothing() {
         // A delete that cannot commit leaves the object.
         plan.on_write(fault);
         assert!(
-            s.delete_object("faults", "kept", None, false)
+            s.delete_object(ctx, "faults", "kept", None, false)
                 .await
                 .is_err()
         );
@@ -306,7 +306,14 @@ async fn injected_metadata_faults_fail_the_request_and_leave_nothing() {
     // A read that cannot reach the store fails as retryable.
     plan.on_read(MetaFault::ConnectionLost);
     let read = s
-        .get_object("faults", "kept", None, None, &ReadConditions::default())
+        .get_object(
+            ctx,
+            "faults",
+            "kept",
+            None,
+            None,
+            &ReadConditions::default(),
+        )
         .await;
     assert!(
         matches!(read, Err(Error::Unavailable(_))),

@@ -19,6 +19,7 @@ const T0: i64 = 1_768_039_200_000;
 
 #[tokio::test]
 async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let ring = Arc::new(
@@ -39,10 +40,10 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
         "us-east-1",
     )
     .with_keys(Arc::new(keys));
-    s.create_key("default").await.unwrap();
-    s.create_key("doomed").await.unwrap();
-    s.create_key("kept").await.unwrap();
-    s.create_bucket("bkt").await.unwrap();
+    s.create_key(ctx, "default").await.unwrap();
+    s.create_key(ctx, "doomed").await.unwrap();
+    s.create_key(ctx, "kept").await.unwrap();
+    s.create_bucket(ctx, "bkt").await.unwrap();
     for (key, kek) in [("a", "doomed"), ("b", "doomed"), ("c", "kept")] {
         let req = PutObject {
             bucket: "bkt".into(),
@@ -58,34 +59,36 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
             },
         };
         let body = Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"12345"))]));
-        s.put_object(req, body).await.unwrap();
+        s.put_object(ctx, req, body).await.unwrap();
     }
     assert!(
-        s.schedule_key_deletion("doomed", 6).await.is_err(),
+        s.schedule_key_deletion(ctx, "doomed", 6).await.is_err(),
         "under 7 days"
     );
     assert!(
-        s.schedule_key_deletion("doomed", 31).await.is_err(),
+        s.schedule_key_deletion(ctx, "doomed", 31).await.is_err(),
         "over 30 days"
     );
-    let pending = s.schedule_key_deletion("doomed", 7).await.unwrap();
+    let pending = s.schedule_key_deletion(ctx, "doomed", 7).await.unwrap();
     assert_eq!(
         pending.state,
         KeyState::PendingDeletion {
             delete_at_ms: T0 + 7 * DAY_MS
         }
     );
-    s.schedule_key_deletion("kept", 7).await.unwrap();
-    s.set_key_state("kept", KeyState::Enabled).await.unwrap();
+    s.schedule_key_deletion(ctx, "kept", 7).await.unwrap();
+    s.set_key_state(ctx, "kept", KeyState::Enabled)
+        .await
+        .unwrap();
 
     clock.advance_ms(7 * DAY_MS - 1);
-    assert!(s.destroy_due_keys().await.unwrap().is_empty());
+    assert!(s.destroy_due_keys(ctx).await.unwrap().is_empty());
     assert!(matches!(
         s.describe_key("doomed").await.unwrap().state,
         KeyState::PendingDeletion { .. }
     ));
     clock.advance_ms(1);
-    let reports = s.destroy_due_keys().await.unwrap();
+    let reports = s.destroy_due_keys(ctx).await.unwrap();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].key_id, "doomed");
     assert_eq!(
@@ -101,14 +104,17 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
         KeyState::Enabled
     );
     assert!(
-        s.get_object("bkt", "a", None, None, &Default::default())
+        s.get_object(ctx, "bkt", "a", None, None, &Default::default())
             .await
             .is_err()
     );
     assert!(
-        s.get_object("bkt", "c", None, None, &Default::default())
+        s.get_object(ctx, "bkt", "c", None, None, &Default::default())
             .await
             .is_ok()
     );
-    assert!(s.destroy_due_keys().await.unwrap().is_empty(), "once only");
+    assert!(
+        s.destroy_due_keys(ctx).await.unwrap().is_empty(),
+        "once only"
+    );
 }

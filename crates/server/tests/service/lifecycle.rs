@@ -36,6 +36,7 @@ async fn put(
     tags: &[(&str, &str)],
     lock: LockRequest,
 ) -> String {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let req = PutObject {
         bucket: bucket.into(),
         key: key.into(),
@@ -50,7 +51,7 @@ async fn put(
         sse: Default::default(),
     };
     let body = Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"data"))]));
-    s.put_object(req, body).await.unwrap().version_id
+    s.put_object(ctx, req, body).await.unwrap().version_id
 }
 
 async fn version_ids(s: &ObjectService, bucket: &str, key: &str) -> Vec<(String, bool)> {
@@ -75,11 +76,12 @@ fn rule(f: impl FnOnce(&mut LifecycleRule)) -> LifecycleRule {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_rules_follow_the_clock() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let s = service(dir.path(), Arc::clone(&clock)).await;
-    s.create_bucket("lcb").await.unwrap();
-    s.update_bucket("lcb", BucketUpdate::Versioning(Versioning::Enabled))
+    s.create_bucket(ctx, "lcb").await.unwrap();
+    s.update_bucket(ctx, "lcb", BucketUpdate::Versioning(Versioning::Enabled))
         .await
         .unwrap();
     let tagged = put(
@@ -95,7 +97,7 @@ async fn lifecycle_rules_follow_the_clock() {
     let c2 = put(&s, "lcb", "keep/c", &[], LockRequest::default()).await;
     let c3 = put(&s, "lcb", "keep/c", &[], LockRequest::default()).await;
     let upload = s
-        .create_upload("lcb", "up/x", Default::default())
+        .create_upload(ctx, "lcb", "up/x", Default::default())
         .await
         .unwrap();
     let config = LifecycleConfig {
@@ -117,13 +119,13 @@ async fn lifecycle_rules_follow_the_clock() {
             rule(|r| r.abort_incomplete_days = Some(1)),
         ],
     };
-    s.update_bucket("lcb", BucketUpdate::Lifecycle(Some(config)))
+    s.update_bucket(ctx, "lcb", BucketUpdate::Lifecycle(Some(config)))
         .await
         .unwrap();
 
     // One hour later nothing is due.
     clock.advance_ms(3_600_000);
-    let p = s.run_lifecycle(usize::MAX).await.unwrap();
+    let p = s.run_lifecycle(ctx, usize::MAX).await.unwrap();
     assert_eq!(p.versions_scanned, 5);
     assert_eq!(
         (
@@ -140,13 +142,13 @@ async fn lifecycle_rules_follow_the_clock() {
     // nothing; at midnight, the actions run.
     let due = T0 - T0.rem_euclid(DAY_MS) + 2 * DAY_MS;
     clock.advance_ms(due - 1 - clock_now(&clock));
-    let p = s.run_lifecycle(usize::MAX).await.unwrap();
+    let p = s.run_lifecycle(ctx, usize::MAX).await.unwrap();
     assert_eq!(
         p.current_expired + p.noncurrent_deleted + p.uploads_aborted,
         0
     );
     clock.advance_ms(1);
-    let p = s.run_lifecycle(usize::MAX).await.unwrap();
+    let p = s.run_lifecycle(ctx, usize::MAX).await.unwrap();
     assert_eq!(p.current_expired, 1, "{p:?}");
     assert_eq!(p.noncurrent_deleted, 1, "{p:?}");
     assert_eq!(p.uploads_aborted, 1, "{p:?}");
@@ -170,7 +172,7 @@ async fn lifecycle_rules_follow_the_clock() {
         Err(Error::NoSuchUpload)
     ));
     // Running again changes nothing: every action is idempotent.
-    let again = s.run_lifecycle(usize::MAX).await.unwrap();
+    let again = s.run_lifecycle(ctx, usize::MAX).await.unwrap();
     assert_eq!(
         (
             again.current_expired,
@@ -180,10 +182,10 @@ async fn lifecycle_rules_follow_the_clock() {
         (0, 0, 0)
     );
     // Once the old data of logs/a is gone, its delete marker is the only version: removed.
-    s.delete_object("lcb", "logs/a", Some(&tagged), false)
+    s.delete_object(ctx, "lcb", "logs/a", Some(&tagged), false)
         .await
         .unwrap();
-    let p = s.run_lifecycle(usize::MAX).await.unwrap();
+    let p = s.run_lifecycle(ctx, usize::MAX).await.unwrap();
     assert_eq!(p.delete_markers_removed, 1, "{p:?}");
     assert!(version_ids(&s, "lcb", "logs/a").await.is_empty());
 }
@@ -195,10 +197,11 @@ fn clock_now(clock: &ManualClock) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_never_removes_locked_versions() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let s = service(dir.path(), Arc::clone(&clock)).await;
-    s.create_locked_bucket("worm").await.unwrap();
+    s.create_locked_bucket(ctx, "worm").await.unwrap();
     let locked = LockRequest {
         retention: Some(Retention {
             mode: RetentionMode::Compliance,
@@ -209,6 +212,7 @@ async fn lifecycle_never_removes_locked_versions() {
     let v1 = put(&s, "worm", "rec", &[], locked).await;
     let v2 = put(&s, "worm", "rec", &[], LockRequest::default()).await;
     s.update_bucket(
+        ctx,
         "worm",
         BucketUpdate::Lifecycle(Some(LifecycleConfig {
             rules: vec![rule(|r| r.noncurrent_days = Some(1))],
@@ -217,7 +221,7 @@ async fn lifecycle_never_removes_locked_versions() {
     .await
     .unwrap();
     clock.advance_ms(3 * DAY_MS);
-    let p = s.run_lifecycle(usize::MAX).await.unwrap();
+    let p = s.run_lifecycle(ctx, usize::MAX).await.unwrap();
     assert_eq!((p.noncurrent_deleted, p.skipped_locked), (0, 1), "{p:?}");
     assert_eq!(
         version_ids(&s, "worm", "rec").await,
@@ -225,22 +229,24 @@ async fn lifecycle_never_removes_locked_versions() {
     );
     // After the retention date, the next pass removes it.
     clock.advance_ms(8 * DAY_MS);
-    let p = s.run_lifecycle(usize::MAX).await.unwrap();
+    let p = s.run_lifecycle(ctx, usize::MAX).await.unwrap();
     assert_eq!(p.noncurrent_deleted, 1, "{p:?}");
     assert_eq!(version_ids(&s, "worm", "rec").await, [(v2, false)]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pass_resumes_from_its_cursor_in_a_new_process() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
     let s = service(dir.path(), Arc::clone(&clock)).await;
-    s.create_bucket("many").await.unwrap();
+    s.create_bucket(ctx, "many").await.unwrap();
     for i in 0..60 {
         put(&s, "many", &format!("k{i:03}"), &[], LockRequest::default()).await;
     }
     let midnight = T0 - T0.rem_euclid(DAY_MS);
     s.update_bucket(
+        ctx,
         "many",
         BucketUpdate::Lifecycle(Some(LifecycleConfig {
             rules: vec![rule(|r| r.expiration_date_ms = Some(midnight))],
@@ -248,7 +254,7 @@ async fn a_pass_resumes_from_its_cursor_in_a_new_process() {
     )
     .await
     .unwrap();
-    let first = s.run_lifecycle(10).await.unwrap();
+    let first = s.run_lifecycle(ctx, 10).await.unwrap();
     assert_eq!(
         first.bucket.as_deref(),
         Some("many"),
@@ -267,7 +273,7 @@ async fn a_pass_resumes_from_its_cursor_in_a_new_process() {
     );
     let mut steps = 0;
     loop {
-        let p = s.run_lifecycle(10).await.unwrap();
+        let p = s.run_lifecycle(ctx, 10).await.unwrap();
         steps += 1;
         if p.bucket.is_none() {
             assert_eq!(p.current_expired, 60, "{p:?}");

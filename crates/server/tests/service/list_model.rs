@@ -54,6 +54,7 @@ fn model(keys: &[String], prefix: &str, delimiter: Option<&str>) -> Vec<(bool, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listing_matches_the_model() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let meta = SqliteMetaStore::open(&dir.path().join("meta.db"))
         .await
@@ -65,7 +66,7 @@ async fn listing_matches_the_model() {
         Arc::new(SystemClock),
         "us-east-1",
     );
-    service.create_bucket("model").await.unwrap();
+    service.create_bucket(ctx, "model").await.unwrap();
     let keys = keys();
     for k in &keys {
         let req = PutObject {
@@ -80,6 +81,7 @@ async fn listing_matches_the_model() {
         };
         service
             .put_object(
+                ctx,
                 req,
                 Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"x"))])),
             )
@@ -154,6 +156,7 @@ fn version_model(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_listing_matches_the_model() {
+    let ctx = &vallum_core::context::RequestContext::system("test");
     use vallum_core::versioning::{BucketUpdate, Versioning};
 
     let dir = tempfile::tempdir().unwrap();
@@ -166,7 +169,7 @@ async fn version_listing_matches_the_model() {
         Arc::new(SystemClock),
         "us-east-1",
     );
-    service.create_bucket("model").await.unwrap();
+    service.create_bucket(ctx, "model").await.unwrap();
     // Some keys get a null version written before versioning is enabled.
     let mut keys = keys();
     keys.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -189,7 +192,7 @@ async fn version_listing_matches_the_model() {
         if i % 4 == 0 {
             ids.push(
                 service
-                    .put_object(put(k.clone()), body())
+                    .put_object(ctx, put(k.clone()), body())
                     .await
                     .unwrap()
                     .version_id,
@@ -198,14 +201,14 @@ async fn version_listing_matches_the_model() {
         versions.push((k.clone(), ids));
     }
     service
-        .update_bucket("model", BucketUpdate::Versioning(Versioning::Enabled))
+        .update_bucket(ctx, "model", BucketUpdate::Versioning(Versioning::Enabled))
         .await
         .unwrap();
     for (i, (k, ids)) in versions.iter_mut().enumerate() {
         for _ in 0..(i % 3) {
             ids.push(
                 service
-                    .put_object(put(k.clone()), body())
+                    .put_object(ctx, put(k.clone()), body())
                     .await
                     .unwrap()
                     .version_id,
@@ -213,7 +216,7 @@ async fn version_listing_matches_the_model() {
         }
         if i % 5 == 0 {
             let marker = service
-                .delete_object("model", k, None, false)
+                .delete_object(ctx, "model", k, None, false)
                 .await
                 .unwrap();
             ids.push(marker.version_id.unwrap());
