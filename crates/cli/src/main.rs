@@ -2,6 +2,7 @@
 
 mod admin_client;
 mod iamcli;
+mod jobscli;
 mod keycli;
 mod keyd;
 mod logtools;
@@ -77,6 +78,10 @@ enum Command {
     /// The site registry through the admin API: each site's legal profile, the exposures
     /// derived from it (with their legal basis) and its certifications.
     Site(residencycli::SiteArgs),
+    /// The gateway's background jobs (garbage collection, lifecycle, key deletion, replica
+    /// repair, boundary check, refreshes, log integration): lease, interval, steps, failures,
+    /// last success, last error and progress; key re-wrap jobs under way.
+    Jobs(jobscli::JobsArgs),
     /// Bucket boundary policies through the admin API: show, set (a new version; refused
     /// with each site's reason if no compliant placement exists), clear, history.
     Policy(residencycli::PolicyArgs),
@@ -180,6 +185,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keyd(args) => keyd::run(args),
         Command::Key(args) => keycli::run(args),
         Command::Site(args) => residencycli::run_site(args),
+        Command::Jobs(args) => jobscli::run(args),
         Command::Tenant(args) => iamcli::run_tenant(args),
         Command::User(args) => iamcli::run_user(args),
         Command::AccessKey(args) => iamcli::run_access_key(args),

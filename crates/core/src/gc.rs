@@ -20,7 +20,7 @@ pub struct GcPolicy {
 }
 
 /// What one collection pass did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GcReport {
     /// Trashed blobs deleted.
     pub trash_deleted: u64,

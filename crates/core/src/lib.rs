@@ -16,6 +16,7 @@ pub mod digest;
 pub mod error;
 pub mod gc;
 pub mod iam;
+pub mod jobs;
 pub mod journal;
 pub mod keyadmin;
 pub mod lifecycle;

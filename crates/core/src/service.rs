@@ -566,6 +566,12 @@ impl ObjectService {
         &self.meta
     }
 
+    /// The clock every time the service records comes from.
+    #[must_use]
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// The site a read of `segments` goes to first, as entries record it.
     pub(crate) fn read_site(&self, segments: &[Segment]) -> SiteRef {
         let top = self.topology();

@@ -52,6 +52,7 @@ pub struct Admin {
     jobs: Mutex<HashMap<String, RewrapProgress>>,
     sites: Option<Arc<crate::sites::SiteManager>>,
     ledger: Option<Arc<crate::ledger::Ledger>>,
+    job_statuses: Option<vallum_core::jobs::JobStatuses>,
 }
 
 /// `POST log/bundle`: which of the caller's entries.
@@ -182,6 +183,7 @@ impl Admin {
             jobs: Mutex::default(),
             sites: None,
             ledger: None,
+            job_statuses: None,
         }
     }
 
@@ -196,6 +198,13 @@ impl Admin {
     #[must_use]
     pub fn with_ledger(mut self, ledger: Arc<crate::ledger::Ledger>) -> Self {
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Lists the background jobs of the gateway's registry (`GET jobs`).
+    #[must_use]
+    pub fn with_jobs(mut self, statuses: vallum_core::jobs::JobStatuses) -> Self {
+        self.job_statuses = Some(statuses);
         self
     }
 
@@ -475,6 +484,23 @@ impl Admin {
     ) -> Result<serde_json::Value, Failure> {
         let s = &self.service;
         match (method, seg) {
+            (&Method::GET, ["jobs"]) => {
+                let jobs = self
+                    .job_statuses
+                    .as_ref()
+                    .map(vallum_core::jobs::JobStatuses::list)
+                    .unwrap_or_default();
+                let rewraps: Vec<serde_json::Value> = self
+                    .jobs
+                    .lock()
+                    .map(|j| {
+                        j.iter()
+                            .map(|(key, p)| serde_json::json!({ "key_id": key, "progress": value(p) }))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(serde_json::json!({ "jobs": value(&jobs), "rewraps": rewraps }))
+            }
             (&Method::GET, ["keys"]) => {
                 Ok(serde_json::json!({ "keys": value(&s.list_keys().await?) }))
             }

@@ -83,6 +83,7 @@ pub(crate) async fn required(
         (_, ["sites", ..]) => ("vallum:ManageSites", platform),
         (&M::GET, ["exposure-rules"]) => ("vallum:GetExposureRules", platform),
         (&M::GET, ["repair"]) => ("vallum:GetRepair", platform),
+        (&M::GET, ["jobs"]) => ("vallum:GetJobs", platform),
         (_, ["repair"]) => ("vallum:StartRepair", platform),
         (&M::GET, ["compliance"]) => ("vallum:GetPlatformCompliance", platform),
         (&M::POST, ["log", "bundle"]) => ("vallum:GetLogBundle", tenant(&own_tenant(p)?)),

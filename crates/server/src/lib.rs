@@ -12,6 +12,7 @@ mod error;
 mod files;
 mod host;
 mod http_service;
+pub mod jobs;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;

@@ -19,12 +19,10 @@ use vallum_core::journal::Event;
 
 use crate::ledger::{Ledger, LedgerJournal};
 use vallum_core::gc::GcPolicy;
-use vallum_core::lifecycle::LIFECYCLE_JOB;
+use vallum_core::jobs::JobRegistry;
 
-/// The lease under which one gateway at a time integrates the shared transparency log.
 /// Who records what the server does as it starts (`system:<this>`).
 const START_JOB: &str = "start";
-const LEDGER_JOB: &str = "ledger";
 use vallum_core::meta::MetaStore;
 use vallum_core::service::ObjectService;
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
@@ -57,19 +55,6 @@ use crate::credentials::Credentials;
 use crate::http_service::VallumHttp;
 use crate::metrics::Metrics;
 use crate::s3::VallumS3;
-
-/// Name of the lease under which garbage collection runs.
-const GC_LEASE: &str = "gc";
-/// Shortest lease a collector holds (it renews every interval and holds three intervals).
-const GC_LEASE_MIN_TTL_SECS: u64 = 60;
-/// Lease of the job that destroys keys whose scheduled deletion is due.
-const KEY_DELETION_JOB: &str = "key-deletion";
-/// How often due key deletions are looked for.
-const KEY_DELETION_INTERVAL: Duration = Duration::from_secs(60);
-/// How often each gateway checks stored data against the boundary policies.
-const BOUNDARY_CHECK_INTERVAL: Duration = Duration::from_secs(300);
-/// Versions the lifecycle worker examines per step (between lease renewals).
-const LIFECYCLE_STEP_VERSIONS: usize = 10_000;
 
 /// Opens one storage site: a local directory, or a remote S3 / Azure store whose secret comes
 /// from the environment. A remote site that cannot be reached at start is reported but does
@@ -172,159 +157,69 @@ pub(crate) async fn probe_store(
     }
 }
 
-/// Checks every bucket's stored data against its boundary policy until shut down: publishes
-/// the count of buckets outside, and warns (audit target) when a bucket falls outside or comes
-/// back.
-/// How often a gateway reloads identity records other gateways may have changed (lockbox
-/// grants are read afresh on every use regardless).
-const IAM_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
-
-/// How often the embedded store's files are checked (write-ahead file present, commit
-/// high-water mark recorded).
-const META_GUARD_INTERVAL: Duration = Duration::from_secs(1);
-
-fn spawn_meta_guard(
-    store: SqliteMetaStore,
-    mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let errors = crate::conn::RateLimited::default();
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(META_GUARD_INTERVAL) => {}
-                _ = shutdown.changed() => return,
-            }
-            if let Err(err) = store.guard().await
-                && let Some(suppressed) = errors.admit()
-            {
-                tracing::error!(%err, suppressed, "metadata store check failed");
-            }
-        }
-    })
-}
-
-fn spawn_iam_refresh(
-    iam: Arc<vallum_core::iam::Iam>,
-    mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                () = tokio::time::sleep(IAM_REFRESH_INTERVAL) => {}
-                _ = shutdown.changed() => return,
-            }
-            if let Err(err) = iam.refresh().await {
-                tracing::warn!(%err, "reloading identity records failed; will retry");
-            }
-        }
-    })
-}
-
-fn spawn_boundary_check(
-    service: Arc<ObjectService>,
-    metrics: Arc<Metrics>,
-    mut shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut outside = std::collections::BTreeSet::<String>::new();
-        loop {
-            match service.compliance().await {
-                Ok(report) => {
-                    let now: std::collections::BTreeSet<String> = report
-                        .iter()
-                        .filter(|b| !b.compliant)
-                        .map(|b| b.bucket.clone())
-                        .collect();
-                    for b in report
-                        .iter()
-                        .filter(|b| !b.compliant && !outside.contains(&b.bucket))
-                    {
-                        tracing::warn!(target: "vallum::audit", event = "boundary_drift", bucket = %b.bucket, policy = ?b.policy, site = %b.site, reasons = %b.reasons.join("; "), "stored data is outside the bucket's boundary policy");
-                    }
-                    for b in outside.difference(&now) {
-                        tracing::info!(target: "vallum::audit", event = "boundary_drift_cleared", bucket = %b, "stored data is inside the bucket's boundary policy again");
-                    }
-                    metrics.set_boundary_noncompliant(now.len());
-                    outside = now;
-                }
-                Err(err) => tracing::warn!(%err, "boundary check failed; will retry"),
-            }
-            tokio::select! {
-                () = tokio::time::sleep(BOUNDARY_CHECK_INTERVAL) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    })
-}
-
-/// Runs `step` every `interval` while holding lease `lease`; a step that returns true (more
-/// work pending) is followed by the next at once. On shutdown the lease is released.
-fn spawn_leased_job<F, Fut>(
-    service: Arc<ObjectService>,
-    lease: &'static str,
-    holder: String,
-    interval: Duration,
-    shutdown: watch::Receiver<bool>,
-    step: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: Fn(Arc<ObjectService>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    spawn_leased_job_woken(service, lease, holder, interval, shutdown, None, step)
-}
-
-/// [`spawn_leased_job`] that also runs a step as soon as `wake` is notified.
-fn spawn_leased_job_woken<F, Fut>(
-    service: Arc<ObjectService>,
-    lease: &'static str,
-    holder: String,
-    interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
-    wake: Option<Arc<tokio::sync::Notify>>,
-    step: F,
-) -> tokio::task::JoinHandle<()>
-where
-    F: Fn(Arc<ObjectService>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = bool> + Send,
-{
-    let lease_ttl_ms = i64::try_from(
-        interval
-            .saturating_mul(3)
-            .max(Duration::from_secs(GC_LEASE_MIN_TTL_SECS))
-            .as_millis(),
-    )
-    .unwrap_or(i64::MAX);
-    tokio::spawn(async move {
-        loop {
-            let now = service.now_ms();
-            let mut more = false;
-            match service
-                .meta()
-                .acquire_lease(lease, &holder, now, lease_ttl_ms)
-                .await
-            {
-                Ok(true) => more = step(Arc::clone(&service)).await,
-                Ok(false) => tracing::debug!(lease, "another gateway holds the job lease"),
-                Err(err) => tracing::warn!(lease, %err, "could not take the job lease; will retry"),
-            }
-            let pause = if more { Duration::ZERO } else { interval };
-            let woken = async {
-                match &wake {
-                    Some(w) => w.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                () = tokio::time::sleep(pause) => {}
-                () = woken => {}
-                _ = shutdown.changed() => {
-                    let _ = service.meta().release_lease(lease, &holder).await;
-                    return;
-                }
-            }
-        }
-    })
+/// Every background job of the gateway, in one registry (`GET /admin/v1/jobs` lists them).
+fn register_jobs(
+    config: &Config,
+    service: &Arc<ObjectService>,
+    iam: &Arc<vallum_core::iam::Iam>,
+    sites: &Arc<crate::sites::SiteManager>,
+    ledger: &Arc<Ledger>,
+    metrics: &Arc<Metrics>,
+    meta: &MetaHandle,
+) -> JobRegistry {
+    use crate::jobs;
+    let mut registry = JobRegistry::new();
+    registry.register(Arc::new(jobs::Gc {
+        service: Arc::clone(service),
+        policy: GcPolicy {
+            trash_grace: Duration::from_secs(config.gc.trash_grace_secs),
+            multipart_expiry: Duration::from_secs(config.gc.multipart_expiry_secs),
+            orphan_age: Duration::from_secs(config.gc.orphan_age_secs),
+        },
+        interval: Duration::from_secs(config.gc.interval_secs),
+    }));
+    registry.register(Arc::new(jobs::Lifecycle {
+        service: Arc::clone(service),
+        metrics: Arc::clone(metrics),
+        interval: Duration::from_secs(config.lifecycle.interval_secs),
+    }));
+    registry.register(Arc::new(jobs::KeyDeletion {
+        service: Arc::clone(service),
+    }));
+    let replication = &config.replication;
+    registry.register(Arc::new(jobs::Repair {
+        service: Arc::clone(service),
+        interval: Duration::from_secs(replication.repair_interval_secs),
+        scrub_every_ms: i64::try_from(replication.scrub_interval_secs.saturating_mul(1000))
+            .unwrap_or(i64::MAX),
+        step_blobs: replication.repair_step_blobs,
+    }));
+    registry.register(Arc::new(jobs::BoundaryCheck {
+        service: Arc::clone(service),
+        metrics: Arc::clone(metrics),
+        outside: std::sync::Mutex::default(),
+    }));
+    registry.register(Arc::new(jobs::IamRefresh {
+        iam: Arc::clone(iam),
+    }));
+    if let MetaHandle::Sqlite(store) = meta {
+        registry.register(Arc::new(jobs::MetaGuard {
+            store: store.clone(),
+        }));
+    }
+    registry.register(Arc::new(jobs::SiteRefresh {
+        service: Arc::clone(service),
+        sites: Arc::clone(sites),
+        interval: Duration::from_secs(replication.site_refresh_secs),
+    }));
+    // With the embedded store the log integrates at each write; a shared one needs the job.
+    if config.meta.url.is_some() {
+        registry.register(Arc::new(jobs::LedgerIntegration {
+            ledger: Arc::clone(ledger),
+            interval: Duration::from_millis(config.ledger.checkpoint_interval_ms),
+        }));
+    }
+    registry
 }
 
 /// Why the server could not start.
@@ -615,6 +510,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         builder.set_host(crate::host::VallumHost::new(&config.domains));
     }
     let metrics = Arc::new(Metrics::new());
+    let jobs = register_jobs(&config, &service, &iam, &sites, &ledger, &metrics, &meta);
     let http = VallumHttp {
         s3: builder.build(),
         metrics: Arc::clone(&metrics),
@@ -622,7 +518,8 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         admin: Arc::new(
             crate::admin::Admin::new(Arc::clone(&service), Arc::clone(&iam))
                 .with_sites(Arc::clone(&sites))
-                .with_ledger(Arc::clone(&ledger)),
+                .with_ledger(Arc::clone(&ledger))
+                .with_jobs(jobs.statuses()),
         ),
         secure: false,
         peer: None,
@@ -644,26 +541,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
 
     let (shutdown, mut shutdown_rx) = watch::channel(false);
 
-    let policy = GcPolicy {
-        trash_grace: Duration::from_secs(config.gc.trash_grace_secs),
-        multipart_expiry: Duration::from_secs(config.gc.multipart_expiry_secs),
-        orphan_age: Duration::from_secs(config.gc.orphan_age_secs),
-    };
-    let (jobs_stop, jobs_shutdown) = watch::channel(false);
-    // Every gateway checks stored data against the boundary policies, read-only: at start
-    // (a site's profile or the default policy may have changed) and then periodically
-    // (certifications lapse).
-    let boundary_task = spawn_boundary_check(
-        Arc::clone(&service),
-        Arc::clone(&metrics),
-        jobs_shutdown.clone(),
-    );
-    let iam_task = spawn_iam_refresh(Arc::clone(&iam), jobs_shutdown.clone());
-    let meta_guard_task = match &meta {
-        MetaHandle::Sqlite(store) => Some(spawn_meta_guard(store.clone(), jobs_shutdown.clone())),
-        MetaHandle::Postgres(_) => None,
-    };
-    // Gateways sharing one metadata store run each background job one at a time: a step runs
+    // Gateways sharing one metadata store run each leased job one at a time: a step runs
     // only under the job's lease, which outlives a crashed holder by at most its TTL.
     // With the embedded store the data-directory lock already makes this the only process, so
     // a restart after a crash takes over its predecessor's lease at once.
@@ -672,149 +550,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     } else {
         "embedded".to_owned()
     };
-    let gc_task = spawn_leased_job(
-        Arc::clone(&service),
-        GC_LEASE,
-        holder.clone(),
-        Duration::from_secs(config.gc.interval_secs),
-        jobs_shutdown.clone(),
-        move |service| {
-            let policy = policy;
-            async move {
-                if let Err(err) = service.collect_garbage(&policy).await {
-                    tracing::warn!(%err, "garbage collection pass failed; will retry");
-                }
-                false
-            }
-        },
+    let running_jobs = jobs.spawn_all(
+        Arc::clone(service.meta()),
+        Arc::clone(service.clock()),
+        &holder,
     );
-    let lifecycle_task = spawn_leased_job(
-        Arc::clone(&service),
-        LIFECYCLE_JOB,
-        holder.clone(),
-        Duration::from_secs(config.lifecycle.interval_secs),
-        jobs_shutdown.clone(),
-        move |service| {
-            let metrics = Arc::clone(&metrics);
-            let ctx = RequestContext::system("lifecycle");
-            async move {
-                let ctx = &ctx;
-                match service.run_lifecycle(ctx, LIFECYCLE_STEP_VERSIONS).await {
-                    // More of the pass is left: continue at once (the lease is renewed first).
-                    Ok(progress) => {
-                        metrics.set_lifecycle(&progress);
-                        progress.bucket.is_some()
-                    }
-                    Err(err) => {
-                        tracing::warn!(%err, "lifecycle step failed; will retry");
-                        false
-                    }
-                }
-            }
-        },
-    );
-
-    // Keys whose scheduled deletion is due are destroyed (and reported in the log).
-    let key_deletion_task = spawn_leased_job(
-        Arc::clone(&service),
-        KEY_DELETION_JOB,
-        holder.clone(),
-        KEY_DELETION_INTERVAL,
-        jobs_shutdown.clone(),
-        move |service| {
-            let ctx = RequestContext::system("key-deletion");
-            async move {
-                let ctx = &ctx;
-                if service.keys().is_some() {
-                    match service.destroy_due_keys(ctx).await {
-                        Ok(reports) => {
-                            for r in reports {
-                                tracing::warn!(key_id = %r.key_id, versions = r.unrecoverable.versions, bytes = r.unrecoverable.bytes, "scheduled key deletion: key destroyed, its objects are unrecoverable");
-                            }
-                        }
-                        Err(err) => {
-                            tracing::warn!(%err, "scheduled key deletion failed; will retry")
-                        }
-                    }
-                }
-                false
-            }
-        },
-    );
-
-    // Replica repair, scrubbing and migration: one gateway at a time; a write short of
-    // replicas wakes it at once.
-    let replication = config.replication.clone();
-    let repair_task = spawn_leased_job_woken(
-        Arc::clone(&service),
-        vallum_core::repair::REPAIR_JOB,
-        holder.clone(),
-        Duration::from_secs(replication.repair_interval_secs),
-        jobs_shutdown.clone(),
-        Some(service.repair_hint()),
-        move |service| {
-            let scrub_ms = i64::try_from(replication.scrub_interval_secs.saturating_mul(1000))
-                .unwrap_or(i64::MAX);
-            let step = replication.repair_step_blobs;
-            async move {
-                match service.repair_step(step, scrub_ms).await {
-                    Ok(progress) => progress.cursor.is_some(),
-                    Err(err) => {
-                        tracing::warn!(%err, "replica repair step failed; will retry");
-                        false
-                    }
-                }
-            }
-        },
-    );
-    // Every gateway reloads run-time site records (added, drained, removed elsewhere).
-    let refresh_task = {
-        let (service, sites) = (Arc::clone(&service), Arc::clone(&sites));
-        let every = Duration::from_secs(config.replication.site_refresh_secs);
-        let mut shutdown = jobs_shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(every) => {}
-                    _ = shutdown.changed() => return,
-                }
-                match sites.refresh(&service).await {
-                    Ok(true) => {
-                        tracing::info!("site records changed; new sites in force");
-                        service.repair_hint().notify_one();
-                    }
-                    Ok(false) => {}
-                    Err(err) => {
-                        tracing::warn!(%err, "could not reload the site records; will retry")
-                    }
-                }
-            }
-        })
-    };
-
     let (log_origin, log_vkey) = (ledger.origin().to_owned(), ledger.vkey().to_owned());
-    let ledger_task = config.meta.url.is_some().then(|| {
-        let ledger = Arc::clone(&ledger);
-        spawn_leased_job(
-            Arc::clone(&service),
-            LEDGER_JOB,
-            holder.clone(),
-            Duration::from_millis(config.ledger.checkpoint_interval_ms),
-            jobs_shutdown.clone(),
-            move |_| {
-                let ledger = Arc::clone(&ledger);
-                async move {
-                    match ledger.integrate_shared().await {
-                        Ok(more) => more,
-                        Err(err) => {
-                            tracing::warn!(%err, "transparency log integration failed; will retry");
-                            false
-                        }
-                    }
-                }
-            },
-        )
-    });
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Descriptors are the budget: every client connection holds one, and so do the stores.
     let descriptors = crate::conn::raise_descriptor_limit();
@@ -934,20 +675,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                 tracing::warn!("in-flight requests did not finish within the shutdown grace period");
             }
         }
-        let _ = jobs_stop.send(true);
-        let _ = gc_task.await;
-        let _ = lifecycle_task.await;
-        let _ = key_deletion_task.await;
-        let _ = boundary_task.await;
-        let _ = iam_task.await;
-        if let Some(t) = meta_guard_task {
-            let _ = t.await;
-        }
-        let _ = repair_task.await;
-        let _ = refresh_task.await;
-        if let Some(t) = ledger_task {
-            let _ = t.await;
-        }
+        running_jobs.stop().await;
         let stopping = Arc::clone(&ledger);
         let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
         meta.close().await;

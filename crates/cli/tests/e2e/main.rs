@@ -13,6 +13,7 @@ mod crash;
 mod encryption;
 mod gateways;
 mod iam;
+mod jobs;
 mod keys;
 mod ledger;
 mod memory;

@@ -96,6 +96,7 @@ pub const SERVICE: &[&str] = &[
     "vallum:GetSites",
     "vallum:ManageSites",
     "vallum:GetRepair",
+    "vallum:GetJobs",
     "vallum:StartRepair",
     "vallum:GetExposureRules",
     "vallum:GetPlatformCompliance",
