@@ -124,7 +124,8 @@ impl KeyService {
     #[must_use]
     pub fn new(provider: Arc<dyn KeyProvider>, default_key_id: String, segment_bytes: u32) -> Self {
         Self {
-            provider,
+            // Every key use of the data path is justified, whatever the provider.
+            provider: Arc::new(vallum_crypto::justified::Justified::new(provider)),
             default_key_id,
             segment_bytes,
             cache: DekCache {

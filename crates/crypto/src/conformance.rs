@@ -21,6 +21,8 @@ pub async fn run(p: &dyn KeyProvider) {
 /// since the XKS API carries no lifecycle operations. A wrapped key whose `key_version` is 0
 /// keeps its version inside the provider's ciphertext.
 pub async fn run_with(p: &dyn KeyProvider, admin: &dyn KeyProvider) {
+    // The provider as it is used: behind the justification check.
+    let p = &crate::justified::Justified::new(p);
     let ctx = b"records\0a/b\0blob-1".as_slice();
     let info = admin.create_key("conf-a", 1000).await.unwrap();
     assert_eq!((info.current_version, info.state), (1, KeyState::Enabled));

@@ -453,9 +453,8 @@ impl KeyProvider for LocalKeyring {
         key_id: &str,
         dek: &DataKey,
         context: &[u8],
-        why: &Justification,
+        _why: &Justification,
     ) -> Result<WrappedKey, CryptoError> {
-        crate::keys::ensure_justified(why)?;
         let sealed = self.seal_current(key_id, dek.expose(), |v| {
             crate::keys::wrap_aad(key_id, v, context)
         })?;
@@ -466,9 +465,8 @@ impl KeyProvider for LocalKeyring {
         &self,
         wrapped: &WrappedKey,
         context: &[u8],
-        why: &Justification,
+        _why: &Justification,
     ) -> Result<DataKey, CryptoError> {
-        crate::keys::ensure_justified(why)?;
         let sealed = SealedData::from_wrapped(wrapped)?;
         let plain = self.open_version(
             &wrapped.key_id,
@@ -483,9 +481,8 @@ impl KeyProvider for LocalKeyring {
         key_id: &str,
         plaintext: &[u8],
         aad: &[u8],
-        why: &Justification,
+        _why: &Justification,
     ) -> Result<SealedData, CryptoError> {
-        crate::keys::ensure_justified(why)?;
         self.seal_current(key_id, plaintext, |_| aad.to_vec())
     }
 
@@ -494,9 +491,8 @@ impl KeyProvider for LocalKeyring {
         key_id: &str,
         sealed: &SealedData,
         aad: &[u8],
-        why: &Justification,
+        _why: &Justification,
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        crate::keys::ensure_justified(why)?;
         self.open_version(key_id, sealed, aad)
     }
 

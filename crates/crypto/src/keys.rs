@@ -57,7 +57,8 @@ pub struct Justification {
 
 /// Refuses key use by platform staff that does not carry a lockbox grant: an operator
 /// (`operator:…` actor) may use a customer key only with a `lockbox:<grant id>` reason, which
-/// the decision point sets only while the grant is live. Every provider calls it first.
+/// the decision point sets only while the grant is live. Providers do not call it themselves:
+/// whoever uses one wraps it once in [`crate::justified::Justified`], which calls it first.
 pub fn ensure_justified(why: &Justification) -> Result<(), CryptoError> {
     if why.actor.starts_with("operator:") && !why.reason.starts_with("lockbox:lb-") {
         return Err(CryptoError::Refused(format!(

@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod customer;
 pub mod double;
 pub mod format;
+pub mod justified;
 pub mod keyring;
 pub mod keys;
 pub mod pkcs11;

@@ -313,9 +313,8 @@ impl KeyProvider for Pkcs11Provider {
         key_id: &str,
         dek: &DataKey,
         context: &[u8],
-        why: &Justification,
+        _why: &Justification,
     ) -> Result<WrappedKey, CryptoError> {
-        crate::keys::ensure_justified(why)?;
         let sealed = self.with(|s| {
             seal_in(s, key_id, dek.expose(), |v| {
                 crate::keys::wrap_aad(key_id, v, context)
@@ -328,9 +327,8 @@ impl KeyProvider for Pkcs11Provider {
         &self,
         wrapped: &WrappedKey,
         context: &[u8],
-        why: &Justification,
+        _why: &Justification,
     ) -> Result<DataKey, CryptoError> {
-        crate::keys::ensure_justified(why)?;
         let sealed = SealedData::from_wrapped(wrapped)?;
         let aad = crate::keys::wrap_aad(&wrapped.key_id, wrapped.key_version, context);
         let plain = self.with(|s| open_in(s, &wrapped.key_id, &sealed, &aad))?;
@@ -342,9 +340,8 @@ impl KeyProvider for Pkcs11Provider {
         key_id: &str,
         plaintext: &[u8],
         aad: &[u8],
-        why: &Justification,
+        _why: &Justification,
     ) -> Result<SealedData, CryptoError> {
-        crate::keys::ensure_justified(why)?;
         self.with(|s| seal_in(s, key_id, plaintext, |_| aad.to_vec()))
     }
 
@@ -353,9 +350,8 @@ impl KeyProvider for Pkcs11Provider {
         key_id: &str,
         sealed: &SealedData,
         aad: &[u8],
-        why: &Justification,
+        _why: &Justification,
     ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        crate::keys::ensure_justified(why)?;
         self.with(|s| open_in(s, key_id, sealed, aad))
     }
 

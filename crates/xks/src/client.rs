@@ -455,7 +455,6 @@ impl KeyProvider for XksProvider {
         context: &[u8],
         why: &Justification,
     ) -> Result<WrappedKey, CryptoError> {
-        vallum_crypto::keys::ensure_justified(why)?;
         if !wire::valid_key_id(key_id) {
             return Err(CryptoError::Format(format!(
                 "{key_id:?} is not a valid external key id"
@@ -510,7 +509,6 @@ impl KeyProvider for XksProvider {
         context: &[u8],
         why: &Justification,
     ) -> Result<DataKey, CryptoError> {
-        vallum_crypto::keys::ensure_justified(why)?;
         let p = decode_wrapped(wrapped)?;
         let key_id = &wrapped.key_id;
         let aad = vallum_crypto::keys::wrap_aad(key_id, 0, context);

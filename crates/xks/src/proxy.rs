@@ -230,7 +230,8 @@ impl Proxy {
         policy: Policy,
     ) -> Self {
         Self {
-            provider,
+            // No key leaves the proxy for platform staff without a lockbox grant.
+            provider: Arc::new(vallum_crypto::justified::Justified::new(provider)),
             credentials: credentials.into_iter().collect(),
             prefix: prefix.trim_end_matches('/').to_owned(),
             policy,
