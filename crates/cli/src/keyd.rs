@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
-use vallum_server::config::KeysConfig;
+use vallum_server::config::{KeyProviderConfig, KeysConfig};
 use vallum_xks::proxy::{Policy, Proxy, Rule};
 use zeroize::Zeroizing;
 
@@ -125,10 +125,13 @@ fn load(path: &Path) -> anyhow::Result<KeydConfig> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let cfg: KeydConfig =
         toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    if !matches!(cfg.keys.provider.as_str(), "keyring" | "pkcs11") {
+    if !matches!(
+        cfg.keys.provider,
+        KeyProviderConfig::Keyring(_) | KeyProviderConfig::Pkcs11(_)
+    ) {
         bail!(
             "keys.provider {:?}: keyd fronts a keyring or a pkcs11 token",
-            cfg.keys.provider
+            cfg.keys.provider.name()
         );
     }
     let prefix_ok = cfg.path_prefix.is_empty()
@@ -149,7 +152,7 @@ fn provider(cfg: &KeydConfig) -> anyhow::Result<Arc<dyn vallum_crypto::keys::Key
     Ok(vallum_server::keys::open_provider(
         &cfg.keys.provider,
         &cfg.data_dir,
-        &cfg.keys,
+        &cfg.keys.default_key_id,
     )?)
 }
 
@@ -233,7 +236,7 @@ fn serve(path: &Path) -> anyhow::Result<()> {
             "keyd: XKS proxy at {}://{addr}{}/kms/xks/v1 ({} provider, {} credential(s), {} policy rule(s))",
             if tls.is_some() { "https" } else { "http" },
             cfg.path_prefix,
-            cfg.keys.provider,
+            cfg.keys.provider.name(),
             cfg.credentials.len(),
             cfg.policy.len()
         );

@@ -164,10 +164,240 @@ impl Default for FilesConfig {
     }
 }
 
-/// Where the data keys' key-encryption keys live.
+/// Where the data keys' key-encryption keys live: the provider (with only its own settings)
+/// and what every provider shares. Written in the file as flat fields ([`KeysFile`]); an
+/// unknown provider or a malformed `double_of` is refused when the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "KeysFile", into = "KeysFile")]
+pub struct KeysConfig {
+    /// The provider.
+    pub provider: KeyProviderConfig,
+    /// Unwrapped data keys kept in memory (0: none). Entries are zeroized when evicted.
+    pub dek_cache_entries: usize,
+    /// How long a cached data key may be used, milliseconds.
+    pub dek_cache_ttl_ms: u64,
+    /// The key-encryption key new objects' data keys are wrapped under.
+    pub default_key_id: String,
+    /// Plaintext bytes per encrypted segment: a power of two from 4096 to 1048576.
+    pub segment_bytes: u32,
+}
+
+/// One key provider and its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyProviderConfig {
+    /// The local keyring, sealed by a root key file or a passphrase.
+    Keyring(KeyringConfig),
+    /// A PKCS#11 token (a hardware security module).
+    Pkcs11(Pkcs11Config),
+    /// An external key store speaking the AWS XKS proxy API (e.g. `vallum keyd`).
+    Xks(XksConfig),
+    /// Two providers that must both agree: each holds half of every data key.
+    Double(Box<[KeyProviderConfig; 2]>),
+}
+
+/// The local keyring's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyringConfig {
+    /// The root key file (`None`: `<data_dir>/keys/root.key`); unused with a passphrase.
+    pub root_key_file: Option<std::path::PathBuf>,
+    /// The environment variable holding a passphrase that seals the keyring instead.
+    pub passphrase_env: Option<String>,
+}
+
+/// A PKCS#11 token's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pkcs11Config {
+    /// The module (shared library).
+    pub module: String,
+    /// The token's label.
+    pub token: String,
+    /// The environment variable holding the user PIN.
+    pub pin_env: String,
+}
+
+/// An XKS proxy's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct XksConfig {
+    /// `https://host[:port][/prefix]`.
+    pub endpoint: String,
+    /// SigV4 access key id.
+    pub access_key: String,
+    /// The environment variable holding the SigV4 secret.
+    pub secret_env: String,
+    /// Region of the SigV4 credential scope.
+    pub region: String,
+    /// PEM file of the proxy's CA (`None`: system roots).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Time limit of one call, ms.
+    pub timeout_ms: u64,
+    /// Retries of a failed call.
+    pub retries: u32,
+}
+
+impl KeyProviderConfig {
+    /// The provider's name, as `[keys] provider` writes it.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Keyring(_) => "keyring",
+            Self::Pkcs11(_) => "pkcs11",
+            Self::Xks(_) => "xks",
+            Self::Double(_) => "double",
+        }
+    }
+
+    /// Whether the keys live outside the deployment (keys are created there, not here).
+    #[must_use]
+    pub fn external(&self) -> bool {
+        match self {
+            Self::Xks(_) => true,
+            Self::Double(pair) => pair.iter().any(Self::external),
+            Self::Keyring(_) | Self::Pkcs11(_) => false,
+        }
+    }
+
+    /// The keyring's settings, if the keyring is (one of) the provider(s).
+    #[must_use]
+    pub fn keyring(&self) -> Option<&KeyringConfig> {
+        match self {
+            Self::Keyring(k) => Some(k),
+            Self::Double(pair) => pair.iter().find_map(Self::keyring),
+            Self::Pkcs11(_) | Self::Xks(_) => None,
+        }
+    }
+
+    fn single(name: &str, f: &KeysFile) -> Result<Self, String> {
+        let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        Ok(match name {
+            "keyring" => Self::Keyring(KeyringConfig {
+                root_key_file: path(&f.root_key_file),
+                passphrase_env: opt(&f.passphrase_env),
+            }),
+            "pkcs11" => Self::Pkcs11(Pkcs11Config {
+                module: f.pkcs11_module.clone(),
+                token: f.pkcs11_token.clone(),
+                pin_env: f.pkcs11_pin_env.clone(),
+            }),
+            "xks" => Self::Xks(XksConfig {
+                endpoint: f.xks_endpoint.clone(),
+                access_key: f.xks_access_key.clone(),
+                secret_env: f.xks_secret_env.clone(),
+                region: f.xks_region.clone(),
+                ca_file: path(&f.xks_ca_file),
+                timeout_ms: f.xks_timeout_ms,
+                retries: f.xks_retries,
+            }),
+            other => {
+                return Err(format!(
+                    "keys.provider {other:?} is not a key provider (keyring, pkcs11, xks or double)"
+                ));
+            }
+        })
+    }
+
+    /// Writes this provider's settings into the flat file form.
+    fn write(&self, f: &mut KeysFile) {
+        let text = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        };
+        match self {
+            Self::Keyring(k) => {
+                f.root_key_file = text(&k.root_key_file);
+                f.passphrase_env = k.passphrase_env.clone().unwrap_or_default();
+            }
+            Self::Pkcs11(p) => {
+                f.pkcs11_module.clone_from(&p.module);
+                f.pkcs11_token.clone_from(&p.token);
+                f.pkcs11_pin_env.clone_from(&p.pin_env);
+            }
+            Self::Xks(x) => {
+                f.xks_endpoint.clone_from(&x.endpoint);
+                f.xks_access_key.clone_from(&x.access_key);
+                f.xks_secret_env.clone_from(&x.secret_env);
+                f.xks_region.clone_from(&x.region);
+                f.xks_ca_file = text(&x.ca_file);
+                f.xks_timeout_ms = x.timeout_ms;
+                f.xks_retries = x.retries;
+            }
+            Self::Double(pair) => {
+                f.double_of = pair.iter().map(|p| p.name().to_owned()).collect();
+                for p in pair.iter() {
+                    p.write(f);
+                }
+            }
+        }
+        f.provider = self.name().to_owned();
+    }
+}
+
+impl TryFrom<KeysFile> for KeysConfig {
+    type Error = String;
+
+    fn try_from(f: KeysFile) -> Result<Self, String> {
+        let provider = if f.provider == "double" {
+            let [a, b] = f.double_of.as_slice() else {
+                return Err(format!(
+                    "keys.double_of names two providers, not {}",
+                    f.double_of.len()
+                ));
+            };
+            if a == b || a == "double" || b == "double" {
+                return Err(format!(
+                    "keys.double_of names two different single providers, not {a:?} and {b:?}"
+                ));
+            }
+            KeyProviderConfig::Double(Box::new([
+                KeyProviderConfig::single(a, &f)?,
+                KeyProviderConfig::single(b, &f)?,
+            ]))
+        } else {
+            KeyProviderConfig::single(&f.provider, &f)?
+        };
+        Ok(Self {
+            provider,
+            dek_cache_entries: f.dek_cache_entries,
+            dek_cache_ttl_ms: f.dek_cache_ttl_ms,
+            default_key_id: f.default_key_id,
+            segment_bytes: f.segment_bytes,
+        })
+    }
+}
+
+impl From<KeysConfig> for KeysFile {
+    fn from(c: KeysConfig) -> Self {
+        let mut f = KeysFile {
+            dek_cache_entries: c.dek_cache_entries,
+            dek_cache_ttl_ms: c.dek_cache_ttl_ms,
+            default_key_id: c.default_key_id,
+            segment_bytes: c.segment_bytes,
+            ..KeysFile::default()
+        };
+        c.provider.write(&mut f);
+        f
+    }
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        let f = KeysFile::default();
+        Self {
+            provider: KeyProviderConfig::Keyring(KeyringConfig::default()),
+            dek_cache_entries: f.dek_cache_entries,
+            dek_cache_ttl_ms: f.dek_cache_ttl_ms,
+            default_key_id: f.default_key_id,
+            segment_bytes: f.segment_bytes,
+        }
+    }
+}
+
+/// `[keys]` as written in the file: flat fields, the provider chosen by name. Parsed into
+/// [`KeysConfig`], whose provider is a variant with only its own settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct KeysConfig {
+pub struct KeysFile {
     /// `keyring` (the local keyring, default), `pkcs11` (a hardware security module), `xks`
     /// (an external key store speaking the AWS XKS proxy API, e.g. `vallum keyd`) or `double`
     /// (two providers, `double_of`, must both agree: each holds half of every data key).
@@ -212,7 +442,7 @@ pub struct KeysConfig {
     pub segment_bytes: u32,
 }
 
-impl Default for KeysConfig {
+impl Default for KeysFile {
     fn default() -> Self {
         Self {
             provider: "keyring".into(),
@@ -890,59 +1120,35 @@ impl Config {
                 message: "must be a power of two from 4096 to 1048576".into(),
             });
         }
-        let providers: Vec<&str> = if self.keys.provider == "double" {
-            if self.keys.double_of.len() != 2
-                || self.keys.double_of[0] == self.keys.double_of[1]
-                || self.keys.double_of.iter().any(|p| p == "double")
-            {
-                return Err(ConfigError::Value {
-                    field: "keys.double_of",
-                    message: "names two different providers among keyring, pkcs11, xks".into(),
-                });
-            }
-            self.keys.double_of.iter().map(String::as_str).collect()
-        } else {
-            vec![self.keys.provider.as_str()]
+        let providers: Vec<&KeyProviderConfig> = match &self.keys.provider {
+            KeyProviderConfig::Double(pair) => pair.iter().collect(),
+            single => vec![single],
         };
         for p in providers {
             match p {
-                "keyring" => {}
-                "pkcs11" => {
-                    if self.keys.pkcs11_module.is_empty()
-                        || self.keys.pkcs11_token.is_empty()
-                        || self.keys.pkcs11_pin_env.is_empty()
-                    {
+                KeyProviderConfig::Keyring(_) | KeyProviderConfig::Double(_) => {}
+                KeyProviderConfig::Pkcs11(p) => {
+                    if p.module.is_empty() || p.token.is_empty() || p.pin_env.is_empty() {
                         return Err(ConfigError::Value {
                             field: "keys.provider",
                             message: "pkcs11 needs keys.pkcs11_module, keys.pkcs11_token and keys.pkcs11_pin_env".into(),
                         });
                     }
                 }
-                "xks" => {
-                    if self.keys.xks_endpoint.is_empty()
-                        || self.keys.xks_access_key.is_empty()
-                        || self.keys.xks_secret_env.is_empty()
-                    {
+                KeyProviderConfig::Xks(x) => {
+                    if x.endpoint.is_empty() || x.access_key.is_empty() || x.secret_env.is_empty() {
                         return Err(ConfigError::Value {
                             field: "keys.provider",
                             message: "xks needs keys.xks_endpoint, keys.xks_access_key and keys.xks_secret_env".into(),
                         });
                     }
-                    if self.keys.xks_timeout_ms == 0 || self.keys.xks_retries > 10 {
+                    if x.timeout_ms == 0 || x.retries > 10 {
                         return Err(ConfigError::Value {
                             field: "keys.xks_timeout_ms",
                             message: "the timeout must be at least 1 ms and retries at most 10"
                                 .into(),
                         });
                     }
-                }
-                other => {
-                    return Err(ConfigError::Value {
-                        field: "keys.provider",
-                        message: format!(
-                            "{other:?} is not a provider (keyring, pkcs11, xks, double)"
-                        ),
-                    });
                 }
             }
         }
@@ -1057,6 +1263,75 @@ mod tests {
         )
         .unwrap();
         assert_eq!(pg.meta.url.as_deref(), Some("postgres://v@db:5432/vallum"));
+    }
+
+    #[test]
+    fn each_key_provider_is_a_variant_with_only_its_settings() {
+        let parse = |keys: &str| Config::from_toml(&format!("[keys]\n{keys}"), Path::new("x"));
+        let default = parse("").unwrap().keys;
+        assert_eq!(default, KeysConfig::default());
+        assert_eq!(
+            default.provider,
+            KeyProviderConfig::Keyring(KeyringConfig::default())
+        );
+        let hsm = parse(
+            "provider = \"pkcs11\"\npkcs11_module = \"/m.so\"\npkcs11_token = \"t\"\npkcs11_pin_env = \"PIN\"\n",
+        )
+        .unwrap()
+        .keys;
+        assert_eq!(
+            hsm.provider,
+            KeyProviderConfig::Pkcs11(Pkcs11Config {
+                module: "/m.so".into(),
+                token: "t".into(),
+                pin_env: "PIN".into(),
+            })
+        );
+        assert!(!hsm.provider.external() && hsm.provider.keyring().is_none());
+        let double = parse(
+            "provider = \"double\"\ndouble_of = [\"xks\", \"keyring\"]\nxks_endpoint = \"https://k:8443\"\nxks_access_key = \"AK\"\nxks_secret_env = \"XS\"\npassphrase_env = \"PP\"\n",
+        )
+        .unwrap()
+        .keys;
+        let KeyProviderConfig::Double(pair) = &double.provider else {
+            panic!("{double:?}")
+        };
+        assert!(
+            matches!(&pair[0], KeyProviderConfig::Xks(x) if x.endpoint == "https://k:8443" && x.timeout_ms == 2000)
+        );
+        assert_eq!(
+            double.provider.keyring().unwrap().passphrase_env.as_deref(),
+            Some("PP")
+        );
+        assert!(double.provider.external());
+        // The file form round-trips.
+        let text = toml::to_string(&double).unwrap();
+        assert_eq!(toml::from_str::<KeysConfig>(&text).unwrap(), double);
+        // An unknown provider and a malformed pair are refused when the file is read.
+        for (bad, says) in [
+            ("provider = \"vault\"", "not a key provider"),
+            (
+                "provider = \"double\"\ndouble_of = [\"keyring\"]",
+                "two providers",
+            ),
+            (
+                "provider = \"double\"\ndouble_of = [\"keyring\", \"keyring\"]",
+                "two different",
+            ),
+            (
+                "provider = \"double\"\ndouble_of = [\"double\", \"keyring\"]",
+                "two different",
+            ),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Parse { message, .. } if message.contains(says)),
+                "{bad}: {err}"
+            );
+        }
+        // A provider's own required settings are still checked.
+        let err = parse("provider = \"xks\"").unwrap_err();
+        assert!(err.to_string().contains("xks needs"), "{err}");
     }
 
     #[test]

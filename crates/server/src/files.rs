@@ -32,20 +32,16 @@ fn key_files(config: &Config) -> Vec<(PathBuf, &'static str)> {
             "the secret of the log's keyed hashes",
         ),
     ];
-    let keys = &config.keys;
-    let uses_keyring = keys.provider == "keyring"
-        || (keys.provider == "double" && keys.double_of.iter().any(|p| p == "keyring"));
-    if uses_keyring {
+    if let Some(keyring) = config.keys.provider.keyring() {
         files.push((
             dir.join("keys").join("keyring"),
             "the keyring holding every bucket's key-encryption keys",
         ));
-        if keys.passphrase_env.is_empty() {
-            let root = if keys.root_key_file.is_empty() {
-                dir.join("keys").join("root.key")
-            } else {
-                PathBuf::from(&keys.root_key_file)
-            };
+        if keyring.passphrase_env.is_none() {
+            let root = keyring
+                .root_key_file
+                .clone()
+                .unwrap_or_else(|| dir.join("keys").join("root.key"));
             files.push((root, "the keyring's root key"));
         }
     }

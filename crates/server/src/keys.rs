@@ -10,7 +10,7 @@ use vallum_crypto::CryptoError;
 use vallum_crypto::keyring::{LocalKeyring, RootKey};
 use vallum_crypto::keys::KeyProvider;
 
-use crate::config::KeysConfig;
+use crate::config::{KeyProviderConfig, KeysConfig};
 use crate::server::{ServerError, data_dir_error};
 
 fn env_secret(field: &str, var: &str) -> Result<zeroize::Zeroizing<String>, ServerError> {
@@ -19,56 +19,56 @@ fn env_secret(field: &str, var: &str) -> Result<zeroize::Zeroizing<String>, Serv
         .map_err(|_| ServerError::Keys(format!("keys.{field} names {var:?}, which is not set")))
 }
 
-/// Opens one provider (`keyring`, `pkcs11` or `xks`); the keyring lives in `keys_dir`.
+/// Opens `provider` (double-key: both of its providers); a keyring lives in `keys_dir`. XKS
+/// calls name `default_key_id` as the key the client expects.
 pub fn open_provider(
-    kind: &str,
+    provider: &KeyProviderConfig,
     keys_dir: &Path,
-    config: &KeysConfig,
+    default_key_id: &str,
 ) -> Result<Arc<dyn KeyProvider>, ServerError> {
     let keys = |e: CryptoError| ServerError::Keys(e.to_string());
-    match kind {
-        "keyring" => {
-            let root = if config.passphrase_env.is_empty() {
-                RootKey::File(if config.root_key_file.is_empty() {
-                    keys_dir.join("root.key")
-                } else {
-                    std::path::PathBuf::from(&config.root_key_file)
-                })
-            } else {
-                RootKey::Passphrase(env_secret("passphrase_env", &config.passphrase_env)?)
+    match provider {
+        KeyProviderConfig::Keyring(k) => {
+            let root = match &k.passphrase_env {
+                Some(var) => RootKey::Passphrase(env_secret("passphrase_env", var)?),
+                None => RootKey::File(
+                    k.root_key_file
+                        .clone()
+                        .unwrap_or_else(|| keys_dir.join("root.key")),
+                ),
             };
             Ok(Arc::new(
                 LocalKeyring::open(&keys_dir.join("keyring"), &root).map_err(keys)?,
             ))
         }
-        "pkcs11" => {
-            let pin = env_secret("pkcs11_pin_env", &config.pkcs11_pin_env)?;
+        KeyProviderConfig::Pkcs11(p) => {
+            let pin = env_secret("pkcs11_pin_env", &p.pin_env)?;
             Ok(Arc::new(
-                vallum_crypto::pkcs11::Pkcs11Provider::open(
-                    Path::new(&config.pkcs11_module),
-                    &config.pkcs11_token,
-                    &pin,
-                )
-                .map_err(keys)?,
+                vallum_crypto::pkcs11::Pkcs11Provider::open(Path::new(&p.module), &p.token, &pin)
+                    .map_err(keys)?,
             ))
         }
-        "xks" => Ok(Arc::new(
+        KeyProviderConfig::Xks(x) => Ok(Arc::new(
             vallum_xks::client::XksProvider::new(vallum_xks::client::XksConfig {
-                endpoint: config.xks_endpoint.clone(),
-                access_key: config.xks_access_key.clone(),
-                secret: env_secret("xks_secret_env", &config.xks_secret_env)?,
-                region: config.xks_region.clone(),
-                ca_file: (!config.xks_ca_file.is_empty())
-                    .then(|| std::path::PathBuf::from(&config.xks_ca_file)),
-                timeout: Duration::from_millis(config.xks_timeout_ms),
-                retries: config.xks_retries,
-                keys: vec![config.default_key_id.clone()],
+                endpoint: x.endpoint.clone(),
+                access_key: x.access_key.clone(),
+                secret: env_secret("xks_secret_env", &x.secret_env)?,
+                region: x.region.clone(),
+                ca_file: x.ca_file.clone(),
+                timeout: Duration::from_millis(x.timeout_ms),
+                retries: x.retries,
+                keys: vec![default_key_id.to_owned()],
             })
             .map_err(keys)?,
         )),
-        other => Err(ServerError::Keys(format!(
-            "{other:?} is not a key provider"
-        ))),
+        // Both holders must agree to open any object.
+        KeyProviderConfig::Double(pair) => {
+            let [a, b] = pair.as_ref();
+            Ok(Arc::new(vallum_crypto::double::DoubleKeyProvider::new(
+                open_provider(a, keys_dir, default_key_id)?,
+                open_provider(b, keys_dir, default_key_id)?,
+            )))
+        }
     }
 }
 
@@ -88,17 +88,8 @@ pub async fn open_keys(
         .open(dir.join("LOCK"))
         .map_err(data_dir_error(&dir))?;
     lock.lock().map_err(data_dir_error(&dir))?;
-    let provider: Arc<dyn KeyProvider> = if config.provider == "double" {
-        // Both holders must agree to open any object.
-        Arc::new(vallum_crypto::double::DoubleKeyProvider::new(
-            open_provider(&config.double_of[0], &dir, config)?,
-            open_provider(&config.double_of[1], &dir, config)?,
-        ))
-    } else {
-        open_provider(&config.provider, &dir, config)?
-    };
-    let external = config.provider == "xks"
-        || (config.provider == "double" && config.double_of.iter().any(|p| p == "xks"));
+    let provider = open_provider(&config.provider, &dir, &config.default_key_id)?;
+    let external = config.provider.external();
     match provider.describe(&config.default_key_id).await {
         Ok(_) => {}
         Err(CryptoError::NoSuchKey(_)) if !external => {
