@@ -249,9 +249,6 @@ impl KeyService {
     }
 }
 
-/// Segment size of SSE-C objects when no key service is configured.
-pub(crate) const DEFAULT_SEGMENT_BYTES: u32 = 64 * 1024;
-
 /// What a wrapped data key is bound to: the object's bucket and key.
 pub(crate) fn wrap_context(bucket: &str, key: &str) -> Vec<u8> {
     let mut c = Vec::with_capacity(bucket.len() + key.len() + 1);

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
-use crate::meta::MetaStore;
+use crate::meta::Leases;
 
 /// A job's lease outlives a crashed holder by at least this much (and by three intervals).
 pub const MIN_LEASE_TTL: Duration = Duration::from_secs(60);
@@ -198,11 +198,11 @@ impl JobRegistry {
         JobStatuses(Arc::clone(&self.status))
     }
 
-    /// Starts every job: leases are taken in `meta` as `holder`, times read from `clock`.
+    /// Starts every job: leases are taken in `leases` as `holder`, times read from `clock`.
     #[must_use]
     pub fn spawn_all(
         &self,
-        meta: Arc<dyn MetaStore>,
+        leases: Arc<dyn Leases>,
         clock: Arc<dyn Clock>,
         holder: &str,
     ) -> RunningJobs {
@@ -213,7 +213,7 @@ impl JobRegistry {
             .map(|job| {
                 let runner = Runner {
                     job: Arc::clone(job),
-                    meta: Arc::clone(&meta),
+                    leases: Arc::clone(&leases),
                     clock: Arc::clone(&clock),
                     holder: holder.to_owned(),
                     status: Arc::clone(&self.status),
@@ -227,7 +227,7 @@ impl JobRegistry {
 
 struct Runner {
     job: Arc<dyn Job>,
-    meta: Arc<dyn MetaStore>,
+    leases: Arc<dyn Leases>,
     clock: Arc<dyn Clock>,
     holder: String,
     status: Arc<Mutex<BTreeMap<&'static str, JobStatus>>>,
@@ -253,7 +253,7 @@ impl Runner {
         if self.job.leased() {
             let now = self.clock.now_ms();
             match self
-                .meta
+                .leases
                 .acquire_lease(name, &self.holder, now, self.lease_ttl_ms())
                 .await
             {
@@ -345,7 +345,10 @@ impl Runner {
             }
         }
         if self.job.leased() {
-            let _ = self.meta.release_lease(self.job.name(), &self.holder).await;
+            let _ = self
+                .leases
+                .release_lease(self.job.name(), &self.holder)
+                .await;
         }
     }
 }

@@ -76,11 +76,6 @@ fn system(ctx: &RequestContext, reason: &str) -> Justification {
 }
 
 impl ObjectService {
-    fn key_service(&self) -> Result<&std::sync::Arc<crate::crypt::KeyService>> {
-        self.keys()
-            .ok_or_else(|| Error::InvalidRequest("no key provider is configured".into()))
-    }
-
     async fn lifecycle_event(
         &self,
         ctx: &RequestContext,
@@ -99,16 +94,12 @@ impl ObjectService {
 
     /// Every key the provider holds.
     pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
-        self.key_service()?
-            .provider()
-            .list()
-            .await
-            .map_err(crypto_error)
+        self.keys().provider().list().await.map_err(crypto_error)
     }
 
     /// One key.
     pub async fn describe_key(&self, key_id: &str) -> Result<KeyInfo> {
-        self.key_service()?
+        self.keys()
             .provider()
             .describe(key_id)
             .await
@@ -119,7 +110,7 @@ impl ObjectService {
     pub async fn create_key(&self, ctx: &RequestContext, key_id: &str) -> Result<KeyInfo> {
         vallum_crypto::check_key_id(key_id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let info = self
-            .key_service()?
+            .keys()
             .provider()
             .create_key(key_id, self.now_ms())
             .await
@@ -157,7 +148,7 @@ impl ObjectService {
     /// Adds a key version; new data keys are wrapped under it. Run [`Self::rewrap_key`] to
     /// move existing objects onto it.
     pub async fn rotate_key(&self, ctx: &RequestContext, key_id: &str) -> Result<KeyInfo> {
-        let keys = self.key_service()?;
+        let keys = self.keys();
         let info = keys
             .provider()
             .rotate(key_id, self.now_ms())
@@ -182,7 +173,7 @@ impl ObjectService {
         key_id: &str,
         progress: impl Fn(&RewrapProgress),
     ) -> Result<RewrapProgress> {
-        let keys = self.key_service()?.clone();
+        let keys = self.keys().clone();
         let current = self.describe_key(key_id).await?.current_version;
         let why = system(ctx, "key-rotation");
         let mut p = RewrapProgress::default();
@@ -236,7 +227,7 @@ impl ObjectService {
                 "destroy a key with destroy_key".into(),
             ));
         }
-        let keys = self.key_service()?;
+        let keys = self.keys();
         let info = keys
             .provider()
             .set_state(key_id, state)
@@ -275,7 +266,7 @@ impl ObjectService {
     /// Destroys the key material (crypto-shredding) and reports every object version that
     /// became unrecoverable. The report is also logged.
     pub async fn destroy_key(&self, ctx: &RequestContext, key_id: &str) -> Result<ShredReport> {
-        let keys = self.key_service()?.clone();
+        let keys = self.keys().clone();
         let mut unrecoverable = KeyUsage::default();
         let mut sample = Vec::new();
         let mut scan = self.scan(key_id);

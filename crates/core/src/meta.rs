@@ -542,10 +542,13 @@ pub struct PartRecord {
     pub last_modified_ms: i64,
 }
 
-/// Metadata storage. Implementations: embedded SQLite and PostgreSQL (`vallum-meta`); both pass
-/// `conformance::meta`.
+// Metadata storage is a set of ports, each a small trait: a service takes only the ports it
+// uses. Implementations: embedded SQLite and PostgreSQL (`vallum-meta`); both implement every
+// port and pass each port's suite of `conformance::meta`.
+
+/// Buckets, object versions, listing and the blob trash: the S3 namespace.
 #[async_trait::async_trait]
-pub trait MetaStore: Send + Sync + 'static {
+pub trait ObjectIndex: Send + Sync + 'static {
     /// Creates a bucket; `BucketExists` if it exists.
     async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()>;
     /// Looks a bucket up.
@@ -564,7 +567,6 @@ pub trait MetaStore: Send + Sync + 'static {
         &self,
         bucket: &str,
     ) -> MetaResult<Vec<crate::residency::BucketBoundary>>;
-
     /// Stores a new version if `condition` holds (checked against the latest version that is
     /// not a delete marker) and returns its version id. In an `Enabled` bucket it becomes the
     /// newest version; otherwise it replaces the `null` version, whose blobs go to the trash —
@@ -626,7 +628,26 @@ pub trait MetaStore: Send + Sync + 'static {
         start: ListStart<'_>,
         limit: usize,
     ) -> MetaResult<Vec<ObjectSummary>>;
+    /// Up to `limit` trashed blobs trashed before `before_ms`, with the sites holding them.
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>>;
+    /// Forgets trashed blobs once they are deleted from the blob store.
+    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()>;
+    /// Encrypted versions whose data key is wrapped under `key_id`, in storage order after
+    /// `after`, at most `limit` (key rotation's re-wrap job, crypto-shred reports).
+    async fn keyed_versions(
+        &self,
+        key_id: &str,
+        after: Option<&KeyedVersion>,
+        limit: usize,
+    ) -> MetaResult<Vec<KeyedVersion>>;
+    /// Replaces a version's wrapped data key if it still holds `expected`; false when the
+    /// version is gone or changed meanwhile.
+    async fn rewrap_version(&self, version: &KeyedVersion, new: &Encryption) -> MetaResult<bool>;
+}
 
+/// Multipart uploads and their parts.
+#[async_trait::async_trait]
+pub trait Uploads: Send + Sync + 'static {
     /// Records a new upload; `NoSuchBucket` if the bucket is gone.
     async fn create_upload(&self, upload: &UploadRecord) -> MetaResult<()>;
     /// Looks an upload up.
@@ -666,11 +687,11 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn abort_upload(&self, upload_id: UploadId, now_ms: i64) -> MetaResult<()>;
     /// Up to `limit` uploads initiated before `before_ms`.
     async fn stale_uploads(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<UploadRecord>>;
+}
 
-    /// Up to `limit` trashed blobs trashed before `before_ms`, with the sites holding them.
-    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>>;
-    /// Forgets trashed blobs once they are deleted from the blob store.
-    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()>;
+/// Which sites hold each blob, and what each site holds.
+#[async_trait::async_trait]
+pub trait ReplicaIndex: Send + Sync + 'static {
     /// The sites an object, a part or the trash records for the blob; `None` when nothing
     /// references it.
     async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>>;
@@ -691,13 +712,17 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> MetaResult<Vec<BlobPlacement>>;
     /// What each bucket (or only `bucket`) holds per combination of sites.
     async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>>;
+}
+
+/// Typed, versioned records keyed by kind and id with compare-and-set (identity records), run-time site records and saved job states.
+#[async_trait::async_trait]
+pub trait Records: Send + Sync + 'static {
     /// Every site recorded at run time.
     async fn site_records(&self) -> MetaResult<Vec<SiteRecord>>;
     /// Records (or replaces) a site's run-time record.
     async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()>;
     /// Forgets a site's run-time record; succeeds if there is none.
     async fn delete_site_record(&self, id: &str) -> MetaResult<()>;
-
     /// Every identity record of `kind`, by id.
     async fn iam_records(&self, kind: &str) -> MetaResult<Vec<IamRecord>>;
     /// One identity record.
@@ -714,7 +739,15 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> MetaResult<Option<i64>>;
     /// Deletes record `kind`/`id` if its revision is still `expected`; whether it did.
     async fn delete_iam_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool>;
+    /// The saved state of background job `name` (opaque JSON), if any.
+    async fn get_job(&self, name: &str) -> MetaResult<Option<String>>;
+    /// Saves the state of background job `name`.
+    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()>;
+}
 
+/// Leases under which one gateway at a time runs a job.
+#[async_trait::async_trait]
+pub trait Leases: Send + Sync + 'static {
     /// Takes (or renews) lease `name` for `holder` until `now_ms + ttl_ms` when it is free,
     /// expired, or already `holder`'s; returns whether `holder` now holds it. Jobs that must run
     /// on one gateway at a time (garbage collection) run only while holding their lease.
@@ -727,26 +760,23 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> MetaResult<bool>;
     /// Gives lease `name` up if `holder` holds it.
     async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()>;
+}
 
-    /// The saved state of background job `name` (opaque JSON), if any.
-    async fn get_job(&self, name: &str) -> MetaResult<Option<String>>;
-    /// Encrypted versions whose data key is wrapped under `key_id`, in storage order after
-    /// `after`, at most `limit` (key rotation's re-wrap job, crypto-shred reports).
-    async fn keyed_versions(
-        &self,
-        key_id: &str,
-        after: Option<&KeyedVersion>,
-        limit: usize,
-    ) -> MetaResult<Vec<KeyedVersion>>;
-    /// Replaces a version's wrapped data key if it still holds `expected`; false when the
-    /// version is gone or changed meanwhile.
-    async fn rewrap_version(&self, version: &KeyedVersion, new: &Encryption) -> MetaResult<bool>;
-    /// Saves the state of background job `name`.
-    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()>;
-
+/// The shared transparency log's sequenced entries (gateways over one store).
+#[async_trait::async_trait]
+pub trait LogSequencing: Send + Sync + 'static {
     /// Appends transparency-log entries to the shared sequence (when the database sequences
     /// the log for several gateways); returns the index of the first. Durable on return.
     async fn ledger_append(&self, entries: &[Vec<u8>]) -> MetaResult<u64>;
     /// Up to `limit` sequenced entries from index `from`.
     async fn ledger_read(&self, from: u64, limit: usize) -> MetaResult<Vec<Vec<u8>>>;
 }
+
+/// Every port at once: what a metadata store implements (by the blanket impl below).
+/// Services that need less take only the ports they use.
+pub trait MetaStore:
+    ObjectIndex + Uploads + ReplicaIndex + Records + Leases + LogSequencing
+{
+}
+
+impl<T: ObjectIndex + Uploads + ReplicaIndex + Records + Leases + LogSequencing> MetaStore for T {}

@@ -15,7 +15,7 @@ use crate::context::RequestContext;
 use crate::crypt::KeyService;
 use crate::digest::{self, ChecksumSet, Digests, Expectations};
 use crate::error::{Error, Result};
-use crate::journal::{Entry, Event, Journal, KeyPrivacy, KeyRef, MemoryJournal, SiteRef};
+use crate::journal::{Entry, Event, Journal, KeyPrivacy, KeyRef, SiteRef};
 use crate::meta::{
     BucketRecord, ChecksumAlgorithm, DeleteCondition, DeleteRequest, DeleteResult, Encryption,
     MetaStore, ObjectAttrs, ObjectRecord, Segment, WriteCondition,
@@ -260,7 +260,7 @@ pub struct ObjectService {
     /// Woken when a write left fewer replicas than its placement wants.
     pub(crate) repair_hint: Arc<tokio::sync::Notify>,
     key_privacy: Arc<KeyPrivacy>,
-    keys: Option<Arc<KeyService>>,
+    keys: Arc<KeyService>,
 }
 
 /// How a blob being written is encrypted.
@@ -281,37 +281,34 @@ pub(crate) struct ReadCipher {
 
 impl ObjectService {
     /// A service over the given stores; `region` is reported as every bucket's location.
+    /// Every access is recorded in `journal` (the request fails if it cannot be), and every
+    /// object is encrypted with data keys from `keys`: a service that stores data in clear or
+    /// keeps no record cannot be built.
     #[must_use]
     pub fn new(
         meta: Arc<dyn MetaStore>,
         blobs: Arc<dyn BlobStore>,
         clock: Arc<dyn Clock>,
         region: impl Into<String>,
+        journal: Arc<dyn Journal>,
+        keys: Arc<KeyService>,
     ) -> Self {
         Self {
             meta,
             topology: std::sync::RwLock::new(Arc::new(Topology::single(blobs))),
             clock,
             region: region.into(),
-            journal: Arc::new(MemoryJournal::default()),
+            journal,
             repair_hint: Arc::new(tokio::sync::Notify::new()),
             key_privacy: Arc::new(KeyPrivacy::none()),
-            keys: None,
+            keys,
         }
     }
 
-    /// Encrypts every object written from now on with data keys from `keys` (the server
-    /// always does; a service without keys stores data in clear, for tests of other layers).
+    /// The key service every object is encrypted with.
     #[must_use]
-    pub fn with_keys(mut self, keys: Arc<KeyService>) -> Self {
-        self.keys = Some(keys);
-        self
-    }
-
-    /// The key service, if objects are encrypted.
-    #[must_use]
-    pub fn keys(&self) -> Option<&Arc<KeyService>> {
-        self.keys.as_ref()
+    pub fn keys(&self) -> &Arc<KeyService> {
+        &self.keys
     }
 
     /// A fresh, wrapped data key for a new object or upload (none without a key service),
@@ -333,10 +330,7 @@ impl ObjectService {
             let wrapped = ck
                 .wrap(&dek, &crate::crypt::wrap_context(&bucket.name, key))
                 .map_err(crate::crypt::crypto_error)?;
-            let segment_bytes = self
-                .keys
-                .as_ref()
-                .map_or(crate::crypt::DEFAULT_SEGMENT_BYTES, |k| k.segment_bytes());
+            let segment_bytes = self.keys.segment_bytes();
             return Ok(Some((
                 dek,
                 Encryption {
@@ -345,15 +339,7 @@ impl ObjectService {
                 },
             )));
         }
-        let Some(k) = &self.keys else {
-            return if sse.key_id.is_some() {
-                Err(Error::InvalidArgument(
-                    "no key provider is configured".into(),
-                ))
-            } else {
-                Ok(None)
-            };
-        };
+        let k = &self.keys;
         let key_id = sse
             .key_id
             .as_deref()
@@ -400,12 +386,8 @@ impl ObjectService {
                 key: key.to_owned(),
             }));
         }
-        let keys = self.keys.as_ref().ok_or_else(|| {
-            Error::KeyUnavailable(
-                "the object is encrypted but no key provider is configured".into(),
-            )
-        })?;
-        let dek = keys
+        let dek = self
+            .keys
             .open_key(bucket, key, enc, &ctx.justification())
             .await?;
         Ok(Some(ReadCipher {
@@ -431,14 +413,6 @@ impl ObjectService {
             bucket: Some(bucket.to_owned()),
             location: Some(self.topology().primary().site_ref.clone()),
         }
-    }
-
-    /// Records into `journal` (the server's transparency log) instead of the in-memory one a
-    /// new service starts with.
-    #[must_use]
-    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
-        self.journal = journal;
-        self
     }
 
     /// The profile of the (single) site the blob store writes to, as entries record it.
@@ -658,7 +632,7 @@ impl ObjectService {
             let key_id = config
                 .as_ref()
                 .and_then(|c| c.key_id.clone())
-                .or_else(|| self.keys.as_ref().map(|k| k.default_key_id().to_owned()));
+                .or_else(|| Some(self.keys.default_key_id().to_owned()));
             self.log(
                 ctx,
                 Event::EncryptionPolicyChanged {
@@ -692,15 +666,20 @@ impl ObjectService {
                 )));
             }
         }
-        let (Some(id), Some(keys)) = (&config.key_id, &self.keys) else {
+        let Some(id) = &config.key_id else {
             return Ok(());
         };
-        let info = keys.provider().describe(id).await.map_err(|e| match e {
-            vallum_crypto::CryptoError::NoSuchKey(_) => {
-                Error::InvalidArgument(format!("the encryption key {id} does not exist"))
-            }
-            other => crate::crypt::crypto_error(other),
-        })?;
+        let info = self
+            .keys
+            .provider()
+            .describe(id)
+            .await
+            .map_err(|e| match e {
+                vallum_crypto::CryptoError::NoSuchKey(_) => {
+                    Error::InvalidArgument(format!("the encryption key {id} does not exist"))
+                }
+                other => crate::crypt::crypto_error(other),
+            })?;
         if info.state != vallum_crypto::keys::KeyState::Enabled {
             return Err(Error::KeyUnavailable(format!("key {id} is {}", info.state)));
         }

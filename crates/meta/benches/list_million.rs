@@ -11,12 +11,29 @@ use std::sync::Arc;
 use criterion::{Criterion, criterion_group, criterion_main};
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
-use vallum_core::meta::{BucketRecord, ListStart, MetaStore};
+use vallum_core::meta::{BucketRecord, ListStart, MetaStore, ObjectIndex};
 use vallum_core::service::ObjectService;
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
 
 const KEYS: u32 = 250_000;
 const VERSIONS: u32 = 4;
+
+/// A key service over a fresh keyring in `dir` (every object is encrypted).
+fn keys(dir: &std::path::Path) -> Arc<vallum_core::crypt::KeyService> {
+    use vallum_crypto::keys::KeyProvider;
+    std::fs::create_dir_all(dir).unwrap();
+    let ring = vallum_crypto::keyring::LocalKeyring::open(
+        &dir.join("keyring"),
+        &vallum_crypto::keyring::RootKey::File(dir.join("root.key")),
+    )
+    .unwrap();
+    futures::executor::block_on(ring.create_key("bench", 1)).unwrap();
+    Arc::new(vallum_core::crypt::KeyService::new(
+        Arc::new(ring),
+        "bench".into(),
+        64 * 1024,
+    ))
+}
 
 fn key(i: u32) -> String {
     format!("tenant/{:03}/records/{i:08}.json", i % 997)
@@ -112,6 +129,8 @@ fn bench_store(
         Arc::new(LocalBlobStore::open(blobs_dir.join(name)).unwrap()),
         Arc::new(SystemClock),
         "us-east-1",
+        Arc::new(vallum_core::journal::MemoryJournal::default()),
+        keys(&blobs_dir.join(format!("{name}-keys"))),
     ));
     let mut j = 0u32;
     c.bench_function(&format!("list_versions_1000_of_1e6_versions/{name}"), |b| {

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use vallum_core::meta::{
     BlobPlacement, BucketRecord, DeleteRequest, DeleteResult, Encryption, IamRecord, KeyedVersion,
-    ListStart, MetaError, MetaResult, MetaStore, ObjectRecord, ObjectSummary, PartRecord,
-    SiteRecord, SiteUsage, TrashedBlob, UploadRecord, VersionStart, VersionSummary, WriteCondition,
+    Leases, ListStart, LogSequencing, MetaError, MetaResult, MetaStore, ObjectIndex, ObjectRecord,
+    ObjectSummary, PartRecord, Records, ReplicaIndex, SiteRecord, SiteUsage, TrashedBlob,
+    UploadRecord, Uploads, VersionStart, VersionSummary, WriteCondition,
 };
 use vallum_core::versioning::{BucketUpdate, VersionUpdate};
 use vallum_types::{BlobId, UploadId};
@@ -99,7 +100,7 @@ impl FaultInjectingMetaStore {
 }
 
 #[async_trait::async_trait]
-impl MetaStore for FaultInjectingMetaStore {
+impl ObjectIndex for FaultInjectingMetaStore {
     async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()> {
         self.fault(true).await?;
         self.inner.create_bucket(bucket).await
@@ -205,6 +206,34 @@ impl MetaStore for FaultInjectingMetaStore {
         self.inner.list_objects(bucket, prefix, start, limit).await
     }
 
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>> {
+        self.fault(false).await?;
+        self.inner.trash_before(before_ms, limit).await
+    }
+
+    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()> {
+        self.fault(true).await?;
+        self.inner.forget_trash(blobs).await
+    }
+
+    async fn keyed_versions(
+        &self,
+        key_id: &str,
+        after: Option<&KeyedVersion>,
+        limit: usize,
+    ) -> MetaResult<Vec<KeyedVersion>> {
+        self.fault(false).await?;
+        self.inner.keyed_versions(key_id, after, limit).await
+    }
+
+    async fn rewrap_version(&self, version: &KeyedVersion, new: &Encryption) -> MetaResult<bool> {
+        self.fault(true).await?;
+        self.inner.rewrap_version(version, new).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Uploads for FaultInjectingMetaStore {
     async fn create_upload(&self, upload: &UploadRecord) -> MetaResult<()> {
         self.fault(true).await?;
         self.inner.create_upload(upload).await
@@ -272,17 +301,10 @@ impl MetaStore for FaultInjectingMetaStore {
         self.fault(false).await?;
         self.inner.stale_uploads(before_ms, limit).await
     }
+}
 
-    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>> {
-        self.fault(false).await?;
-        self.inner.trash_before(before_ms, limit).await
-    }
-
-    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()> {
-        self.fault(true).await?;
-        self.inner.forget_trash(blobs).await
-    }
-
+#[async_trait::async_trait]
+impl ReplicaIndex for FaultInjectingMetaStore {
     async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>> {
         self.fault(false).await?;
         self.inner.blob_sites(blob).await
@@ -311,7 +333,10 @@ impl MetaStore for FaultInjectingMetaStore {
         self.fault(false).await?;
         self.inner.site_usage(bucket).await
     }
+}
 
+#[async_trait::async_trait]
+impl Records for FaultInjectingMetaStore {
     async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
         self.fault(false).await?;
         self.inner.site_records().await
@@ -353,6 +378,19 @@ impl MetaStore for FaultInjectingMetaStore {
         self.inner.delete_iam_record(kind, id, expected).await
     }
 
+    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
+        self.fault(false).await?;
+        self.inner.get_job(name).await
+    }
+
+    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
+        self.fault(true).await?;
+        self.inner.put_job(name, state, now_ms).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Leases for FaultInjectingMetaStore {
     async fn acquire_lease(
         &self,
         name: &str,
@@ -368,32 +406,10 @@ impl MetaStore for FaultInjectingMetaStore {
         self.fault(true).await?;
         self.inner.release_lease(name, holder).await
     }
+}
 
-    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
-        self.fault(false).await?;
-        self.inner.get_job(name).await
-    }
-
-    async fn keyed_versions(
-        &self,
-        key_id: &str,
-        after: Option<&KeyedVersion>,
-        limit: usize,
-    ) -> MetaResult<Vec<KeyedVersion>> {
-        self.fault(false).await?;
-        self.inner.keyed_versions(key_id, after, limit).await
-    }
-
-    async fn rewrap_version(&self, version: &KeyedVersion, new: &Encryption) -> MetaResult<bool> {
-        self.fault(true).await?;
-        self.inner.rewrap_version(version, new).await
-    }
-
-    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
-        self.fault(true).await?;
-        self.inner.put_job(name, state, now_ms).await
-    }
-
+#[async_trait::async_trait]
+impl LogSequencing for FaultInjectingMetaStore {
     async fn ledger_append(&self, entries: &[Vec<u8>]) -> MetaResult<u64> {
         self.fault(true).await?;
         self.inner.ledger_append(entries).await

@@ -12,9 +12,10 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use vallum_core::meta::{
-    BlobPlacement, BucketRecord, IamRecord, ListStart, MetaError, MetaResult, MetaStore,
-    ObjectRecord, ObjectSummary, PartRecord, SiteRecord, SiteUsage, TrashedBlob, UploadRecord,
-    VersionStart, VersionSummary, WriteCondition,
+    BlobPlacement, BucketRecord, IamRecord, Leases, ListStart, LogSequencing, MetaError,
+    MetaResult, ObjectIndex, ObjectRecord, ObjectSummary, PartRecord, Records, ReplicaIndex,
+    SiteRecord, SiteUsage, TrashedBlob, UploadRecord, Uploads, VersionStart, VersionSummary,
+    WriteCondition,
 };
 use vallum_core::residency::BucketBoundary;
 use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
@@ -266,7 +267,7 @@ fn object_from_rows(rows: &[PgRow]) -> MetaResult<Option<ObjectRecord>> {
 crate::common::keyed_versions_fns!(sqlx::PgPool);
 
 #[async_trait::async_trait]
-impl MetaStore for PgMetaStore {
+impl ObjectIndex for PgMetaStore {
     async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()> {
         refuse_created_boundary(bucket)?;
         let done = sqlx::query("INSERT INTO buckets (name, created_ms, location, versioning, object_lock, lifecycle, encryption) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING")
@@ -519,6 +520,50 @@ impl MetaStore for PgMetaStore {
         Ok(out)
     }
 
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT blob_id, sites FROM trash WHERE trashed_ms < $1 ORDER BY trashed_ms LIMIT $2",
+        )
+        .bind(before_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|(blob, sites)| trashed(blob, sites))
+            .collect()
+    }
+
+    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()> {
+        let ids: Vec<String> = blobs.iter().map(ToString::to_string).collect();
+        sqlx::query("DELETE FROM trash WHERE blob_id = ANY($1)")
+            .bind(&ids)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn keyed_versions(
+        &self,
+        key_id: &str,
+        after: Option<&vallum_core::meta::KeyedVersion>,
+        limit: usize,
+    ) -> MetaResult<Vec<vallum_core::meta::KeyedVersion>> {
+        keyed_versions_in(&self.pool, key_id, after, limit).await
+    }
+
+    async fn rewrap_version(
+        &self,
+        version: &vallum_core::meta::KeyedVersion,
+        new: &vallum_core::meta::Encryption,
+    ) -> MetaResult<bool> {
+        rewrap_version_in(&self.pool, version, new).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Uploads for PgMetaStore {
     async fn create_upload(&self, upload: &UploadRecord) -> MetaResult<()> {
         let mut tx = self.begin().await?;
         Self::hold_bucket(&mut tx, &upload.bucket, false).await?;
@@ -720,31 +765,10 @@ impl MetaStore for PgMetaStore {
         .map_err(backend)?;
         rows.iter().map(upload_row).collect()
     }
+}
 
-    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT blob_id, sites FROM trash WHERE trashed_ms < $1 ORDER BY trashed_ms LIMIT $2",
-        )
-        .bind(before_ms)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|(blob, sites)| trashed(blob, sites))
-            .collect()
-    }
-
-    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()> {
-        let ids: Vec<String> = blobs.iter().map(ToString::to_string).collect();
-        sqlx::query("DELETE FROM trash WHERE blob_id = ANY($1)")
-            .bind(&ids)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
+#[async_trait::async_trait]
+impl ReplicaIndex for PgMetaStore {
     async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>> {
         blob_sites_in(&self.pool, blob).await
     }
@@ -769,7 +793,10 @@ impl MetaStore for PgMetaStore {
     async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>> {
         site_usage_in(&self.pool, bucket).await
     }
+}
 
+#[async_trait::async_trait]
+impl Records for PgMetaStore {
     async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
         site_records_in(&self.pool).await
     }
@@ -804,6 +831,28 @@ impl MetaStore for PgMetaStore {
         delete_iam_record_in(&self.pool, kind, id, expected).await
     }
 
+    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
+        sqlx::query_scalar("SELECT state FROM jobs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)
+    }
+
+    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
+        sqlx::query("INSERT INTO jobs (name, state, updated_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms")
+            .bind(name)
+            .bind(state)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Leases for PgMetaStore {
     async fn acquire_lease(
         &self,
         name: &str,
@@ -825,6 +874,19 @@ impl MetaStore for PgMetaStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl LogSequencing for PgMetaStore {
     async fn ledger_append(&self, entries: &[Vec<u8>]) -> MetaResult<u64> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // One sequencer for all gateways: appends are serialised by a transaction lock.
@@ -857,52 +919,6 @@ impl MetaStore for PgMetaStore {
         .await
         .map_err(backend)?;
         contiguous(from, rows)
-    }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
-        sqlx::query_scalar("SELECT state FROM jobs WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)
-    }
-
-    async fn keyed_versions(
-        &self,
-        key_id: &str,
-        after: Option<&vallum_core::meta::KeyedVersion>,
-        limit: usize,
-    ) -> MetaResult<Vec<vallum_core::meta::KeyedVersion>> {
-        keyed_versions_in(&self.pool, key_id, after, limit).await
-    }
-
-    async fn rewrap_version(
-        &self,
-        version: &vallum_core::meta::KeyedVersion,
-        new: &vallum_core::meta::Encryption,
-    ) -> MetaResult<bool> {
-        rewrap_version_in(&self.pool, version, new).await
-    }
-
-    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
-        sqlx::query("INSERT INTO jobs (name, state, updated_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms")
-            .bind(name)
-            .bind(state)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
     }
 }
 

@@ -79,9 +79,10 @@ fn object_from_rows(rows: &[SqliteRow]) -> MetaResult<Option<ObjectRecord>> {
     object_from_joined_rows!(rows)
 }
 use vallum_core::meta::{
-    BlobPlacement, BucketRecord, IamRecord, ListStart, MetaError, MetaResult, MetaStore,
-    ObjectRecord, ObjectSummary, PartRecord, SiteRecord, SiteUsage, TrashedBlob, UploadRecord,
-    VersionStart, VersionSummary, WriteCondition,
+    BlobPlacement, BucketRecord, IamRecord, Leases, ListStart, LogSequencing, MetaError,
+    MetaResult, ObjectIndex, ObjectRecord, ObjectSummary, PartRecord, Records, ReplicaIndex,
+    SiteRecord, SiteUsage, TrashedBlob, UploadRecord, Uploads, VersionStart, VersionSummary,
+    WriteCondition,
 };
 use vallum_core::residency::BucketBoundary;
 use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
@@ -387,7 +388,7 @@ impl SqliteMetaStore {
 crate::common::keyed_versions_fns!(sqlx::SqlitePool);
 
 #[async_trait::async_trait]
-impl MetaStore for SqliteMetaStore {
+impl ObjectIndex for SqliteMetaStore {
     async fn create_bucket(&self, bucket: &BucketRecord) -> MetaResult<()> {
         refuse_created_boundary(bucket)?;
         let mut tx = self.write.begin().await.map_err(backend)?;
@@ -638,6 +639,52 @@ impl MetaStore for SqliteMetaStore {
         Ok(out)
     }
 
+    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT blob_id, sites FROM trash WHERE trashed_ms < ? ORDER BY trashed_ms LIMIT ?",
+        )
+        .bind(before_ms)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.read)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|(blob, sites)| trashed(blob, sites))
+            .collect()
+    }
+
+    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()> {
+        let mut tx = self.write.begin().await.map_err(backend)?;
+        for blob in blobs {
+            sqlx::query("DELETE FROM trash WHERE blob_id = ?")
+                .bind(blob.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn keyed_versions(
+        &self,
+        key_id: &str,
+        after: Option<&vallum_core::meta::KeyedVersion>,
+        limit: usize,
+    ) -> MetaResult<Vec<vallum_core::meta::KeyedVersion>> {
+        keyed_versions_in(&self.read, key_id, after, limit).await
+    }
+
+    async fn rewrap_version(
+        &self,
+        version: &vallum_core::meta::KeyedVersion,
+        new: &vallum_core::meta::Encryption,
+    ) -> MetaResult<bool> {
+        rewrap_version_in(&self.write, version, new).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Uploads for SqliteMetaStore {
     async fn create_upload(&self, upload: &UploadRecord) -> MetaResult<()> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         if !Self::bucket_exists(&mut tx, &upload.bucket).await? {
@@ -843,33 +890,10 @@ impl MetaStore for SqliteMetaStore {
         .map_err(backend)?;
         rows.iter().map(upload_row).collect()
     }
+}
 
-    async fn trash_before(&self, before_ms: i64, limit: usize) -> MetaResult<Vec<TrashedBlob>> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT blob_id, sites FROM trash WHERE trashed_ms < ? ORDER BY trashed_ms LIMIT ?",
-        )
-        .bind(before_ms)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.read)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|(blob, sites)| trashed(blob, sites))
-            .collect()
-    }
-
-    async fn forget_trash(&self, blobs: &[BlobId]) -> MetaResult<()> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        for blob in blobs {
-            sqlx::query("DELETE FROM trash WHERE blob_id = ?")
-                .bind(blob.to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
-        }
-        tx.commit().await.map_err(backend)
-    }
-
+#[async_trait::async_trait]
+impl ReplicaIndex for SqliteMetaStore {
     async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>> {
         blob_sites_in(&self.write, blob).await
     }
@@ -894,7 +918,10 @@ impl MetaStore for SqliteMetaStore {
     async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>> {
         site_usage_in(&self.read, bucket).await
     }
+}
 
+#[async_trait::async_trait]
+impl Records for SqliteMetaStore {
     async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
         site_records_in(&self.read).await
     }
@@ -929,6 +956,28 @@ impl MetaStore for SqliteMetaStore {
         delete_iam_record_in(&self.write, kind, id, expected).await
     }
 
+    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
+        sqlx::query_scalar("SELECT state FROM jobs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(backend)
+    }
+
+    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
+        sqlx::query("INSERT INTO jobs (name, state, updated_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms")
+            .bind(name)
+            .bind(state)
+            .bind(now_ms)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Leases for SqliteMetaStore {
     async fn acquire_lease(
         &self,
         name: &str,
@@ -950,6 +999,19 @@ impl MetaStore for SqliteMetaStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.write)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl LogSequencing for SqliteMetaStore {
     async fn ledger_append(&self, entries: &[Vec<u8>]) -> MetaResult<u64> {
         let mut tx = self.write.begin().await.map_err(backend)?;
         let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(idx) + 1, 0) FROM ledger_entries")
@@ -979,52 +1041,6 @@ impl MetaStore for SqliteMetaStore {
         .map_err(backend)?;
         crate::common::contiguous(from, rows)
     }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
-        sqlx::query_scalar("SELECT state FROM jobs WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)
-    }
-
-    async fn keyed_versions(
-        &self,
-        key_id: &str,
-        after: Option<&vallum_core::meta::KeyedVersion>,
-        limit: usize,
-    ) -> MetaResult<Vec<vallum_core::meta::KeyedVersion>> {
-        keyed_versions_in(&self.read, key_id, after, limit).await
-    }
-
-    async fn rewrap_version(
-        &self,
-        version: &vallum_core::meta::KeyedVersion,
-        new: &vallum_core::meta::Encryption,
-    ) -> MetaResult<bool> {
-        rewrap_version_in(&self.write, version, new).await
-    }
-
-    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
-        sqlx::query("INSERT INTO jobs (name, state, updated_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms")
-            .bind(name)
-            .bind(state)
-            .bind(now_ms)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -1032,6 +1048,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use vallum_core::meta::MetaStore;
 
     async fn make() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
         let dir = tempfile::tempdir().unwrap();

@@ -8,8 +8,8 @@ use std::str::FromStr;
 
 use sqlx::Row;
 use vallum_core::meta::{
-    Checksums, DeleteCondition, DeleteRequest, ListStart, MetaStore, ObjectAttrs, ObjectRecord,
-    Segment, VersionStart,
+    Checksums, DeleteCondition, DeleteRequest, Leases, ListStart, ObjectAttrs, ObjectIndex,
+    ObjectRecord, Segment, Uploads, VersionStart,
 };
 use vallum_core::versioning::Versioning;
 use vallum_meta::{SCHEMA_VERSION, SqliteMetaStore};

@@ -5,6 +5,7 @@
 //! are timed without and with the S3 path's identity work (key lookup, decision), alternating
 //! one and the other so drift hits both alike (target: < 3% fewer GETs per second).
 
+use vallum_core::meta::Records;
 mod common;
 
 use std::sync::Arc;
@@ -15,7 +16,6 @@ use vallum_blob::LocalBlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::iam::Iam;
 use vallum_core::iam::authz::{Facts, Principal, Resource};
-use vallum_core::meta::MetaStore;
 use vallum_core::service::ObjectService;
 use vallum_crypto::secretbox::SecretBox;
 use vallum_meta::SqliteMetaStore;
@@ -93,6 +93,12 @@ fn main() {
         blobs,
         Arc::new(SystemClock),
         "us-east-1",
+        Arc::new(vallum_core::journal::MemoryJournal::default()),
+        rt.block_on(vallum_server::keys::open_keys(
+            dir.path(),
+            &vallum_server::config::KeysConfig::default(),
+        ))
+        .unwrap(),
     ));
     let iam = rt
         .block_on(Iam::open(

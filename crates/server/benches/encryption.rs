@@ -1,6 +1,6 @@
-//! What encryption costs: 64 MiB PUT and GET through the object service with and without
-//! encryption (interleaved on one store, so disk drift hits both alike), the segment size
-//! trade-off, and a 1 MiB GET whose key is held by an XKS proxy (`vallum keyd` in process, over
+//! What encryption costs: 64 MiB PUT and GET through the object service by segment size
+//! (interleaved, so disk drift hits every case alike; the service cannot be built without
+//! encryption, so there is no plaintext case any more), and a 1 MiB GET whose key is held by an XKS proxy (`vallum keyd` in process, over
 //! TLS) against one held by the local keyring, with and without the data-key cache.
 
 use std::sync::Arc;
@@ -34,30 +34,31 @@ fn keyring(dir: &std::path::Path) -> Arc<LocalKeyring> {
     )
 }
 
-/// A service on a fresh directory; `keys` picks encryption (none: plaintext blobs).
-fn env(
-    rt: &tokio::runtime::Runtime,
-    keys: impl FnOnce(&std::path::Path) -> Option<KeyService>,
-) -> Env {
+/// A service on a fresh directory, its data keys from `keys`.
+fn env(rt: &tokio::runtime::Runtime, keys: impl FnOnce(&std::path::Path) -> KeyService) -> Env {
     let ctx = &vallum_core::context::RequestContext::system("test");
     let dir = tempfile::tempdir().unwrap();
     let meta = rt
         .block_on(SqliteMetaStore::open(&dir.path().join("meta.db")))
         .unwrap();
     let blobs = Arc::new(LocalBlobStore::open(dir.path().join("blobs")).unwrap());
-    let mut service = ObjectService::new(Arc::new(meta), blobs, Arc::new(SystemClock), "us-east-1");
-    if let Some(k) = keys(dir.path()) {
-        service = service.with_keys(Arc::new(k));
-    }
+    let service = ObjectService::new(
+        Arc::new(meta),
+        blobs,
+        Arc::new(SystemClock),
+        "us-east-1",
+        Arc::new(vallum_core::journal::MemoryJournal::default()),
+        Arc::new(keys(dir.path())),
+    );
     rt.block_on(service.create_bucket(ctx, "bench")).unwrap();
     Env { _dir: dir, service }
 }
 
-fn with_keyring(segment: u32) -> impl FnOnce(&std::path::Path) -> Option<KeyService> {
+fn with_keyring(segment: u32) -> impl FnOnce(&std::path::Path) -> KeyService {
     move |dir| {
         let ring = keyring(dir);
         futures::executor::block_on(ring.create_key("k", 1)).unwrap();
-        Some(KeyService::new(ring, "k".into(), segment))
+        KeyService::new(ring, "k".into(), segment)
     }
 }
 
@@ -78,7 +79,6 @@ fn large_objects(c: &mut Criterion) {
             .collect::<Vec<u8>>(),
     );
     let cases: Vec<(&str, Env)> = vec![
-        ("plain", env(&rt, |_| None)),
         (
             "encrypted_64KiB_segments",
             env(&rt, with_keyring(64 * 1024)),
@@ -209,24 +209,20 @@ fn xks_reads(c: &mut Criterion) {
         (
             "keyring",
             env(&rt, move |_| {
-                Some(
-                    KeyService::new(ring2, "k".into(), 65536)
-                        .with_dek_cache(10_000, Duration::from_secs(60)),
-                )
+                KeyService::new(ring2, "k".into(), 65536)
+                    .with_dek_cache(10_000, Duration::from_secs(60))
             }),
         ),
         (
             "xks_cached",
             env(&rt, |_| {
-                Some(
-                    KeyService::new(xks(), "k".into(), 65536)
-                        .with_dek_cache(10_000, Duration::from_secs(60)),
-                )
+                KeyService::new(xks(), "k".into(), 65536)
+                    .with_dek_cache(10_000, Duration::from_secs(60))
             }),
         ),
         (
             "xks_uncached",
-            env(&rt, |_| Some(KeyService::new(xks(), "k".into(), 65536))),
+            env(&rt, |_| KeyService::new(xks(), "k".into(), 65536)),
         ),
     ];
     for (_, e) in &cases {

@@ -114,8 +114,13 @@ fn env_with(
         blobs.clone(),
         Arc::new(SystemClock),
         "us-east-1",
-    )
-    .with_journal(journal);
+        journal,
+        rt.block_on(vallum_server::keys::open_keys(
+            dir.path(),
+            &vallum_server::config::KeysConfig::default(),
+        ))
+        .unwrap(),
+    );
     rt.block_on(service.create_bucket(ctx, "bench")).unwrap();
     rt.block_on(service.create_bucket(ctx, "bench-versioned"))
         .unwrap();

@@ -61,8 +61,9 @@ fn env(rt: &tokio::runtime::Runtime, replicas: u32) -> Env {
         Arc::clone(&a),
         Arc::new(SystemClock),
         "us-east-1",
+        Arc::new(vallum_core::journal::MemoryJournal::default()),
+        Arc::new(KeyService::new(ring, "k".into(), 64 * 1024)),
     )
-    .with_keys(Arc::new(KeyService::new(ring, "k".into(), 64 * 1024)))
     .with_sites(residency, vec![("a".into(), a), ("b".into(), b)], "a")
     .unwrap();
     rt.block_on(service.create_bucket(ctx, "bench")).unwrap();

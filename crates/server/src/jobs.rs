@@ -104,9 +104,6 @@ impl Job for KeyDeletion {
         KEY_DELETION_INTERVAL
     }
     async fn step(&self) -> Result<Step, JobError> {
-        if self.service.keys().is_none() {
-            return Ok(Step::done());
-        }
         let ctx = RequestContext::system(self.name());
         let reports = self.service.destroy_due_keys(&ctx).await?;
         for r in &reports {

@@ -7,6 +7,9 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use vallum_core::meta::ObjectIndex;
+use vallum_core::meta::Records;
+use vallum_core::meta::Uploads;
 
 use vallum_core::list::versions_after;
 use vallum_core::meta::{BucketRecord, MetaError, MetaStore};

@@ -435,10 +435,10 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             primary_store,
             Arc::new(SystemClock),
             config.region.clone(),
+            Arc::new(LedgerJournal(Arc::clone(&ledger))),
+            keys,
         )
-        .with_journal(Arc::new(LedgerJournal(Arc::clone(&ledger))))
         .with_key_privacy(privacy)
-        .with_keys(keys)
         .with_sites(residency, stores, &config.site.id)?,
     );
     sites.applied(records).await;
@@ -550,11 +550,9 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     } else {
         "embedded".to_owned()
     };
-    let running_jobs = jobs.spawn_all(
-        Arc::clone(service.meta()),
-        Arc::clone(service.clock()),
-        &holder,
-    );
+    // The jobs need the leases port alone.
+    let leases: Arc<dyn vallum_core::meta::Leases> = service.meta().clone();
+    let running_jobs = jobs.spawn_all(leases, Arc::clone(service.clock()), &holder);
     let (log_origin, log_vkey) = (ledger.origin().to_owned(), ledger.vkey().to_owned());
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Descriptors are the budget: every client connection holds one, and so do the stores.

@@ -1,12 +1,15 @@
-//! The `MetaStore` contract.
+//! The `MetaStore` contract, port by port: each check belongs to one port's suite, and the
+//! checks that need nothing else take only that port (a store that implements one port alone
+//! can run its suite).
 
 use std::sync::Arc;
 
 use vallum_types::{BlobId, UploadId};
 
 use crate::meta::{
-    BucketRecord, DeleteCondition, DeleteRequest, ListStart, MetaError, MetaStore, ObjectAttrs,
-    ObjectRecord, PartRecord, Segment, UploadRecord, VersionStart, WriteCondition,
+    BucketRecord, DeleteCondition, DeleteRequest, Leases, ListStart, LogSequencing, MetaError,
+    MetaStore, ObjectAttrs, ObjectRecord, PartRecord, Records, Segment, UploadRecord, VersionStart,
+    WriteCondition,
 };
 use crate::versioning::{
     BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, RetentionMode,
@@ -571,7 +574,7 @@ pub async fn complete_upload_is_atomic(store: Arc<dyn MetaStore>) {
 }
 
 /// Leases: one holder at a time, renewable by the holder, free again after expiry or release.
-pub async fn leases_have_one_holder(store: Arc<dyn MetaStore>) {
+pub async fn leases_have_one_holder(store: Arc<dyn Leases>) {
     assert!(store.acquire_lease("gc", "gw-a", 1_000, 100).await.unwrap());
     assert!(
         !store.acquire_lease("gc", "gw-b", 1_050, 100).await.unwrap(),
@@ -1148,7 +1151,7 @@ pub async fn delete_conditions(store: Arc<dyn MetaStore>) {
 }
 
 /// Job state round-trips and is replaced on save.
-pub async fn job_state(store: Arc<dyn MetaStore>) {
+pub async fn job_state(store: Arc<dyn Records>) {
     assert!(store.get_job("lifecycle").await.unwrap().is_none());
     store.put_job("lifecycle", "{\"a\":1}", 1).await.unwrap();
     store.put_job("lifecycle", "{\"a\":2}", 2).await.unwrap();
@@ -1160,7 +1163,7 @@ pub async fn job_state(store: Arc<dyn MetaStore>) {
 
 /// The shared transparency-log sequence: concurrent appends get distinct, gapless indexes and
 /// read back in order.
-pub async fn ledger_sequence(store: Arc<dyn MetaStore>) {
+pub async fn ledger_sequence(store: Arc<dyn LogSequencing>) {
     assert!(store.ledger_read(0, 10).await.unwrap().is_empty());
     assert_eq!(store.ledger_append(&[b"a".to_vec()]).await.unwrap(), 0);
     let mut tasks = Vec::new();
@@ -1501,7 +1504,7 @@ pub async fn replica_records(store: Arc<dyn MetaStore>) {
 }
 
 /// Identity records: create-once, compare-and-set updates and deletes, listing by kind.
-pub async fn iam_records(store: Arc<dyn MetaStore>) {
+pub async fn iam_records(store: Arc<dyn Records>) {
     assert!(store.iam_records("user").await.unwrap().is_empty());
     assert_eq!(store.iam_record("user", "a/b").await.unwrap(), None);
     let put = |id: &'static str, body: &'static str, rev: Option<i64>| {
@@ -1536,15 +1539,45 @@ pub async fn iam_records(store: Arc<dyn MetaStore>) {
     assert_eq!(store.iam_records("tenant").await.unwrap().len(), 1);
 }
 
-/// Generates one `#[tokio::test]` per meta check; `$make` is an async expression returning
-/// `(guard, Arc<dyn MetaStore>)`, the guard kept alive for the test.
+/// Generates the conformance suites, one module per port with a `#[tokio::test]` per check;
+/// `$make` is an async expression returning `(guard, Arc<dyn MetaStore>)`, the guard kept alive
+/// for the test.
 #[macro_export]
 macro_rules! meta_conformance_tests {
     ($make:expr) => {
-        $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash, conditional_writes,
-            conditional_race_has_one_winner, listing_order_and_bounds, delete_bucket_rules, parts_and_uploads, complete_upload_is_atomic,
-            leases_have_one_holder, versioning_semantics, version_listing, object_lock_rules, delete_conditions, job_state, ledger_sequence, keyed_versions_and_rewrap,
-            boundary_versions, replica_records, iam_records);
+        mod object_index {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash,
+                conditional_writes, conditional_race_has_one_winner, listing_order_and_bounds,
+                delete_bucket_rules, versioning_semantics, version_listing, object_lock_rules,
+                delete_conditions, keyed_versions_and_rewrap, boundary_versions);
+        }
+        mod uploads {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::meta_conformance_tests!(@each $make; parts_and_uploads, complete_upload_is_atomic);
+        }
+        mod replica_index {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::meta_conformance_tests!(@each $make; replica_records);
+        }
+        mod records {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::meta_conformance_tests!(@each $make; iam_records, job_state);
+        }
+        mod leases {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::meta_conformance_tests!(@each $make; leases_have_one_holder);
+        }
+        mod log_sequencing {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::meta_conformance_tests!(@each $make; ledger_sequence);
+        }
     };
     (@each $make:expr; $($name:ident),*) => {
         $(

@@ -88,7 +88,7 @@ async fn jobs_step_through_their_backlog_report_fail_wake_and_release_their_leas
     registry.register(busy.clone());
     registry.register(plain.clone());
     let statuses = registry.statuses();
-    let running = registry.spawn_all(Arc::clone(&meta), Arc::clone(&clock), "gw-1");
+    let running = registry.spawn_all(meta.clone(), Arc::clone(&clock), "gw-1");
     // The backlog of three runs at start, back to back; the idle job runs once.
     until(|| {
         busy.steps.load(Ordering::SeqCst) == 3

@@ -30,8 +30,11 @@ async fn service(dir: &std::path::Path, journal: Arc<MemoryJournal>) -> ObjectSe
         Arc::new(LocalBlobStore::open(dir.join("blobs")).unwrap()),
         Arc::new(SystemClock),
         "us-east-1",
+        journal,
+        vallum_server::keys::open_keys(dir, &vallum_server::config::KeysConfig::default())
+            .await
+            .unwrap(),
     )
-    .with_journal(journal)
     .with_site(SiteRef {
         id: "paris-1".into(),
         jurisdiction: "FR".into(),
@@ -168,6 +171,10 @@ async fn faulty_service(dir: &std::path::Path) -> (ObjectService, Arc<vallum_blo
         Arc::new(faulty),
         Arc::new(SystemClock),
         "us-east-1",
+        Arc::new(MemoryJournal::default()),
+        vallum_server::keys::open_keys(dir, &vallum_server::config::KeysConfig::default())
+            .await
+            .unwrap(),
     );
     (s, plan)
 }
@@ -255,8 +262,11 @@ async fn injected_metadata_faults_fail_the_request_and_leave_nothing() {
         Arc::new(LocalBlobStore::open(dir.path().join("blobs")).unwrap()),
         Arc::new(SystemClock),
         "us-east-1",
-    )
-    .with_journal(Arc::clone(&journal) as Arc<dyn vallum_core::journal::Journal>);
+        Arc::clone(&journal) as Arc<dyn vallum_core::journal::Journal>,
+        vallum_server::keys::open_keys(dir.path(), &vallum_server::config::KeysConfig::default())
+            .await
+            .unwrap(),
+    );
     s.create_bucket(ctx, "faults").await.unwrap();
     s.put_object(ctx, put_req("faults", "kept"), body(b"kept"))
         .await

@@ -38,8 +38,9 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
         Arc::new(LocalBlobStore::open(dir.path().join("blobs")).unwrap()),
         clock.clone(),
         "us-east-1",
-    )
-    .with_keys(Arc::new(keys));
+        Arc::new(vallum_core::journal::MemoryJournal::default()),
+        Arc::new(keys),
+    );
     s.create_key(ctx, "default").await.unwrap();
     s.create_key(ctx, "doomed").await.unwrap();
     s.create_key(ctx, "kept").await.unwrap();

@@ -26,6 +26,10 @@ async fn service(dir: &std::path::Path, clock: Arc<ManualClock>) -> ObjectServic
         Arc::new(LocalBlobStore::open(dir.join("blobs")).unwrap()),
         clock,
         "us-east-1",
+        Arc::new(vallum_core::journal::MemoryJournal::default()),
+        vallum_server::keys::open_keys(dir, &vallum_server::config::KeysConfig::default())
+            .await
+            .unwrap(),
     )
 }
 

@@ -65,6 +65,10 @@ async fn listing_matches_the_model() {
         Arc::new(blobs),
         Arc::new(SystemClock),
         "us-east-1",
+        Arc::new(vallum_core::journal::MemoryJournal::default()),
+        vallum_server::keys::open_keys(dir.path(), &vallum_server::config::KeysConfig::default())
+            .await
+            .unwrap(),
     );
     service.create_bucket(ctx, "model").await.unwrap();
     let keys = keys();
@@ -168,6 +172,10 @@ async fn version_listing_matches_the_model() {
         Arc::new(LocalBlobStore::open(dir.path().join("blobs")).unwrap()),
         Arc::new(SystemClock),
         "us-east-1",
+        Arc::new(vallum_core::journal::MemoryJournal::default()),
+        vallum_server::keys::open_keys(dir.path(), &vallum_server::config::KeysConfig::default())
+            .await
+            .unwrap(),
     );
     service.create_bucket(ctx, "model").await.unwrap();
     // Some keys get a null version written before versioning is enabled.
