@@ -151,3 +151,17 @@ impl Client {
         Ok(value)
     }
 }
+
+/// Writes the common-shape report in an admin API answer (its `report` field) to `path`: JSON
+/// when the name ends in `.json`, Markdown otherwise.
+pub fn write_report(answer: &serde_json::Value, path: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let report: vallum_ledger::report::Report =
+        serde_json::from_value(answer["report"].clone()).context("the answer carries no report")?;
+    let text = if path.extension().is_some_and(|e| e == "json") {
+        report.to_json()
+    } else {
+        report.to_markdown()
+    };
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}

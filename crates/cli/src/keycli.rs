@@ -60,6 +60,10 @@ enum KeyOp {
         /// Confirm.
         #[arg(long)]
         yes: bool,
+        /// Also write the shred report in the common report shape here (Markdown, or JSON
+        /// when the name ends in .json), with the log checkpoint it refers to.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
     },
 }
 
@@ -106,15 +110,19 @@ pub fn run(args: KeyArgs) -> anyhow::Result<()> {
             &format!("keys/{}/cancel-deletion", encode(&id)),
             None,
         )?,
-        KeyOp::Destroy { id, yes } => {
+        KeyOp::Destroy { id, yes, report } => {
             if !yes {
                 bail!("destroying {id} makes every object under it unrecoverable; add --yes");
             }
-            c.call(
+            let out = c.call(
                 "POST",
                 &format!("keys/{}/destroy", encode(&id)),
                 Some(serde_json::json!({ "confirm": id })),
-            )?
+            )?;
+            if let Some(path) = &report {
+                crate::admin_client::write_report(&out, path)?;
+            }
+            out
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);

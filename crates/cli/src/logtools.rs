@@ -204,8 +204,9 @@ pub struct VerifyArgs {
     /// Exposures forbidden by that initial boundary, comma-separated.
     #[arg(long, value_delimiter = ',')]
     forbid_exposure: Vec<String>,
-    /// Report format.
-    #[arg(long, default_value = "markdown", value_parser = ["markdown", "json"])]
+    /// Report format: the audit's own Markdown or JSON, or the common report shape
+    /// (`report`: JSON, `report-markdown`) that refers to the verified checkpoint.
+    #[arg(long, default_value = "markdown", value_parser = ["markdown", "json", "report", "report-markdown"])]
     format: String,
     /// Write the report here instead of stdout.
     #[arg(long)]
@@ -310,10 +311,18 @@ pub fn verify(args: &VerifyArgs) -> anyhow::Result<i32> {
         forbidden_exposures: args.forbid_exposure.clone(),
     });
     let report = boundary_audit(&bucket, &entries, initial, checkpoint.size);
-    let text = if args.format == "json" {
-        report.to_json()
-    } else {
-        report.to_markdown()
+    let common = || {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        report.to_report(
+            i64::try_from(now).unwrap_or(i64::MAX),
+            vallum_ledger::report::CheckpointRef::from_note(note.to_text().as_bytes()),
+        )
+    };
+    let text = match args.format.as_str() {
+        "json" => report.to_json(),
+        "report" => common().to_json(),
+        "report-markdown" => common().to_markdown(),
+        _ => report.to_markdown(),
     };
     match &args.report {
         Some(path) => {

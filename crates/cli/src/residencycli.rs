@@ -125,7 +125,13 @@ enum PlacementOp {
     /// Whether each bucket's stored data is inside its boundary policy today (a site's
     /// profile or a policy may have changed, a certification lapsed); with BUCKET, also what
     /// it holds. Exits 3 when any bucket is outside.
-    Check { bucket: Option<String> },
+    Check {
+        bucket: Option<String>,
+        /// Also write the drift report in the common report shape here (Markdown, or JSON
+        /// when the name ends in .json), with the log checkpoint it refers to.
+        #[arg(long)]
+        report: Option<std::path::PathBuf>,
+    },
 }
 
 fn print(json_out: bool, value: &Value, text: impl FnOnce(&Value) -> String) -> anyhow::Result<()> {
@@ -537,17 +543,27 @@ pub fn run_placement(args: PlacementArgs) -> anyhow::Result<bool> {
         }
         PlacementOp::Check {
             bucket: Some(bucket),
+            report,
         } => {
             let v = c.call(
                 "GET",
                 &format!("buckets/{}/compliance", encode(&bucket)),
                 None,
             )?;
+            if let Some(path) = &report {
+                crate::admin_client::write_report(&v, path)?;
+            }
             print(args.json, &v, compliance_text)?;
             Ok(v["compliant"] == true)
         }
-        PlacementOp::Check { bucket: None } => {
+        PlacementOp::Check {
+            bucket: None,
+            report,
+        } => {
             let v = c.call("GET", "compliance", None)?;
+            if let Some(path) = &report {
+                crate::admin_client::write_report(&v, path)?;
+            }
             print(args.json, &v, |v| {
                 v["buckets"]
                     .as_array()

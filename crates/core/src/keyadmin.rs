@@ -64,6 +64,49 @@ pub struct ShredReport {
     pub sample: Vec<String>,
 }
 
+impl ShredReport {
+    /// The shred report in the common report shape: a record (no policy to pass or fail) of
+    /// what became unrecoverable, each sampled version a finding.
+    #[must_use]
+    pub fn to_report(
+        &self,
+        generated_ms: i64,
+        checkpoint: Option<vallum_ledger::report::CheckpointRef>,
+    ) -> vallum_ledger::report::Report {
+        use vallum_ledger::report::{Finding, Outcome, Report, ReportKind, Severity};
+        let mut r = Report::new(
+            ReportKind::CryptoShred,
+            format!("Crypto-shred: key `{}`", self.key_id),
+            format!("key {}", self.key_id),
+        );
+        r.generated_ms = generated_ms;
+        r.checkpoint = checkpoint;
+        r.outcome = Outcome::Recorded;
+        r.summary = format!(
+            "key {} destroyed: {} object version(s), {} bytes, can no longer be decrypted{}",
+            self.key_id,
+            self.unrecoverable.versions,
+            self.unrecoverable.bytes,
+            if u64::try_from(self.sample.len()).unwrap_or(u64::MAX) < self.unrecoverable.versions {
+                format!(" ({} named below)", self.sample.len())
+            } else {
+                String::new()
+            }
+        );
+        for v in &self.sample {
+            r.push(Finding {
+                severity: Severity::Info,
+                subject: v.clone(),
+                message: "can no longer be decrypted".into(),
+                log_index: None,
+                time_ms: None,
+            });
+        }
+        r.details = serde_json::to_value(self).unwrap_or_default();
+        r
+    }
+}
+
 /// Objects named in a shred report.
 pub const SHRED_SAMPLE: usize = 100;
 

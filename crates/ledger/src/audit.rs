@@ -184,7 +184,7 @@ pub fn boundary_audit(
     }
 }
 
-fn time_text(ms: i64) -> String {
+pub(crate) fn time_text(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
@@ -272,6 +272,83 @@ impl AuditReport {
     #[must_use]
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The audit in the common report shape, referring to `checkpoint` (the verified one the
+    /// entries come from).
+    #[must_use]
+    pub fn to_report(
+        &self,
+        generated_ms: i64,
+        checkpoint: Option<crate::report::CheckpointRef>,
+    ) -> crate::report::Report {
+        use crate::report::{Finding as F, Outcome, Report, ReportKind, Severity};
+        let mut r = Report::new(
+            ReportKind::BoundaryAudit,
+            format!("Boundary audit: bucket `{}`", self.bucket),
+            format!("bucket {}", self.bucket),
+        );
+        r.generated_ms = generated_ms;
+        r.checkpoint = checkpoint;
+        let periods: Vec<String> = self
+            .policies
+            .iter()
+            .map(|p| {
+                let from = p.from_index.map_or_else(
+                    || "before the log".to_owned(),
+                    |i| format!("from entry {i}"),
+                );
+                format!("{from}: allowed [{}]", p.policy.allowed.join(", "))
+            })
+            .collect();
+        r.policy = (!periods.is_empty()).then(|| periods.join("; "));
+        (r.outcome, r.summary) = match self.verdict {
+            Verdict::WithinBoundary => (
+                Outcome::Pass,
+                format!(
+                    "all {} data events stayed inside the boundary in force at the time",
+                    self.events_checked
+                ),
+            ),
+            Verdict::Violations => (
+                Outcome::Fail,
+                format!(
+                    "{} of {} data events happened outside the boundary",
+                    self.findings.len(),
+                    self.events_checked
+                ),
+            ),
+            Verdict::NoPolicy => (
+                Outcome::Undetermined,
+                format!(
+                    "{} of {} data events happened with no boundary known",
+                    self.events_without_policy, self.events_checked
+                ),
+            ),
+        };
+        for f in &self.findings {
+            r.push(F {
+                severity: Severity::Violation,
+                subject: f.key.clone().unwrap_or_else(|| f.site.clone()),
+                message: format!("{} by {}: {}", f.event, f.actor, f.reason),
+                log_index: Some(f.index),
+                time_ms: Some(f.time_ms),
+            });
+        }
+        if self.events_without_policy > 0 {
+            r.push(F {
+                severity: Severity::Warning,
+                subject: format!("bucket {}", self.bucket),
+                message: format!(
+                    "{} data events happened while no boundary policy was known",
+                    self.events_without_policy
+                ),
+                log_index: None,
+                time_ms: None,
+            });
+        }
+        r.details = serde_json::to_value(self).unwrap_or_default();
+        r
     }
 }
 
@@ -387,5 +464,53 @@ mod tests {
         let r = boundary_audit("b", &entries[..1], None, 1);
         assert_eq!(r.verdict, Verdict::NoPolicy);
         assert_eq!(time_text(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn the_audit_in_the_common_report_shape() {
+        use crate::report::{Outcome, ReportKind, Severity};
+        let eu = BoundaryRecord {
+            allowed: vec!["EU".into()],
+            forbidden_exposures: vec![],
+        };
+        let entries = vec![
+            (
+                0,
+                Entry::new(1, "key:A", stored("b", site("fr-1", "FR", &[]))),
+            ),
+            (
+                1,
+                Entry::new(2, "key:B", stored("b", site("us-1", "US", &[]))),
+            ),
+        ];
+        let r = boundary_audit("b", &entries, Some(eu.clone()), 2).to_report(9, None);
+        assert_eq!(
+            (r.kind, r.outcome),
+            (ReportKind::BoundaryAudit, Outcome::Fail)
+        );
+        assert_eq!(r.policy.as_deref(), Some("before the log: allowed [EU]"));
+        assert_eq!(
+            r.summary,
+            "1 of 2 data events happened outside the boundary"
+        );
+        assert_eq!(r.findings.len(), 1);
+        let f = &r.findings[0];
+        assert_eq!(
+            (f.severity, f.log_index, f.time_ms),
+            (Severity::Violation, Some(1), Some(2))
+        );
+        assert_eq!(f.subject, "k");
+        assert!(
+            f.message
+                .starts_with("object_stored by key:B: site us-1 is in US"),
+            "{}",
+            f.message
+        );
+        assert_eq!(r.details["verdict"], "violations");
+        let r = boundary_audit("b", &entries[..1], None, 1).to_report(9, None);
+        assert_eq!(r.outcome, Outcome::Undetermined);
+        assert_eq!(r.findings[0].severity, Severity::Warning);
+        let r = boundary_audit("b", &entries[..1], Some(eu), 1).to_report(9, None);
+        assert_eq!((r.outcome, r.findings.len()), (Outcome::Pass, 0));
     }
 }

@@ -28,6 +28,7 @@ pub mod entry;
 pub mod fuzzing;
 pub mod merkle;
 pub mod note;
+pub mod report;
 pub mod seal;
 pub mod store;
 pub mod tile;

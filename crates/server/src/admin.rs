@@ -549,7 +549,32 @@ impl Admin {
                         ),
                     ));
                 }
-                Ok(value(&s.destroy_key(ctx, id).await?))
+                let shred = s.destroy_key(ctx, id).await?;
+                let report = shred.to_report(s.now_ms(), self.checkpoint());
+                Ok(with_report(value(&shred), &report))
+            }
+            (&Method::GET, ["compliance"]) => {
+                let buckets = s.compliance().await?;
+                let outside = buckets.iter().filter(|b| !b.compliant).count();
+                let report = vallum_core::residency::drift_report(
+                    "platform",
+                    &buckets,
+                    s.now_ms(),
+                    self.checkpoint(),
+                );
+                Ok(
+                    serde_json::json!({ "buckets": value(&buckets), "non_compliant": outside, "report": report }),
+                )
+            }
+            (&Method::GET, ["buckets", b, "compliance"]) => {
+                let bucket = s.bucket_compliance(b).await?;
+                let report = vallum_core::residency::drift_report(
+                    &format!("bucket {}", bucket.bucket),
+                    std::slice::from_ref(&bucket),
+                    s.now_ms(),
+                    self.checkpoint(),
+                );
+                Ok(with_report(value(&bucket), &report))
             }
             (&Method::POST, ["sites"])
             | (&Method::POST, ["sites", _, "drain" | "activate"])
@@ -574,6 +599,12 @@ impl Admin {
                 "no such admin resource".into(),
             )),
         }
+    }
+
+    /// The log's published signed checkpoint, which reports refer to.
+    fn checkpoint(&self) -> Option<vallum_ledger::report::CheckpointRef> {
+        let note = self.ledger.as_ref()?.resource("checkpoint")?;
+        vallum_ledger::report::CheckpointRef::from_note(&note)
     }
 
     fn job_name(id: &str) -> String {
@@ -640,4 +671,15 @@ impl Admin {
             }
         });
     }
+}
+
+/// `v` (an object) with the common-shape `report` added beside its own fields.
+fn with_report(
+    mut v: serde_json::Value,
+    report: &vallum_ledger::report::Report,
+) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("report".into(), value(report));
+    }
+    v
 }

@@ -101,12 +101,6 @@ pub(crate) async fn route(
         (&Method::GET, ["buckets", b, "boundary", "history"]) => {
             Ok(json!({ "bucket": b, "versions": value(&s.boundary_history(b).await?) }))
         }
-        (&Method::GET, ["compliance"]) => {
-            let buckets = s.compliance().await?;
-            let outside = buckets.iter().filter(|b| !b.compliant).count();
-            Ok(json!({ "buckets": value(&buckets), "non_compliant": outside }))
-        }
-        (&Method::GET, ["buckets", b, "compliance"]) => Ok(value(&s.bucket_compliance(b).await?)),
         (&Method::GET, ["buckets", b, "placement", key]) => {
             Ok(value(&s.explain_placement(b, key).await?))
         }

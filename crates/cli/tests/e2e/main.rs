@@ -19,6 +19,7 @@ mod ledger;
 mod memory;
 mod readme;
 mod replication;
+mod reports;
 mod residency;
 mod sdk;
 mod sites;

@@ -15,7 +15,7 @@ mod service;
 use std::collections::BTreeSet;
 
 pub(crate) use service::Placed;
-pub use service::{BucketCompliance, Held, SiteHolding};
+pub use service::{BucketCompliance, Held, SiteHolding, drift_report};
 
 pub use placement::{
     Choice, Decision, NO_POLICY, Refusal, Registry, Rejection, SiteVerdict, place,

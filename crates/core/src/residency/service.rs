@@ -50,6 +50,67 @@ pub struct BucketCompliance {
     pub sites: Vec<SiteHolding>,
 }
 
+/// The boundary drift report of `buckets` (the platform's, or one bucket's) in the common
+/// report shape: a violation per rule a site holding a bucket's data breaks today.
+#[must_use]
+pub fn drift_report(
+    subject: &str,
+    buckets: &[BucketCompliance],
+    generated_ms: i64,
+    checkpoint: Option<vallum_ledger::report::CheckpointRef>,
+) -> vallum_ledger::report::Report {
+    use vallum_ledger::report::{Finding, Outcome, Report, ReportKind, Severity};
+    let mut r = Report::new(
+        ReportKind::BoundaryDrift,
+        format!("Boundary drift: {subject}"),
+        subject,
+    );
+    r.generated_ms = generated_ms;
+    r.checkpoint = checkpoint;
+    let policies: std::collections::BTreeSet<&str> =
+        buckets.iter().filter_map(|b| b.policy.as_deref()).collect();
+    r.policy = (!policies.is_empty()).then(|| {
+        format!(
+            "the buckets' boundary policies: {}",
+            policies.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    });
+    let outside = buckets.iter().filter(|b| !b.compliant).count();
+    (r.outcome, r.summary) = if outside == 0 {
+        (
+            Outcome::Pass,
+            format!(
+                "the data of all {} bucket(s) is inside its boundary policy",
+                buckets.len()
+            ),
+        )
+    } else {
+        (
+            Outcome::Fail,
+            format!(
+                "{outside} of {} bucket(s) hold data outside their boundary policy",
+                buckets.len()
+            ),
+        )
+    };
+    for b in buckets.iter().filter(|b| !b.compliant) {
+        for reason in &b.reasons {
+            r.push(Finding {
+                severity: Severity::Violation,
+                subject: format!("bucket {}", b.bucket),
+                message: format!(
+                    "{reason} (policy {})",
+                    b.policy.as_deref().unwrap_or("none")
+                ),
+                log_index: None,
+                time_ms: None,
+            });
+        }
+    }
+    r.details = serde_json::to_value(buckets).unwrap_or_default();
+    r
+}
+
 /// What one site holds of a bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SiteHolding {
@@ -488,4 +549,53 @@ fn topology(
         sites,
         primary,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vallum_ledger::report::{Outcome, ReportKind, Severity};
+
+    fn bucket(name: &str, reasons: &[&str]) -> BucketCompliance {
+        BucketCompliance {
+            bucket: name.into(),
+            policy: Some("eu".into()),
+            site: "paris-1".into(),
+            compliant: reasons.is_empty(),
+            reasons: reasons.iter().map(|r| (*r).to_owned()).collect(),
+            held: None,
+            sites: vec![],
+        }
+    }
+
+    #[test]
+    fn drift_is_a_violation_per_broken_rule() {
+        let buckets = [
+            bucket("clean", &[]),
+            bucket("moved", &["site us-1 is in US, outside the allowed [EU]"]),
+        ];
+        let r = drift_report("platform", &buckets, 5, None);
+        assert_eq!(
+            (r.kind, r.outcome),
+            (ReportKind::BoundaryDrift, Outcome::Fail)
+        );
+        assert_eq!(
+            r.summary,
+            "1 of 2 bucket(s) hold data outside their boundary policy"
+        );
+        assert_eq!(
+            r.policy.as_deref(),
+            Some("the buckets' boundary policies: eu")
+        );
+        assert_eq!(r.findings.len(), 1);
+        assert_eq!(r.findings[0].severity, Severity::Violation);
+        assert_eq!(r.findings[0].subject, "bucket moved");
+        assert_eq!(
+            r.findings[0].message,
+            "site us-1 is in US, outside the allowed [EU] (policy eu)"
+        );
+        assert_eq!(r.details[1]["bucket"], "moved");
+        let r = drift_report("bucket clean", &buckets[..1], 5, None);
+        assert_eq!((r.outcome, r.findings.len()), (Outcome::Pass, 0));
+    }
 }
