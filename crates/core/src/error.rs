@@ -5,7 +5,6 @@ use vallum_types::NameError;
 use vallum_types::limits::{MAX_USER_METADATA_BYTES, MIN_PART_BYTES};
 
 use crate::blob::BlobError;
-use crate::meta::MetaError;
 
 /// Result alias of the domain layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -214,3 +213,73 @@ impl From<MetaError> for Error {
         }
     }
 }
+
+/// Why a metadata operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    /// The bucket does not exist.
+    #[error("no such bucket")]
+    NoSuchBucket,
+    /// The bucket already exists.
+    #[error("bucket exists")]
+    BucketExists,
+    /// The bucket still holds objects.
+    #[error("bucket not empty")]
+    BucketNotEmpty,
+    /// A write condition did not hold.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// The upload does not exist.
+    #[error("no such upload")]
+    NoSuchUpload,
+    /// The key has no current version (or none at all).
+    #[error("no such key")]
+    NoSuchKey,
+    /// The named version does not exist.
+    #[error("no such version")]
+    NoSuchVersion,
+    /// The named version is a delete marker, which the operation does not apply to.
+    #[error("the version is a delete marker")]
+    DeleteMarker,
+    /// Object lock protects the version; the text says how.
+    #[error("{0}")]
+    Locked(String),
+    /// The bucket's state does not allow the change.
+    #[error("{0}")]
+    InvalidBucketState(String),
+    /// The change is not allowed.
+    #[error("{0}")]
+    Invalid(String),
+    /// A part named in a completion is no longer the part stored under that number.
+    #[error("part {0} changed during completion")]
+    PartChanged(u32),
+    /// The store cannot be reached now; retrying later may succeed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The store's disk (or its database quota) is full: nothing was written; writes succeed
+    /// again once space returns.
+    #[error("the metadata store is full: {0}")]
+    StorageFull(String),
+    /// The database holds fewer commits than it had acknowledged: committed state was lost
+    /// (its write-ahead file deleted, an older copy restored over it). It is not served.
+    #[error(
+        "{path} lost committed state: it holds {found} commits, but {recorded} had been acknowledged (was its write-ahead file {path}-wal deleted, or an older copy restored?). Refusing to serve it. Restore the metadata from a backup taken after the loss began, or, to accept the loss and continue from this state, delete {path}-commits (the transparency log keeps the record of what was acknowledged)"
+    )]
+    LostCommits {
+        /// The database file.
+        path: String,
+        /// The high-water count recorded beside it.
+        recorded: i64,
+        /// The count it holds.
+        found: i64,
+    },
+    /// A stored row could not be decoded.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("backend: {0}")]
+    Backend(String),
+}
+
+/// Result alias for metadata operations.
+pub type MetaResult<T> = Result<T, MetaError>;

@@ -9,80 +9,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use vallum_types::{BlobId, UploadId};
 
-use crate::lifecycle::LifecycleConfig;
-use crate::versioning::{
-    BucketUpdate, ObjectLock, ObjectLockConfig, Tags, VersionUpdate, Versioning,
-};
+use crate::lifecycle::config::LifecycleConfig;
+use crate::residency::policy::BucketBoundary;
+use crate::versioning::{ObjectLock, ObjectLockConfig, Tags, VersionUpdate, Versioning};
 
-/// Why a metadata operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    /// The bucket does not exist.
-    #[error("no such bucket")]
-    NoSuchBucket,
-    /// The bucket already exists.
-    #[error("bucket exists")]
-    BucketExists,
-    /// The bucket still holds objects.
-    #[error("bucket not empty")]
-    BucketNotEmpty,
-    /// A write condition did not hold.
-    #[error("precondition failed")]
-    PreconditionFailed,
-    /// The upload does not exist.
-    #[error("no such upload")]
-    NoSuchUpload,
-    /// The key has no current version (or none at all).
-    #[error("no such key")]
-    NoSuchKey,
-    /// The named version does not exist.
-    #[error("no such version")]
-    NoSuchVersion,
-    /// The named version is a delete marker, which the operation does not apply to.
-    #[error("the version is a delete marker")]
-    DeleteMarker,
-    /// Object lock protects the version; the text says how.
-    #[error("{0}")]
-    Locked(String),
-    /// The bucket's state does not allow the change.
-    #[error("{0}")]
-    InvalidBucketState(String),
-    /// The change is not allowed.
-    #[error("{0}")]
-    Invalid(String),
-    /// A part named in a completion is no longer the part stored under that number.
-    #[error("part {0} changed during completion")]
-    PartChanged(u32),
-    /// The store cannot be reached now; retrying later may succeed.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-    /// The store's disk (or its database quota) is full: nothing was written; writes succeed
-    /// again once space returns.
-    #[error("the metadata store is full: {0}")]
-    StorageFull(String),
-    /// The database holds fewer commits than it had acknowledged: committed state was lost
-    /// (its write-ahead file deleted, an older copy restored over it). It is not served.
-    #[error(
-        "{path} lost committed state: it holds {found} commits, but {recorded} had been acknowledged (was its write-ahead file {path}-wal deleted, or an older copy restored?). Refusing to serve it. Restore the metadata from a backup taken after the loss began, or, to accept the loss and continue from this state, delete {path}-commits (the transparency log keeps the record of what was acknowledged)"
-    )]
-    LostCommits {
-        /// The database file.
-        path: String,
-        /// The high-water count recorded beside it.
-        recorded: i64,
-        /// The count it holds.
-        found: i64,
-    },
-    /// A stored row could not be decoded.
-    #[error("corrupt record: {0}")]
-    Corrupt(String),
-    /// Any other backend failure.
-    #[error("backend: {0}")]
-    Backend(String),
-}
-
-/// Result alias for metadata operations.
-pub type MetaResult<T> = Result<T, MetaError>;
+pub use crate::error::{MetaError, MetaResult};
 
 /// A bucket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +35,7 @@ pub struct BucketRecord {
     /// The bucket's boundary policy, at its latest version; `None`: never set (the
     /// deployment default applies, as it also does after a version whose policy is `None`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boundary: Option<crate::residency::BucketBoundary>,
+    pub boundary: Option<BucketBoundary>,
 }
 
 /// A bucket's default encryption: which key-encryption key wraps new objects' data keys.
@@ -542,6 +473,92 @@ pub struct PartRecord {
     pub last_modified_ms: i64,
 }
 
+/// A change to a bucket's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BucketUpdate {
+    /// PutBucketVersioning.
+    Versioning(Versioning),
+    /// PutObjectLockConfiguration (enables object lock if it was not).
+    ObjectLock(ObjectLockConfig),
+    /// Put/DeleteBucketLifecycleConfiguration.
+    Lifecycle(Option<LifecycleConfig>),
+    /// Put/DeleteBucketEncryption.
+    Encryption(Option<BucketEncryption>),
+    /// A new version of the boundary policy; refused (`PreconditionFailed`) unless its version
+    /// is the current one plus one, so concurrent changes cannot both win.
+    Boundary(BucketBoundary),
+}
+
+impl BucketUpdate {
+    /// The setting changed and its new value (JSON for structured settings), as the log
+    /// records them.
+    #[must_use]
+    pub fn describe(&self) -> (&'static str, String) {
+        match self {
+            BucketUpdate::Versioning(v) => ("versioning", v.as_str().to_owned()),
+            BucketUpdate::ObjectLock(c) => {
+                ("object_lock", serde_json::to_string(c).unwrap_or_default())
+            }
+            BucketUpdate::Lifecycle(None) => ("lifecycle", "none".to_owned()),
+            BucketUpdate::Lifecycle(Some(c)) => {
+                ("lifecycle", serde_json::to_string(c).unwrap_or_default())
+            }
+            BucketUpdate::Encryption(None) => ("encryption", "default".to_owned()),
+            BucketUpdate::Encryption(Some(c)) => {
+                ("encryption", serde_json::to_string(c).unwrap_or_default())
+            }
+            BucketUpdate::Boundary(b) => (
+                "boundary",
+                serde_json::to_string(&b.policy).unwrap_or_default(),
+            ),
+        }
+    }
+}
+
+/// Applies `update` to `bucket` if the rules allow it. Stores call this inside the
+/// transaction that holds the bucket row.
+pub fn apply_bucket_update(bucket: &mut BucketRecord, update: &BucketUpdate) -> MetaResult<()> {
+    match update {
+        BucketUpdate::Versioning(Versioning::Unversioned) => Err(MetaError::Invalid(
+            "versioning can be Enabled or Suspended, not turned off".into(),
+        )),
+        BucketUpdate::Versioning(Versioning::Suspended) if bucket.object_lock.is_some() => {
+            Err(MetaError::InvalidBucketState(
+                "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.".into(),
+            ))
+        }
+        BucketUpdate::Versioning(state) => {
+            bucket.versioning = *state;
+            Ok(())
+        }
+        BucketUpdate::ObjectLock(config) => {
+            if bucket.versioning != Versioning::Enabled {
+                return Err(MetaError::InvalidBucketState(
+                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration".into(),
+                ));
+            }
+            bucket.object_lock = Some(*config);
+            Ok(())
+        }
+        BucketUpdate::Lifecycle(config) => {
+            bucket.lifecycle.clone_from(config);
+            Ok(())
+        }
+        BucketUpdate::Encryption(config) => {
+            bucket.encryption.clone_from(config);
+            Ok(())
+        }
+        BucketUpdate::Boundary(next) => {
+            let current = bucket.boundary.as_ref().map_or(0, |b| b.version);
+            if next.version != current + 1 {
+                return Err(MetaError::PreconditionFailed);
+            }
+            bucket.boundary = Some(next.clone());
+            Ok(())
+        }
+    }
+}
+
 // Metadata storage is a set of ports, each a small trait: a service takes only the ports it
 // uses. Implementations: embedded SQLite and PostgreSQL (`vallum-meta`); both implement every
 // port and pass each port's suite of `conformance::meta`.
@@ -563,10 +580,7 @@ pub trait ObjectIndex: Send + Sync + 'static {
     async fn update_bucket(&self, name: &str, update: &BucketUpdate) -> MetaResult<BucketRecord>;
     /// Every version of the bucket's boundary policy, oldest first (kept, with who and when,
     /// in the transaction that changes it; gone with the bucket).
-    async fn boundary_history(
-        &self,
-        bucket: &str,
-    ) -> MetaResult<Vec<crate::residency::BucketBoundary>>;
+    async fn boundary_history(&self, bucket: &str) -> MetaResult<Vec<BucketBoundary>>;
     /// Stores a new version if `condition` holds (checked against the latest version that is
     /// not a delete marker) and returns its version id. In an `Enabled` bucket it becomes the
     /// newest version; otherwise it replaces the `null` version, whose blobs go to the trash —

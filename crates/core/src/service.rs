@@ -16,6 +16,7 @@ use crate::crypt::KeyService;
 use crate::digest::{self, ChecksumSet, Digests, Expectations};
 use crate::error::{Error, Result};
 use crate::journal::{Entry, Event, Journal, KeyPrivacy, KeyRef, SiteRef};
+use crate::meta::BucketUpdate;
 use crate::meta::{
     BucketRecord, ChecksumAlgorithm, DeleteCondition, DeleteRequest, DeleteResult, Encryption,
     MetaStore, ObjectAttrs, ObjectRecord, Segment, WriteCondition,
@@ -23,8 +24,8 @@ use crate::meta::{
 use crate::residency::Placed;
 use crate::sites::Topology;
 use crate::versioning::{
-    BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, Tags, VersionUpdate,
-    Versioning, is_valid_version_id, validate_tags,
+    NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, Tags, VersionUpdate, Versioning,
+    is_valid_version_id, validate_tags,
 };
 use vallum_crypto::keys::DataKey;
 

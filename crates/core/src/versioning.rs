@@ -21,8 +21,7 @@ use vallum_types::limits::{
     MAX_OBJECT_TAGS, MAX_RETENTION_DAYS, MAX_TAG_KEY_CHARS, MAX_TAG_VALUE_CHARS,
 };
 
-use crate::lifecycle::LifecycleConfig;
-use crate::meta::{BucketRecord, MetaError, MetaResult};
+use crate::error::{MetaError, MetaResult};
 
 /// The version id of the version a non-versioned write creates.
 pub const NULL_VERSION: &str = "null";
@@ -284,92 +283,6 @@ pub fn is_valid_version_id(text: &str) -> bool {
 pub fn next_seq(latest_seq: Option<i64>, now_ms: i64) -> i64 {
     let by_clock = now_ms.saturating_mul(1000);
     latest_seq.map_or(by_clock, |s| by_clock.max(s.saturating_add(1)))
-}
-
-/// A change to a bucket's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BucketUpdate {
-    /// PutBucketVersioning.
-    Versioning(Versioning),
-    /// PutObjectLockConfiguration (enables object lock if it was not).
-    ObjectLock(ObjectLockConfig),
-    /// Put/DeleteBucketLifecycleConfiguration.
-    Lifecycle(Option<LifecycleConfig>),
-    /// Put/DeleteBucketEncryption.
-    Encryption(Option<crate::meta::BucketEncryption>),
-    /// A new version of the boundary policy; refused (`PreconditionFailed`) unless its version
-    /// is the current one plus one, so concurrent changes cannot both win.
-    Boundary(crate::residency::BucketBoundary),
-}
-
-impl BucketUpdate {
-    /// The setting changed and its new value (JSON for structured settings), as the log
-    /// records them.
-    #[must_use]
-    pub fn describe(&self) -> (&'static str, String) {
-        match self {
-            BucketUpdate::Versioning(v) => ("versioning", v.as_str().to_owned()),
-            BucketUpdate::ObjectLock(c) => {
-                ("object_lock", serde_json::to_string(c).unwrap_or_default())
-            }
-            BucketUpdate::Lifecycle(None) => ("lifecycle", "none".to_owned()),
-            BucketUpdate::Lifecycle(Some(c)) => {
-                ("lifecycle", serde_json::to_string(c).unwrap_or_default())
-            }
-            BucketUpdate::Encryption(None) => ("encryption", "default".to_owned()),
-            BucketUpdate::Encryption(Some(c)) => {
-                ("encryption", serde_json::to_string(c).unwrap_or_default())
-            }
-            BucketUpdate::Boundary(b) => (
-                "boundary",
-                serde_json::to_string(&b.policy).unwrap_or_default(),
-            ),
-        }
-    }
-}
-
-/// Applies `update` to `bucket` if the rules allow it. Stores call this inside the
-/// transaction that holds the bucket row.
-pub fn apply_bucket_update(bucket: &mut BucketRecord, update: &BucketUpdate) -> MetaResult<()> {
-    match update {
-        BucketUpdate::Versioning(Versioning::Unversioned) => Err(MetaError::Invalid(
-            "versioning can be Enabled or Suspended, not turned off".into(),
-        )),
-        BucketUpdate::Versioning(Versioning::Suspended) if bucket.object_lock.is_some() => {
-            Err(MetaError::InvalidBucketState(
-                "An Object Lock configuration is present on this bucket, so the versioning state cannot be changed.".into(),
-            ))
-        }
-        BucketUpdate::Versioning(state) => {
-            bucket.versioning = *state;
-            Ok(())
-        }
-        BucketUpdate::ObjectLock(config) => {
-            if bucket.versioning != Versioning::Enabled {
-                return Err(MetaError::InvalidBucketState(
-                    "Versioning must be 'Enabled' on the bucket to apply a Object Lock configuration".into(),
-                ));
-            }
-            bucket.object_lock = Some(*config);
-            Ok(())
-        }
-        BucketUpdate::Lifecycle(config) => {
-            bucket.lifecycle.clone_from(config);
-            Ok(())
-        }
-        BucketUpdate::Encryption(config) => {
-            bucket.encryption.clone_from(config);
-            Ok(())
-        }
-        BucketUpdate::Boundary(next) => {
-            let current = bucket.boundary.as_ref().map_or(0, |b| b.version);
-            if next.version != current + 1 {
-                return Err(MetaError::PreconditionFailed);
-            }
-            bucket.boundary = Some(next.clone());
-            Ok(())
-        }
-    }
 }
 
 /// A change to one version's mutable state.

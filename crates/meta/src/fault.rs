@@ -6,13 +6,14 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use vallum_core::meta::BucketUpdate;
 use vallum_core::meta::{
     BlobPlacement, BucketRecord, DeleteRequest, DeleteResult, Encryption, IamRecord, KeyedVersion,
     Leases, ListStart, LogSequencing, MetaError, MetaResult, MetaStore, ObjectIndex, ObjectRecord,
     ObjectSummary, PartRecord, Records, ReplicaIndex, SiteRecord, SiteUsage, TrashedBlob,
     UploadRecord, Uploads, VersionStart, VersionSummary, WriteCondition,
 };
-use vallum_core::versioning::{BucketUpdate, VersionUpdate};
+use vallum_core::versioning::VersionUpdate;
 use vallum_types::{BlobId, UploadId};
 
 /// One injected fault.

@@ -17,8 +17,8 @@ use vallum_core::meta::{
     SiteRecord, SiteUsage, TrashedBlob, UploadRecord, Uploads, VersionStart, VersionSummary,
     WriteCondition,
 };
+use vallum_core::meta::{BucketUpdate, apply_bucket_update};
 use vallum_core::residency::BucketBoundary;
-use vallum_core::versioning::{BucketUpdate, apply_bucket_update};
 use vallum_types::{BlobId, UploadId};
 
 use crate::common::{

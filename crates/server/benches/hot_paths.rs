@@ -15,8 +15,9 @@ use vallum_core::blob::BlobStore;
 use vallum_core::clock::SystemClock;
 use vallum_core::digest::{self, ChecksumSet, Expectations, Hasher};
 use vallum_core::journal::{Entry, Journal, JournalError};
+use vallum_core::meta::BucketUpdate;
 use vallum_core::service::ObjectService;
-use vallum_core::versioning::{BucketUpdate, Versioning};
+use vallum_core::versioning::Versioning;
 use vallum_meta::SqliteMetaStore;
 use vallum_types::BlobId;
 

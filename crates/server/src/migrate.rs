@@ -12,8 +12,8 @@ use vallum_core::meta::Records;
 use vallum_core::meta::Uploads;
 
 use vallum_core::list::versions_after;
+use vallum_core::meta::BucketUpdate;
 use vallum_core::meta::{BucketRecord, MetaError, MetaStore};
-use vallum_core::versioning::BucketUpdate;
 use vallum_meta::{PgMetaStore, SqliteMetaStore};
 use vallum_types::limits::MAX_LIST_KEYS;
 

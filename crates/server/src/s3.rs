@@ -10,6 +10,7 @@ use vallum_core::context::CustomerKeys;
 use vallum_core::digest::ChecksumSet;
 use vallum_core::lifecycle::{LifecycleConfig, LifecycleFilter, LifecycleRule as CoreRule};
 use vallum_core::list::Marker as ListMarker;
+use vallum_core::meta::BucketUpdate;
 use vallum_core::meta::{
     ChecksumAlgorithm as CoreAlgorithm, Checksums, ObjectAttrs, ObjectRecord, WriteCondition,
 };
@@ -19,8 +20,8 @@ use vallum_core::service::{
     SseRequest,
 };
 use vallum_core::versioning::{
-    BucketUpdate, DefaultRetention as CoreDefaultRetention, NULL_VERSION, ObjectLock,
-    ObjectLockConfig, Retention, RetentionMode, Tags, VersionUpdate, Versioning,
+    DefaultRetention as CoreDefaultRetention, NULL_VERSION, ObjectLock, ObjectLockConfig,
+    Retention, RetentionMode, Tags, VersionUpdate, Versioning,
 };
 use vallum_types::limits::{MAX_DELETE_OBJECTS, MAX_LIST_KEYS};
 

@@ -65,12 +65,12 @@ fn drift_shred_and_audit_reports_share_one_shape_and_refer_to_the_log() {
 
     // Shred: a record of what became unrecoverable, each version named.
     run(vallum_admin(&server, "key").args(["create", "hr"]));
-    run(server.aws().args(["s3", "mb", "s3://hr"]));
+    run(server.aws().args(["s3", "mb", "s3://payroll"]));
     run(server.aws().args([
         "s3api",
         "put-object",
         "--bucket",
-        "hr",
+        "payroll",
         "--key",
         "payroll.csv",
         "--server-side-encryption",
@@ -94,7 +94,7 @@ fn drift_shred_and_audit_reports_share_one_shape_and_refer_to_the_log() {
         findings[0]["subject"]
             .as_str()
             .unwrap()
-            .starts_with("hr/payroll.csv@"),
+            .starts_with("payroll/payroll.csv@"),
         "{shred}"
     );
     check_checkpoint(&server, &shred);

@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use vallum_types::{BlobId, UploadId};
 
+use crate::meta::BucketUpdate;
 use crate::meta::{
     BucketRecord, DeleteCondition, DeleteRequest, Leases, ListStart, LogSequencing, MetaError,
     MetaStore, ObjectAttrs, ObjectRecord, PartRecord, Records, Segment, UploadRecord, VersionStart,
     WriteCondition,
 };
 use crate::versioning::{
-    BucketUpdate, NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, RetentionMode,
-    VersionUpdate, Versioning, next_seq,
+    NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, RetentionMode, VersionUpdate,
+    Versioning, next_seq,
 };
 
 fn bucket(name: &str) -> BucketRecord {

@@ -10,10 +10,10 @@ use vallum_types::limits::MAX_LIST_KEYS;
 
 use super::{BoundaryPolicy, BucketBoundary, CivilDate, Decision, Residency};
 use crate::error::{Error, Result};
+use crate::meta::BucketUpdate;
 use crate::meta::{BucketRecord, MetaError, SiteUsage};
 use crate::service::ObjectService;
 use crate::sites::{SiteHandle, Topology};
-use crate::versioning::BucketUpdate;
 
 /// Proof that the placement engine permitted a write, and where it goes: `write_blob` takes
 /// one, so no byte reaches a site without a decision.

@@ -10,9 +10,10 @@ use vallum_blob::LocalBlobStore;
 use vallum_core::Error;
 use vallum_core::clock::ManualClock;
 use vallum_core::lifecycle::{LifecycleConfig, LifecycleFilter, LifecycleRule};
+use vallum_core::meta::BucketUpdate;
 use vallum_core::meta::{ObjectAttrs, VersionStart, WriteCondition};
 use vallum_core::service::{BodyCheck, LockRequest, ObjectService, PutObject};
-use vallum_core::versioning::{BucketUpdate, Retention, RetentionMode, Tags, Versioning};
+use vallum_core::versioning::{Retention, RetentionMode, Tags, Versioning};
 use vallum_meta::SqliteMetaStore;
 
 const DAY_MS: i64 = 86_400_000;

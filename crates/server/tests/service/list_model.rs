@@ -161,7 +161,8 @@ fn version_model(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn version_listing_matches_the_model() {
     let ctx = &vallum_core::context::RequestContext::system("test");
-    use vallum_core::versioning::{BucketUpdate, Versioning};
+    use vallum_core::meta::BucketUpdate;
+    use vallum_core::versioning::Versioning;
 
     let dir = tempfile::tempdir().unwrap();
     let meta = SqliteMetaStore::open(&dir.path().join("meta.db"))

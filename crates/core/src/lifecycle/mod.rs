@@ -1,5 +1,5 @@
-//! Bucket lifecycle: the configuration model, rule evaluation, and the background worker that
-//! applies it.
+//! Bucket lifecycle: the background worker that applies the configuration model
+//! ([`config`], re-exported here).
 //!
 //! The worker scans every version of every bucket that has a configuration, in listing order,
 //! and acts through the same atomic metadata operations as client requests, each guarded by a
@@ -10,148 +10,20 @@
 
 use crate::context::RequestContext;
 use serde::{Deserialize, Serialize};
-use vallum_types::limits::{LIFECYCLE_BATCH_VERSIONS, MAX_LIFECYCLE_RULES, MAX_LIST_KEYS};
+use vallum_types::limits::{LIFECYCLE_BATCH_VERSIONS, MAX_LIST_KEYS};
 
 use crate::list::versions_after;
 use crate::meta::{DeleteCondition, DeleteRequest, MetaError, VersionStart, VersionSummary};
 use crate::service::ObjectService;
-use crate::versioning::{Tags, Versioning};
+use crate::versioning::Versioning;
 use crate::{Error, Result};
 
-const DAY_MS: i64 = 86_400_000;
+pub mod config;
+
+pub use config::{LifecycleConfig, LifecycleFilter, LifecycleRule, due_ms};
+
 /// Name of the worker's lease and of its saved state.
 pub const LIFECYCLE_JOB: &str = "lifecycle";
-
-/// Which objects a rule applies to. All given conditions must hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LifecycleFilter {
-    /// Key prefix (empty: every key).
-    #[serde(default)]
-    pub prefix: String,
-    /// Tags the object must carry, all of them.
-    #[serde(default, skip_serializing_if = "Tags::is_empty")]
-    pub tags: Tags,
-    /// Only objects larger than this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size_greater_than: Option<u64>,
-    /// Only objects smaller than this.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size_less_than: Option<u64>,
-}
-
-impl LifecycleFilter {
-    fn matches(&self, key: &str, size: u64, tags: &Tags) -> bool {
-        key.starts_with(&self.prefix)
-            && self.tags.iter().all(|(k, v)| tags.get(k) == Some(v))
-            && self.size_greater_than.is_none_or(|n| size > n)
-            && self.size_less_than.is_none_or(|n| size < n)
-    }
-}
-
-/// One lifecycle rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LifecycleRule {
-    /// The rule's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// `Status: Enabled`.
-    pub enabled: bool,
-    /// Which objects it applies to.
-    #[serde(default)]
-    pub filter: LifecycleFilter,
-    /// Expire current versions this many days after creation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiration_days: Option<u32>,
-    /// Expire current versions from this date (midnight UTC), ms since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expiration_date_ms: Option<i64>,
-    /// Remove delete markers that are a key's only version.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub expired_object_delete_marker: bool,
-    /// Remove noncurrent versions this many days after they became noncurrent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub noncurrent_days: Option<u32>,
-    /// Keep this many newest noncurrent versions regardless of age.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub newer_noncurrent_versions: Option<u32>,
-    /// Abort multipart uploads this many days after initiation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub abort_incomplete_days: Option<u32>,
-}
-
-/// A bucket's lifecycle configuration.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LifecycleConfig {
-    /// The rules, in the order given.
-    pub rules: Vec<LifecycleRule>,
-}
-
-impl LifecycleConfig {
-    /// Checks the configuration as S3 does; the error is the message for `InvalidArgument`
-    /// (or `MalformedXML`).
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        if self.rules.is_empty() || self.rules.len() > MAX_LIFECYCLE_RULES {
-            return Err(format!(
-                "a lifecycle configuration has 1 to {MAX_LIFECYCLE_RULES} rules"
-            ));
-        }
-        let mut ids = std::collections::BTreeSet::new();
-        for rule in &self.rules {
-            if let Some(id) = &rule.id {
-                if id.len() > 255 {
-                    return Err("ID length should not exceed allowed limit of 255".into());
-                }
-                if !ids.insert(id.clone()) {
-                    return Err(
-                        "Rule ID must be unique. Found same ID for more than one rule".into(),
-                    );
-                }
-            }
-            if rule.expiration_days.is_some() && rule.expiration_date_ms.is_some() {
-                return Err("an Expiration names Days or Date, not both".into());
-            }
-            if rule.expiration_days == Some(0) || rule.noncurrent_days == Some(0) {
-                return Err("'Days' in the Expiration action must be a positive integer".into());
-            }
-            if rule.abort_incomplete_days == Some(0) {
-                return Err("'DaysAfterInitiation' must be a positive integer".into());
-            }
-            if rule
-                .expiration_date_ms
-                .is_some_and(|d| d.rem_euclid(DAY_MS) != 0)
-            {
-                return Err("'Date' must be at midnight GMT".into());
-            }
-            if rule.abort_incomplete_days.is_some() && !rule.filter.tags.is_empty() {
-                return Err("AbortIncompleteMultipartUpload cannot be specified with Tags".into());
-            }
-            if rule.expired_object_delete_marker && !rule.filter.tags.is_empty() {
-                return Err("ExpiredObjectDeleteMarker cannot be specified with Tags".into());
-            }
-            let has_action = rule.expiration_days.is_some()
-                || rule.expiration_date_ms.is_some()
-                || rule.expired_object_delete_marker
-                || rule.noncurrent_days.is_some()
-                || rule.abort_incomplete_days.is_some();
-            if !has_action {
-                return Err("At least one action needs to be specified in a rule".into());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// When something that started at `start_ms` is `days` old by S3's reckoning: the start plus
-/// the days, rounded up to the next midnight UTC.
-#[must_use]
-pub fn due_ms(start_ms: i64, days: u32) -> i64 {
-    let t = start_ms.saturating_add(i64::from(days).saturating_mul(DAY_MS));
-    let rem = t.rem_euclid(DAY_MS);
-    if rem == 0 { t } else { t - rem + DAY_MS }
-}
 
 /// What the worker did in its current or last pass; saved with the cursor.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -530,7 +402,9 @@ impl ObjectService {
 
 #[cfg(test)]
 mod tests {
+    use super::config::DAY_MS;
     use super::*;
+    use crate::versioning::Tags;
 
     #[test]
     fn due_rounds_up_to_midnight() {
