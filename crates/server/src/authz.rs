@@ -13,7 +13,8 @@ use s3s::{S3Error, S3Result, s3_error};
 use vallum_core::context::RequestContext;
 use vallum_core::iam::authz::{Decision, Facts, Principal, Resource};
 use vallum_core::iam::model::{TENANT_SEPARATOR, check_tenant_id, internal_bucket};
-use vallum_core::iam::{Iam, IamError, actions};
+use vallum_core::iam::operations::{Required, S3Operation};
+use vallum_core::iam::{Iam, IamError};
 
 /// Request extension: the id the response carries (`x-amz-request-id`).
 #[derive(Debug, Clone)]
@@ -74,8 +75,10 @@ pub struct IamAuth(pub Arc<Iam>);
 #[async_trait::async_trait]
 impl S3Auth for IamAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        match self.0.authenticate(access_key).await.map_err(iam_error)? {
-            Some((_, secret)) => Ok(SecretKey::from(secret.as_str().to_owned())),
+        // Only the secret, for the signature check; who the key stands for (and whether its
+        // user, operator or grant is live) is decided once, by the access check.
+        match self.0.signing_secret(access_key).await.map_err(iam_error)? {
+            Some(secret) => Ok(SecretKey::from(secret.as_str().to_owned())),
             None => Err(s3_error!(
                 InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records."
@@ -184,6 +187,8 @@ impl VallumAccess {
 impl S3Access for VallumAccess {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let op = cx.s3_op().name().to_owned();
+        let operation = S3Operation::from_name(&op)
+            .ok_or_else(|| s3_error!(NotImplemented, "{op} is not in Vallum's operation table"))?;
         if let Some(slot) = cx.extensions_mut().get::<OperationSlot>()
             && let Ok(mut s) = slot.0.lock()
         {
@@ -241,13 +246,22 @@ impl S3Access for VallumAccess {
                 )
             }
         };
-        // A multi-object delete is decided key by key in the handler.
-        if op != "DeleteObjects" {
-            let action = actions::for_s3_operation(&op, version);
-            let d = self.iam.authorize(&principal, &action, &resource, &facts);
-            if !d.allowed {
-                tracing::debug!(actor = %principal.actor(), %action, ?resource, reasons = ?d.reasons, errors = ?d.errors, "denied");
-                return Err(denied(&d));
+        // Every operation is in the table with what it needs: an action decided here, or
+        // (a multi-object delete) one decided key by key in the handler.
+        match operation.required(version) {
+            Required::Action(action) => {
+                let d = self.iam.authorize(&principal, action, &resource, &facts);
+                if !d.allowed {
+                    tracing::debug!(actor = %principal.actor(), %action, ?resource, reasons = ?d.reasons, errors = ?d.errors, "denied");
+                    return Err(denied(&d));
+                }
+            }
+            Required::PerObject(_) => {}
+            Required::Unsupported => {
+                return Err(s3_error!(
+                    NotImplemented,
+                    "{op} is not an operation of this service"
+                ));
             }
         }
         cx.extensions_mut().insert(Caller {
@@ -257,5 +271,54 @@ impl S3Access for VallumAccess {
             ctx,
         });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names of every operation the s3s version this build uses dispatches, read from its
+    /// generated operation code (found through `cargo metadata`).
+    fn s3s_operations() -> Vec<String> {
+        let out = std::process::Command::new(env!("CARGO"))
+            .args(["metadata", "--format-version", "1", "--manifest-path"])
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .output()
+            .expect("cargo metadata");
+        assert!(out.status.success(), "{out:?}");
+        let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let manifest = meta["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "s3s")
+            .and_then(|p| p["manifest_path"].as_str())
+            .expect("s3s in the dependency graph")
+            .to_owned();
+        let dir = std::path::Path::new(&manifest).parent().unwrap();
+        let code = std::fs::read_to_string(dir.join("src/ops/generated.rs")).unwrap();
+        let marker = "fn name(&self) -> &'static str {";
+        code.match_indices(marker)
+            .filter_map(|(at, _)| {
+                let rest = code[at + marker.len()..].trim_start();
+                let name = rest.strip_prefix('"')?.split('"').next()?;
+                Some(name.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_operation_table_holds_exactly_what_s3s_dispatches() {
+        let mut dispatched = s3s_operations();
+        dispatched.sort();
+        dispatched.dedup();
+        assert!(dispatched.len() > 90, "{dispatched:?}");
+        let mut table: Vec<String> = S3Operation::ALL
+            .iter()
+            .map(|o| o.name().to_owned())
+            .collect();
+        table.sort();
+        assert_eq!(table, dispatched);
     }
 }

@@ -229,85 +229,14 @@ pub fn cedar_list<'a>(actions: impl IntoIterator<Item = &'a str>) -> String {
 }
 
 /// The S3 action an S3 operation (s3s's name) needs; `version` when the request names an
-/// object version. Always an action of the catalog.
+/// object version: the operation table's ([`crate::iam::operations`]), or
+/// `s3:OtherOperation` (which no policy grants) for a name outside it.
 #[must_use]
 pub fn for_s3_operation(op: &str, version: bool) -> String {
-    let name = match op {
-        "GetObject" | "HeadObject" if version => "s3:GetObjectVersion",
-        "GetObject" | "HeadObject" | "SelectObjectContent" => "s3:GetObject",
-        "GetObjectAttributes" => "s3:GetObjectAttributes",
-        "PutObject"
-        | "CopyObject"
-        | "UploadPart"
-        | "UploadPartCopy"
-        | "CreateMultipartUpload"
-        | "CompleteMultipartUpload" => "s3:PutObject",
-        "DeleteObject" if version => "s3:DeleteObjectVersion",
-        "DeleteObject" | "DeleteObjects" => "s3:DeleteObject",
-        "ListObjects" | "ListObjectsV2" | "HeadBucket" => "s3:ListBucket",
-        "ListObjectVersions" => "s3:ListBucketVersions",
-        "ListBuckets" => "s3:ListAllMyBuckets",
-        "ListParts" => "s3:ListMultipartUploadParts",
-        "ListMultipartUploads" => "s3:ListBucketMultipartUploads",
-        "AbortMultipartUpload" => "s3:AbortMultipartUpload",
-        "GetObjectTagging" if version => "s3:GetObjectVersionTagging",
-        "GetObjectTagging" => "s3:GetObjectTagging",
-        "PutObjectTagging" if version => "s3:PutObjectVersionTagging",
-        "PutObjectTagging" => "s3:PutObjectTagging",
-        "DeleteObjectTagging" if version => "s3:DeleteObjectVersionTagging",
-        "DeleteObjectTagging" => "s3:DeleteObjectTagging",
-        "GetBucketVersioning" => "s3:GetBucketVersioning",
-        "PutBucketVersioning" => "s3:PutBucketVersioning",
-        "GetObjectLockConfiguration" => "s3:GetBucketObjectLockConfiguration",
-        "PutObjectLockConfiguration" => "s3:PutBucketObjectLockConfiguration",
-        "GetBucketLifecycleConfiguration" | "GetBucketLifecycle" => "s3:GetLifecycleConfiguration",
-        "PutBucketLifecycleConfiguration" | "DeleteBucketLifecycle" => {
-            "s3:PutLifecycleConfiguration"
-        }
-        "GetBucketEncryption" => "s3:GetEncryptionConfiguration",
-        "PutBucketEncryption" | "DeleteBucketEncryption" => "s3:PutEncryptionConfiguration",
-        "GetBucketPolicy" => "s3:GetBucketPolicy",
-        "PutBucketPolicy" => "s3:PutBucketPolicy",
-        "DeleteBucketPolicy" => "s3:DeleteBucketPolicy",
-        "GetBucketPolicyStatus" => "s3:GetBucketPolicyStatus",
-        "GetPublicAccessBlock" => "s3:GetBucketPublicAccessBlock",
-        "PutPublicAccessBlock" | "DeletePublicAccessBlock" => "s3:PutBucketPublicAccessBlock",
-        "GetBucketTagging" => "s3:GetBucketTagging",
-        "PutBucketTagging" | "DeleteBucketTagging" => "s3:PutBucketTagging",
-        "GetBucketLocation" => "s3:GetBucketLocation",
-        "GetBucketAcl" => "s3:GetBucketAcl",
-        "PutBucketAcl" => "s3:PutBucketAcl",
-        "GetObjectAcl" => "s3:GetObjectAcl",
-        "PutObjectAcl" => "s3:PutObjectAcl",
-        "GetBucketCors" => "s3:GetBucketCORS",
-        "PutBucketCors" | "DeleteBucketCors" => "s3:PutBucketCORS",
-        "GetBucketWebsite" => "s3:GetBucketWebsite",
-        "PutBucketWebsite" => "s3:PutBucketWebsite",
-        "DeleteBucketWebsite" => "s3:DeleteBucketWebsite",
-        "GetBucketLogging" => "s3:GetBucketLogging",
-        "PutBucketLogging" => "s3:PutBucketLogging",
-        "GetBucketNotificationConfiguration" => "s3:GetBucketNotification",
-        "PutBucketNotificationConfiguration" => "s3:PutBucketNotification",
-        "GetBucketReplication" => "s3:GetReplicationConfiguration",
-        "PutBucketReplication" | "DeleteBucketReplication" => "s3:PutReplicationConfiguration",
-        "GetBucketRequestPayment" => "s3:GetBucketRequestPayment",
-        "PutBucketRequestPayment" => "s3:PutBucketRequestPayment",
-        "GetBucketAccelerateConfiguration" => "s3:GetAccelerateConfiguration",
-        "PutBucketAccelerateConfiguration" => "s3:PutAccelerateConfiguration",
-        "GetBucketOwnershipControls" => "s3:GetBucketOwnershipControls",
-        "PutBucketOwnershipControls" | "DeleteBucketOwnershipControls" => {
-            "s3:PutBucketOwnershipControls"
-        }
-        "RestoreObject" => "s3:RestoreObject",
-        "CreateBucket" => "s3:CreateBucket",
-        "DeleteBucket" => "s3:DeleteBucket",
-        "GetObjectRetention" => "s3:GetObjectRetention",
-        "PutObjectRetention" => "s3:PutObjectRetention",
-        "GetObjectLegalHold" => "s3:GetObjectLegalHold",
-        "PutObjectLegalHold" => "s3:PutObjectLegalHold",
-        _ => "s3:OtherOperation",
-    };
-    name.to_owned()
+    crate::iam::operations::S3Operation::from_name(op)
+        .and_then(|o| o.required(version).action())
+        .unwrap_or("s3:OtherOperation")
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod charter;
 pub mod eval;
 pub mod lockbox;
 pub mod model;
+pub mod operations;
 pub mod policy;
 
 use crate::context::RequestContext;
@@ -524,6 +525,29 @@ impl Iam {
     }
 
     // ---------------------------------------------------------------- authentication
+
+    /// The secret of an access key, to check a request's signature: `None` for an unknown key,
+    /// refused for a disabled one. Who the key stands for is [`Iam::authenticate`]'s question
+    /// (asked once per request, after the signature holds).
+    pub async fn signing_secret(&self, access_key: &str) -> IamResult<Option<Zeroizing<String>>> {
+        if bool::from(self.root_key.as_bytes().ct_eq(access_key.as_bytes())) {
+            return Ok(Some(self.root_secret.clone()));
+        }
+        let snap = self.snapshot();
+        let key: Cow<'_, AccessKey> = match snap.keys.get(access_key) {
+            Some(k) => Cow::Borrowed(k),
+            None => match self.get::<AccessKey>(kind::ACCESS_KEY, access_key).await? {
+                Some((k, _)) => Cow::Owned(k),
+                None => return Ok(None),
+            },
+        };
+        if key.state != State::Active {
+            return Err(IamError::Denied(format!(
+                "access key {access_key} is disabled"
+            )));
+        }
+        Ok(Some(self.open_secret(&key)?))
+    }
 
     /// The principal an access key stands for, with its secret (to check the signature);
     /// `None` for an unknown key. Disabled keys, users, tenants and operators, and grants
