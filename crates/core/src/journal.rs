@@ -64,6 +64,49 @@ impl Journal for MemoryJournal {
     }
 }
 
+/// Records events as entries by a context's actor, at the clock's time, into a journal: what
+/// every service that acts (objects, identity, keys) logs through.
+#[derive(Clone)]
+pub struct Recorder {
+    journal: std::sync::Arc<dyn Journal>,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Records into `journal`, timed by `clock`.
+    #[must_use]
+    pub fn new(
+        journal: std::sync::Arc<dyn Journal>,
+        clock: std::sync::Arc<dyn crate::clock::Clock>,
+    ) -> Self {
+        Self { journal, clock }
+    }
+
+    /// Records `events` in order, durably, in one batch, by `ctx`'s actor for its request.
+    pub async fn record(
+        &self,
+        ctx: &crate::context::RequestContext,
+        events: Vec<Event>,
+    ) -> Result<(), JournalError> {
+        let now = self.clock.now_ms();
+        let entries = events
+            .into_iter()
+            .map(|event| {
+                let mut e = Entry::new(now, ctx.actor.clone(), event);
+                e.request_id.clone_from(&ctx.request_id);
+                e
+            })
+            .collect();
+        self.journal.record(entries).await
+    }
+}
+
 /// Which buckets record object keys as keyed hashes, and the secret for it.
 pub struct KeyPrivacy {
     secret: Zeroizing<[u8; 32]>,

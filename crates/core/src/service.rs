@@ -15,7 +15,7 @@ use crate::context::RequestContext;
 use crate::crypt::KeyService;
 use crate::digest::{self, ChecksumSet, Digests, Expectations};
 use crate::error::{Error, Result};
-use crate::journal::{Entry, Event, Journal, KeyPrivacy, KeyRef, SiteRef};
+use crate::journal::{Event, Journal, KeyPrivacy, KeyRef, Recorder, SiteRef};
 use crate::meta::BucketUpdate;
 use crate::meta::{
     BucketRecord, ChecksumAlgorithm, DeleteCondition, DeleteRequest, DeleteResult, Encryption,
@@ -257,7 +257,7 @@ pub struct ObjectService {
     topology: std::sync::RwLock<Arc<Topology>>,
     pub(crate) clock: Arc<dyn Clock>,
     region: String,
-    journal: Arc<dyn Journal>,
+    recorder: Recorder,
     /// Woken when a write left fewer replicas than its placement wants.
     pub(crate) repair_hint: Arc<tokio::sync::Notify>,
     key_privacy: Arc<KeyPrivacy>,
@@ -297,9 +297,9 @@ impl ObjectService {
         Self {
             meta,
             topology: std::sync::RwLock::new(Arc::new(Topology::single(blobs))),
+            recorder: Recorder::new(journal, Arc::clone(&clock)),
             clock,
             region: region.into(),
-            journal,
             repair_hint: Arc::new(tokio::sync::Notify::new()),
             key_privacy: Arc::new(KeyPrivacy::none()),
             keys,
@@ -466,22 +466,18 @@ impl ObjectService {
 
     /// Records several events in order, durably, in one batch.
     pub async fn log_all(&self, ctx: &RequestContext, events: Vec<Event>) -> Result<()> {
-        let (actor, request_id) = (&ctx.actor, &ctx.request_id);
-        let now = self.now_ms();
-        let entries = events
-            .into_iter()
-            .map(|event| {
-                let mut e = Entry::new(now, actor.clone(), event);
-                e.request_id.clone_from(request_id);
-                e
-            })
-            .collect();
-        self.journal.record(entries).await.map_err(|e| {
+        self.recorder.record(ctx, events).await.map_err(|e| {
             tracing::error!(error = %e, "request failed: its log entry could not be written");
             Error::Unavailable(e.to_string())
         })
     }
 
+    /// What the service records through: its journal and clock (the identity service records
+    /// through the same).
+    #[must_use]
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
     /// An object key as the log records it for `bucket`.
     #[must_use]
     pub fn key_ref(&self, bucket: &str, key: &str) -> KeyRef {

@@ -102,7 +102,7 @@ fn main() {
     ));
     let iam = rt
         .block_on(Iam::open(
-            Arc::clone(&service),
+            vallum_core::iam::IamPorts::of(&service),
             SecretBox::new(zeroize::Zeroizing::new([9u8; 32])),
             "VAROOTBENCH".into(),
             zeroize::Zeroizing::new("root-secret".into()),

@@ -477,7 +477,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     )
     .map_err(|e| ServerError::Keys(e.to_string()))?;
     let iam = vallum_core::iam::Iam::open(
-        Arc::clone(&service),
+        vallum_core::iam::IamPorts::of(&service),
         secrets,
         credentials.access_key.clone(),
         zeroize::Zeroizing::new(credentials.secret_key.clone()),

@@ -31,7 +31,9 @@ use vallum_crypto::secretbox::SecretBox;
 use vallum_ledger::entry::Event;
 use zeroize::Zeroizing;
 
-use crate::meta::{MetaError, MetaStore};
+use crate::clock::Clock;
+use crate::journal::Recorder;
+use crate::meta::{MetaError, MetaStore, ObjectIndex, Records};
 use crate::service::ObjectService;
 use authz::{Authorizer, Decision, Facts, Principal, Resource, Source};
 use charter::{Charter, CharterDoc, CharterState, CharterVersion, Vote};
@@ -225,9 +227,47 @@ fn key_aad(id: &str) -> String {
     format!("access-key/{id}")
 }
 
+/// What the identity service works over: its records, the bucket index (a tenant with buckets
+/// is not deleted), the clock, and where it records what it does. Nothing else of the object
+/// service.
+#[derive(Clone)]
+pub struct IamPorts {
+    /// Identity records (compare-and-set by kind and id).
+    pub records: Arc<dyn Records>,
+    /// The buckets.
+    pub buckets: Arc<dyn ObjectIndex>,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// The journal, through the object service's recorder (one log).
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for IamPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IamPorts").finish_non_exhaustive()
+    }
+}
+
+impl IamPorts {
+    /// The ports of `service`'s stores, clock and recorder.
+    #[must_use]
+    pub fn of(service: &ObjectService) -> Self {
+        let meta: Arc<dyn MetaStore> = Arc::clone(service.meta());
+        Self {
+            records: meta.clone(),
+            buckets: meta,
+            clock: Arc::clone(service.clock()),
+            recorder: service.recorder().clone(),
+        }
+    }
+}
+
 /// The identity and access service.
 pub struct Iam {
-    service: Arc<ObjectService>,
+    records: Arc<dyn Records>,
+    buckets: Arc<dyn ObjectIndex>,
+    clock: Arc<dyn Clock>,
+    recorder: Recorder,
     secrets: SecretBox,
     root_key: String,
     root_secret: Zeroizing<String>,
@@ -249,14 +289,17 @@ impl Iam {
     /// The service over `service`'s metadata store, with the root credentials, the box that
     /// seals secrets and where lockbox events go (`None`: nowhere); loads the records.
     pub async fn open(
-        service: Arc<ObjectService>,
+        ports: IamPorts,
         secrets: SecretBox,
         root_key: String,
         root_secret: Zeroizing<String>,
         notifier: Option<Arc<dyn Notifier>>,
     ) -> IamResult<Arc<Self>> {
         let iam = Arc::new(Self {
-            service,
+            records: ports.records,
+            buckets: ports.buckets,
+            clock: ports.clock,
+            recorder: ports.recorder,
             secrets,
             root_key,
             root_secret,
@@ -288,18 +331,18 @@ impl Iam {
             })
     }
 
-    fn meta(&self) -> &Arc<dyn MetaStore> {
-        self.service.meta()
+    fn meta(&self) -> &Arc<dyn Records> {
+        &self.records
     }
 
     fn now_ms(&self) -> i64 {
-        self.service.now_ms()
+        self.clock.now_ms()
     }
 
     /// Now, by the service's clock (ms).
     #[must_use]
     pub fn now(&self) -> i64 {
-        self.service.now_ms()
+        self.clock.now_ms()
     }
 
     /// The current snapshot.
@@ -440,13 +483,13 @@ impl Iam {
 
     async fn log(&self, ctx: &RequestContext, action: &str, target: String) -> IamResult<()> {
         tracing::info!(target: "vallum::audit", event = action, %target, "identity change");
-        self.service
-            .log(
+        self.recorder
+            .record(
                 ctx,
-                Event::Admin {
+                vec![Event::Admin {
                     action: action.to_owned(),
                     target,
-                },
+                }],
             )
             .await
             .map_err(|e| IamError::Log(e.to_string()))
@@ -965,7 +1008,7 @@ impl Iam {
         }
         self.tenant(id).await?;
         let prefix = format!("{id}{}", model::TENANT_SEPARATOR);
-        let buckets = self.meta().list_buckets().await?;
+        let buckets = self.buckets.list_buckets().await?;
         let held: Vec<String> = buckets
             .iter()
             .filter_map(|b| b.name.strip_prefix(&prefix).map(str::to_owned))
