@@ -37,6 +37,9 @@ pub struct Caller {
     pub facts: Facts,
     /// Who acts, under which grant: what every service call of the request takes.
     pub ctx: RequestContext,
+    /// The request's bucket as resolved here, `(wire name, internal name)`: handlers take it
+    /// instead of resolving it again.
+    pub bucket: Option<(String, String)>,
 }
 
 /// The request context of an authorized request (an anonymous one before authorization).
@@ -116,11 +119,17 @@ pub fn resolve(principal: &Principal, wire: &str) -> S3Result<(String, String)> 
     }
 }
 
-/// The internal bucket name a wire name means for the caller of `ext`.
+/// The internal bucket name a wire name means for the caller of `ext` (the request's own
+/// bucket as the decision point resolved it; another, such as a copy source, resolved now).
 pub fn internal(ext: &http::Extensions, wire: &str) -> S3Result<String> {
     let caller = ext
         .get::<Caller>()
         .ok_or_else(|| s3_error!(AccessDenied, "Access Denied"))?;
+    if let Some((resolved_wire, internal)) = &caller.bucket
+        && resolved_wire == wire
+    {
+        return Ok(internal.clone());
+    }
     let (tenant, bucket) = resolve(&caller.principal, wire)?;
     Ok(internal_bucket(&tenant, &bucket))
 }
@@ -220,7 +229,7 @@ impl S3Access for VallumAccess {
         }
         let version = query_param(cx.uri(), "versionId").is_some();
         let facts = Self::facts(cx, self.iam.now());
-        let (tenant, resource) = match cx.s3_path() {
+        let (tenant, resource, resolved) = match cx.s3_path() {
             S3Path::Root => {
                 let tenant = principal.namespace().ok_or_else(|| {
                     s3_error!(
@@ -228,14 +237,20 @@ impl S3Access for VallumAccess {
                         "Access Denied (an operator's own credentials list no buckets)"
                     )
                 })?;
-                (tenant.to_owned(), Resource::Tenant(tenant.to_owned()))
+                (tenant.to_owned(), Resource::Tenant(tenant.to_owned()), None)
             }
-            S3Path::Bucket { bucket } => {
-                let (tenant, bucket) = resolve(&principal, bucket)?;
-                (tenant.clone(), Resource::Bucket { tenant, bucket })
+            S3Path::Bucket { bucket: wire } => {
+                let (tenant, bucket) = resolve(&principal, wire)?;
+                let resolved = (wire.to_string(), internal_bucket(&tenant, &bucket));
+                (
+                    tenant.clone(),
+                    Resource::Bucket { tenant, bucket },
+                    Some(resolved),
+                )
             }
-            S3Path::Object { bucket, key } => {
-                let (tenant, bucket) = resolve(&principal, bucket)?;
+            S3Path::Object { bucket: wire, key } => {
+                let (tenant, bucket) = resolve(&principal, wire)?;
+                let resolved = (wire.to_string(), internal_bucket(&tenant, &bucket));
                 (
                     tenant.clone(),
                     Resource::Object {
@@ -243,6 +258,7 @@ impl S3Access for VallumAccess {
                         bucket,
                         key: key.to_string(),
                     },
+                    Some(resolved),
                 )
             }
         };
@@ -269,6 +285,7 @@ impl S3Access for VallumAccess {
             tenant,
             facts,
             ctx,
+            bucket: resolved,
         });
         Ok(())
     }

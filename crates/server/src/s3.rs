@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
-use vallum_core::context::CustomerKeys;
+use vallum_core::context::{CustomerKeys, RequestContext};
 use vallum_core::digest::ChecksumSet;
 use vallum_core::lifecycle::{LifecycleConfig, LifecycleFilter, LifecycleRule as CoreRule};
 use vallum_core::list::Marker as ListMarker;
@@ -36,7 +36,85 @@ pub struct VallumS3 {
     allow_governance_bypass: bool,
 }
 
+/// S3 inputs that name a bucket.
+trait BucketInput {
+    fn bucket_mut(&mut self) -> &mut String;
+}
+
+macro_rules! bucket_inputs {
+    ($($t:ident),* $(,)?) => {
+        $(impl BucketInput for $t {
+            fn bucket_mut(&mut self) -> &mut String {
+                &mut self.bucket
+            }
+        })*
+    };
+}
+
+bucket_inputs!(
+    CreateBucketInput,
+    HeadBucketInput,
+    DeleteBucketInput,
+    GetBucketLocationInput,
+    PutObjectInput,
+    GetObjectInput,
+    HeadObjectInput,
+    DeleteObjectInput,
+    DeleteObjectsInput,
+    CopyObjectInput,
+    ListObjectsV2Input,
+    ListObjectsInput,
+    CreateMultipartUploadInput,
+    UploadPartInput,
+    UploadPartCopyInput,
+    CompleteMultipartUploadInput,
+    AbortMultipartUploadInput,
+    ListPartsInput,
+    ListMultipartUploadsInput,
+    GetBucketVersioningInput,
+    PutBucketVersioningInput,
+    ListObjectVersionsInput,
+    PutObjectLockConfigurationInput,
+    GetObjectLockConfigurationInput,
+    PutObjectRetentionInput,
+    GetObjectRetentionInput,
+    PutObjectLegalHoldInput,
+    GetObjectLegalHoldInput,
+    PutBucketLifecycleConfigurationInput,
+    GetBucketLifecycleConfigurationInput,
+    DeleteBucketLifecycleInput,
+    PutBucketEncryptionInput,
+    GetBucketEncryptionInput,
+    DeleteBucketEncryptionInput,
+    PutObjectTaggingInput,
+    GetObjectTaggingInput,
+    DeleteObjectTaggingInput,
+);
+
+/// The preamble of every bucket handler, in one place: the request with its bucket under the
+/// internal (tenant-qualified) name the decision point resolved, and the request's context
+/// (who acts, under which grant).
+fn scoped<T: BucketInput>(mut req: S3Request<T>) -> S3Result<(S3Request<T>, RequestContext)> {
+    let internal = crate::authz::internal(&req.extensions, req.input.bucket_mut())?;
+    *req.input.bucket_mut() = internal;
+    let ctx = crate::authz::context(&req.extensions);
+    Ok((req, ctx))
+}
+
 impl VallumS3 {
+    /// The record of the bucket a request names (resolved as [`scoped`] does): what every
+    /// Get*Configuration handler reads.
+    async fn bucket_of<T: BucketInput>(
+        &self,
+        req: S3Request<T>,
+    ) -> S3Result<vallum_core::meta::BucketRecord> {
+        let (mut req, _) = scoped(req)?;
+        self.service
+            .bucket(req.input.bucket_mut())
+            .await
+            .map_err(to_s3)
+    }
+
     /// The front end; `allow_governance_bypass` is the deployment-wide permission to bypass
     /// GOVERNANCE retention (config `object_lock.allow_governance_bypass`).
     pub fn new(
@@ -843,9 +921,8 @@ impl S3 for VallumS3 {
     }
 
     async fn create_bucket(&self, req: S3Request<CreateBucketInput>) -> R<CreateBucketOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         if let Some(constraint) = input
             .create_bucket_configuration
@@ -885,13 +962,7 @@ impl S3 for VallumS3 {
     }
 
     async fn head_bucket(&self, req: S3Request<HeadBucketInput>) -> R<HeadBucketOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        let bucket = self
-            .service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        let bucket = self.bucket_of(req).await?;
         ok(HeadBucketOutput {
             bucket_region: Some(bucket.location),
             ..Default::default()
@@ -899,9 +970,8 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_bucket(&self, req: S3Request<DeleteBucketInput>) -> R<DeleteBucketOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         self.service
             .delete_bucket(ctx, &req.input.bucket)
             .await
@@ -917,13 +987,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketLocationInput>,
     ) -> R<GetBucketLocationOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        let bucket = self
-            .service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        let bucket = self.bucket_of(req).await?;
         // S3 reports us-east-1 as an empty location constraint.
         let location = (bucket.location != "us-east-1")
             .then(|| BucketLocationConstraint::from(bucket.location));
@@ -933,9 +997,8 @@ impl S3 for VallumS3 {
     }
 
     async fn put_object(&self, req: S3Request<PutObjectInput>) -> R<PutObjectOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
@@ -1002,9 +1065,8 @@ impl S3 for VallumS3 {
     }
 
     async fn get_object(&self, req: S3Request<GetObjectInput>) -> R<GetObjectOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let tls = secure(&req);
         let input = req.input;
         let ck = customer_key_of(
@@ -1103,8 +1165,7 @@ impl S3 for VallumS3 {
     }
 
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> R<HeadObjectOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let tls = secure(&req);
         let input = req.input;
         let ck = customer_key_of(
@@ -1186,9 +1247,8 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_object(&self, req: S3Request<DeleteObjectInput>) -> R<DeleteObjectOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let result = self
             .service
@@ -1218,9 +1278,8 @@ impl S3 for VallumS3 {
     }
 
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> R<DeleteObjectsOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         if input.delete.objects.len() > MAX_DELETE_OBJECTS {
             return Err(s3_error!(
@@ -1316,9 +1375,8 @@ impl S3 for VallumS3 {
     }
 
     async fn copy_object(&self, req: S3Request<CopyObjectInput>) -> R<CopyObjectOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let tls = secure(&req);
         let input = req.input;
         let ck = customer_key_of(
@@ -1424,8 +1482,7 @@ impl S3 for VallumS3 {
     }
 
     async fn list_objects_v2(&self, req: S3Request<ListObjectsV2Input>) -> R<ListObjectsV2Output> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone();
@@ -1478,8 +1535,7 @@ impl S3 for VallumS3 {
     }
 
     async fn list_objects(&self, req: S3Request<ListObjectsInput>) -> R<ListObjectsOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let delimiter = input.delimiter.clone();
@@ -1532,9 +1588,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<CreateMultipartUploadInput>,
     ) -> R<CreateMultipartUploadOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let tls = secure(&req);
         let input = req.input;
         let alg = algorithm(input.checksum_algorithm.as_ref())?;
@@ -1590,9 +1645,8 @@ impl S3 for VallumS3 {
     }
 
     async fn upload_part(&self, req: S3Request<UploadPartInput>) -> R<UploadPartOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
@@ -1634,9 +1688,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<UploadPartCopyInput>,
     ) -> R<UploadPartCopyOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let tls = secure(&req);
         let input = req.input;
         let target = customer_key_of(
@@ -1702,9 +1755,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> R<CompleteMultipartUploadOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let condition = write_condition(input.if_match, input.if_none_match)?;
         let parts = input
@@ -1767,8 +1819,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<AbortMultipartUploadInput>,
     ) -> R<AbortMultipartUploadOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         self.service
             .abort_upload(&input.bucket, &input.key, &input.upload_id)
@@ -1780,8 +1831,7 @@ impl S3 for VallumS3 {
     }
 
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> R<ListPartsOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         let marker = u32::try_from(input.part_number_marker.unwrap_or(0))
             .map_err(|_| s3_error!(InvalidArgument, "part-number-marker must not be negative"))?;
@@ -1830,8 +1880,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> R<ListMultipartUploadsOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let key_marker = input.key_marker.clone().unwrap_or_default();
@@ -1894,13 +1943,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketVersioningInput>,
     ) -> R<GetBucketVersioningOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        let bucket = self
-            .service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        let bucket = self.bucket_of(req).await?;
         let status = match bucket.versioning {
             Versioning::Unversioned => None,
             state => Some(BucketVersioningStatus::from(state.as_str().to_owned())),
@@ -1915,9 +1958,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketVersioningInput>,
     ) -> R<PutBucketVersioningOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         if input
             .versioning_configuration
@@ -1953,8 +1995,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<ListObjectVersionsInput>,
     ) -> R<ListObjectVersionsOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         let max = max_keys(input.max_keys)?;
@@ -2027,9 +2068,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectLockConfigurationInput>,
     ) -> R<PutObjectLockConfigurationOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let config = input.object_lock_configuration.ok_or_else(|| {
             s3_error!(
@@ -2073,13 +2113,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetObjectLockConfigurationInput>,
     ) -> R<GetObjectLockConfigurationOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        let bucket = self
-            .service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        let bucket = self.bucket_of(req).await?;
         let config = bucket
             .object_lock
             .ok_or_else(|| to_s3(vallum_core::Error::ObjectLockConfigurationNotFound))?;
@@ -2103,9 +2137,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectRetentionInput>,
     ) -> R<PutObjectRetentionOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let retention = match input.retention {
             Some(ObjectLockRetention {
@@ -2151,8 +2184,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetObjectRetentionInput>,
     ) -> R<GetObjectRetentionOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         let object = self
             .service
@@ -2177,9 +2209,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectLegalHoldInput>,
     ) -> R<PutObjectLegalHoldOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let status = input
             .legal_hold
@@ -2203,8 +2234,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetObjectLegalHoldInput>,
     ) -> R<GetObjectLegalHoldOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         let bucket = self.service.bucket(&input.bucket).await.map_err(to_s3)?;
         if bucket.object_lock.is_none() {
@@ -2229,9 +2259,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketLifecycleConfigurationInput>,
     ) -> R<PutBucketLifecycleConfigurationOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let config = input.lifecycle_configuration.ok_or_else(|| {
             s3_error!(
@@ -2251,13 +2280,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketLifecycleConfigurationInput>,
     ) -> R<GetBucketLifecycleConfigurationOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        let bucket = self
-            .service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        let bucket = self.bucket_of(req).await?;
         let config = bucket
             .lifecycle
             .ok_or_else(|| to_s3(vallum_core::Error::NoSuchLifecycleConfiguration))?;
@@ -2271,9 +2294,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> R<DeleteBucketLifecycleOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         self.service
             .update_bucket(ctx, &req.input.bucket, BucketUpdate::Lifecycle(None))
             .await
@@ -2287,9 +2309,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketEncryptionInput>,
     ) -> R<PutBucketEncryptionOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let rules = input.server_side_encryption_configuration.rules;
         let [rule] = rules.as_slice() else {
@@ -2328,13 +2349,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketEncryptionInput>,
     ) -> R<GetBucketEncryptionOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
-        let bucket = self
-            .service
-            .bucket(&req.input.bucket)
-            .await
-            .map_err(to_s3)?;
+        let bucket = self.bucket_of(req).await?;
         // Every bucket encrypts: without a configuration, under the deployment's default key
         // (reported, as S3 does, as SSE-S3).
         let config = bucket
@@ -2361,9 +2376,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> R<DeleteBucketEncryptionOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         self.service
             .update_bucket(ctx, &req.input.bucket, BucketUpdate::Encryption(None))
             .await
@@ -2377,9 +2391,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutObjectTaggingInput>,
     ) -> R<PutObjectTaggingOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let tags = tags_from_set(input.tagging.tag_set)?;
         let id = self
@@ -2402,8 +2415,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetObjectTaggingInput>,
     ) -> R<GetObjectTaggingOutput> {
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, _) = scoped(req)?;
         let input = req.input;
         let object = self
             .service
@@ -2420,9 +2432,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteObjectTaggingInput>,
     ) -> R<DeleteObjectTaggingOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = crate::authz::internal(&req.extensions, &req.input.bucket)?;
+        let (req, ctx) = scoped(req)?;
+        let ctx = &ctx;
         let input = req.input;
         let id = self
             .service
