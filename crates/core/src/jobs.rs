@@ -3,7 +3,8 @@
 //! shape, [`Job`], and runs under one loop, [`JobRegistry::spawn_all`]: a step every interval,
 //! at once again while a step reports more work, at once when woken; under a lease when only
 //! one gateway may run it at a time. What each job last did is kept per gateway
-//! ([`JobStatus`]) and listed by the admin API (`GET /admin/v1/jobs`, `vallum jobs`).
+//! ([`JobStatus`]) and listed by the admin API (`GET /admin/v1/jobs`, `vallum jobs`). Tested over
+//! a real metadata store in `crates/server/tests/service/jobs.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -350,70 +351,5 @@ impl Runner {
                 .release_lease(self.job.name(), &self.holder)
                 .await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
-
-    /// A job whose steps count, report progress, fail on request and have work for `backlog`
-    /// steps in a row.
-    struct Counting {
-        name: &'static str,
-        leased: bool,
-        steps: AtomicU64,
-        backlog: AtomicU64,
-        fail: std::sync::atomic::AtomicBool,
-        wake: Arc<Notify>,
-    }
-
-    impl Counting {
-        fn new(name: &'static str, leased: bool, backlog: u64) -> Arc<Self> {
-            Arc::new(Self {
-                name,
-                leased,
-                steps: AtomicU64::new(0),
-                backlog: AtomicU64::new(backlog),
-                fail: false.into(),
-                wake: Arc::new(Notify::new()),
-            })
-        }
-    }
-
-    #[async_trait]
-    impl Job for Counting {
-        fn name(&self) -> &'static str {
-            self.name
-        }
-        fn leased(&self) -> bool {
-            self.leased
-        }
-        fn interval(&self) -> Duration {
-            Duration::from_secs(3600)
-        }
-        fn wake(&self) -> Option<Arc<Notify>> {
-            Some(Arc::clone(&self.wake))
-        }
-        async fn step(&self) -> Result<Step, JobError> {
-            let n = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
-            if self.fail.load(Ordering::SeqCst) {
-                return Err(format!("step {n} failed").into());
-            }
-            let left = self.backlog.load(Ordering::SeqCst);
-            if left > 0 {
-                self.backlog.store(left - 1, Ordering::SeqCst);
-            }
-            Ok(Step::more(left > 1).with_progress(serde_json::json!({ "step": n })))
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "registered twice")]
-    fn a_job_name_is_registered_once() {
-        let mut registry = JobRegistry::new();
-        registry.register(Counting::new("gc", true, 0));
-        registry.register(Counting::new("gc", true, 0));
     }
 }

@@ -151,3 +151,11 @@ async fn jobs_step_through_their_backlog_report_fail_wake_and_release_their_leas
             .unwrap()
     );
 }
+
+#[test]
+#[should_panic(expected = "registered twice")]
+fn a_job_name_is_registered_once() {
+    let mut registry = JobRegistry::new();
+    registry.register(Counting::new("gc", true, 0));
+    registry.register(Counting::new("gc", true, 0));
+}
