@@ -269,7 +269,13 @@ impl Admin {
                 e.to_string(),
             )
         })?
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e))?;
+        .map_err(|e| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                e.to_string(),
+            )
+        })?;
         serde_json::from_slice(&bundle.to_json()).map_err(|e| {
             Failure(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -36,6 +36,54 @@ pub(crate) const SIGNER_FILE: &str = "signer.key";
 /// The secret for keyed hashes of object keys.
 pub(crate) const KEY_HASH_FILE: &str = "key-hash.secret";
 
+/// Why the running log could not do something. Cloneable: one failed group commit answers
+/// every request waiting in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LogError {
+    /// The log's files or formats (tile store, bundles, notes, proofs).
+    #[error("transparency log: {0}")]
+    Store(Arc<vallum_ledger::LedgerError>),
+    /// A file of the log directory.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        source: Arc<std::io::Error>,
+    },
+    /// The metadata database that sequences the shared log.
+    #[error("the log's database sequence: {0}")]
+    Sequence(Arc<vallum_core::meta::MetaError>),
+    /// The log has published no checkpoint yet.
+    #[error("the log has no published checkpoint: {0}")]
+    NoCheckpoint(Arc<std::io::Error>),
+    /// The writer is gone (shutting down, or its thread or task failed).
+    #[error("the log writer has stopped")]
+    Stopped,
+    /// A witness did not cosign (logged; the checkpoint is published without it).
+    #[error("witness: {0}")]
+    Witness(String),
+}
+
+impl From<vallum_ledger::LedgerError> for LogError {
+    fn from(e: vallum_ledger::LedgerError) -> Self {
+        Self::Store(Arc::new(e))
+    }
+}
+
+impl From<vallum_core::meta::MetaError> for LogError {
+    fn from(e: vallum_core::meta::MetaError) -> Self {
+        Self::Sequence(Arc::new(e))
+    }
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> LogError + '_ {
+    move |e| LogError::File {
+        path: path.to_owned(),
+        source: Arc::new(e),
+    }
+}
+
 /// Why the log could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerStartError {
@@ -62,7 +110,7 @@ pub enum LedgerStartError {
 enum Msg {
     Append(
         Vec<Vec<u8>>,
-        tokio::sync::oneshot::Sender<Result<u64, String>>,
+        tokio::sync::oneshot::Sender<Result<u64, LogError>>,
     ),
     Stop,
 }
@@ -75,7 +123,7 @@ pub struct Ledger {
     mode: Mode,
 }
 
-type Reply = tokio::sync::oneshot::Sender<Result<u64, String>>;
+type Reply = tokio::sync::oneshot::Sender<Result<u64, LogError>>;
 
 enum Mode {
     /// Embedded: this process sequences into the tile store's write-ahead file.
@@ -225,7 +273,8 @@ impl Ledger {
                 sites,
             },
         );
-        let started = seal(&started, started.encode()).map_err(storage(&log_dir))?;
+        let started =
+            seal(&started, started.encode()).map_err(|e| storage(&log_dir)(e.to_string()))?;
         store
             .append(&[started])
             .map_err(|e| storage(&log_dir)(e.to_string()))?;
@@ -239,7 +288,7 @@ impl Ledger {
         };
         writer
             .checkpoint()
-            .map_err(|e| storage(&log_dir)(e.clone()))?;
+            .map_err(|e| storage(&log_dir)(e.to_string()))?;
         let integrated = Arc::clone(&writer.integrated);
         let vkey = writer.publisher.signer.vkey();
         let (tx, rx) = mpsc::channel();
@@ -294,15 +343,13 @@ impl Ledger {
         keep: &dyn Fn(&Entry) -> bool,
         filter: vallum_ledger::verify::BundleFilter,
         since_size: Option<u64>,
-    ) -> Result<vallum_ledger::verify::ProofBundle, String> {
+    ) -> Result<vallum_ledger::verify::ProofBundle, LogError> {
         use vallum_ledger::seal::Opening;
         use vallum_ledger::tile::{TILE_WIDTH, TileId};
         let note_text = std::fs::read(self.dir.join("checkpoint"))
-            .map_err(|e| format!("the log has no published checkpoint: {e}"))?;
-        let note = Note::parse(&note_text).map_err(|e| e.to_string())?;
-        let size = Checkpoint::parse(&note.text)
-            .map_err(|e| e.to_string())?
-            .size;
+            .map_err(|e| LogError::NoCheckpoint(Arc::new(e)))?;
+        let note = Note::parse(&note_text)?;
+        let size = Checkpoint::parse(&note.text)?.size;
         let mut chosen: Vec<(u64, Opening)> = Vec::new();
         for b in 0..size.div_ceil(TILE_WIDTH) {
             let width = (size - b * TILE_WIDTH).min(TILE_WIDTH);
@@ -319,17 +366,17 @@ impl Ledger {
             let bytes = match std::fs::read(&path) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(format!("{}: {e}", path.display())),
+                Err(e) => return Err(file_error(&path)(e)),
             };
-            let stored = vallum_ledger::store::decode_bundle(&bytes).map_err(|e| e.to_string())?;
+            let stored = vallum_ledger::store::decode_bundle(&bytes)?;
             for (i, s) in stored.iter().enumerate() {
-                let Some(o) = Opening::decode(s).map_err(|e| e.to_string())? else {
+                let Some(o) = Opening::decode(s)? else {
                     continue;
                 };
                 if o.owner != owner {
                     continue;
                 }
-                let entry = o.parsed().map_err(|e| e.to_string())?;
+                let entry = o.parsed()?;
                 if keep(&entry) {
                     chosen.push((b * TILE_WIDTH + i as u64, o));
                 }
@@ -339,17 +386,17 @@ impl Ledger {
         vallum_ledger::verify::ProofBundle::export_openings(
             &fetcher, &note, &chosen, filter, since_size,
         )
-        .map_err(|e| e.to_string())
+        .map_err(LogError::from)
     }
 
     /// Appends encoded entries; resolves once durable, with the first index.
-    pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<u64, String> {
+    pub async fn append(&self, entries: Vec<Vec<u8>>) -> Result<u64, LogError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let stopped = || "the log writer has stopped".to_owned();
+        let stopped = || LogError::Stopped;
         match &self.mode {
             Mode::Local { tx: writer, .. } => writer
                 .lock()
-                .map_err(|_| "log writer lock poisoned".to_owned())?
+                .map_err(|_| LogError::Stopped)?
                 .send(Msg::Append(entries, tx))
                 .map_err(|_| stopped())?,
             Mode::Shared { batches, .. } => batches.send((entries, tx)).map_err(|_| stopped())?,
@@ -420,7 +467,8 @@ impl Ledger {
                 )));
             }
         }
-        let started = seal(&started, started.encode()).map_err(storage(&log_dir))?;
+        let started =
+            seal(&started, started.encode()).map_err(|e| storage(&log_dir)(e.to_string()))?;
         meta.ledger_append(&[started])
             .await
             .map_err(|e| storage(&log_dir)(e.to_string()))?;
@@ -442,14 +490,14 @@ impl Ledger {
         ledger
             .integrate_shared()
             .await
-            .map_err(|e| storage(&log_dir)(e))?;
+            .map_err(|e| storage(&log_dir)(e.to_string()))?;
         tracing::info!(origin = %ledger.origin, vkey = %ledger.vkey, "transparency log open (sequenced by the metadata database)");
         Ok(ledger)
     }
 
     /// In a multi-gateway deployment: integrates what the database has sequenced into the
     /// shared tiles and publishes a checkpoint. Returns whether more is waiting.
-    pub async fn integrate_shared(&self) -> Result<bool, String> {
+    pub async fn integrate_shared(&self) -> Result<bool, LogError> {
         let Mode::Shared {
             meta, publisher, ..
         } = &self.mode
@@ -466,34 +514,32 @@ impl Ledger {
                 .truncate(false)
                 .write(true)
                 .open(&lock_path)
-                .map_err(|e| e.to_string())?;
-            lock.lock().map_err(|e| e.to_string())?;
-            let mut store = TileStore::open(&dir).map_err(|e| e.to_string())?;
+                .map_err(file_error(&lock_path))?;
+            lock.lock().map_err(file_error(&lock_path))?;
+            let mut store = TileStore::open(&dir)?;
             let had_checkpoint = dir.join("checkpoint").exists();
             let mut changed = false;
             let mut more = false;
             for round in 0..SHARED_ROUNDS_PER_STEP {
-                let batch = handle
-                    .block_on(meta.ledger_read(store.size(), SHARED_READ_ENTRIES))
-                    .map_err(|e| e.to_string())?;
+                let batch = handle.block_on(meta.ledger_read(store.size(), SHARED_READ_ENTRIES))?;
                 if batch.is_empty() {
                     break;
                 }
-                store.integrate_entries(&batch).map_err(|e| e.to_string())?;
+                store.integrate_entries(&batch)?;
                 changed = true;
                 more = batch.len() == SHARED_READ_ENTRIES && round + 1 == SHARED_ROUNDS_PER_STEP;
             }
             if changed || !had_checkpoint {
                 publisher
                     .lock()
-                    .map_err(|_| "publisher lock poisoned".to_owned())?
+                    .map_err(|_| LogError::Stopped)?
                     .publish(&store)?;
             }
             drop(lock);
             Ok(more)
         })
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|_| LogError::Stopped)?
     }
 }
 
@@ -526,8 +572,9 @@ async fn sequence_batches(
             }
             Err(e) => {
                 tracing::error!(error = %e, "transparency log append failed; the requests fail");
+                let err = LogError::from(e);
                 for (_, tx) in batch {
-                    let _ = tx.send(Err(e.to_string()));
+                    let _ = tx.send(Err(err.clone()));
                 }
             }
         }
@@ -550,13 +597,13 @@ impl Journal for LedgerJournal {
                     encoded.len()
                 )));
             }
-            sealed.push(seal(entry, encoded).map_err(JournalError)?);
+            sealed.push(seal(entry, encoded).map_err(|e| JournalError(e.to_string()))?);
         }
         self.0
             .append(sealed)
             .await
             .map(|_| ())
-            .map_err(JournalError)
+            .map_err(|e| JournalError(e.to_string()))
     }
 }
 
@@ -597,10 +644,8 @@ pub fn owner_of(entry: &Entry) -> String {
 
 /// The stored (sealed) form of an entry: its public leaf is a commitment; the opening stays
 /// in the log's private bundles, for the entry's tenant.
-pub(crate) fn seal(entry: &Entry, encoded: Vec<u8>) -> Result<Vec<u8>, String> {
-    vallum_ledger::seal::Opening::seal(encoded, &owner_of(entry))
-        .map(|o| o.encode())
-        .map_err(|e| e.to_string())
+pub(crate) fn seal(entry: &Entry, encoded: Vec<u8>) -> Result<Vec<u8>, LogError> {
+    Ok(vallum_ledger::seal::Opening::seal(encoded, &owner_of(entry))?.encode())
 }
 
 struct WitnessState {
@@ -687,16 +732,17 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "transparency log append failed; the requests fail");
+                let err = LogError::from(e);
                 for (_, tx) in batch {
-                    let _ = tx.send(Err(e.to_string()));
+                    let _ = tx.send(Err(err.clone()));
                 }
             }
         }
     }
 
     /// Integrates, then signs and publishes a checkpoint.
-    fn checkpoint(&mut self) -> Result<(), String> {
-        self.store.integrate().map_err(|e| e.to_string())?;
+    fn checkpoint(&mut self) -> Result<(), LogError> {
+        self.store.integrate()?;
         let size = self.publisher.publish(&self.store)?;
         self.integrated.store(size, Ordering::Release);
         Ok(())
@@ -724,11 +770,11 @@ impl Publisher {
 
     /// Signs a checkpoint of the store's integrated tree, gathers cosignatures and publishes
     /// it; returns its size.
-    fn publish(&mut self, store: &TileStore) -> Result<u64, String> {
+    fn publish(&mut self, store: &TileStore) -> Result<u64, LogError> {
         let cp = Checkpoint {
             origin: self.origin.clone(),
             size: store.size(),
-            root: store.root().map_err(|e| e.to_string())?,
+            root: store.root()?,
             extensions: Vec::new(),
         };
         let mut note = cp.sign(&self.signer);
@@ -751,7 +797,7 @@ impl Publisher {
                 }
             }
         }
-        store.publish_note(&note).map_err(|e| e.to_string())?;
+        store.publish_note(&note)?;
         Ok(cp.size)
     }
 
