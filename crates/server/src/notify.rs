@@ -57,6 +57,68 @@ fn internal(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Why a webhook target is refused or a delivery attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// The text is not a URL.
+    #[error("not a URL: {0}")]
+    NotAUrl(String),
+    /// Neither https nor http.
+    #[error("the scheme must be https (or http where allowed)")]
+    Scheme,
+    /// No host in the URL.
+    #[error("the URL names no host")]
+    NoHost,
+    /// http:// while only https:// is allowed.
+    #[error("webhooks are https:// only (set [webhooks] allow_http to allow http://)")]
+    HttpNotAllowed,
+    /// `localhost` while internal targets are refused.
+    #[error("localhost is a loopback name (set [webhooks] allow_internal to allow it)")]
+    Localhost,
+    /// The gateway itself.
+    #[error("{0} is this gateway's own endpoint")]
+    OwnEndpoint(SocketAddr),
+    /// An internal address while internal targets are refused.
+    #[error("{ip} is {why} (set [webhooks] allow_internal to allow it)")]
+    Internal {
+        /// The address.
+        ip: IpAddr,
+        /// What kind of internal address.
+        why: &'static str,
+    },
+    /// The host name does not resolve.
+    #[error("cannot resolve {host}: {source}")]
+    Resolve {
+        /// The host.
+        host: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The host name resolves to nothing.
+    #[error("{0} resolves to no address")]
+    NoAddress(String),
+    /// Connecting or the TLS handshake failed.
+    #[error("{addr}: {source}")]
+    Connect {
+        /// The address tried.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The host is not a valid TLS server name.
+    #[error("{0}: not a TLS server name")]
+    ServerName(String),
+    /// The HTTP exchange failed.
+    #[error("HTTP: {0}")]
+    Http(String),
+    /// No answer in time.
+    #[error("no answer within {0} ms")]
+    Timeout(u64),
+    /// The configured CA file cannot be used.
+    #[error("webhooks.ca_file: {0}")]
+    CaFile(String),
+}
+
 /// The parts of a webhook URL a connection needs.
 #[derive(Debug)]
 struct Target {
@@ -66,16 +128,18 @@ struct Target {
     path_and_query: String,
 }
 
-fn parse(url: &str) -> Result<Target, String> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
+fn parse(url: &str) -> Result<Target, WebhookError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| WebhookError::NotAUrl(e.to_string()))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
-        _ => return Err("the scheme must be https (or http where allowed)".into()),
+        _ => return Err(WebhookError::Scheme),
     };
     let host = uri
         .host()
-        .ok_or("the URL names no host")?
+        .ok_or(WebhookError::NoHost)?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
@@ -93,47 +157,40 @@ fn parse(url: &str) -> Result<Target, String> {
 
 impl WebhookNotifier {
     /// A notifier under `config`, for a gateway listening on `own`.
-    pub fn new(config: WebhooksConfig, own: SocketAddr) -> Result<Self, String> {
+    pub fn new(config: WebhooksConfig, own: SocketAddr) -> Result<Self, WebhookError> {
         let ca = (!config.ca_file.is_empty()).then(|| std::path::Path::new(&config.ca_file));
         let tls = vallum_xks::tls::client_config(ca)
             .map(Arc::new)
-            .map_err(|e| format!("webhooks.ca_file: {e}"))?;
+            .map_err(|e| WebhookError::CaFile(e.to_string()))?;
         Ok(Self { config, own, tls })
     }
 
     /// Refuses `addr` as a target: the gateway itself always, internal addresses unless
     /// allowed.
-    fn check_addr(&self, addr: SocketAddr) -> Result<(), String> {
+    fn check_addr(&self, addr: SocketAddr) -> Result<(), WebhookError> {
         let own_ip = self.own.ip();
         let is_own = addr.port() == self.own.port()
             && (addr.ip() == own_ip
                 || (own_ip.is_unspecified()
                     && (addr.ip().is_loopback() || addr.ip().is_unspecified())));
         if is_own {
-            return Err(format!("{addr} is this gateway's own endpoint"));
+            return Err(WebhookError::OwnEndpoint(addr));
         }
         if !self.config.allow_internal
             && let Some(why) = internal(addr.ip())
         {
-            return Err(format!(
-                "{} is {why} (set [webhooks] allow_internal to allow it)",
-                addr.ip()
-            ));
+            return Err(WebhookError::Internal { ip: addr.ip(), why });
         }
         Ok(())
     }
 
-    fn check_url(&self, url: &str) -> Result<Target, String> {
+    fn check_url(&self, url: &str) -> Result<Target, WebhookError> {
         let target = parse(url)?;
         if !target.https && !self.config.allow_http {
-            return Err(
-                "webhooks are https:// only (set [webhooks] allow_http to allow http://)".into(),
-            );
+            return Err(WebhookError::HttpNotAllowed);
         }
         if target.host.eq_ignore_ascii_case("localhost") && !self.config.allow_internal {
-            return Err(
-                "localhost is a loopback name (set [webhooks] allow_internal to allow it)".into(),
-            );
+            return Err(WebhookError::Localhost);
         }
         if let Ok(ip) = target.host.parse::<IpAddr>() {
             self.check_addr(SocketAddr::new(ip, target.port))?;
@@ -147,18 +204,21 @@ impl WebhookNotifier {
         target: &Target,
         delivery: &Delivery,
         body: &Bytes,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, WebhookError> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
-            .map_err(|e| format!("cannot resolve {}: {e}", target.host))?
+            .map_err(|source| WebhookError::Resolve {
+                host: target.host.clone(),
+                source,
+            })?
             .collect();
         if addrs.is_empty() {
-            return Err(format!("{} resolves to no address", target.host));
+            return Err(WebhookError::NoAddress(target.host.clone()));
         }
         for addr in &addrs {
             self.check_addr(*addr)?;
         }
-        let mut last = String::new();
+        let mut last = WebhookError::NoAddress(target.host.clone());
         for addr in addrs {
             match self.post(addr, target, delivery, body).await {
                 Ok(status) => return Ok(status),
@@ -174,10 +234,10 @@ impl WebhookNotifier {
         target: &Target,
         delivery: &Delivery,
         body: &Bytes,
-    ) -> Result<u16, String> {
+    ) -> Result<u16, WebhookError> {
         let tcp = tokio::net::TcpStream::connect(addr)
             .await
-            .map_err(|e| format!("{addr}: {e}"))?;
+            .map_err(|source| WebhookError::Connect { addr, source })?;
         let _ = tcp.set_nodelay(true);
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         let mut signed = format!("{ts}.").into_bytes();
@@ -199,15 +259,15 @@ impl WebhookNotifier {
             .header("x-vallum-delivery", delivery.id.as_str())
             .header(SIGNATURE_HEADER, signature)
             .body(Full::new(body.clone()))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| WebhookError::Http(e.to_string()))?;
         if target.https {
             let tls = Arc::clone(&self.tls);
             let name = tokio_rustls::rustls::pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| format!("{}: {e}", target.host))?;
+                .map_err(|_| WebhookError::ServerName(target.host.clone()))?;
             let stream = tokio_rustls::TlsConnector::from(tls)
                 .connect(name, tcp)
                 .await
-                .map_err(|e| format!("TLS with {addr}: {e}"))?;
+                .map_err(|source| WebhookError::Connect { addr, source })?;
             send(hyper_util::rt::TokioIo::new(stream), request).await
         } else {
             send(hyper_util::rt::TokioIo::new(tcp), request).await
@@ -229,7 +289,7 @@ impl WebhookNotifier {
         for attempt in 1..=self.config.attempts {
             let outcome = tokio::time::timeout(timeout, self.attempt(&target, &delivery, &body))
                 .await
-                .unwrap_or_else(|_| Err(format!("no answer within {} ms", self.config.timeout_ms)));
+                .unwrap_or(Err(WebhookError::Timeout(self.config.timeout_ms)));
             match outcome {
                 Ok(status) if (200..300).contains(&status) => {
                     tracing::debug!(%url, event = %delivery.event, attempt, "guardian webhook notified");
@@ -256,18 +316,18 @@ impl WebhookNotifier {
     }
 }
 
-async fn send<I>(io: I, request: http::Request<Full<Bytes>>) -> Result<u16, String>
+async fn send<I>(io: I, request: http::Request<Full<Bytes>>) -> Result<u16, WebhookError>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| WebhookError::Http(e.to_string()))?;
     let driver = tokio::spawn(conn);
     let response = sender
         .send_request(request)
         .await
-        .map_err(|e| e.to_string());
+        .map_err(|e| WebhookError::Http(e.to_string()));
     let status = match response {
         Ok(resp) => {
             let status = resp.status().as_u16();
@@ -288,7 +348,7 @@ pub struct SharedNotifier(pub Arc<WebhookNotifier>);
 
 impl Notifier for SharedNotifier {
     fn check_target(&self, url: &str) -> Result<(), String> {
-        self.0.check_url(url).map(drop)
+        self.0.check_url(url).map(drop).map_err(|e| e.to_string())
     }
 
     fn notify(&self, delivery: Delivery) {
@@ -339,6 +399,7 @@ mod tests {
         let err = lenient
             .check_url("http://127.0.0.1:9000/admin/v1/tenants")
             .unwrap_err();
-        assert!(err.contains("own endpoint"), "{err}");
+        assert!(matches!(err, WebhookError::OwnEndpoint(_)), "{err}");
+        assert!(err.to_string().contains("own endpoint"), "{err}");
     }
 }

@@ -469,7 +469,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         crate::notify::WebhookNotifier::new(config.webhooks.clone(), addr).map_err(|e| {
             ServerError::Config(crate::config::ConfigError::Value {
                 field: "webhooks.ca_file",
-                message: e,
+                message: e.to_string(),
             })
         })?;
     let secrets = vallum_crypto::secretbox::SecretBox::load_or_create(
