@@ -222,6 +222,148 @@ fn register_jobs(
     registry
 }
 
+/// One permit per client connection the descriptor limit allows (raised to the hard limit
+/// first): descriptors are the budget, every connection holds one, and so do the stores.
+fn connection_permits(config: &crate::config::ConnectionsConfig) -> Arc<tokio::sync::Semaphore> {
+    let descriptors = crate::conn::raise_descriptor_limit();
+    let max_connections = crate::conn::connection_budget(config.max, descriptors);
+    if config.max > max_connections {
+        tracing::warn!(
+            configured = config.max,
+            max_connections,
+            "connections.max is above what the descriptor limit allows; lowered"
+        );
+    }
+    tracing::info!(max_connections, ?descriptors, "client connection limit");
+    Arc::new(tokio::sync::Semaphore::new(max_connections))
+}
+
+/// The accept loop: connections up to the permits, TLS when configured, each watched for
+/// idleness; on shutdown, in-flight requests get a grace period.
+struct Acceptor {
+    listener: TcpListener,
+    http: VallumHttp,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    permits: Arc<tokio::sync::Semaphore>,
+    idle_timeout: Duration,
+}
+
+impl Acceptor {
+    async fn run(self, mut shutdown_rx: watch::Receiver<bool>) {
+        let Self {
+            listener,
+            http,
+            tls,
+            permits,
+            idle_timeout,
+        } = self;
+        let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
+        conn_builder
+            .http1()
+            .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        let accept_errors = crate::conn::RateLimited::default();
+        let mut failures_in_a_row = 0u32;
+        loop {
+            // At the limit, stop accepting: further clients wait in the listen backlog until a
+            // connection ends (idle ones end after the idle timeout).
+            let permit = tokio::select! {
+                permit = Arc::clone(&permits).acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                _ = shutdown_rx.changed() => break,
+            };
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (socket, peer) = match accepted {
+                        Ok(conn) => {
+                            failures_in_a_row = 0;
+                            conn
+                        }
+                        Err(err) => {
+                            // Out of descriptors (or memory): back off instead of spinning, and
+                            // log one line per interval, not one per attempt.
+                            failures_in_a_row = failures_in_a_row.saturating_add(1);
+                            if let Some(suppressed) = accept_errors.admit() {
+                                tracing::error!(%err, suppressed, "accepting a connection failed; backing off");
+                            }
+                            drop(permit);
+                            tokio::time::sleep(crate::conn::accept_backoff(failures_in_a_row)).await;
+                            continue;
+                        }
+                    };
+                    let _ = socket.set_nodelay(true);
+                    let activity = Arc::new(crate::conn::Activity::default());
+                    let mut http = http.clone();
+                    http.peer = Some(peer.ip());
+                    http.activity = Arc::clone(&activity);
+                    if let Some(acceptor) = &tls {
+                        // The handshake runs in the connection's task, bounded like a header read.
+                        let (acceptor, builder, watcher) =
+                            (acceptor.clone(), conn_builder.clone(), graceful.watcher());
+                        http.secure = true;
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            let handshake = tokio::time::timeout(
+                                Duration::from_secs(HEADER_READ_TIMEOUT_SECS),
+                                acceptor.accept(socket),
+                            );
+                            let stream = match handshake.await {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(err)) => {
+                                    tracing::debug!(%err, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => return,
+                            };
+                            let io = crate::conn::Watched::new(stream, Arc::clone(&activity));
+                            let conn = builder.serve_connection(TokioIo::new(io), http);
+                            tokio::select! {
+                                ended = watcher.watch(conn.into_owned()) => {
+                                    if let Err(err) = ended {
+                                        tracing::debug!(%err, "connection ended with an error");
+                                    }
+                                }
+                                () = activity.idle_for(idle_timeout) => {
+                                    tracing::debug!("closing an idle connection");
+                                }
+                            }
+                        });
+                        continue;
+                    }
+                    let io = crate::conn::Watched::new(socket, Arc::clone(&activity));
+                    let conn = conn_builder.serve_connection(TokioIo::new(io), http);
+                    let conn = graceful.watch(conn.into_owned());
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        tokio::select! {
+                            ended = conn => {
+                                if let Err(err) = ended {
+                                    tracing::debug!(%err, "connection ended with an error");
+                                }
+                            }
+                            () = activity.idle_for(idle_timeout) => {
+                                tracing::debug!("closing an idle connection");
+                            }
+                        }
+                    });
+                }
+                _ = shutdown_rx.changed() => break,
+            }
+        }
+        drop(listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(Duration::from_secs(SHUTDOWN_GRACE_SECS)) => {
+                tracing::warn!("in-flight requests did not finish within the shutdown grace period");
+            }
+        }
+    }
+}
+
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -539,7 +681,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         _ => None,
     };
 
-    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let (shutdown, shutdown_rx) = watch::channel(false);
 
     // Gateways sharing one metadata store run each leased job one at a time: a step runs
     // only under the job's lease, which outlives a crashed holder by at most its TTL.
@@ -555,124 +697,15 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let running_jobs = jobs.spawn_all(leases, Arc::clone(service.clock()), &holder);
     let (log_origin, log_vkey) = (ledger.origin().to_owned(), ledger.vkey().to_owned());
     let scheme = if tls.is_some() { "https" } else { "http" };
-    // Descriptors are the budget: every client connection holds one, and so do the stores.
-    let descriptors = crate::conn::raise_descriptor_limit();
-    let max_connections = crate::conn::connection_budget(config.connections.max, descriptors);
-    if config.connections.max > max_connections {
-        tracing::warn!(
-            configured = config.connections.max,
-            max_connections,
-            "connections.max is above what the descriptor limit allows; lowered"
-        );
-    }
-    tracing::info!(max_connections, ?descriptors, "client connection limit");
-    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
-    let idle_timeout = Duration::from_secs(config.connections.idle_timeout_secs);
+    let acceptor = Acceptor {
+        listener,
+        http,
+        tls,
+        permits: connection_permits(&config.connections),
+        idle_timeout: Duration::from_secs(config.connections.idle_timeout_secs),
+    };
     let task = tokio::spawn(async move {
-        let mut conn_builder = ConnBuilder::new(TokioExecutor::new());
-        conn_builder
-            .http1()
-            .keep_alive(true)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(HEADER_READ_TIMEOUT_SECS));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        let accept_errors = crate::conn::RateLimited::default();
-        let mut failures_in_a_row = 0u32;
-        loop {
-            // At the limit, stop accepting: further clients wait in the listen backlog until a
-            // connection ends (idle ones end after the idle timeout).
-            let permit = tokio::select! {
-                permit = Arc::clone(&permits).acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                _ = shutdown_rx.changed() => break,
-            };
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (socket, peer) = match accepted {
-                        Ok(conn) => {
-                            failures_in_a_row = 0;
-                            conn
-                        }
-                        Err(err) => {
-                            // Out of descriptors (or memory): back off instead of spinning, and
-                            // log one line per interval, not one per attempt.
-                            failures_in_a_row = failures_in_a_row.saturating_add(1);
-                            if let Some(suppressed) = accept_errors.admit() {
-                                tracing::error!(%err, suppressed, "accepting a connection failed; backing off");
-                            }
-                            drop(permit);
-                            tokio::time::sleep(crate::conn::accept_backoff(failures_in_a_row)).await;
-                            continue;
-                        }
-                    };
-                    let _ = socket.set_nodelay(true);
-                    let activity = Arc::new(crate::conn::Activity::default());
-                    let mut http = http.clone();
-                    http.peer = Some(peer.ip());
-                    http.activity = Arc::clone(&activity);
-                    if let Some(acceptor) = &tls {
-                        // The handshake runs in the connection's task, bounded like a header read.
-                        let (acceptor, builder, watcher) =
-                            (acceptor.clone(), conn_builder.clone(), graceful.watcher());
-                        http.secure = true;
-                        tokio::spawn(async move {
-                            let _permit = permit;
-                            let handshake = tokio::time::timeout(
-                                Duration::from_secs(HEADER_READ_TIMEOUT_SECS),
-                                acceptor.accept(socket),
-                            );
-                            let stream = match handshake.await {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(err)) => {
-                                    tracing::debug!(%err, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => return,
-                            };
-                            let io = crate::conn::Watched::new(stream, Arc::clone(&activity));
-                            let conn = builder.serve_connection(TokioIo::new(io), http);
-                            tokio::select! {
-                                ended = watcher.watch(conn.into_owned()) => {
-                                    if let Err(err) = ended {
-                                        tracing::debug!(%err, "connection ended with an error");
-                                    }
-                                }
-                                () = activity.idle_for(idle_timeout) => {
-                                    tracing::debug!("closing an idle connection");
-                                }
-                            }
-                        });
-                        continue;
-                    }
-                    let io = crate::conn::Watched::new(socket, Arc::clone(&activity));
-                    let conn = conn_builder.serve_connection(TokioIo::new(io), http);
-                    let conn = graceful.watch(conn.into_owned());
-                    tokio::spawn(async move {
-                        let _permit = permit;
-                        tokio::select! {
-                            ended = conn => {
-                                if let Err(err) = ended {
-                                    tracing::debug!(%err, "connection ended with an error");
-                                }
-                            }
-                            () = activity.idle_for(idle_timeout) => {
-                                tracing::debug!("closing an idle connection");
-                            }
-                        }
-                    });
-                }
-                _ = shutdown_rx.changed() => break,
-            }
-        }
-        drop(listener);
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(Duration::from_secs(SHUTDOWN_GRACE_SECS)) => {
-                tracing::warn!("in-flight requests did not finish within the shutdown grace period");
-            }
-        }
+        acceptor.run(shutdown_rx).await;
         running_jobs.stop().await;
         let stopping = Arc::clone(&ledger);
         let _ = tokio::task::spawn_blocking(move || stopping.stop()).await;
