@@ -17,8 +17,7 @@
 //! | GET | `buckets/<b>/placement/<key>` | the placement decision for an object, every site's verdict |
 //! | GET | `compliance`, `buckets/<b>/compliance` | whether each bucket's stored data is inside its policy today |
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -49,7 +48,7 @@ pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
 pub struct Admin {
     service: Arc<ObjectService>,
     iam: Arc<Iam>,
-    jobs: Mutex<HashMap<String, RewrapProgress>>,
+    rewrap: Arc<crate::jobs::KeyRewrap>,
     sites: Option<Arc<crate::sites::SiteManager>>,
     ledger: Option<Arc<crate::ledger::Ledger>>,
     job_statuses: Option<vallum_core::jobs::JobStatuses>,
@@ -176,11 +175,17 @@ pub(crate) fn not_allowed(method: &Method) -> Failure {
 
 impl Admin {
     /// The admin API over `service`, its callers known to `iam`.
-    pub fn new(service: Arc<ObjectService>, iam: Arc<Iam>) -> Self {
+    /// The API over `service` and `iam`; key re-wraps go to `rewrap`, a job of the gateway's
+    /// registry.
+    pub fn new(
+        service: Arc<ObjectService>,
+        iam: Arc<Iam>,
+        rewrap: Arc<crate::jobs::KeyRewrap>,
+    ) -> Self {
         Self {
             service,
             iam,
-            jobs: Mutex::default(),
+            rewrap,
             sites: None,
             ledger: None,
             job_statuses: None,
@@ -497,14 +502,11 @@ impl Admin {
                     .map(vallum_core::jobs::JobStatuses::list)
                     .unwrap_or_default();
                 let rewraps: Vec<serde_json::Value> = self
-                    .jobs
-                    .lock()
-                    .map(|j| {
-                        j.iter()
-                            .map(|(key, p)| serde_json::json!({ "key_id": key, "progress": value(p) }))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                    .rewrap
+                    .all()
+                    .iter()
+                    .map(|(key, p)| serde_json::json!({ "key_id": key, "progress": value(p) }))
+                    .collect();
                 Ok(serde_json::json!({ "jobs": value(&jobs), "rewraps": rewraps }))
             }
             (&Method::GET, ["keys"]) => {
@@ -613,69 +615,14 @@ impl Admin {
         vallum_ledger::report::CheckpointRef::from_note(&note)
     }
 
-    fn job_name(id: &str) -> String {
-        format!("rewrap:{id}")
-    }
-
-    /// The re-wrap job's progress: this gateway's, else the last one recorded by any gateway.
+    /// The re-wrap job's progress for key `id`: this gateway's, else the last one recorded.
     async fn progress(&self, id: &str) -> Option<RewrapProgress> {
-        if let Some(p) = self.jobs.lock().ok().and_then(|j| j.get(id).cloned()) {
-            return Some(p);
-        }
-        let state = self
-            .service
-            .meta()
-            .get_job(&Self::job_name(id))
-            .await
-            .ok()??;
-        serde_json::from_str(&state).ok()
+        self.rewrap.progress(id).await
     }
 
-    fn start_rewrap(self: &Arc<Self>, id: &str) {
-        let this = Arc::clone(self);
-        let id = id.to_owned();
-        if let Ok(mut jobs) = self.jobs.lock() {
-            if jobs.get(&id).is_some_and(|p| !p.done) {
-                return;
-            }
-            jobs.insert(id.clone(), RewrapProgress::default());
-        }
-        let ctx = RequestContext::system("key-rotation");
-        tokio::spawn(async move {
-            let ctx = &ctx;
-            let record = |p: &RewrapProgress| {
-                if let Ok(mut jobs) = this.jobs.lock() {
-                    jobs.insert(id.clone(), p.clone());
-                }
-            };
-            let result = this.service.rewrap_key(ctx, &id, record).await;
-            let final_state = match result {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(key_id = %id, error = %e, "re-wrap job failed");
-                    let mut p = this
-                        .jobs
-                        .lock()
-                        .ok()
-                        .and_then(|j| j.get(&id).cloned())
-                        .unwrap_or_default();
-                    p.last_error = Some(e.to_string());
-                    p.done = true;
-                    p
-                }
-            };
-            if let Ok(mut jobs) = this.jobs.lock() {
-                jobs.insert(id.clone(), final_state.clone());
-            }
-            let now = this.service.now_ms();
-            if let Ok(state) = serde_json::to_string(&final_state) {
-                let _ = this
-                    .service
-                    .meta()
-                    .put_job(&Self::job_name(&id), &state, now)
-                    .await;
-            }
-        });
+    /// Queues a re-wrap of key `id` on this gateway's re-wrap job.
+    fn start_rewrap(&self, id: &str) {
+        self.rewrap.request(id);
     }
 }
 

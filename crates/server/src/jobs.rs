@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use vallum_core::context::RequestContext;
 use vallum_core::gc::GcPolicy;
 use vallum_core::jobs::{Job, JobError, Step};
+use vallum_core::keyadmin::RewrapProgress;
 use vallum_core::service::ObjectService;
 use vallum_meta::SqliteMetaStore;
 
@@ -22,6 +23,8 @@ pub const KEY_DELETION_INTERVAL: Duration = Duration::from_secs(60);
 pub const BOUNDARY_CHECK_INTERVAL: Duration = Duration::from_secs(300);
 /// How often identity records are reloaded (changes made through another gateway).
 pub const IAM_REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the re-wrap job looks at its queue when nothing wakes it.
+pub const KEY_REWRAP_INTERVAL: Duration = Duration::from_secs(60);
 /// How often the embedded store's files are checked (write-ahead file present, commit
 /// high-water mark recorded).
 pub const META_GUARD_INTERVAL: Duration = Duration::from_secs(1);
@@ -305,5 +308,136 @@ impl Job for LedgerIntegration {
     }
     async fn step(&self) -> Result<Step, JobError> {
         Ok(Step::more(self.ledger.integrate_shared().await?))
+    }
+}
+
+/// The record of a key's re-wrap in the metadata store (any gateway reads it).
+fn rewrap_record(key_id: &str) -> String {
+    format!("rewrap:{key_id}")
+}
+
+/// Re-wraps every data key under a key's current version, after a rotation or on request:
+/// requested keys queue up on the gateway that received the request and are re-wrapped one at
+/// a time, with progress per key (kept here and recorded in the metadata store).
+pub struct KeyRewrap {
+    service: Arc<ObjectService>,
+    queue: Mutex<std::collections::VecDeque<String>>,
+    progress: Mutex<std::collections::BTreeMap<String, RewrapProgress>>,
+    wake: Arc<tokio::sync::Notify>,
+}
+
+impl KeyRewrap {
+    /// The job over `service`.
+    #[must_use]
+    pub fn new(service: Arc<ObjectService>) -> Arc<Self> {
+        Arc::new(Self {
+            service,
+            queue: Mutex::default(),
+            progress: Mutex::default(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+        })
+    }
+
+    /// Queues a re-wrap of `key_id` (not again while one is queued or running) and wakes
+    /// the job.
+    pub fn request(&self, key_id: &str) {
+        if let Ok(mut progress) = self.progress.lock() {
+            if progress.get(key_id).is_some_and(|p| !p.done) {
+                return;
+            }
+            progress.insert(key_id.to_owned(), RewrapProgress::default());
+        }
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.push_back(key_id.to_owned());
+        }
+        self.wake.notify_one();
+    }
+
+    /// The re-wrap of `key_id`: this gateway's, else the last one any gateway recorded.
+    pub async fn progress(&self, key_id: &str) -> Option<RewrapProgress> {
+        if let Some(p) = self
+            .progress
+            .lock()
+            .ok()
+            .and_then(|p| p.get(key_id).cloned())
+        {
+            return Some(p);
+        }
+        let state = self
+            .service
+            .meta()
+            .get_job(&rewrap_record(key_id))
+            .await
+            .ok()??;
+        serde_json::from_str(&state).ok()
+    }
+
+    /// Every re-wrap this gateway ran or runs, by key.
+    #[must_use]
+    pub fn all(&self) -> Vec<(String, RewrapProgress)> {
+        self.progress
+            .lock()
+            .map(|p| p.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn set(&self, key_id: &str, p: &RewrapProgress) {
+        if let Ok(mut progress) = self.progress.lock() {
+            progress.insert(key_id.to_owned(), p.clone());
+        }
+    }
+}
+
+#[async_trait]
+impl Job for KeyRewrap {
+    fn name(&self) -> &'static str {
+        "key-rewrap"
+    }
+    fn leased(&self) -> bool {
+        false
+    }
+    fn interval(&self) -> Duration {
+        KEY_REWRAP_INTERVAL
+    }
+    fn wake(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&self.wake))
+    }
+    fn runs_at_start(&self) -> bool {
+        false
+    }
+    async fn step(&self) -> Result<Step, JobError> {
+        let next = self.queue.lock().ok().and_then(|mut q| q.pop_front());
+        let Some(key_id) = next else {
+            return Ok(Step::done());
+        };
+        let ctx = RequestContext::system("key-rotation");
+        let result = self
+            .service
+            .rewrap_key(&ctx, &key_id, |p| self.set(&key_id, p))
+            .await;
+        let done = match result {
+            Ok(p) => p,
+            Err(e) => {
+                // One key's failure is its re-wrap's outcome, not the job's.
+                tracing::warn!(key_id = %key_id, error = %e, "re-wrap failed");
+                let mut p = self
+                    .progress
+                    .lock()
+                    .ok()
+                    .and_then(|p| p.get(&key_id).cloned())
+                    .unwrap_or_default();
+                p.last_error = Some(e.to_string());
+                p.done = true;
+                p
+            }
+        };
+        self.set(&key_id, &done);
+        let state = serde_json::to_string(&done)?;
+        self.service
+            .meta()
+            .put_job(&rewrap_record(&key_id), &state, self.service.now_ms())
+            .await?;
+        let more = self.queue.lock().is_ok_and(|q| !q.is_empty());
+        Ok(Step::more(more).with_progress(serde_json::json!({ "key_id": key_id, "rewrap": done })))
     }
 }

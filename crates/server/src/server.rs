@@ -652,13 +652,16 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         builder.set_host(crate::host::VallumHost::new(&config.domains));
     }
     let metrics = Arc::new(Metrics::new());
-    let jobs = register_jobs(&config, &service, &iam, &sites, &ledger, &metrics, &meta);
+    let rewrap = crate::jobs::KeyRewrap::new(Arc::clone(&service));
+    let mut jobs = register_jobs(&config, &service, &iam, &sites, &ledger, &metrics, &meta);
+    // Key re-wraps are requested through the admin API, which queues them on this job.
+    jobs.register(Arc::clone(&rewrap) as Arc<dyn vallum_core::jobs::Job>);
     let http = VallumHttp {
         s3: builder.build(),
         metrics: Arc::clone(&metrics),
         ledger: Arc::clone(&ledger),
         admin: Arc::new(
-            crate::admin::Admin::new(Arc::clone(&service), Arc::clone(&iam))
+            crate::admin::Admin::new(Arc::clone(&service), Arc::clone(&iam), rewrap)
                 .with_sites(Arc::clone(&sites))
                 .with_ledger(Arc::clone(&ledger))
                 .with_jobs(jobs.statuses()),

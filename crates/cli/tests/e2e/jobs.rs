@@ -50,6 +50,7 @@ fn every_background_job_is_listed_with_what_it_last_did() {
         "gc",
         "iam-refresh",
         "key-deletion",
+        "key-rewrap",
         "lifecycle",
         "meta-guard",
         "replica-repair",
