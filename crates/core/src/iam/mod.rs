@@ -577,7 +577,20 @@ impl Iam {
             return Ok(Some(self.root_secret.clone()));
         }
         let snap = self.snapshot();
-        let key: Cow<'_, AccessKey> = match snap.keys.get(access_key) {
+        let Some(key) = self.active_key(&snap, access_key).await? else {
+            return Ok(None);
+        };
+        Ok(Some(self.open_secret(&key)?))
+    }
+
+    /// An access key's record: borrowed from the snapshot, or read (created on another gateway
+    /// since the last refresh); `None` when unknown, refused when disabled.
+    async fn active_key<'a>(
+        &self,
+        snap: &'a IamState,
+        access_key: &str,
+    ) -> IamResult<Option<Cow<'a, AccessKey>>> {
+        let key: Cow<'a, AccessKey> = match snap.keys.get(access_key) {
             Some(k) => Cow::Borrowed(k),
             None => match self.get::<AccessKey>(kind::ACCESS_KEY, access_key).await? {
                 Some((k, _)) => Cow::Owned(k),
@@ -589,7 +602,7 @@ impl Iam {
                 "access key {access_key} is disabled"
             )));
         }
-        Ok(Some(self.open_secret(&key)?))
+        Ok(Some(key))
     }
 
     /// The principal an access key stands for, with its secret (to check the signature);
@@ -605,18 +618,9 @@ impl Iam {
         let snap = self.snapshot();
         // Records are borrowed from the snapshot, not copied (a user's record carries its
         // identity policy); those created on another gateway since the last refresh are read.
-        let key: Cow<'_, AccessKey> = match snap.keys.get(access_key) {
-            Some(k) => Cow::Borrowed(k),
-            None => match self.get::<AccessKey>(kind::ACCESS_KEY, access_key).await? {
-                Some((k, _)) => Cow::Owned(k),
-                None => return Ok(None),
-            },
+        let Some(key) = self.active_key(&snap, access_key).await? else {
+            return Ok(None);
         };
-        if key.state != State::Active {
-            return Err(IamError::Denied(format!(
-                "access key {access_key} is disabled"
-            )));
-        }
         let principal = match &key.owner {
             Owner::User { tenant, name } => {
                 let id = format!("{tenant}/{name}");
