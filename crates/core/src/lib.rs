@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod list;
 pub mod meta;
 pub mod multipart;
+pub mod records;
 pub mod repair;
 pub mod residency;
 pub mod service;

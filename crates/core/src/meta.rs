@@ -239,12 +239,12 @@ pub struct SiteRecord {
     pub changed_ms: i64,
 }
 
-/// An identity or access-control record (a tenant, user, access key, operator, charter,
-/// lockbox request or bucket policy): a JSON document opaque to the metadata store, with a
-/// revision for compare-and-set updates. Secrets inside are encrypted before they get here.
+/// A record as stored (an identity record, a site's run-time record, a job's state, ...): a
+/// JSON document opaque to the metadata store, with a revision for compare-and-set updates.
+/// Secrets inside are encrypted before they get here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IamRecord {
-    /// Record kind (`tenant`, `user`, `access-key`, ...).
+pub struct StoredRecord {
+    /// Record kind (`tenant`, `user`, `site`, `job`, ...; see [`crate::records::kind`]).
     pub kind: String,
     /// Id, unique within the kind.
     pub id: String,
@@ -728,23 +728,20 @@ pub trait ReplicaIndex: Send + Sync + 'static {
     async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>>;
 }
 
-/// Typed, versioned records keyed by kind and id with compare-and-set (identity records), run-time site records and saved job states.
+/// The record store: typed, versioned documents keyed by kind and id, with compare-and-set.
+/// Identity records, run-time site records and saved job states live here, and so does every
+/// new kind of record (one constant in [`crate::records::kind`], no new table, method or
+/// migration). [`crate::records::TypedRecords`] reads and writes them as typed values.
 #[async_trait::async_trait]
 pub trait Records: Send + Sync + 'static {
-    /// Every site recorded at run time.
-    async fn site_records(&self) -> MetaResult<Vec<SiteRecord>>;
-    /// Records (or replaces) a site's run-time record.
-    async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()>;
-    /// Forgets a site's run-time record; succeeds if there is none.
-    async fn delete_site_record(&self, id: &str) -> MetaResult<()>;
-    /// Every identity record of `kind`, by id.
-    async fn iam_records(&self, kind: &str) -> MetaResult<Vec<IamRecord>>;
-    /// One identity record.
-    async fn iam_record(&self, kind: &str, id: &str) -> MetaResult<Option<IamRecord>>;
+    /// Every record of `kind`, by id.
+    async fn records(&self, kind: &str) -> MetaResult<Vec<StoredRecord>>;
+    /// One record.
+    async fn record(&self, kind: &str, id: &str) -> MetaResult<Option<StoredRecord>>;
     /// Writes `body` as record `kind`/`id` if its revision is still `expected` (`None`: the
     /// record must not exist yet); the new revision, or `None` when another writer got there
     /// first.
-    async fn put_iam_record(
+    async fn put_record(
         &self,
         kind: &str,
         id: &str,
@@ -752,11 +749,7 @@ pub trait Records: Send + Sync + 'static {
         expected: Option<i64>,
     ) -> MetaResult<Option<i64>>;
     /// Deletes record `kind`/`id` if its revision is still `expected`; whether it did.
-    async fn delete_iam_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool>;
-    /// The saved state of background job `name` (opaque JSON), if any.
-    async fn get_job(&self, name: &str) -> MetaResult<Option<String>>;
-    /// Saves the state of background job `name`.
-    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()>;
+    async fn delete_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool>;
 }
 
 /// Leases under which one gateway at a time runs a job.

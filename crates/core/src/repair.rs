@@ -16,6 +16,7 @@ use vallum_types::BlobId;
 use crate::blob::BlobError;
 use crate::error::Result;
 use crate::meta::{BlobPlacement, BucketRecord};
+use crate::records::TypedRecords;
 use crate::service::ObjectService;
 use crate::sites::{CrcTap, Topology};
 
@@ -69,10 +70,7 @@ pub struct RepairProgress {
 impl ObjectService {
     /// The repair job's saved progress.
     pub async fn repair_progress(&self) -> Result<RepairProgress> {
-        Ok(match self.meta.get_job(REPAIR_JOB).await? {
-            Some(text) => serde_json::from_str(&text).unwrap_or_default(),
-            None => RepairProgress::default(),
-        })
+        Ok(self.meta.job_state(REPAIR_JOB).await?)
     }
 
     /// Wakes when a write left fewer replicas than its placement wants.
@@ -127,8 +125,7 @@ impl ObjectService {
                 tracing::info!(counts = ?progress.current, scrub = progress.scrubbing, "replica repair pass finished");
             }
         }
-        let text = serde_json::to_string(&progress).unwrap_or_default();
-        self.meta.put_job(REPAIR_JOB, &text, self.now_ms()).await?;
+        self.meta.save_job_state(REPAIR_JOB, &progress).await?;
         Ok(progress)
     }
 

@@ -562,10 +562,6 @@ pub(crate) fn site_usage_from(
     })
 }
 
-/// Records or replaces a site record (`$1` id, `$2` definition, `$3` state, `$4` by, `$5` ms).
-pub(crate) const SITE_RECORD_UPSERT: &str = "INSERT INTO sites (id, definition, state, changed_by, changed_ms) VALUES ($1, $2, $3, $4, $5) \
-     ON CONFLICT (id) DO UPDATE SET definition = excluded.definition, state = excluded.state, changed_by = excluded.changed_by, changed_ms = excluded.changed_ms";
-
 /// A stored CRC32C (a BIGINT, as both backends have no unsigned 32-bit type).
 pub(crate) fn crc_from(value: Option<i64>) -> MetaResult<Option<u32>> {
     value.map(u32::try_from).transpose().map_err(corrupt)
@@ -607,28 +603,6 @@ macro_rules! blob_placement_from_row {
     }};
 }
 pub(crate) use blob_placement_from_row;
-
-/// Decodes a row of the `sites` table.
-macro_rules! site_record_from_row {
-    ($row:expr) => {{
-        use sqlx::Row as _;
-
-        Ok::<_, vallum_core::meta::MetaError>(vallum_core::meta::SiteRecord {
-            id: $row.try_get("id").map_err($crate::common::backend)?,
-            definition: $row
-                .try_get("definition")
-                .map_err($crate::common::backend)?,
-            state: $row.try_get("state").map_err($crate::common::backend)?,
-            changed_by: $row
-                .try_get("changed_by")
-                .map_err($crate::common::backend)?,
-            changed_ms: $row
-                .try_get("changed_ms")
-                .map_err($crate::common::backend)?,
-        })
-    }};
-}
-pub(crate) use site_record_from_row;
 
 #[cfg(test)]
 mod tests {

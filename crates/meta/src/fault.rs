@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use vallum_core::meta::BucketUpdate;
 use vallum_core::meta::{
-    BlobPlacement, BucketRecord, DeleteRequest, DeleteResult, Encryption, IamRecord, KeyedVersion,
-    Leases, ListStart, LogSequencing, MetaError, MetaResult, MetaStore, ObjectIndex, ObjectRecord,
-    ObjectSummary, PartRecord, Records, ReplicaIndex, SiteRecord, SiteUsage, TrashedBlob,
+    BlobPlacement, BucketRecord, DeleteRequest, DeleteResult, Encryption, KeyedVersion, Leases,
+    ListStart, LogSequencing, MetaError, MetaResult, MetaStore, ObjectIndex, ObjectRecord,
+    ObjectSummary, PartRecord, Records, ReplicaIndex, SiteUsage, StoredRecord, TrashedBlob,
     UploadRecord, Uploads, VersionStart, VersionSummary, WriteCondition,
 };
 use vallum_core::versioning::VersionUpdate;
@@ -338,32 +338,17 @@ impl ReplicaIndex for FaultInjectingMetaStore {
 
 #[async_trait::async_trait]
 impl Records for FaultInjectingMetaStore {
-    async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
+    async fn records(&self, kind: &str) -> MetaResult<Vec<StoredRecord>> {
         self.fault(false).await?;
-        self.inner.site_records().await
+        self.inner.records(kind).await
     }
 
-    async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()> {
-        self.fault(true).await?;
-        self.inner.put_site_record(site).await
-    }
-
-    async fn delete_site_record(&self, id: &str) -> MetaResult<()> {
-        self.fault(true).await?;
-        self.inner.delete_site_record(id).await
-    }
-
-    async fn iam_records(&self, kind: &str) -> MetaResult<Vec<IamRecord>> {
+    async fn record(&self, kind: &str, id: &str) -> MetaResult<Option<StoredRecord>> {
         self.fault(false).await?;
-        self.inner.iam_records(kind).await
+        self.inner.record(kind, id).await
     }
 
-    async fn iam_record(&self, kind: &str, id: &str) -> MetaResult<Option<IamRecord>> {
-        self.fault(false).await?;
-        self.inner.iam_record(kind, id).await
-    }
-
-    async fn put_iam_record(
+    async fn put_record(
         &self,
         kind: &str,
         id: &str,
@@ -371,22 +356,12 @@ impl Records for FaultInjectingMetaStore {
         expected: Option<i64>,
     ) -> MetaResult<Option<i64>> {
         self.fault(true).await?;
-        self.inner.put_iam_record(kind, id, body, expected).await
+        self.inner.put_record(kind, id, body, expected).await
     }
 
-    async fn delete_iam_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool> {
+    async fn delete_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool> {
         self.fault(true).await?;
-        self.inner.delete_iam_record(kind, id, expected).await
-    }
-
-    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
-        self.fault(false).await?;
-        self.inner.get_job(name).await
-    }
-
-    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
-        self.fault(true).await?;
-        self.inner.put_job(name, state, now_ms).await
+        self.inner.delete_record(kind, id, expected).await
     }
 }
 

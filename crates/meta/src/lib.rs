@@ -4,7 +4,7 @@
 mod common;
 mod fault;
 mod postgres;
-mod replicas;
+mod shared;
 mod sqlite;
 mod versions;
 

@@ -12,9 +12,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, Row, Transaction};
 use vallum_core::meta::{
-    BlobPlacement, BucketRecord, IamRecord, Leases, ListStart, LogSequencing, MetaError,
-    MetaResult, ObjectIndex, ObjectRecord, ObjectSummary, PartRecord, Records, ReplicaIndex,
-    SiteRecord, SiteUsage, TrashedBlob, UploadRecord, Uploads, VersionStart, VersionSummary,
+    BucketRecord, ListStart, LogSequencing, MetaError, MetaResult, ObjectIndex, ObjectRecord,
+    ObjectSummary, PartRecord, TrashedBlob, UploadRecord, Uploads, VersionStart, VersionSummary,
     WriteCondition,
 };
 use vallum_core::meta::{BucketUpdate, apply_bucket_update};
@@ -29,7 +28,7 @@ use crate::common::{
 };
 
 crate::versions::version_logic!(PgRow);
-crate::replicas::replica_logic!(PgPool);
+crate::shared::shared_ports!(PgMetaStore, read: pool, write: pool);
 
 async fn insert_segments(tx: &mut Tx<'_>, object: &ObjectRecord, vseq: i64) -> MetaResult<()> {
     let blobs: Vec<String> = object.segments.iter().map(|s| s.blob.to_string()).collect();
@@ -79,6 +78,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0007_boundary.sql"),
     include_str!("../migrations/postgres/0008_replicas.sql"),
     include_str!("../migrations/postgres/0009_iam.sql"),
+    include_str!("../migrations/postgres/0010_records.sql"),
 ];
 /// The schema version this build writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -764,124 +764,6 @@ impl Uploads for PgMetaStore {
         .await
         .map_err(backend)?;
         rows.iter().map(upload_row).collect()
-    }
-}
-
-#[async_trait::async_trait]
-impl ReplicaIndex for PgMetaStore {
-    async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>> {
-        blob_sites_in(&self.pool, blob).await
-    }
-
-    async fn set_blob_sites(
-        &self,
-        blob: BlobId,
-        expected: &[String],
-        sites: &[String],
-    ) -> MetaResult<bool> {
-        set_blob_sites_in(&self.pool, blob, expected, sites).await
-    }
-
-    async fn blob_placements(
-        &self,
-        after: Option<BlobId>,
-        limit: usize,
-    ) -> MetaResult<Vec<BlobPlacement>> {
-        blob_placements_in(&self.pool, after, limit).await
-    }
-
-    async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>> {
-        site_usage_in(&self.pool, bucket).await
-    }
-}
-
-#[async_trait::async_trait]
-impl Records for PgMetaStore {
-    async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
-        site_records_in(&self.pool).await
-    }
-
-    async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()> {
-        put_site_record_in(&self.pool, site).await
-    }
-
-    async fn delete_site_record(&self, id: &str) -> MetaResult<()> {
-        delete_site_record_in(&self.pool, id).await
-    }
-
-    async fn iam_records(&self, kind: &str) -> MetaResult<Vec<IamRecord>> {
-        iam_records_in(&self.pool, kind).await
-    }
-
-    async fn iam_record(&self, kind: &str, id: &str) -> MetaResult<Option<IamRecord>> {
-        iam_record_in(&self.pool, kind, id).await
-    }
-
-    async fn put_iam_record(
-        &self,
-        kind: &str,
-        id: &str,
-        body: &str,
-        expected: Option<i64>,
-    ) -> MetaResult<Option<i64>> {
-        put_iam_record_in(&self.pool, kind, id, body, expected).await
-    }
-
-    async fn delete_iam_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool> {
-        delete_iam_record_in(&self.pool, kind, id, expected).await
-    }
-
-    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
-        sqlx::query_scalar("SELECT state FROM jobs WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)
-    }
-
-    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
-        sqlx::query("INSERT INTO jobs (name, state, updated_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms")
-            .bind(name)
-            .bind(state)
-            .bind(now_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Leases for PgMetaStore {
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now_ms: i64,
-        ttl_ms: i64,
-    ) -> MetaResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE \
-             SET holder = excluded.holder, expires_ms = excluded.expires_ms WHERE leases.expires_ms < $4 OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now_ms.saturating_add(ttl_ms))
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
     }
 }
 

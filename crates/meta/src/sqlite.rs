@@ -24,7 +24,7 @@ use crate::common::{
 type Tx<'a> = Transaction<'a, Sqlite>;
 
 crate::versions::version_logic!(SqliteRow);
-crate::replicas::replica_logic!(SqlitePool);
+crate::shared::shared_ports!(SqliteMetaStore, read: read, write: write);
 
 async fn insert_segments(tx: &mut Tx<'_>, object: &ObjectRecord, vseq: i64) -> MetaResult<()> {
     for (seq, segment) in object.segments.iter().enumerate() {
@@ -79,9 +79,8 @@ fn object_from_rows(rows: &[SqliteRow]) -> MetaResult<Option<ObjectRecord>> {
     object_from_joined_rows!(rows)
 }
 use vallum_core::meta::{
-    BlobPlacement, BucketRecord, IamRecord, Leases, ListStart, LogSequencing, MetaError,
-    MetaResult, ObjectIndex, ObjectRecord, ObjectSummary, PartRecord, Records, ReplicaIndex,
-    SiteRecord, SiteUsage, TrashedBlob, UploadRecord, Uploads, VersionStart, VersionSummary,
+    BucketRecord, ListStart, LogSequencing, MetaError, MetaResult, ObjectIndex, ObjectRecord,
+    ObjectSummary, PartRecord, TrashedBlob, UploadRecord, Uploads, VersionStart, VersionSummary,
     WriteCondition,
 };
 use vallum_core::meta::{BucketUpdate, apply_bucket_update};
@@ -99,6 +98,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/sqlite/0008_replicas.sql"),
     include_str!("../migrations/sqlite/0009_iam.sql"),
     include_str!("../migrations/sqlite/0010_commit_counter.sql"),
+    include_str!("../migrations/sqlite/0011_records.sql"),
 ];
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -893,124 +893,6 @@ impl Uploads for SqliteMetaStore {
 }
 
 #[async_trait::async_trait]
-impl ReplicaIndex for SqliteMetaStore {
-    async fn blob_sites(&self, blob: BlobId) -> MetaResult<Option<Vec<String>>> {
-        blob_sites_in(&self.write, blob).await
-    }
-
-    async fn set_blob_sites(
-        &self,
-        blob: BlobId,
-        expected: &[String],
-        sites: &[String],
-    ) -> MetaResult<bool> {
-        set_blob_sites_in(&self.write, blob, expected, sites).await
-    }
-
-    async fn blob_placements(
-        &self,
-        after: Option<BlobId>,
-        limit: usize,
-    ) -> MetaResult<Vec<BlobPlacement>> {
-        blob_placements_in(&self.read, after, limit).await
-    }
-
-    async fn site_usage(&self, bucket: Option<&str>) -> MetaResult<Vec<SiteUsage>> {
-        site_usage_in(&self.read, bucket).await
-    }
-}
-
-#[async_trait::async_trait]
-impl Records for SqliteMetaStore {
-    async fn site_records(&self) -> MetaResult<Vec<SiteRecord>> {
-        site_records_in(&self.read).await
-    }
-
-    async fn put_site_record(&self, site: &SiteRecord) -> MetaResult<()> {
-        put_site_record_in(&self.write, site).await
-    }
-
-    async fn delete_site_record(&self, id: &str) -> MetaResult<()> {
-        delete_site_record_in(&self.write, id).await
-    }
-
-    async fn iam_records(&self, kind: &str) -> MetaResult<Vec<IamRecord>> {
-        iam_records_in(&self.read, kind).await
-    }
-
-    async fn iam_record(&self, kind: &str, id: &str) -> MetaResult<Option<IamRecord>> {
-        iam_record_in(&self.read, kind, id).await
-    }
-
-    async fn put_iam_record(
-        &self,
-        kind: &str,
-        id: &str,
-        body: &str,
-        expected: Option<i64>,
-    ) -> MetaResult<Option<i64>> {
-        put_iam_record_in(&self.write, kind, id, body, expected).await
-    }
-
-    async fn delete_iam_record(&self, kind: &str, id: &str, expected: i64) -> MetaResult<bool> {
-        delete_iam_record_in(&self.write, kind, id, expected).await
-    }
-
-    async fn get_job(&self, name: &str) -> MetaResult<Option<String>> {
-        sqlx::query_scalar("SELECT state FROM jobs WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(backend)
-    }
-
-    async fn put_job(&self, name: &str, state: &str, now_ms: i64) -> MetaResult<()> {
-        sqlx::query("INSERT INTO jobs (name, state, updated_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms")
-            .bind(name)
-            .bind(state)
-            .bind(now_ms)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
-impl Leases for SqliteMetaStore {
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now_ms: i64,
-        ttl_ms: i64,
-    ) -> MetaResult<bool> {
-        let done = sqlx::query(
-            "INSERT INTO leases (name, holder, expires_ms) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE \
-             SET holder = excluded.holder, expires_ms = excluded.expires_ms WHERE leases.expires_ms < $4 OR leases.holder = excluded.holder",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now_ms.saturating_add(ttl_ms))
-        .bind(now_ms)
-        .execute(&self.write)
-        .await
-        .map_err(backend)?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> MetaResult<()> {
-        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .execute(&self.write)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-}
-
-#[async_trait::async_trait]
 impl LogSequencing for SqliteMetaStore {
     async fn ledger_append(&self, entries: &[Vec<u8>]) -> MetaResult<u64> {
         let mut tx = self.write.begin().await.map_err(backend)?;
@@ -1173,6 +1055,67 @@ mod tests {
         // A crash now loses nothing acknowledged: the guard copied it into the database.
         let store = SqliteMetaStore::open(&path).await.unwrap();
         assert_eq!(bucket_names(&store).await, ["after", "before"]);
+        store.close().await;
+    }
+
+    /// Schema v11 moves the rows of the old `sites` and `jobs` tables into the record store.
+    #[tokio::test]
+    async fn site_and_job_rows_become_records_on_upgrade() {
+        use vallum_core::meta::{Records, SiteRecord};
+        use vallum_core::records::{TypedRecords, kind};
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        for sql in &MIGRATIONS[..10] {
+            sqlx::raw_sql(sql).execute(&pool).await.unwrap();
+        }
+        sqlx::raw_sql(
+            "PRAGMA user_version = 10; \
+             INSERT INTO sites VALUES ('s2', '{\"backend\":\"s3\"}', 'draining', 'alice', 7); \
+             INSERT INTO sites VALUES ('a1', NULL, 'removed', 'bob', 8); \
+             INSERT INTO jobs VALUES ('lifecycle', '{\"bucket\":\"b\"}', 9); \
+             INSERT INTO iam_records VALUES ('tenant', 'acme', '{}', 3);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = SqliteMetaStore::open(&path).await.unwrap();
+        assert_eq!(
+            store.load_all::<SiteRecord>().await.unwrap(),
+            [
+                SiteRecord {
+                    id: "a1".into(),
+                    definition: None,
+                    state: "removed".into(),
+                    changed_by: "bob".into(),
+                    changed_ms: 8,
+                },
+                SiteRecord {
+                    id: "s2".into(),
+                    definition: Some(r#"{"backend":"s3"}"#.into()),
+                    state: "draining".into(),
+                    changed_by: "alice".into(),
+                    changed_ms: 7,
+                },
+            ]
+        );
+        let job = store.record(kind::JOB, "lifecycle").await.unwrap().unwrap();
+        assert_eq!(job.body, r#"{"bucket":"b"}"#);
+        let tenant = store.record(kind::TENANT, "acme").await.unwrap().unwrap();
+        assert_eq!((tenant.body.as_str(), tenant.rev), ("{}", 3));
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('sites', 'jobs', 'iam_records')",
+        )
+        .fetch_all(&store.read)
+        .await
+        .unwrap();
+        assert!(tables.is_empty(), "old tables left: {tables:?}");
         store.close().await;
     }
 

@@ -131,7 +131,7 @@ fn main() {
             let rec = serde_json::json!({
                 "policy": serde_json::from_str::<serde_json::Value>(&bucket_policy(&bucket, i % USERS)).unwrap()
             });
-            meta.put_iam_record("bucket-policy", &format!("acme:{bucket}"), &rec.to_string(), None)
+            meta.put_record("bucket-policy", &format!("acme:{bucket}"), &rec.to_string(), None)
                 .await
                 .unwrap();
         }
@@ -141,7 +141,7 @@ fn main() {
                 "policy": {"Statement": [{"Effect": "Allow", "Action": "s3:GetObject",
                     "Resource": format!("arn:aws:s3:::home/user-{u:03}/*")}]}
             });
-            meta.put_iam_record("user", &format!("acme/user-{u:03}"), &user.to_string(), None)
+            meta.put_record("user", &format!("acme/user-{u:03}"), &user.to_string(), None)
                 .await
                 .unwrap();
         }

@@ -5,6 +5,8 @@
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use vallum_core::context::RequestContext;
+use vallum_core::meta::SiteRecord;
+use vallum_core::records::TypedRecords;
 use vallum_core::residency::{BoundaryPolicy, CivilDate, Residency, SiteProfile};
 use vallum_core::service::ObjectService;
 
@@ -205,7 +207,7 @@ pub(crate) async fn manage(
         _ => {}
     }
     let actor = ctx.actor.clone();
-    let records = s.meta().site_records().await?;
+    let records = s.meta().load_all::<SiteRecord>().await?;
     let record =
         |id: &str, definition: Option<String>, state: &str| vallum_core::meta::SiteRecord {
             id: id.to_owned(),
@@ -300,7 +302,7 @@ pub(crate) async fn manage(
         _ => return Err(not_allowed(method)),
     };
     if action != "site_unchanged" {
-        s.meta().put_site_record(&next).await?;
+        s.meta().save(&next.id, &next).await?;
         s.log(
             ctx,
             vallum_ledger::entry::Event::Admin {

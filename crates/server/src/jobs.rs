@@ -10,6 +10,7 @@ use vallum_core::context::RequestContext;
 use vallum_core::gc::GcPolicy;
 use vallum_core::jobs::{Job, JobError, Step};
 use vallum_core::keyadmin::RewrapProgress;
+use vallum_core::records::{TypedRecords, kind};
 use vallum_core::service::ObjectService;
 use vallum_meta::SqliteMetaStore;
 
@@ -363,13 +364,12 @@ impl KeyRewrap {
         {
             return Some(p);
         }
-        let state = self
-            .service
+        self.service
             .meta()
-            .get_job(&rewrap_record(key_id))
+            .load_as(kind::JOB, &rewrap_record(key_id))
             .await
-            .ok()??;
-        serde_json::from_str(&state).ok()
+            .ok()?
+            .map(|v| v.value)
     }
 
     /// Every re-wrap this gateway ran or runs, by key.
@@ -432,10 +432,9 @@ impl Job for KeyRewrap {
             }
         };
         self.set(&key_id, &done);
-        let state = serde_json::to_string(&done)?;
         self.service
             .meta()
-            .put_job(&rewrap_record(&key_id), &state, self.service.now_ms())
+            .save_job_state(&rewrap_record(&key_id), &done)
             .await?;
         let more = self.queue.lock().is_ok_and(|q| !q.is_empty());
         Ok(Step::more(more).with_progress(serde_json::json!({ "key_id": key_id, "rewrap": done })))

@@ -8,8 +8,9 @@
 use std::path::Path;
 use std::sync::Arc;
 use vallum_core::meta::ObjectIndex;
-use vallum_core::meta::Records;
 use vallum_core::meta::Uploads;
+use vallum_core::meta::{Records, SiteRecord};
+use vallum_core::records::TypedRecords;
 
 use vallum_core::list::versions_after;
 use vallum_core::meta::BucketUpdate;
@@ -71,7 +72,7 @@ pub async fn migrate_meta(
     let _lock = lock_data_dir(data_dir, false)?;
     let source = SqliteMetaStore::open(&data_dir.join("meta.db")).await?;
     let sites = crate::sites::SiteManager::new(config.clone(), data_dir.to_owned());
-    let (_, stores) = sites.build(&source.site_records().await?).await?;
+    let (_, stores) = sites.build(&source.load_all::<SiteRecord>().await?).await?;
     let store_of = |id: &str| stores.iter().find(|(s, _)| s == id).map(|(_, s)| s);
     let target: Arc<dyn MetaStore> = Arc::new(PgMetaStore::connect(url).await?);
     let mut report = MigrationReport::default();
@@ -98,17 +99,14 @@ pub async fn migrate_meta(
         }
     }
     progress(&format!("deleted {} trashed blobs", report.trash_deleted));
-    // Run-time site records (added, draining, removed sites) come along, so the gateways on
-    // PostgreSQL see the same sites.
-    for record in source.site_records().await? {
-        target.put_site_record(&record).await?;
-    }
-    // Identity records (tenants, users, sealed keys, operators, charters, lockbox, bucket
-    // policies) come verbatim: the secrets stay sealed by the same data-directory key.
-    for kind in vallum_core::iam::model::kind::ALL {
-        for r in source.iam_records(kind).await? {
-            if target.iam_record(kind, &r.id).await?.is_none() {
-                target.put_iam_record(kind, &r.id, &r.body, None).await?;
+    // Every record comes verbatim: identity records (tenants, users, sealed keys, operators,
+    // charters, lockbox, bucket policies; the secrets stay sealed by the same data-directory
+    // key), run-time site records (so the gateways on PostgreSQL see the same sites) and job
+    // states.
+    for kind in vallum_core::records::kind::ALL {
+        for r in source.records(kind).await? {
+            if target.record(kind, &r.id).await?.is_none() {
+                target.put_record(kind, &r.id, &r.body, None).await?;
             }
         }
     }

@@ -16,6 +16,8 @@ use vallum_blob::{AzureSite, LocalBlobStore, RemoteBlobStore, S3Site};
 use vallum_core::clock::SystemClock;
 use vallum_core::context::RequestContext;
 use vallum_core::journal::Event;
+use vallum_core::meta::SiteRecord;
+use vallum_core::records::TypedRecords;
 
 use crate::ledger::{Ledger, LedgerJournal};
 use vallum_core::gc::GcPolicy;
@@ -544,7 +546,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         config.clone(),
         data_dir.clone(),
     ));
-    let records = meta.shared().site_records().await?;
+    let records = meta.shared().load_all::<SiteRecord>().await?;
     let (residency, stores) = sites.build(&records).await?;
     let site_refs: Vec<_> = residency
         .sites()

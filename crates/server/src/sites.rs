@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use vallum_core::blob::BlobStore;
 use vallum_core::meta::SiteRecord;
+use vallum_core::records::TypedRecords;
 use vallum_core::residency::SiteState;
 use vallum_core::service::ObjectService;
 
@@ -153,7 +154,7 @@ impl SiteManager {
     pub async fn refresh(&self, service: &ObjectService) -> Result<bool, ServerError> {
         let records = service
             .meta()
-            .site_records()
+            .load_all::<SiteRecord>()
             .await
             .map_err(|e| ServerError::Site(e.to_string()))?;
         if self.applied.lock().await.as_ref() == Some(&records) {

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use vallum_types::{BlobId, UploadId};
 
 use crate::meta::BucketUpdate;
+use crate::meta::SiteRecord;
 use crate::meta::{
     BucketRecord, DeleteCondition, DeleteRequest, Leases, ListStart, LogSequencing, MetaError,
     MetaStore, ObjectAttrs, ObjectRecord, PartRecord, Records, Segment, UploadRecord, VersionStart,
     WriteCondition,
 };
+use crate::records::{TypedRecords, kind};
 use crate::versioning::{
     NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, RetentionMode, VersionUpdate,
     Versioning, next_seq,
@@ -1151,15 +1153,119 @@ pub async fn delete_conditions(store: Arc<dyn MetaStore>) {
     store.delete_bucket("c", 7).await.unwrap();
 }
 
-/// Job state round-trips and is replaced on save.
+/// Job state round-trips and is replaced on save; a state that no longer decodes starts
+/// afresh.
 pub async fn job_state(store: Arc<dyn Records>) {
-    assert!(store.get_job("lifecycle").await.unwrap().is_none());
-    store.put_job("lifecycle", "{\"a\":1}", 1).await.unwrap();
-    store.put_job("lifecycle", "{\"a\":2}", 2).await.unwrap();
+    #[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Progress {
+        a: u32,
+    }
+    let fresh: Progress = store.job_state("lifecycle").await.unwrap();
+    assert_eq!(fresh, Progress::default());
+    store
+        .save_job_state("lifecycle", &Progress { a: 1 })
+        .await
+        .unwrap();
+    store
+        .save_job_state("lifecycle", &Progress { a: 2 })
+        .await
+        .unwrap();
+    let got: Progress = store.job_state("lifecycle").await.unwrap();
+    assert_eq!(got, Progress { a: 2 });
     assert_eq!(
-        store.get_job("lifecycle").await.unwrap().as_deref(),
-        Some("{\"a\":2}")
+        store
+            .record(kind::JOB, "lifecycle")
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        r#"{"a":2}"#,
+        "a job's state is stored as its own JSON"
     );
+    let rev = store
+        .record(kind::JOB, "lifecycle")
+        .await
+        .unwrap()
+        .unwrap()
+        .rev;
+    store
+        .put_record(kind::JOB, "lifecycle", "not json", Some(rev))
+        .await
+        .unwrap()
+        .unwrap();
+    let reset: Progress = store.job_state("lifecycle").await.unwrap();
+    assert_eq!(reset, Progress::default());
+}
+
+/// Run-time site records through the typed layer: saved (the last writer wins), listed by id,
+/// removed idempotently; a body that does not decode is reported corrupt, not skipped.
+pub async fn site_records(store: Arc<dyn Records>) {
+    assert!(store.load_all::<SiteRecord>().await.unwrap().is_empty());
+    let mut rec = SiteRecord {
+        id: "s2".into(),
+        definition: Some("{\"backend\":\"s3\"}".into()),
+        state: "active".into(),
+        changed_by: "alice".into(),
+        changed_ms: 3,
+    };
+    assert_eq!(store.save(&rec.id, &rec).await.unwrap(), 1);
+    rec.state = "draining".into();
+    rec.changed_ms = 4;
+    assert_eq!(store.save(&rec.id, &rec).await.unwrap(), 2);
+    let cfg = SiteRecord {
+        id: "a1".into(),
+        definition: None,
+        state: "draining".into(),
+        changed_by: "bob".into(),
+        changed_ms: 5,
+    };
+    store.save(&cfg.id, &cfg).await.unwrap();
+    assert_eq!(
+        store.load_all::<SiteRecord>().await.unwrap(),
+        vec![cfg.clone(), rec.clone()]
+    );
+    let loaded = store.load::<SiteRecord>("s2").await.unwrap().unwrap();
+    assert_eq!(
+        (loaded.id.as_str(), loaded.rev, &loaded.value),
+        ("s2", 2, &rec)
+    );
+    assert!(store.remove::<SiteRecord>("s2").await.unwrap());
+    assert!(!store.remove::<SiteRecord>("s2").await.unwrap());
+    assert_eq!(store.load_all::<SiteRecord>().await.unwrap(), vec![cfg]);
+    // Kinds do not see each other's records.
+    assert!(store.records(kind::JOB).await.unwrap().is_empty());
+
+    // Concurrent last-writer-wins saves all land, one after another.
+    let saves = (0..8).map(|n| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let rec = SiteRecord {
+                id: "busy".into(),
+                definition: None,
+                state: "active".into(),
+                changed_by: format!("w{n}"),
+                changed_ms: n,
+            };
+            store.save("busy", &rec).await.unwrap()
+        })
+    });
+    let mut revs: Vec<i64> = futures::future::join_all(saves)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    revs.sort_unstable();
+    assert_eq!(revs, (1..=8).collect::<Vec<_>>());
+
+    store
+        .put_record(kind::SITE, "broken", "{", None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        store.load::<SiteRecord>("broken").await,
+        Err(crate::meta::MetaError::Corrupt(_))
+    ));
 }
 
 /// The shared transparency-log sequence: concurrent appends get distinct, gapless indexes and
@@ -1473,71 +1579,39 @@ pub async fn replica_records(store: Arc<dyn MetaStore>) {
         store.blob_placements(None, 10).await.unwrap().is_empty(),
         "the repair does not scan the trash"
     );
-
-    // Run-time site records.
-    assert!(store.site_records().await.unwrap().is_empty());
-    let mut rec = crate::meta::SiteRecord {
-        id: "s2".into(),
-        definition: Some("{\"backend\":\"s3\"}".into()),
-        state: "active".into(),
-        changed_by: "alice".into(),
-        changed_ms: 3,
-    };
-    store.put_site_record(&rec).await.unwrap();
-    rec.state = "draining".into();
-    rec.changed_ms = 4;
-    store.put_site_record(&rec).await.unwrap();
-    let cfg = crate::meta::SiteRecord {
-        id: "a1".into(),
-        definition: None,
-        state: "draining".into(),
-        changed_by: "bob".into(),
-        changed_ms: 5,
-    };
-    store.put_site_record(&cfg).await.unwrap();
-    assert_eq!(
-        store.site_records().await.unwrap(),
-        vec![cfg.clone(), rec.clone()]
-    );
-    store.delete_site_record("s2").await.unwrap();
-    store.delete_site_record("s2").await.unwrap();
-    assert_eq!(store.site_records().await.unwrap(), vec![cfg]);
 }
 
-/// Identity records: create-once, compare-and-set updates and deletes, listing by kind.
+/// The record store: create-once, compare-and-set updates and deletes, listing by kind.
 pub async fn iam_records(store: Arc<dyn Records>) {
-    assert!(store.iam_records("user").await.unwrap().is_empty());
-    assert_eq!(store.iam_record("user", "a/b").await.unwrap(), None);
+    assert!(store.records("user").await.unwrap().is_empty());
+    assert_eq!(store.record("user", "a/b").await.unwrap(), None);
     let put = |id: &'static str, body: &'static str, rev: Option<i64>| {
         let store = Arc::clone(&store);
-        async move { store.put_iam_record("user", id, body, rev).await.unwrap() }
+        async move { store.put_record("user", id, body, rev).await.unwrap() }
     };
     assert_eq!(put("t/bob", r#"{"n":1}"#, None).await, Some(1));
     // Creating it again loses: it exists.
     assert_eq!(put("t/bob", r#"{"n":9}"#, None).await, None);
     put("t/alice", "{}", None).await;
-    store
-        .put_iam_record("tenant", "t", "{}", None)
-        .await
-        .unwrap();
+    store.put_record("tenant", "t", "{}", None).await.unwrap();
     // A stale revision loses; the current one wins and bumps it.
     assert_eq!(put("t/bob", r#"{"n":2}"#, Some(7)).await, None);
     assert_eq!(put("t/bob", r#"{"n":2}"#, Some(1)).await, Some(2));
-    let bob = store.iam_record("user", "t/bob").await.unwrap().unwrap();
+    let bob = store.record("user", "t/bob").await.unwrap().unwrap();
     assert_eq!((bob.body.as_str(), bob.rev), (r#"{"n":2}"#, 2));
     let ids: Vec<String> = store
-        .iam_records("user")
+        .records("user")
         .await
         .unwrap()
         .into_iter()
         .map(|r| r.id)
         .collect();
     assert_eq!(ids, ["t/alice", "t/bob"]);
-    assert!(!store.delete_iam_record("user", "t/bob", 1).await.unwrap());
-    assert!(store.delete_iam_record("user", "t/bob", 2).await.unwrap());
-    assert!(!store.delete_iam_record("user", "t/bob", 2).await.unwrap());
-    assert_eq!(store.iam_records("user").await.unwrap().len(), 1);
-    assert_eq!(store.iam_records("tenant").await.unwrap().len(), 1);
+    assert!(!store.delete_record("user", "t/bob", 1).await.unwrap());
+    assert!(store.delete_record("user", "t/bob", 2).await.unwrap());
+    assert!(!store.delete_record("user", "t/bob", 2).await.unwrap());
+    assert_eq!(store.records("user").await.unwrap().len(), 1);
+    assert_eq!(store.records("tenant").await.unwrap().len(), 1);
 }
 
 /// Generates the conformance suites, one module per port with a `#[tokio::test]` per check;
@@ -1567,7 +1641,7 @@ macro_rules! meta_conformance_tests {
         mod records {
             #[allow(unused_imports)]
             use super::*;
-            $crate::meta_conformance_tests!(@each $make; iam_records, job_state);
+            $crate::meta_conformance_tests!(@each $make; iam_records, job_state, site_records);
         }
         mod leases {
             #[allow(unused_imports)]

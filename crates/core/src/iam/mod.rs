@@ -362,7 +362,7 @@ impl Iam {
 
     async fn all<T: DeserializeOwned>(&self, k: &str) -> IamResult<Vec<(String, T)>> {
         self.meta()
-            .iam_records(k)
+            .records(k)
             .await?
             .into_iter()
             .map(|r| Ok((r.id.clone(), parse(k, &r.id, &r.body)?)))
@@ -496,14 +496,14 @@ impl Iam {
     }
 
     async fn get<T: DeserializeOwned>(&self, k: &str, id: &str) -> IamResult<Option<(T, i64)>> {
-        match self.meta().iam_record(k, id).await? {
+        match self.meta().record(k, id).await? {
             Some(r) => Ok(Some((parse(k, id, &r.body)?, r.rev))),
             None => Ok(None),
         }
     }
 
     async fn create<T: Serialize>(&self, k: &str, id: &str, v: &T, what: &str) -> IamResult<()> {
-        match self.meta().put_iam_record(k, id, &to_json(v), None).await? {
+        match self.meta().put_record(k, id, &to_json(v), None).await? {
             Some(_) => Ok(()),
             None => Err(IamError::Exists(format!("{what} already exists"))),
         }
@@ -523,7 +523,7 @@ impl Iam {
             f(&mut v)?;
             if self
                 .meta()
-                .put_iam_record(k, id, &to_json(&v), Some(rev))
+                .put_record(k, id, &to_json(&v), Some(rev))
                 .await?
                 .is_some()
             {
@@ -537,10 +537,10 @@ impl Iam {
 
     async fn remove(&self, k: &str, id: &str) -> IamResult<bool> {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let Some(r) = self.meta().iam_record(k, id).await? else {
+            let Some(r) = self.meta().record(k, id).await? else {
                 return Ok(false);
             };
-            if self.meta().delete_iam_record(k, id, r.rev).await? {
+            if self.meta().delete_record(k, id, r.rev).await? {
                 return Ok(true);
             }
         }
@@ -552,10 +552,10 @@ impl Iam {
     /// Creates or replaces `kind`/`id`.
     async fn upsert<T: Serialize>(&self, k: &str, id: &str, v: &T) -> IamResult<()> {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let rev = self.meta().iam_record(k, id).await?.map(|r| r.rev);
+            let rev = self.meta().record(k, id).await?.map(|r| r.rev);
             if self
                 .meta()
-                .put_iam_record(k, id, &to_json(v), rev)
+                .put_record(k, id, &to_json(v), rev)
                 .await?
                 .is_some()
             {
@@ -1525,10 +1525,7 @@ impl Iam {
         F: FnMut(&mut BucketPolicyRecord) -> IamResult<()>,
     {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let current = self
-                .meta()
-                .iam_record(kind::BUCKET_POLICY, internal)
-                .await?;
+            let current = self.meta().record(kind::BUCKET_POLICY, internal).await?;
             let (mut rec, rev) = match &current {
                 Some(r) => (
                     parse::<BucketPolicyRecord>(kind::BUCKET_POLICY, internal, &r.body)?,
@@ -1542,14 +1539,14 @@ impl Iam {
                 match rev {
                     Some(rev) => {
                         self.meta()
-                            .delete_iam_record(kind::BUCKET_POLICY, internal, rev)
+                            .delete_record(kind::BUCKET_POLICY, internal, rev)
                             .await?
                     }
                     None => true,
                 }
             } else {
                 self.meta()
-                    .put_iam_record(kind::BUCKET_POLICY, internal, &to_json(&rec), rev)
+                    .put_record(kind::BUCKET_POLICY, internal, &to_json(&rec), rev)
                     .await?
                     .is_some()
             };
@@ -1674,16 +1671,11 @@ impl Iam {
         doc.validate()?;
         let by = ctx.actor.clone();
         let now = self.now_ms();
-        if self
-            .meta()
-            .iam_record(kind::CHARTER, tenant)
-            .await?
-            .is_none()
-        {
+        if self.meta().record(kind::CHARTER, tenant).await?.is_none() {
             // Ignore the race: the loser's update below sees the winner's record.
             let _ = self
                 .meta()
-                .put_iam_record(kind::CHARTER, tenant, &to_json(&Charter::default()), None)
+                .put_record(kind::CHARTER, tenant, &to_json(&Charter::default()), None)
                 .await?;
         }
         let charter = self

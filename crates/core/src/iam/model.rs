@@ -16,38 +16,7 @@ pub const MAX_TENANT_ID_LEN: usize = 32;
 pub const MAX_NAME_LEN: usize = 64;
 
 /// Record kinds in the metadata store.
-pub mod kind {
-    /// A tenant.
-    pub const TENANT: &str = "tenant";
-    /// A tenant's user (`<tenant>/<name>`).
-    pub const USER: &str = "user";
-    /// An access key (by key id).
-    pub const ACCESS_KEY: &str = "access-key";
-    /// An operator (platform staff).
-    pub const OPERATOR: &str = "operator";
-    /// A tenant's sovereignty charter (every version, by tenant).
-    pub const CHARTER: &str = "charter";
-    /// A lockbox access request and its grant.
-    pub const LOCKBOX: &str = "lockbox";
-    /// A bucket's policy and public-access block (by internal bucket name).
-    pub const BUCKET_POLICY: &str = "bucket-policy";
-    /// A tenant's guardians' attestation of an operator (`<tenant>/<operator>`).
-    pub const ATTESTATION: &str = "attestation";
-    /// The sealed secret signing a tenant's guardian webhook posts (by tenant).
-    pub const WEBHOOK_SECRET: &str = "webhook-secret";
-    /// Every kind, for copying a deployment's identity records (`vallum migrate-meta`).
-    pub const ALL: &[&str] = &[
-        TENANT,
-        USER,
-        ACCESS_KEY,
-        OPERATOR,
-        CHARTER,
-        LOCKBOX,
-        BUCKET_POLICY,
-        ATTESTATION,
-        WEBHOOK_SECRET,
-    ];
-}
+pub use crate::records::kind;
 
 /// Enabled or disabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -12,11 +12,12 @@ use crate::context::RequestContext;
 use serde::{Deserialize, Serialize};
 use vallum_types::limits::{LIFECYCLE_BATCH_VERSIONS, MAX_LIST_KEYS};
 
+use crate::Result;
 use crate::list::versions_after;
 use crate::meta::{DeleteCondition, DeleteRequest, MetaError, VersionStart, VersionSummary};
+use crate::records::TypedRecords;
 use crate::service::ObjectService;
 use crate::versioning::Versioning;
-use crate::{Error, Result};
 
 pub mod config;
 
@@ -81,10 +82,7 @@ impl ObjectService {
         budget: usize,
     ) -> Result<LifecycleProgress> {
         let now = self.now_ms();
-        let mut progress: LifecycleProgress = match self.meta.get_job(LIFECYCLE_JOB).await? {
-            Some(text) => serde_json::from_str(&text).unwrap_or_default(),
-            None => LifecycleProgress::default(),
-        };
+        let mut progress: LifecycleProgress = self.meta.job_state(LIFECYCLE_JOB).await?;
         if progress.bucket.is_none() {
             progress = LifecycleProgress {
                 pass_started_ms: now,
@@ -147,19 +145,11 @@ impl ObjectService {
 
     /// The saved lifecycle progress, for the admin API.
     pub async fn lifecycle_progress(&self) -> Result<LifecycleProgress> {
-        Ok(match self.meta.get_job(LIFECYCLE_JOB).await? {
-            Some(text) => serde_json::from_str(&text).unwrap_or_default(),
-            None => LifecycleProgress::default(),
-        })
+        Ok(self.meta.job_state(LIFECYCLE_JOB).await?)
     }
 
     async fn save_progress(&self, progress: &LifecycleProgress) -> Result<()> {
-        let text = serde_json::to_string(progress)
-            .map_err(|e| Error::Meta(MetaError::Backend(e.to_string())))?;
-        self.meta
-            .put_job(LIFECYCLE_JOB, &text, self.now_ms())
-            .await?;
-        Ok(())
+        Ok(self.meta.save_job_state(LIFECYCLE_JOB, progress).await?)
     }
 
     async fn abort_expired_uploads(

@@ -1,0 +1,12 @@
+-- Schema v10: one record store. Identity records, run-time site records and saved job states
+-- are all typed JSON documents keyed by kind and id with a revision for compare-and-set (the
+-- table iam_records, renamed). The rows of the old sites and jobs tables move into it as kinds
+-- `site` and `job`, and their tables go.
+ALTER TABLE iam_records RENAME TO records;
+INSERT INTO records (kind, id, body, rev)
+    SELECT 'site', id, json_build_object('id', id, 'definition', definition, 'state', state,
+                                         'changed_by', changed_by, 'changed_ms', changed_ms)::text, 1
+    FROM sites;
+INSERT INTO records (kind, id, body, rev) SELECT 'job', name, state, 1 FROM jobs;
+DROP TABLE sites;
+DROP TABLE jobs;
