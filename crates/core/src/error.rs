@@ -71,6 +71,9 @@ pub enum Error {
     /// An argument is out of range or malformed.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A key administration request names a key the key service does not have.
+    #[error("no such key: {0}")]
+    NoSuchKmsKey(String),
     /// A request is valid XML but not a valid request.
     #[error("{0}")]
     InvalidRequest(String),

@@ -385,7 +385,7 @@ impl KeyedScan<'_> {
 fn admin_error(e: vallum_crypto::CryptoError) -> Error {
     use vallum_crypto::CryptoError as C;
     match e {
-        C::NoSuchKey(k) => Error::InvalidArgument(format!("no such key: {k}")),
+        C::NoSuchKey(k) => Error::NoSuchKmsKey(k),
         C::KeyExists(k) => Error::InvalidArgument(format!("key {k} already exists")),
         C::Unsupported(m) | C::Format(m) => Error::InvalidRequest(m),
         C::KeyUnavailable { key_id, state } => {

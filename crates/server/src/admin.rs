@@ -35,6 +35,8 @@ use vallum_crypto::sigv4;
 use vallum_core::iam::Iam;
 use vallum_core::iam::authz::{Facts, Principal};
 
+use crate::admin_ops::{AdminOp, KeyOp, RepairOp, Target};
+
 /// URL prefix of the admin API.
 pub const ADMIN_PREFIX: &str = "/_vallum/admin/v1/";
 
@@ -49,9 +51,9 @@ pub struct Admin {
     service: Arc<ObjectService>,
     iam: Arc<Iam>,
     rewrap: Arc<crate::jobs::KeyRewrap>,
-    sites: Option<Arc<crate::sites::SiteManager>>,
-    ledger: Option<Arc<crate::ledger::Ledger>>,
-    job_statuses: Option<vallum_core::jobs::JobStatuses>,
+    sites: Arc<crate::sites::SiteManager>,
+    ledger: Arc<crate::ledger::Ledger>,
+    job_statuses: vallum_core::jobs::JobStatuses,
 }
 
 /// `POST log/bundle`: which of the caller's entries.
@@ -85,9 +87,7 @@ impl From<vallum_core::meta::MetaError> for Failure {
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         match e {
-            Error::InvalidArgument(m) if m.starts_with("no such key") => {
-                Failure(StatusCode::NOT_FOUND, "NoSuchKey", m)
-            }
+            Error::NoSuchKmsKey(_) => Failure(StatusCode::NOT_FOUND, "NoSuchKey", e.to_string()),
             Error::InvalidArgument(m) | Error::InvalidRequest(m) => {
                 Failure(StatusCode::BAD_REQUEST, "InvalidRequest", m)
             }
@@ -174,43 +174,25 @@ pub(crate) fn not_allowed(method: &Method) -> Failure {
 }
 
 impl Admin {
-    /// The admin API over `service`, its callers known to `iam`.
-    /// The API over `service` and `iam`; key re-wraps go to `rewrap`, a job of the gateway's
-    /// registry.
+    /// The admin API over `service`, its callers known to `iam`; key re-wraps go to `rewrap`
+    /// and the other jobs are listed from `jobs` (the gateway's registry); site changes go to
+    /// `sites`; log bundles and reports' checkpoints come from `ledger`.
     pub fn new(
         service: Arc<ObjectService>,
         iam: Arc<Iam>,
         rewrap: Arc<crate::jobs::KeyRewrap>,
+        jobs: vallum_core::jobs::JobStatuses,
+        sites: Arc<crate::sites::SiteManager>,
+        ledger: Arc<crate::ledger::Ledger>,
     ) -> Self {
         Self {
             service,
             iam,
             rewrap,
-            sites: None,
-            ledger: None,
-            job_statuses: None,
+            sites,
+            ledger,
+            job_statuses: jobs,
         }
-    }
-
-    /// Lets the API add, drain and remove `sites`.
-    #[must_use]
-    pub fn with_sites(mut self, sites: Arc<crate::sites::SiteManager>) -> Self {
-        self.sites = Some(sites);
-        self
-    }
-
-    /// The transparency log, for the proof bundles of sealed entries.
-    #[must_use]
-    pub fn with_ledger(mut self, ledger: Arc<crate::ledger::Ledger>) -> Self {
-        self.ledger = Some(ledger);
-        self
-    }
-
-    /// Lists the background jobs of the gateway's registry (`GET jobs`).
-    #[must_use]
-    pub fn with_jobs(mut self, statuses: vallum_core::jobs::JobStatuses) -> Self {
-        self.job_statuses = Some(statuses);
-        self
     }
 
     /// A proof bundle of the caller's own sealed log entries: a tenant's users get their
@@ -239,13 +221,7 @@ impl Admin {
                 ));
             }
         };
-        let ledger = self.ledger.clone().ok_or_else(|| {
-            Failure(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "ServiceUnavailable",
-                "the transparency log is not open".into(),
-            )
-        })?;
+        let ledger = Arc::clone(&self.ledger);
         let internal = b
             .bucket
             .as_deref()
@@ -420,7 +396,7 @@ impl Admin {
         Ok((principal, actor, access_key))
     }
 
-    /// The decision point, then the route.
+    /// The operation table, the decision point, then the operation's handler.
     #[allow(clippy::too_many_arguments)]
     async fn authorized(
         self: &Arc<Self>,
@@ -432,8 +408,8 @@ impl Admin {
         seg: &[&str],
         body: &[u8],
     ) -> Result<serde_json::Value, Failure> {
-        let (action, resource, internal) =
-            crate::admin_iam::required(&self.iam, principal, method, seg, body).await?;
+        let mut op = AdminOp::parse(method, seg)?;
+        let Target { action, resource } = op.target(&self.iam, principal, body).await?;
         let d = self.iam.authorize(principal, action, &resource, facts);
         if !d.allowed {
             let why: Vec<String> = d.reasons.iter().map(|r| r.policy.clone()).collect();
@@ -451,21 +427,54 @@ impl Admin {
                 ),
             ));
         }
-        // Bucket routes run on the bucket's internal (tenant-qualified) name.
-        let mut seg = seg.to_vec();
-        if let Some(name) = &internal {
-            seg[1] = name;
-        }
-        let seg = seg.as_slice();
-        match seg.first() {
-            Some(&("tenants" | "access-keys" | "operators" | "lockbox" | "authz")) => {
-                crate::admin_iam::route(
-                    ctx, &self.iam, principal, caller_key, facts, method, seg, body,
-                )
-                .await
+        match op {
+            AdminOp::Iam(op) => {
+                crate::admin_iam::route(ctx, &self.iam, principal, caller_key, facts, op, body)
+                    .await
             }
-            Some(&"log") => self.log_bundle(principal, body).await,
-            _ => self.route(ctx, method, seg, body).await,
+            AdminOp::Residency(op) => {
+                crate::admin_residency::route(ctx, &self.service, op, body).await
+            }
+            AdminOp::Site(op) => {
+                crate::admin_residency::manage(ctx, &self.service, &self.sites, op, body).await
+            }
+            AdminOp::Repair(RepairOp::Progress) => {
+                let progress = self.service.repair_progress().await?;
+                Ok(serde_json::json!({ "repair": value(&progress) }))
+            }
+            AdminOp::Repair(RepairOp::Start) => {
+                self.service.repair_hint().notify_one();
+                let progress = self.service.repair_progress().await?;
+                Ok(serde_json::json!({ "repair": value(&progress), "started": true }))
+            }
+            AdminOp::Key(op) => self.keys(ctx, op, body).await,
+            AdminOp::LogBundle => self.log_bundle(principal, body).await,
+            AdminOp::Jobs => Ok(self.jobs()),
+            AdminOp::PlatformCompliance => {
+                let s = &self.service;
+                let buckets = s.compliance().await?;
+                let outside = buckets.iter().filter(|b| !b.compliant).count();
+                let report = vallum_core::residency::drift_report(
+                    "platform",
+                    &buckets,
+                    s.now_ms(),
+                    self.checkpoint(),
+                );
+                Ok(
+                    serde_json::json!({ "buckets": value(&buckets), "non_compliant": outside, "report": report }),
+                )
+            }
+            AdminOp::BucketCompliance(b) => {
+                let s = &self.service;
+                let bucket = s.bucket_compliance(&b).await?;
+                let report = vallum_core::residency::drift_report(
+                    &format!("bucket {}", bucket.bucket),
+                    std::slice::from_ref(&bucket),
+                    s.now_ms(),
+                    self.checkpoint(),
+                );
+                Ok(with_report(value(&bucket), &report))
+            }
         }
     }
 
@@ -486,69 +495,61 @@ impl Admin {
         })
     }
 
-    async fn route(
-        self: &Arc<Self>,
+    /// `GET jobs`: the registry's jobs, and the key re-wraps.
+    fn jobs(&self) -> serde_json::Value {
+        let jobs = self.job_statuses.list();
+        let rewraps: Vec<serde_json::Value> = self
+            .rewrap
+            .all()
+            .iter()
+            .map(|(key, p)| serde_json::json!({ "key_id": key, "progress": value(p) }))
+            .collect();
+        serde_json::json!({ "jobs": value(&jobs), "rewraps": rewraps })
+    }
+
+    /// Key administration.
+    async fn keys(
+        &self,
         ctx: &RequestContext,
-        method: &Method,
-        seg: &[&str],
+        op: KeyOp,
         body: &[u8],
     ) -> Result<serde_json::Value, Failure> {
         let s = &self.service;
-        match (method, seg) {
-            (&Method::GET, ["jobs"]) => {
-                let jobs = self
-                    .job_statuses
-                    .as_ref()
-                    .map(vallum_core::jobs::JobStatuses::list)
-                    .unwrap_or_default();
-                let rewraps: Vec<serde_json::Value> = self
-                    .rewrap
-                    .all()
-                    .iter()
-                    .map(|(key, p)| serde_json::json!({ "key_id": key, "progress": value(p) }))
-                    .collect();
-                Ok(serde_json::json!({ "jobs": value(&jobs), "rewraps": rewraps }))
-            }
-            (&Method::GET, ["keys"]) => {
-                Ok(serde_json::json!({ "keys": value(&s.list_keys().await?) }))
-            }
-            (&Method::POST, ["keys"]) => {
+        match op {
+            KeyOp::List => Ok(serde_json::json!({ "keys": value(&s.list_keys().await?) })),
+            KeyOp::Create => {
                 let b: CreateBody = Self::parse(body)?;
                 Ok(value(&s.create_key(ctx, &b.key_id).await?))
             }
-            (&Method::GET, ["keys", id]) => {
-                let key = s.describe_key(id).await?;
-                let usage = s.key_usage(id).await?;
+            KeyOp::Describe(id) => {
+                let key = s.describe_key(&id).await?;
+                let usage = s.key_usage(&id).await?;
                 Ok(serde_json::json!({
                     "key": value(&key),
                     "usage": value(&usage),
-                    "rewrap": value(&self.progress(id).await),
+                    "rewrap": value(&self.progress(&id).await),
                 }))
             }
-            (&Method::POST, ["keys", id, "rotate"]) => {
-                let key = s.rotate_key(ctx, id).await?;
-                self.start_rewrap(id);
+            KeyOp::Rotate(id) => {
+                let key = s.rotate_key(ctx, &id).await?;
+                self.start_rewrap(&id);
                 Ok(serde_json::json!({ "key": value(&key), "rewrap": "started" }))
             }
-            (&Method::POST, ["keys", id, "rewrap"]) => {
-                s.describe_key(id).await?;
-                self.start_rewrap(id);
+            KeyOp::Rewrap(id) => {
+                s.describe_key(&id).await?;
+                self.start_rewrap(&id);
                 Ok(serde_json::json!({ "rewrap": "started" }))
             }
-            (&Method::GET, ["keys", id, "rewrap"]) => Ok(value(&self.progress(id).await)),
-            (&Method::POST, ["keys", id, "disable"]) => {
-                Ok(value(&s.set_key_state(ctx, id, KeyState::Disabled).await?))
-            }
-            (&Method::POST, ["keys", id, "enable" | "cancel-deletion"]) => {
-                Ok(value(&s.set_key_state(ctx, id, KeyState::Enabled).await?))
-            }
-            (&Method::POST, ["keys", id, "schedule-deletion"]) => {
+            KeyOp::RewrapProgress(id) => Ok(value(&self.progress(&id).await)),
+            KeyOp::Disable(id) => Ok(value(&s.set_key_state(ctx, &id, KeyState::Disabled).await?)),
+            KeyOp::Enable(id) => Ok(value(&s.set_key_state(ctx, &id, KeyState::Enabled).await?)),
+            KeyOp::ScheduleDeletion(id) => {
                 let b: DeletionBody = Self::parse(body)?;
-                Ok(value(&s.schedule_key_deletion(ctx, id, b.days).await?))
+                Ok(value(&s.schedule_key_deletion(ctx, &id, b.days).await?))
             }
-            (&Method::POST, ["keys", id, "destroy"]) => {
+            KeyOp::Destroy(id) => {
                 let b: DestroyBody = Self::parse(body)?;
-                if b.confirm != *id {
+                if b.confirm != id {
                     return Err(Failure(
                         StatusCode::BAD_REQUEST,
                         "InvalidRequest",
@@ -557,61 +558,16 @@ impl Admin {
                         ),
                     ));
                 }
-                let shred = s.destroy_key(ctx, id).await?;
+                let shred = s.destroy_key(ctx, &id).await?;
                 let report = shred.to_report(s.now_ms(), self.checkpoint());
                 Ok(with_report(value(&shred), &report))
             }
-            (&Method::GET, ["compliance"]) => {
-                let buckets = s.compliance().await?;
-                let outside = buckets.iter().filter(|b| !b.compliant).count();
-                let report = vallum_core::residency::drift_report(
-                    "platform",
-                    &buckets,
-                    s.now_ms(),
-                    self.checkpoint(),
-                );
-                Ok(
-                    serde_json::json!({ "buckets": value(&buckets), "non_compliant": outside, "report": report }),
-                )
-            }
-            (&Method::GET, ["buckets", b, "compliance"]) => {
-                let bucket = s.bucket_compliance(b).await?;
-                let report = vallum_core::residency::drift_report(
-                    &format!("bucket {}", bucket.bucket),
-                    std::slice::from_ref(&bucket),
-                    s.now_ms(),
-                    self.checkpoint(),
-                );
-                Ok(with_report(value(&bucket), &report))
-            }
-            (&Method::POST, ["sites"])
-            | (&Method::POST, ["sites", _, "drain" | "activate"])
-            | (&Method::DELETE, ["sites", _])
-            | (_, ["repair"]) => {
-                let sites = self.sites.as_ref().ok_or_else(|| {
-                    Failure(
-                        StatusCode::NOT_FOUND,
-                        "NoSuchResource",
-                        "this service manages no sites".into(),
-                    )
-                })?;
-                crate::admin_residency::manage(ctx, s, sites, method, seg, body).await
-            }
-            (_, ["sites" | "exposure-rules" | "compliance" | "buckets", ..]) => {
-                crate::admin_residency::route(ctx, s, method, seg, body).await
-            }
-            (_, ["keys", ..]) => Err(not_allowed(method)),
-            _ => Err(Failure(
-                StatusCode::NOT_FOUND,
-                "NoSuchResource",
-                "no such admin resource".into(),
-            )),
         }
     }
 
     /// The log's published signed checkpoint, which reports refer to.
     fn checkpoint(&self) -> Option<vallum_ledger::report::CheckpointRef> {
-        let note = self.ledger.as_ref()?.resource("checkpoint")?;
+        let note = self.ledger.resource("checkpoint")?;
         vallum_ledger::report::CheckpointRef::from_note(&note)
     }
 

@@ -3,17 +3,18 @@
 //! saying which action on which resource every admin route is, so that the decision point
 //! judges every admin call before it runs.
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vallum_core::context::RequestContext;
 use vallum_core::iam::authz::{Decision, Facts, Principal, Resource};
 use vallum_core::iam::charter::CharterDoc;
 use vallum_core::iam::lockbox::RequestSpec;
-use vallum_core::iam::model::{Attributes, Owner, Role, State, internal_bucket};
+use vallum_core::iam::model::{Attributes, Owner, Role, State};
 use vallum_core::iam::{Iam, IamError};
 
-use crate::admin::{Admin, Failure, not_allowed, value};
+use crate::admin::{Admin, Failure, value};
+use crate::admin_ops::{IamOp, own_tenant, resolve_bucket};
 
 impl From<IamError> for Failure {
     fn from(e: IamError) -> Self {
@@ -31,194 +32,6 @@ impl From<IamError> for Failure {
             }
         };
         Failure(status, code, e.to_string())
-    }
-}
-
-fn resolve_bucket(p: &Principal, wire: &str) -> Result<(String, String), Failure> {
-    crate::authz::resolve(p, wire).map_err(|e| {
-        Failure(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            e.message().unwrap_or("Access Denied").to_owned(),
-        )
-    })
-}
-
-fn own_tenant(p: &Principal) -> Result<String, Failure> {
-    p.namespace().map(str::to_owned).ok_or_else(|| {
-        Failure(
-            StatusCode::FORBIDDEN,
-            "AccessDenied",
-            "operators belong to no tenant".into(),
-        )
-    })
-}
-
-/// The action and resource of an admin route, and (for bucket routes) the path with the
-/// bucket's internal name. Unknown routes are `NoSuchResource`; every known route has an
-/// entry, so none runs without a decision.
-pub(crate) async fn required(
-    iam: &Iam,
-    p: &Principal,
-    method: &Method,
-    seg: &[&str],
-    body: &[u8],
-) -> Result<(&'static str, Resource, Option<String>), Failure> {
-    use Method as M;
-    let platform = Resource::Platform;
-    let tenant = |t: &str| Resource::Tenant(t.to_owned());
-    let default = || Resource::Tenant(vallum_core::iam::model::DEFAULT_TENANT.to_owned());
-    let m = method.clone();
-    let r = match (&m, seg) {
-        (&M::GET, ["keys"]) => ("kms:ListKeys", default()),
-        (&M::POST, ["keys"]) => ("kms:CreateKey", default()),
-        (&M::GET, ["keys", _]) | (&M::GET, ["keys", _, "rewrap"]) => ("kms:DescribeKey", default()),
-        (&M::POST, ["keys", _, "rotate" | "rewrap"]) => ("kms:RotateKey", default()),
-        (&M::POST, ["keys", _, "disable"]) => ("kms:DisableKey", default()),
-        (&M::POST, ["keys", _, "enable" | "cancel-deletion"]) => ("kms:EnableKey", default()),
-        (&M::POST, ["keys", _, "schedule-deletion"]) => ("kms:ScheduleKeyDeletion", default()),
-        (&M::POST, ["keys", _, "destroy"]) => ("kms:DestroyKey", default()),
-        (_, ["keys", ..]) => ("kms:DescribeKey", default()),
-        (&M::GET, ["sites", ..]) => ("vallum:GetSites", platform),
-        (_, ["sites", ..]) => ("vallum:ManageSites", platform),
-        (&M::GET, ["exposure-rules"]) => ("vallum:GetExposureRules", platform),
-        (&M::GET, ["repair"]) => ("vallum:GetRepair", platform),
-        (&M::GET, ["jobs"]) => ("vallum:GetJobs", platform),
-        (_, ["repair"]) => ("vallum:StartRepair", platform),
-        (&M::GET, ["compliance"]) => ("vallum:GetPlatformCompliance", platform),
-        (&M::POST, ["log", "bundle"]) => ("vallum:GetLogBundle", tenant(&own_tenant(p)?)),
-        (_, ["buckets", b, rest @ ..]) => {
-            let (t, local) = resolve_bucket(p, b)?;
-            let action = match (&m, rest) {
-                (&M::GET, ["boundary", ..]) => "vallum:GetBoundaryPolicy",
-                (&M::PUT, ["boundary"]) => "vallum:PutBoundaryPolicy",
-                (&M::DELETE, ["boundary"]) => "vallum:DeleteBoundaryPolicy",
-                (_, ["placement", ..]) => "vallum:GetPlacement",
-                (_, ["compliance"]) => "vallum:GetCompliance",
-                _ => "vallum:GetBoundaryPolicy",
-            };
-            let internal = internal_bucket(&t, &local);
-            return Ok((
-                action,
-                Resource::Bucket {
-                    tenant: t,
-                    bucket: local,
-                },
-                Some(internal),
-            ));
-        }
-        (&M::GET, ["tenants"]) => ("vallum:ListTenants", platform),
-        (&M::POST, ["tenants"]) => ("vallum:CreateTenant", platform),
-        (&M::GET, ["tenants", t]) => ("vallum:GetTenant", tenant(t)),
-        (&M::PUT, ["tenants", t]) => ("vallum:UpdateTenant", tenant(t)),
-        (&M::DELETE, ["tenants", _]) => ("vallum:DeleteTenant", platform),
-        (&M::POST, ["tenants", _, "disable"]) => ("vallum:DisableTenant", platform),
-        (&M::POST, ["tenants", _, "enable"]) => ("vallum:EnableTenant", platform),
-        (&M::GET, ["tenants", t, "users"]) => ("vallum:ListUsers", tenant(t)),
-        (&M::POST, ["tenants", t, "users"]) => ("vallum:CreateUser", tenant(t)),
-        (&M::GET, ["tenants", t, "users", _]) => ("vallum:GetUser", tenant(t)),
-        (&M::DELETE, ["tenants", t, "users", _]) => ("vallum:DeleteUser", tenant(t)),
-        (&M::POST, ["tenants", t, "users", _, "disable"]) => ("vallum:DisableUser", tenant(t)),
-        (&M::POST, ["tenants", t, "users", _, "enable"]) => ("vallum:EnableUser", tenant(t)),
-        (&M::PUT, ["tenants", t, "users", _, "approval-key"]) => {
-            ("vallum:SetApprovalKey", tenant(t))
-        }
-        (&M::GET, ["tenants", t, "users", _, "policy"]) => ("vallum:GetUserPolicy", tenant(t)),
-        (&M::PUT, ["tenants", t, "users", _, "policy"]) => ("vallum:PutUserPolicy", tenant(t)),
-        (&M::DELETE, ["tenants", t, "users", _, "policy"]) => {
-            ("vallum:DeleteUserPolicy", tenant(t))
-        }
-        (&M::GET, ["tenants", t, "users", _, "access-keys"]) => {
-            ("vallum:ListAccessKeys", tenant(t))
-        }
-        (&M::POST, ["tenants", t, "users", _, "access-keys"]) => {
-            ("vallum:CreateAccessKey", tenant(t))
-        }
-        (&M::GET, ["tenants", t, "attestations"]) => ("vallum:ListAttestations", tenant(t)),
-        (&M::PUT, ["tenants", t, "attestations", _]) => {
-            ("vallum:AttestOperatorForTenant", tenant(t))
-        }
-        (&M::DELETE, ["tenants", t, "attestations", _]) => {
-            ("vallum:WithdrawAttestation", tenant(t))
-        }
-        (&M::POST, ["tenants", t, "webhook-secret"]) => ("vallum:RotateWebhookSecret", tenant(t)),
-        (&M::GET, ["tenants", t, "charter"]) => ("vallum:GetCharter", tenant(t)),
-        (&M::PUT, ["tenants", t, "charter"]) => ("vallum:PutCharter", tenant(t)),
-        (&M::POST, ["tenants", t, "charter", _, "sign"]) => ("vallum:SignCharter", tenant(t)),
-        (_, ["access-keys", id, rest @ ..]) => {
-            let key = iam.key(id).await?;
-            let res = match &key.owner {
-                Owner::User { tenant: t, .. } => tenant(t),
-                _ => platform,
-            };
-            let action = match (&m, rest, &key.owner) {
-                (_, _, Owner::Operator { .. }) => "vallum:CreateOperatorKey",
-                (&M::GET, [], _) => "vallum:ListAccessKeys",
-                (&M::DELETE, [], _) => "vallum:DeleteAccessKey",
-                (&M::POST, ["disable"], _) => "vallum:DisableAccessKey",
-                (&M::POST, ["enable"], _) => "vallum:EnableAccessKey",
-                (&M::POST, ["rotate"], _) => "vallum:RotateAccessKey",
-                _ => return Err(not_allowed(method)),
-            };
-            (action, res)
-        }
-        (&M::GET, ["operators"]) => ("vallum:ListOperators", platform),
-        (&M::POST, ["operators"]) => ("vallum:CreateOperator", platform),
-        (&M::GET, ["operators", _]) => ("vallum:GetOperator", platform),
-        (&M::DELETE, ["operators", _]) => ("vallum:DeleteOperator", platform),
-        (&M::POST, ["operators", _, "attest"]) => ("vallum:AttestOperator", platform),
-        (&M::POST, ["operators", _, "disable"]) => ("vallum:DisableOperator", platform),
-        (&M::POST, ["operators", _, "enable"]) => ("vallum:EnableOperator", platform),
-        (_, ["operators", _, "access-keys"]) => ("vallum:CreateOperatorKey", platform),
-        (&M::GET, ["lockbox"]) => match p {
-            Principal::Operator { .. } => ("vallum:ListAccessRequests", platform),
-            _ => ("vallum:ListAccessRequests", tenant(&own_tenant(p)?)),
-        },
-        (&M::POST, ["lockbox"]) => {
-            let spec: RequestSpec = Admin::parse(body)?;
-            ("vallum:RequestAccess", tenant(&spec.tenant))
-        }
-        (&M::POST, ["lockbox", "break-glass"]) => {
-            let spec: RequestSpec = Admin::parse(body)?;
-            ("vallum:BreakGlass", tenant(&spec.tenant))
-        }
-        (_, ["lockbox", id, rest @ ..]) => {
-            let req = iam.request(id).await?;
-            let action = match (&m, rest) {
-                (&M::GET, [] | ["statement"]) => "vallum:GetAccessRequest",
-                (&M::POST, ["approve"]) => "vallum:ApproveAccessRequest",
-                (&M::POST, ["deny"]) => "vallum:DenyAccessRequest",
-                (&M::POST, ["revoke"]) => "vallum:RevokeGrant",
-                (&M::POST, ["credential"]) => "vallum:ClaimGrantCredential",
-                (&M::POST, ["review"]) => "vallum:ReviewBreakGlass",
-                _ => return Err(not_allowed(method)),
-            };
-            (action, tenant(&req.spec.tenant))
-        }
-        (&M::POST, ["authz", "explain"]) => match p {
-            Principal::Root => ("vallum:ExplainAuthorization", platform_or_default(body)),
-            _ => ("vallum:ExplainAuthorization", tenant(&own_tenant(p)?)),
-        },
-        _ => {
-            return Err(Failure(
-                StatusCode::NOT_FOUND,
-                "NoSuchResource",
-                "no such admin resource".into(),
-            ));
-        }
-    };
-    Ok((r.0, r.1, None))
-}
-
-/// Root explains decisions of the default tenant and of operators (the platform).
-fn platform_or_default(body: &[u8]) -> Resource {
-    let asks_operator = serde_json::from_slice::<Value>(body)
-        .ok()
-        .is_some_and(|v| v.get("operator").is_some());
-    if asks_operator {
-        Resource::Platform
-    } else {
-        Resource::Tenant(vallum_core::iam::model::DEFAULT_TENANT.to_owned())
     }
 }
 
@@ -388,14 +201,13 @@ pub(crate) async fn route(
     p: &Principal,
     caller_key: &str,
     facts: &Facts,
-    method: &Method,
-    seg: &[&str],
+    op: IamOp,
     body: &[u8],
 ) -> Result<Value, Failure> {
-    use Method as M;
-    match (method, seg) {
-        (&M::GET, ["tenants"]) => Ok(json!({ "tenants": value(&iam.tenants().await?) })),
-        (&M::POST, ["tenants"]) => {
+    use IamOp as I;
+    match &op {
+        I::ListTenants => Ok(json!({ "tenants": value(&iam.tenants().await?) })),
+        I::CreateTenant => {
             let b: TenantBody = Admin::parse(body)?;
             let with_webhook = b.guardian_webhook.is_some();
             let (t, key, secret) = iam
@@ -409,8 +221,8 @@ pub(crate) async fn route(
             }
             Ok(v)
         }
-        (&M::GET, ["tenants", t]) => Ok(value(&iam.tenant(t).await?)),
-        (&M::PUT, ["tenants", t]) => {
+        I::GetTenant(t) => Ok(value(&iam.tenant(t).await?)),
+        I::UpdateTenant(t) => {
             let b: TenantUpdate = Admin::parse(body)?;
             let new_webhook = matches!(b.guardian_webhook, Some(Some(_)));
             let mut v = value(
@@ -423,13 +235,11 @@ pub(crate) async fn route(
             }
             Ok(v)
         }
-        (&M::POST, ["tenants", t, "webhook-secret"]) => {
+        I::RotateWebhookSecret(t) => {
             Ok(json!({ "webhook_secret": iam.new_webhook_secret(ctx, t).await?.as_str() }))
         }
-        (&M::GET, ["tenants", t, "attestations"]) => {
-            Ok(json!({ "attestations": value(&iam.attestations(t).await?) }))
-        }
-        (&M::PUT, ["tenants", t, "attestations", op]) => {
+        I::ListAttestations(t) => Ok(json!({ "attestations": value(&iam.attestations(t).await?) })),
+        I::AttestForTenant(t, op) => {
             let b: TenantAttestBody = Admin::parse(body)?;
             let spec = vallum_core::iam::AttestationSpec {
                 tenant: (*t).to_owned(),
@@ -443,29 +253,23 @@ pub(crate) async fn route(
                 &iam.attest_for_tenant(ctx, spec, &guardian_of(p)?).await?,
             ))
         }
-        (&M::DELETE, ["tenants", t, "attestations", op]) => {
+        I::WithdrawAttestation(t, op) => {
             iam.withdraw_attestation(ctx, t, op, &guardian_of(p)?)
                 .await?;
             Ok(json!({ "withdrawn": op }))
         }
-        (&M::DELETE, ["tenants", t]) => {
+        I::DeleteTenant(t) => {
             iam.delete_tenant(ctx, t).await?;
             Ok(json!({ "deleted": t }))
         }
-        (&M::POST, ["tenants", t, s @ ("disable" | "enable")]) => {
-            let state = if *s == "disable" {
-                State::Disabled
-            } else {
-                State::Active
-            };
-            Ok(value(&iam.set_tenant_state(ctx, t, state).await?))
-        }
-        (&M::GET, ["tenants", t, "users"]) => Ok(json!({ "users": value(&iam.users(t).await?) })),
-        (&M::POST, ["tenants", t, "users"]) => {
+        I::DisableTenant(t) => Ok(value(&iam.set_tenant_state(ctx, t, State::Disabled).await?)),
+        I::EnableTenant(t) => Ok(value(&iam.set_tenant_state(ctx, t, State::Active).await?)),
+        I::ListUsers(t) => Ok(json!({ "users": value(&iam.users(t).await?) })),
+        I::CreateUser(t) => {
             let b: UserBody = Admin::parse(body)?;
             Ok(value(&iam.create_user(ctx, t, &b.name, b.roles).await?))
         }
-        (&M::GET, ["tenants", t, "users", u]) => {
+        I::GetUser(t, u) => {
             let user = iam.user(t, u).await?;
             let keys = iam
                 .keys_of(&Owner::User {
@@ -475,19 +279,15 @@ pub(crate) async fn route(
                 .await?;
             Ok(json!({ "user": value(&user), "access_keys": value(&keys) }))
         }
-        (&M::DELETE, ["tenants", t, "users", u]) => {
+        I::DeleteUser(t, u) => {
             iam.delete_user(ctx, t, u).await?;
             Ok(json!({ "deleted": format!("{t}/{u}") }))
         }
-        (&M::POST, ["tenants", t, "users", u, s @ ("disable" | "enable")]) => {
-            let state = if *s == "disable" {
-                State::Disabled
-            } else {
-                State::Active
-            };
-            Ok(value(&iam.set_user_state(ctx, t, u, state).await?))
-        }
-        (&M::GET, ["tenants", t, "users", u, "policy"]) => {
+        I::DisableUser(t, u) => Ok(value(
+            &iam.set_user_state(ctx, t, u, State::Disabled).await?,
+        )),
+        I::EnableUser(t, u) => Ok(value(&iam.set_user_state(ctx, t, u, State::Active).await?)),
+        I::GetUserPolicy(t, u) => {
             let user = iam.user(t, u).await?;
             user.policy.ok_or_else(|| {
                 Failure(
@@ -497,14 +297,12 @@ pub(crate) async fn route(
                 )
             })
         }
-        (&M::PUT, ["tenants", t, "users", u, "policy"]) => {
+        I::PutUserPolicy(t, u) => {
             let doc = vallum_core::iam::policy::parse_document(body)?;
             Ok(value(&iam.set_user_policy(ctx, t, u, Some(doc)).await?))
         }
-        (&M::DELETE, ["tenants", t, "users", u, "policy"]) => {
-            Ok(value(&iam.set_user_policy(ctx, t, u, None).await?))
-        }
-        (&M::GET, ["tenants", t, "users", u, "access-keys"]) => {
+        I::DeleteUserPolicy(t, u) => Ok(value(&iam.set_user_policy(ctx, t, u, None).await?)),
+        I::ListUserKeys(t, u) => {
             let keys = iam
                 .keys_of(&Owner::User {
                     tenant: (*t).to_owned(),
@@ -513,7 +311,7 @@ pub(crate) async fn route(
                 .await?;
             Ok(json!({ "access_keys": value(&keys) }))
         }
-        (&M::POST, ["tenants", t, "users", u, "access-keys"]) => {
+        I::CreateUserKey(t, u) => {
             let (key, secret) = iam
                 .create_key(
                     ctx,
@@ -525,20 +323,20 @@ pub(crate) async fn route(
                 .await?;
             Ok(key_json(&key, &secret))
         }
-        (&M::GET, ["tenants", t, "charter"]) => {
+        I::GetCharter(t) => {
             let c = iam.charter(t).await?;
             Ok(json!({
                 "active": value(&c.active()),
                 "versions": value(&c.versions),
             }))
         }
-        (&M::PUT, ["tenants", t, "charter"]) => {
+        I::PutCharter(t) => {
             let doc: CharterDoc = Admin::parse(body)?;
             let v = iam.propose_charter(ctx, t, doc).await?;
             let needed = iam.charter(t).await?.signatures_needed(&v.doc);
             Ok(json!({ "proposed": value(&v), "signatures_needed": needed }))
         }
-        (&M::POST, ["tenants", t, "charter", v, "sign"]) => {
+        I::SignCharter(t, v) => {
             let version: u32 = v.parse().map_err(|_| {
                 Failure(
                     StatusCode::BAD_REQUEST,
@@ -552,32 +350,26 @@ pub(crate) async fn route(
                     .await?,
             ))
         }
-        (_, ["access-keys", id]) if method == M::GET => Ok(value(&iam.key(id).await?)),
-        (&M::DELETE, ["access-keys", id]) => {
+        I::GetAccessKey(id) => Ok(value(&iam.key(id).await?)),
+        I::DeleteAccessKey(id) => {
             iam.delete_key(ctx, id).await?;
             Ok(json!({ "deleted": id }))
         }
-        (&M::POST, ["access-keys", id, s @ ("disable" | "enable")]) => {
-            let state = if *s == "disable" {
-                State::Disabled
-            } else {
-                State::Active
-            };
-            Ok(value(&iam.set_key_state(ctx, id, state).await?))
-        }
-        (&M::POST, ["access-keys", id, "rotate"]) => {
+        I::DisableAccessKey(id) => Ok(value(&iam.set_key_state(ctx, id, State::Disabled).await?)),
+        I::EnableAccessKey(id) => Ok(value(&iam.set_key_state(ctx, id, State::Active).await?)),
+        I::RotateAccessKey(id) => {
             let (key, secret) = iam.rotate_key(ctx, id).await?;
             Ok(key_json(&key, &secret))
         }
-        (&M::GET, ["operators"]) => Ok(json!({ "operators": value(&iam.operators().await?) })),
-        (&M::POST, ["operators"]) => {
+        I::ListOperators => Ok(json!({ "operators": value(&iam.operators().await?) })),
+        I::CreateOperator => {
             let b: OperatorBody = Admin::parse(body)?;
             Ok(value(
                 &iam.create_operator(ctx, &b.name, &b.role, b.attributes, &b.evidence)
                     .await?,
             ))
         }
-        (&M::GET, ["operators", n]) => {
+        I::GetOperator(n) => {
             let op = iam.operator(n).await?;
             let keys = iam
                 .keys_of(&Owner::Operator {
@@ -586,26 +378,22 @@ pub(crate) async fn route(
                 .await?;
             Ok(json!({ "operator": value(&op), "access_keys": value(&keys) }))
         }
-        (&M::DELETE, ["operators", n]) => {
+        I::DeleteOperator(n) => {
             iam.delete_operator(ctx, n).await?;
             Ok(json!({ "deleted": n }))
         }
-        (&M::POST, ["operators", n, "attest"]) => {
+        I::AttestOperator(n) => {
             let b: AttestBody = Admin::parse(body)?;
             Ok(value(
                 &iam.attest_operator(ctx, n, b.role, b.attributes, &b.evidence)
                     .await?,
             ))
         }
-        (&M::POST, ["operators", n, s @ ("disable" | "enable")]) => {
-            let state = if *s == "disable" {
-                State::Disabled
-            } else {
-                State::Active
-            };
-            Ok(value(&iam.set_operator_state(ctx, n, state).await?))
-        }
-        (&M::POST, ["operators", n, "access-keys"]) => {
+        I::DisableOperator(n) => Ok(value(
+            &iam.set_operator_state(ctx, n, State::Disabled).await?,
+        )),
+        I::EnableOperator(n) => Ok(value(&iam.set_operator_state(ctx, n, State::Active).await?)),
+        I::CreateOperatorKey(n) => {
             let (key, secret) = iam
                 .create_key(
                     ctx,
@@ -616,7 +404,7 @@ pub(crate) async fn route(
                 .await?;
             Ok(key_json(&key, &secret))
         }
-        (&M::GET, ["operators", n, "access-keys"]) => {
+        I::ListOperatorKeys(n) => {
             let keys = iam
                 .keys_of(&Owner::Operator {
                     name: (*n).to_owned(),
@@ -624,7 +412,7 @@ pub(crate) async fn route(
                 .await?;
             Ok(json!({ "access_keys": value(&keys) }))
         }
-        (&M::GET, ["lockbox"]) => {
+        I::ListRequests => {
             let list = match p {
                 Principal::Operator { name } => iam.requests(None, Some(name)).await?,
                 _ => iam.requests(Some(&own_tenant(p)?), None).await?,
@@ -632,7 +420,7 @@ pub(crate) async fn route(
             let list: Vec<Value> = list.iter().map(|r| request_json(iam, r)).collect();
             Ok(json!({ "requests": list }))
         }
-        (&M::POST, ["lockbox"]) => {
+        I::RequestAccess => {
             let spec: RequestSpec = Admin::parse(body)?;
             Ok(request_json(
                 iam,
@@ -640,7 +428,7 @@ pub(crate) async fn route(
                     .await?,
             ))
         }
-        (&M::POST, ["lockbox", "break-glass"]) => {
+        I::BreakGlass => {
             let spec: RequestSpec = Admin::parse(body)?;
             Ok(request_json(
                 iam,
@@ -648,7 +436,7 @@ pub(crate) async fn route(
                     .await?,
             ))
         }
-        (&M::GET, ["lockbox", id]) => {
+        I::GetRequest(id) => {
             let r = iam.request(id).await?;
             if let Principal::Operator { name } = p
                 && *name != r.operator
@@ -661,7 +449,7 @@ pub(crate) async fn route(
             }
             Ok(request_json(iam, &r))
         }
-        (&M::POST, ["lockbox", id, "approve"]) => {
+        I::Approve(id) => {
             let b: VoteBody = parse_body(body)?;
             Ok(request_json(
                 iam,
@@ -675,11 +463,11 @@ pub(crate) async fn route(
                 .await?,
             ))
         }
-        (&M::GET, ["lockbox", id, "statement"]) => {
+        I::ApprovalStatement(id) => {
             let r = iam.request(id).await?;
             Ok(json!({ "statement": Iam::approval_statement(&r) }))
         }
-        (&M::PUT, ["tenants", t, "users", u, "approval-key"]) => {
+        I::SetApprovalKey(t, u) => {
             // Only the guardian itself: the key is what proves it approved.
             if guardian_of(p)? != format!("{t}/{u}") {
                 return Err(Failure(
@@ -691,14 +479,14 @@ pub(crate) async fn route(
             let b: ApprovalKeyBody = Admin::parse(body)?;
             Ok(value(&iam.set_approval_key(ctx, t, u, &b.vkey).await?))
         }
-        (&M::POST, ["lockbox", id, "deny"]) => {
+        I::Deny(id) => {
             let b: VoteBody = parse_body(body)?;
             Ok(request_json(
                 iam,
                 &iam.deny(ctx, id, &guardian_of(p)?, &b.comment).await?,
             ))
         }
-        (&M::POST, ["lockbox", id, "revoke"]) => {
+        I::Revoke(id) => {
             let b: VoteBody = parse_body(body)?;
             if let Principal::Operator { name } = p {
                 let r = iam.request(id).await?;
@@ -715,14 +503,14 @@ pub(crate) async fn route(
                 &iam.revoke(ctx, id, &p.actor(), &b.comment).await?,
             ))
         }
-        (&M::POST, ["lockbox", id, "credential"]) => {
+        I::ClaimCredential(id) => {
             let (key, secret, r) = iam.claim(ctx, id, operator_of(p)?, caller_key).await?;
             let mut v = key_json(&key, &secret);
             v["request"] = request_json(iam, &r);
             v["expires_ms"] = json!(r.expires_ms);
             Ok(v)
         }
-        (&M::POST, ["lockbox", id, "review"]) => {
+        I::Review(id) => {
             let b: ReviewBody = Admin::parse(body)?;
             Ok(request_json(
                 iam,
@@ -730,8 +518,7 @@ pub(crate) async fn route(
                     .await?,
             ))
         }
-        (&M::POST, ["authz", "explain"]) => explain(iam, p, facts, body).await,
-        _ => Err(not_allowed(method)),
+        I::Explain => explain(iam, p, facts, body).await,
     }
 }
 

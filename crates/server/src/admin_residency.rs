@@ -2,7 +2,7 @@
 //! rules, bucket boundary policies (versioned), placement decisions and the compliance (drift)
 //! report.
 
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::{Value, json};
 use vallum_core::context::RequestContext;
 use vallum_core::meta::SiteRecord;
@@ -10,7 +10,8 @@ use vallum_core::records::TypedRecords;
 use vallum_core::residency::{BoundaryPolicy, CivilDate, Residency, SiteProfile};
 use vallum_core::service::ObjectService;
 
-use crate::admin::{Admin, Failure, not_allowed, value};
+use crate::admin::{Admin, Failure, value};
+use crate::admin_ops::{ResidencyOp, SiteOp};
 
 fn registry(s: &ObjectService) -> Result<std::sync::Arc<Residency>, Failure> {
     s.residency().ok_or_else(|| {
@@ -40,17 +41,17 @@ fn site_view(r: &Residency, site: &SiteProfile, today: CivilDate) -> Value {
     })
 }
 
-/// Routes `sites…`, `exposure-rules` and `buckets/<b>/…`.
+/// Serves the site registry's queries and the buckets' boundary policies.
 pub(crate) async fn route(
     ctx: &RequestContext,
     s: &ObjectService,
-    method: &Method,
-    seg: &[&str],
+    op: ResidencyOp,
     body: &[u8],
 ) -> Result<Value, Failure> {
+    use ResidencyOp as R;
     let today = CivilDate::from_epoch_ms(s.now_ms());
-    match (method, seg) {
-        (&Method::GET, ["sites"]) => {
+    match &op {
+        R::ListSites => {
             let r = registry(s)?;
             let top = s.topology();
             let sites: Vec<Value> = r
@@ -66,7 +67,7 @@ pub(crate) async fn route(
                 .collect();
             Ok(json!({ "sites": sites }))
         }
-        (&Method::GET, ["sites", id]) => {
+        R::GetSite(id) => {
             let r = registry(s)?;
             let site = r.site(id).ok_or_else(|| {
                 Failure(StatusCode::NOT_FOUND, "NoSuchSite", format!("no site {id}"))
@@ -81,8 +82,8 @@ pub(crate) async fn route(
             view["holds"] = json!({ "blobs": blobs, "bytes": bytes });
             Ok(view)
         }
-        (&Method::GET, ["exposure-rules"]) => Ok(value(registry(s)?.rules())),
-        (&Method::GET, ["buckets", b, "boundary"]) => {
+        R::ExposureRules => Ok(value(registry(s)?.rules())),
+        R::GetBoundary(b) => {
             let bucket = s.bucket(b).await?;
             Ok(json!({
                 "bucket": b,
@@ -91,30 +92,19 @@ pub(crate) async fn route(
                 "default": value(&registry(s)?.default_policy()),
             }))
         }
-        (&Method::PUT, ["buckets", b, "boundary"]) => {
+        R::PutBoundary(b) => {
             let policy: BoundaryPolicy = Admin::parse(body)?;
             let bucket = s.set_boundary(ctx, b, Some(policy)).await?;
             Ok(json!({ "bucket": b, "current": value(&bucket.boundary) }))
         }
-        (&Method::DELETE, ["buckets", b, "boundary"]) => {
+        R::DeleteBoundary(b) => {
             let bucket = s.set_boundary(ctx, b, None).await?;
             Ok(json!({ "bucket": b, "current": value(&bucket.boundary) }))
         }
-        (&Method::GET, ["buckets", b, "boundary", "history"]) => {
+        R::BoundaryHistory(b) => {
             Ok(json!({ "bucket": b, "versions": value(&s.boundary_history(b).await?) }))
         }
-        (&Method::GET, ["buckets", b, "placement", key]) => {
-            Ok(value(&s.explain_placement(b, key).await?))
-        }
-        (_, ["sites" | "exposure-rules" | "compliance", ..])
-        | (_, ["buckets", _, "boundary" | "placement" | "compliance", ..]) => {
-            Err(not_allowed(method))
-        }
-        _ => Err(Failure(
-            StatusCode::NOT_FOUND,
-            "NoSuchResource",
-            "no such admin resource".into(),
-        )),
+        R::Placement(b, key) => Ok(value(&s.explain_placement(b, key).await?)),
     }
 }
 
@@ -187,25 +177,14 @@ async fn held_by(s: &ObjectService, id: &str) -> Result<(u64, u64), Failure> {
 }
 
 /// Site changes at run time (`POST sites`, `POST sites/<id>/drain|activate`,
-/// `DELETE sites/<id>`) and the replica repair (`GET repair`, `POST repair`).
+/// `DELETE sites/<id>`).
 pub(crate) async fn manage(
     ctx: &RequestContext,
     s: &ObjectService,
     sites: &crate::sites::SiteManager,
-    method: &Method,
-    seg: &[&str],
+    op: SiteOp,
     body: &[u8],
 ) -> Result<Value, Failure> {
-    match (method, seg) {
-        (&Method::GET, ["repair"]) => {
-            return Ok(json!({ "repair": value(&s.repair_progress().await?) }));
-        }
-        (&Method::POST, ["repair"]) => {
-            s.repair_hint().notify_one();
-            return Ok(json!({ "repair": value(&s.repair_progress().await?), "started": true }));
-        }
-        _ => {}
-    }
     let actor = ctx.actor.clone();
     let records = s.meta().load_all::<SiteRecord>().await?;
     let record =
@@ -231,8 +210,8 @@ pub(crate) async fn manage(
             .cloned()
             .ok_or_else(|| Failure(StatusCode::NOT_FOUND, "NoSuchSite", format!("no site {id}")))
     };
-    let (action, id, next) = match (method, seg) {
-        (&Method::POST, ["sites"]) => {
+    let (action, id, next) = match &op {
+        SiteOp::Add => {
             let config: crate::config::SiteConfig = Admin::parse(body)?;
             config
                 .validate_backend("site")
@@ -262,9 +241,10 @@ pub(crate) async fn manage(
                 record(&config.id, Some(definition), crate::sites::STATE_ACTIVE),
             )
         }
-        (&Method::POST, ["sites", id, op]) => {
+        SiteOp::Drain(id) | SiteOp::Activate(id) => {
+            let drain = matches!(op, SiteOp::Drain(_));
             let site = find(id)?;
-            let state = if *op == "drain" {
+            let state = if drain {
                 crate::sites::STATE_DRAINING
             } else {
                 crate::sites::STATE_ACTIVE
@@ -275,14 +255,14 @@ pub(crate) async fn manage(
             }
             let action = if site.state == state {
                 "site_unchanged"
-            } else if *op == "drain" {
+            } else if drain {
                 "site_draining"
             } else {
                 "site_activated"
             };
             (action, (*id).to_owned(), next)
         }
-        (&Method::DELETE, ["sites", id]) => {
+        SiteOp::Remove(id) => {
             find(id)?;
             if *id == sites.primary() {
                 return Err(conflict(format!(
@@ -299,7 +279,6 @@ pub(crate) async fn manage(
             refuse_stranding(s, sites, &records, &next, "removing").await?;
             ("site_removed", (*id).to_owned(), next)
         }
-        _ => return Err(not_allowed(method)),
     };
     if action != "site_unchanged" {
         s.meta().save(&next.id, &next).await?;

@@ -26,7 +26,9 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::NoSuchObjectLockConfiguration => S3ErrorCode::NoSuchObjectLockConfiguration,
         Error::InvalidName(NameError::InvalidBucketName(..)) => S3ErrorCode::InvalidBucketName,
         Error::InvalidName(NameError::KeyTooLong(_)) => S3ErrorCode::KeyTooLongError,
-        Error::InvalidName(_) | Error::InvalidArgument(_) => S3ErrorCode::InvalidArgument,
+        Error::InvalidName(_) | Error::InvalidArgument(_) | Error::NoSuchKmsKey(_) => {
+            S3ErrorCode::InvalidArgument
+        }
         Error::InvalidRequest(_) => S3ErrorCode::InvalidRequest,
         Error::MalformedXml(_) => S3ErrorCode::MalformedXML,
         Error::InvalidPart(_) => S3ErrorCode::InvalidPart,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod admin_iam;
+mod admin_ops;
 mod admin_residency;
 pub mod authz;
 pub mod config;

@@ -662,12 +662,14 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         s3: builder.build(),
         metrics: Arc::clone(&metrics),
         ledger: Arc::clone(&ledger),
-        admin: Arc::new(
-            crate::admin::Admin::new(Arc::clone(&service), Arc::clone(&iam), rewrap)
-                .with_sites(Arc::clone(&sites))
-                .with_ledger(Arc::clone(&ledger))
-                .with_jobs(jobs.statuses()),
-        ),
+        admin: Arc::new(crate::admin::Admin::new(
+            Arc::clone(&service),
+            Arc::clone(&iam),
+            rewrap,
+            jobs.statuses(),
+            Arc::clone(&sites),
+            Arc::clone(&ledger),
+        )),
         secure: false,
         peer: None,
         data_dir: Arc::from(config.data_dir.as_path()),

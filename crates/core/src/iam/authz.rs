@@ -18,8 +18,8 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use cedar_policy::{
-    Context, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid, Policy, PolicyId,
-    PolicySet, Request, RestrictedExpression,
+    ActionConstraint, Context, Effect, Entities, Entity, EntityId, EntityTypeName, EntityUid,
+    Policy, PolicyId, PolicySet, PrincipalConstraint, Request, RestrictedExpression,
 };
 use serde::Serialize;
 
@@ -541,16 +541,21 @@ impl Authorizer {
         let mut set = PolicySet::new();
         let mut statements = Vec::new();
         let mut rules: Vec<Rule> = Vec::new();
+        let mut only_class: Vec<Option<String>> = Vec::new();
         for p in parsed.policies() {
             let id = p.annotation("id").unwrap_or("baseline").to_owned();
             let description = p.annotation("description").unwrap_or("").to_owned();
             let src = p.to_string();
             // The actions the rule can apply to: its group's, or any.
+            let group = match p.action_constraint() {
+                ActionConstraint::In(parents) if parents.len() == 1 => {
+                    Some(parents[0].id().unescaped().to_owned())
+                }
+                _ => None,
+            };
             let scope: Option<Vec<&'static str>> = GROUPS
                 .iter()
-                .find(|(g, _)| {
-                    src.contains(&format!("action in Vallum::Action::\"{g}\", resource"))
-                })
+                .find(|(g, _)| group.as_deref() == Some(*g))
                 .map(|(_, lists)| {
                     let mut a: Vec<&'static str> =
                         lists.iter().flat_map(|l| l.iter().copied()).collect();
@@ -571,6 +576,13 @@ impl Authorizer {
                 .into(),
                 cedar: src,
             });
+            // The principal class the rule is limited to (`principal is Vallum::<class>`).
+            only_class.push(match p.principal_constraint() {
+                PrincipalConstraint::Is(t) | PrincipalConstraint::IsIn(t, _) => {
+                    Some(t.basename().to_owned())
+                }
+                _ => None,
+            });
             rules.push(Rule::new(&policy, description, scope).expect("a baseline rule"));
         }
         let mut every: Vec<&'static str> = actions::all().collect();
@@ -583,14 +595,9 @@ impl Authorizer {
                 for action in &every {
                     let concerned: Vec<Rule> = rules
                         .iter()
-                        .zip(&statements)
-                        .filter(|(rule, info)| {
-                            let only = info.cedar.contains("(principal is Vallum::");
-                            let class_ok = !only
-                                || info
-                                    .cedar
-                                    .contains(&format!("(principal is Vallum::{class},"));
-                            class_ok && rule.may_match(action)
+                        .zip(&only_class)
+                        .filter(|(rule, only)| {
+                            only.as_deref().is_none_or(|c| c == *class) && rule.may_match(action)
                         })
                         .map(|(rule, _)| rule.clone())
                         .collect();
