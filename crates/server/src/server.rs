@@ -2,6 +2,7 @@
 //! shut down gracefully.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -522,30 +523,45 @@ pub(crate) fn data_dir_error(
 }
 
 /// Opens the stores under `config.data_dir`, binds `config.listen`, and starts serving.
-pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+/// The data directory, created private; every file this process creates is its owner's alone.
+fn prepare_data_dir(config: &Config) -> Result<PathBuf, ServerError> {
     let data_dir = config.data_dir.clone();
-    // Everything this process creates (keys, metadata, log, blobs) is its owner's alone.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     crate::files::create_private_dir(&data_dir).map_err(data_dir_error(&data_dir))?;
-    crate::files::check_permissions(&config)?;
-    // Gateways sharing PostgreSQL may share a data directory (credentials, blob site on a shared
-    // filesystem); an embedded store may not be shared at all.
-    let lock = lock_data_dir(&data_dir, config.meta.url.is_some())?;
-    let meta = match &config.meta.url {
+    crate::files::check_permissions(config)?;
+    Ok(data_dir)
+}
+
+/// The metadata store: PostgreSQL when `[meta] url` is set, else the embedded SQLite file.
+async fn open_meta(config: &Config, data_dir: &Path) -> Result<MetaHandle, ServerError> {
+    Ok(match &config.meta.url {
         Some(url) => MetaHandle::Postgres(PgMetaStore::connect(url).await?),
         None => MetaHandle::Sqlite(SqliteMetaStore::open(&data_dir.join("meta.db")).await?),
-    };
-    // Keys are generated for a new, empty store only; a store that holds data and lost a key
-    // file is refused, naming the file.
+    })
+}
+
+/// The root credentials, created on first start. Keys are generated for a new, empty store
+/// only; a store that holds data and lost a key file is refused, naming the file.
+async fn open_credentials(
+    config: &Config,
+    data_dir: &Path,
+    meta: &MetaHandle,
+) -> Result<(Credentials, bool), ServerError> {
     let has_buckets = !meta.shared().list_buckets().await?.is_empty();
-    let established = crate::files::established(&data_dir, has_buckets);
-    crate::files::require_key_files(&config, established)?;
-    let (credentials, credentials_created) =
-        Credentials::load_or_create(&data_dir).map_err(data_dir_error(&data_dir))?;
-    let sites = Arc::new(crate::sites::SiteManager::new(
-        config.clone(),
-        data_dir.clone(),
-    ));
+    let established = crate::files::established(data_dir, has_buckets);
+    crate::files::require_key_files(config, established)?;
+    Credentials::load_or_create(data_dir).map_err(data_dir_error(data_dir))
+}
+
+/// The transparency log (its own directory, or sequenced through PostgreSQL when gateways
+/// share it) and the object service over the metadata store, the sites in force, the log and
+/// the keys.
+async fn open_service(
+    config: &Config,
+    data_dir: &Path,
+    meta: &MetaHandle,
+    sites: &crate::sites::SiteManager,
+) -> Result<(Arc<ObjectService>, Arc<Ledger>), ServerError> {
     let records = meta.shared().load_all::<SiteRecord>().await?;
     let (residency, stores) = sites.build(&records).await?;
     let site_refs: Vec<_> = residency
@@ -560,19 +576,13 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         .ok_or_else(|| ServerError::Site(format!("site {} was removed", config.site.id)))?;
     let ledger_dir = data_dir.join("ledger");
     let ledger = match &config.meta.url {
-        None => Ledger::start(&ledger_dir, &config.ledger, site_refs.clone())?,
+        None => Ledger::start(&ledger_dir, &config.ledger, site_refs)?,
         Some(_) => {
-            Ledger::start_shared(
-                &ledger_dir,
-                &config.ledger,
-                site_refs.clone(),
-                meta.shared(),
-            )
-            .await?
+            Ledger::start_shared(&ledger_dir, &config.ledger, site_refs, meta.shared()).await?
         }
     };
     let privacy = crate::ledger::key_privacy(&ledger_dir, &config.ledger.hash_keys)?;
-    let keys = crate::keys::open_keys(&data_dir, &config.keys).await?;
+    let keys = crate::keys::open_keys(data_dir, &config.keys).await?;
     let service = Arc::new(
         ObjectService::new(
             meta.shared(),
@@ -586,29 +596,29 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         .with_sites(residency, stores, &config.site.id)?,
     );
     sites.applied(records).await;
-    if credentials_created {
-        service
-            .log(
-                &RequestContext::system(START_JOB),
-                Event::Admin {
-                    action: "root_credentials_created".into(),
-                    target: credentials.access_key.clone(),
-                },
-            )
-            .await?;
-    }
+    Ok((service, ledger))
+}
 
-    // Bound before the identity service opens: webhooks must know the gateway's own address.
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+/// The listening socket and its address.
+async fn bind(config: &Config) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_error = |source| ServerError::Bind {
         addr: config.listen,
         source,
-    })?;
+    };
+    let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+    let addr = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, addr))
+}
+
+/// The identity service: its sealing key from the data directory, the root credentials, and
+/// the guardians' webhooks (which must know the gateway's own address `addr`).
+async fn open_iam(
+    config: &Config,
+    data_dir: &Path,
+    service: &Arc<ObjectService>,
+    credentials: &Credentials,
+    addr: SocketAddr,
+) -> Result<Arc<vallum_core::iam::Iam>, ServerError> {
     let notifier =
         crate::notify::WebhookNotifier::new(config.webhooks.clone(), addr).map_err(|e| {
             ServerError::Config(crate::config::ConfigError::Value {
@@ -616,35 +626,39 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
                 message: e.to_string(),
             })
         })?;
-    let secrets = vallum_crypto::secretbox::SecretBox::load_or_create(
-        &data_dir.join(crate::credentials::SECRET_BOX_FILE),
-    )
-    .map_err(|e| ServerError::Keys(e.to_string()))?;
-    let iam = vallum_core::iam::Iam::open(
-        vallum_core::iam::IamPorts::of(&service),
+    let secret_box = data_dir.join(crate::credentials::SECRET_BOX_FILE);
+    let secrets = vallum_crypto::secretbox::SecretBox::load_or_create(&secret_box)
+        .map_err(|e| ServerError::Keys(e.to_string()))?;
+    vallum_core::iam::Iam::open(
+        vallum_core::iam::IamPorts::of(service),
         secrets,
         credentials.access_key.clone(),
         zeroize::Zeroizing::new(credentials.secret_key.clone()),
         Some(Arc::new(crate::notify::SharedNotifier(Arc::new(notifier)))),
     )
     .await
-    .map_err(|e| {
-        ServerError::Iam(format!(
-            "{e} ({})",
-            data_dir.join(crate::credentials::SECRET_BOX_FILE).display()
-        ))
-    })?;
+    .map_err(|e| ServerError::Iam(format!("{e} ({})", secret_box.display())))
+}
+
+/// The S3 front end: s3s with Vallum's handlers, signature check, decision point, bucket
+/// name rules, XML limits and virtual-host domains.
+fn s3_service(
+    config: &Config,
+    service: &Arc<ObjectService>,
+    iam: &Arc<vallum_core::iam::Iam>,
+    credentials: &Credentials,
+) -> s3s::service::S3Service {
     let s3 = VallumS3::new(
-        Arc::clone(&service),
-        Arc::clone(&iam),
+        Arc::clone(service),
+        Arc::clone(iam),
         config.region.clone(),
         credentials.access_key.clone(),
         config.object_lock.allow_governance_bypass,
     );
     let mut builder = S3ServiceBuilder::new(s3);
-    builder.set_auth(crate::authz::IamAuth(Arc::clone(&iam)));
+    builder.set_auth(crate::authz::IamAuth(Arc::clone(iam)));
     builder.set_access(crate::authz::VallumAccess {
-        iam: Arc::clone(&iam),
+        iam: Arc::clone(iam),
     });
     builder.set_validation(crate::authz::TenantNames);
     let mut s3_config = S3Config::default();
@@ -653,23 +667,75 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     if !config.domains.is_empty() {
         builder.set_host(crate::host::VallumHost::new(&config.domains));
     }
+    builder.build()
+}
+
+/// TLS when a certificate and key are configured.
+fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
+    match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Ok(Some(tokio_rustls::TlsAcceptor::from(
+            vallum_xks::tls::server_config(cert, key)
+                .map_err(|e| ServerError::Tls(e.to_string()))?,
+        ))),
+        _ => Ok(None),
+    }
+}
+
+/// Who holds this process's job leases. Gateways sharing one metadata store run each leased
+/// job one at a time: a step runs only under the job's lease, which outlives a crashed holder
+/// by at most its TTL. With the embedded store the data-directory lock already makes this the
+/// only process, so a restart after a crash takes over its predecessor's lease at once.
+fn lease_holder(config: &Config) -> String {
+    if config.meta.url.is_some() {
+        format!("gateway-{}", vallum_types::UploadId::random())
+    } else {
+        "embedded".to_owned()
+    }
+}
+
+/// Starts a gateway: a list of constructions, then the jobs and the accept loop.
+pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
+    let data_dir = prepare_data_dir(&config)?;
+    // Gateways sharing PostgreSQL may share a data directory (credentials, blob site on a shared
+    // filesystem); an embedded store may not be shared at all.
+    let lock = lock_data_dir(&data_dir, config.meta.url.is_some())?;
+    let meta = open_meta(&config, &data_dir).await?;
+    let (credentials, credentials_created) = open_credentials(&config, &data_dir, &meta).await?;
+    let sites = Arc::new(crate::sites::SiteManager::new(
+        config.clone(),
+        data_dir.clone(),
+    ));
+    let (service, ledger) = open_service(&config, &data_dir, &meta, &sites).await?;
+    if credentials_created {
+        let event = Event::Admin {
+            action: "root_credentials_created".into(),
+            target: credentials.access_key.clone(),
+        };
+        service
+            .log(&RequestContext::system(START_JOB), event)
+            .await?;
+    }
+    // Bound before the identity service opens: webhooks must know the gateway's own address.
+    let (listener, addr) = bind(&config).await?;
+    let iam = open_iam(&config, &data_dir, &service, &credentials, addr).await?;
     let metrics = Arc::new(Metrics::new());
     let rewrap = crate::jobs::KeyRewrap::new(Arc::clone(&service));
     let mut jobs = register_jobs(&config, &service, &iam, &sites, &ledger, &metrics, &meta);
     // Key re-wraps are requested through the admin API, which queues them on this job.
     jobs.register(Arc::clone(&rewrap) as Arc<dyn vallum_core::jobs::Job>);
+    let admin = crate::admin::Admin::new(
+        Arc::clone(&service),
+        Arc::clone(&iam),
+        rewrap,
+        jobs.statuses(),
+        Arc::clone(&sites),
+        Arc::clone(&ledger),
+    );
     let http = VallumHttp {
-        s3: builder.build(),
-        metrics: Arc::clone(&metrics),
+        s3: s3_service(&config, &service, &iam, &credentials),
+        metrics,
         ledger: Arc::clone(&ledger),
-        admin: Arc::new(crate::admin::Admin::new(
-            Arc::clone(&service),
-            Arc::clone(&iam),
-            rewrap,
-            jobs.statuses(),
-            Arc::clone(&sites),
-            Arc::clone(&ledger),
-        )),
+        admin: Arc::new(admin),
         secure: false,
         peer: None,
         data_dir: Arc::from(config.data_dir.as_path()),
@@ -680,30 +746,12 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
             MetaHandle::Postgres(_) => None,
         },
     };
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(tokio_rustls::TlsAcceptor::from(
-            vallum_xks::tls::server_config(cert, key)
-                .map_err(|e| ServerError::Tls(e.to_string()))?,
-        )),
-        _ => None,
-    };
-
-    let (shutdown, shutdown_rx) = watch::channel(false);
-
-    // Gateways sharing one metadata store run each leased job one at a time: a step runs
-    // only under the job's lease, which outlives a crashed holder by at most its TTL.
-    // With the embedded store the data-directory lock already makes this the only process, so
-    // a restart after a crash takes over its predecessor's lease at once.
-    let holder = if config.meta.url.is_some() {
-        format!("gateway-{}", vallum_types::UploadId::random())
-    } else {
-        "embedded".to_owned()
-    };
+    let tls = tls_acceptor(&config)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The jobs need the leases port alone.
     let leases: Arc<dyn vallum_core::meta::Leases> = service.meta().clone();
-    let running_jobs = jobs.spawn_all(leases, Arc::clone(service.clock()), &holder);
+    let running_jobs = jobs.spawn_all(leases, Arc::clone(service.clock()), &lease_holder(&config));
     let (log_origin, log_vkey) = (ledger.origin().to_owned(), ledger.vkey().to_owned());
-    let scheme = if tls.is_some() { "https" } else { "http" };
     let acceptor = Acceptor {
         listener,
         http,
@@ -711,6 +759,7 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         permits: connection_permits(&config.connections),
         idle_timeout: Duration::from_secs(config.connections.idle_timeout_secs),
     };
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let task = tokio::spawn(async move {
         acceptor.run(shutdown_rx).await;
         running_jobs.stop().await;
