@@ -89,6 +89,13 @@ bucket_inputs!(
     PutObjectTaggingInput,
     GetObjectTaggingInput,
     DeleteObjectTaggingInput,
+    GetBucketPolicyInput,
+    PutBucketPolicyInput,
+    DeleteBucketPolicyInput,
+    GetBucketPolicyStatusInput,
+    GetPublicAccessBlockInput,
+    PutPublicAccessBlockInput,
+    DeletePublicAccessBlockInput,
 );
 
 /// The preamble of every bucket handler, in one place: the request with its bucket under the
@@ -115,6 +122,21 @@ impl VallumS3 {
             .map_err(to_s3)
     }
 
+    /// Applies `update` to the bucket a request names (resolved as [`scoped`] does), as the
+    /// request's actor.
+    async fn update_bucket_of<T: BucketInput>(
+        &self,
+        req: S3Request<T>,
+        update: BucketUpdate,
+    ) -> S3Result<()> {
+        let (mut req, ctx) = scoped(req)?;
+        self.service
+            .update_bucket(&ctx, req.input.bucket_mut(), update)
+            .await
+            .map_err(to_s3)?;
+        Ok(())
+    }
+
     /// The front end; `allow_governance_bypass` is the deployment-wide permission to bypass
     /// GOVERNANCE retention (config `object_lock.allow_governance_bypass`).
     pub fn new(
@@ -138,6 +160,13 @@ impl VallumS3 {
 }
 
 type R<T> = S3Result<S3Response<T>>;
+
+/// `204 No Content` with `output`'s headers.
+fn no_content<T>(output: T) -> R<T> {
+    let mut resp = S3Response::new(output);
+    resp.status = Some(http::StatusCode::NO_CONTENT);
+    Ok(resp)
+}
 
 fn ok<T>(output: T) -> R<T> {
     Ok(S3Response::new(output))
@@ -831,10 +860,33 @@ impl VallumS3 {
 
     /// The internal name of an existing bucket the caller addresses as `wire` (the policy and
     /// public access block operations).
-    async fn existing_bucket(&self, ext: &http::Extensions, wire: &str) -> S3Result<String> {
-        let bucket = crate::authz::internal(ext, wire)?;
-        self.service.bucket(&bucket).await.map_err(to_s3)?;
-        Ok(bucket)
+    /// [`scoped`], for the access-control handlers (bucket policy, public access block): the
+    /// bucket must exist, and its access-control record is the identity service's.
+    async fn access_scoped<T: BucketInput>(
+        &self,
+        req: S3Request<T>,
+    ) -> S3Result<(S3Request<T>, RequestContext)> {
+        let (mut req, ctx) = scoped(req)?;
+        self.service
+            .bucket(req.input.bucket_mut())
+            .await
+            .map_err(to_s3)?;
+        Ok((req, ctx))
+    }
+
+    /// The access-control record (policy, public access block) of the bucket a request names.
+    async fn access_record_of<T: BucketInput>(
+        &self,
+        req: S3Request<T>,
+    ) -> S3Result<(String, vallum_core::iam::BucketPolicyRecord)> {
+        let (mut req, _) = self.access_scoped(req).await?;
+        let bucket = std::mem::take(req.input.bucket_mut());
+        let record = self
+            .iam
+            .bucket_record(&bucket)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        Ok((bucket, record))
     }
 
     fn owner_of(&self, ext: &http::Extensions) -> Owner {
@@ -848,6 +900,31 @@ impl VallumS3 {
             },
             _ => self.owner.clone(),
         }
+    }
+
+    /// A listing page's objects and common prefixes as S3 lists them (absent when empty), keys
+    /// encoded by `enc`.
+    fn listing_out(
+        &self,
+        objects: Vec<vallum_core::meta::ObjectSummary>,
+        common_prefixes: Vec<String>,
+        fetch_owner: bool,
+        enc: &impl Fn(String) -> String,
+    ) -> (Option<Vec<Object>>, Option<Vec<CommonPrefix>>) {
+        let contents: Vec<Object> = objects
+            .into_iter()
+            .map(|o| self.object_summary(o, fetch_owner, enc))
+            .collect();
+        let prefixes: Vec<CommonPrefix> = common_prefixes
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(enc(p)),
+            })
+            .collect();
+        (
+            (!contents.is_empty()).then_some(contents),
+            (!prefixes.is_empty()).then_some(prefixes),
+        )
     }
 
     fn object_summary(
@@ -1002,6 +1079,7 @@ impl S3 for VallumS3 {
         let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
+        let ck = customer_key_of(tls, &input)?;
         let condition = write_condition(input.if_match, input.if_none_match)?;
         let attrs = attrs_from(
             input.content_type.map(|c| c.to_string()),
@@ -1012,12 +1090,6 @@ impl S3 for VallumS3 {
             input.expires,
             input.metadata,
         );
-        let ck = customer_key_of(
-            tls,
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
         let ck_md5 = input.sse_customer_key_md5.clone();
         let sse = sse_request(
             input.server_side_encryption.as_ref(),
@@ -1069,12 +1141,7 @@ impl S3 for VallumS3 {
         let ctx = &ctx;
         let tls = secure(&req);
         let input = req.input;
-        let ck = customer_key_of(
-            tls,
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
+        let ck = customer_key_of(tls, &input)?;
         let ctx = &ctx.clone().with_customer_keys(CustomerKeys {
             target: ck,
             source: None,
@@ -1168,12 +1235,7 @@ impl S3 for VallumS3 {
         let (req, _) = scoped(req)?;
         let tls = secure(&req);
         let input = req.input;
-        let ck = customer_key_of(
-            tls,
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
+        let ck = customer_key_of(tls, &input)?;
         let ck_md5 = input.sse_customer_key_md5.clone();
         let object = self
             .service
@@ -1265,16 +1327,14 @@ impl S3 for VallumS3 {
             )
             .await
             .map_err(to_s3)?;
-        let mut resp = S3Response::new(DeleteObjectOutput {
+        no_content(DeleteObjectOutput {
             delete_marker: result.delete_marker.then_some(true),
             version_id: result
                 .version_id
                 .as_deref()
                 .and_then(|v| version_out(v, input.version_id.is_some() || result.delete_marker)),
             ..Default::default()
-        });
-        resp.status = Some(http::StatusCode::NO_CONTENT);
-        Ok(resp)
+        })
     }
 
     async fn delete_objects(&self, req: S3Request<DeleteObjectsInput>) -> R<DeleteObjectsOutput> {
@@ -1379,18 +1439,8 @@ impl S3 for VallumS3 {
         let ctx = &ctx;
         let tls = secure(&req);
         let input = req.input;
-        let ck = customer_key_of(
-            tls,
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
-        let source_ck = customer_key_of(
-            tls,
-            input.copy_source_sse_customer_algorithm.as_deref(),
-            input.copy_source_sse_customer_key.as_deref(),
-            input.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
+        let ck = customer_key_of(tls, &input)?;
+        let source_ck = customer_key_of(tls, &CopySourceKey(&input))?;
         let ctx = &ctx.clone().with_customer_keys(CustomerKeys {
             target: None,
             source: source_ck,
@@ -1505,18 +1555,8 @@ impl S3 for VallumS3 {
         let fetch_owner = input.fetch_owner.unwrap_or(false);
         let key_count =
             i32::try_from(page.objects.len() + page.common_prefixes.len()).unwrap_or(i32::MAX);
-        let contents: Vec<Object> = page
-            .objects
-            .into_iter()
-            .map(|o| self.object_summary(o, fetch_owner, &enc))
-            .collect();
-        let prefixes: Vec<CommonPrefix> = page
-            .common_prefixes
-            .into_iter()
-            .map(|p| CommonPrefix {
-                prefix: Some(enc(p)),
-            })
-            .collect();
+        let (contents, common_prefixes) =
+            self.listing_out(page.objects, page.common_prefixes, fetch_owner, &enc);
         ok(ListObjectsV2Output {
             name: Some(crate::authz::wire_name(&req.extensions, &input.bucket)),
             prefix: Some(enc(prefix)),
@@ -1527,8 +1567,8 @@ impl S3 for VallumS3 {
             key_count: Some(key_count),
             max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
             is_truncated: Some(page.truncated),
-            contents: (!contents.is_empty()).then_some(contents),
-            common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+            contents,
+            common_prefixes,
             encoding_type: input.encoding_type,
             ..Default::default()
         })
@@ -1557,18 +1597,8 @@ impl S3 for VallumS3 {
         } else {
             None
         };
-        let contents: Vec<Object> = page
-            .objects
-            .into_iter()
-            .map(|o| self.object_summary(o, true, &enc))
-            .collect();
-        let prefixes: Vec<CommonPrefix> = page
-            .common_prefixes
-            .into_iter()
-            .map(|p| CommonPrefix {
-                prefix: Some(enc(p)),
-            })
-            .collect();
+        let (contents, common_prefixes) =
+            self.listing_out(page.objects, page.common_prefixes, true, &enc);
         ok(ListObjectsOutput {
             name: Some(crate::authz::wire_name(&req.extensions, &input.bucket)),
             prefix: Some(enc(prefix)),
@@ -1577,8 +1607,8 @@ impl S3 for VallumS3 {
             next_marker,
             max_keys: Some(i32::try_from(max).unwrap_or(i32::MAX)),
             is_truncated: Some(page.truncated),
-            contents: (!contents.is_empty()).then_some(contents),
-            common_prefixes: (!prefixes.is_empty()).then_some(prefixes),
+            contents,
+            common_prefixes,
             encoding_type: input.encoding_type,
             ..Default::default()
         })
@@ -1592,6 +1622,7 @@ impl S3 for VallumS3 {
         let ctx = &ctx;
         let tls = secure(&req);
         let input = req.input;
+        let ck = customer_key_of(tls, &input)?;
         let alg = algorithm(input.checksum_algorithm.as_ref())?;
         let attrs = attrs_from(
             input.content_type.map(|c| c.to_string()),
@@ -1607,12 +1638,6 @@ impl S3 for VallumS3 {
             input.object_lock_mode.as_ref(),
             input.object_lock_retain_until_date,
             input.object_lock_legal_hold_status.as_ref(),
-        )?;
-        let ck = customer_key_of(
-            tls,
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
         )?;
         let sse = sse_request(
             input.server_side_encryption.as_ref(),
@@ -1650,12 +1675,7 @@ impl S3 for VallumS3 {
         let tls = secure(&req);
         let check = body_check_of!(req)?;
         let input = req.input;
-        let ck = customer_key_of(
-            tls,
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
+        let ck = customer_key_of(tls, &input)?;
         let ctx = &ctx.clone().with_customer_keys(CustomerKeys {
             target: ck,
             source: None,
@@ -1692,18 +1712,8 @@ impl S3 for VallumS3 {
         let ctx = &ctx;
         let tls = secure(&req);
         let input = req.input;
-        let target = customer_key_of(
-            tls,
-            input.sse_customer_algorithm.as_deref(),
-            input.sse_customer_key.as_deref(),
-            input.sse_customer_key_md5.as_deref(),
-        )?;
-        let source = customer_key_of(
-            tls,
-            input.copy_source_sse_customer_algorithm.as_deref(),
-            input.copy_source_sse_customer_key.as_deref(),
-            input.copy_source_sse_customer_key_md5.as_deref(),
-        )?;
+        let target = customer_key_of(tls, &input)?;
+        let source = customer_key_of(tls, &CopySourceKey(&input))?;
         let ctx = &ctx
             .clone()
             .with_customer_keys(CustomerKeys { target, source });
@@ -1825,9 +1835,7 @@ impl S3 for VallumS3 {
             .abort_upload(&input.bucket, &input.key, &input.upload_id)
             .await
             .map_err(to_s3)?;
-        let mut resp = S3Response::new(AbortMultipartUploadOutput::default());
-        resp.status = Some(http::StatusCode::NO_CONTENT);
-        Ok(resp)
+        no_content(AbortMultipartUploadOutput::default())
     }
 
     async fn list_parts(&self, req: S3Request<ListPartsInput>) -> R<ListPartsOutput> {
@@ -2294,15 +2302,9 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> R<DeleteBucketLifecycleOutput> {
-        let (req, ctx) = scoped(req)?;
-        let ctx = &ctx;
-        self.service
-            .update_bucket(ctx, &req.input.bucket, BucketUpdate::Lifecycle(None))
-            .await
-            .map_err(to_s3)?;
-        let mut resp = S3Response::new(DeleteBucketLifecycleOutput {});
-        resp.status = Some(http::StatusCode::NO_CONTENT);
-        Ok(resp)
+        self.update_bucket_of(req, BucketUpdate::Lifecycle(None))
+            .await?;
+        no_content(DeleteBucketLifecycleOutput {})
     }
 
     async fn put_bucket_encryption(
@@ -2376,15 +2378,9 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketEncryptionInput>,
     ) -> R<DeleteBucketEncryptionOutput> {
-        let (req, ctx) = scoped(req)?;
-        let ctx = &ctx;
-        self.service
-            .update_bucket(ctx, &req.input.bucket, BucketUpdate::Encryption(None))
-            .await
-            .map_err(to_s3)?;
-        let mut resp = S3Response::new(DeleteBucketEncryptionOutput {});
-        resp.status = Some(http::StatusCode::NO_CONTENT);
-        Ok(resp)
+        self.update_bucket_of(req, BucketUpdate::Encryption(None))
+            .await?;
+        no_content(DeleteBucketEncryptionOutput {})
     }
 
     async fn put_object_tagging(
@@ -2446,26 +2442,16 @@ impl S3 for VallumS3 {
             )
             .await
             .map_err(to_s3)?;
-        let mut resp = S3Response::new(DeleteObjectTaggingOutput {
+        no_content(DeleteObjectTaggingOutput {
             version_id: version_out(&id, input.version_id.is_some()),
-        });
-        resp.status = Some(http::StatusCode::NO_CONTENT);
-        Ok(resp)
+        })
     }
 
     async fn get_bucket_policy(
         &self,
         req: S3Request<GetBucketPolicyInput>,
     ) -> R<GetBucketPolicyOutput> {
-        let mut req = req;
-        req.input.bucket = self
-            .existing_bucket(&req.extensions, &req.input.bucket)
-            .await?;
-        let rec = self
-            .iam
-            .bucket_record(&req.input.bucket)
-            .await
-            .map_err(crate::error::iam_to_s3)?;
+        let (_, rec) = self.access_record_of(req).await?;
         let policy = rec
             .policy
             .ok_or_else(|| s3_error!(NoSuchBucketPolicy, "The bucket policy does not exist"))?;
@@ -2478,11 +2464,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutBucketPolicyInput>,
     ) -> R<PutBucketPolicyOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = self
-            .existing_bucket(&req.extensions, &req.input.bucket)
-            .await?;
+        let (req, ctx) = self.access_scoped(req).await?;
+        let ctx = &ctx;
         self.iam
             .put_bucket_policy(ctx, &req.input.bucket, req.input.policy.as_bytes())
             .await
@@ -2494,11 +2477,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketPolicyInput>,
     ) -> R<DeleteBucketPolicyOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = self
-            .existing_bucket(&req.extensions, &req.input.bucket)
-            .await?;
+        let (req, ctx) = self.access_scoped(req).await?;
+        let ctx = &ctx;
         self.iam
             .delete_bucket_policy(ctx, &req.input.bucket)
             .await
@@ -2510,16 +2490,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetBucketPolicyStatusInput>,
     ) -> R<GetBucketPolicyStatusOutput> {
-        let mut req = req;
-        req.input.bucket = self
-            .existing_bucket(&req.extensions, &req.input.bucket)
-            .await?;
-        let rec = self
-            .iam
-            .bucket_record(&req.input.bucket)
-            .await
-            .map_err(crate::error::iam_to_s3)?;
-        let public = self.iam.is_public(&req.input.bucket, &rec);
+        let (bucket, rec) = self.access_record_of(req).await?;
+        let public = self.iam.is_public(&bucket, &rec);
         ok(GetBucketPolicyStatusOutput {
             policy_status: Some(PolicyStatus {
                 is_public: Some(public),
@@ -2531,15 +2503,7 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<GetPublicAccessBlockInput>,
     ) -> R<GetPublicAccessBlockOutput> {
-        let mut req = req;
-        req.input.bucket = self
-            .existing_bucket(&req.extensions, &req.input.bucket)
-            .await?;
-        let rec = self
-            .iam
-            .bucket_record(&req.input.bucket)
-            .await
-            .map_err(crate::error::iam_to_s3)?;
+        let (_, rec) = self.access_record_of(req).await?;
         let b = rec.block.unwrap_or_default();
         ok(GetPublicAccessBlockOutput {
             public_access_block_configuration: Some(PublicAccessBlockConfiguration {
@@ -2555,11 +2519,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<PutPublicAccessBlockInput>,
     ) -> R<PutPublicAccessBlockOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = self
-            .existing_bucket(&req.extensions, &req.input.bucket)
-            .await?;
+        let (req, ctx) = self.access_scoped(req).await?;
+        let ctx = &ctx;
         let c = &req.input.public_access_block_configuration;
         // S3: an omitted setting is false.
         let block = vallum_core::iam::PublicAccessBlock {
@@ -2579,11 +2540,8 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeletePublicAccessBlockInput>,
     ) -> R<DeletePublicAccessBlockOutput> {
-        let ctx = &crate::authz::context(&req.extensions);
-        let mut req = req;
-        req.input.bucket = self
-            .existing_bucket(&req.extensions, &req.input.bucket)
-            .await?;
+        let (req, ctx) = self.access_scoped(req).await?;
+        let ctx = &ctx;
         self.iam
             .put_public_access_block(ctx, &req.input.bucket, None)
             .await
@@ -2620,12 +2578,62 @@ fn secure<T>(req: &S3Request<T>) -> bool {
 
 /// The customer-provided key of `x-amz-[copy-source-]server-side-encryption-customer-*`
 /// headers: algorithm `AES256`, a Base64 256-bit key and its Base64 MD5, over TLS only.
+/// Inputs that carry SSE-C headers (`x-amz-server-side-encryption-customer-*`): algorithm,
+/// key and key MD5.
+trait SseCustomerInput {
+    fn sse_customer(&self) -> (Option<&str>, Option<&str>, Option<&str>);
+}
+
+macro_rules! sse_customer_inputs {
+    ($($t:ident),* $(,)?) => {
+        $(impl SseCustomerInput for $t {
+            fn sse_customer(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+                (
+                    self.sse_customer_algorithm.as_deref(),
+                    self.sse_customer_key.as_deref(),
+                    self.sse_customer_key_md5.as_deref(),
+                )
+            }
+        })*
+    };
+}
+
+sse_customer_inputs!(
+    PutObjectInput,
+    GetObjectInput,
+    HeadObjectInput,
+    CopyObjectInput,
+    CreateMultipartUploadInput,
+    UploadPartInput,
+    UploadPartCopyInput,
+);
+
+/// The copy source's SSE-C headers (`x-amz-copy-source-server-side-encryption-customer-*`).
+struct CopySourceKey<'a, T>(&'a T);
+
+macro_rules! copy_source_keys {
+    ($($t:ident),* $(,)?) => {
+        $(impl SseCustomerInput for CopySourceKey<'_, $t> {
+            fn sse_customer(&self) -> (Option<&str>, Option<&str>, Option<&str>) {
+                (
+                    self.0.copy_source_sse_customer_algorithm.as_deref(),
+                    self.0.copy_source_sse_customer_key.as_deref(),
+                    self.0.copy_source_sse_customer_key_md5.as_deref(),
+                )
+            }
+        })*
+    };
+}
+
+copy_source_keys!(CopyObjectInput, UploadPartCopyInput);
+
+/// The customer-provided key an input's SSE-C headers give, checked as S3 does; `None` when
+/// it has none.
 fn customer_key_of(
     secure: bool,
-    algorithm: Option<&str>,
-    key: Option<&str>,
-    md5: Option<&str>,
+    input: &impl SseCustomerInput,
 ) -> S3Result<Option<vallum_crypto::customer::CustomerKey>> {
+    let (algorithm, key, md5) = input.sse_customer();
     if algorithm.is_none() && key.is_none() && md5.is_none() {
         return Ok(None);
     }
