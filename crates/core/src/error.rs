@@ -10,6 +10,44 @@ use crate::blob::BlobError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything an object-service call can fail with.
+/// A document or setting that breaks one of its rules (a lifecycle configuration, a boundary
+/// policy, a site's legal profile, tags…): what is wrong, said once. Callers map it to the
+/// domain error their request gets (`InvalidArgument`, `InvalidTag`, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(message: String) -> Self {
+        Invalid(message)
+    }
+}
+
+impl std::ops::Deref for Invalid {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<&str> for Invalid {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(message: &str) -> Self {
+        Invalid(message.to_owned())
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> Self {
+        e.0
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The bucket does not exist.

@@ -106,7 +106,7 @@ impl ObjectService {
         let sse = &sse;
         ObjectKey::new(key)?;
         check_attrs(&attrs)?;
-        validate_tags(&tags).map_err(Error::InvalidTag)?;
+        validate_tags(&tags).map_err(|e| Error::InvalidTag(e.0))?;
         let record = self.bucket(bucket).await?;
         let lock = self.resolve_lock(&record, lock)?;
         // Refused before anything is written or wrapped; each part is placed again.

@@ -613,12 +613,12 @@ impl ObjectService {
         update: BucketUpdate,
     ) -> Result<BucketRecord> {
         if let BucketUpdate::Lifecycle(Some(config)) = &update {
-            config.validate().map_err(Error::InvalidArgument)?;
+            config.validate().map_err(|e| Error::InvalidArgument(e.0))?;
         }
         if let BucketUpdate::ObjectLock(config) = &update
             && let Some(d) = &config.default_retention
         {
-            d.validate().map_err(Error::InvalidArgument)?;
+            d.validate().map_err(|e| Error::InvalidArgument(e.0))?;
         }
         if let BucketUpdate::Encryption(Some(config)) = &update {
             self.check_bucket_encryption(config).await?;
@@ -750,7 +750,7 @@ impl ObjectService {
         {
             return Err(Error::EntityTooLarge(MAX_PUT_OBJECT_BYTES));
         }
-        validate_tags(&req.tags).map_err(Error::InvalidTag)?;
+        validate_tags(&req.tags).map_err(|e| Error::InvalidTag(e.0))?;
         let bucket = self.bucket(&req.bucket).await?;
         let lock = self.resolve_lock(&bucket, req.lock)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)
@@ -1234,7 +1234,7 @@ impl ObjectService {
             ));
         }
         match &update {
-            VersionUpdate::Tags(tags) => validate_tags(tags).map_err(Error::InvalidTag)?,
+            VersionUpdate::Tags(tags) => validate_tags(tags).map_err(|e| Error::InvalidTag(e.0))?,
             VersionUpdate::Retention {
                 retention: Some(r), ..
             } if r.until_ms <= self.now_ms() => {
@@ -1324,7 +1324,7 @@ impl ObjectService {
         let bucket = self.bucket(&req.bucket).await?;
         let lock = self.resolve_lock(&bucket, req.lock)?;
         let tags = req.replace_tags.unwrap_or_else(|| source.tags.clone());
-        validate_tags(&tags).map_err(Error::InvalidTag)?;
+        validate_tags(&tags).map_err(|e| Error::InvalidTag(e.0))?;
         let attrs = req.replace_attrs.unwrap_or_else(|| source.attrs.clone());
         check_attrs(&attrs)?;
         self.precheck_condition(&req.bucket, &req.key, &req.condition)

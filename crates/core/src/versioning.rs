@@ -14,6 +14,7 @@
 //!   the bypass header. The check is in [`check_retention_change`]; there is no other code
 //!   path that writes a retention.
 
+use crate::error::Invalid;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -188,18 +189,20 @@ pub struct DefaultRetention {
 
 impl DefaultRetention {
     /// Checks that exactly one positive period is given and it is not absurdly long.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         let days = match (self.days, self.years) {
             (Some(d), None) => d,
             (None, Some(y)) => y.saturating_mul(365),
             _ => {
-                return Err("a default retention names exactly one of Days and Years".to_owned());
+                return Err(Invalid(
+                    "a default retention names exactly one of Days and Years".to_owned(),
+                ));
             }
         };
         if days == 0 || days > MAX_RETENTION_DAYS {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "the default retention period must be between 1 and {MAX_RETENTION_DAYS} days"
-            ));
+            )));
         }
         Ok(())
     }
@@ -232,22 +235,22 @@ pub struct ObjectLockConfig {
 pub type Tags = BTreeMap<String, String>;
 
 /// Checks a tag set against S3's limits.
-pub fn validate_tags(tags: &Tags) -> Result<(), String> {
+pub fn validate_tags(tags: &Tags) -> Result<(), Invalid> {
     if tags.len() > MAX_OBJECT_TAGS {
-        return Err(format!(
+        return Err(Invalid(format!(
             "Object tags cannot be greater than {MAX_OBJECT_TAGS}"
-        ));
+        )));
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > MAX_TAG_KEY_CHARS {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "The TagKey you have provided is invalid: it must be 1 to {MAX_TAG_KEY_CHARS} characters"
-            ));
+            )));
         }
         if v.chars().count() > MAX_TAG_VALUE_CHARS {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "The TagValue you have provided is invalid: it must be at most {MAX_TAG_VALUE_CHARS} characters"
-            ));
+            )));
         }
     }
     Ok(())

@@ -219,7 +219,7 @@ pub(crate) async fn manage(
             config
                 .profile()
                 .validate()
-                .map_err(|e| Failure(StatusCode::BAD_REQUEST, "InvalidSite", e))?;
+                .map_err(|e| Failure(StatusCode::BAD_REQUEST, "InvalidSite", e.0))?;
             if records.iter().any(|r| r.id == config.id)
                 || sites.config().all_sites().iter().any(|c| c.id == config.id)
             {

@@ -266,7 +266,7 @@ impl KeyProviderConfig {
         }
     }
 
-    fn single(name: &str, f: &KeysFile) -> Result<Self, String> {
+    fn single(name: &str, f: &KeysFile) -> Result<Self, ConfigError> {
         let path = |s: &str| (!s.is_empty()).then(|| std::path::PathBuf::from(s));
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         Ok(match name {
@@ -289,9 +289,12 @@ impl KeyProviderConfig {
                 retries: f.xks_retries,
             }),
             other => {
-                return Err(format!(
-                    "keys.provider {other:?} is not a key provider (keyring, pkcs11, xks or double)"
-                ));
+                return Err(ConfigError::Value {
+                    field: "keys.provider",
+                    message: format!(
+                        "{other:?} is not a key provider (keyring, pkcs11, xks or double)"
+                    ),
+                });
             }
         })
     }
@@ -334,20 +337,21 @@ impl KeyProviderConfig {
 }
 
 impl TryFrom<KeysFile> for KeysConfig {
-    type Error = String;
+    type Error = ConfigError;
 
-    fn try_from(f: KeysFile) -> Result<Self, String> {
+    fn try_from(f: KeysFile) -> Result<Self, ConfigError> {
         let provider = if f.provider == "double" {
             let [a, b] = f.double_of.as_slice() else {
-                return Err(format!(
-                    "keys.double_of names two providers, not {}",
-                    f.double_of.len()
-                ));
+                return Err(ConfigError::Value {
+                    field: "keys.double_of",
+                    message: format!("names two providers, not {}", f.double_of.len()),
+                });
             };
             if a == b || a == "double" || b == "double" {
-                return Err(format!(
-                    "keys.double_of names two different single providers, not {a:?} and {b:?}"
-                ));
+                return Err(ConfigError::Value {
+                    field: "keys.double_of",
+                    message: format!("names two different single providers, not {a:?} and {b:?}"),
+                });
             }
             KeyProviderConfig::Double(Box::new([
                 KeyProviderConfig::single(a, &f)?,
@@ -693,7 +697,7 @@ impl Config {
         })?;
         ExposureRules::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.clone(),
-            message,
+            message: message.0,
         })
     }
 
@@ -720,7 +724,7 @@ impl Config {
         )
         .map_err(|message| ConfigError::Value {
             field: "site / residency.default_policy",
-            message,
+            message: message.0,
         })
     }
 }
@@ -1055,7 +1059,7 @@ impl Config {
         if let Err(message) = self.site.profile().validate() {
             return Err(ConfigError::Value {
                 field: "site",
-                message,
+                message: message.0,
             });
         }
         for site in &self.sites {
@@ -1063,7 +1067,7 @@ impl Config {
             if let Err(message) = site.profile().validate() {
                 return Err(ConfigError::Value {
                     field: "sites",
-                    message,
+                    message: message.0,
                 });
             }
         }

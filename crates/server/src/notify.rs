@@ -347,8 +347,11 @@ where
 pub struct SharedNotifier(pub Arc<WebhookNotifier>);
 
 impl Notifier for SharedNotifier {
-    fn check_target(&self, url: &str) -> Result<(), String> {
-        self.0.check_url(url).map(drop).map_err(|e| e.to_string())
+    fn check_target(&self, url: &str) -> Result<(), vallum_core::error::Invalid> {
+        self.0
+            .check_url(url)
+            .map(drop)
+            .map_err(|e| vallum_core::error::Invalid(e.to_string()))
     }
 
     fn notify(&self, delivery: Delivery) {

@@ -71,7 +71,11 @@ fn matches(pattern: &str, value: &str) -> bool {
 impl Policy {
     /// For a key use under a lockbox grant: whether the guardians' signed `approvals` name
     /// that grant and carry enough distinct valid signatures by the configured approvers.
-    pub fn check_approvals(&self, reason: &str, approvals: Option<&str>) -> Result<(), String> {
+    pub fn check_approvals(
+        &self,
+        reason: &str,
+        approvals: Option<&str>,
+    ) -> Result<(), CryptoError> {
         let Some(grant) = reason.strip_prefix("lockbox:") else {
             return Ok(());
         };
@@ -79,12 +83,19 @@ impl Policy {
             return Ok(());
         }
         let text = approvals.ok_or_else(|| {
-            format!("grant {grant} carries no signed approvals of the tenant's guardians")
+            CryptoError::Refused(format!(
+                "grant {grant} carries no signed approvals of the tenant's guardians"
+            ))
         })?;
-        let note = vallum_ledger::note::Note::parse(text.as_bytes())
-            .map_err(|e| format!("grant {grant}: the approvals are not a signed note: {e}"))?;
+        let note = vallum_ledger::note::Note::parse(text.as_bytes()).map_err(|e| {
+            CryptoError::Refused(format!(
+                "grant {grant}: the approvals are not a signed note: {e}"
+            ))
+        })?;
         if vallum_crypto::approval::request_of(&note.text) != Some(grant) {
-            return Err(format!("the signed approvals are not about grant {grant}"));
+            return Err(CryptoError::Refused(format!(
+                "the signed approvals are not about grant {grant}"
+            )));
         }
         let mut signers: Vec<u32> = Vec::new();
         for sig in &note.signatures {
@@ -99,23 +110,23 @@ impl Policy {
             }
         }
         if signers.len() < self.approvals_required {
-            return Err(format!(
+            return Err(CryptoError::Refused(format!(
                 "grant {grant} is signed by {} of the tenant's guardians; {} required",
                 signers.len(),
                 self.approvals_required
-            ));
+            )));
         }
         Ok(())
     }
 
     /// Whether `principal` may use `key` for `reason`; the refusal says why.
-    pub fn check(&self, key: &str, principal: &str, reason: &str) -> Result<(), String> {
+    pub fn check(&self, key: &str, principal: &str, reason: &str) -> Result<(), CryptoError> {
         if self.rules.is_empty() {
             return Ok(());
         }
         let for_key: Vec<&Rule> = self.rules.iter().filter(|r| matches(&r.key, key)).collect();
         if for_key.is_empty() {
-            return Err(format!("no rule allows key {key}"));
+            return Err(CryptoError::Refused(format!("no rule allows key {key}")));
         }
         if for_key.iter().any(|r| {
             r.principals.iter().any(|p| matches(p, principal))
@@ -123,9 +134,9 @@ impl Policy {
         }) {
             Ok(())
         } else {
-            Err(format!(
+            Err(CryptoError::Refused(format!(
                 "principal {principal:?} with reason {reason:?} is not allowed to use key {key}"
-            ))
+            )))
         }
     }
 }
@@ -154,6 +165,14 @@ impl std::fmt::Debug for Proxy {
 struct ApiError(ErrorName, String);
 
 impl ApiError {
+    /// The policy's refusal, its reason as the message (without the provider's prefix).
+    fn refusal(e: CryptoError) -> Self {
+        match e {
+            CryptoError::Refused(why) => Self::new(ErrorName::AccessDenied, why),
+            other => other.into(),
+        }
+    }
+
     fn new(name: ErrorName, msg: impl Into<String>) -> Self {
         Self(name, msg.into())
     }
@@ -381,10 +400,10 @@ impl Proxy {
             .unwrap_or_else(|| meta.kms_operation.clone());
         self.policy
             .check(key, &principal, &reason)
-            .map_err(|m| ApiError::new(ErrorName::AccessDenied, m))?;
+            .map_err(ApiError::refusal)?;
         self.policy
             .check_approvals(&reason, meta.vallum_approvals.as_deref())
-            .map_err(|m| ApiError::new(ErrorName::AccessDenied, m))?;
+            .map_err(ApiError::refusal)?;
         Ok(Justification {
             actor: principal,
             reason,

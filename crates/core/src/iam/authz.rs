@@ -672,7 +672,7 @@ impl Authorizer {
             hierarchy: &self.hierarchy,
         };
         // Built only if some rule is outside the compiled subset.
-        let mut cedar: Option<Result<Request, String>> = None;
+        let mut cedar: Option<Result<Request, RuleError>> = None;
         let mut tally = Tally::default();
         let sets = sources
             .iter()
@@ -681,7 +681,9 @@ impl Authorizer {
         for (label, rules) in std::iter::once(("platform", baseline.as_slice())).chain(sets) {
             for rule in rules.iter().filter(|r| r.may_match(action)) {
                 let held = match &rule.program {
-                    Ok(program) => program.holds(&request).map_err(|e| e.to_string()),
+                    Ok(program) => program
+                        .holds(&request)
+                        .map_err(|e| RuleError::Compiled(e.to_string())),
                     Err(_) => match cedar
                         .get_or_insert_with(|| self.cedar_request(&parts, action, &request.context))
                     {
@@ -720,7 +722,7 @@ impl Authorizer {
             Ok(q) => q,
             Err(e) => {
                 let mut tally = Tally::default();
-                tally.errors.push(e);
+                tally.errors.push(e.to_string());
                 return tally.decision();
             }
         };
@@ -769,7 +771,7 @@ impl Authorizer {
         parts: &Parts<'_>,
         action: &str,
         context: &[Option<Val<'_>>; SLOT_COUNT],
-    ) -> Result<Request, String> {
+    ) -> Result<Request, RuleError> {
         let uid =
             |t: &str, id: &str| EntityUid::from_type_name_and_id(type_name(t), EntityId::new(id));
         let pairs = eval::SLOTS.iter().zip(context).filter_map(|(name, v)| {
@@ -781,7 +783,7 @@ impl Authorizer {
             };
             Some(((*name).to_owned(), v))
         });
-        let context = Context::from_pairs(pairs).map_err(|e| e.to_string())?;
+        let context = Context::from_pairs(pairs).map_err(|e| RuleError::Request(e.to_string()))?;
         Request::new(
             uid(parts.principal.0, &parts.principal.1),
             uid(ACTION, action),
@@ -789,17 +791,31 @@ impl Authorizer {
             context,
             None,
         )
-        .map_err(|e| e.to_string())
+        .map_err(|e| RuleError::Request(e.to_string()))
     }
 
     /// Whether the one policy of `set` holds for `request`, by Cedar.
-    fn cedar_holds(&self, request: &Request, set: &PolicySet) -> Result<bool, String> {
+    fn cedar_holds(&self, request: &Request, set: &PolicySet) -> Result<bool, RuleError> {
         let answer = self.cedar.is_authorized(request, set, &self.entities);
         if let Some(e) = answer.diagnostics().errors().next() {
-            return Err(e.to_string());
+            return Err(RuleError::Cedar(e.to_string()));
         }
         Ok(answer.diagnostics().reason().next().is_some())
     }
+}
+
+/// Why a rule could not be evaluated: the decision records it (an error, never an allow).
+#[derive(Debug, Clone, thiserror::Error)]
+enum RuleError {
+    /// The compiled evaluation failed (a type error in the rule's condition).
+    #[error("{0}")]
+    Compiled(String),
+    /// The request could not be put to Cedar.
+    #[error("{0}")]
+    Request(String),
+    /// Cedar's evaluation failed.
+    #[error("{0}")]
+    Cedar(String),
 }
 
 #[cfg(test)]

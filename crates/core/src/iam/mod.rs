@@ -151,7 +151,7 @@ pub struct Delivery {
 pub trait Notifier: Send + Sync {
     /// Whether this deployment posts to `url` (its scheme, whether it names an internal
     /// address); why not.
-    fn check_target(&self, url: &str) -> Result<(), String>;
+    fn check_target(&self, url: &str) -> Result<(), crate::error::Invalid>;
     /// Delivers `delivery` in the background, retrying; the transparency log, not the
     /// webhook, is the record.
     fn notify(&self, delivery: Delivery);

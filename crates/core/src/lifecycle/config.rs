@@ -1,6 +1,7 @@
 //! The lifecycle configuration model and rule evaluation: part of the model layer (bucket
 //! records hold it), so it imports only other model types.
 
+use crate::error::Invalid;
 use serde::{Deserialize, Serialize};
 use vallum_types::limits::MAX_LIFECYCLE_RULES;
 
@@ -79,17 +80,19 @@ pub struct LifecycleConfig {
 impl LifecycleConfig {
     /// Checks the configuration as S3 does; the error is the message for `InvalidArgument`
     /// (or `MalformedXML`).
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), Invalid> {
         if self.rules.is_empty() || self.rules.len() > MAX_LIFECYCLE_RULES {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "a lifecycle configuration has 1 to {MAX_LIFECYCLE_RULES} rules"
-            ));
+            )));
         }
         let mut ids = std::collections::BTreeSet::new();
         for rule in &self.rules {
             if let Some(id) = &rule.id {
                 if id.len() > 255 {
-                    return Err("ID length should not exceed allowed limit of 255".into());
+                    return Err(Invalid(
+                        "ID length should not exceed allowed limit of 255".into(),
+                    ));
                 }
                 if !ids.insert(id.clone()) {
                     return Err(
@@ -98,25 +101,33 @@ impl LifecycleConfig {
                 }
             }
             if rule.expiration_days.is_some() && rule.expiration_date_ms.is_some() {
-                return Err("an Expiration names Days or Date, not both".into());
+                return Err(Invalid("an Expiration names Days or Date, not both".into()));
             }
             if rule.expiration_days == Some(0) || rule.noncurrent_days == Some(0) {
-                return Err("'Days' in the Expiration action must be a positive integer".into());
+                return Err(Invalid(
+                    "'Days' in the Expiration action must be a positive integer".into(),
+                ));
             }
             if rule.abort_incomplete_days == Some(0) {
-                return Err("'DaysAfterInitiation' must be a positive integer".into());
+                return Err(Invalid(
+                    "'DaysAfterInitiation' must be a positive integer".into(),
+                ));
             }
             if rule
                 .expiration_date_ms
                 .is_some_and(|d| d.rem_euclid(DAY_MS) != 0)
             {
-                return Err("'Date' must be at midnight GMT".into());
+                return Err(Invalid("'Date' must be at midnight GMT".into()));
             }
             if rule.abort_incomplete_days.is_some() && !rule.filter.tags.is_empty() {
-                return Err("AbortIncompleteMultipartUpload cannot be specified with Tags".into());
+                return Err(Invalid(
+                    "AbortIncompleteMultipartUpload cannot be specified with Tags".into(),
+                ));
             }
             if rule.expired_object_delete_marker && !rule.filter.tags.is_empty() {
-                return Err("ExpiredObjectDeleteMarker cannot be specified with Tags".into());
+                return Err(Invalid(
+                    "ExpiredObjectDeleteMarker cannot be specified with Tags".into(),
+                ));
             }
             let has_action = rule.expiration_days.is_some()
                 || rule.expiration_date_ms.is_some()
@@ -124,7 +135,9 @@ impl LifecycleConfig {
                 || rule.noncurrent_days.is_some()
                 || rule.abort_incomplete_days.is_some();
             if !has_action {
-                return Err("At least one action needs to be specified in a rule".into());
+                return Err(Invalid(
+                    "At least one action needs to be specified in a rule".into(),
+                ));
             }
         }
         Ok(())

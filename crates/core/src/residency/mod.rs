@@ -12,6 +12,7 @@ pub mod policy;
 pub mod profile;
 mod service;
 
+use crate::error::Invalid;
 use std::collections::BTreeSet;
 
 pub(crate) use service::Placed;
@@ -40,15 +41,17 @@ impl Residency {
         rules: ExposureRules,
         sites: Vec<SiteProfile>,
         default_policy: Option<BoundaryPolicy>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Invalid> {
         if sites.is_empty() || sites.len() > MAX_SITES {
-            return Err(format!("between 1 and {MAX_SITES} sites are needed"));
+            return Err(Invalid(format!(
+                "between 1 and {MAX_SITES} sites are needed"
+            )));
         }
         let mut ids = BTreeSet::new();
         for site in &sites {
             site.validate()?;
             if !ids.insert(site.id.as_str()) {
-                return Err(format!("site {} is defined twice", site.id));
+                return Err(Invalid(format!("site {} is defined twice", site.id)));
             }
             if let Some(x) = site
                 .declared_exposures

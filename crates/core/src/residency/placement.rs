@@ -299,7 +299,11 @@ impl Registry {
             if !site.holds(required, today) {
                 reject!(Rejection::Certification {
                     required: required.clone(),
-                    problem: site.certified(required, today).err().unwrap_or_default(),
+                    problem: site
+                        .certified(required, today)
+                        .err()
+                        .map(String::from)
+                        .unwrap_or_default(),
                 });
             }
         }

@@ -1,5 +1,6 @@
 //! Boundary policies: where a bucket's data may live, and on how many independent operators.
 
+use crate::error::Invalid;
 use serde::{Deserialize, Serialize};
 use vallum_ledger::entry::BoundaryRecord;
 use vallum_types::jurisdiction::{is_known_name, within};
@@ -59,17 +60,17 @@ impl BoundaryPolicy {
 
     /// Checks the policy on its own terms (names, ranges, contradictions); whether sites exist
     /// to satisfy it is the placement engine's question.
-    pub fn validate(&self, rules: &ExposureRules) -> Result<(), String> {
+    pub fn validate(&self, rules: &ExposureRules) -> Result<(), Invalid> {
         let name = &self.name;
         if !is_residency_id(name) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy name {name:?} must be 1-{MAX_RESIDENCY_NAME_BYTES} characters of a-z, 0-9, '-', '_', '.'"
-            ));
+            )));
         }
         if self.allowed.is_empty() {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy {name}: allowed must name at least one jurisdiction"
-            ));
+            )));
         }
         for list in [
             &self.allowed,
@@ -77,15 +78,15 @@ impl BoundaryPolicy {
             &self.required_certifications,
         ] {
             if list.len() > MAX_RESIDENCY_LIST_ENTRIES {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "policy {name}: at most {MAX_RESIDENCY_LIST_ENTRIES} entries in a list"
-                ));
+                )));
             }
         }
         if let Some(bad) = self.allowed.iter().find(|a| !is_known_name(a)) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy {name}: unknown jurisdiction {bad:?} (an ISO 3166-1 alpha-2 country code, EU or EEA)"
-            ));
+            )));
         }
         if let Some(bad) = self
             .forbidden_exposures
@@ -93,37 +94,37 @@ impl BoundaryPolicy {
             .find(|x| rules.rule(x).is_none())
         {
             let known: Vec<&str> = rules.rules.iter().map(|r| r.id.as_str()).collect();
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy {name}: unknown exposure {bad:?} (known: {})",
                 known.join(", ")
-            ));
+            )));
         }
         if let Some(bad) = self.required_certifications.iter().find(|c| {
             let (scheme, level) = c.split_once(':').unwrap_or((c, "x"));
             scheme.is_empty() || level.is_empty() || level.contains(':') || c.len() > 128
         }) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy {name}: certification {bad:?} must be `scheme` or `scheme:level`"
-            ));
+            )));
         }
         if !(1..=MAX_REPLICAS).contains(&self.min_replicas) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy {name}: min_replicas must be between 1 and {MAX_REPLICAS}"
-            ));
+            )));
         }
         if self.min_operators == 0 || self.min_operators > self.min_replicas {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy {name}: min_operators ({}) must be between 1 and min_replicas ({}): each replica sits with one operator",
                 self.min_operators, self.min_replicas
-            ));
+            )));
         }
         if let Some(q) = self.write_quorum
             && (q == 0 || q > self.min_replicas)
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "policy {name}: write_quorum ({q}) must be between 1 and min_replicas ({})",
                 self.min_replicas
-            ));
+            )));
         }
         Ok(())
     }

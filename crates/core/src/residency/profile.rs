@@ -5,6 +5,7 @@
 //! through [`ExposureRules`] — data (an embedded TOML file, replaceable by the deployment),
 //! not code. A site may declare further exposures the rules do not know.
 
+use crate::error::Invalid;
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
@@ -36,7 +37,7 @@ impl CivilDate {
     }
 
     /// Parses exactly `YYYY-MM-DD`, a real date (no month 13, no 30 February).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
         let shape_ok = text.len() == 10
             && text.bytes().enumerate().all(|(i, b)| {
                 if i == 4 || i == 7 {
@@ -49,7 +50,7 @@ impl CivilDate {
             .then(|| time::Date::parse(text, DATE_FORMAT).ok())
             .flatten()
             .map(Self)
-            .ok_or_else(|| format!("not a date (YYYY-MM-DD): {text:?}"))
+            .ok_or_else(|| Invalid(format!("not a date (YYYY-MM-DD): {text:?}")))
     }
 
     /// The next day.
@@ -188,13 +189,13 @@ pub fn is_residency_id(id: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b))
 }
 
-fn check_country(what: &str, code: &str) -> Result<(), String> {
+fn check_country(what: &str, code: &str) -> Result<(), Invalid> {
     if is_country_code(code) {
         Ok(())
     } else {
-        Err(format!(
+        Err(Invalid(format!(
             "{what} {code:?} is not an ISO 3166-1 alpha-2 country code"
-        ))
+        )))
     }
 }
 
@@ -256,19 +257,21 @@ impl SiteProfile {
     }
 
     /// Checks every field; the message names the first bad one.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Invalid> {
         if !is_residency_id(&self.id) {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "site id {:?} must be 1-{MAX_RESIDENCY_NAME_BYTES} characters of a-z, 0-9, '-', '_', '.'",
                 self.id
-            ));
+            )));
         }
         if !self.jurisdiction.is_empty() {
             check_country("site jurisdiction", &self.jurisdiction)?;
         }
         for (what, name) in [("operator", &self.operator), ("parent", &self.parent)] {
             if name.len() > MAX_RESIDENCY_NAME_BYTES || name.chars().any(char::is_control) {
-                return Err(format!("{what} name {name:?} is too long or not printable"));
+                return Err(Invalid(format!(
+                    "{what} name {name:?} is too long or not printable"
+                )));
             }
         }
         if !self.operator_country.is_empty() {
@@ -280,13 +283,13 @@ impl SiteProfile {
         if self.declared_exposures.len() > MAX_RESIDENCY_LIST_ENTRIES
             || self.certifications.len() > MAX_RESIDENCY_LIST_ENTRIES
         {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "site {}: at most {MAX_RESIDENCY_LIST_ENTRIES} exposures and certifications",
                 self.id
-            ));
+            )));
         }
         if let Some(x) = self.declared_exposures.iter().find(|x| !is_residency_id(x)) {
-            return Err(format!("exposure id {x:?} is not a valid id"));
+            return Err(Invalid(format!("exposure id {x:?} is not a valid id")));
         }
         for c in &self.certifications {
             if c.scheme.is_empty()
@@ -296,11 +299,17 @@ impl SiteProfile {
                     .as_deref()
                     .is_some_and(|l| l.is_empty() || l.contains(':'))
             {
-                return Err(format!("certification {:?} is not well formed", c.name()));
+                return Err(Invalid(format!(
+                    "certification {:?} is not well formed",
+                    c.name()
+                )));
             }
         }
         if self.weight == 0 {
-            return Err(format!("site {}: weight must be at least 1", self.id));
+            return Err(Invalid(format!(
+                "site {}: weight must be at least 1",
+                self.id
+            )));
         }
         Ok(())
     }
@@ -314,7 +323,7 @@ impl SiteProfile {
     }
 
     /// The certification satisfying `required` that is valid on `today`, or why none is.
-    pub fn certified(&self, required: &str, today: CivilDate) -> Result<&Certification, String> {
+    pub fn certified(&self, required: &str, today: CivilDate) -> Result<&Certification, Invalid> {
         let mut lapsed = None;
         for c in self.certifications.iter().filter(|c| c.satisfies(required)) {
             if c.expires >= today {
@@ -323,8 +332,8 @@ impl SiteProfile {
             lapsed = Some(c);
         }
         Err(match lapsed {
-            Some(c) => format!("certification {} expired on {}", c.name(), c.expires),
-            None => format!("no {required} certification"),
+            Some(c) => format!("certification {} expired on {}", c.name(), c.expires).into(),
+            None => format!("no {required} certification").into(),
         })
     }
 }
@@ -386,37 +395,37 @@ impl ExposureRules {
     }
 
     /// Parses and validates a rules file (TOML).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, Invalid> {
         if text.len() > MAX_EXPOSURE_RULES_BYTES {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "exposure rules larger than {MAX_EXPOSURE_RULES_BYTES} bytes"
-            ));
+            )));
         }
         let rules: Self = toml::from_str(text).map_err(|e| format!("exposure rules: {e}"))?;
         rules.validate()?;
         Ok(rules)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    fn validate(&self) -> Result<(), Invalid> {
         if self.version != EXPOSURE_RULES_VERSION {
-            return Err(format!(
+            return Err(Invalid(format!(
                 "exposure rules version {} is not supported (this build reads {EXPOSURE_RULES_VERSION})",
                 self.version
-            ));
+            )));
         }
         let mut seen = BTreeSet::new();
         for r in &self.rules {
             if !is_residency_id(&r.id) {
-                return Err(format!("exposure id {:?} is not a valid id", r.id));
+                return Err(Invalid(format!("exposure id {:?} is not a valid id", r.id)));
             }
             if !seen.insert(r.id.as_str()) {
-                return Err(format!("exposure {} is defined twice", r.id));
+                return Err(Invalid(format!("exposure {} is defined twice", r.id)));
             }
             if r.law.trim().is_empty() || r.countries.is_empty() || r.via.is_empty() {
-                return Err(format!(
+                return Err(Invalid(format!(
                     "exposure {}: law, countries and via must be given",
                     r.id
-                ));
+                )));
             }
             for c in &r.countries {
                 check_country(&format!("exposure {}: country", r.id), c)?;

@@ -304,7 +304,7 @@ impl ObjectService {
             .ok_or_else(|| Error::InvalidRequest("no site registry is configured".into()))?;
         if let Some(p) = &policy {
             p.validate(residency.rules())
-                .map_err(Error::InvalidArgument)?;
+                .map_err(|e| Error::InvalidArgument(e.0))?;
         }
         let effective = policy.as_ref().or(residency.default_policy());
         let probe = residency.place(effective, &placement_key(name, ""), self.today());
