@@ -84,14 +84,14 @@ impl ObjectService {
         // between copying and recording). A site that fails is left for the next pass.
         for (i, site) in top.sites().iter().enumerate() {
             let swept = async {
-                report.temp_removed += site.store.sweep_temp(policy.orphan_age).await?;
-                for blob in site.store.list_older_than(policy.orphan_age).await? {
+                report.temp_removed += site.store().sweep_temp(policy.orphan_age).await?;
+                for blob in site.store().list_older_than(policy.orphan_age).await? {
                     let stray = match self.meta.blob_sites(blob).await? {
                         None => true,
                         Some(sites) => !top.holders(&sites).contains(&i),
                     };
                     if stray {
-                        site.store.delete(blob).await?;
+                        site.store().delete(blob).await?;
                         report.orphans_removed += 1;
                     }
                 }

@@ -24,10 +24,8 @@ pub mod list;
 pub mod meta;
 pub mod multipart;
 pub mod records;
-pub mod repair;
 pub mod residency;
 pub mod service;
-pub mod sites;
 pub mod versioning;
 
 #[cfg(feature = "conformance")]

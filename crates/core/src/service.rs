@@ -22,7 +22,7 @@ use crate::meta::{
     MetaStore, ObjectAttrs, ObjectRecord, Segment, WriteCondition,
 };
 use crate::residency::Placed;
-use crate::sites::Topology;
+use crate::residency::sites::Topology;
 use crate::versioning::{
     NULL_VERSION, ObjectLock, ObjectLockConfig, Retention, Tags, VersionUpdate, Versioning,
     is_valid_version_id, validate_tags,
@@ -901,16 +901,12 @@ impl ObjectService {
             )?,
             None => stream,
         };
-        match placed
-            .top
-            .put_replicas(blob, stream, &placed.targets, placed.quorum)
-            .await
-        {
+        match placed.put(blob, stream).await {
             Ok(written) => {
                 let mut segment = Segment {
                     blob,
                     size_bytes: 0,
-                    sites: placed.top.ids_of(&written.sites),
+                    sites: placed.site_ids(&written),
                     crc32c: Some(written.crc32c),
                 };
                 match digest::take_outcome(&outcome) {
@@ -921,7 +917,7 @@ impl ObjectService {
                             digests.checksums.sha256 = None;
                         }
                         segment.size_bytes = digests.len_bytes;
-                        if written.sites.len() < placed.wanted {
+                        if placed.short_of_wanted(&written) {
                             // Acknowledged at the quorum: the repair completes the rest.
                             self.repair_hint.notify_one();
                         }

@@ -132,7 +132,7 @@ pub struct Repair {
 #[async_trait]
 impl Job for Repair {
     fn name(&self) -> &'static str {
-        vallum_core::repair::REPAIR_JOB
+        vallum_core::residency::repair::REPAIR_JOB
     }
     fn leased(&self) -> bool {
         true

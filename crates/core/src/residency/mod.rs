@@ -10,7 +10,9 @@ pub mod fuzzing;
 pub mod placement;
 pub mod policy;
 pub mod profile;
+pub mod repair;
 mod service;
+pub mod sites;
 
 use crate::error::Invalid;
 use std::collections::BTreeSet;

@@ -9,23 +9,51 @@ use vallum_ledger::entry::Event;
 use vallum_types::limits::MAX_LIST_KEYS;
 
 use super::{BoundaryPolicy, BucketBoundary, CivilDate, Decision, Residency};
+use vallum_types::BlobId;
+
+use crate::blob::{BlobError, ByteStream};
 use crate::error::{Error, Result};
 use crate::meta::BucketUpdate;
 use crate::meta::{BucketRecord, MetaError, SiteUsage};
+use crate::residency::sites::{SiteHandle, Topology, Written};
 use crate::service::ObjectService;
-use crate::sites::{SiteHandle, Topology};
 
-/// Proof that the placement engine permitted a write, and where it goes: `write_blob` takes
-/// one, so no byte reaches a site without a decision.
+/// Proof that the placement engine permitted a write, and where it goes: the only way to
+/// write to a site outside the repair (whose copies go where `desired_sites` says). Only the
+/// residency module makes one (`check_placement`) and only it holds the site stores.
 pub(crate) struct Placed {
     /// The sites in force when the decision was made.
-    pub(crate) top: Arc<Topology>,
+    top: Arc<Topology>,
     /// The sites to write to (topology indices), best first.
-    pub(crate) targets: Vec<usize>,
+    targets: Vec<usize>,
     /// Copies that must be durable before the write is acknowledged.
-    pub(crate) quorum: usize,
+    quorum: usize,
     /// Copies the placement wants; fewer written means the repair completes the rest.
-    pub(crate) wanted: usize,
+    wanted: usize,
+}
+
+impl Placed {
+    /// Streams `data` as blob `blob` to the placed sites; durable on the write quorum.
+    pub(crate) async fn put(
+        &self,
+        blob: BlobId,
+        data: ByteStream,
+    ) -> std::result::Result<Written, BlobError> {
+        self.top
+            .put_replicas(blob, data, &self.targets, self.quorum)
+            .await
+    }
+
+    /// The ids of the sites `written` holds copies on.
+    pub(crate) fn site_ids(&self, written: &Written) -> Vec<String> {
+        self.top.ids_of(&written.sites)
+    }
+
+    /// Whether `written` has fewer copies than the placement wants (acknowledged at the
+    /// quorum; the repair completes the rest).
+    pub(crate) fn short_of_wanted(&self, written: &Written) -> bool {
+        written.sites.len() < self.wanted
+    }
 }
 
 /// Whether the data a bucket holds is inside its boundary policy now, site by site: the drift
@@ -529,11 +557,7 @@ fn topology(
                 Error::InvalidArgument(format!("site {} has no blob store", profile.id))
             })?;
         let (id, store) = stores.swap_remove(at);
-        sites.push(SiteHandle {
-            site_ref: residency.site_ref(profile),
-            id,
-            store,
-        });
+        sites.push(SiteHandle::new(id, store, residency.site_ref(profile)));
     }
     if let Some((extra, _)) = stores.first() {
         return Err(Error::InvalidArgument(format!(

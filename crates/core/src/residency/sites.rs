@@ -6,6 +6,7 @@
 use std::io;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -24,10 +25,79 @@ pub const FANOUT_BUFFER_CHUNKS: usize = 4;
 pub struct SiteHandle {
     /// Its id.
     pub id: String,
-    /// Where its bytes are.
-    pub store: Arc<dyn BlobStore>,
+    /// Where its bytes are: written only through a placement decision, so only the residency
+    /// module holds it; others read, delete and sweep through [`SiteHandle::store`].
+    pub(in crate::residency) store: Arc<dyn BlobStore>,
     /// Its profile as log entries record it.
     pub site_ref: SiteRef,
+}
+
+impl SiteHandle {
+    /// Site `id` over `store`, recorded in log entries as `site_ref`.
+    pub(in crate::residency) fn new(
+        id: String,
+        store: Arc<dyn BlobStore>,
+        site_ref: SiteRef,
+    ) -> Self {
+        Self {
+            id,
+            store,
+            site_ref,
+        }
+    }
+
+    /// The site's store for all but writing.
+    #[must_use]
+    pub fn store(&self) -> SiteStore<'_> {
+        SiteStore(self.store.as_ref())
+    }
+}
+
+/// A site's store for all but writing: reads, deletes and sweeps. A write takes a placement
+/// decision (`Placed`), or is the repair's copy to where placement wants it.
+#[derive(Clone, Copy)]
+pub struct SiteStore<'a>(&'a dyn BlobStore);
+
+impl SiteStore<'_> {
+    /// Bytes `range` of blob `id`.
+    ///
+    /// # Errors
+    /// As [`BlobStore::get`].
+    pub async fn get(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
+        self.0.get(id, range).await
+    }
+
+    /// The size of blob `id`.
+    ///
+    /// # Errors
+    /// As [`BlobStore::size`].
+    pub async fn size(&self, id: BlobId) -> Result<u64, BlobError> {
+        self.0.size(id).await
+    }
+
+    /// Deletes blob `id`.
+    ///
+    /// # Errors
+    /// As [`BlobStore::delete`].
+    pub async fn delete(&self, id: BlobId) -> Result<(), BlobError> {
+        self.0.delete(id).await
+    }
+
+    /// Blobs older than `age`.
+    ///
+    /// # Errors
+    /// As [`BlobStore::list_older_than`].
+    pub async fn list_older_than(&self, age: Duration) -> Result<Vec<BlobId>, BlobError> {
+        self.0.list_older_than(age).await
+    }
+
+    /// Removes temporary files older than `age`; how many.
+    ///
+    /// # Errors
+    /// As [`BlobStore::sweep_temp`].
+    pub async fn sweep_temp(&self, age: Duration) -> Result<u64, BlobError> {
+        self.0.sweep_temp(age).await
+    }
 }
 
 /// The sites in force (in the residency registry's order) and the facts placement judges them
@@ -99,15 +169,15 @@ impl Topology {
     pub(crate) fn single(store: Arc<dyn BlobStore>) -> Self {
         Self {
             residency: None,
-            sites: vec![SiteHandle {
-                id: "local".into(),
+            sites: vec![SiteHandle::new(
+                "local".into(),
                 store,
-                site_ref: SiteRef {
+                SiteRef {
                     id: "local".into(),
                     jurisdiction: String::new(),
                     exposures: Vec::new(),
                 },
-            }],
+            )],
             primary: 0,
         }
     }
@@ -193,7 +263,7 @@ impl Topology {
     /// Streams `data` to every site in `targets` at once; returns once every copy is durable
     /// or failed, with the copies that are durable when at least `quorum` are. With fewer, no
     /// copy is kept. A failing input stream fails every copy (`BlobError::Source`).
-    pub(crate) async fn put_replicas(
+    pub(in crate::residency) async fn put_replicas(
         &self,
         blob: BlobId,
         data: ByteStream,

@@ -17,8 +17,8 @@ use crate::blob::BlobError;
 use crate::error::Result;
 use crate::meta::{BlobPlacement, BucketRecord};
 use crate::records::TypedRecords;
+use crate::residency::sites::{CrcTap, Topology};
 use crate::service::ObjectService;
-use crate::sites::{CrcTap, Topology};
 
 /// The job's name (its lease and saved state).
 pub const REPAIR_JOB: &str = "replica-repair";
