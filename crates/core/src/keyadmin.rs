@@ -1,15 +1,22 @@
 //! Key lifecycle on behalf of an administrator: create, rotate (and re-wrap every object's data
 //! key under the new version), disable/enable, schedule deletion, destroy (crypto-shred) with a
 //! report of what became unrecoverable. Every action is logged (`key_lifecycle`).
+//!
+//! [`KeyAdmin`] is its own service over the ports it needs — the object index (which versions
+//! a key wraps, and their re-wrap), the key service, the clock and the recorder — not the
+//! object service.
+
+use std::sync::Arc;
 
 use crate::context::RequestContext;
 use serde::{Deserialize, Serialize};
 use vallum_crypto::keys::{Justification, KeyInfo, KeyState};
 
-use crate::crypt::crypto_error;
+use crate::clock::Clock;
+use crate::crypt::{KeyService, crypto_error};
 use crate::error::{Error, Result};
-use crate::journal::Event;
-use crate::meta::KeyedVersion;
+use crate::journal::{Event, Recorder};
+use crate::meta::{KeyedVersion, ObjectIndex};
 use crate::service::ObjectService;
 
 /// Versions read per page by the re-wrap job and the usage report.
@@ -118,21 +125,56 @@ fn system(ctx: &RequestContext, reason: &str) -> Justification {
     }
 }
 
-impl ObjectService {
+/// Key administration on behalf of an administrator or a job.
+#[derive(Clone)]
+pub struct KeyAdmin {
+    index: Arc<dyn ObjectIndex>,
+    keys: Arc<KeyService>,
+    clock: Arc<dyn Clock>,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for KeyAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAdmin").finish_non_exhaustive()
+    }
+}
+
+impl KeyAdmin {
+    /// Key administration over `service`'s object index, key service, clock and recorder
+    /// (one log).
+    #[must_use]
+    pub fn of(service: &ObjectService) -> Self {
+        Self {
+            index: service.meta().clone(),
+            keys: Arc::clone(service.keys()),
+            clock: Arc::clone(service.clock()),
+            recorder: service.recorder().clone(),
+        }
+    }
+
+    fn keys(&self) -> &Arc<KeyService> {
+        &self.keys
+    }
+
+    fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     async fn lifecycle_event(
         &self,
         ctx: &RequestContext,
         key_id: &str,
         action: String,
     ) -> Result<()> {
-        self.log(
-            ctx,
-            Event::KeyLifecycle {
-                key_id: key_id.to_owned(),
-                action,
-            },
-        )
-        .await
+        let event = Event::KeyLifecycle {
+            key_id: key_id.to_owned(),
+            action,
+        };
+        self.recorder.record(ctx, vec![event]).await.map_err(|e| {
+            tracing::error!(error = %e, "key administration failed: its log entry could not be written");
+            Error::Unavailable(e.to_string())
+        })
     }
 
     /// Every key the provider holds.
@@ -164,7 +206,7 @@ impl ObjectService {
 
     fn scan<'a>(&'a self, key_id: &'a str) -> KeyedScan<'a> {
         KeyedScan {
-            service: self,
+            index: self.index.as_ref(),
             key_id,
             after: None,
             done: false,
@@ -229,7 +271,11 @@ impl ObjectService {
                     continue;
                 }
                 let outcome = match keys.rewrap(&v.bucket, &v.key, &v.encryption, &why).await {
-                    Ok(new) => self.meta.rewrap_version(v, &new).await.map_err(Error::from),
+                    Ok(new) => self
+                        .index
+                        .rewrap_version(v, &new)
+                        .await
+                        .map_err(Error::from),
                     Err(e) => Err(e),
                 };
                 match outcome {
@@ -358,7 +404,7 @@ impl ObjectService {
 
 /// Pages of the versions under one key.
 struct KeyedScan<'a> {
-    service: &'a ObjectService,
+    index: &'a dyn ObjectIndex,
     key_id: &'a str,
     after: Option<KeyedVersion>,
     done: bool,
@@ -370,8 +416,7 @@ impl KeyedScan<'_> {
             return Ok(None);
         }
         let page = self
-            .service
-            .meta
+            .index
             .keyed_versions(self.key_id, self.after.as_ref(), KEY_SCAN_PAGE)
             .await?;
         self.done = page.len() < KEY_SCAN_PAGE;

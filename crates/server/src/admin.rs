@@ -1,21 +1,9 @@
-//! The admin API (`/_vallum/admin/v1/...`, JSON): key lifecycle and residency. Requests are signed
-//! with SigV4 (service [`ADMIN_SERVICE`]) by the root credentials; `vallum key` is its client.
-//!
-//! | method | path | does |
-//! |---|---|---|
-//! | GET | `keys` | list keys |
-//! | POST | `keys` `{"key_id"}` | create |
-//! | GET | `keys/<id>` | key, usage (versions, bytes, stale), re-wrap progress |
-//! | POST | `keys/<id>/rotate` | new version, then a background re-wrap job |
-//! | POST / GET | `keys/<id>/rewrap` | (re)start / follow the re-wrap job |
-//! | POST | `keys/<id>/disable`, `enable`, `cancel-deletion` | state changes |
-//! | POST | `keys/<id>/schedule-deletion` `{"days"}` | destroy after 7–30 days |
-//! | POST | `keys/<id>/destroy` `{"confirm": "<id>"}` | crypto-shred now, with the report |
-//! | GET | `sites`, `sites/<id>`, `exposure-rules` | the site registry, derived exposures, rules |
-//! | GET / PUT / DELETE | `buckets/<b>/boundary` | the bucket's boundary policy (a new version each change) |
-//! | GET | `buckets/<b>/boundary/history` | every version, with who and when |
-//! | GET | `buckets/<b>/placement/<key>` | the placement decision for an object, every site's verdict |
-//! | GET | `compliance`, `buckets/<b>/compliance` | whether each bucket's stored data is inside its policy today |
+//! The admin API (`/_vallum/admin/v1/...`, JSON): keys, jobs, residency, identity and access,
+//! the lockbox and log bundles. Requests are signed with SigV4 (service [`ADMIN_SERVICE`]) by
+//! any access key the deployment knows; each is parsed into one operation of the table in
+//! `admin_ops.rs` (its action, its resource, its handler), judged by the decision point, then
+//! served here (keys, jobs, repair, compliance, log bundles), in `admin_iam.rs` or in
+//! `admin_residency.rs`. `docs/admin-api.md` lists every route.
 
 use std::sync::Arc;
 
@@ -27,7 +15,7 @@ use s3s::Body;
 use serde::Deserialize;
 use vallum_core::Error;
 use vallum_core::context::RequestContext;
-use vallum_core::keyadmin::RewrapProgress;
+use vallum_core::keyadmin::{KeyAdmin, RewrapProgress};
 use vallum_core::service::ObjectService;
 use vallum_crypto::keys::KeyState;
 use vallum_crypto::sigv4;
@@ -49,6 +37,7 @@ pub const MAX_ADMIN_BODY_BYTES: usize = 64 * 1024;
 /// The admin API.
 pub struct Admin {
     service: Arc<ObjectService>,
+    keys: KeyAdmin,
     iam: Arc<Iam>,
     rewrap: Arc<crate::jobs::KeyRewrap>,
     sites: Arc<crate::sites::SiteManager>,
@@ -174,11 +163,13 @@ pub(crate) fn not_allowed(method: &Method) -> Failure {
 }
 
 impl Admin {
-    /// The admin API over `service`, its callers known to `iam`; key re-wraps go to `rewrap`
+    /// The admin API over `service` and `keys`, its callers known to `iam`; key re-wraps go to
+    /// `rewrap`
     /// and the other jobs are listed from `jobs` (the gateway's registry); site changes go to
     /// `sites`; log bundles and reports' checkpoints come from `ledger`.
     pub fn new(
         service: Arc<ObjectService>,
+        keys: KeyAdmin,
         iam: Arc<Iam>,
         rewrap: Arc<crate::jobs::KeyRewrap>,
         jobs: vallum_core::jobs::JobStatuses,
@@ -187,6 +178,7 @@ impl Admin {
     ) -> Self {
         Self {
             service,
+            keys,
             iam,
             rewrap,
             sites,
@@ -447,7 +439,7 @@ impl Admin {
                 let progress = self.service.repair_progress().await?;
                 Ok(serde_json::json!({ "repair": value(&progress), "started": true }))
             }
-            AdminOp::Key(op) => self.keys(ctx, op, body).await,
+            AdminOp::Key(op) => self.key_op(ctx, op, body).await,
             AdminOp::LogBundle => self.log_bundle(principal, body).await,
             AdminOp::Jobs => Ok(self.jobs()),
             AdminOp::PlatformCompliance => {
@@ -508,13 +500,13 @@ impl Admin {
     }
 
     /// Key administration.
-    async fn keys(
+    async fn key_op(
         &self,
         ctx: &RequestContext,
         op: KeyOp,
         body: &[u8],
     ) -> Result<serde_json::Value, Failure> {
-        let s = &self.service;
+        let s = &self.keys;
         match op {
             KeyOp::List => Ok(serde_json::json!({ "keys": value(&s.list_keys().await?) })),
             KeyOp::Create => {
@@ -559,7 +551,7 @@ impl Admin {
                     ));
                 }
                 let shred = s.destroy_key(ctx, &id).await?;
-                let report = shred.to_report(s.now_ms(), self.checkpoint());
+                let report = shred.to_report(self.service.now_ms(), self.checkpoint());
                 Ok(with_report(value(&shred), &report))
             }
         }

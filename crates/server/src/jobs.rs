@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use vallum_core::context::RequestContext;
 use vallum_core::gc::GcPolicy;
 use vallum_core::jobs::{Job, JobError, Step};
-use vallum_core::keyadmin::RewrapProgress;
+use vallum_core::keyadmin::{KeyAdmin, RewrapProgress};
 use vallum_core::records::{TypedRecords, kind};
 use vallum_core::service::ObjectService;
 use vallum_meta::SqliteMetaStore;
@@ -92,8 +92,8 @@ impl Job for Lifecycle {
 
 /// Keys whose scheduled deletion is due are destroyed (and reported in the log).
 pub struct KeyDeletion {
-    /// The service.
-    pub service: Arc<ObjectService>,
+    /// Key administration.
+    pub keys: KeyAdmin,
 }
 
 #[async_trait]
@@ -109,7 +109,7 @@ impl Job for KeyDeletion {
     }
     async fn step(&self) -> Result<Step, JobError> {
         let ctx = RequestContext::system(self.name());
-        let reports = self.service.destroy_due_keys(&ctx).await?;
+        let reports = self.keys.destroy_due_keys(&ctx).await?;
         for r in &reports {
             tracing::warn!(key_id = %r.key_id, versions = r.unrecoverable.versions, bytes = r.unrecoverable.bytes, "scheduled key deletion: key destroyed, its objects are unrecoverable");
         }
@@ -321,18 +321,20 @@ fn rewrap_record(key_id: &str) -> String {
 /// requested keys queue up on the gateway that received the request and are re-wrapped one at
 /// a time, with progress per key (kept here and recorded in the metadata store).
 pub struct KeyRewrap {
-    service: Arc<ObjectService>,
+    keys: KeyAdmin,
+    records: Arc<dyn vallum_core::meta::Records>,
     queue: Mutex<std::collections::VecDeque<String>>,
     progress: Mutex<std::collections::BTreeMap<String, RewrapProgress>>,
     wake: Arc<tokio::sync::Notify>,
 }
 
 impl KeyRewrap {
-    /// The job over `service`.
+    /// The job: re-wraps through `keys`, keeps each key's progress in `records`.
     #[must_use]
-    pub fn new(service: Arc<ObjectService>) -> Arc<Self> {
+    pub fn new(keys: KeyAdmin, records: Arc<dyn vallum_core::meta::Records>) -> Arc<Self> {
         Arc::new(Self {
-            service,
+            keys,
+            records,
             queue: Mutex::default(),
             progress: Mutex::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
@@ -364,8 +366,7 @@ impl KeyRewrap {
         {
             return Some(p);
         }
-        self.service
-            .meta()
+        self.records
             .load_as(kind::JOB, &rewrap_record(key_id))
             .await
             .ok()?
@@ -412,7 +413,7 @@ impl Job for KeyRewrap {
         };
         let ctx = RequestContext::system("key-rotation");
         let result = self
-            .service
+            .keys
             .rewrap_key(&ctx, &key_id, |p| self.set(&key_id, p))
             .await;
         let done = match result {
@@ -432,8 +433,7 @@ impl Job for KeyRewrap {
             }
         };
         self.set(&key_id, &done);
-        self.service
-            .meta()
+        self.records
             .save_job_state(&rewrap_record(&key_id), &done)
             .await?;
         let more = self.queue.lock().is_ok_and(|q| !q.is_empty());

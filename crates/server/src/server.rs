@@ -23,6 +23,7 @@ use vallum_core::records::TypedRecords;
 use crate::ledger::{Ledger, LedgerJournal};
 use vallum_core::gc::GcPolicy;
 use vallum_core::jobs::JobRegistry;
+use vallum_core::keyadmin::KeyAdmin;
 
 /// Who records what the server does as it starts (`system:<this>`).
 const START_JOB: &str = "start";
@@ -187,7 +188,7 @@ fn register_jobs(
         interval: Duration::from_secs(config.lifecycle.interval_secs),
     }));
     registry.register(Arc::new(jobs::KeyDeletion {
-        service: Arc::clone(service),
+        keys: KeyAdmin::of(service),
     }));
     let replication = &config.replication;
     registry.register(Arc::new(jobs::Repair {
@@ -719,12 +720,13 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
     let (listener, addr) = bind(&config).await?;
     let iam = open_iam(&config, &data_dir, &service, &credentials, addr).await?;
     let metrics = Arc::new(Metrics::new());
-    let rewrap = crate::jobs::KeyRewrap::new(Arc::clone(&service));
+    let rewrap = crate::jobs::KeyRewrap::new(KeyAdmin::of(&service), service.meta().clone());
     let mut jobs = register_jobs(&config, &service, &iam, &sites, &ledger, &metrics, &meta);
     // Key re-wraps are requested through the admin API, which queues them on this job.
     jobs.register(Arc::clone(&rewrap) as Arc<dyn vallum_core::jobs::Job>);
     let admin = crate::admin::Admin::new(
         Arc::clone(&service),
+        KeyAdmin::of(&service),
         Arc::clone(&iam),
         rewrap,
         jobs.statuses(),

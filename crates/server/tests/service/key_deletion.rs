@@ -8,6 +8,7 @@ use bytes::Bytes;
 use vallum_blob::LocalBlobStore;
 use vallum_core::clock::ManualClock;
 use vallum_core::crypt::KeyService;
+use vallum_core::keyadmin::KeyAdmin;
 use vallum_core::meta::{ObjectAttrs, WriteCondition};
 use vallum_core::service::{BodyCheck, ObjectService, PutObject, SseRequest};
 use vallum_crypto::keyring::{LocalKeyring, RootKey};
@@ -41,9 +42,10 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
         Arc::new(vallum_core::journal::MemoryJournal::default()),
         Arc::new(keys),
     );
-    s.create_key(ctx, "default").await.unwrap();
-    s.create_key(ctx, "doomed").await.unwrap();
-    s.create_key(ctx, "kept").await.unwrap();
+    let k = KeyAdmin::of(&s);
+    k.create_key(ctx, "default").await.unwrap();
+    k.create_key(ctx, "doomed").await.unwrap();
+    k.create_key(ctx, "kept").await.unwrap();
     s.create_bucket(ctx, "bkt").await.unwrap();
     for (key, kek) in [("a", "doomed"), ("b", "doomed"), ("c", "kept")] {
         let req = PutObject {
@@ -63,33 +65,33 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
         s.put_object(ctx, req, body).await.unwrap();
     }
     assert!(
-        s.schedule_key_deletion(ctx, "doomed", 6).await.is_err(),
+        k.schedule_key_deletion(ctx, "doomed", 6).await.is_err(),
         "under 7 days"
     );
     assert!(
-        s.schedule_key_deletion(ctx, "doomed", 31).await.is_err(),
+        k.schedule_key_deletion(ctx, "doomed", 31).await.is_err(),
         "over 30 days"
     );
-    let pending = s.schedule_key_deletion(ctx, "doomed", 7).await.unwrap();
+    let pending = k.schedule_key_deletion(ctx, "doomed", 7).await.unwrap();
     assert_eq!(
         pending.state,
         KeyState::PendingDeletion {
             delete_at_ms: T0 + 7 * DAY_MS
         }
     );
-    s.schedule_key_deletion(ctx, "kept", 7).await.unwrap();
-    s.set_key_state(ctx, "kept", KeyState::Enabled)
+    k.schedule_key_deletion(ctx, "kept", 7).await.unwrap();
+    k.set_key_state(ctx, "kept", KeyState::Enabled)
         .await
         .unwrap();
 
     clock.advance_ms(7 * DAY_MS - 1);
-    assert!(s.destroy_due_keys(ctx).await.unwrap().is_empty());
+    assert!(k.destroy_due_keys(ctx).await.unwrap().is_empty());
     assert!(matches!(
-        s.describe_key("doomed").await.unwrap().state,
+        k.describe_key("doomed").await.unwrap().state,
         KeyState::PendingDeletion { .. }
     ));
     clock.advance_ms(1);
-    let reports = s.destroy_due_keys(ctx).await.unwrap();
+    let reports = k.destroy_due_keys(ctx).await.unwrap();
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].key_id, "doomed");
     assert_eq!(
@@ -101,7 +103,7 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
     );
     assert_eq!(reports[0].key.state, KeyState::Destroyed);
     assert_eq!(
-        s.describe_key("kept").await.unwrap().state,
+        k.describe_key("kept").await.unwrap().state,
         KeyState::Enabled
     );
     assert!(
@@ -115,7 +117,7 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
             .is_ok()
     );
     assert!(
-        s.destroy_due_keys(ctx).await.unwrap().is_empty(),
+        k.destroy_due_keys(ctx).await.unwrap().is_empty(),
         "once only"
     );
 }
