@@ -841,6 +841,48 @@ mod tests {
     }
 
     #[test]
+    fn the_baseline_index_keeps_class_limited_rules_to_their_class() {
+        // The index is built from Cedar's own principal constraint; the policy text is the
+        // independent oracle here. A rule limited to a class is indexed for that class alone,
+        // so a request is never judged against another class's rules (and the index is not
+        // every rule for everyone).
+        let a = Authorizer::new();
+        let classes = ["Root", "User", "Operator", "Grant", "Anonymous"];
+        let mut limited = 0;
+        for (i, class) in classes.iter().enumerate() {
+            for (action, rules) in &a.by_class[i] {
+                for rule in rules {
+                    let text = a
+                        .baseline
+                        .statements
+                        .iter()
+                        .find(|s| s.id == rule.id)
+                        .map(|s| s.cedar.clone())
+                        .unwrap_or_default();
+                    if text.contains("(principal is Vallum::") {
+                        limited += 1;
+                        assert!(
+                            text.contains(&format!("(principal is Vallum::{class},")),
+                            "rule {} is indexed for {class} on {action}: {text}",
+                            rule.id
+                        );
+                    }
+                }
+            }
+        }
+        assert!(limited > 0, "no class-limited baseline rule was indexed");
+        let counts: Vec<usize> = a
+            .by_class
+            .iter()
+            .map(|m| m.values().map(Vec::len).sum())
+            .collect();
+        assert!(
+            counts.iter().any(|&c| c != counts[0]),
+            "every class got the same rules ({counts:?}): the index filters nothing"
+        );
+    }
+
+    #[test]
     fn baseline_rules_separate_tenants_operators_and_the_root() {
         let a = Authorizer::new();
         let f = Facts::default();
