@@ -94,15 +94,9 @@ impl FileBatch {
         let mut temps = Vec::with_capacity(self.files.len());
         for (path, bytes) in &self.files {
             let dir = path.parent().unwrap_or(Path::new("."));
+            dirs.extend(directories_changed(dir));
             if !dir.exists() {
                 fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
-            }
-            let mut d = Some(dir);
-            while let Some(x) = d {
-                if !dirs.insert(x.to_path_buf()) {
-                    break;
-                }
-                d = x.parent();
             }
             let tmp = dir.join(format!(
                 ".{}.tmp",
@@ -125,6 +119,24 @@ impl FileBatch {
         }
         Ok(())
     }
+}
+
+/// The directories a new name in `dir` changes, to sync after it is made: `dir`, every
+/// directory that does not exist yet (created on the way), and the existing one that gets the
+/// first of them as an entry. Not the ancestors above: nothing in them changes.
+fn directories_changed(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![dir.to_path_buf()];
+    let mut x = dir;
+    while !x.exists() {
+        match x.parent() {
+            Some(parent) => {
+                out.push(parent.to_path_buf());
+                x = parent;
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 /// Writes `bytes` at `offset`.
@@ -847,6 +859,19 @@ mod tests {
 
     fn entry(i: u64) -> Vec<u8> {
         format!("{{\"v\":1,\"i\":{i}}}").into_bytes()
+    }
+
+    #[test]
+    fn a_new_name_syncs_its_directory_and_the_ones_created_not_every_ancestor() {
+        let dir = tempfile::tempdir().unwrap();
+        let existing = dir.path().join("tile");
+        fs::create_dir_all(&existing).unwrap();
+        assert_eq!(directories_changed(&existing), vec![existing.clone()]);
+        let deep = existing.join("0").join("x001");
+        assert_eq!(
+            directories_changed(&deep),
+            vec![deep.clone(), existing.join("0"), existing.clone()]
+        );
     }
 
     #[test]
