@@ -88,6 +88,19 @@ impl Recorder {
         Self { journal, clock }
     }
 
+    /// [`Self::record`] for a service's action: when the entries cannot be written the action
+    /// fails, as `Unavailable` (and says so in the server's log), for nothing is done unlogged.
+    pub async fn record_or_fail(
+        &self,
+        ctx: &crate::context::RequestContext,
+        events: Vec<Event>,
+    ) -> crate::Result<()> {
+        self.record(ctx, events).await.map_err(|e| {
+            tracing::error!(error = %e, "request failed: its log entry could not be written");
+            crate::Error::Unavailable(e.to_string())
+        })
+    }
+
     /// Records `events` in order, durably, in one batch, by `ctx`'s actor for its request.
     pub async fn record(
         &self,

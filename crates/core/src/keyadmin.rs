@@ -171,10 +171,7 @@ impl KeyAdmin {
             key_id: key_id.to_owned(),
             action,
         };
-        self.recorder.record(ctx, vec![event]).await.map_err(|e| {
-            tracing::error!(error = %e, "key administration failed: its log entry could not be written");
-            Error::Unavailable(e.to_string())
-        })
+        self.recorder.record_or_fail(ctx, vec![event]).await
     }
 
     /// Every key the provider holds.

@@ -466,10 +466,7 @@ impl ObjectService {
 
     /// Records several events in order, durably, in one batch.
     pub async fn log_all(&self, ctx: &RequestContext, events: Vec<Event>) -> Result<()> {
-        self.recorder.record(ctx, events).await.map_err(|e| {
-            tracing::error!(error = %e, "request failed: its log entry could not be written");
-            Error::Unavailable(e.to_string())
-        })
+        self.recorder.record_or_fail(ctx, events).await
     }
 
     /// What the service records through: its journal and clock (the identity service records
