@@ -1061,9 +1061,6 @@ mod tests {
     /// Schema v11 moves the rows of the old `sites` and `jobs` tables into the record store.
     #[tokio::test]
     async fn site_and_job_rows_become_records_on_upgrade() {
-        use vallum_core::meta::{Records, SiteRecord};
-        use vallum_core::records::{TypedRecords, kind};
-
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("meta.db");
         let options = SqliteConnectOptions::new()
@@ -1073,42 +1070,20 @@ mod tests {
         for sql in &MIGRATIONS[..10] {
             sqlx::raw_sql(sql).execute(&pool).await.unwrap();
         }
-        sqlx::raw_sql(
-            "PRAGMA user_version = 10; \
-             INSERT INTO sites VALUES ('s2', '{\"backend\":\"s3\"}', 'draining', 'alice', 7); \
-             INSERT INTO sites VALUES ('a1', NULL, 'removed', 'bob', 8); \
-             INSERT INTO jobs VALUES ('lifecycle', '{\"bucket\":\"b\"}', 9); \
-             INSERT INTO iam_records VALUES ('tenant', 'acme', '{}', 3);",
-        )
-        .execute(&pool)
-        .await
-        .unwrap();
+        sqlx::raw_sql("PRAGMA user_version = 10")
+            .execute(&pool)
+            .await
+            .unwrap();
+        for (table, values) in vallum_core::conformance::meta::V10_ROWS {
+            sqlx::raw_sql(&format!("INSERT INTO {table} VALUES ({values})"))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
         pool.close().await;
 
         let store = SqliteMetaStore::open(&path).await.unwrap();
-        assert_eq!(
-            store.load_all::<SiteRecord>().await.unwrap(),
-            [
-                SiteRecord {
-                    id: "a1".into(),
-                    definition: None,
-                    state: "removed".into(),
-                    changed_by: "bob".into(),
-                    changed_ms: 8,
-                },
-                SiteRecord {
-                    id: "s2".into(),
-                    definition: Some(r#"{"backend":"s3"}"#.into()),
-                    state: "draining".into(),
-                    changed_by: "alice".into(),
-                    changed_ms: 7,
-                },
-            ]
-        );
-        let job = store.record(kind::JOB, "lifecycle").await.unwrap().unwrap();
-        assert_eq!(job.body, r#"{"bucket":"b"}"#);
-        let tenant = store.record(kind::TENANT, "acme").await.unwrap().unwrap();
-        assert_eq!((tenant.body.as_str(), tenant.rev), ("{}", 3));
+        vallum_core::conformance::meta::v10_rows_are_records(&store).await;
         let tables: Vec<String> = sqlx::query_scalar(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('sites', 'jobs', 'iam_records')",
         )

@@ -1664,3 +1664,43 @@ macro_rules! meta_conformance_tests {
         )*
     };
 }
+
+/// The rows a pre-record-store (schema v10) database's `sites`, `jobs` and `iam_records` tables
+/// are seeded with by the backends' upgrade tests, in the column order those tables had.
+pub const V10_ROWS: &[(&str, &str)] = &[
+    (
+        "sites",
+        "'s2', '{\"backend\":\"s3\"}', 'draining', 'alice', 7",
+    ),
+    ("sites", "'a1', NULL, 'removed', 'bob', 8"),
+    ("jobs", "'lifecycle', '{\"bucket\":\"b\"}', 9"),
+    ("iam_records", "'tenant', 'acme', '{}', 3"),
+];
+
+/// After the upgrade, the [`V10_ROWS`] are records of their kinds: the site records whole,
+/// the job state and the identity record with their bodies and revisions.
+pub async fn v10_rows_are_records(store: &(impl crate::meta::Records + ?Sized)) {
+    assert_eq!(
+        store.load_all::<SiteRecord>().await.unwrap(),
+        [
+            SiteRecord {
+                id: "a1".into(),
+                definition: None,
+                state: "removed".into(),
+                changed_by: "bob".into(),
+                changed_ms: 8,
+            },
+            SiteRecord {
+                id: "s2".into(),
+                definition: Some(r#"{"backend":"s3"}"#.into()),
+                state: "draining".into(),
+                changed_by: "alice".into(),
+                changed_ms: 7,
+            },
+        ]
+    );
+    let job = store.record(kind::JOB, "lifecycle").await.unwrap().unwrap();
+    assert_eq!(job.body, r#"{"bucket":"b"}"#);
+    let tenant = store.record(kind::TENANT, "acme").await.unwrap().unwrap();
+    assert_eq!((tenant.body.as_str(), tenant.rev), ("{}", 3));
+}
