@@ -26,43 +26,9 @@ target=${CARGO_TARGET_DIR:-$here/target}
 cargo build --release -p xtask --quiet --manifest-path "$here/Cargo.toml"
 xtask=$target/release/xtask
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do
-        kill "$p" 2>/dev/null || true
-        wait "$p" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-# Serves a fresh data directory with binary $1 under $work/$2, and notes its endpoint and
-# credentials there.
-serve() {
-    local bin=$1 dir=$work/$2 endpoint ak sk
-    mkdir -p "$dir"
-    VALLUM_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/data" >"$dir/out" 2>"$dir/err" &
-    pids+=($!)
-    for _ in $(seq 1 300); do
-        grep -q '^Secret key:' "$dir/out" 2>/dev/null && break
-        sleep 0.1
-    done
-    endpoint=$(sed -n 's/^Vallum S3 endpoint: *//p' "$dir/out")
-    ak=$(sed -n 's/^Access key: *//p' "$dir/out")
-    sk=$(sed -n 's/^Secret key: *//p' "$dir/out")
-    if [ -z "$endpoint" ] || [ -z "$ak" ] || [ -z "$sk" ]; then
-        echo "$bin did not start:" >&2
-        cat "$dir/out" "$dir/err" >&2
-        exit 1
-    fi
-    echo "$endpoint $ak $sk ${pids[-1]}" >"$dir/creds"
-}
-
-# CPU time (user + system, all threads) of process $1 so far, in clock ticks.
-cpu_ticks() {
-    awk '{print $14 + $15}' "/proc/$1/stat"
-}
+# shellcheck source=scripts/bench-lib.sh
+. "$here/scripts/bench-lib.sh"
+bench_init
 
 # Loads server $1 (a or b) and prints "GET-ops/s PUT-ops/s server-CPU-µs-per-request";
 # further arguments go to the load generator.
@@ -70,10 +36,10 @@ load() {
     local side=$1 endpoint ak sk pid before after
     shift
     read -r endpoint ak sk pid <"$work/$side/creds"
-    before=$(cpu_ticks "$pid")
+    before=$(bench_cpu_ticks "$pid")
     "$xtask" bench --endpoint "$endpoint" --access-key "$ak" --secret-key "$sk" \
         --small-objects "$objects" --large-objects 0 --lists 0 "$@" >"$work/$side/json"
-    after=$(cpu_ticks "$pid")
+    after=$(bench_cpu_ticks "$pid")
     python3 -c '
 import json, os, sys
 j = json.load(open(sys.argv[1]))
@@ -83,8 +49,8 @@ print(round(j["get_4k"]["ops_per_s"]), round(j["put_4k"]["ops_per_s"]), round(cp
 ' "$work/$side/json" "$before" "$after"
 }
 
-serve "$old" a
-serve "$new" b
+bench_serve_vallum "$old" a
+bench_serve_vallum "$new" b
 a_get=()
 b_get=()
 a_cpu=()
