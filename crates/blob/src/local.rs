@@ -9,13 +9,13 @@
 //! A write goes to `tmp/`, is fsynced, renamed into `blobs/`, and the shard directory is
 //! fsynced: a blob is either absent or complete, and complete means durable.
 
-use std::io::{self, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vallum_core::blob::{BlobError, BlobStore, ByteStream};
 use vallum_types::BlobId;
 use vallum_types::limits::STREAM_CHUNK_BYTES;
@@ -106,6 +106,14 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// A blob opened for a read: out of range (its size), read whole, or positioned at the
+/// range's start.
+enum Opened {
+    OutOfRange(u64),
+    Whole(bytes::Bytes),
+    Positioned(std::fs::File),
+}
+
 fn not_found(id: BlobId) -> impl FnOnce(io::Error) -> BlobError {
     move |e| {
         if e.kind() == io::ErrorKind::NotFound {
@@ -157,24 +165,47 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn get(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
-        let mut file = tokio::fs::File::open(self.blob_path(id))
-            .await
-            .map_err(not_found(id))?;
-        let size = file.metadata().await?.len();
-        if range.start > range.end || range.end > size {
-            return Err(BlobError::OutOfRange {
+        // One hand-off to the blocking pool opens, sizes and positions the file, and reads a
+        // range of at most one stream chunk whole (a small object's GET then costs one hop,
+        // not one per open, stat, seek and read); a longer range streams from there.
+        let path = self.blob_path(id);
+        let len = range.end.saturating_sub(range.start);
+        let whole = len <= STREAM_CHUNK_BYTES as u64;
+        let opened = tokio::task::spawn_blocking(move || -> io::Result<Opened> {
+            let mut file = std::fs::File::open(&path)?;
+            let size = file.metadata()?.len();
+            if range.start > range.end || range.end > size {
+                return Ok(Opened::OutOfRange(size));
+            }
+            file.seek(SeekFrom::Start(range.start))?;
+            if whole {
+                let mut bytes = vec![0; usize::try_from(len).map_err(io::Error::other)?];
+                file.read_exact(&mut bytes)?;
+                return Ok(Opened::Whole(bytes.into()));
+            }
+            Ok(Opened::Positioned(file))
+        })
+        .await
+        .map_err(|e| BlobError::Io(io::Error::other(e)))?
+        .map_err(not_found(id))?;
+        match opened {
+            Opened::OutOfRange(size_bytes) => Err(BlobError::OutOfRange {
                 id,
                 start: range.start,
                 end: range.end,
-                size_bytes: size,
-            });
+                size_bytes,
+            }),
+            Opened::Whole(bytes) => Ok(Box::pin(futures::stream::iter(
+                (!bytes.is_empty()).then_some(Ok(bytes)),
+            ))),
+            Opened::Positioned(file) => {
+                let limited = tokio::fs::File::from_std(file).take(len);
+                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                    limited,
+                    STREAM_CHUNK_BYTES,
+                )))
+            }
         }
-        file.seek(SeekFrom::Start(range.start)).await?;
-        let limited = file.take(range.end - range.start);
-        Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
-            limited,
-            STREAM_CHUNK_BYTES,
-        )))
     }
 
     async fn size(&self, id: BlobId) -> Result<u64, BlobError> {

@@ -43,6 +43,12 @@ pub async fn put_get_ranges(store: &dyn BlobStore) {
     assert_eq!(read_all(store, id, 0..data.len() as u64).await, data);
     assert_eq!(read_all(store, id, 1000..1010).await, data[1000..1010]);
     assert_eq!(read_all(store, id, 299_990..300_000).await, data[299_990..]);
+    // Ranges on either side of one stream chunk (256 KiB), away from the start.
+    assert_eq!(read_all(store, id, 10..290_000).await, data[10..290_000]);
+    assert_eq!(
+        read_all(store, id, 7..7 + 262_144).await,
+        data[7..7 + 262_144]
+    );
     assert!(read_all(store, id, 5..5).await.is_empty());
     assert!(matches!(
         store.get(id, 0..300_001).await,
