@@ -9,7 +9,7 @@
 //! A write goes to `tmp/`, is fsynced, renamed into `blobs/`, and the shard directory is
 //! fsynced: a blob is either absent or complete, and complete means durable.
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -106,6 +106,35 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
+/// Writes `chunks` as a new blob at `dest`: into `tmp`, synced, renamed, and the directory
+/// `shard` synced; on failure nothing is left (the temporary file is removed). The bytes
+/// written.
+fn write_whole(tmp: &Path, dest: &Path, shard: &Path, chunks: &[bytes::Bytes]) -> io::Result<u64> {
+    let written = || -> io::Result<u64> {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(tmp)?;
+        let mut written = 0u64;
+        for chunk in chunks {
+            file.write_all(chunk)?;
+            written += chunk.len() as u64;
+        }
+        file.sync_all()?;
+        std::fs::rename(tmp, dest)?;
+        sync_dir(shard)?;
+        Ok(written)
+    };
+    let result = written();
+    if result.is_err()
+        && let Err(rm) = std::fs::remove_file(tmp)
+        && rm.kind() != io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %tmp.display(), %rm, "could not remove temporary file; the GC will");
+    }
+    result
+}
+
 /// A blob opened for a read: out of range (its size), read whole, or positioned at the
 /// range's start.
 enum Opened {
@@ -131,11 +160,37 @@ impl BlobStore for LocalBlobStore {
         free_bytes(&self.root)
     }
 
-    async fn put(&self, id: BlobId, data: ByteStream) -> Result<u64, BlobError> {
+    async fn put(&self, id: BlobId, mut data: ByteStream) -> Result<u64, BlobError> {
         let tmp = self
             .root
             .join("tmp")
             .join(format!("{id}.{}", BlobId::random()));
+        // A blob that ends within one stream chunk is written, synced, renamed and its
+        // directory synced in one hand-off to the blocking pool, not one per step.
+        let mut head = Vec::new();
+        let mut head_bytes = 0;
+        let ended = loop {
+            if head_bytes >= STREAM_CHUNK_BYTES {
+                break false;
+            }
+            match data.next().await {
+                Some(Ok(chunk)) => {
+                    head_bytes += chunk.len();
+                    head.push(chunk);
+                }
+                Some(Err(e)) => return Err(BlobError::Source(e)),
+                None => break true,
+            }
+        };
+        if ended {
+            let (shard, dest) = (self.shard_dir(id), self.blob_path(id));
+            return tokio::task::spawn_blocking(move || write_whole(&tmp, &dest, &shard, &head))
+                .await
+                .map_err(|e| BlobError::Io(io::Error::other(e)))?
+                .map_err(BlobError::Io);
+        }
+        let data: ByteStream =
+            Box::pin(futures::stream::iter(head.into_iter().map(Ok)).chain(data));
         match self.write_temp(&tmp, data).await {
             Ok(written) => {
                 let shard = self.shard_dir(id);
