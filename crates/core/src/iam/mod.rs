@@ -34,6 +34,7 @@ use zeroize::Zeroizing;
 use crate::clock::Clock;
 use crate::journal::Recorder;
 use crate::meta::{MetaError, MetaStore, ObjectIndex, Records};
+use crate::records::TypedRecords;
 use crate::service::ObjectService;
 use authz::{Authorizer, Decision, Facts, Principal, Resource, Source};
 use charter::{Charter, CharterDoc, CharterState, CharterVersion, Vote};
@@ -213,11 +214,6 @@ fn random(len: usize, alphabet: &[u8]) -> IamResult<String> {
 const KEY_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const SECRET_ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-fn parse<T: DeserializeOwned>(kind: &str, id: &str, body: &str) -> IamResult<T> {
-    serde_json::from_str(body)
-        .map_err(|e| IamError::Meta(MetaError::Corrupt(format!("{kind} {id}: {e}"))))
-}
-
 fn to_json<T: Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
@@ -360,13 +356,9 @@ impl Iam {
         &self.authorizer
     }
 
-    async fn all<T: DeserializeOwned>(&self, k: &str) -> IamResult<Vec<(String, T)>> {
-        self.meta()
-            .records(k)
-            .await?
-            .into_iter()
-            .map(|r| Ok((r.id.clone(), parse(k, &r.id, &r.body)?)))
-            .collect()
+    async fn all<T: DeserializeOwned + Send>(&self, k: &str) -> IamResult<Vec<(String, T)>> {
+        let all = self.meta().load_all_as::<T>(k).await?;
+        Ok(all.into_iter().map(|v| (v.id, v.value)).collect())
     }
 
     /// Reloads every record into a fresh snapshot.
@@ -495,11 +487,13 @@ impl Iam {
             .map_err(|e| IamError::Log(e.to_string()))
     }
 
-    async fn get<T: DeserializeOwned>(&self, k: &str, id: &str) -> IamResult<Option<(T, i64)>> {
-        match self.meta().record(k, id).await? {
-            Some(r) => Ok(Some((parse(k, id, &r.body)?, r.rev))),
-            None => Ok(None),
-        }
+    async fn get<T: DeserializeOwned + Send>(
+        &self,
+        k: &str,
+        id: &str,
+    ) -> IamResult<Option<(T, i64)>> {
+        let found = self.meta().load_as::<T>(k, id).await?;
+        Ok(found.map(|v| (v.value, v.rev)))
     }
 
     async fn create<T: Serialize>(&self, k: &str, id: &str, v: &T, what: &str) -> IamResult<()> {
@@ -512,7 +506,7 @@ impl Iam {
     /// Reads `kind`/`id`, applies `f`, writes it back if nobody changed it meanwhile (retried).
     async fn update<T, F>(&self, k: &str, id: &str, what: &str, mut f: F) -> IamResult<T>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Send,
         F: FnMut(&mut T) -> IamResult<()>,
     {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
@@ -1525,12 +1519,8 @@ impl Iam {
         F: FnMut(&mut BucketPolicyRecord) -> IamResult<()>,
     {
         for _ in 0..MAX_UPDATE_ATTEMPTS {
-            let current = self.meta().record(kind::BUCKET_POLICY, internal).await?;
-            let (mut rec, rev) = match &current {
-                Some(r) => (
-                    parse::<BucketPolicyRecord>(kind::BUCKET_POLICY, internal, &r.body)?,
-                    Some(r.rev),
-                ),
+            let (mut rec, rev) = match self.get(kind::BUCKET_POLICY, internal).await? {
+                Some((rec, rev)) => (rec, Some(rev)),
                 None => (BucketPolicyRecord::default(), None),
             };
             f(&mut rec)?;
