@@ -7,8 +7,8 @@ use std::sync::Arc;
 use vallum_core::meta::MetaStore;
 use vallum_meta::PgMetaStore;
 
-/// Creates a fresh database and connects a store to it.
-async fn make() -> ((), Arc<dyn MetaStore>) {
+/// The URL of a new, empty database on the test server.
+async fn empty_database() -> String {
     let admin = std::env::var("VALLUM_TEST_PG_URL")
         .expect("VALLUM_TEST_PG_URL is not set: run ./scripts/test.sh, which starts a PostgreSQL server for the tests");
     let name = format!("vallum_test_{}", vallum_types::UploadId::random());
@@ -21,9 +21,12 @@ async fn make() -> ((), Arc<dyn MetaStore>) {
         .unwrap();
     pool.close().await;
     let (base, _) = admin.rsplit_once('/').expect("the URL names a database");
-    let store = PgMetaStore::connect(&format!("{base}/{name}"))
-        .await
-        .unwrap();
+    format!("{base}/{name}")
+}
+
+/// Creates a fresh database and connects a store to it.
+async fn make() -> ((), Arc<dyn MetaStore>) {
+    let store = PgMetaStore::connect(&empty_database().await).await.unwrap();
     ((), Arc::new(store))
 }
 
@@ -31,16 +34,7 @@ vallum_core::meta_conformance_tests!(make().await);
 
 #[tokio::test]
 async fn gateways_starting_together_migrate_once() {
-    let admin =
-        std::env::var("VALLUM_TEST_PG_URL").expect("VALLUM_TEST_PG_URL (see scripts/test.sh)");
-    let name = format!("vallum_test_{}", vallum_types::UploadId::random());
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = empty_database().await;
     let starts = (0..4).map(|_| {
         let url = url.clone();
         tokio::spawn(async move { PgMetaStore::connect(&url).await })
@@ -76,16 +70,7 @@ async fn unreachable_server_is_unavailable_not_internal() {
 /// test puts a database back to v9 (the old tables, with rows) and lets a gateway upgrade it.
 #[tokio::test]
 async fn site_and_job_rows_become_records_on_upgrade() {
-    let admin =
-        std::env::var("VALLUM_TEST_PG_URL").expect("VALLUM_TEST_PG_URL (see scripts/test.sh)");
-    let name = format!("vallum_test_{}", vallum_types::UploadId::random());
-    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = empty_database().await;
     PgMetaStore::connect(&url).await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     for statement in [
