@@ -106,11 +106,10 @@ pub fn free_bytes(path: &Path) -> Option<u64> {
     Some(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
-/// Writes `chunks` as a new blob at `dest`: into `tmp`, synced, renamed, and the directory
-/// `shard` synced; on failure nothing is left (the temporary file is removed). The bytes
-/// written.
+/// Writes `chunks` as a new blob at `dest`: into `tmp`, synced, then published; on failure
+/// nothing is left. The bytes written.
 fn write_whole(tmp: &Path, dest: &Path, shard: &Path, chunks: &[bytes::Bytes]) -> io::Result<u64> {
-    let written = || -> io::Result<u64> {
+    let write = || -> io::Result<u64> {
         let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -121,18 +120,26 @@ fn write_whole(tmp: &Path, dest: &Path, shard: &Path, chunks: &[bytes::Bytes]) -
             written += chunk.len() as u64;
         }
         file.sync_all()?;
-        std::fs::rename(tmp, dest)?;
-        sync_dir(shard)?;
+        publish(tmp, dest, shard)?;
         Ok(written)
     };
-    let result = written();
-    if result.is_err()
-        && let Err(rm) = std::fs::remove_file(tmp)
+    write().inspect_err(|_| discard_temp(tmp))
+}
+
+/// Moves the synced temporary file `tmp` to `dest` and syncs its directory `shard`: from then
+/// on the blob is there, complete and durable.
+fn publish(tmp: &Path, dest: &Path, shard: &Path) -> io::Result<()> {
+    std::fs::rename(tmp, dest)?;
+    sync_dir(shard)
+}
+
+/// Removes the temporary file of a failed write; one that cannot be removed is the GC's.
+fn discard_temp(tmp: &Path) {
+    if let Err(rm) = std::fs::remove_file(tmp)
         && rm.kind() != io::ErrorKind::NotFound
     {
         tracing::warn!(path = %tmp.display(), %rm, "could not remove temporary file; the GC will");
     }
-    result
 }
 
 /// A blob opened for a read: out of range (its size), read whole, or positioned at the
@@ -191,32 +198,21 @@ impl BlobStore for LocalBlobStore {
         }
         let data: ByteStream =
             Box::pin(futures::stream::iter(head.into_iter().map(Ok)).chain(data));
-        match self.write_temp(&tmp, data).await {
-            Ok(written) => {
-                let shard = self.shard_dir(id);
-                let dest = self.blob_path(id);
-                let renamed = async {
-                    tokio::fs::rename(&tmp, &dest).await?;
-                    tokio::task::spawn_blocking(move || sync_dir(&shard))
-                        .await
-                        .map_err(io::Error::other)?
-                }
-                .await;
-                if let Err(e) = renamed {
-                    let _ = tokio::fs::remove_file(&tmp).await;
-                    return Err(BlobError::Io(e));
-                }
-                Ok(written)
-            }
+        let written = match self.write_temp(&tmp, data).await {
+            Ok(written) => written,
             Err(e) => {
-                if let Err(rm) = tokio::fs::remove_file(&tmp).await
-                    && rm.kind() != io::ErrorKind::NotFound
-                {
-                    tracing::warn!(path = %tmp.display(), %rm, "could not remove temporary file; the GC will");
-                }
-                Err(e)
+                let _ = tokio::task::spawn_blocking(move || discard_temp(&tmp)).await;
+                return Err(e);
             }
-        }
+        };
+        let (shard, dest) = (self.shard_dir(id), self.blob_path(id));
+        tokio::task::spawn_blocking(move || {
+            publish(&tmp, &dest, &shard).inspect_err(|_| discard_temp(&tmp))
+        })
+        .await
+        .map_err(|e| BlobError::Io(io::Error::other(e)))?
+        .map_err(BlobError::Io)?;
+        Ok(written)
     }
 
     async fn get(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
