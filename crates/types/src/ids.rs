@@ -18,6 +18,18 @@ macro_rules! opaque_id {
             pub fn random() -> Self {
                 Self(uuid::Uuid::new_v4())
             }
+
+            /// The identifier's 16 bytes (for binary formats).
+            #[must_use]
+            pub fn to_bytes(self) -> [u8; 16] {
+                self.0.into_bytes()
+            }
+
+            /// The identifier whose [`to_bytes`](Self::to_bytes) are `bytes`.
+            #[must_use]
+            pub fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(uuid::Uuid::from_bytes(bytes))
+            }
         }
 
         impl fmt::Display for $name {

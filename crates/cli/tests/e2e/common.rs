@@ -202,6 +202,21 @@ impl Drop for Server {
 }
 
 /// The root secret from a data directory's credentials file.
+/// The blob ids a local site directory holds, packed or not, as a fresh open of the directory
+/// finds them (empty if it is not a site yet).
+pub fn local_blobs(root: &Path) -> std::collections::BTreeSet<String> {
+    if !root.join("layout").exists() {
+        return std::collections::BTreeSet::new();
+    }
+    vallum_blob::LocalBlobStore::open(root)
+        .unwrap()
+        .blob_ids()
+        .unwrap()
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect()
+}
+
 pub fn stored_secret(data_dir: &Path) -> String {
     let text =
         std::fs::read_to_string(data_dir.join("credentials.toml")).expect("credentials file");

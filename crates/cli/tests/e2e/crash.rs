@@ -198,10 +198,7 @@ async fn kill_9_during_concurrent_uploads_loses_nothing_acknowledged() {
         tmp_left, 0,
         "temporary files of interrupted writes are swept"
     );
-    let blobs: usize = std::fs::read_dir(data_dir.join("sites/local/blobs"))
-        .unwrap()
-        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-        .sum();
+    let blobs: usize = common::local_blobs(&data_dir.join("sites/local")).len();
     let uploads = server
         .client()
         .list_multipart_uploads()

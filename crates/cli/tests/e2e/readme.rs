@@ -223,16 +223,7 @@ fn readme_multisite_example_runs() {
     let out = run_admin_block(tmp.path(), &server, "<!-- readme-test multisite -->");
     // Relative site paths are under the data directory; the US-owned site ends up empty and
     // out of the deployment, the two EU-owned ones hold every copy.
-    let count = |site: &str| {
-        std::fs::read_dir(data_dir.join(site).join("blobs"))
-            .map(|shards| {
-                shards
-                    .flatten()
-                    .map(|s| std::fs::read_dir(s.path()).unwrap().count())
-                    .sum::<usize>()
-            })
-            .unwrap_or(0)
-    };
+    let count = |site: &str| common::local_blobs(&data_dir.join(site)).len();
     assert_eq!(count("dub-1"), 0, "{out}");
     assert_eq!(count("fra-1"), 6, "{out}");
     assert_eq!(count("sites/local"), 6, "{out}");

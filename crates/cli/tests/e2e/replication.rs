@@ -11,21 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Server, data, free_port, json, run, run_failing, tool, vallum_admin as vallum};
-
-/// The blob ids a local site directory holds.
-fn local_blobs(root: &Path) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let Ok(shards) = std::fs::read_dir(root.join("blobs")) else {
-        return out;
-    };
-    for shard in shards.flatten() {
-        for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
-            out.insert(f.file_name().to_string_lossy().into_owned());
-        }
-    }
-    out
-}
+use common::{
+    Server, data, free_port, json, local_blobs, run, run_failing, tool, vallum_admin as vallum,
+};
 
 /// The blob ids under `blobs/` of an S3 bucket, listed with aws-cli.
 fn s3_blobs(endpoint: &str, access: &str, secret: &str, bucket: &str) -> BTreeSet<String> {

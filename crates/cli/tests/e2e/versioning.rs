@@ -332,10 +332,7 @@ async fn kill_9_during_lifecycle_leaves_nothing_half_deleted() {
     // And the collector leaves exactly the one referenced blob.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let blobs: usize = std::fs::read_dir(data_dir.join("sites/local/blobs"))
-            .unwrap()
-            .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-            .sum();
+        let blobs: usize = common::local_blobs(&data_dir.join("sites/local")).len();
         if blobs == 1 {
             break;
         }

@@ -192,12 +192,14 @@ async fn faulty_service(dir: &std::path::Path) -> (ObjectService, Arc<vallum_blo
     (s, plan)
 }
 
-/// Blob files under the store's directory (what a failed write must not leave behind).
+/// Blobs, packed or not, the store's directory holds (what a failed write must not leave
+/// behind), as a fresh open of the directory finds them.
 fn blob_files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir.join("blobs/blobs"))
+    LocalBlobStore::open(dir.join("blobs"))
         .unwrap()
-        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
-        .sum()
+        .blob_ids()
+        .unwrap()
+        .len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,1070 @@
+//! Small blobs packed into append-only files, made durable in groups.
+//!
+//! A blob of at most [`PACK_MAX_BLOB_BYTES`] is not a file of its own: one writer thread per
+//! site appends it, with every other small blob waiting at that moment, to the site's active
+//! pack and syncs the pack once for all of them (group commit; a lone write waits for nothing
+//! but its own sync). Creating, syncing and renaming a file per blob, and syncing its directory,
+//! cost more than the bytes.
+//!
+//! Format version [`PACK_FORMAT_VERSION`], under `<root>/packs/`, integers little-endian:
+//! ```text
+//! <pack-id:016x>.pack   header: "VALLUMPK", u32 version, u32 zero, u64 pack id, u64 created (ms)
+//!                       then records, each a 40-byte header and its data:
+//!                       u8 kind (1 blob, 2 tombstone), 3 zero bytes, u32 data length,
+//!                       16-byte blob id, u64 reference (blob: written at, ms since the epoch;
+//!                       tombstone: the id of the pack whose copy of the blob it deletes),
+//!                       u32 CRC-32C of the data, u32 CRC-32C of the 36 header bytes before it
+//! ```
+//! A blob is acknowledged only once its record is synced; a crash can leave only an incomplete
+//! record at the end of the pack being written, which every scan stops at (no writer appends
+//! to a pack again after a restart: each start opens a new one). Deleting appends a tombstone.
+//! Packs left less than half live are compacted: their live records are copied into the active
+//! pack and synced before the old pack is removed, a bounded amount per step, by the writer
+//! thread, so a blob is never absent and never copied from a pack still being written (a pack
+//! being written is locked with `flock`; compaction takes the same lock, so two processes over
+//! one shared site directory neither compact the other's active pack nor the same pack twice).
+//!
+//! Where each blob lies is an index in memory, rebuilt at open by scanning the record headers
+//! (not the data). Another process's packs are scanned again when a blob is not found: several
+//! gateways over one shared site directory each write their own pack and read all.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use vallum_types::BlobId;
+
+/// Version of the pack file format.
+pub const PACK_FORMAT_VERSION: u32 = 1;
+/// Largest blob written into a pack; longer ones are files of their own.
+pub const PACK_MAX_BLOB_BYTES: usize = 128 * 1024;
+/// A pack that has grown to this size is closed and a new one started.
+pub const PACK_TARGET_BYTES: u64 = 64 * 1024 * 1024;
+/// Most bytes appended by one group commit (bounds the writer's buffer).
+const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
+/// Most writes and deletes answered by one group commit.
+const MAX_GROUP_OPS: usize = 4096;
+/// Most bytes of a sparse pack a compaction step reads before the writer takes writes again.
+const COMPACT_STEP_BYTES: u64 = 4 * 1024 * 1024;
+/// How often the writer looks for a pack to compact when idle, and at least how long it
+/// leaves between two compaction steps when busy.
+const COMPACT_INTERVAL: Duration = Duration::from_millis(200);
+/// The writer thread's stack.
+const WRITER_STACK_BYTES: usize = 256 * 1024;
+
+const MAGIC: &[u8; 8] = b"VALLUMPK";
+/// Bytes of a pack's header.
+pub const PACK_HEADER_BYTES: u64 = 32;
+/// Bytes of a record's header.
+pub const RECORD_HEADER_BYTES: usize = 40;
+const KIND_BLOB: u8 = 1;
+const KIND_TOMBSTONE: u8 = 2;
+const PACK_SUFFIX: &str = ".pack";
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A pack's header.
+#[must_use]
+pub fn encode_pack_header(pack_id: u64, created_ms: u64) -> [u8; PACK_HEADER_BYTES as usize] {
+    let mut h = [0u8; PACK_HEADER_BYTES as usize];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&PACK_FORMAT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&pack_id.to_le_bytes());
+    h[24..32].copy_from_slice(&created_ms.to_le_bytes());
+    h
+}
+
+/// The pack id and creation time a header holds; refuses another format or version.
+fn decode_pack_header(h: &[u8; PACK_HEADER_BYTES as usize], path: &Path) -> io::Result<(u64, u64)> {
+    let field = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().expect("8 bytes"));
+    let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
+    if &h[..8] != MAGIC || version != PACK_FORMAT_VERSION || h[12..16] != [0; 4] {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{} is not a pack of format version {PACK_FORMAT_VERSION}",
+                path.display()
+            ),
+        ));
+    }
+    Ok((field(16), field(24)))
+}
+
+/// One record's header as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecordHeader {
+    kind: u8,
+    len: u32,
+    id: BlobId,
+    reference: u64,
+    data_crc: u32,
+}
+
+impl RecordHeader {
+    fn blob(id: BlobId, written_ms: u64, data: &[Bytes]) -> Self {
+        let len = data.iter().map(Bytes::len).sum::<usize>();
+        Self {
+            kind: KIND_BLOB,
+            len: u32::try_from(len).expect("packed blobs are small"),
+            id,
+            reference: written_ms,
+            data_crc: data.iter().fold(0, |c, b| crc32c::crc32c_append(c, b)),
+        }
+    }
+
+    fn tombstone(id: BlobId, pack_id: u64) -> Self {
+        Self {
+            kind: KIND_TOMBSTONE,
+            len: 0,
+            id,
+            reference: pack_id,
+            data_crc: 0,
+        }
+    }
+
+    fn encode(&self) -> [u8; RECORD_HEADER_BYTES] {
+        let mut h = [0u8; RECORD_HEADER_BYTES];
+        h[0] = self.kind;
+        h[4..8].copy_from_slice(&self.len.to_le_bytes());
+        h[8..24].copy_from_slice(&self.id.to_bytes());
+        h[24..32].copy_from_slice(&self.reference.to_le_bytes());
+        h[32..36].copy_from_slice(&self.data_crc.to_le_bytes());
+        let crc = crc32c::crc32c(&h[..36]);
+        h[36..40].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// `None` for anything but a whole, intact record header (the torn end of a pack).
+    fn decode(h: &[u8; RECORD_HEADER_BYTES]) -> Option<Self> {
+        let u32_at = |at: usize| u32::from_le_bytes(h[at..at + 4].try_into().expect("4 bytes"));
+        if crc32c::crc32c(&h[..36]) != u32_at(36) || h[1..4] != [0; 3] {
+            return None;
+        }
+        let header = Self {
+            kind: h[0],
+            len: u32_at(4),
+            id: BlobId::from_bytes(h[8..24].try_into().expect("16 bytes")),
+            reference: u64::from_le_bytes(h[24..32].try_into().expect("8 bytes")),
+            data_crc: u32_at(32),
+        };
+        let valid = match header.kind {
+            KIND_BLOB => header.len as usize <= PACK_MAX_BLOB_BYTES,
+            KIND_TOMBSTONE => header.len == 0,
+            _ => false,
+        };
+        valid.then_some(header)
+    }
+}
+
+/// Appends a blob record to `buf`.
+pub fn encode_blob_record(buf: &mut Vec<u8>, id: BlobId, written_ms: u64, data: &[Bytes]) {
+    buf.extend_from_slice(&RecordHeader::blob(id, written_ms, data).encode());
+    for chunk in data {
+        buf.extend_from_slice(chunk);
+    }
+}
+
+/// Appends a tombstone record to `buf`.
+pub fn encode_tombstone(buf: &mut Vec<u8>, id: BlobId, pack_id: u64) {
+    buf.extend_from_slice(&RecordHeader::tombstone(id, pack_id).encode());
+}
+
+/// Where a packed blob's data lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Loc {
+    /// The pack's slot in the index.
+    slot: u32,
+    /// Length of the data.
+    pub(crate) len: u32,
+    /// Offset of the data in the pack.
+    offset: u64,
+    /// When it was written (ms since the epoch).
+    written_ms: u64,
+    /// CRC-32C of the data.
+    crc: u32,
+}
+
+impl Loc {
+    fn record_bytes(&self) -> u64 {
+        u64::from(self.len) + RECORD_HEADER_BYTES as u64
+    }
+}
+
+#[derive(Debug)]
+struct PackInfo {
+    id: u64,
+    path: PathBuf,
+    /// A read-only handle, shared by reads (a removed pack stays readable through it).
+    file: Arc<File>,
+    created_ms: u64,
+    /// How far the pack has been scanned or written (the end of its last whole record).
+    end: u64,
+    /// Bytes of records in it that the index still points at.
+    live: u64,
+    /// This process writes it (it is not scanned again).
+    active: bool,
+}
+
+impl PackInfo {
+    /// Less than half of its records are live: worth compacting.
+    fn sparse(&self) -> bool {
+        !self.active && self.live.saturating_mul(2) < self.end - PACK_HEADER_BYTES
+    }
+}
+
+/// Where every known packed blob lies.
+#[derive(Debug, Default)]
+struct Index {
+    blobs: HashMap<BlobId, Loc>,
+    packs: Vec<Option<PackInfo>>,
+    slots: HashMap<u64, u32>,
+}
+
+impl Index {
+    fn pack(&self, slot: u32) -> &PackInfo {
+        self.packs[slot as usize].as_ref().expect("a slot in use")
+    }
+
+    fn pack_mut(&mut self, slot: u32) -> &mut PackInfo {
+        self.packs[slot as usize].as_mut().expect("a slot in use")
+    }
+
+    fn add_pack(&mut self, info: PackInfo) -> u32 {
+        let slot = u32::try_from(self.packs.len()).expect("fewer than 2^32 packs");
+        self.slots.insert(info.id, slot);
+        self.packs.push(Some(info));
+        slot
+    }
+
+    fn insert(&mut self, id: BlobId, loc: Loc) {
+        self.pack_mut(loc.slot).live += loc.record_bytes();
+        if let Some(old) = self.blobs.insert(id, loc) {
+            self.pack_mut(old.slot).live -= old.record_bytes();
+        }
+    }
+
+    /// Forgets `id` if its copy is in pack `pack_id`.
+    fn remove_in(&mut self, id: BlobId, pack_id: u64) -> Option<Loc> {
+        let loc = *self.blobs.get(&id)?;
+        if self.pack(loc.slot).id != pack_id {
+            return None;
+        }
+        self.blobs.remove(&id);
+        self.pack_mut(loc.slot).live -= loc.record_bytes();
+        Some(loc)
+    }
+
+    /// Scans `slot` from its end so far to `size`: indexes its blobs, and returns its
+    /// tombstones for the caller to apply once every pack of the pass is scanned.
+    fn scan(&mut self, slot: u32, size: u64) -> io::Result<Vec<(BlobId, u64)>> {
+        let (file, from) = {
+            let p = self.pack(slot);
+            (Arc::clone(&p.file), p.end)
+        };
+        let mut tombstones = Vec::new();
+        let end = scan_records(&file, from, size, |offset, h| {
+            match h.kind {
+                KIND_BLOB => self.insert(
+                    h.id,
+                    Loc {
+                        slot,
+                        len: h.len,
+                        offset: offset + RECORD_HEADER_BYTES as u64,
+                        written_ms: h.reference,
+                        crc: h.data_crc,
+                    },
+                ),
+                _ => tombstones.push((h.id, h.reference)),
+            }
+            Ok(())
+        })?;
+        self.pack_mut(slot).end = end;
+        Ok(tombstones)
+    }
+
+    /// Reads the packs in `dir` this index does not know, and what the ones it knows (other
+    /// than this process's own) gained since; drops packs another process removed.
+    fn refresh(&mut self, dir: &Path) -> io::Result<()> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(id) = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(PACK_SUFFIX))
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            else {
+                continue;
+            };
+            found.push((id, entry.path()));
+        }
+        let present: std::collections::HashSet<u64> = found.iter().map(|(id, _)| *id).collect();
+        let gone: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|(id, slot)| !present.contains(id) && !self.pack(**slot).active)
+            .map(|(_, slot)| *slot)
+            .collect();
+        if !gone.is_empty() {
+            // Compacted by another process: its blobs are in a newer pack, scanned below.
+            self.blobs.retain(|_, loc| !gone.contains(&loc.slot));
+            for slot in gone {
+                let info = self.packs[slot as usize].take().expect("a slot in use");
+                self.slots.remove(&info.id);
+            }
+        }
+        let mut fresh = Vec::new();
+        for (id, path) in found {
+            if let Some(&slot) = self.slots.get(&id) {
+                if !self.pack(slot).active {
+                    fresh.push(slot);
+                }
+                continue;
+            }
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                // Removed since the directory was read.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            let mut header = [0u8; PACK_HEADER_BYTES as usize];
+            match file.read_exact_at(&mut header, 0) {
+                Ok(()) => {}
+                // Created by a writer that has not written its header yet, or that crashed
+                // before its header was synced: nothing in it was ever acknowledged.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => continue,
+                Err(e) => return Err(e),
+            }
+            let (pack_id, created_ms) = decode_pack_header(&header, &path)?;
+            if pack_id != id {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} holds pack {pack_id:016x}", path.display()),
+                ));
+            }
+            fresh.push(self.add_pack(PackInfo {
+                id,
+                path,
+                file: Arc::new(file),
+                created_ms,
+                end: PACK_HEADER_BYTES,
+                live: 0,
+                active: false,
+            }));
+        }
+        // Oldest first: a later copy of a blob (compaction's) overrides an earlier one.
+        fresh.sort_by_key(|slot| (self.pack(*slot).created_ms, self.pack(*slot).id));
+        let mut tombstones = Vec::new();
+        for slot in fresh {
+            let size = self.pack(slot).file.metadata()?.len();
+            if size > self.pack(slot).end {
+                tombstones.extend(self.scan(slot, size)?);
+            }
+        }
+        for (id, pack_id) in tombstones {
+            self.remove_in(id, pack_id);
+        }
+        Ok(())
+    }
+}
+
+/// Calls `each(offset, header)` for every whole record of `file` from `from` up to `size`;
+/// returns the end of the last whole one.
+fn scan_records(
+    file: &File,
+    from: u64,
+    size: u64,
+    mut each: impl FnMut(u64, RecordHeader) -> io::Result<()>,
+) -> io::Result<u64> {
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    reader.seek(SeekFrom::Start(from))?;
+    let mut at = from;
+    let mut h = [0u8; RECORD_HEADER_BYTES];
+    while at + RECORD_HEADER_BYTES as u64 <= size {
+        reader.read_exact(&mut h)?;
+        let Some(header) = RecordHeader::decode(&h) else {
+            break;
+        };
+        let next = at + RECORD_HEADER_BYTES as u64 + u64::from(header.len);
+        if next > size {
+            break;
+        }
+        each(at, header)?;
+        reader.seek_relative(i64::from(header.len))?;
+        at = next;
+    }
+    Ok(at)
+}
+
+enum Op {
+    Put {
+        id: BlobId,
+        data: Vec<Bytes>,
+        reply: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+    Delete {
+        id: BlobId,
+        reply: tokio::sync::oneshot::Sender<io::Result<()>>,
+    },
+}
+
+impl Op {
+    fn bytes(&self) -> usize {
+        match self {
+            Self::Put { data, .. } => {
+                RECORD_HEADER_BYTES + data.iter().map(Bytes::len).sum::<usize>()
+            }
+            Self::Delete { .. } => RECORD_HEADER_BYTES,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    dir: PathBuf,
+    index: RwLock<Index>,
+}
+
+/// A site's packs: the index, and the writer thread that appends to them.
+#[derive(Debug)]
+pub(crate) struct Packs {
+    shared: Arc<Shared>,
+    tx: Mutex<Option<mpsc::Sender<Op>>>,
+}
+
+/// A copy of an io::Error for every request of a failed group (keeping the OS error code, by
+/// which a full disk is told apart).
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl Packs {
+    /// Opens the packs under `dir` (creating it), scanning them into the index.
+    pub(crate) fn open(dir: PathBuf) -> io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let mut index = Index::default();
+        index.refresh(&dir)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                dir,
+                index: RwLock::new(index),
+            }),
+            tx: Mutex::new(None),
+        })
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.shared
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where `id` lies, if this process knows it packed.
+    pub(crate) fn locate(&self, id: BlobId) -> Option<(Arc<File>, Loc)> {
+        let index = self.index();
+        let loc = *index.blobs.get(&id)?;
+        Some((Arc::clone(&index.pack(loc.slot).file), loc))
+    }
+
+    /// As [`locate`](Self::locate), after reading what other processes packed since
+    /// (blocking: call it off the async runtime).
+    pub(crate) fn locate_fresh(&self, id: BlobId) -> io::Result<Option<(Arc<File>, Loc)>> {
+        self.shared
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .refresh(&self.shared.dir)?;
+        Ok(self.locate(id))
+    }
+
+    /// Every packed blob written before `cutoff_ms`, after a refresh (blocking).
+    pub(crate) fn written_before(&self, cutoff_ms: u64) -> io::Result<Vec<BlobId>> {
+        let mut index = self
+            .shared
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        index.refresh(&self.shared.dir)?;
+        Ok(index
+            .blobs
+            .iter()
+            .filter(|(_, loc)| loc.written_ms < cutoff_ms)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
+    /// Hands `op` to the writer thread (started on first use).
+    fn send(&self, op: Op) -> io::Result<()> {
+        let mut tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tx.is_none() {
+            let (sender, rx) = mpsc::channel();
+            let shared = Arc::clone(&self.shared);
+            std::thread::Builder::new()
+                .name("vallum-packs".into())
+                .stack_size(WRITER_STACK_BYTES)
+                .spawn(move || Writer::new(shared).run(&rx))?;
+            *tx = Some(sender);
+        }
+        tx.as_ref()
+            .expect("started above")
+            .send(op)
+            .map_err(|_| io::Error::other("the pack writer has stopped"))
+    }
+
+    /// Appends blob `id` holding `data`; returns once it is durable.
+    pub(crate) async fn put(&self, id: BlobId, data: Vec<Bytes>) -> io::Result<()> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.send(Op::Put { id, data, reply })?;
+        done.await
+            .map_err(|_| io::Error::other("the pack writer has stopped"))?
+    }
+
+    /// Deletes packed blob `id`; returns once the deletion is durable.
+    pub(crate) async fn delete(&self, id: BlobId) -> io::Result<()> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.send(Op::Delete { id, reply })?;
+        done.await
+            .map_err(|_| io::Error::other("the pack writer has stopped"))?
+    }
+
+    /// Packed blobs and the packs holding them, for reports and tests.
+    pub(crate) fn stats(&self) -> PackStats {
+        let index = self.index();
+        let packs: Vec<_> = index.packs.iter().flatten().collect();
+        PackStats {
+            packs: packs.len(),
+            blobs: index.blobs.len(),
+            pack_bytes: packs.iter().map(|p| p.end).sum(),
+            live_bytes: packs.iter().map(|p| p.live).sum(),
+        }
+    }
+
+    /// Every packed blob id (tests and offline listings).
+    pub(crate) fn ids(&self) -> Vec<BlobId> {
+        self.index().blobs.keys().copied().collect()
+    }
+}
+
+impl Drop for Packs {
+    fn drop(&mut self) {
+        // Closing the channel stops the writer once it has answered what it holds.
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+}
+
+/// How many packs and bytes a site's packs hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackStats {
+    /// Pack files.
+    pub packs: usize,
+    /// Live packed blobs.
+    pub blobs: usize,
+    /// Bytes of all packs.
+    pub pack_bytes: u64,
+    /// Bytes of live records in them.
+    pub live_bytes: u64,
+}
+
+/// The pack this process appends to.
+struct Active {
+    slot: u32,
+    id: u64,
+    /// Opened for writing; holds the pack's `flock` while open.
+    file: File,
+    end: u64,
+}
+
+/// A sparse pack being compacted.
+struct Compaction {
+    slot: u32,
+    /// Holds the pack's `flock` until it is removed.
+    _lock: File,
+    cursor: u64,
+    end: u64,
+}
+
+/// What a group commit does to the index once its bytes are durable.
+enum Effect {
+    Insert(BlobId, Loc),
+    Remove(BlobId, u64),
+    Nothing,
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    active: Option<Active>,
+    compaction: Option<Compaction>,
+    last_compaction: Instant,
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            active: None,
+            compaction: None,
+            last_compaction: Instant::now(),
+        }
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.shared
+            .index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.shared
+            .index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn run(mut self, rx: &mpsc::Receiver<Op>) {
+        loop {
+            let first = match rx.recv_timeout(COMPACT_INTERVAL) {
+                Ok(op) => op,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.compact_step();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut bytes = first.bytes();
+            let mut batch = vec![first];
+            while bytes < MAX_GROUP_BYTES && batch.len() < MAX_GROUP_OPS {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        bytes += op.bytes();
+                        batch.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+            if self.last_compaction.elapsed() >= COMPACT_INTERVAL {
+                self.compact_step();
+            }
+        }
+        self.retire();
+    }
+
+    /// The active pack, created if there is none.
+    fn active(&mut self) -> io::Result<&mut Active> {
+        if self.active.is_none() {
+            self.active = Some(self.create_pack()?);
+        }
+        Ok(self.active.as_mut().expect("created above"))
+    }
+
+    fn create_pack(&self) -> io::Result<Active> {
+        let id = u64::from_le_bytes(
+            BlobId::random().to_bytes()[..8]
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let path = self.shared.dir.join(format!("{id:016x}{PACK_SUFFIX}"));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&path)?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
+        let created_ms = now_ms();
+        let setup = || -> io::Result<()> {
+            file.write_all_at(&encode_pack_header(id, created_ms), 0)?;
+            file.sync_all()?;
+            sync_dir(&self.shared.dir)
+        };
+        if let Err(e) = setup() {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        let reader = File::open(&path)?;
+        let slot = self.index_mut().add_pack(PackInfo {
+            id,
+            path,
+            file: Arc::new(reader),
+            created_ms,
+            end: PACK_HEADER_BYTES,
+            live: 0,
+            active: true,
+        });
+        Ok(Active {
+            slot,
+            id,
+            file,
+            end: PACK_HEADER_BYTES,
+        })
+    }
+
+    /// Stops writing the active pack: it is closed (its lock released) and may be compacted.
+    fn retire(&mut self) {
+        if let Some(active) = self.active.take() {
+            self.index_mut().pack_mut(active.slot).active = false;
+        }
+    }
+
+    /// Appends `buf` to the active pack and syncs it; on success applies `effects` (whose
+    /// offsets are relative to `buf`'s start) to the index. On failure the pack is cut back to
+    /// where it was, or given up if that fails too.
+    fn append(&mut self, buf: &[u8], effects: Vec<Effect>) -> io::Result<()> {
+        let active = self.active()?;
+        let (slot, start) = (active.slot, active.end);
+        let written = active
+            .file
+            .write_all_at(buf, start)
+            .and_then(|()| active.file.sync_data());
+        if let Err(e) = written {
+            let restored = active
+                .file
+                .set_len(start)
+                .and_then(|()| active.file.sync_data());
+            if restored.is_err() {
+                self.retire();
+            }
+            return Err(e);
+        }
+        active.end += buf.len() as u64;
+        let (end, full) = (active.end, active.end >= PACK_TARGET_BYTES);
+        {
+            let mut index = self.index_mut();
+            index.pack_mut(slot).end = end;
+            for effect in effects {
+                match effect {
+                    Effect::Insert(id, mut loc) => {
+                        loc.slot = slot;
+                        loc.offset += start;
+                        index.insert(id, loc);
+                    }
+                    Effect::Remove(id, pack_id) => {
+                        index.remove_in(id, pack_id);
+                    }
+                    Effect::Nothing => {}
+                }
+            }
+        }
+        if full {
+            self.retire();
+        }
+        Ok(())
+    }
+
+    /// One group commit: every op's record in one write and one sync.
+    fn commit(&mut self, batch: Vec<Op>) {
+        let mut buf = Vec::with_capacity(batch.iter().map(Op::bytes).sum());
+        let mut effects = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        let written_ms = now_ms();
+        // Deletes of blobs put in this same group: the put's copy is in the active pack.
+        let mut pending = std::collections::HashSet::new();
+        for op in batch {
+            match op {
+                Op::Put { id, data, reply } => {
+                    let header = RecordHeader::blob(id, written_ms, &data);
+                    effects.push(Effect::Insert(
+                        id,
+                        Loc {
+                            slot: 0,
+                            len: header.len,
+                            offset: (buf.len() + RECORD_HEADER_BYTES) as u64,
+                            written_ms,
+                            crc: header.data_crc,
+                        },
+                    ));
+                    buf.extend_from_slice(&header.encode());
+                    for chunk in &data {
+                        buf.extend_from_slice(chunk);
+                    }
+                    pending.insert(id);
+                    replies.push(reply);
+                }
+                Op::Delete { id, reply } => {
+                    let in_pack = if pending.contains(&id) {
+                        match self.active() {
+                            Ok(a) => Some(a.id),
+                            Err(_) => None,
+                        }
+                    } else {
+                        let index = self.index();
+                        index.blobs.get(&id).map(|loc| index.pack(loc.slot).id)
+                    };
+                    match in_pack {
+                        Some(pack_id) => {
+                            encode_tombstone(&mut buf, id, pack_id);
+                            effects.push(Effect::Remove(id, pack_id));
+                        }
+                        None => effects.push(Effect::Nothing),
+                    }
+                    replies.push(reply);
+                }
+            }
+        }
+        let outcome = self.append(&buf, effects);
+        for reply in replies {
+            // A request that stopped waiting does not stop the others.
+            let _ = reply.send(match &outcome {
+                Ok(()) => Ok(()),
+                Err(e) => Err(copy_error(e)),
+            });
+        }
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "a group commit to the site's pack failed");
+        }
+    }
+
+    /// Moves up to [`COMPACT_STEP_BYTES`] of a sparse pack's live records to the active pack;
+    /// removes the pack once all are moved. Failures are logged and retried later.
+    fn compact_step(&mut self) {
+        self.last_compaction = Instant::now();
+        if let Err(e) = self.try_compact_step() {
+            tracing::warn!(error = %e, "compacting a pack failed; it will be tried again");
+            self.compaction = None;
+        }
+    }
+
+    fn try_compact_step(&mut self) -> io::Result<()> {
+        if self.compaction.is_none() {
+            self.compaction = self.pick_sparse()?;
+        }
+        let Some(c) = &self.compaction else {
+            return Ok(());
+        };
+        let (slot, from, end) = (c.slot, c.cursor, c.end);
+        let (file, pack_id) = {
+            let index = self.index();
+            let p = index.pack(slot);
+            (Arc::clone(&p.file), p.id)
+        };
+        let stop = from.saturating_add(COMPACT_STEP_BYTES).min(end);
+        let mut next = from;
+        let mut live = Vec::new();
+        let mut carried = Vec::new();
+        let scanned = {
+            let index = self.index();
+            scan_records(&file, from, end, |at, h| {
+                if at >= stop {
+                    return Err(io::Error::new(io::ErrorKind::Interrupted, "step done"));
+                }
+                next = at + RECORD_HEADER_BYTES as u64 + u64::from(h.len);
+                match h.kind {
+                    KIND_BLOB => {
+                        let data_at = at + RECORD_HEADER_BYTES as u64;
+                        if index
+                            .blobs
+                            .get(&h.id)
+                            .is_some_and(|loc| loc.slot == slot && loc.offset == data_at)
+                        {
+                            live.push((h, data_at));
+                        }
+                    }
+                    // A tombstone is kept while the pack whose copy it deletes is there.
+                    _ if h.reference != pack_id && index.slots.contains_key(&h.reference) => {
+                        carried.push(h);
+                    }
+                    _ => {}
+                }
+                Ok(())
+            })
+        };
+        match scanned {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => return Err(e),
+            // The index scanned this far before: the pack changed under its lock.
+            _ if next < stop => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("pack {pack_id:016x} has no whole record at offset {next}"),
+                ));
+            }
+            _ => {}
+        }
+        let mut buf = Vec::new();
+        let mut effects = Vec::new();
+        for (h, data_at) in live {
+            let mut data = vec![0u8; h.len as usize];
+            file.read_exact_at(&mut data, data_at)?;
+            effects.push(Effect::Insert(
+                h.id,
+                Loc {
+                    slot: 0,
+                    len: h.len,
+                    offset: (buf.len() + RECORD_HEADER_BYTES) as u64,
+                    written_ms: h.reference,
+                    crc: h.data_crc,
+                },
+            ));
+            // The header is copied as it was: a copy of damaged data stays detectable.
+            buf.extend_from_slice(&h.encode());
+            buf.extend_from_slice(&data);
+        }
+        for h in carried {
+            buf.extend_from_slice(&h.encode());
+            effects.push(Effect::Nothing);
+        }
+        if !buf.is_empty() {
+            self.append(&buf, effects)?;
+        }
+        let c = self.compaction.as_mut().expect("checked above");
+        c.cursor = next;
+        if next >= end {
+            let path = {
+                let mut index = self.index_mut();
+                if index.blobs.values().any(|loc| loc.slot == slot) {
+                    // Not every live record was moved: keep the pack.
+                    return Err(io::Error::other(format!(
+                        "pack {pack_id:016x} still holds live blobs after compaction"
+                    )));
+                }
+                let info = index.packs[slot as usize].take().expect("a slot in use");
+                index.slots.remove(&info.id);
+                std::fs::remove_file(&info.path)?;
+                info.path
+            };
+            sync_dir(&self.shared.dir)?;
+            tracing::debug!(pack = %path.display(), "compacted pack removed");
+            self.compaction = None;
+        }
+        Ok(())
+    }
+
+    /// The sparsest pack no writer holds, locked for compaction.
+    fn pick_sparse(&mut self) -> io::Result<Option<Compaction>> {
+        let mut candidates: Vec<(u32, f64)> = {
+            let index = self.index();
+            index
+                .packs
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, p)| {
+                    let p = p.as_ref()?;
+                    #[allow(clippy::cast_precision_loss)]
+                    let ratio = p.live as f64 / (p.end - PACK_HEADER_BYTES).max(1) as f64;
+                    p.sparse()
+                        .then(|| (u32::try_from(slot).expect("fewer than 2^32 packs"), ratio))
+                })
+                .collect()
+        };
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        // What other processes wrote counts: their tombstones make blobs dead, their packs
+        // keep tombstones needed.
+        self.index_mut().refresh(&self.shared.dir)?;
+        candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
+        for (slot, _) in candidates {
+            let (path, sparse) = {
+                let index = self.index();
+                match index.packs.get(slot as usize).and_then(Option::as_ref) {
+                    Some(p) => (p.path.clone(), p.sparse()),
+                    None => continue,
+                }
+            };
+            if !sparse {
+                continue;
+            }
+            let lock = match std::fs::OpenOptions::new().read(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+                .is_err()
+            {
+                // Another process writes or compacts it.
+                continue;
+            }
+            // Read its end again under the lock: its writer may have appended until it let go.
+            let size = lock.metadata()?.len();
+            let tombstones = self.index_mut().scan(slot, size)?;
+            {
+                let mut index = self.index_mut();
+                for (id, pack_id) in tombstones {
+                    index.remove_in(id, pack_id);
+                }
+            }
+            let end = self.index().pack(slot).end;
+            return Ok(Some(Compaction {
+                slot,
+                _lock: lock,
+                cursor: PACK_HEADER_BYTES,
+                end,
+            }));
+        }
+        Ok(None)
+    }
+}
+
+/// Reads `range` (within `0..loc.len`) of a packed blob; a whole blob's CRC is checked.
+pub(crate) fn read_packed(
+    file: &File,
+    loc: Loc,
+    range: std::ops::Range<u64>,
+) -> io::Result<Vec<u8>> {
+    let len = usize::try_from(range.end - range.start).map_err(io::Error::other)?;
+    let mut data = vec![0u8; len];
+    file.read_exact_at(&mut data, loc.offset + range.start)?;
+    if range.start == 0 && range.end == u64::from(loc.len) && crc32c::crc32c(&data) != loc.crc {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a packed blob does not match its checksum",
+        ));
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_group_answers_each_request_with_the_os_error() {
+        // A full disk is recognised by its OS error code (ENOSPC), so every copy keeps it.
+        let full = io::Error::from_raw_os_error(28);
+        assert_eq!(copy_error(&full).raw_os_error(), Some(28));
+        let other = io::Error::other("boom");
+        let copy = copy_error(&other);
+        assert_eq!(
+            (copy.kind(), copy.to_string()),
+            (io::ErrorKind::Other, "boom".into())
+        );
+    }
+
+    #[test]
+    fn record_headers_round_trip_and_reject_damage() {
+        let id = BlobId::random();
+        let h = RecordHeader::blob(id, 42, &[Bytes::from_static(b"abc")]);
+        let raw = h.encode();
+        assert_eq!(RecordHeader::decode(&raw), Some(h));
+        for i in 0..RECORD_HEADER_BYTES {
+            let mut bad = raw;
+            bad[i] ^= 0x10;
+            assert_eq!(RecordHeader::decode(&bad), None, "byte {i}");
+        }
+        assert_eq!(RecordHeader::decode(&[0; RECORD_HEADER_BYTES]), None);
+    }
+}
