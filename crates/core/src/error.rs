@@ -256,7 +256,7 @@ impl From<MetaError> for Error {
 }
 
 /// Why a metadata operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum MetaError {
     /// The bucket does not exist.
     #[error("no such bucket")]
@@ -320,6 +320,22 @@ pub enum MetaError {
     /// Any other backend failure.
     #[error("backend: {0}")]
     Backend(String),
+}
+
+impl MetaError {
+    /// A refusal decided by the stored state (a failed condition, a missing or locked record),
+    /// not a failure of the store: the transaction it happened in is intact.
+    #[must_use]
+    pub fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            Self::Unavailable(_)
+                | Self::StorageFull(_)
+                | Self::LostCommits { .. }
+                | Self::Corrupt(_)
+                | Self::Backend(_)
+        )
+    }
 }
 
 /// Result alias for metadata operations.

@@ -104,6 +104,70 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_CONNECTIONS: u32 = 4;
+/// Most object writes one metadata transaction commits together.
+const MAX_PUT_GROUP: usize = 64;
+
+/// One object write waiting for the group commit.
+struct PutJob {
+    object: ObjectRecord,
+    condition: WriteCondition,
+    now_ms: i64,
+    reply: tokio::sync::oneshot::Sender<MetaResult<String>>,
+}
+
+/// Object writes waiting at the same moment are committed in one transaction, so that
+/// concurrent PUTs share one `fsync` of the write-ahead file (group commit); a lone write
+/// waits for nothing but its own commit. Each write runs in a savepoint of its own: one that
+/// is refused (a failed condition, a locked version) is rolled back alone. A failure of the
+/// store itself fails the whole group, none of which is then committed.
+async fn group_puts(write: SqlitePool, mut rx: tokio::sync::mpsc::UnboundedReceiver<PutJob>) {
+    let mut batch = Vec::with_capacity(MAX_PUT_GROUP);
+    while rx.recv_many(&mut batch, MAX_PUT_GROUP).await > 0 {
+        // A request that stopped waiting is not written behind its back.
+        batch.retain(|job: &PutJob| !job.reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let results = match commit_puts(&write, &batch).await {
+            Ok(results) => results,
+            Err(e) => vec![Err(e); batch.len()],
+        };
+        for (job, result) in batch.drain(..).zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+async fn commit_puts(write: &SqlitePool, jobs: &[PutJob]) -> MetaResult<Vec<MetaResult<String>>> {
+    use sqlx::Connection;
+    let mut tx = write.begin().await.map_err(backend)?;
+    if let [job] = jobs {
+        // Alone: the transaction is the write's own (dropped, so rolled back, on failure).
+        let result = put_in(&mut tx, job).await;
+        if result.is_ok() {
+            tx.commit().await.map_err(backend)?;
+        }
+        return Ok(vec![result]);
+    }
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut sp = (*tx).begin().await.map_err(backend)?;
+        let result = put_in(&mut sp, job).await;
+        match &result {
+            Err(e) if !e.is_refusal() => return Err(e.clone()),
+            Err(_) => sp.rollback().await.map_err(backend)?,
+            Ok(_) => sp.commit().await.map_err(backend)?,
+        }
+        results.push(result);
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(results)
+}
+
+async fn put_in(tx: &mut Tx<'_>, job: &PutJob) -> MetaResult<String> {
+    let bucket = bucket_in(tx, &job.object.bucket).await?;
+    put_version(tx, &bucket, &job.object, &job.condition, job.now_ms).await
+}
 
 /// Whether the writer connection can serve the next write, checked each time it returns to
 /// its pool. A COMMIT that fails (SQLITE_FULL, SQLITE_IOERR) may leave the connection inside
@@ -133,6 +197,7 @@ const COMMITS_MAGIC: &str = "vallum-meta-commits 1";
 pub struct SqliteMetaStore {
     read: SqlitePool,
     write: SqlitePool,
+    puts: tokio::sync::mpsc::UnboundedSender<PutJob>,
     path: std::path::PathBuf,
     guard: std::sync::Arc<Guard>,
 }
@@ -216,9 +281,12 @@ impl SqliteMetaStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
+        let (puts, jobs) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(group_puts(write.clone(), jobs));
         let store = Self {
             read,
             write,
+            puts,
             path: path.to_owned(),
             guard: std::sync::Arc::default(),
         };
@@ -510,11 +578,17 @@ impl ObjectIndex for SqliteMetaStore {
         condition: &WriteCondition,
         now_ms: i64,
     ) -> MetaResult<String> {
-        let mut tx = self.write.begin().await.map_err(backend)?;
-        let bucket = bucket_in(&mut tx, &object.bucket).await?;
-        let version_id = put_version(&mut tx, &bucket, object, condition, now_ms).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(version_id)
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.puts
+            .send(PutJob {
+                object: object.clone(),
+                condition: condition.clone(),
+                now_ms,
+                reply,
+            })
+            .map_err(|_| MetaError::Unavailable("the metadata writer has stopped".into()))?;
+        done.await
+            .map_err(|_| MetaError::Unavailable("the metadata writer has stopped".into()))?
     }
 
     async fn get_object(

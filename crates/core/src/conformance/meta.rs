@@ -340,6 +340,50 @@ pub async fn conditional_race_has_one_winner(store: Arc<dyn MetaStore>) {
     assert_eq!((wins, losses), (1, 15));
 }
 
+/// Concurrent writes that a store may commit together: the refused ones (a failed condition, a
+/// missing bucket) change nothing, every other one is stored whole.
+pub async fn concurrent_writes_with_refusals_commit_the_rest(store: Arc<dyn MetaStore>) {
+    store.create_bucket(&bucket("b")).await.unwrap();
+    let attempts = (0..48).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let (target, condition) = match i % 3 {
+                0 => (
+                    object("b", &format!("k{i}"), &format!("e{i}")),
+                    WriteCondition::None,
+                ),
+                1 => (
+                    object("b", &format!("k{i}"), &format!("e{i}")),
+                    WriteCondition::IfMatch("nothing-there".into()),
+                ),
+                _ => (
+                    object("missing", &format!("k{i}"), "e"),
+                    WriteCondition::None,
+                ),
+            };
+            store.put_object(&target, &condition, 1).await
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    for (i, r) in results.into_iter().enumerate() {
+        let r = r.unwrap();
+        match i % 3 {
+            0 => assert!(r.is_ok(), "{i}: {r:?}"),
+            1 => assert!(
+                matches!(r, Err(MetaError::PreconditionFailed)),
+                "{i}: {r:?}"
+            ),
+            _ => assert!(matches!(r, Err(MetaError::NoSuchBucket)), "{i}: {r:?}"),
+        }
+        let stored = store.get_object("b", &format!("k{i}"), None).await.unwrap();
+        match i % 3 {
+            0 => assert_eq!(stored.map(|o| o.etag), Some(format!("e{i}"))),
+            _ => assert!(stored.is_none(), "{i} was refused but stored"),
+        }
+    }
+    assert!(store.get_bucket("missing").await.unwrap().is_none());
+}
+
 /// Listing: byte order, prefix, exclusive and inclusive starts, limits, bucket isolation.
 pub async fn listing_order_and_bounds(store: Arc<dyn MetaStore>) {
     store.create_bucket(&bucket("b")).await.unwrap();
@@ -1624,7 +1668,8 @@ macro_rules! meta_conformance_tests {
             #[allow(unused_imports)]
             use super::*;
             $crate::meta_conformance_tests!(@each $make; bucket_lifecycle, object_round_trip_and_trash,
-                conditional_writes, conditional_race_has_one_winner, listing_order_and_bounds,
+                conditional_writes, conditional_race_has_one_winner,
+                concurrent_writes_with_refusals_commit_the_rest, listing_order_and_bounds,
                 delete_bucket_rules, versioning_semantics, version_listing, object_lock_rules,
                 delete_conditions, keyed_versions_and_rewrap, boundary_versions);
         }
