@@ -150,9 +150,24 @@ async fn commit_puts(write: &SqlitePool, jobs: &[PutJob]) -> MetaResult<Vec<Meta
         return Ok(vec![result]);
     }
     let mut results = Vec::with_capacity(jobs.len());
+    // Buckets read once per group: object writes do not change them.
+    let mut buckets = std::collections::HashMap::new();
     for job in jobs {
         let mut sp = (*tx).begin().await.map_err(backend)?;
-        let result = put_in(&mut sp, job).await;
+        let name = job.object.bucket.as_str();
+        let bucket = match buckets.get(name) {
+            Some(b) => Ok(b),
+            None => match bucket_in(&mut sp, name).await {
+                Ok(b) => Ok(&*buckets.entry(name).or_insert(b)),
+                Err(e) => Err(e),
+            },
+        };
+        let result = match bucket {
+            Ok(bucket) => {
+                put_version(&mut sp, bucket, &job.object, &job.condition, job.now_ms).await
+            }
+            Err(e) => Err(e),
+        };
         match &result {
             Err(e) if !e.is_refusal() => return Err(e.clone()),
             Err(_) => sp.rollback().await.map_err(backend)?,

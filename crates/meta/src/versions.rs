@@ -95,13 +95,18 @@ macro_rules! version_logic {
                 .map_err(backend)
         }
 
-        /// Inserts `object` as the key's latest version at `seq`.
+        /// Inserts `object` as the key's latest version at `seq`. `first` says the key had no
+        /// version before (nothing to mark as no longer the latest: one statement less).
         async fn v_insert(
             tx: &mut Tx<'_>,
             object: &ObjectRecord,
             seq: i64,
             version_id: &str,
+            first: bool,
         ) -> MetaResult<()> {
+            if first {
+                return v_insert_row(tx, object, seq, version_id, true).await;
+            }
             // The latest version is always the one with the largest seq: an index probe, not a
             // scan of the key's versions.
             sqlx::query(
@@ -224,13 +229,24 @@ macro_rules! version_logic {
             let version_id = if bucket.versioning == Versioning::Enabled {
                 new_version_id(seq)
             } else {
-                if let Some(null) = v_by_id(tx, &object.bucket, &object.key, NULL_VERSION).await? {
+                // The null version, if the key has one: the latest already read, or a lookup.
+                let fetched;
+                let null = match &latest {
+                    None => None,
+                    Some(head) if head.version_id == NULL_VERSION => Some(head),
+                    Some(_) => {
+                        fetched =
+                            v_by_id(tx, &object.bucket, &object.key, NULL_VERSION).await?;
+                        fetched.as_ref()
+                    }
+                };
+                if let Some(null) = null {
                     null.lock.check_removable(now_ms, false)?;
-                    v_remove(tx, &object.bucket, &object.key, &null, now_ms).await?;
+                    v_remove(tx, &object.bucket, &object.key, null, now_ms).await?;
                 }
                 NULL_VERSION.to_owned()
             };
-            v_insert(tx, object, seq, &version_id).await?;
+            v_insert(tx, object, seq, &version_id, latest.is_none()).await?;
             Ok(version_id)
         }
 
@@ -341,7 +357,7 @@ macro_rules! version_logic {
                         tags: Default::default(),
                         lock: Default::default(),
                     };
-                    v_insert(tx, &marker, seq, &version_id).await?;
+                    v_insert(tx, &marker, seq, &version_id, false).await?;
                     Ok(DeleteResult {
                         version_id: Some(version_id),
                         delete_marker: true,
