@@ -497,6 +497,7 @@ mod tests {
         let mut v: Vec<_> = std::fs::read_dir(root.join("packs"))
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "pack"))
             .collect();
         v.sort();
         v
@@ -721,6 +722,53 @@ mod tests {
         assert_eq!(listed, vec![y]);
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(pack_files(&root).len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_closed_pack_reopens_from_its_index_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("site");
+        let store = LocalBlobStore::open(&root).unwrap();
+        let ids: Vec<BlobId> = (0..10).map(|_| BlobId::random()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            store.put(*id, stream_of(content(i, 3000))).await.unwrap();
+        }
+        store.delete(ids[9]).await.unwrap();
+        drop(store);
+        // Closing the pack wrote its index file beside it.
+        let pack = pack_files(&root).pop().unwrap();
+        let idx = pack.with_extension("idx");
+        assert!(idx.exists());
+        // Damage the second record's header in the pack itself: a scan would stop there, the
+        // index still lists every record, so every blob but the damaged one's reads.
+        let mut raw = std::fs::read(&pack).unwrap();
+        let second =
+            crate::pack::PACK_HEADER_BYTES as usize + crate::pack::RECORD_HEADER_BYTES + 3000;
+        raw[second + 2] ^= 0xff;
+        std::fs::write(&pack, &raw).unwrap();
+        let store = LocalBlobStore::open(&root).unwrap();
+        for (i, id) in ids.iter().enumerate().skip(2).take(7) {
+            assert_eq!(
+                read_all(&store, *id).await.unwrap(),
+                content(i, 3000),
+                "blob {i}"
+            );
+        }
+        assert!(matches!(
+            store.size(ids[9]).await,
+            Err(BlobError::NotFound(_))
+        ));
+        drop(store);
+        // A damaged index file is ignored: the pack is scanned, up to the damaged record.
+        let mut bad = std::fs::read(&idx).unwrap();
+        bad[50] ^= 0x01;
+        std::fs::write(&idx, &bad).unwrap();
+        let store = LocalBlobStore::open(&root).unwrap();
+        assert_eq!(read_all(&store, ids[0]).await.unwrap(), content(0, 3000));
+        assert!(matches!(
+            store.size(ids[5]).await,
+            Err(BlobError::NotFound(_))
+        ));
     }
 
     #[test]

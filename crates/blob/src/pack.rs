@@ -63,6 +63,12 @@ const MAGIC: &[u8; 8] = b"VALLUMPK";
 pub const PACK_HEADER_BYTES: u64 = 32;
 /// Bytes of a record's header.
 pub const RECORD_HEADER_BYTES: usize = 40;
+/// Version of a pack's index file.
+pub const PACK_INDEX_VERSION: u32 = 1;
+const INDEX_MAGIC: &[u8; 8] = b"VALLUMPI";
+const INDEX_HEADER_BYTES: usize = 40;
+const INDEX_ENTRY_BYTES: usize = 8 + RECORD_HEADER_BYTES;
+const INDEX_SUFFIX: &str = ".idx";
 const KIND_BLOB: u8 = 1;
 const KIND_TOMBSTONE: u8 = 2;
 const PACK_SUFFIX: &str = ".pack";
@@ -271,8 +277,16 @@ impl Index {
             let p = self.pack(slot);
             (Arc::clone(&p.file), p.end)
         };
+        // A closed pack read for the first time: from its index file, if that is intact.
+        let indexed = (from == PACK_HEADER_BYTES)
+            .then(|| {
+                let p = self.pack(slot);
+                let raw = std::fs::read(index_path(&p.path)).ok()?;
+                decode_index(&raw, p.id, size)
+            })
+            .flatten();
         let mut tombstones = Vec::new();
-        let end = scan_records(&file, from, size, |offset, h| {
+        let mut each = |offset: u64, h: RecordHeader| {
             match h.kind {
                 KIND_BLOB => self.insert(
                     h.id,
@@ -287,7 +301,16 @@ impl Index {
                 _ => tombstones.push((h.id, h.reference)),
             }
             Ok(())
-        })?;
+        };
+        let end = match indexed {
+            Some(records) => {
+                for (offset, h) in records {
+                    each(offset, h)?;
+                }
+                size
+            }
+            None => scan_records(&file, from, size, each)?,
+        };
         self.pack_mut(slot).end = end;
         Ok(tombstones)
     }
@@ -378,6 +401,78 @@ impl Index {
     }
 }
 
+/// The index file of a closed pack: every record's offset and header, so that opening a site
+/// reads these instead of scanning the packs' data. Layout (integers little-endian):
+/// `VALLUMPI`, u32 version, u32 zero, u64 pack id, u64 the pack's size it covers, u64 record
+/// count, then per record its u64 offset and its 40-byte header, then the CRC-32C of all before.
+/// It is a cache: a missing, damaged or stale one only means the pack is scanned.
+fn encode_index(pack_id: u64, end: u64, records: &[(u64, [u8; RECORD_HEADER_BYTES])]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(INDEX_HEADER_BYTES + records.len() * INDEX_ENTRY_BYTES + 4);
+    out.extend_from_slice(INDEX_MAGIC);
+    out.extend_from_slice(&PACK_INDEX_VERSION.to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&pack_id.to_le_bytes());
+    out.extend_from_slice(&end.to_le_bytes());
+    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
+    for (offset, header) in records {
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(header);
+    }
+    let crc = crc32c::crc32c(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The records an index file lists, if it is intact and covers exactly `pack_id` up to `size`.
+fn decode_index(raw: &[u8], pack_id: u64, size: u64) -> Option<Vec<(u64, RecordHeader)>> {
+    let body_len = raw.len().checked_sub(4)?;
+    let (body, crc) = raw.split_at(body_len);
+    let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    if body.len() < INDEX_HEADER_BYTES
+        || crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?)
+        || &body[..8] != INDEX_MAGIC
+        || body[8..12] != PACK_INDEX_VERSION.to_le_bytes()
+        || u64_at(16) != pack_id
+        || u64_at(24) != size
+    {
+        return None;
+    }
+    let count = usize::try_from(u64_at(32)).ok()?;
+    let entries = &body[INDEX_HEADER_BYTES..];
+    if entries.len() != count.checked_mul(INDEX_ENTRY_BYTES)? {
+        return None;
+    }
+    entries
+        .chunks_exact(INDEX_ENTRY_BYTES)
+        .map(|e| {
+            let offset = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
+            let header = RecordHeader::decode(e[8..].try_into().expect("a record header"))?;
+            let end = offset + RECORD_HEADER_BYTES as u64 + u64::from(header.len);
+            (offset >= PACK_HEADER_BYTES && end <= size).then_some((offset, header))
+        })
+        .collect()
+}
+
+fn index_path(pack: &Path) -> PathBuf {
+    pack.with_extension(&INDEX_SUFFIX[1..])
+}
+
+/// Writes the index file of the closed pack `path` (whole records up to `end`): written
+/// aside, synced and renamed into place. Failing only costs a scan at the next open.
+fn write_index(path: &Path, pack_id: u64, file: &File, end: u64) -> io::Result<()> {
+    let mut records = Vec::new();
+    let scanned = scan_records(file, PACK_HEADER_BYTES, end, |offset, h| {
+        records.push((offset, h.encode()));
+        Ok(())
+    })?;
+    let target = index_path(path);
+    let tmp = target.with_extension("idx.tmp");
+    let mut out = File::create(&tmp)?;
+    std::io::Write::write_all(&mut out, &encode_index(pack_id, scanned, &records))?;
+    out.sync_all()?;
+    std::fs::rename(&tmp, &target)
+}
+
 /// Calls `each(offset, header)` for every whole record of `file` from `from` up to `size`;
 /// returns the end of the last whole one.
 fn scan_records(
@@ -440,6 +535,7 @@ struct Shared {
 pub(crate) struct Packs {
     shared: Arc<Shared>,
     tx: Mutex<Option<mpsc::Sender<Op>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// A copy of an io::Error for every request of a failed group (keeping the OS error code, by
@@ -467,6 +563,7 @@ impl Packs {
                 index: RwLock::new(index),
             }),
             tx: Mutex::new(None),
+            writer: Mutex::new(None),
         })
     }
 
@@ -520,10 +617,14 @@ impl Packs {
         if tx.is_none() {
             let (sender, rx) = mpsc::channel();
             let shared = Arc::clone(&self.shared);
-            std::thread::Builder::new()
+            let handle = std::thread::Builder::new()
                 .name("vallum-packs".into())
                 .stack_size(WRITER_STACK_BYTES)
                 .spawn(move || Writer::new(shared).run(&rx))?;
+            *self
+                .writer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(handle);
             *tx = Some(sender);
         }
         tx.as_ref()
@@ -568,11 +669,22 @@ impl Packs {
 
 impl Drop for Packs {
     fn drop(&mut self) {
-        // Closing the channel stops the writer once it has answered what it holds.
+        // Closing the channel stops the writer once it has answered what it holds; it then
+        // closes its pack (writing the pack's index file) before the store is gone.
         self.tx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer
+            && writer.join().is_err()
+        {
+            tracing::error!("the pack writer thread panicked");
+        }
     }
 }
 
@@ -726,7 +838,15 @@ impl Writer {
     /// Stops writing the active pack: it is closed (its lock released) and may be compacted.
     fn retire(&mut self) {
         if let Some(active) = self.active.take() {
-            self.index_mut().pack_mut(active.slot).active = false;
+            let path = {
+                let mut index = self.index_mut();
+                let pack = index.pack_mut(active.slot);
+                pack.active = false;
+                pack.path.clone()
+            };
+            if let Err(e) = write_index(&path, active.id, &active.file, active.end) {
+                tracing::warn!(pack = %path.display(), error = %e, "could not write a pack's index file; the pack will be scanned at the next open");
+            }
         }
     }
 
@@ -943,6 +1063,10 @@ impl Writer {
                 let info = index.packs[slot as usize].take().expect("a slot in use");
                 index.slots.remove(&info.id);
                 std::fs::remove_file(&info.path)?;
+                match std::fs::remove_file(index_path(&info.path)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
                 info.path
             };
             sync_dir(&self.shared.dir)?;
@@ -1052,6 +1176,35 @@ mod tests {
             (copy.kind(), copy.to_string()),
             (io::ErrorKind::Other, "boom".into())
         );
+    }
+
+    #[test]
+    fn index_files_round_trip_and_refuse_what_does_not_match() {
+        let a = RecordHeader::blob(BlobId::random(), 7, &[Bytes::from_static(b"hello")]);
+        let b = RecordHeader::tombstone(a.id, 99);
+        let size = PACK_HEADER_BYTES + 2 * RECORD_HEADER_BYTES as u64 + 5;
+        let records = [
+            (PACK_HEADER_BYTES, a.encode()),
+            (
+                PACK_HEADER_BYTES + RECORD_HEADER_BYTES as u64 + 5,
+                b.encode(),
+            ),
+        ];
+        let raw = encode_index(42, size, &records);
+        assert_eq!(
+            decode_index(&raw, 42, size),
+            Some(vec![(records[0].0, a), (records[1].0, b)])
+        );
+        // Another pack, a pack that grew since, any flipped bit, a cut file: not used.
+        assert_eq!(decode_index(&raw, 43, size), None);
+        assert_eq!(decode_index(&raw, 42, size + 1), None);
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[i] ^= 0x04;
+            assert_eq!(decode_index(&bad, 42, size), None, "byte {i}");
+        }
+        assert_eq!(decode_index(&raw[..raw.len() - 1], 42, size), None);
+        assert_eq!(decode_index(&[], 42, size), None);
     }
 
     #[test]
