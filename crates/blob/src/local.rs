@@ -739,6 +739,11 @@ mod tests {
         let pack = pack_files(&root).pop().unwrap();
         let idx = pack.with_extension("idx");
         assert!(idx.exists());
+        // A closed pack without one (written by a process that crashed) gets it when scanned.
+        let written = std::fs::read(&idx).unwrap();
+        std::fs::remove_file(&idx).unwrap();
+        drop(LocalBlobStore::open(&root).unwrap());
+        assert_eq!(std::fs::read(&idx).unwrap(), written);
         // Damage the second record's header in the pack itself: a scan would stop there, the
         // index still lists every record, so every blob but the damaged one's reads.
         let mut raw = std::fs::read(&pack).unwrap();

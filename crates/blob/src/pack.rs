@@ -286,7 +286,12 @@ impl Index {
             })
             .flatten();
         let mut tombstones = Vec::new();
+        // A closed pack without a usable index file gets one once scanned.
+        let mut headers = (from == PACK_HEADER_BYTES && indexed.is_none()).then(Vec::new);
         let mut each = |offset: u64, h: RecordHeader| {
+            if let Some(headers) = headers.as_mut() {
+                headers.push((offset, h.encode()));
+            }
             match h.kind {
                 KIND_BLOB => self.insert(
                     h.id,
@@ -311,7 +316,17 @@ impl Index {
             }
             None => scan_records(&file, from, size, each)?,
         };
-        self.pack_mut(slot).end = end;
+        let p = self.pack_mut(slot);
+        p.end = end;
+        // Only for a pack that ends with a whole record and that this process does not write
+        // (another process's pack still being written gets a stale one, ignored: it grows).
+        if let Some(headers) = headers
+            && end == size
+            && !p.active
+            && let Err(e) = save_index(&p.path, p.id, end, &headers)
+        {
+            tracing::debug!(pack = %p.path.display(), error = %e, "could not write a pack's index file");
+        }
         Ok(tombstones)
     }
 
@@ -465,10 +480,19 @@ fn write_index(path: &Path, pack_id: u64, file: &File, end: u64) -> io::Result<(
         records.push((offset, h.encode()));
         Ok(())
     })?;
+    save_index(path, pack_id, scanned, &records)
+}
+
+fn save_index(
+    path: &Path,
+    pack_id: u64,
+    end: u64,
+    records: &[(u64, [u8; RECORD_HEADER_BYTES])],
+) -> io::Result<()> {
     let target = index_path(path);
     let tmp = target.with_extension("idx.tmp");
     let mut out = File::create(&tmp)?;
-    std::io::Write::write_all(&mut out, &encode_index(pack_id, scanned, &records))?;
+    std::io::Write::write_all(&mut out, &encode_index(pack_id, end, records))?;
     out.sync_all()?;
     std::fs::rename(&tmp, &target)
 }
