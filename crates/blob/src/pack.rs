@@ -24,9 +24,11 @@
 //! being written is locked with `flock`; compaction takes the same lock, so two processes over
 //! one shared site directory neither compact the other's active pack nor the same pack twice).
 //!
-//! Where each blob lies is an index in memory, rebuilt at open by scanning the record headers
-//! (not the data). Another process's packs are scanned again when a blob is not found: several
-//! gateways over one shared site directory each write their own pack and read all.
+//! Where each blob lies is an index in memory, rebuilt at open from each closed pack's index
+//! file (`<pack-id>.idx`: every record's offset and header, written when the pack is closed),
+//! or, for a pack without a usable one, by scanning its record headers. Another process's packs
+//! are read again when a blob is not found: several gateways over one shared site directory
+//! each write their own pack and read all.
 
 use std::collections::HashMap;
 use std::fs::File;
