@@ -103,15 +103,8 @@ impl LocalBlobStore {
 
     /// Every blob the site holds, packed or not (blocking: for tools and tests).
     pub fn blob_ids(&self) -> io::Result<Vec<BlobId>> {
-        self.packs.written_before(u64::MAX)?;
-        let mut out = self.packs.ids();
-        for shard in std::fs::read_dir(self.root.join("blobs"))? {
-            for entry in std::fs::read_dir(shard?.path())? {
-                if let Some(id) = entry?.file_name().to_str().and_then(|n| n.parse().ok()) {
-                    out.push(id);
-                }
-            }
-        }
+        let mut out = self.packs.written_before(u64::MAX)?;
+        out.extend(blob_files(&self.root.join("blobs"), None)?);
         Ok(out)
     }
 
@@ -165,6 +158,32 @@ fn open_packed(file: &std::fs::File, loc: Loc, range: Range<u64>) -> io::Result<
         return Ok(Opened::OutOfRange(size));
     }
     Ok(Opened::Whole(read_packed(file, loc, range)?.into()))
+}
+
+/// The blobs held as files under `blobs` (a site's `blobs/` directory), only those last
+/// written before `cutoff` if one is given.
+fn blob_files(blobs: &Path, cutoff: Option<SystemTime>) -> io::Result<Vec<BlobId>> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(blobs)? {
+        for entry in std::fs::read_dir(shard?.path())? {
+            let entry = entry?;
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<BlobId>().ok())
+            else {
+                continue;
+            };
+            let keep = match cutoff {
+                Some(cutoff) => entry.metadata()?.modified()? < cutoff,
+                None => true,
+            };
+            if keep {
+                out.push(id);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Bytes an unprivileged writer can still use on the filesystem holding `path`, or `None` if
@@ -393,21 +412,7 @@ impl BlobStore for LocalBlobStore {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
             let mut out = packs.written_before(cutoff_ms)?;
-            for shard in std::fs::read_dir(&root)? {
-                for entry in std::fs::read_dir(shard?.path())? {
-                    let entry = entry?;
-                    let Some(id) = entry
-                        .file_name()
-                        .to_str()
-                        .and_then(|n| n.parse::<BlobId>().ok())
-                    else {
-                        continue;
-                    };
-                    if entry.metadata()?.modified()? < cutoff {
-                        out.push(id);
-                    }
-                }
-            }
+            out.extend(blob_files(&root, Some(cutoff))?);
             Ok(out)
         })
         .await
@@ -491,6 +496,22 @@ mod tests {
     /// Distinct content per blob, so that a read of the wrong record shows.
     fn content(i: usize, len: usize) -> Vec<u8> {
         (0..len).map(|j| (i * 31 + j * 7) as u8).collect()
+    }
+
+    /// A fresh site under a temporary directory holding `count` blobs of `len` bytes
+    /// (`content(i, len)`), written one after the other.
+    async fn filled_site(
+        count: usize,
+        len: usize,
+    ) -> (tempfile::TempDir, PathBuf, LocalBlobStore, Vec<BlobId>) {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("site");
+        let store = LocalBlobStore::open(&root).unwrap();
+        let ids: Vec<BlobId> = (0..count).map(|_| BlobId::random()).collect();
+        for (i, id) in ids.iter().enumerate() {
+            store.put(*id, stream_of(content(i, len))).await.unwrap();
+        }
+        (dir, root, store, ids)
     }
 
     fn pack_files(root: &Path) -> Vec<PathBuf> {
@@ -584,13 +605,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_torn_record_at_the_end_of_a_pack_is_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("site");
-        let store = LocalBlobStore::open(&root).unwrap();
-        let ids: Vec<BlobId> = (0..5).map(|_| BlobId::random()).collect();
-        for (i, id) in ids.iter().enumerate() {
-            store.put(*id, stream_of(content(i, 4096))).await.unwrap();
-        }
+        let (_dir, root, store, ids) = filled_site(5, 4096).await;
         drop(store);
         // A crash mid-append: a whole record header whose data never made it, then half a
         // header.
@@ -644,13 +659,7 @@ mod tests {
 
     #[tokio::test]
     async fn sparse_packs_are_compacted_without_losing_a_live_blob() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("site");
-        let store = LocalBlobStore::open(&root).unwrap();
-        let ids: Vec<BlobId> = (0..100).map(|_| BlobId::random()).collect();
-        for (i, id) in ids.iter().enumerate() {
-            store.put(*id, stream_of(content(i, 2000))).await.unwrap();
-        }
+        let (_dir, root, store, ids) = filled_site(100, 2000).await;
         // Four in five deleted: the pack is sparse once no one writes it.
         for (i, id) in ids.iter().enumerate() {
             if i % 5 != 0 {
@@ -726,13 +735,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closed_pack_reopens_from_its_index_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("site");
-        let store = LocalBlobStore::open(&root).unwrap();
-        let ids: Vec<BlobId> = (0..10).map(|_| BlobId::random()).collect();
-        for (i, id) in ids.iter().enumerate() {
-            store.put(*id, stream_of(content(i, 3000))).await.unwrap();
-        }
+        let (_dir, root, store, ids) = filled_site(10, 3000).await;
         store.delete(ids[9]).await.unwrap();
         drop(store);
         // Closing the pack wrote its index file beside it.

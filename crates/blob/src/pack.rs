@@ -556,6 +556,20 @@ struct Shared {
     index: RwLock<Index>,
 }
 
+impl Shared {
+    fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A site's packs: the index, and the writer thread that appends to them.
 #[derive(Debug)]
 pub(crate) struct Packs {
@@ -594,10 +608,7 @@ impl Packs {
     }
 
     fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        self.shared
-            .index
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.index()
     }
 
     /// Where `id` lies, if this process knows it packed.
@@ -610,21 +621,13 @@ impl Packs {
     /// As [`locate`](Self::locate), after reading what other processes packed since
     /// (blocking: call it off the async runtime).
     pub(crate) fn locate_fresh(&self, id: BlobId) -> io::Result<Option<(Arc<File>, Loc)>> {
-        self.shared
-            .index
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .refresh(&self.shared.dir)?;
+        self.shared.index_mut().refresh(&self.shared.dir)?;
         Ok(self.locate(id))
     }
 
     /// Every packed blob written before `cutoff_ms`, after a refresh (blocking).
     pub(crate) fn written_before(&self, cutoff_ms: u64) -> io::Result<Vec<BlobId>> {
-        let mut index = self
-            .shared
-            .index
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut index = self.shared.index_mut();
         index.refresh(&self.shared.dir)?;
         Ok(index
             .blobs
@@ -685,11 +688,6 @@ impl Packs {
             pack_bytes: packs.iter().map(|p| p.end).sum(),
             live_bytes: packs.iter().map(|p| p.live).sum(),
         }
-    }
-
-    /// Every packed blob id (tests and offline listings).
-    pub(crate) fn ids(&self) -> Vec<BlobId> {
-        self.index().blobs.keys().copied().collect()
     }
 }
 
@@ -752,6 +750,23 @@ enum Effect {
     Nothing,
 }
 
+/// Appends blob record `h` with its `data` to `buf`; the index entry it makes once `buf` is
+/// written (its offset relative to `buf`'s start, its slot the active pack's).
+fn push_blob(buf: &mut Vec<u8>, h: &RecordHeader, data: &[impl AsRef<[u8]>]) -> Effect {
+    let loc = Loc {
+        slot: 0,
+        len: h.len,
+        offset: (buf.len() + RECORD_HEADER_BYTES) as u64,
+        written_ms: h.reference,
+        crc: h.data_crc,
+    };
+    buf.extend_from_slice(&h.encode());
+    for chunk in data {
+        buf.extend_from_slice(chunk.as_ref());
+    }
+    Effect::Insert(h.id, loc)
+}
+
 struct Writer {
     shared: Arc<Shared>,
     active: Option<Active>,
@@ -770,17 +785,11 @@ impl Writer {
     }
 
     fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
-        self.shared
-            .index
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.index_mut()
     }
 
     fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
-        self.shared
-            .index
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.shared.index()
     }
 
     fn run(mut self, rx: &mpsc::Receiver<Op>) {
@@ -933,20 +942,7 @@ impl Writer {
             match op {
                 Op::Put { id, data, reply } => {
                     let header = RecordHeader::blob(id, written_ms, &data);
-                    effects.push(Effect::Insert(
-                        id,
-                        Loc {
-                            slot: 0,
-                            len: header.len,
-                            offset: (buf.len() + RECORD_HEADER_BYTES) as u64,
-                            written_ms,
-                            crc: header.data_crc,
-                        },
-                    ));
-                    buf.extend_from_slice(&header.encode());
-                    for chunk in &data {
-                        buf.extend_from_slice(chunk);
-                    }
+                    effects.push(push_blob(&mut buf, &header, &data));
                     pending.insert(id);
                     replies.push(reply);
                 }
@@ -1054,19 +1050,8 @@ impl Writer {
         for (h, data_at) in live {
             let mut data = vec![0u8; h.len as usize];
             file.read_exact_at(&mut data, data_at)?;
-            effects.push(Effect::Insert(
-                h.id,
-                Loc {
-                    slot: 0,
-                    len: h.len,
-                    offset: (buf.len() + RECORD_HEADER_BYTES) as u64,
-                    written_ms: h.reference,
-                    crc: h.data_crc,
-                },
-            ));
             // The header is copied as it was: a copy of damaged data stays detectable.
-            buf.extend_from_slice(&h.encode());
-            buf.extend_from_slice(&data);
+            effects.push(push_blob(&mut buf, &h, &[data]));
         }
         for h in carried {
             buf.extend_from_slice(&h.encode());

@@ -141,33 +141,20 @@ async fn group_puts(write: SqlitePool, mut rx: tokio::sync::mpsc::UnboundedRecei
 async fn commit_puts(write: &SqlitePool, jobs: &[PutJob]) -> MetaResult<Vec<MetaResult<String>>> {
     use sqlx::Connection;
     let mut tx = write.begin().await.map_err(backend)?;
+    // Buckets read once per group: object writes do not change them.
+    let mut buckets = std::collections::HashMap::new();
     if let [job] = jobs {
         // Alone: the transaction is the write's own (dropped, so rolled back, on failure).
-        let result = put_in(&mut tx, job).await;
+        let result = put_in(&mut tx, job, &mut buckets).await;
         if result.is_ok() {
             tx.commit().await.map_err(backend)?;
         }
         return Ok(vec![result]);
     }
     let mut results = Vec::with_capacity(jobs.len());
-    // Buckets read once per group: object writes do not change them.
-    let mut buckets = std::collections::HashMap::new();
     for job in jobs {
         let mut sp = (*tx).begin().await.map_err(backend)?;
-        let name = job.object.bucket.as_str();
-        let bucket = match buckets.get(name) {
-            Some(b) => Ok(b),
-            None => match bucket_in(&mut sp, name).await {
-                Ok(b) => Ok(&*buckets.entry(name).or_insert(b)),
-                Err(e) => Err(e),
-            },
-        };
-        let result = match bucket {
-            Ok(bucket) => {
-                put_version(&mut sp, bucket, &job.object, &job.condition, job.now_ms).await
-            }
-            Err(e) => Err(e),
-        };
+        let result = put_in(&mut sp, job, &mut buckets).await;
         match &result {
             Err(e) if !e.is_refusal() => return Err(e.clone()),
             Err(_) => sp.rollback().await.map_err(backend)?,
@@ -179,9 +166,18 @@ async fn commit_puts(write: &SqlitePool, jobs: &[PutJob]) -> MetaResult<Vec<Meta
     Ok(results)
 }
 
-async fn put_in(tx: &mut Tx<'_>, job: &PutJob) -> MetaResult<String> {
-    let bucket = bucket_in(tx, &job.object.bucket).await?;
-    put_version(tx, &bucket, &job.object, &job.condition, job.now_ms).await
+/// One object write of a group, its bucket read from `buckets` or into it.
+async fn put_in<'j>(
+    tx: &mut Tx<'_>,
+    job: &'j PutJob,
+    buckets: &mut std::collections::HashMap<&'j str, BucketRecord>,
+) -> MetaResult<String> {
+    let name = job.object.bucket.as_str();
+    if !buckets.contains_key(name) {
+        let bucket = bucket_in(tx, name).await?;
+        buckets.insert(name, bucket);
+    }
+    put_version(tx, &buckets[name], &job.object, &job.condition, job.now_ms).await
 }
 
 /// Whether the writer connection can serve the next write, checked each time it returns to
