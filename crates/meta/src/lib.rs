@@ -4,6 +4,7 @@
 mod common;
 mod fault;
 mod postgres;
+mod put_group;
 mod shared;
 mod sqlite;
 mod versions;

@@ -104,82 +104,6 @@ const MIGRATIONS: &[&str] = &[
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const READ_CONNECTIONS: u32 = 4;
-/// Most object writes one metadata transaction commits together.
-const MAX_PUT_GROUP: usize = 64;
-
-/// One object write waiting for the group commit.
-struct PutJob {
-    object: ObjectRecord,
-    condition: WriteCondition,
-    now_ms: i64,
-    reply: tokio::sync::oneshot::Sender<MetaResult<String>>,
-}
-
-/// Object writes waiting at the same moment are committed in one transaction, so that
-/// concurrent PUTs share one `fsync` of the write-ahead file (group commit); a lone write
-/// waits for nothing but its own commit. Each write runs in a savepoint of its own: one that
-/// is refused (a failed condition, a locked version) is rolled back alone. A failure of the
-/// store itself fails the whole group, none of which is then committed.
-async fn group_puts(write: SqlitePool, mut rx: tokio::sync::mpsc::UnboundedReceiver<PutJob>) {
-    let mut batch = Vec::with_capacity(MAX_PUT_GROUP);
-    while rx.recv_many(&mut batch, MAX_PUT_GROUP).await > 0 {
-        // A request that stopped waiting is not written behind its back.
-        batch.retain(|job: &PutJob| !job.reply.is_closed());
-        if batch.is_empty() {
-            continue;
-        }
-        let results = match commit_puts(&write, &batch).await {
-            Ok(results) => results,
-            Err(e) => vec![Err(e); batch.len()],
-        };
-        for (job, result) in batch.drain(..).zip(results) {
-            let _ = job.reply.send(result);
-        }
-    }
-}
-
-async fn commit_puts(write: &SqlitePool, jobs: &[PutJob]) -> MetaResult<Vec<MetaResult<String>>> {
-    use sqlx::Connection;
-    let mut tx = write.begin().await.map_err(backend)?;
-    // Buckets read once per group: object writes do not change them.
-    let mut buckets = std::collections::HashMap::new();
-    if let [job] = jobs {
-        // Alone: the transaction is the write's own (dropped, so rolled back, on failure).
-        let result = put_in(&mut tx, job, &mut buckets).await;
-        if result.is_ok() {
-            tx.commit().await.map_err(backend)?;
-        }
-        return Ok(vec![result]);
-    }
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let mut sp = (*tx).begin().await.map_err(backend)?;
-        let result = put_in(&mut sp, job, &mut buckets).await;
-        match &result {
-            Err(e) if !e.is_refusal() => return Err(e.clone()),
-            Err(_) => sp.rollback().await.map_err(backend)?,
-            Ok(_) => sp.commit().await.map_err(backend)?,
-        }
-        results.push(result);
-    }
-    tx.commit().await.map_err(backend)?;
-    Ok(results)
-}
-
-/// One object write of a group, its bucket read from `buckets` or into it.
-async fn put_in<'j>(
-    tx: &mut Tx<'_>,
-    job: &'j PutJob,
-    buckets: &mut std::collections::HashMap<&'j str, BucketRecord>,
-) -> MetaResult<String> {
-    let name = job.object.bucket.as_str();
-    if !buckets.contains_key(name) {
-        let bucket = bucket_in(tx, name).await?;
-        buckets.insert(name, bucket);
-    }
-    put_version(tx, &buckets[name], &job.object, &job.condition, job.now_ms).await
-}
-
 /// Whether the writer connection can serve the next write, checked each time it returns to
 /// its pool. A COMMIT that fails (SQLITE_FULL, SQLITE_IOERR) may leave the connection inside
 /// a transaction, in SQLite's view or in sqlx's: every later "transaction" would then be a
@@ -208,7 +132,7 @@ const COMMITS_MAGIC: &str = "vallum-meta-commits 1";
 pub struct SqliteMetaStore {
     read: SqlitePool,
     write: SqlitePool,
-    puts: tokio::sync::mpsc::UnboundedSender<PutJob>,
+    puts: tokio::sync::mpsc::UnboundedSender<crate::put_group::Msg>,
     path: std::path::PathBuf,
     guard: std::sync::Arc<Guard>,
 }
@@ -292,8 +216,7 @@ impl SqliteMetaStore {
             .connect_with(options.read_only(true))
             .await
             .map_err(backend)?;
-        let (puts, jobs) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(group_puts(write.clone(), jobs));
+        let puts = crate::put_group::spawn(write.clone(), path, BUSY_TIMEOUT)?;
         let store = Self {
             read,
             write,
@@ -413,6 +336,10 @@ impl SqliteMetaStore {
 
     /// Closes both pools (checkpointing the WAL).
     pub async fn close(&self) {
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        if self.puts.send(crate::put_group::Msg::Stop(done)).is_ok() {
+            let _ = stopped.await;
+        }
         self.read.close().await;
         self.write.close().await;
     }
@@ -591,12 +518,14 @@ impl ObjectIndex for SqliteMetaStore {
     ) -> MetaResult<String> {
         let (reply, done) = tokio::sync::oneshot::channel();
         self.puts
-            .send(PutJob {
-                object: object.clone(),
-                condition: condition.clone(),
-                now_ms,
-                reply,
-            })
+            .send(crate::put_group::Msg::Put(Box::new(
+                crate::put_group::PutJob {
+                    object: object.clone(),
+                    condition: condition.clone(),
+                    now_ms,
+                    reply,
+                },
+            )))
             .map_err(|_| MetaError::Unavailable("the metadata writer has stopped".into()))?;
         done.await
             .map_err(|_| MetaError::Unavailable("the metadata writer has stopped".into()))?
@@ -1328,6 +1257,97 @@ mod disk_full {
             names.len(),
             acknowledged.len(),
             "unacknowledged buckets were stored"
+        );
+        store.close().await;
+    }
+
+    fn small_object(key: &str) -> ObjectRecord {
+        ObjectRecord {
+            bucket: "objects".into(),
+            key: key.into(),
+            version_id: String::new(),
+            seq: 0,
+            latest: true,
+            delete_marker: false,
+            tags: Default::default(),
+            lock: Default::default(),
+            size_bytes: 4096,
+            etag: "e".repeat(32),
+            last_modified_ms: 1,
+            attrs: Default::default(),
+            checksums: Default::default(),
+            parts_count: None,
+            segments: vec![vallum_core::meta::Segment {
+                blob: BlobId::random(),
+                size_bytes: 4096,
+                sites: vec!["local".into()],
+                crc32c: Some(7),
+            }],
+            encryption: None,
+        }
+    }
+
+    /// The same for object writes, which the group commit writes eight at a time here.
+    #[tokio::test]
+    async fn a_full_disk_fails_grouped_object_writes_and_never_acknowledges_a_lost_one() {
+        let fs = SmallFs::mount("2m");
+        let db = fs.path().join("meta.db");
+        let store = SqliteMetaStore::open(&db).await.unwrap();
+        store.create_bucket(&bucket("objects")).await.unwrap();
+        let filler = fs.fill();
+
+        let mut acknowledged = Vec::new();
+        let mut failures = 0;
+        for round in 0..1000 {
+            let puts = (0..8).map(|i| {
+                let key = format!("k{round:04}-{i}-{}", "x".repeat(200));
+                let store = &store;
+                async move {
+                    let result = store
+                        .put_object(&small_object(&key), &WriteCondition::None, 1)
+                        .await;
+                    (key, result)
+                }
+            });
+            for (key, result) in futures::future::join_all(puts).await {
+                match result {
+                    Ok(_) => acknowledged.push(key),
+                    Err(err) => {
+                        failures += 1;
+                        assert!(
+                            matches!(err, MetaError::StorageFull(_)),
+                            "a full disk must read as StorageFull, got {err:?}"
+                        );
+                    }
+                }
+            }
+            if failures >= 40 {
+                break;
+            }
+        }
+        assert!(failures >= 40, "the disk never filled up");
+
+        std::fs::remove_file(&filler).unwrap();
+        let after = small_object("after-space");
+        store
+            .put_object(&after, &WriteCondition::None, 1)
+            .await
+            .unwrap();
+        acknowledged.push("after-space".into());
+        store.close().await;
+
+        let store = SqliteMetaStore::open(&db).await.unwrap();
+        let keys: Vec<String> = store
+            .list_objects("objects", "", ListStart::Beginning, 100_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        acknowledged.sort();
+        assert_eq!(
+            keys, acknowledged,
+            "the store must hold exactly the acknowledged objects"
         );
         store.close().await;
     }
