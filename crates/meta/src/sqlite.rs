@@ -122,6 +122,61 @@ async fn writer_is_clean(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx
     Ok(true)
 }
 
+/// Most bucket records the store keeps in memory (a full cache starts over).
+const MAX_CACHED_BUCKETS: usize = 4096;
+
+/// Bucket records as requests read them (every request reads its bucket), kept in memory.
+/// The embedded store is its file's only writer (the data directory is locked by one
+/// process), so a change is seen exactly: each bucket write empties the cache once it has
+/// committed, and a read that overlapped a write does not keep what it read.
+#[derive(Debug, Default)]
+struct BucketCache {
+    inner: std::sync::Mutex<BucketCacheInner>,
+}
+
+#[derive(Debug, Default)]
+struct BucketCacheInner {
+    /// Advanced by every bucket write.
+    generation: u64,
+    records: std::collections::HashMap<String, BucketRecord>,
+}
+
+impl BucketCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BucketCacheInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, name: &str) -> Option<BucketRecord> {
+        self.lock().records.get(name).cloned()
+    }
+
+    /// The generation to pass to `insert` for a record read from now on.
+    fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Keeps `bucket`, read at `generation`, unless a bucket write has happened since.
+    fn insert(&self, generation: u64, bucket: &BucketRecord) {
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.records.len() >= MAX_CACHED_BUCKETS {
+            inner.records.clear();
+        }
+        inner.records.insert(bucket.name.clone(), bucket.clone());
+    }
+
+    /// After a bucket write: forgets every record, and those being read.
+    fn invalidate(&self) {
+        let mut inner = self.lock();
+        inner.generation += 1;
+        inner.records.clear();
+    }
+}
+
 /// Beside the database: the highest commit count the store has reached, written as it grows
 /// (`vallum-meta-commits 1`, then the count).
 const COMMITS_SUFFIX: &str = "commits";
@@ -133,6 +188,7 @@ pub struct SqliteMetaStore {
     read: SqlitePool,
     write: SqlitePool,
     puts: tokio::sync::mpsc::UnboundedSender<crate::put_group::Msg>,
+    buckets: std::sync::Arc<BucketCache>,
     path: std::path::PathBuf,
     guard: std::sync::Arc<Guard>,
 }
@@ -221,6 +277,7 @@ impl SqliteMetaStore {
             read,
             write,
             puts,
+            buckets: std::sync::Arc::default(),
             path: path.to_owned(),
             guard: std::sync::Arc::default(),
         };
@@ -412,10 +469,16 @@ impl ObjectIndex for SqliteMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        let committed = tx.commit().await.map_err(backend);
+        self.buckets.invalidate();
+        committed
     }
 
     async fn get_bucket(&self, name: &str) -> MetaResult<Option<BucketRecord>> {
+        if let Some(bucket) = self.buckets.get(name) {
+            return Ok(Some(bucket));
+        }
+        let generation = self.buckets.generation();
         let row = sqlx::query(&format!(
             "SELECT {BUCKET_COLUMNS} FROM buckets WHERE name = $1"
         ))
@@ -423,7 +486,11 @@ impl ObjectIndex for SqliteMetaStore {
         .fetch_optional(&self.read)
         .await
         .map_err(backend)?;
-        row.as_ref().map(bucket_row).transpose()
+        let bucket = row.as_ref().map(bucket_row).transpose()?;
+        if let Some(b) = &bucket {
+            self.buckets.insert(generation, b);
+        }
+        Ok(bucket)
     }
 
     async fn list_buckets(&self) -> MetaResult<Vec<BucketRecord>> {
@@ -469,7 +536,9 @@ impl ObjectIndex for SqliteMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
-        tx.commit().await.map_err(backend)
+        let committed = tx.commit().await.map_err(backend);
+        self.buckets.invalidate();
+        committed
     }
 
     async fn boundary_history(&self, bucket: &str) -> MetaResult<Vec<BucketBoundary>> {
@@ -506,7 +575,9 @@ impl ObjectIndex for SqliteMetaStore {
                 .await
                 .map_err(backend)?;
         }
-        tx.commit().await.map_err(backend)?;
+        let committed = tx.commit().await.map_err(backend);
+        self.buckets.invalidate();
+        committed?;
         Ok(bucket)
     }
 
@@ -945,6 +1016,7 @@ mod tests {
 
     use super::*;
     use vallum_core::meta::MetaStore;
+    use vallum_core::versioning::Versioning;
 
     async fn make() -> (tempfile::TempDir, Arc<dyn MetaStore>) {
         let dir = tempfile::tempdir().unwrap();
@@ -1105,6 +1177,43 @@ mod tests {
         .await
         .unwrap();
         assert!(tables.is_empty(), "old tables left: {tables:?}");
+        store.close().await;
+    }
+
+    #[test]
+    fn a_bucket_read_that_overlapped_a_write_is_not_cached() {
+        let cache = BucketCache::default();
+        let old = BucketRecord::new("b", 1, "r");
+        let generation = cache.generation();
+        cache.invalidate();
+        cache.insert(generation, &old);
+        assert!(cache.get("b").is_none(), "a stale read was cached");
+        cache.insert(cache.generation(), &old);
+        assert_eq!(cache.get("b").map(|b| b.name), Some("b".to_owned()));
+        cache.invalidate();
+        assert!(cache.get("b").is_none(), "a write left the record cached");
+    }
+
+    #[tokio::test]
+    async fn bucket_changes_are_read_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteMetaStore::open(&dir.path().join("meta.db"))
+            .await
+            .unwrap();
+        store
+            .create_bucket(&BucketRecord::new("b", 1, "r"))
+            .await
+            .unwrap();
+        let before = store.get_bucket("b").await.unwrap().unwrap();
+        assert_eq!(before.versioning, Versioning::Unversioned);
+        store
+            .update_bucket("b", &BucketUpdate::Versioning(Versioning::Enabled))
+            .await
+            .unwrap();
+        let after = store.get_bucket("b").await.unwrap().unwrap();
+        assert_eq!(after.versioning, Versioning::Enabled);
+        store.delete_bucket("b", 2).await.unwrap();
+        assert!(store.get_bucket("b").await.unwrap().is_none());
         store.close().await;
     }
 
