@@ -160,6 +160,19 @@ fn open_packed(file: &std::fs::File, loc: Loc, range: Range<u64>) -> io::Result<
     Ok(Opened::Whole(read_packed(file, loc, range)?.into()))
 }
 
+/// As [`open_packed`], from the page cache only (`None`: not all cached).
+fn open_packed_cached(
+    file: &std::fs::File,
+    loc: Loc,
+    range: Range<u64>,
+) -> Option<io::Result<Opened>> {
+    let size = u64::from(loc.len);
+    if range.start > range.end || range.end > size {
+        return Some(Ok(Opened::OutOfRange(size)));
+    }
+    crate::pack::read_packed_cached(file, loc, range).map(|r| r.map(|d| Opened::Whole(d.into())))
+}
+
 /// The blobs held as files under `blobs` (a site's `blobs/` directory), only those last
 /// written before `cutoff` if one is given.
 fn blob_files(blobs: &Path, cutoff: Option<SystemTime>) -> io::Result<Vec<BlobId>> {
@@ -315,10 +328,14 @@ impl BlobStore for LocalBlobStore {
         let len = range.end.saturating_sub(range.start);
         let (start, end) = (range.start, range.end);
         let opened = if let Some((file, loc)) = self.packs.locate(id) {
-            tokio::task::spawn_blocking(move || open_packed(&file, loc, range))
-                .await
-                .map_err(|e| BlobError::Io(io::Error::other(e)))?
-                .map_err(BlobError::Io)?
+            // Cached (a recent or often read object): read here, without a hand-off.
+            match open_packed_cached(&file, loc, range.clone()) {
+                Some(opened) => opened.map_err(BlobError::Io)?,
+                None => tokio::task::spawn_blocking(move || open_packed(&file, loc, range))
+                    .await
+                    .map_err(|e| BlobError::Io(io::Error::other(e)))?
+                    .map_err(BlobError::Io)?,
+            }
         } else {
             let path = self.blob_path(id);
             let packs = Arc::clone(&self.packs);
@@ -636,6 +653,25 @@ mod tests {
         let store = LocalBlobStore::open(&root).unwrap();
         assert_eq!(read_all(&store, next).await.unwrap(), content(9, 10));
         assert_eq!(store.pack_stats().blobs, 6);
+    }
+
+    #[tokio::test]
+    async fn a_packed_blob_out_of_the_page_cache_is_still_read() {
+        let (_dir, root, store, ids) = filled_site(3, 4096).await;
+        // Written and synced, so clean: the kernel drops the pages when told to.
+        let pack = std::fs::File::open(pack_files(&root).pop().unwrap()).unwrap();
+        rustix::fs::fadvise(&pack, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        let (file, loc) = store.packs.locate(ids[0]).unwrap();
+        assert!(
+            crate::pack::read_packed_cached(&file, loc, 0..4096).is_none(),
+            "bytes not in the page cache were read without blocking"
+        );
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(read_all(&store, *id).await.unwrap(), content(i, 4096));
+        }
+        // Read once, they are cached: the read without a hand-off returns them.
+        let cached = crate::pack::read_packed_cached(&file, loc, 0..4096);
+        assert_eq!(cached.unwrap().unwrap(), content(0, 4096));
     }
 
     #[tokio::test]

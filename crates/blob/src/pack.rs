@@ -1163,6 +1163,45 @@ pub(crate) fn read_packed(
     let len = usize::try_from(range.end - range.start).map_err(io::Error::other)?;
     let mut data = vec![0u8; len];
     file.read_exact_at(&mut data, loc.offset + range.start)?;
+    check_packed(data, loc, &range)
+}
+
+/// As [`read_packed`], but only from the page cache (`RWF_NOWAIT`), so it can run on the
+/// async runtime without blocking it: `None` when the bytes are not all cached (or the
+/// kernel cannot say), and the caller reads them off the runtime instead.
+pub(crate) fn read_packed_cached(
+    file: &File,
+    loc: Loc,
+    range: std::ops::Range<u64>,
+) -> Option<io::Result<Vec<u8>>> {
+    let len = usize::try_from(range.end - range.start).ok()?;
+    let mut data = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let at = loc.offset + range.start + done as u64;
+        match rustix::io::preadv2(
+            file,
+            &mut [io::IoSliceMut::new(&mut data[done..])],
+            at,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) => {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "a packed blob ends early",
+                )));
+            }
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            // Not cached (EAGAIN), or no RWF_NOWAIT here (EOPNOTSUPP, ENOSYS): read blocking.
+            Err(_) => return None,
+        }
+    }
+    Some(check_packed(data, loc, &range))
+}
+
+/// `data`, read for `range` of a packed blob, if a whole blob matches its checksum.
+fn check_packed(data: Vec<u8>, loc: Loc, range: &std::ops::Range<u64>) -> io::Result<Vec<u8>> {
     if range.start == 0 && range.end == u64::from(loc.len) && crc32c::crc32c(&data) != loc.crc {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
