@@ -321,6 +321,22 @@ impl hyper::service::Service<Request<Incoming>> for VallumHttp {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let this = self.clone();
-        Box::pin(async move { Ok(this.handle(req).await) })
+        // hyper drops a request's future when its client goes away. Run as a task of its own,
+        // a request is never stopped halfway through: a write whose metadata commit has begun
+        // always goes on to its log entry (the log misses no stored change), whether the
+        // client still waits for the answer or not. A body the client stops sending still
+        // ends the request early, with an error, before anything is stored.
+        let task = tokio::spawn(async move { this.handle(req).await });
+        Box::pin(async move {
+            Ok(task.await.unwrap_or_else(|e| {
+                tracing::error!(error = %e, "a request handler failed");
+                xml_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    "We encountered an internal error. Please try again.",
+                    &new_request_id(),
+                )
+            }))
+        })
     }
 }

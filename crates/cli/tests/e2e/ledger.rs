@@ -631,3 +631,82 @@ fn acknowledged_writes_are_in_the_log_after_kill_9() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A client that gives up on its PUT (a timeout, a closed connection) cannot leave a write
+/// that is stored but not logged: once the metadata commit has started, the request runs to
+/// its log entry whether anyone waits for the answer or not. Requests are abandoned at
+/// spread-out moments so that some fall inside the commit.
+#[test]
+fn abandoned_writes_that_were_stored_are_logged() {
+    const REQUESTS: u64 = 240;
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), &tmp.path().join("data"), "");
+    let client = server.client();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listed: Vec<String> = rt.block_on(async {
+        client.create_bucket().bucket("bkt").send().await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..REQUESTS {
+            let c = client.clone();
+            tasks.push(tokio::spawn(async move {
+                // 0.2 to 6 ms, spread over the requests.
+                let patience = Duration::from_micros(200 + (i * 5_800) / REQUESTS);
+                let put = c
+                    .put_object()
+                    .bucket("bkt")
+                    .key(format!("k{i:03}"))
+                    .body(vec![7u8; 4096].into())
+                    .send();
+                let _ = tokio::time::timeout(patience, put).await;
+            }));
+            if i % 8 == 7 {
+                for t in tasks.drain(..) {
+                    t.await.unwrap();
+                }
+            }
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        // Whatever was still running server-side finishes.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let out = client.list_objects_v2().bucket("bkt").send().await.unwrap();
+        out.contents()
+            .iter()
+            .map(|o| o.key().unwrap().to_owned())
+            .collect()
+    });
+    assert!(
+        !listed.is_empty() && (listed.len() as u64) < REQUESTS,
+        "the requests were not abandoned at spread-out moments ({} of {REQUESTS} stored)",
+        listed.len()
+    );
+    let key = server.log_vkey.clone();
+    let bundle = tmp.path().join("b.json");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = common::vallum_admin(&server, "log")
+            .args(["bundle", "--from-server", "--key", &key])
+            .args(["--bucket", "bkt", "--out"])
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert_eq!(exit_code(&out), 0, "{}", text(&out));
+        let logged: std::collections::BTreeSet<String> = bundle_entries(&bundle)
+            .iter()
+            .filter(|e| e["event"]["type"] == "object_stored")
+            .map(|e| e["event"]["key"]["plain"].as_str().unwrap().to_owned())
+            .collect();
+        let unlogged: Vec<&String> = listed.iter().filter(|k| !logged.contains(*k)).collect();
+        if unlogged.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} stored objects are not in the log: {unlogged:?}",
+            unlogged.len(),
+            listed.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
