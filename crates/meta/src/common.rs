@@ -48,6 +48,20 @@ pub(crate) fn backend(err: sqlx::Error) -> MetaError {
     }
 }
 
+/// Maps an error of a rusqlite connection (the embedded store's group commit and object
+/// lookups) as [`backend`] maps sqlx's: a full disk is `StorageFull`, a busy or locked
+/// database `Unavailable` (a retry may cure it), the rest `Backend`.
+pub(crate) fn sqlite_error(err: rusqlite::Error) -> MetaError {
+    use rusqlite::ErrorCode;
+    match err.sqlite_error_code() {
+        Some(ErrorCode::DiskFull) => MetaError::StorageFull(err.to_string()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            MetaError::Unavailable(format!("metadata store: {err}"))
+        }
+        _ => MetaError::Backend(err.to_string()),
+    }
+}
+
 /// SQLite's SQLITE_FULL (13, extended codes keep it in the low byte), PostgreSQL's
 /// `disk_full` (53100), or the operating system's ENOSPC.
 fn is_disk_full(err: &sqlx::Error) -> bool {

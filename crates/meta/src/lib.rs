@@ -5,6 +5,7 @@ mod common;
 mod fault;
 mod postgres;
 mod put_group;
+mod reader;
 mod shared;
 mod sqlite;
 mod versions;

@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use vallum_core::meta::{MetaError, MetaResult, ObjectRecord, WriteCondition};
 use vallum_core::versioning::{NULL_VERSION, Versioning, new_version_id, next_seq};
 
-use crate::common::{check_condition, crc_to, from_json, json, to_i64};
+use crate::common::{check_condition, crc_to, from_json, json, sqlite_error, to_i64};
 use crate::versions::{HEAD_COLUMNS, VersionHead};
 
 /// Most object writes one metadata transaction commits together.
@@ -142,11 +142,11 @@ fn open(path: &Path, busy_timeout: std::time::Duration) -> MetaResult<Connection
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(sqlite)?;
-    db.busy_timeout(busy_timeout).map_err(sqlite)?;
+    .map_err(sqlite_error)?;
+    db.busy_timeout(busy_timeout).map_err(sqlite_error)?;
     // Per connection: durable commits, enforced foreign keys (the file is already in WAL).
     db.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
-        .map_err(sqlite)?;
+        .map_err(sqlite_error)?;
     db.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(db)
 }
@@ -155,24 +155,24 @@ fn open(path: &Path, busy_timeout: std::time::Duration) -> MetaResult<Connection
 fn commit_group(db: &Connection, jobs: &[PutJob]) -> MetaResult<Vec<MetaResult<String>>> {
     // Buckets' versioning read once per group: object writes do not change it.
     let mut buckets = HashMap::new();
-    db.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
+    db.execute_batch("BEGIN IMMEDIATE").map_err(sqlite_error)?;
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        db.execute_batch("SAVEPOINT put").map_err(sqlite)?;
+        db.execute_batch("SAVEPOINT put").map_err(sqlite_error)?;
         let result = put_one(db, job, &mut buckets);
         match &result {
             Err(e) if !e.is_refusal() => {
-                db.execute_batch("ROLLBACK").map_err(sqlite)?;
+                db.execute_batch("ROLLBACK").map_err(sqlite_error)?;
                 return Err(e.clone());
             }
             Err(_) => db
                 .execute_batch("ROLLBACK TO put; RELEASE put")
-                .map_err(sqlite)?,
-            Ok(_) => db.execute_batch("RELEASE put").map_err(sqlite)?,
+                .map_err(sqlite_error)?,
+            Ok(_) => db.execute_batch("RELEASE put").map_err(sqlite_error)?,
         }
         results.push(result);
     }
-    db.execute_batch("COMMIT").map_err(sqlite)?;
+    db.execute_batch("COMMIT").map_err(sqlite_error)?;
     Ok(results)
 }
 
@@ -237,7 +237,7 @@ fn put_one<'j>(
              AND seq = (SELECT max(seq) FROM versions WHERE bucket = ?1 AND key = ?2)",
         )
         .and_then(|mut s| s.execute(params![bucket, key]))
-        .map_err(sqlite)?;
+        .map_err(sqlite_error)?;
     }
     insert(db, object, seq, &version_id)?;
     Ok(version_id)
@@ -247,7 +247,7 @@ fn versioning_of(db: &Connection, bucket: &str) -> MetaResult<Versioning> {
     let text: Option<String> = db
         .prepare_cached("SELECT versioning FROM buckets WHERE name = ?1")
         .and_then(|mut s| s.query_row(params![bucket], |r| r.get(0)).optional())
-        .map_err(sqlite)?;
+        .map_err(sqlite_error)?;
     Versioning::parse(&text.ok_or(MetaError::NoSuchBucket)?)
 }
 
@@ -272,7 +272,7 @@ fn head(
             })
             .optional()
         })
-        .map_err(sqlite)?;
+        .map_err(sqlite_error)?;
     row.map(
         |(seq, version_id, latest, delete_marker, etag, tags, lock)| {
             Ok(VersionHead {
@@ -301,7 +301,7 @@ fn remove(
     let run = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
         db.prepare_cached(sql)
             .and_then(|mut s| s.execute(params))
-            .map_err(sqlite)
+            .map_err(sqlite_error)
     };
     run(
         "INSERT INTO trash (blob_id, trashed_ms, sites) SELECT blob_id, ?1, sites FROM segments \
@@ -351,13 +351,13 @@ fn insert(db: &Connection, object: &ObjectRecord, seq: i64, version_id: &str) ->
             object.encryption.as_ref().map(json).transpose().map_err(to_sql)?,
         ])
     })
-    .map_err(sqlite)?;
+    .map_err(sqlite_error)?;
     let mut segments = db
         .prepare_cached(
             "INSERT INTO segments (blob_id, bucket, key, vseq, seq, size_bytes, sites, crc32c) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
-        .map_err(sqlite)?;
+        .map_err(sqlite_error)?;
     for (n, segment) in object.segments.iter().enumerate() {
         segments
             .execute(params![
@@ -370,24 +370,11 @@ fn insert(db: &Connection, object: &ObjectRecord, seq: i64, version_id: &str) ->
                 vallum_core::meta::encode_sites(&segment.sites),
                 crc_to(segment.crc32c),
             ])
-            .map_err(sqlite)?;
+            .map_err(sqlite_error)?;
     }
     Ok(())
 }
 
 fn to_sql(e: MetaError) -> rusqlite::Error {
     rusqlite::Error::ToSqlConversionFailure(e.into())
-}
-
-/// Maps a SQLite error as `common::backend` maps sqlx's: a full disk is `StorageFull`, a busy
-/// or locked database `Unavailable` (a retry may cure it), the rest `Backend`.
-fn sqlite(err: rusqlite::Error) -> MetaError {
-    use rusqlite::ErrorCode;
-    match err.sqlite_error_code() {
-        Some(ErrorCode::DiskFull) => MetaError::StorageFull(err.to_string()),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-            MetaError::Unavailable(format!("metadata store: {err}"))
-        }
-        _ => MetaError::Backend(err.to_string()),
-    }
 }

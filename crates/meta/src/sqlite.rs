@@ -15,10 +15,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::common::{
-    BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS, LATEST_WITH_SEGMENTS,
-    VERSION_WITH_SEGMENTS, algorithm_name, backend, bucket_from_row, check_condition, json,
-    list_lower_bound, object_from_joined_rows, part_from_row, refuse_created_boundary, to_i64,
-    to_u64, trashed, upload_from_row, version_list_sql, version_summary_from_row,
+    BOUNDARY_HISTORY_INSERT, BOUNDARY_HISTORY_SELECT, BUCKET_COLUMNS, algorithm_name, backend,
+    bucket_from_row, check_condition, json, list_lower_bound, part_from_row,
+    refuse_created_boundary, to_i64, to_u64, trashed, upload_from_row, version_list_sql,
+    version_summary_from_row,
 };
 
 type Tx<'a> = Transaction<'a, Sqlite>;
@@ -75,9 +75,6 @@ fn part_row(row: &SqliteRow) -> MetaResult<PartRecord> {
     part_from_row!(row)
 }
 
-fn object_from_rows(rows: &[SqliteRow]) -> MetaResult<Option<ObjectRecord>> {
-    object_from_joined_rows!(rows)
-}
 use vallum_core::meta::{
     BucketRecord, ListStart, LogSequencing, MetaError, MetaResult, ObjectIndex, ObjectRecord,
     ObjectSummary, PartRecord, TrashedBlob, UploadRecord, Uploads, VersionStart, VersionSummary,
@@ -189,6 +186,7 @@ pub struct SqliteMetaStore {
     write: SqlitePool,
     puts: tokio::sync::mpsc::UnboundedSender<crate::put_group::Msg>,
     buckets: std::sync::Arc<BucketCache>,
+    reader: std::sync::Arc<crate::reader::Reader>,
     path: std::path::PathBuf,
     guard: std::sync::Arc<Guard>,
 }
@@ -278,6 +276,7 @@ impl SqliteMetaStore {
             write,
             puts,
             buckets: std::sync::Arc::default(),
+            reader: std::sync::Arc::new(crate::reader::Reader::new(path, BUSY_TIMEOUT)),
             path: path.to_owned(),
             guard: std::sync::Arc::default(),
         };
@@ -397,6 +396,7 @@ impl SqliteMetaStore {
         if self.puts.send(crate::put_group::Msg::Stop(done)).is_ok() {
             let _ = stopped.await;
         }
+        self.reader.close();
         self.read.close().await;
         self.write.close().await;
     }
@@ -608,22 +608,7 @@ impl ObjectIndex for SqliteMetaStore {
         key: &str,
         version_id: Option<&str>,
     ) -> MetaResult<Option<ObjectRecord>> {
-        let rows = match version_id {
-            None => sqlx::query(LATEST_WITH_SEGMENTS)
-                .bind(bucket)
-                .bind(key)
-                .fetch_all(&self.read)
-                .await
-                .map_err(backend)?,
-            Some(v) => sqlx::query(VERSION_WITH_SEGMENTS)
-                .bind(bucket)
-                .bind(key)
-                .bind(v)
-                .fetch_all(&self.read)
-                .await
-                .map_err(backend)?,
-        };
-        object_from_rows(&rows)
+        self.reader.get_object(bucket, key, version_id)
     }
 
     async fn delete_object(
