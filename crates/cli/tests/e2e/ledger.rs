@@ -552,6 +552,23 @@ fn a_witness_cosigns_the_log_and_refuses_a_rewritten_one() {
     );
 }
 
+/// The keys of bucket `bkt`'s `object_stored` entries in a proof bundle fetched from `server`
+/// (verified against `key`) into `bundle`.
+fn stored_keys_in_log(server: &Server, key: &str, bundle: &Path) -> Vec<String> {
+    let out = common::vallum_admin(server, "log")
+        .args(["bundle", "--from-server", "--key", key])
+        .args(["--bucket", "bkt", "--out"])
+        .arg(bundle)
+        .output()
+        .unwrap();
+    assert_eq!(exit_code(&out), 0, "{}", text(&out));
+    bundle_entries(bundle)
+        .iter()
+        .filter(|e| e["event"]["type"] == "object_stored")
+        .map(|e| e["event"]["key"]["plain"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 #[test]
 fn acknowledged_writes_are_in_the_log_after_kill_9() {
     let tmp = tempfile::tempdir().unwrap();
@@ -603,18 +620,7 @@ fn acknowledged_writes_are_in_the_log_after_kill_9() {
     // Integration happens at start-up; wait for the restarted log's own entries too.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = common::vallum_admin(&server, "log")
-            .args(["bundle", "--from-server", "--key", &key])
-            .args(["--bucket", "bkt", "--out"])
-            .arg(&bundle)
-            .output()
-            .unwrap();
-        assert_eq!(exit_code(&out), 0, "{}", text(&out));
-        let stored: Vec<String> = bundle_entries(&bundle)
-            .iter()
-            .filter(|e| e["event"]["type"] == "object_stored")
-            .map(|e| e["event"]["key"]["plain"].as_str().unwrap().to_owned())
-            .collect();
+        let stored = stored_keys_in_log(&server, &key, &bundle);
         if stored.len() == 20 {
             let mut stored = stored;
             stored.sort();
@@ -685,18 +691,7 @@ fn abandoned_writes_that_were_stored_are_logged() {
     let bundle = tmp.path().join("b.json");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let out = common::vallum_admin(&server, "log")
-            .args(["bundle", "--from-server", "--key", &key])
-            .args(["--bucket", "bkt", "--out"])
-            .arg(&bundle)
-            .output()
-            .unwrap();
-        assert_eq!(exit_code(&out), 0, "{}", text(&out));
-        let logged: std::collections::BTreeSet<String> = bundle_entries(&bundle)
-            .iter()
-            .filter(|e| e["event"]["type"] == "object_stored")
-            .map(|e| e["event"]["key"]["plain"].as_str().unwrap().to_owned())
-            .collect();
+        let logged = stored_keys_in_log(&server, &key, &bundle);
         let unlogged: Vec<&String> = listed.iter().filter(|k| !logged.contains(*k)).collect();
         if unlogged.is_empty() {
             break;
