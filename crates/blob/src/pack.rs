@@ -194,18 +194,35 @@ pub(crate) struct Loc {
     slot: u32,
     /// Length of the data.
     pub(crate) len: u32,
-    /// Offset of the data in the pack.
-    offset: u64,
-    /// When it was written (ms since the epoch).
-    written_ms: u64,
+    /// Offset of the data in the pack (packs close at `PACK_TARGET_BYTES`; a larger one is
+    /// refused when scanned).
+    offset: u32,
     /// CRC-32C of the data.
     crc: u32,
+    /// When it was written (ms since the epoch).
+    written_ms: u64,
 }
+// The index holds one per packed blob: 40 bytes with its id (48 with a u64 offset).
 
 impl Loc {
     fn record_bytes(&self) -> u64 {
         u64::from(self.len) + RECORD_HEADER_BYTES as u64
     }
+
+    /// The offset of the data in its pack.
+    pub(crate) fn offset(&self) -> u64 {
+        u64::from(self.offset)
+    }
+}
+
+/// A data offset as a `Loc` keeps it.
+fn data_offset(offset: u64) -> io::Result<u32> {
+    u32::try_from(offset).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "a pack larger than 4 GiB (Vallum closes packs at 64 MiB)",
+        )
+    })
 }
 
 #[derive(Debug)]
@@ -300,7 +317,7 @@ impl Index {
                     Loc {
                         slot,
                         len: h.len,
-                        offset: offset + RECORD_HEADER_BYTES as u64,
+                        offset: data_offset(offset + RECORD_HEADER_BYTES as u64)?,
                         written_ms: h.reference,
                         crc: h.data_crc,
                     },
@@ -756,7 +773,8 @@ fn push_blob(buf: &mut Vec<u8>, h: &RecordHeader, data: &[impl AsRef<[u8]>]) -> 
     let loc = Loc {
         slot: 0,
         len: h.len,
-        offset: (buf.len() + RECORD_HEADER_BYTES) as u64,
+        // A group is at most MAX_GROUP_BYTES plus one small blob.
+        offset: u32::try_from(buf.len() + RECORD_HEADER_BYTES).expect("a group under 4 GiB"),
         written_ms: h.reference,
         crc: h.data_crc,
     };
@@ -914,7 +932,8 @@ impl Writer {
                 match effect {
                     Effect::Insert(id, mut loc) => {
                         loc.slot = slot;
-                        loc.offset += start;
+                        // The active pack is below PACK_TARGET_BYTES where a group starts.
+                        loc.offset += u32::try_from(start).expect("a pack under 4 GiB");
                         index.insert(id, loc);
                     }
                     Effect::Remove(id, pack_id) => {
@@ -1020,7 +1039,7 @@ impl Writer {
                         if index
                             .blobs
                             .get(&h.id)
-                            .is_some_and(|loc| loc.slot == slot && loc.offset == data_at)
+                            .is_some_and(|loc| loc.slot == slot && loc.offset() == data_at)
                         {
                             live.push((h, data_at));
                         }
@@ -1162,7 +1181,7 @@ pub(crate) fn read_packed(
 ) -> io::Result<Vec<u8>> {
     let len = usize::try_from(range.end - range.start).map_err(io::Error::other)?;
     let mut data = vec![0u8; len];
-    file.read_exact_at(&mut data, loc.offset + range.start)?;
+    file.read_exact_at(&mut data, loc.offset() + range.start)?;
     check_packed(data, loc, &range)
 }
 
@@ -1178,7 +1197,7 @@ pub(crate) fn read_packed_cached(
     let mut data = vec![0u8; len];
     let mut done = 0;
     while done < len {
-        let at = loc.offset + range.start + done as u64;
+        let at = loc.offset() + range.start + done as u64;
         match rustix::io::preadv2(
             file,
             &mut [io::IoSliceMut::new(&mut data[done..])],
@@ -1214,6 +1233,14 @@ fn check_packed(data: Vec<u8>, loc: Loc, range: &std::ops::Range<u64>) -> io::Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_entry_is_small_and_its_offset_fits() {
+        assert_eq!(std::mem::size_of::<(BlobId, Loc)>(), 40);
+        assert_eq!(data_offset(u64::from(u32::MAX)).unwrap(), u32::MAX);
+        let err = data_offset(1 << 32).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn a_failed_group_answers_each_request_with_the_os_error() {
