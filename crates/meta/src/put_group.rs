@@ -33,6 +33,19 @@ const MAX_PUT_GROUP: usize = 64;
 /// Prepared statements the group's connection keeps.
 const STATEMENT_CACHE: usize = 32;
 
+/// The latest version's head of a key (the statement is written once, not per write).
+static LATEST_HEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {HEAD_COLUMNS} FROM versions WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1"
+    )
+});
+/// A named version's head of a key.
+static HEAD_BY_ID: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {HEAD_COLUMNS} FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"
+    )
+});
+
 /// One object write waiting for the group commit.
 pub(crate) struct PutJob {
     pub(crate) object: ObjectRecord,
@@ -192,13 +205,7 @@ fn put_one<'j>(
             v
         }
     };
-    let latest = head(
-        db,
-        &format!(
-            "SELECT {HEAD_COLUMNS} FROM versions WHERE bucket = ?1 AND key = ?2 ORDER BY seq DESC LIMIT 1"
-        ),
-        params![bucket, key],
-    )?;
+    let latest = head(db, &LATEST_HEAD, params![bucket, key])?;
     let current = latest
         .as_ref()
         .filter(|h| !h.delete_marker)
@@ -214,13 +221,7 @@ fn put_one<'j>(
             None => None,
             Some(h) if h.version_id == NULL_VERSION => Some(h),
             Some(_) => {
-                fetched = head(
-                    db,
-                    &format!(
-                        "SELECT {HEAD_COLUMNS} FROM versions WHERE bucket = ?1 AND key = ?2 AND version_id = ?3"
-                    ),
-                    params![bucket, key, NULL_VERSION],
-                )?;
+                fetched = head(db, &HEAD_BY_ID, params![bucket, key, NULL_VERSION])?;
                 fetched.as_ref()
             }
         };
