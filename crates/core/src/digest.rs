@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures::Stream;
 use md5::Digest as _;
+use sha2::Digest as _;
 
 use crate::blob::ByteStream;
 use crate::error::Error;
@@ -187,6 +188,19 @@ pub struct Expectations {
     pub payload_sha256: Option<[u8; 32]>,
 }
 
+/// A body stream's error saying the body is not what its signed `x-amz-content-sha256` says
+/// (found by the front end, which checks signed requests' payload hashes as they stream).
+#[derive(Debug, Clone, Copy)]
+pub struct PayloadHashMismatch;
+
+impl std::fmt::Display for PayloadHashMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the body does not match its x-amz-content-sha256")
+    }
+}
+
+impl std::error::Error for PayloadHashMismatch {}
+
 /// Where a verifying stream leaves its verdict.
 pub type Outcome = Arc<Mutex<Option<Result<Digests, Error>>>>;
 
@@ -306,6 +320,9 @@ impl Stream for Verifying {
                 let got = this.hasher.as_ref().map_or(0, Hasher::len_bytes);
                 let reason = match this.expect.content_length {
                     _ if err.kind() == std::io::ErrorKind::TimedOut => Error::RequestTimeout,
+                    _ if err.get_ref().is_some_and(|e| e.is::<PayloadHashMismatch>()) => {
+                        Error::ContentSha256Mismatch
+                    }
                     Some(expected) => Error::IncompleteBody {
                         got_bytes: got,
                         expected_bytes: expected,

@@ -286,3 +286,47 @@ async fn trailer_checksums_are_verified() {
     );
     assert!(read(&server, "bad").await.is_none());
 }
+
+/// A single-chunk PUT whose signed `x-amz-content-sha256` is the hash of other bytes.
+fn put_with_payload_hash(server: &Server, key: &str, body: &[u8], claimed: &[u8]) -> String {
+    let signer = Signer::new(server);
+    let path = format!("/chunked/{key}");
+    let hash = sha256_hex(claimed);
+    let mut head = vec![
+        ("host", format!("127.0.0.1:{}", server.port)),
+        ("x-amz-date", signer.amz_date.clone()),
+        ("x-amz-content-sha256", hash.clone()),
+    ];
+    let (auth, _) = signer.sign("PUT", &path, &head, &hash);
+    head.push(("authorization", auth));
+    send(server, &head, &format!("PUT {path}"), body)
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_match_its_signed_hash_is_refused_and_not_stored() {
+    let server = Server::start();
+    server
+        .client()
+        .create_bucket()
+        .bucket("chunked")
+        .send()
+        .await
+        .unwrap();
+    // A packed (small) and a streamed (large) body, each with one byte changed in transit.
+    for (key, len) in [("small", 3_000), ("large", 3 * 1024 * 1024 + 17)] {
+        let sent = data(len, 23);
+        let mut signed = sent.clone();
+        signed[len / 2] ^= 1;
+        let resp = put_with_payload_hash(&server, key, &sent, &signed);
+        assert!(resp.starts_with("HTTP/1.1 400"), "{key}: {resp}");
+        assert!(
+            resp.contains("<Code>XAmzContentSHA256Mismatch</Code>"),
+            "{key}: {resp}"
+        );
+        assert!(read(&server, key).await.is_none(), "{key} was stored");
+
+        let resp = put_with_payload_hash(&server, key, &sent, &sent);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{key}: {resp}");
+        assert_eq!(read(&server, key).await.unwrap(), sent, "{key}");
+    }
+}
