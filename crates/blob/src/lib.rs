@@ -1,11 +1,13 @@
 //! `BlobStore` implementations: a local directory, or a remote object store (S3-compatible or
 //! Azure) through `object_store`. Only this crate knows how bytes reach a storage backend.
 
+mod direct;
 mod fault;
 mod local;
 mod pack;
 mod remote;
 
+pub use direct::DIRECT_WRITE_BYTES;
 pub use fault::{Fault, FaultInjectingBlobStore, FaultPlan};
 pub use local::{LAYOUT_VERSION, LocalBlobStore, free_bytes};
 pub use pack::{

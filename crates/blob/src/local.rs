@@ -8,8 +8,8 @@
 //! <root>/packs/<id>.pack   the smaller blobs, appended in groups (see `pack`)
 //! <root>/tmp/<id>.<nonce>  writes in progress
 //! ```
-//! A blob file is written to `tmp/`, fsynced, renamed into `blobs/`, and the shard directory is
-//! fsynced: a blob is either absent or complete, and complete means durable. A packed blob is
+//! A blob file is written to `tmp/` (with direct I/O where the filesystem allows it: see
+//! `direct`), fsynced, renamed into `blobs/`, and the shard directory is fsynced: a blob is either absent or complete, and complete means durable. A packed blob is
 //! acknowledged once its pack is synced. Version 1 (no `packs/`) is upgraded at open.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -118,6 +118,9 @@ impl LocalBlobStore {
     }
 
     async fn write_temp(&self, tmp: &Path, mut data: ByteStream) -> Result<u64, BlobError> {
+        if let Some(written) = crate::direct::write_direct(tmp, &mut data).await? {
+            return Ok(written);
+        }
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -249,6 +252,8 @@ enum Opened {
     OutOfRange(u64),
     Whole(bytes::Bytes),
     Positioned(std::fs::File),
+    /// Opened again for direct reads (see `direct`).
+    Direct(std::fs::File),
 }
 
 fn not_found(id: BlobId) -> impl FnOnce(io::Error) -> BlobError {
@@ -362,6 +367,9 @@ impl BlobStore for LocalBlobStore {
                     file.read_exact(&mut bytes)?;
                     return Ok(Opened::Whole(bytes.into()));
                 }
+                if let Some(direct) = crate::direct::open_direct_read(&path)? {
+                    return Ok(Opened::Direct(direct));
+                }
                 Ok(Opened::Positioned(file))
             })
             .await
@@ -385,6 +393,7 @@ impl BlobStore for LocalBlobStore {
                     STREAM_CHUNK_BYTES,
                 )))
             }
+            Opened::Direct(file) => Ok(crate::direct::read_direct(file, start..end)),
         }
     }
 
