@@ -115,6 +115,9 @@ run() {
     if [ "$kind" = large ]; then
         args=(--small-objects 0 --large-objects "$large" --concurrency 4)
     fi
+    # Start on a quiet disk: a peer without fsync leaves its writes dirty in the page cache,
+    # and their writeback would otherwise slow whichever run comes next.
+    sync
     before=$(bench_cpu_ticks "$pid")
     "$xtask" bench --endpoint "$endpoint" --access-key "$ak" --secret-key "$sk" \
         --lists 0 --bucket "$bucket" "${args[@]}" >"$work/$server/json"

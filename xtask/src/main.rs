@@ -61,6 +61,11 @@ struct BenchArgs {
     /// (PUT figures are then 0). For A/B comparisons that alternate many short GET runs.
     #[arg(long)]
     get_only: bool,
+    /// Fill the 64 MiB objects with a repeating pattern (compressible) instead of pseudo-random
+    /// bytes. A peer that compresses blocks (Garage's default zstd level 1) then writes almost
+    /// nothing; regulated data (scans, archives, encrypted files) rarely compresses.
+    #[arg(long)]
+    compressible: bool,
 }
 
 struct Spawned {
@@ -287,11 +292,13 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
     .await?;
 
     let large_bytes = 64 * 1024 * 1024;
-    let large = bytes::Bytes::from(
+    let large = bytes::Bytes::from(if args.compressible {
         (0..large_bytes)
             .map(|i| (i % 251) as u8)
-            .collect::<Vec<u8>>(),
-    );
+            .collect::<Vec<u8>>()
+    } else {
+        incompressible(large_bytes)
+    });
     let large_concurrency = args.concurrency.min(4);
     let large_writes = if args.get_only { 0 } else { args.large_objects };
     let (put_large, _) = put_phase(
@@ -361,4 +368,18 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `len` pseudo-random bytes (xorshift64*, fixed seed: every run sends the same objects).
+fn incompressible(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
 }
