@@ -23,6 +23,22 @@ pub const DIRECT_WRITE_BYTES: usize = 1024 * 1024;
 /// block size in use.
 const DIRECT_ALIGN: usize = 4096;
 
+/// Most memory all direct reads and writes of a process hold in their buffers at once. A blob
+/// stream that finds the budget spent is read or written through the page cache instead, so
+/// many slow clients cannot make the buffers grow without bound.
+pub const DIRECT_IO_BUDGET_BYTES: usize = 256 * 1024 * 1024;
+
+/// One permit per [`DIRECT_WRITE_BYTES`] buffer of [`DIRECT_IO_BUDGET_BYTES`].
+static BUDGET: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(DIRECT_IO_BUDGET_BYTES / DIRECT_WRITE_BYTES);
+
+/// Buffers for one stream, held until it ends; `None` when the budget is spent.
+fn reserve(buffers: usize) -> Option<tokio::sync::SemaphorePermit<'static>> {
+    BUDGET
+        .try_acquire_many(u32::try_from(buffers).expect("a few buffers"))
+        .ok()
+}
+
 /// A buffer whose usable part starts on a [`DIRECT_ALIGN`] boundary.
 struct AlignedBuf {
     backing: Vec<u8>,
@@ -61,7 +77,7 @@ impl AlignedBuf {
 }
 
 /// Opens `path` (new) for direct writes; `None` when its filesystem does not do them.
-fn open_direct(path: &Path) -> io::Result<Option<File>> {
+fn open_direct_write(path: &Path) -> io::Result<Option<File>> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC | OFlags::DIRECT;
     match rustix::fs::open(path, flags, Mode::from_raw_mode(0o644)) {
         Ok(fd) => Ok(Some(File::from(fd))),
@@ -89,11 +105,15 @@ fn joined<T>(r: Result<io::Result<T>, tokio::task::JoinError>) -> io::Result<T> 
 }
 
 /// Writes `data` into the new file `tmp` with direct writes and syncs it; `Ok(None)`, having
-/// created nothing and read nothing, when the filesystem refuses direct writes. On an error the
-/// caller removes `tmp`.
+/// created nothing and read nothing, when the filesystem refuses direct writes or the buffer
+/// budget is spent. On an error the caller removes `tmp`.
 pub async fn write_direct(tmp: &Path, data: &mut ByteStream) -> Result<Option<u64>, BlobError> {
+    let Some(_buffers) = reserve(2) else {
+        return Ok(None);
+    };
     let path = tmp.to_owned();
-    let Some(file) = joined(tokio::task::spawn_blocking(move || open_direct(&path)).await)? else {
+    let opened = tokio::task::spawn_blocking(move || open_direct_write(&path)).await;
+    let Some(file) = joined(opened)? else {
         return Ok(None);
     };
     let file = Arc::new(file);
@@ -137,8 +157,22 @@ pub async fn write_direct(tmp: &Path, data: &mut ByteStream) -> Result<Option<u6
 /// Reads in flight at once for one direct read stream.
 const DIRECT_READ_DEPTH: usize = 4;
 
-/// Opens `path` for direct reads; `None` when its filesystem does not do them.
-pub fn open_direct_read(path: &Path) -> io::Result<Option<File>> {
+/// A file opened for direct reads, with its share of the buffer budget.
+pub struct DirectFile {
+    file: File,
+    buffers: tokio::sync::SemaphorePermit<'static>,
+}
+
+/// Opens `path` for direct reads; `None` when its filesystem does not do them or the buffer
+/// budget is spent.
+pub fn open_direct_read(path: &Path) -> io::Result<Option<DirectFile>> {
+    let Some(buffers) = reserve(DIRECT_READ_DEPTH + 1) else {
+        return Ok(None);
+    };
+    Ok(open_direct_file(path)?.map(|file| DirectFile { file, buffers }))
+}
+
+fn open_direct_file(path: &Path) -> io::Result<Option<File>> {
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::DIRECT;
     match rustix::fs::open(path, flags, Mode::empty()) {
         Ok(fd) => Ok(Some(File::from(fd))),
@@ -169,7 +203,8 @@ fn read_block(file: &File, at: u64) -> io::Result<(AlignedBuf, u64)> {
 
 /// Streams `range` of a file opened with [`open_direct_read`], with several aligned reads in
 /// flight: a cold read at the device's pace, without filling the page cache.
-pub fn read_direct(file: File, range: std::ops::Range<u64>) -> ByteStream {
+pub fn read_direct(file: DirectFile, range: std::ops::Range<u64>) -> ByteStream {
+    let DirectFile { file, buffers } = file;
     let file = Arc::new(file);
     let block = DIRECT_WRITE_BYTES as u64;
     let first = range.start / block * block;
@@ -182,6 +217,8 @@ pub fn read_direct(file: File, range: std::ops::Range<u64>) -> ByteStream {
         futures::stream::iter(blocks)
             .buffered(DIRECT_READ_DEPTH)
             .map(move |read| {
+                // The stream's share of the budget lasts as long as the stream.
+                let _buffers = &buffers;
                 let (buf, at) = read?;
                 let from = start.saturating_sub(at);
                 let upto = (end - at).min(buf.len as u64);
@@ -289,6 +326,27 @@ mod tests {
         let chunks: Vec<_> = over.collect().await;
         let err = chunks.into_iter().find_map(Result::err).expect("an error");
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[tokio::test]
+    async fn with_the_buffer_budget_spent_streams_go_through_the_page_cache() {
+        // (nextest runs each test in a process of its own: the budget is this test's alone.)
+        let dir = scratch();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, vec![5u8; 3 * DIRECT_WRITE_BYTES]).unwrap();
+        let all = DIRECT_IO_BUDGET_BYTES / DIRECT_WRITE_BYTES;
+        let held = reserve(all - 1).expect("the whole budget is free");
+        assert!(open_direct_read(&path).unwrap().is_none());
+        let tmp = dir.path().join("new");
+        let mut data = stream(vec![vec![1u8; 10]]);
+        assert!(write_direct(&tmp, &mut data).await.unwrap().is_none());
+        assert!(!tmp.exists(), "nothing is created when the budget is spent");
+        drop(held);
+        let opened = open_direct_read(&path).unwrap();
+        assert!(opened.is_some(), "the budget is back once released");
+        assert_eq!(BUDGET.available_permits(), all - DIRECT_READ_DEPTH - 1);
+        drop(opened);
+        assert_eq!(BUDGET.available_permits(), all);
     }
 
     #[tokio::test]

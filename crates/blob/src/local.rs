@@ -253,7 +253,7 @@ enum Opened {
     Whole(bytes::Bytes),
     Positioned(std::fs::File),
     /// Opened again for direct reads (see `direct`).
-    Direct(std::fs::File),
+    Direct(crate::direct::DirectFile),
 }
 
 fn not_found(id: BlobId) -> impl FnOnce(io::Error) -> BlobError {
