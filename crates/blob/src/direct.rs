@@ -17,8 +17,9 @@ use futures::StreamExt;
 use rustix::fs::{Mode, OFlags};
 use vallum_core::blob::{BlobError, ByteStream};
 
-/// Bytes one direct write moves (two such buffers per blob being written).
-pub const DIRECT_WRITE_BYTES: usize = 1024 * 1024;
+/// Bytes one direct write or read moves (two such buffers per blob being written, up to
+/// [`DIRECT_READ_DEPTH`] + 1 per blob being read).
+pub const DIRECT_BLOCK_BYTES: usize = 1024 * 1024;
 /// Alignment `O_DIRECT` asks of buffers, offsets and lengths: a multiple of every logical
 /// block size in use.
 const DIRECT_ALIGN: usize = 4096;
@@ -28,9 +29,9 @@ const DIRECT_ALIGN: usize = 4096;
 /// many slow clients cannot make the buffers grow without bound.
 pub const DIRECT_IO_BUDGET_BYTES: usize = 256 * 1024 * 1024;
 
-/// One permit per [`DIRECT_WRITE_BYTES`] buffer of [`DIRECT_IO_BUDGET_BYTES`].
+/// One permit per [`DIRECT_BLOCK_BYTES`] buffer of [`DIRECT_IO_BUDGET_BYTES`].
 static BUDGET: tokio::sync::Semaphore =
-    tokio::sync::Semaphore::const_new(DIRECT_IO_BUDGET_BYTES / DIRECT_WRITE_BYTES);
+    tokio::sync::Semaphore::const_new(DIRECT_IO_BUDGET_BYTES / DIRECT_BLOCK_BYTES);
 
 /// Buffers for one stream, held until it ends; `None` when the budget is spent.
 fn reserve(buffers: usize) -> Option<tokio::sync::SemaphorePermit<'static>> {
@@ -48,7 +49,7 @@ struct AlignedBuf {
 
 impl AlignedBuf {
     fn new() -> Self {
-        let backing = vec![0u8; DIRECT_WRITE_BYTES + DIRECT_ALIGN];
+        let backing = vec![0u8; DIRECT_BLOCK_BYTES + DIRECT_ALIGN];
         let addr = backing.as_ptr().addr();
         let start = addr.next_multiple_of(DIRECT_ALIGN) - addr;
         Self {
@@ -60,7 +61,7 @@ impl AlignedBuf {
 
     /// Copies what fits of `data`; returns how much did.
     fn fill(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(DIRECT_WRITE_BYTES - self.len);
+        let n = data.len().min(DIRECT_BLOCK_BYTES - self.len);
         let at = self.start + self.len;
         self.backing[at..at + n].copy_from_slice(&data[..n]);
         self.len += n;
@@ -68,7 +69,7 @@ impl AlignedBuf {
     }
 
     fn is_full(&self) -> bool {
-        self.len == DIRECT_WRITE_BYTES
+        self.len == DIRECT_BLOCK_BYTES
     }
 
     fn filled(&self) -> &[u8] {
@@ -86,6 +87,17 @@ fn open_direct_write(path: &Path) -> io::Result<Option<File>> {
     }
 }
 
+/// Turns direct I/O on or off for an open file; `EINVAL` where its filesystem does not do it.
+fn set_direct(file: &File, on: bool) -> rustix::io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(file)?;
+    let flags = if on {
+        flags | OFlags::DIRECT
+    } else {
+        flags - OFlags::DIRECT
+    };
+    rustix::fs::fcntl_setfl(file, flags)
+}
+
 /// Writes the last buffer: its aligned part directly, the rest (under one block) through the
 /// page cache, then syncs the file.
 fn finish(file: &File, buf: &AlignedBuf, at: u64) -> io::Result<()> {
@@ -93,8 +105,7 @@ fn finish(file: &File, buf: &AlignedBuf, at: u64) -> io::Result<()> {
     let data = buf.filled();
     file.write_all_at(&data[..aligned], at)?;
     if aligned < data.len() {
-        let flags = rustix::fs::fcntl_getfl(file)?;
-        rustix::fs::fcntl_setfl(file, flags - OFlags::DIRECT)?;
+        set_direct(file, false)?;
         file.write_all_at(&data[aligned..], at + aligned as u64)?;
     }
     file.sync_all()
@@ -118,7 +129,8 @@ pub async fn write_direct(tmp: &Path, data: &mut ByteStream) -> Result<Option<u6
     };
     let file = Arc::new(file);
     let mut current = AlignedBuf::new();
-    let mut spare = Some(AlignedBuf::new());
+    // The buffer back from the last write, for the next one to fill.
+    let mut spare = None;
     // The buffer being written while the next fills, and where it goes.
     let mut in_flight: Option<tokio::task::JoinHandle<io::Result<AlignedBuf>>> = None;
     let mut at = 0u64;
@@ -163,20 +175,15 @@ pub struct DirectFile {
     buffers: tokio::sync::SemaphorePermit<'static>,
 }
 
-/// Opens `path` for direct reads; `None` when its filesystem does not do them or the buffer
-/// budget is spent.
-pub fn open_direct_read(path: &Path) -> io::Result<Option<DirectFile>> {
+/// Switches an open blob file to direct reads; gives it back unchanged when its filesystem does
+/// not do them or the buffer budget is spent.
+pub fn direct_reader(file: File) -> io::Result<Result<DirectFile, File>> {
     let Some(buffers) = reserve(DIRECT_READ_DEPTH + 1) else {
-        return Ok(None);
+        return Ok(Err(file));
     };
-    Ok(open_direct_file(path)?.map(|file| DirectFile { file, buffers }))
-}
-
-fn open_direct_file(path: &Path) -> io::Result<Option<File>> {
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::DIRECT;
-    match rustix::fs::open(path, flags, Mode::empty()) {
-        Ok(fd) => Ok(Some(File::from(fd))),
-        Err(rustix::io::Errno::INVAL) => Ok(None),
+    match set_direct(&file, true) {
+        Ok(()) => Ok(Ok(DirectFile { file, buffers })),
+        Err(rustix::io::Errno::INVAL) => Ok(Err(file)),
         Err(e) => Err(e.into()),
     }
 }
@@ -184,9 +191,9 @@ fn open_direct_file(path: &Path) -> io::Result<Option<File>> {
 /// Reads the aligned block at `at` (shorter at the end of the file).
 fn read_block(file: &File, at: u64) -> io::Result<(AlignedBuf, u64)> {
     let mut buf = AlignedBuf::new();
-    while buf.len < DIRECT_WRITE_BYTES {
+    while buf.len < DIRECT_BLOCK_BYTES {
         let at_now = buf.len;
-        let dst = &mut buf.backing[buf.start + at_now..buf.start + DIRECT_WRITE_BYTES];
+        let dst = &mut buf.backing[buf.start + at_now..buf.start + DIRECT_BLOCK_BYTES];
         match file.read_at(dst, at + at_now as u64) {
             Ok(0) => break,
             Ok(n) => buf.len += n,
@@ -201,15 +208,15 @@ fn read_block(file: &File, at: u64) -> io::Result<(AlignedBuf, u64)> {
     Ok((buf, at))
 }
 
-/// Streams `range` of a file opened with [`open_direct_read`], with several aligned reads in
+/// Streams `range` of a file from [`direct_reader`], with several aligned reads in
 /// flight: a cold read at the device's pace, without filling the page cache.
 pub fn read_direct(file: DirectFile, range: std::ops::Range<u64>) -> ByteStream {
     let DirectFile { file, buffers } = file;
     let file = Arc::new(file);
-    let block = DIRECT_WRITE_BYTES as u64;
+    let block = DIRECT_BLOCK_BYTES as u64;
     let first = range.start / block * block;
     let (start, end) = (range.start, range.end);
-    let blocks = (first..end).step_by(DIRECT_WRITE_BYTES).map(move |at| {
+    let blocks = (first..end).step_by(DIRECT_BLOCK_BYTES).map(move |at| {
         let file = Arc::clone(&file);
         async move { joined(tokio::task::spawn_blocking(move || read_block(&file, at)).await) }
     });
@@ -241,6 +248,10 @@ mod tests {
 
     /// A scratch directory on the repository's filesystem (a tmpfs `/tmp` would not take
     /// direct I/O, and the tests would check only the fallback).
+    fn open_direct_read(path: &Path) -> io::Result<Option<DirectFile>> {
+        Ok(direct_reader(File::open(path)?)?.ok())
+    }
+
     fn scratch() -> tempfile::TempDir {
         tempfile::Builder::new()
             .prefix(".direct-test")
@@ -269,9 +280,9 @@ mod tests {
             (0usize, 7usize),
             (1, 1),
             (DIRECT_ALIGN, 1000),
-            (DIRECT_WRITE_BYTES, 65536),
-            (DIRECT_WRITE_BYTES + 1, 300_001),
-            (3 * DIRECT_WRITE_BYTES + DIRECT_ALIGN + 17, 256 * 1024),
+            (DIRECT_BLOCK_BYTES, 65536),
+            (DIRECT_BLOCK_BYTES + 1, 300_001),
+            (3 * DIRECT_BLOCK_BYTES + DIRECT_ALIGN + 17, 256 * 1024),
         ];
         for (i, (len, chunk)) in cases.into_iter().enumerate() {
             let data: Vec<u8> = (0..len).map(|j| (j * 31 + i) as u8).collect();
@@ -293,17 +304,22 @@ mod tests {
     async fn direct_reads_return_exactly_the_range_asked_for() {
         let dir = scratch();
         let path = dir.path().join("blob");
-        let len = 3 * DIRECT_WRITE_BYTES + 5000;
+        let len = 3 * DIRECT_BLOCK_BYTES + 5000;
         let data: Vec<u8> = (0..len).map(|j| (j * 7 + j / 4096) as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        let Some(_) = open_direct_read(&path).unwrap() else {
+        let Some(probe) = open_direct_read(&path).unwrap() else {
             return; // a filesystem without O_DIRECT: the buffered read is used instead
         };
+        let flags = rustix::fs::fcntl_getfl(&probe.file).unwrap();
+        assert!(
+            flags.contains(OFlags::DIRECT),
+            "the file is switched to direct reads"
+        );
         let cut = [
             0..len,
             0..1,
-            1..DIRECT_WRITE_BYTES + 1,
-            DIRECT_WRITE_BYTES - 3..DIRECT_WRITE_BYTES + 3,
+            1..DIRECT_BLOCK_BYTES + 1,
+            DIRECT_BLOCK_BYTES - 3..DIRECT_BLOCK_BYTES + 3,
             4097..len - 1,
             len - 17..len,
             len..len,
@@ -333,8 +349,8 @@ mod tests {
         // (nextest runs each test in a process of its own: the budget is this test's alone.)
         let dir = scratch();
         let path = dir.path().join("blob");
-        std::fs::write(&path, vec![5u8; 3 * DIRECT_WRITE_BYTES]).unwrap();
-        let all = DIRECT_IO_BUDGET_BYTES / DIRECT_WRITE_BYTES;
+        std::fs::write(&path, vec![5u8; 3 * DIRECT_BLOCK_BYTES]).unwrap();
+        let all = DIRECT_IO_BUDGET_BYTES / DIRECT_BLOCK_BYTES;
         let held = reserve(all - 1).expect("the whole budget is free");
         assert!(open_direct_read(&path).unwrap().is_none());
         let tmp = dir.path().join("new");
@@ -354,7 +370,7 @@ mod tests {
         let dir = scratch();
         let path = dir.path().join("blob");
         let mut data: ByteStream = Box::pin(futures::stream::iter(vec![
-            Ok(bytes::Bytes::from(vec![1u8; DIRECT_WRITE_BYTES + 5])),
+            Ok(bytes::Bytes::from(vec![1u8; DIRECT_BLOCK_BYTES + 5])),
             Err(io::Error::other("client went away")),
         ]));
         match write_direct(&path, &mut data).await {

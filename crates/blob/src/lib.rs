@@ -7,7 +7,6 @@ mod local;
 mod pack;
 mod remote;
 
-pub use direct::DIRECT_WRITE_BYTES;
 pub use fault::{Fault, FaultInjectingBlobStore, FaultPlan};
 pub use local::{LAYOUT_VERSION, LocalBlobStore, free_bytes};
 pub use pack::{

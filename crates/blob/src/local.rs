@@ -9,8 +9,9 @@
 //! <root>/tmp/<id>.<nonce>  writes in progress
 //! ```
 //! A blob file is written to `tmp/` (with direct I/O where the filesystem allows it: see
-//! `direct`), fsynced, renamed into `blobs/`, and the shard directory is fsynced: a blob is either absent or complete, and complete means durable. A packed blob is
-//! acknowledged once its pack is synced. Version 1 (no `packs/`) is upgraded at open.
+//! `direct`), fsynced, renamed into `blobs/`, and the shard directory is fsynced: a blob is
+//! either absent or complete, and complete means durable. A packed blob is acknowledged once
+//! its pack is synced. Version 1 (no `packs/`) is upgraded at open.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -252,7 +253,7 @@ enum Opened {
     OutOfRange(u64),
     Whole(bytes::Bytes),
     Positioned(std::fs::File),
-    /// Opened again for direct reads (see `direct`).
+    /// Switched to direct reads (see `direct`).
     Direct(crate::direct::DirectFile),
 }
 
@@ -367,10 +368,10 @@ impl BlobStore for LocalBlobStore {
                     file.read_exact(&mut bytes)?;
                     return Ok(Opened::Whole(bytes.into()));
                 }
-                if let Some(direct) = crate::direct::open_direct_read(&path)? {
-                    return Ok(Opened::Direct(direct));
-                }
-                Ok(Opened::Positioned(file))
+                Ok(match crate::direct::direct_reader(file)? {
+                    Ok(direct) => Opened::Direct(direct),
+                    Err(file) => Opened::Positioned(file),
+                })
             })
             .await
             .map_err(|e| BlobError::Io(io::Error::other(e)))?
