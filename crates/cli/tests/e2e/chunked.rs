@@ -220,8 +220,8 @@ async fn read(server: &Server, key: &str) -> Option<Vec<u8>> {
     Some(out.body.collect().await.unwrap().into_bytes().to_vec())
 }
 
-#[tokio::test]
-async fn signed_chunks_are_verified_and_stored() {
+/// A server with the bucket `chunked`.
+async fn server_with_bucket() -> Server {
     let server = Server::start();
     server
         .client()
@@ -230,6 +230,12 @@ async fn signed_chunks_are_verified_and_stored() {
         .send()
         .await
         .unwrap();
+    server
+}
+
+#[tokio::test]
+async fn signed_chunks_are_verified_and_stored() {
+    let server = server_with_bucket().await;
     let payload = data(200_000, 21);
     let resp = signed_chunked_put(&server, "signed", &payload, 64 * 1024, None);
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -248,14 +254,7 @@ async fn signed_chunks_are_verified_and_stored() {
 
 #[tokio::test]
 async fn trailer_checksums_are_verified() {
-    let server = Server::start();
-    server
-        .client()
-        .create_bucket()
-        .bucket("chunked")
-        .send()
-        .await
-        .unwrap();
+    let server = server_with_bucket().await;
     let payload = data(150_000, 22);
     let crc = crc32fast::hash(&payload);
     let resp = trailer_put(&server, "good", &payload, crc);
@@ -304,14 +303,7 @@ fn put_with_payload_hash(server: &Server, key: &str, body: &[u8], claimed: &[u8]
 
 #[tokio::test]
 async fn a_body_that_does_not_match_its_signed_hash_is_refused_and_not_stored() {
-    let server = Server::start();
-    server
-        .client()
-        .create_bucket()
-        .bucket("chunked")
-        .send()
-        .await
-        .unwrap();
+    let server = server_with_bucket().await;
     // A packed (small) and a streamed (large) body, each with one byte changed in transit.
     for (key, len) in [("small", 3_000), ("large", 3 * 1024 * 1024 + 17)] {
         let sent = data(len, 23);
