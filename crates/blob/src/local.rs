@@ -142,6 +142,21 @@ impl LocalBlobStore {
 }
 
 impl LocalBlobStore {
+    /// Where `id` lies packed, as far as this process knows: from memory and the page cache
+    /// on the runtime, else off it.
+    async fn locate(&self, id: BlobId) -> Result<Option<(Arc<std::fs::File>, Loc)>, BlobError> {
+        match self.packs.locate(id) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let packs = Arc::clone(&self.packs);
+                tokio::task::spawn_blocking(move || packs.locate_blocking(id))
+                    .await
+                    .map_err(|e| BlobError::Io(io::Error::other(e)))?
+                    .map_err(BlobError::Io)
+            }
+            found => found.map_err(BlobError::Io),
+        }
+    }
+
     /// Where `id` lies packed, after reading what other processes packed (off the runtime).
     async fn locate_fresh(
         &self,
@@ -333,7 +348,7 @@ impl BlobStore for LocalBlobStore {
         // blob is one positioned read.
         let len = range.end.saturating_sub(range.start);
         let (start, end) = (range.start, range.end);
-        let opened = if let Some((file, loc)) = self.packs.locate(id) {
+        let opened = if let Some((file, loc)) = self.locate(id).await? {
             // Cached (a recent or often read object): read here, without a hand-off.
             match open_packed_cached(&file, loc, range.clone()) {
                 Some(opened) => opened.map_err(BlobError::Io)?,
@@ -399,7 +414,7 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn size(&self, id: BlobId) -> Result<u64, BlobError> {
-        if let Some((_, loc)) = self.packs.locate(id) {
+        if let Some((_, loc)) = self.locate(id).await? {
             return Ok(u64::from(loc.len));
         }
         match tokio::fs::metadata(self.blob_path(id)).await {
@@ -413,7 +428,7 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn delete(&self, id: BlobId) -> Result<(), BlobError> {
-        if self.packs.locate(id).is_some() {
+        if self.locate(id).await?.is_some() {
             return Ok(self.packs.delete(id).await?);
         }
         match tokio::fs::remove_file(self.blob_path(id)).await {
@@ -671,7 +686,7 @@ mod tests {
         // Written and synced, so clean: the kernel drops the pages when told to.
         let pack = std::fs::File::open(pack_files(&root).pop().unwrap()).unwrap();
         rustix::fs::fadvise(&pack, 0, None, rustix::fs::Advice::DontNeed).unwrap();
-        let (file, loc) = store.packs.locate(ids[0]).unwrap();
+        let (file, loc) = store.packs.locate_blocking(ids[0]).unwrap().unwrap();
         assert!(
             crate::pack::read_packed_cached(&file, loc, 0..4096).is_none(),
             "bytes not in the page cache were read without blocking"
@@ -823,6 +838,129 @@ mod tests {
             store.size(ids[5]).await,
             Err(BlobError::NotFound(_))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_pack_keeps_two_bytes_per_blob_in_memory_and_still_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("site");
+        let store = LocalBlobStore::open(&root).unwrap();
+        let ids: Vec<BlobId> = (0..3000).map(|_| BlobId::random()).collect();
+        let writes = futures::stream::iter(ids.iter().enumerate().map(|(i, id)| {
+            let (store, id) = (store.clone(), *id);
+            async move { store.put(id, stream_of(content(i, 100))).await }
+        }))
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await;
+        assert!(writes.iter().all(Result::is_ok));
+        let open = store.pack_stats().index_bytes;
+        assert!(
+            open > 3000 * 40,
+            "the pack being written is indexed in a map: {open}"
+        );
+        drop(store);
+        // Reopened, the pack is closed: a filter and a fence per page, not a map.
+        let store = LocalBlobStore::open(&root).unwrap();
+        let stats = store.pack_stats();
+        assert_eq!(stats.blobs, 3000);
+        assert!(stats.index_bytes <= 2 * 3000, "{stats:?}");
+        for (i, id) in ids.iter().enumerate().step_by(7) {
+            assert_eq!(read_all(&store, *id).await.unwrap(), content(i, 100));
+        }
+        assert!(matches!(
+            store.size(BlobId::random()).await,
+            Err(BlobError::NotFound(_))
+        ));
+        // Deleting from a closed pack, then reopening: gone, and the rest still there.
+        for id in ids.iter().step_by(2) {
+            store.delete(*id).await.unwrap();
+        }
+        assert!(matches!(
+            store.size(ids[0]).await,
+            Err(BlobError::NotFound(_))
+        ));
+        drop(store);
+        let store = LocalBlobStore::open(&root).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            let got = store.size(*id).await;
+            if i % 2 == 0 {
+                assert!(matches!(got, Err(BlobError::NotFound(_))), "{i}: {got:?}");
+            } else {
+                assert_eq!(got.unwrap(), 100, "blob {i}");
+            }
+        }
+        let mut listed = store.blob_ids().unwrap();
+        listed.sort();
+        let mut want: Vec<BlobId> = ids.iter().skip(1).step_by(2).copied().collect();
+        want.sort();
+        assert_eq!(listed, want);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pack_is_closed_at_its_write_limit_so_its_map_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalBlobStore::open(dir.path().join("site")).unwrap();
+        let n = crate::pack::PACK_MAX_WRITES as usize + 10;
+        let ids: Vec<BlobId> = (0..n).map(|_| BlobId::random()).collect();
+        let writes = futures::stream::iter(ids.iter().map(|id| {
+            let (store, id) = (store.clone(), *id);
+            async move { store.put(id, stream_of(vec![1])).await }
+        }))
+        .buffer_unordered(512)
+        .collect::<Vec<_>>()
+        .await;
+        assert!(writes.iter().all(Result::is_ok));
+        // Far below 64 MiB, yet closed at the write limit: its index is out of memory.
+        let stats = store.pack_stats();
+        assert_eq!((stats.packs, stats.open_packs), (1, 0), "{stats:?}");
+        assert!(stats.pack_bytes < crate::pack::PACK_TARGET_BYTES / 16);
+        assert!(stats.index_bytes <= 2 * n, "{stats:?}");
+        assert_eq!(stats.blobs, n as u64);
+        // The next write starts a new pack.
+        store
+            .put(BlobId::random(), stream_of(vec![2]))
+            .await
+            .unwrap();
+        let stats = store.pack_stats();
+        assert_eq!((stats.packs, stats.open_packs), (2, 1), "{stats:?}");
+        for id in [ids[0], ids[n / 2], ids[n - 1]] {
+            assert_eq!(read_all(&store, id).await.unwrap(), vec![1]);
+        }
+    }
+
+    #[tokio::test]
+    async fn another_stores_pack_is_closed_once_its_writer_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("site");
+        let a = LocalBlobStore::open(&root).unwrap();
+        let b = LocalBlobStore::open(&root).unwrap();
+        let (x, z) = (BlobId::random(), BlobId::random());
+        a.put(x, stream_of(content(1, 500))).await.unwrap();
+        a.put(z, stream_of(content(2, 500))).await.unwrap();
+        // B reads A's pack while A writes it (kept in a map), and deletes one of its blobs.
+        assert_eq!(read_all(&b, x).await.unwrap(), content(1, 500));
+        b.delete(z).await.unwrap();
+        // A's pack and B's own (holding the tombstone) are in maps.
+        assert_eq!(b.pack_stats().open_packs, 2);
+        // A stops: its pack is closed and indexed. B closes it too when it next looks.
+        drop(a);
+        assert!(matches!(
+            b.size(BlobId::random()).await,
+            Err(BlobError::NotFound(_))
+        ));
+        assert_eq!(b.pack_stats().open_packs, 1, "{:?}", b.pack_stats());
+        let c = LocalBlobStore::open(&root).unwrap();
+        let w = BlobId::random();
+        c.put(w, stream_of(content(3, 10))).await.unwrap();
+        assert_eq!(read_all(&b, w).await.unwrap(), content(3, 10));
+        assert_eq!(read_all(&b, x).await.unwrap(), content(1, 500));
+        assert!(matches!(b.size(z).await, Err(BlobError::NotFound(_))));
+        let mut listed = b.list_older_than(Duration::ZERO).await.unwrap();
+        listed.sort();
+        let mut want = vec![x, w];
+        want.sort();
+        assert_eq!(listed, want);
     }
 
     #[test]

@@ -65,10 +65,19 @@ const MAGIC: &[u8; 8] = b"VALLUMPK";
 pub const PACK_HEADER_BYTES: u64 = 32;
 /// Bytes of a record's header.
 pub const RECORD_HEADER_BYTES: usize = 40;
-/// Version of a pack's index file.
-pub const PACK_INDEX_VERSION: u32 = 1;
+/// Version of a pack's index file (version 1 files are rebuilt).
+pub const PACK_INDEX_VERSION: u32 = 2;
+/// A pack holding this many writes is closed too: this bounds the map kept in memory for the
+/// pack being written.
+pub const PACK_MAX_WRITES: u32 = 65_536;
+/// Blob entries per page of a closed pack's index file; memory keeps one id per page.
+const INDEX_PAGE_ENTRIES: usize = 64;
+/// Bits of a closed pack's Bloom filter per blob.
+const BLOOM_BITS_PER_BLOB: usize = 10;
+/// Bits each id sets in its filter block.
+const BLOOM_PROBES: u32 = 6;
 const INDEX_MAGIC: &[u8; 8] = b"VALLUMPI";
-const INDEX_HEADER_BYTES: usize = 40;
+const INDEX_HEADER_BYTES: usize = 48;
 const INDEX_ENTRY_BYTES: usize = 8 + RECORD_HEADER_BYTES;
 const INDEX_SUFFIX: &str = ".idx";
 const KIND_BLOB: u8 = 1;
@@ -202,9 +211,19 @@ pub(crate) struct Loc {
     /// When it was written (ms since the epoch).
     written_ms: u64,
 }
-// The index holds one per packed blob: 40 bytes with its id (48 with a u64 offset).
 
 impl Loc {
+    /// Where the blob record `h`, at `offset` of pack `slot`, keeps its data.
+    fn of(slot: u32, offset: u64, h: &RecordHeader) -> io::Result<Self> {
+        Ok(Self {
+            slot,
+            len: h.len,
+            offset: data_offset(offset + RECORD_HEADER_BYTES as u64)?,
+            crc: h.data_crc,
+            written_ms: h.reference,
+        })
+    }
+
     fn record_bytes(&self) -> u64 {
         u64::from(self.len) + RECORD_HEADER_BYTES as u64
     }
@@ -225,6 +244,175 @@ fn data_offset(offset: u64) -> io::Result<u32> {
     })
 }
 
+/// Reads `buf.len()` bytes of `file` at `at`. With `nowait`, only from the page cache
+/// (`RWF_NOWAIT`): `WouldBlock` when they are not all cached, or the kernel cannot say.
+fn read_at(file: &File, buf: &mut [u8], at: u64, nowait: bool) -> io::Result<()> {
+    if !nowait {
+        return file.read_exact_at(buf, at);
+    }
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::preadv2(
+            file,
+            &mut [io::IoSliceMut::new(&mut buf[done..])],
+            at + done as u64,
+            rustix::io::ReadWriteFlags::NOWAIT,
+        ) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "a file ends early",
+                ));
+            }
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            // Not cached (EAGAIN), or no RWF_NOWAIT here (EOPNOTSUPP, ENOSYS).
+            Err(_) => return Err(io::ErrorKind::WouldBlock.into()),
+        }
+    }
+    Ok(())
+}
+
+/// splitmix64's finaliser: spreads a blob id's bits over the Bloom filter.
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A blocked Bloom filter over a closed pack's blob ids: each id sets [`BLOOM_PROBES`] bits in
+/// one 512-bit block, so asking a pack costs one cache line. About 1 % false positives at
+/// [`BLOOM_BITS_PER_BLOB`].
+#[derive(Debug)]
+struct Bloom {
+    blocks: Vec<[u64; 8]>,
+}
+
+impl Bloom {
+    fn with_capacity(blobs: usize) -> Self {
+        let blocks = (blobs * BLOOM_BITS_PER_BLOB).div_ceil(512).max(1);
+        Self {
+            blocks: vec![[0; 8]; blocks],
+        }
+    }
+
+    /// The block `id` falls in, and its probes: (word, bit mask) within the block.
+    fn probes(blocks: usize, id: BlobId) -> (usize, impl Iterator<Item = (usize, u64)>) {
+        let bytes = id.to_bytes();
+        let a = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        let b = u64::from_le_bytes(bytes[8..].try_into().expect("8 bytes"));
+        let h = mix(a ^ mix(b));
+        let block = usize::try_from(h % blocks as u64).expect("a block index");
+        let bits = mix(h);
+        let probes = (0..BLOOM_PROBES).map(move |i| {
+            let bit = (bits >> (i * 9)) & 511;
+            ((bit / 64) as usize, 1u64 << (bit % 64))
+        });
+        (block, probes)
+    }
+
+    fn insert(&mut self, id: BlobId) {
+        let (block, probes) = Self::probes(self.blocks.len(), id);
+        for (word, mask) in probes {
+            self.blocks[block][word] |= mask;
+        }
+    }
+
+    fn may_contain(&self, id: BlobId) -> bool {
+        let (block, mut probes) = Self::probes(self.blocks.len(), id);
+        probes.all(|(word, mask)| self.blocks[block][word] & mask != 0)
+    }
+}
+
+/// What memory holds of a closed pack: its blob entries stay in its index file, sorted by id,
+/// and are read a page at a time; in memory are a Bloom filter, the first id of each page,
+/// and one bit per entry for copies that no longer count. About 2 bytes per blob.
+#[derive(Debug)]
+struct Closed {
+    /// The pack's index file (the inode read at open: a rewrite by another process does not
+    /// change what this one reads).
+    idx: File,
+    /// Blob entries in it.
+    blobs: usize,
+    /// The id of each page's first entry.
+    fences: Vec<[u8; 16]>,
+    bloom: Bloom,
+    /// One bit per entry: set for a copy deleted, or superseded by a newer one.
+    dead: Vec<u64>,
+}
+
+impl Closed {
+    fn is_dead(&self, pos: usize) -> bool {
+        self.dead[pos / 64] & (1 << (pos % 64)) != 0
+    }
+
+    fn set_dead(&mut self, pos: usize) {
+        self.dead[pos / 64] |= 1 << (pos % 64);
+    }
+
+    /// `id`'s entry: its position, and its record's offset and header.
+    fn find(
+        &self,
+        id: BlobId,
+        end: u64,
+        nowait: bool,
+    ) -> io::Result<Option<(usize, u64, RecordHeader)>> {
+        if !self.bloom.may_contain(id) {
+            return Ok(None);
+        }
+        let key = id.to_bytes();
+        let Some(page) = self.fences.partition_point(|f| *f <= key).checked_sub(1) else {
+            return Ok(None);
+        };
+        let first = page * INDEX_PAGE_ENTRIES;
+        let n = INDEX_PAGE_ENTRIES.min(self.blobs - first);
+        let mut buf = [0u8; INDEX_PAGE_ENTRIES * INDEX_ENTRY_BYTES];
+        let buf = &mut buf[..n * INDEX_ENTRY_BYTES];
+        let at = INDEX_HEADER_BYTES + first * INDEX_ENTRY_BYTES;
+        read_at(&self.idx, buf, at as u64, nowait)?;
+        let entry = |i: usize| &buf[i * INDEX_ENTRY_BYTES..(i + 1) * INDEX_ENTRY_BYTES];
+        let id_of = |i: usize| -> [u8; 16] { entry(i)[16..32].try_into().expect("16 bytes") };
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = usize::midpoint(lo, hi);
+            if id_of(mid) < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == n || id_of(lo) != key {
+            return Ok(None);
+        }
+        let damaged = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a pack's index file has a damaged entry",
+            )
+        };
+        let (offset, header) = decode_entry(entry(lo)).ok_or_else(damaged)?;
+        if header.id != id
+            || header.kind != KIND_BLOB
+            || offset + RECORD_HEADER_BYTES as u64 + u64::from(header.len) > end
+        {
+            return Err(damaged());
+        }
+        Ok(Some((first + lo, offset, header)))
+    }
+}
+
+/// How a pack's records are known.
+#[derive(Debug)]
+enum Form {
+    /// Every blob in memory: the pack being written (by this process or another), or one
+    /// without a usable index file. `None`: a copy deleted or superseded.
+    Open(HashMap<BlobId, Option<Loc>>),
+    /// From its index file.
+    Closed(Closed),
+}
+
 #[derive(Debug)]
 struct PackInfo {
     id: u64,
@@ -234,10 +422,13 @@ struct PackInfo {
     created_ms: u64,
     /// How far the pack has been scanned or written (the end of its last whole record).
     end: u64,
-    /// Bytes of records in it that the index still points at.
+    /// Bytes of records in it that count (not deleted, not superseded).
     live: u64,
+    /// Blobs in it that count.
+    live_blobs: u64,
     /// This process writes it (it is not scanned again).
     active: bool,
+    form: Form,
 }
 
 impl PackInfo {
@@ -245,14 +436,38 @@ impl PackInfo {
     fn sparse(&self) -> bool {
         !self.active && self.live.saturating_mul(2) < self.end - PACK_HEADER_BYTES
     }
+
+    /// Created after `other`: its copy of a blob counts over `other`'s.
+    fn newer_than(&self, other: &Self) -> bool {
+        (self.created_ms, self.id) > (other.created_ms, other.id)
+    }
+
+    /// Bytes of memory its index takes (approximately).
+    fn index_bytes(&self) -> usize {
+        match &self.form {
+            Form::Open(map) => map.capacity() * (std::mem::size_of::<(BlobId, Option<Loc>)>() + 1),
+            Form::Closed(c) => c.bloom.blocks.len() * 64 + c.fences.len() * 16 + c.dead.len() * 8,
+        }
+    }
 }
 
-/// Where every known packed blob lies.
+/// One pack's copy of a blob.
+#[derive(Debug, Clone, Copy)]
+struct Copy {
+    slot: u32,
+    /// Its entry's position, in a closed pack.
+    pos: usize,
+    /// Where its data lies; `None` if it no longer counts.
+    loc: Option<Loc>,
+}
+
+/// Where every packed blob lies.
 #[derive(Debug, Default)]
 struct Index {
-    blobs: HashMap<BlobId, Loc>,
     packs: Vec<Option<PackInfo>>,
     slots: HashMap<u64, u32>,
+    /// Slots, the pack created last first: a blob's copy there is the one that counts.
+    newest_first: Vec<u32>,
 }
 
 impl Index {
@@ -268,89 +483,247 @@ impl Index {
         let slot = u32::try_from(self.packs.len()).expect("fewer than 2^32 packs");
         self.slots.insert(info.id, slot);
         self.packs.push(Some(info));
+        self.reorder();
         slot
     }
 
+    fn remove_pack(&mut self, slot: u32) -> PackInfo {
+        let info = self.packs[slot as usize].take().expect("a slot in use");
+        self.slots.remove(&info.id);
+        self.reorder();
+        info
+    }
+
+    fn reorder(&mut self) {
+        let mut order: Vec<u32> = self.slots.values().copied().collect();
+        order.sort_by_key(|slot| {
+            let p = self.pack(*slot);
+            std::cmp::Reverse((p.created_ms, p.id))
+        });
+        self.newest_first = order;
+    }
+
+    /// Pack `slot`'s copy of `id`, if it has one.
+    fn copy_in(&self, slot: u32, id: BlobId, nowait: bool) -> io::Result<Option<Copy>> {
+        let p = self.pack(slot);
+        Ok(match &p.form {
+            Form::Open(map) => map.get(&id).map(|loc| Copy {
+                slot,
+                pos: 0,
+                loc: *loc,
+            }),
+            Form::Closed(c) => match c.find(id, p.end, nowait)? {
+                Some((pos, offset, h)) => Some(Copy {
+                    slot,
+                    pos,
+                    loc: if c.is_dead(pos) {
+                        None
+                    } else {
+                        Some(Loc::of(slot, offset, &h)?)
+                    },
+                }),
+                None => None,
+            },
+        })
+    }
+
+    /// The copy of `id` that counts: the one in the pack created last (even if deleted there).
+    fn newest_copy(&self, id: BlobId, nowait: bool) -> io::Result<Option<Copy>> {
+        for &slot in &self.newest_first {
+            if let Some(copy) = self.copy_in(slot, id, nowait)? {
+                return Ok(Some(copy));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Where `id`'s data lies, if it is packed and not deleted.
+    fn locate(&self, id: BlobId, nowait: bool) -> io::Result<Option<(Arc<File>, Loc)>> {
+        Ok(self
+            .newest_copy(id, nowait)?
+            .and_then(|c| c.loc)
+            .map(|loc| (Arc::clone(&self.pack(loc.slot).file), loc)))
+    }
+
+    /// Makes `copy` no longer count.
+    fn kill(&mut self, id: BlobId, copy: Copy) {
+        let Some(loc) = copy.loc else {
+            return;
+        };
+        let p = self.pack_mut(copy.slot);
+        match &mut p.form {
+            Form::Open(map) => {
+                map.insert(id, None);
+            }
+            Form::Closed(c) => c.set_dead(copy.pos),
+        }
+        p.live -= loc.record_bytes();
+        p.live_blobs -= 1;
+    }
+
+    /// Records blob `id` at `loc` in the open pack `loc.slot`: it supersedes a copy in an
+    /// older pack, and is superseded by one in a newer pack.
     fn insert(&mut self, id: BlobId, loc: Loc) {
-        self.pack_mut(loc.slot).live += loc.record_bytes();
-        if let Some(old) = self.blobs.insert(id, loc) {
-            self.pack_mut(old.slot).live -= old.record_bytes();
+        // Only for accounting: lookups go newest first whatever this finds.
+        let newest = self.newest_copy(id, false).ok().flatten();
+        let counts = match newest {
+            Some(c) if c.slot != loc.slot => {
+                if self.pack(loc.slot).newer_than(self.pack(c.slot)) {
+                    self.kill(id, c);
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => true,
+        };
+        let p = self.pack_mut(loc.slot);
+        let Form::Open(map) = &mut p.form else {
+            unreachable!("records are added only to open packs");
+        };
+        let old = map.insert(id, counts.then_some(loc));
+        if let Some(Some(old)) = old {
+            p.live -= old.record_bytes();
+            p.live_blobs -= 1;
+        }
+        if counts {
+            p.live += loc.record_bytes();
+            p.live_blobs += 1;
         }
     }
 
-    /// Forgets `id` if its copy is in pack `pack_id`.
-    fn remove_in(&mut self, id: BlobId, pack_id: u64) -> Option<Loc> {
-        let loc = *self.blobs.get(&id)?;
-        if self.pack(loc.slot).id != pack_id {
-            return None;
+    /// Applies a tombstone: deletes pack `pack_id`'s copy of `id`. `true` if it counted.
+    fn remove_in(&mut self, id: BlobId, pack_id: u64) -> io::Result<bool> {
+        let Some(&slot) = self.slots.get(&pack_id) else {
+            return Ok(false);
+        };
+        match self.copy_in(slot, id, false)? {
+            Some(copy) if copy.loc.is_some() => {
+                self.kill(id, copy);
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        self.blobs.remove(&id);
-        self.pack_mut(loc.slot).live -= loc.record_bytes();
-        Some(loc)
     }
 
-    /// Scans `slot` from its end so far to `size`: indexes its blobs, and returns its
-    /// tombstones for the caller to apply once every pack of the pass is scanned.
+    /// Scans the open pack `slot` from its end so far to `size`: indexes its blobs, and
+    /// returns its tombstones for the caller to apply once every pack of the pass is read.
     fn scan(&mut self, slot: u32, size: u64) -> io::Result<Vec<(BlobId, u64)>> {
         let (file, from) = {
             let p = self.pack(slot);
             (Arc::clone(&p.file), p.end)
         };
-        // A closed pack read for the first time: from its index file, if that is intact.
-        let indexed = (from == PACK_HEADER_BYTES)
-            .then(|| {
-                let p = self.pack(slot);
-                let raw = std::fs::read(index_path(&p.path)).ok()?;
-                decode_index(&raw, p.id, size)
-            })
-            .flatten();
+        let mut blobs = Vec::new();
         let mut tombstones = Vec::new();
-        // A closed pack without a usable index file gets one once scanned.
-        let mut headers = (from == PACK_HEADER_BYTES && indexed.is_none()).then(Vec::new);
-        let mut each = |offset: u64, h: RecordHeader| {
-            if let Some(headers) = headers.as_mut() {
-                headers.push((offset, h.encode()));
-            }
+        let end = scan_records(&file, from, size, |offset, h| {
             match h.kind {
-                KIND_BLOB => self.insert(
-                    h.id,
-                    Loc {
-                        slot,
-                        len: h.len,
-                        offset: data_offset(offset + RECORD_HEADER_BYTES as u64)?,
-                        written_ms: h.reference,
-                        crc: h.data_crc,
-                    },
-                ),
+                KIND_BLOB => blobs.push((h.id, Loc::of(slot, offset, &h)?)),
                 _ => tombstones.push((h.id, h.reference)),
             }
             Ok(())
+        })?;
+        for (id, loc) in blobs {
+            self.insert(id, loc);
+        }
+        self.pack_mut(slot).end = end;
+        Ok(tombstones)
+    }
+
+    /// Closes the open pack `slot` from its index file, if that is intact and covers `size`:
+    /// its map is replaced by the filter and fences. A copy the map had dropped stays dead; a
+    /// record past what the map had seen counts. Returns the tombstones past that point.
+    fn close(&mut self, slot: u32, size: u64) -> io::Result<Option<Vec<(BlobId, u64)>>> {
+        let (pack_id, path) = {
+            let p = self.pack(slot);
+            (p.id, p.path.clone())
         };
-        let end = match indexed {
-            Some(records) => {
-                for (offset, h) in records {
-                    each(offset, h)?;
-                }
-                size
-            }
-            None => scan_records(&file, from, size, each)?,
+        let mut idx = match File::open(index_path(&path)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
         };
+        let mut raw = Vec::new();
+        idx.read_to_end(&mut raw)?;
+        let Some(listed) = decode_index(&raw, pack_id, size) else {
+            return Ok(None);
+        };
+        drop(raw);
         let p = self.pack_mut(slot);
-        p.end = end;
-        // Only for a pack that ends with a whole record and that this process does not write
-        // (another process's pack still being written gets a stale one, ignored: it grows).
-        if let Some(headers) = headers
-            && end == size
-            && !p.active
-            && let Err(e) = save_index(&p.path, p.id, end, &headers)
-        {
-            tracing::debug!(pack = %p.path.display(), error = %e, "could not write a pack's index file");
+        let seen = p.end;
+        let empty = HashMap::new();
+        let map = match &p.form {
+            Form::Open(map) => map,
+            Form::Closed(_) => &empty,
+        };
+        let mut closed = Closed {
+            idx,
+            blobs: listed.blobs.len(),
+            fences: Vec::with_capacity(listed.blobs.len().div_ceil(INDEX_PAGE_ENTRIES)),
+            bloom: Bloom::with_capacity(listed.blobs.len()),
+            dead: vec![0; listed.blobs.len().div_ceil(64)],
+        };
+        let (mut live, mut live_blobs) = (0, 0);
+        for (pos, (offset, h)) in listed.blobs.iter().enumerate() {
+            closed.bloom.insert(h.id);
+            if pos % INDEX_PAGE_ENTRIES == 0 {
+                closed.fences.push(h.id.to_bytes());
+            }
+            let data_at = offset + RECORD_HEADER_BYTES as u64;
+            let counts = *offset >= seen
+                || matches!(map.get(&h.id), Some(Some(loc)) if loc.offset() == data_at);
+            if counts {
+                live += u64::from(h.len) + RECORD_HEADER_BYTES as u64;
+                live_blobs += 1;
+            } else {
+                closed.set_dead(pos);
+            }
+        }
+        p.form = Form::Closed(closed);
+        p.end = size;
+        p.live = live;
+        p.live_blobs = live_blobs;
+        Ok(Some(
+            listed
+                .tombstones
+                .into_iter()
+                .filter(|(offset, _)| *offset >= seen)
+                .map(|(_, h)| (h.id, h.reference))
+                .collect(),
+        ))
+    }
+
+    /// Brings the open pack `slot` up to date (from its index file if it has a usable one,
+    /// else by scanning what it gained) and closes it if no one writes it any longer.
+    /// Returns its new tombstones.
+    fn load(&mut self, slot: u32) -> io::Result<Vec<(BlobId, u64)>> {
+        let (file, path, pack_id) = {
+            let p = self.pack(slot);
+            (Arc::clone(&p.file), p.path.clone(), p.id)
+        };
+        let size = file.metadata()?.len();
+        if let Some(tombstones) = self.close(slot, size)? {
+            return Ok(tombstones);
+        }
+        let mut tombstones = if size > self.pack(slot).end {
+            self.scan(slot, size)?
+        } else {
+            Vec::new()
+        };
+        // No writer holds it (a writer that stopped without writing the index file, or a
+        // pack of index version 1): index it, and keep only its filter in memory.
+        if unlocked(&path)? {
+            match write_index(&path, pack_id, &file, size) {
+                Ok(()) => tombstones.extend(self.close(slot, size)?.unwrap_or_default()),
+                Err(e) => {
+                    tracing::debug!(pack = %path.display(), error = %e, "could not write a pack's index file");
+                }
+            }
         }
         Ok(tombstones)
     }
 
-    /// Reads the packs in `dir` this index does not know, and what the ones it knows (other
-    /// than this process's own) gained since; drops packs another process removed.
+    /// Reads the packs in `dir` this index does not know, and what the open ones it knows
+    /// (other than this process's own) gained since; drops packs another process removed.
     fn refresh(&mut self, dir: &Path) -> io::Result<()> {
         let mut found = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -372,18 +745,15 @@ impl Index {
             .filter(|(id, slot)| !present.contains(id) && !self.pack(**slot).active)
             .map(|(_, slot)| *slot)
             .collect();
-        if !gone.is_empty() {
-            // Compacted by another process: its blobs are in a newer pack, scanned below.
-            self.blobs.retain(|_, loc| !gone.contains(&loc.slot));
-            for slot in gone {
-                let info = self.packs[slot as usize].take().expect("a slot in use");
-                self.slots.remove(&info.id);
-            }
+        // Compacted by another process: its blobs are in a newer pack, read below.
+        for slot in gone {
+            self.remove_pack(slot);
         }
         let mut fresh = Vec::new();
         for (id, path) in found {
             if let Some(&slot) = self.slots.get(&id) {
-                if !self.pack(slot).active {
+                let p = self.pack(slot);
+                if !p.active && matches!(p.form, Form::Open(_)) {
                     fresh.push(slot);
                 }
                 continue;
@@ -416,49 +786,132 @@ impl Index {
                 created_ms,
                 end: PACK_HEADER_BYTES,
                 live: 0,
+                live_blobs: 0,
                 active: false,
+                form: Form::Open(HashMap::new()),
             }));
         }
-        // Oldest first: a later copy of a blob (compaction's) overrides an earlier one.
+        // Oldest first, so that a newer copy is read after the one it supersedes.
         fresh.sort_by_key(|slot| (self.pack(*slot).created_ms, self.pack(*slot).id));
         let mut tombstones = Vec::new();
         for slot in fresh {
-            let size = self.pack(slot).file.metadata()?.len();
-            if size > self.pack(slot).end {
-                tombstones.extend(self.scan(slot, size)?);
-            }
+            tombstones.extend(self.load(slot)?);
         }
         for (id, pack_id) in tombstones {
-            self.remove_in(id, pack_id);
+            self.remove_in(id, pack_id)?;
         }
         Ok(())
     }
+
+    /// Every blob whose copy counts and that was written before `cutoff_ms`.
+    fn written_before(&self, cutoff_ms: u64) -> io::Result<Vec<BlobId>> {
+        // Every copy, with its pack's rank (0: newest) and whether it counts; then per id
+        // the newest copy decides.
+        let mut copies: Vec<(BlobId, usize, bool)> = Vec::new();
+        for (rank, &slot) in self.newest_first.iter().enumerate() {
+            let p = self.pack(slot);
+            match &p.form {
+                Form::Open(map) => {
+                    copies.extend(map.iter().map(|(id, loc)| {
+                        (*id, rank, loc.is_some_and(|l| l.written_ms < cutoff_ms))
+                    }))
+                }
+                Form::Closed(c) => {
+                    let mut raw = vec![0u8; c.blobs * INDEX_ENTRY_BYTES];
+                    c.idx.read_exact_at(&mut raw, INDEX_HEADER_BYTES as u64)?;
+                    for (pos, e) in raw.chunks_exact(INDEX_ENTRY_BYTES).enumerate() {
+                        let (_, h) = decode_entry(e).ok_or_else(|| {
+                            io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!("pack {:016x}'s index file has a damaged entry", p.id),
+                            )
+                        })?;
+                        copies.push((h.id, rank, !c.is_dead(pos) && h.reference < cutoff_ms));
+                    }
+                }
+            }
+        }
+        copies.sort_unstable_by_key(|(id, rank, _)| (*id, *rank));
+        copies.dedup_by_key(|(id, _, _)| *id);
+        Ok(copies
+            .into_iter()
+            .filter_map(|(id, _, counts)| counts.then_some(id))
+            .collect())
+    }
 }
 
-/// The index file of a closed pack: every record's offset and header, so that opening a site
-/// reads these instead of scanning the packs' data. Layout (integers little-endian):
-/// `VALLUMPI`, u32 version, u32 zero, u64 pack id, u64 the pack's size it covers, u64 record
-/// count, then per record its u64 offset and its 40-byte header, then the CRC-32C of all before.
-/// It is a cache: a missing, damaged or stale one only means the pack is scanned.
-fn encode_index(pack_id: u64, end: u64, records: &[(u64, [u8; RECORD_HEADER_BYTES])]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(INDEX_HEADER_BYTES + records.len() * INDEX_ENTRY_BYTES + 4);
+/// No process holds pack `path`'s lock (no one writes or compacts it).
+fn unlocked(path: &Path) -> io::Result<bool> {
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok())
+}
+
+/// What a pack's index file lists.
+#[derive(Debug, PartialEq, Eq)]
+struct Listed {
+    /// Blob records, sorted by id, one per id.
+    blobs: Vec<(u64, RecordHeader)>,
+    /// Tombstone records, in pack order.
+    tombstones: Vec<(u64, RecordHeader)>,
+}
+
+/// The index file of a closed pack, version [`PACK_INDEX_VERSION`]: the pack's records, blob
+/// records sorted by id (the one at the highest offset if an id appears twice) then tombstones
+/// in pack order, so that a blob is found by reading one page of it. Layout (integers
+/// little-endian): `VALLUMPI`, u32 version, u32 zero, u64 pack id, u64 the pack's size it
+/// covers, u64 blob records, u64 tombstones, then per record its u64 offset and its 40-byte
+/// header, then the CRC-32C of all before. It is a cache: a missing, damaged or stale one (or
+/// one of version 1, whose records are in pack order) only means the pack is scanned.
+fn encode_index(pack_id: u64, size: u64, records: &[(u64, RecordHeader)]) -> Vec<u8> {
+    let mut blobs: Vec<&(u64, RecordHeader)> = records
+        .iter()
+        .filter(|(_, h)| h.kind == KIND_BLOB)
+        .collect();
+    // Stable: of two records of one id, the later stays last, and is kept.
+    blobs.sort_by_key(|(_, h)| h.id.to_bytes());
+    let mut unique: Vec<&(u64, RecordHeader)> = Vec::with_capacity(blobs.len());
+    for record in blobs {
+        match unique.last_mut() {
+            Some(last) if last.1.id == record.1.id => *last = record,
+            _ => unique.push(record),
+        }
+    }
+    let tombstones: Vec<_> = records
+        .iter()
+        .filter(|(_, h)| h.kind != KIND_BLOB)
+        .collect();
+    let count = unique.len() + tombstones.len();
+    let mut out = Vec::with_capacity(INDEX_HEADER_BYTES + count * INDEX_ENTRY_BYTES + 4);
     out.extend_from_slice(INDEX_MAGIC);
     out.extend_from_slice(&PACK_INDEX_VERSION.to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&pack_id.to_le_bytes());
-    out.extend_from_slice(&end.to_le_bytes());
-    out.extend_from_slice(&(records.len() as u64).to_le_bytes());
-    for (offset, header) in records {
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&(unique.len() as u64).to_le_bytes());
+    out.extend_from_slice(&(tombstones.len() as u64).to_le_bytes());
+    for (offset, header) in unique.into_iter().chain(tombstones) {
         out.extend_from_slice(&offset.to_le_bytes());
-        out.extend_from_slice(header);
+        out.extend_from_slice(&header.encode());
     }
     let crc = crc32c::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
 
-/// The records an index file lists, if it is intact and covers exactly `pack_id` up to `size`.
-fn decode_index(raw: &[u8], pack_id: u64, size: u64) -> Option<Vec<(u64, RecordHeader)>> {
+/// An index entry's offset and record header, if the header is intact.
+fn decode_entry(e: &[u8]) -> Option<(u64, RecordHeader)> {
+    let offset = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
+    let header = RecordHeader::decode(e[8..INDEX_ENTRY_BYTES].try_into().expect("a header"))?;
+    Some((offset, header))
+}
+
+/// What an index file lists, if it is intact, of this version, and covers exactly `pack_id`
+/// up to `size`.
+fn decode_index(raw: &[u8], pack_id: u64, size: u64) -> Option<Listed> {
     let body_len = raw.len().checked_sub(4)?;
     let (body, crc) = raw.split_at(body_len);
     let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
@@ -466,52 +919,66 @@ fn decode_index(raw: &[u8], pack_id: u64, size: u64) -> Option<Vec<(u64, RecordH
         || crc32c::crc32c(body) != u32::from_le_bytes(crc.try_into().ok()?)
         || &body[..8] != INDEX_MAGIC
         || body[8..12] != PACK_INDEX_VERSION.to_le_bytes()
+        || body[12..16] != [0; 4]
         || u64_at(16) != pack_id
         || u64_at(24) != size
     {
         return None;
     }
-    let count = usize::try_from(u64_at(32)).ok()?;
+    let blobs = usize::try_from(u64_at(32)).ok()?;
+    let tombstones = usize::try_from(u64_at(40)).ok()?;
     let entries = &body[INDEX_HEADER_BYTES..];
-    if entries.len() != count.checked_mul(INDEX_ENTRY_BYTES)? {
+    if entries.len()
+        != blobs
+            .checked_add(tombstones)?
+            .checked_mul(INDEX_ENTRY_BYTES)?
+    {
         return None;
     }
-    entries
-        .chunks_exact(INDEX_ENTRY_BYTES)
-        .map(|e| {
-            let offset = u64::from_le_bytes(e[..8].try_into().expect("8 bytes"));
-            let header = RecordHeader::decode(e[8..].try_into().expect("a record header"))?;
-            let end = offset + RECORD_HEADER_BYTES as u64 + u64::from(header.len);
-            (offset >= PACK_HEADER_BYTES && end <= size).then_some((offset, header))
-        })
-        .collect()
+    let mut listed = Listed {
+        blobs: Vec::with_capacity(blobs),
+        tombstones: Vec::with_capacity(tombstones),
+    };
+    for (i, e) in entries.chunks_exact(INDEX_ENTRY_BYTES).enumerate() {
+        let (offset, header) = decode_entry(e)?;
+        let end = offset.checked_add(RECORD_HEADER_BYTES as u64 + u64::from(header.len))?;
+        if offset < PACK_HEADER_BYTES || end > size || (header.kind == KIND_BLOB) != (i < blobs) {
+            return None;
+        }
+        if i < blobs {
+            // Strictly increasing ids: what a page lookup relies on.
+            if listed
+                .blobs
+                .last()
+                .is_some_and(|(_, last)| last.id.to_bytes() >= header.id.to_bytes())
+            {
+                return None;
+            }
+            listed.blobs.push((offset, header));
+        } else {
+            listed.tombstones.push((offset, header));
+        }
+    }
+    Some(listed)
 }
 
 fn index_path(pack: &Path) -> PathBuf {
     pack.with_extension(&INDEX_SUFFIX[1..])
 }
 
-/// Writes the index file of the closed pack `path` (whole records up to `end`): written
-/// aside, synced and renamed into place. Failing only costs a scan at the next open.
-fn write_index(path: &Path, pack_id: u64, file: &File, end: u64) -> io::Result<()> {
+/// Writes the index file of the closed pack `path`, covering its whole records up to `size`
+/// (a torn end past them, left by a crash, is never appended to): written aside, synced and
+/// renamed into place. Failing only costs a scan at the next open.
+fn write_index(path: &Path, pack_id: u64, file: &File, size: u64) -> io::Result<()> {
     let mut records = Vec::new();
-    let scanned = scan_records(file, PACK_HEADER_BYTES, end, |offset, h| {
-        records.push((offset, h.encode()));
+    scan_records(file, PACK_HEADER_BYTES, size, |offset, h| {
+        records.push((offset, h));
         Ok(())
     })?;
-    save_index(path, pack_id, scanned, &records)
-}
-
-fn save_index(
-    path: &Path,
-    pack_id: u64,
-    end: u64,
-    records: &[(u64, [u8; RECORD_HEADER_BYTES])],
-) -> io::Result<()> {
     let target = index_path(path);
     let tmp = target.with_extension("idx.tmp");
     let mut out = File::create(&tmp)?;
-    std::io::Write::write_all(&mut out, &encode_index(pack_id, end, records))?;
+    std::io::Write::write_all(&mut out, &encode_index(pack_id, size, &records))?;
     out.sync_all()?;
     std::fs::rename(&tmp, &target)
 }
@@ -628,30 +1095,29 @@ impl Packs {
         self.shared.index()
     }
 
-    /// Where `id` lies, if this process knows it packed.
-    pub(crate) fn locate(&self, id: BlobId) -> Option<(Arc<File>, Loc)> {
-        let index = self.index();
-        let loc = *index.blobs.get(&id)?;
-        Some((Arc::clone(&index.pack(loc.slot).file), loc))
+    /// Where `id` lies, if this process knows it packed, from memory and the page cache
+    /// only: `WouldBlock` when an index page must be read from the disk (then call
+    /// [`locate_blocking`](Self::locate_blocking) off the async runtime).
+    pub(crate) fn locate(&self, id: BlobId) -> io::Result<Option<(Arc<File>, Loc)>> {
+        self.index().locate(id, true)
     }
 
-    /// As [`locate`](Self::locate), after reading what other processes packed since
-    /// (blocking: call it off the async runtime).
+    /// As [`locate`](Self::locate), reading from the disk if need be (blocking).
+    pub(crate) fn locate_blocking(&self, id: BlobId) -> io::Result<Option<(Arc<File>, Loc)>> {
+        self.index().locate(id, false)
+    }
+
+    /// As [`locate_blocking`](Self::locate_blocking), after reading what other processes
+    /// packed since (blocking).
     pub(crate) fn locate_fresh(&self, id: BlobId) -> io::Result<Option<(Arc<File>, Loc)>> {
         self.shared.index_mut().refresh(&self.shared.dir)?;
-        Ok(self.locate(id))
+        self.locate_blocking(id)
     }
 
     /// Every packed blob written before `cutoff_ms`, after a refresh (blocking).
     pub(crate) fn written_before(&self, cutoff_ms: u64) -> io::Result<Vec<BlobId>> {
-        let mut index = self.shared.index_mut();
-        index.refresh(&self.shared.dir)?;
-        Ok(index
-            .blobs
-            .iter()
-            .filter(|(_, loc)| loc.written_ms < cutoff_ms)
-            .map(|(id, _)| *id)
-            .collect())
+        self.shared.index_mut().refresh(&self.shared.dir)?;
+        self.index().written_before(cutoff_ms)
     }
 
     /// Hands `op` to the writer thread (started on first use).
@@ -701,9 +1167,14 @@ impl Packs {
         let packs: Vec<_> = index.packs.iter().flatten().collect();
         PackStats {
             packs: packs.len(),
-            blobs: index.blobs.len(),
+            blobs: packs.iter().map(|p| p.live_blobs).sum(),
             pack_bytes: packs.iter().map(|p| p.end).sum(),
             live_bytes: packs.iter().map(|p| p.live).sum(),
+            index_bytes: packs.iter().map(|p| p.index_bytes()).sum(),
+            open_packs: packs
+                .iter()
+                .filter(|p| matches!(p.form, Form::Open(_)))
+                .count(),
         }
     }
 }
@@ -735,11 +1206,15 @@ pub struct PackStats {
     /// Pack files.
     pub packs: usize,
     /// Live packed blobs.
-    pub blobs: usize,
+    pub blobs: u64,
     /// Bytes of all packs.
     pub pack_bytes: u64,
     /// Bytes of live records in them.
     pub live_bytes: u64,
+    /// Bytes of memory the index of where they lie takes (approximately).
+    pub index_bytes: usize,
+    /// Packs indexed in memory in full: being written, or without a usable index file.
+    pub open_packs: usize,
 }
 
 /// The pack this process appends to.
@@ -749,6 +1224,8 @@ struct Active {
     /// Opened for writing; holds the pack's `flock` while open.
     file: File,
     end: u64,
+    /// Writes and deletes it has taken (it closes at [`PACK_MAX_WRITES`]).
+    writes: u32,
 }
 
 /// A sparse pack being compacted.
@@ -878,28 +1355,43 @@ impl Writer {
             created_ms,
             end: PACK_HEADER_BYTES,
             live: 0,
+            live_blobs: 0,
             active: true,
+            form: Form::Open(HashMap::new()),
         });
         Ok(Active {
             slot,
             id,
             file,
             end: PACK_HEADER_BYTES,
+            writes: 0,
         })
     }
 
-    /// Stops writing the active pack: it is closed (its lock released) and may be compacted.
+    /// Stops writing the active pack: it is closed (its lock released) and may be compacted;
+    /// its index file is written, and memory keeps only its filter.
     fn retire(&mut self) {
-        if let Some(active) = self.active.take() {
-            let path = {
-                let mut index = self.index_mut();
-                let pack = index.pack_mut(active.slot);
-                pack.active = false;
-                pack.path.clone()
-            };
-            if let Err(e) = write_index(&path, active.id, &active.file, active.end) {
-                tracing::warn!(pack = %path.display(), error = %e, "could not write a pack's index file; the pack will be scanned at the next open");
+        let Some(active) = self.active.take() else {
+            return;
+        };
+        let path = {
+            let mut index = self.index_mut();
+            let pack = index.pack_mut(active.slot);
+            pack.active = false;
+            pack.path.clone()
+        };
+        let closed = active.file.metadata().and_then(|m| {
+            write_index(&path, active.id, &active.file, m.len())?;
+            let mut index = self.index_mut();
+            // Nothing past what this writer appended and indexed, unless a failed group
+            // could not be cut back: its records are indexed, never acknowledged.
+            for (id, pack_id) in index.close(active.slot, m.len())?.unwrap_or_default() {
+                index.remove_in(id, pack_id)?;
             }
+            Ok(())
+        });
+        if let Err(e) = closed {
+            tracing::warn!(pack = %path.display(), error = %e, "could not write a pack's index file; its index stays in memory, and the pack will be scanned at the next open");
         }
     }
 
@@ -924,7 +1416,13 @@ impl Writer {
             return Err(e);
         }
         active.end += buf.len() as u64;
-        let (end, full) = (active.end, active.end >= PACK_TARGET_BYTES);
+        active.writes = active
+            .writes
+            .saturating_add(u32::try_from(effects.len()).unwrap_or(u32::MAX));
+        let (end, full) = (
+            active.end,
+            active.end >= PACK_TARGET_BYTES || active.writes >= PACK_MAX_WRITES,
+        );
         {
             let mut index = self.index_mut();
             index.pack_mut(slot).end = end;
@@ -937,7 +1435,10 @@ impl Writer {
                         index.insert(id, loc);
                     }
                     Effect::Remove(id, pack_id) => {
-                        index.remove_in(id, pack_id);
+                        // Durable: a failure here only leaves it to be applied at the next open.
+                        if let Err(e) = index.remove_in(id, pack_id) {
+                            tracing::warn!(error = %e, "a pack's index could not apply a deletion");
+                        }
                     }
                     Effect::Nothing => {}
                 }
@@ -973,7 +1474,16 @@ impl Writer {
                         }
                     } else {
                         let index = self.index();
-                        index.blobs.get(&id).map(|loc| index.pack(loc.slot).id)
+                        match index.newest_copy(id, false) {
+                            Ok(copy) => copy
+                                .filter(|c| c.loc.is_some())
+                                .map(|c| index.pack(c.slot).id),
+                            Err(e) => {
+                                drop(index);
+                                let _ = reply.send(Err(e));
+                                continue;
+                            }
+                        }
                     };
                     match in_pack {
                         Some(pack_id) => {
@@ -1026,6 +1536,9 @@ impl Writer {
         let mut next = from;
         let mut live = Vec::new();
         let mut carried = Vec::new();
+        // Copies that count here but are superseded by a newer pack's (left by a compaction
+        // a crash cut short): not moved, and no longer counted.
+        let mut superseded = Vec::new();
         let scanned = {
             let index = self.index();
             scan_records(&file, from, end, |at, h| {
@@ -1036,12 +1549,16 @@ impl Writer {
                 match h.kind {
                     KIND_BLOB => {
                         let data_at = at + RECORD_HEADER_BYTES as u64;
-                        if index
-                            .blobs
-                            .get(&h.id)
-                            .is_some_and(|loc| loc.slot == slot && loc.offset() == data_at)
-                        {
-                            live.push((h, data_at));
+                        let here = index
+                            .copy_in(slot, h.id, false)?
+                            .filter(|c| c.loc.is_some_and(|l| l.offset() == data_at));
+                        if let Some(here) = here {
+                            let newest = index.newest_copy(h.id, false)?;
+                            if newest.is_some_and(|c| c.slot == slot) {
+                                live.push((h, data_at));
+                            } else {
+                                superseded.push((h.id, here));
+                            }
                         }
                     }
                     // A tombstone is kept while the pack whose copy it deletes is there.
@@ -1064,6 +1581,12 @@ impl Writer {
             }
             _ => {}
         }
+        {
+            let mut index = self.index_mut();
+            for (id, copy) in superseded {
+                index.kill(id, copy);
+            }
+        }
         let mut buf = Vec::new();
         let mut effects = Vec::new();
         for (h, data_at) in live {
@@ -1077,6 +1600,14 @@ impl Writer {
             effects.push(Effect::Nothing);
         }
         if !buf.is_empty() {
+            // The copies must go to a pack created after this one, or theirs would not count.
+            let older = self.active.as_ref().is_some_and(|a| {
+                let index = self.index();
+                !index.pack(a.slot).newer_than(index.pack(slot))
+            });
+            if older {
+                self.retire();
+            }
             self.append(&buf, effects)?;
         }
         let c = self.compaction.as_mut().expect("checked above");
@@ -1084,14 +1615,13 @@ impl Writer {
         if next >= end {
             let path = {
                 let mut index = self.index_mut();
-                if index.blobs.values().any(|loc| loc.slot == slot) {
+                if index.pack(slot).live_blobs > 0 {
                     // Not every live record was moved: keep the pack.
                     return Err(io::Error::other(format!(
                         "pack {pack_id:016x} still holds live blobs after compaction"
                     )));
                 }
-                let info = index.packs[slot as usize].take().expect("a slot in use");
-                index.slots.remove(&info.id);
+                let info = index.remove_pack(slot);
                 std::fs::remove_file(&info.path)?;
                 match std::fs::remove_file(index_path(&info.path)) {
                     Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
@@ -1152,13 +1682,14 @@ impl Writer {
                 // Another process writes or compacts it.
                 continue;
             }
-            // Read its end again under the lock: its writer may have appended until it let go.
-            let size = lock.metadata()?.len();
-            let tombstones = self.index_mut().scan(slot, size)?;
+            // An open one is read again under the lock: its writer may have appended until it
+            // let go. (A closed one does not change.)
             {
                 let mut index = self.index_mut();
-                for (id, pack_id) in tombstones {
-                    index.remove_in(id, pack_id);
+                if matches!(index.pack(slot).form, Form::Open(_)) {
+                    for (id, pack_id) in index.load(slot)? {
+                        index.remove_in(id, pack_id)?;
+                    }
                 }
             }
             let end = self.index().pack(slot).end;
@@ -1195,28 +1726,15 @@ pub(crate) fn read_packed_cached(
 ) -> Option<io::Result<Vec<u8>>> {
     let len = usize::try_from(range.end - range.start).ok()?;
     let mut data = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        let at = loc.offset() + range.start + done as u64;
-        match rustix::io::preadv2(
-            file,
-            &mut [io::IoSliceMut::new(&mut data[done..])],
-            at,
-            rustix::io::ReadWriteFlags::NOWAIT,
-        ) {
-            Ok(0) => {
-                return Some(Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "a packed blob ends early",
-                )));
-            }
-            Ok(n) => done += n,
-            Err(rustix::io::Errno::INTR) => {}
-            // Not cached (EAGAIN), or no RWF_NOWAIT here (EOPNOTSUPP, ENOSYS): read blocking.
-            Err(_) => return None,
-        }
+    match read_at(file, &mut data, loc.offset() + range.start, true) {
+        Ok(()) => Some(check_packed(data, loc, &range)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Some(Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "a packed blob ends early",
+        ))),
+        Err(e) => Some(Err(e)),
     }
-    Some(check_packed(data, loc, &range))
 }
 
 /// `data`, read for `range` of a packed blob, if a whole blob matches its checksum.
@@ -1256,21 +1774,32 @@ mod tests {
     }
 
     #[test]
-    fn index_files_round_trip_and_refuse_what_does_not_match() {
-        let a = RecordHeader::blob(BlobId::random(), 7, &[Bytes::from_static(b"hello")]);
-        let b = RecordHeader::tombstone(a.id, 99);
-        let size = PACK_HEADER_BYTES + 2 * RECORD_HEADER_BYTES as u64 + 5;
+    fn index_files_sort_blobs_by_id_and_refuse_what_does_not_match() {
+        let low = BlobId::from_bytes([1; 16]);
+        let high = BlobId::from_bytes([9; 16]);
+        let data = [Bytes::from_static(b"hello")];
+        let record = PACK_HEADER_BYTES;
+        let step = RECORD_HEADER_BYTES as u64 + 5;
+        // In pack order: high, low, a tombstone, then a later copy of high.
         let records = [
-            (PACK_HEADER_BYTES, a.encode()),
+            (record, RecordHeader::blob(high, 7, &data)),
+            (record + step, RecordHeader::blob(low, 8, &data)),
+            (record + 2 * step, RecordHeader::tombstone(low, 99)),
             (
-                PACK_HEADER_BYTES + RECORD_HEADER_BYTES as u64 + 5,
-                b.encode(),
+                record + 2 * step + RECORD_HEADER_BYTES as u64,
+                RecordHeader::blob(high, 9, &data),
             ),
         ];
+        let size = records[3].0 + step;
         let raw = encode_index(42, size, &records);
+        assert_eq!(raw.len(), INDEX_HEADER_BYTES + 3 * INDEX_ENTRY_BYTES + 4);
+        // Blobs by id, one per id (the later copy of `high`), then the tombstone.
         assert_eq!(
             decode_index(&raw, 42, size),
-            Some(vec![(records[0].0, a), (records[1].0, b)])
+            Some(Listed {
+                blobs: vec![records[1], records[3]],
+                tombstones: vec![records[2]],
+            })
         );
         // Another pack, a pack that grew since, any flipped bit, a cut file: not used.
         assert_eq!(decode_index(&raw, 43, size), None);
@@ -1282,6 +1811,41 @@ mod tests {
         }
         assert_eq!(decode_index(&raw[..raw.len() - 1], 42, size), None);
         assert_eq!(decode_index(&[], 42, size), None);
+        // Version 1 (records in pack order) is not read: the pack is scanned and re-indexed.
+        let mut v1 = raw[..raw.len() - 4].to_vec();
+        v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&v1);
+        v1.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_index(&v1, 42, size), None);
+        // Blobs out of order (a page lookup would miss them) are refused.
+        let mut swapped = raw[..raw.len() - 4].to_vec();
+        let (first, second) = (INDEX_HEADER_BYTES, INDEX_HEADER_BYTES + INDEX_ENTRY_BYTES);
+        let entry = swapped[first..second].to_vec();
+        swapped.copy_within(second..second + INDEX_ENTRY_BYTES, first);
+        swapped[second..second + INDEX_ENTRY_BYTES].copy_from_slice(&entry);
+        let crc = crc32c::crc32c(&swapped);
+        swapped.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(decode_index(&swapped, 42, size), None);
+    }
+
+    #[test]
+    fn the_bloom_filter_never_misses_and_rarely_errs() {
+        let held: Vec<BlobId> = (0..20_000).map(|_| BlobId::random()).collect();
+        let mut bloom = Bloom::with_capacity(held.len());
+        for id in &held {
+            bloom.insert(*id);
+        }
+        assert!(held.iter().all(|id| bloom.may_contain(*id)));
+        let false_positives = (0..20_000)
+            .filter(|_| bloom.may_contain(BlobId::random()))
+            .count();
+        // About 1 % expected at 10 bits per blob; 3 % would mean a broken hash.
+        assert!(false_positives < 600, "{false_positives} of 20000");
+        // 10 bits per blob, rounded up to whole blocks.
+        assert_eq!(
+            bloom.blocks.len(),
+            (20_000 * BLOOM_BITS_PER_BLOB).div_ceil(512)
+        );
     }
 
     #[test]

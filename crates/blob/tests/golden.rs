@@ -120,3 +120,28 @@ fn the_encoder_writes_the_golden_pack() {
         std::fs::read(golden("site-v2/packs/0123456789abcdef.pack")).unwrap()
     );
 }
+
+#[tokio::test]
+async fn a_pack_index_of_version_1_is_rebuilt_as_the_golden_version_2() {
+    // Both index files were written by tests/golden/pack-index/make.py from the format as
+    // docs/formats/on-disk.md states it.
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&golden("site-v2"), dir.path());
+    let idx = dir.path().join("packs/0123456789abcdef.idx");
+    std::fs::copy(golden("pack-index/v1.idx"), &idx).unwrap();
+    let store = LocalBlobStore::open(dir.path()).unwrap();
+    assert_eq!(
+        std::fs::read(&idx).unwrap(),
+        std::fs::read(golden("pack-index/v2.idx")).unwrap()
+    );
+    // Read through the new index: the packed blob, and not the deleted one.
+    let packed = BlobId::from_str("00112233445566778899aabbccddeeff").unwrap();
+    assert_eq!(read(&store, packed, 0..12).await, b"packed hello");
+    let deleted = BlobId::from_str("ffeeddccbbaa99887766554433221100").unwrap();
+    assert!(store.size(deleted).await.is_err());
+    drop(store);
+    // A site with the version 2 file opens from it as it is.
+    let store = LocalBlobStore::open(dir.path()).unwrap();
+    assert_eq!(read(&store, packed, 7..12).await, b"hello");
+    assert_eq!(store.pack_stats().blobs, 1);
+}
