@@ -956,6 +956,8 @@ mod tests {
         assert_eq!(read_all(&b, w).await.unwrap(), content(3, 10));
         assert_eq!(read_all(&b, x).await.unwrap(), content(1, 500));
         assert!(matches!(b.size(z).await, Err(BlobError::NotFound(_))));
+        // Written before now (to the millisecond).
+        tokio::time::sleep(Duration::from_millis(5)).await;
         let mut listed = b.list_older_than(Duration::ZERO).await.unwrap();
         listed.sort();
         let mut want = vec![x, w];

@@ -80,11 +80,11 @@ const INDEX_MAGIC: &[u8; 8] = b"VALLUMPI";
 const INDEX_HEADER_BYTES: usize = 48;
 const INDEX_ENTRY_BYTES: usize = 8 + RECORD_HEADER_BYTES;
 const INDEX_SUFFIX: &str = ".idx";
-const KIND_BLOB: u8 = 1;
+pub(crate) const KIND_BLOB: u8 = 1;
 const KIND_TOMBSTONE: u8 = 2;
 const PACK_SUFFIX: &str = ".pack";
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -119,16 +119,16 @@ fn decode_pack_header(h: &[u8; PACK_HEADER_BYTES as usize], path: &Path) -> io::
 
 /// One record's header as written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RecordHeader {
-    kind: u8,
-    len: u32,
-    id: BlobId,
-    reference: u64,
-    data_crc: u32,
+pub(crate) struct RecordHeader {
+    pub(crate) kind: u8,
+    pub(crate) len: u32,
+    pub(crate) id: BlobId,
+    pub(crate) reference: u64,
+    pub(crate) data_crc: u32,
 }
 
 impl RecordHeader {
-    fn blob(id: BlobId, written_ms: u64, data: &[Bytes]) -> Self {
+    pub(crate) fn blob(id: BlobId, written_ms: u64, data: &[Bytes]) -> Self {
         let len = data.iter().map(Bytes::len).sum::<usize>();
         Self {
             kind: KIND_BLOB,
@@ -139,7 +139,7 @@ impl RecordHeader {
         }
     }
 
-    fn tombstone(id: BlobId, pack_id: u64) -> Self {
+    pub(crate) fn tombstone(id: BlobId, pack_id: u64) -> Self {
         Self {
             kind: KIND_TOMBSTONE,
             len: 0,
@@ -149,7 +149,7 @@ impl RecordHeader {
         }
     }
 
-    fn encode(&self) -> [u8; RECORD_HEADER_BYTES] {
+    pub(crate) fn encode(&self) -> [u8; RECORD_HEADER_BYTES] {
         let mut h = [0u8; RECORD_HEADER_BYTES];
         h[0] = self.kind;
         h[4..8].copy_from_slice(&self.len.to_le_bytes());
@@ -852,11 +852,11 @@ fn unlocked(path: &Path) -> io::Result<bool> {
 
 /// What a pack's index file lists.
 #[derive(Debug, PartialEq, Eq)]
-struct Listed {
+pub(crate) struct Listed {
     /// Blob records, sorted by id, one per id.
-    blobs: Vec<(u64, RecordHeader)>,
+    pub(crate) blobs: Vec<(u64, RecordHeader)>,
     /// Tombstone records, in pack order.
-    tombstones: Vec<(u64, RecordHeader)>,
+    pub(crate) tombstones: Vec<(u64, RecordHeader)>,
 }
 
 /// The index file of a closed pack, version [`PACK_INDEX_VERSION`]: the pack's records, blob
@@ -866,7 +866,7 @@ struct Listed {
 /// covers, u64 blob records, u64 tombstones, then per record its u64 offset and its 40-byte
 /// header, then the CRC-32C of all before. It is a cache: a missing, damaged or stale one (or
 /// one of version 1, whose records are in pack order) only means the pack is scanned.
-fn encode_index(pack_id: u64, size: u64, records: &[(u64, RecordHeader)]) -> Vec<u8> {
+pub(crate) fn encode_index(pack_id: u64, size: u64, records: &[(u64, RecordHeader)]) -> Vec<u8> {
     let mut blobs: Vec<&(u64, RecordHeader)> = records
         .iter()
         .filter(|(_, h)| h.kind == KIND_BLOB)
@@ -911,7 +911,7 @@ fn decode_entry(e: &[u8]) -> Option<(u64, RecordHeader)> {
 
 /// What an index file lists, if it is intact, of this version, and covers exactly `pack_id`
 /// up to `size`.
-fn decode_index(raw: &[u8], pack_id: u64, size: u64) -> Option<Listed> {
+pub(crate) fn decode_index(raw: &[u8], pack_id: u64, size: u64) -> Option<Listed> {
     let body_len = raw.len().checked_sub(4)?;
     let (body, crc) = raw.split_at(body_len);
     let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));

@@ -1,9 +1,11 @@
 //! A `BlobStore` over a remote object store — any S3-compatible endpoint or Azure Blob
 //! Storage — through the `object_store` crate.
 //!
-//! The site sees only `<prefix>/blobs/<xx>/<blob-id>` objects holding what the service writes
-//! (ciphertext): no bucket or object name. A blob smaller than [`REMOTE_PART_BYTES`] is one
-//! PUT; a larger one streams as a multipart upload of that part size, at most
+//! The site sees only `<prefix>/blobs/<xx>/<blob-id>` and `<prefix>/packs/<pack-id>.pack`
+//! objects holding what the service writes (ciphertext): no bucket or object name. A blob of
+//! at most [`PACK_MAX_BLOB_BYTES`] goes into a pack object with the other small writes of that
+//! moment ([`crate::remote_pack`]); one smaller than [`REMOTE_PART_BYTES`] is one PUT; a
+//! larger one streams as a multipart upload of that part size, at most
 //! [`REMOTE_PARTS_IN_FLIGHT`] parts at a time, and becomes visible only when the upload
 //! completes (it is aborted if the input fails). Retries and timeouts are bounded, so a site
 //! that is down is an error within [`REMOTE_RETRY_TIMEOUT`], not a hang; after
@@ -25,6 +27,9 @@ use object_store::{
 };
 use vallum_core::blob::{BlobError, BlobStore, ByteStream, SiteHealth};
 use vallum_types::BlobId;
+
+use crate::pack::PACK_MAX_BLOB_BYTES;
+use crate::remote_pack::{RemoteLoc, RemotePackStats, RemotePacks, site_error};
 
 /// Part size of multipart uploads to a remote site (S3 needs at least 5 MiB but the last).
 pub const REMOTE_PART_BYTES: usize = 8 * 1024 * 1024;
@@ -114,6 +119,7 @@ pub struct RemoteBlobStore {
     prefix: Path,
     label: String,
     health: Arc<Mutex<HealthState>>,
+    packs: Arc<RemotePacks>,
 }
 
 impl std::fmt::Debug for RemoteBlobStore {
@@ -192,12 +198,27 @@ impl RemoteBlobStore {
     /// Blobs in any object store (the in-memory one in tests), under `prefix`.
     #[must_use]
     pub fn over(store: Arc<dyn ObjectStore>, prefix: &str, label: String) -> Self {
+        let prefix = Path::from(prefix);
         Self {
+            packs: Arc::new(RemotePacks::new(Arc::clone(&store), &prefix, label.clone())),
             store,
-            prefix: Path::from(prefix),
+            prefix,
             label,
             health: Arc::default(),
         }
+    }
+
+    /// How many pack objects and packed blobs the site holds, as far as this gateway knows.
+    #[must_use]
+    pub fn pack_stats(&self) -> RemotePackStats {
+        self.packs.stats()
+    }
+
+    /// Runs one compaction step of the site's pack objects now (the writer also runs them
+    /// every few seconds); `true` if it compacted something.
+    pub async fn compact_packs(&self) -> Result<bool, BlobError> {
+        self.gate()?;
+        self.record(self.packs.compact_now().await)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, HealthState> {
@@ -269,13 +290,7 @@ impl RemoteBlobStore {
     /// Transport failures, timeouts and server errors (after retries) are outages; refusals
     /// (credentials, permissions, bad configuration) are the site answering: plain errors.
     fn site_error(&self, e: object_store::Error) -> BlobError {
-        let text = format!("site {}: {e}", self.label);
-        match e {
-            object_store::Error::Generic { .. } | object_store::Error::JoinError { .. } => {
-                BlobError::Unavailable(text)
-            }
-            _ => BlobError::Io(io::Error::other(text)),
-        }
+        site_error(&self.label, e)
     }
 
     async fn multipart(
@@ -336,16 +351,18 @@ impl BlobStore for RemoteBlobStore {
 
     async fn delete(&self, id: BlobId) -> Result<(), BlobError> {
         self.gate()?;
-        let outcome = match self.store.delete(&self.path(id)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.failure(id, e)),
-        };
-        self.record(outcome)
+        self.record(self.delete_blob(id).await)
     }
 
     async fn list_older_than(&self, age: Duration) -> Result<Vec<BlobId>, BlobError> {
         self.gate()?;
-        self.record(self.list_before(age).await)
+        let listed = async {
+            let mut out = self.list_before(age).await?;
+            let cutoff = u64::try_from(chrono_cutoff(age)).unwrap_or(0);
+            out.extend(self.packs.written_before(cutoff).await?);
+            Ok(out)
+        };
+        self.record(listed.await)
     }
 
     async fn sweep_temp(&self, _age: Duration) -> Result<u64, BlobError> {
@@ -380,6 +397,11 @@ impl RemoteBlobStore {
             match data.next().await {
                 Some(Ok(chunk)) => head.extend_from_slice(&chunk),
                 Some(Err(e)) => return Err(BlobError::Source(e)),
+                None if head.len() <= PACK_MAX_BLOB_BYTES => {
+                    let len = head.len() as u64;
+                    self.packs.put(id, vec![head.freeze()]).await?;
+                    return Ok(len);
+                }
                 None => {
                     let len = head.len() as u64;
                     self.store
@@ -396,7 +418,90 @@ impl RemoteBlobStore {
     /// One ranged GET; the answer carries the blob's size, so the range is checked against
     /// it without a HEAD first (a HEAD only tells a missing blob from a bad range when the
     /// GET fails, and answers an empty range).
+    /// Where `id` lies packed: as this gateway knows, or after listing the packs again when
+    /// `fresh` (another gateway's write, or a pack it compacted away).
+    async fn packed(&self, id: BlobId, fresh: bool) -> Result<Option<RemoteLoc>, BlobError> {
+        if fresh {
+            self.packs.locate_fresh(id).await
+        } else {
+            self.packs.locate(id).await
+        }
+    }
+
+    /// Reads `range` of packed blob `id` at `loc`, listing the packs again once if its pack
+    /// object is gone; `None` if it is not packed after all.
+    async fn read_packed(
+        &self,
+        id: BlobId,
+        mut loc: RemoteLoc,
+        range: Range<u64>,
+    ) -> Result<Option<Bytes>, BlobError> {
+        for fresh in [false, true] {
+            if fresh {
+                match self.packed(id, true).await? {
+                    Some(again) => loc = again,
+                    None => return Ok(None),
+                }
+            }
+            if range.start > range.end || range.end > u64::from(loc.len) {
+                return Err(BlobError::OutOfRange {
+                    id,
+                    start: range.start,
+                    end: range.end,
+                    size_bytes: u64::from(loc.len),
+                });
+            }
+            if let Some(bytes) = self.packs.read(loc, range.clone()).await? {
+                return Ok(Some(bytes));
+            }
+        }
+        Err(BlobError::NotFound(id))
+    }
+
     async fn get_range(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
+        if let Some(loc) = self.packed(id, false).await?
+            && let Some(bytes) = self.read_packed(id, loc, range.clone()).await?
+        {
+            return Ok(Box::pin(futures::stream::iter(
+                (!bytes.is_empty()).then_some(Ok(bytes)),
+            )));
+        }
+        match self.get_object(id, range.clone()).await {
+            Err(BlobError::NotFound(_)) => match self.packed(id, true).await? {
+                Some(loc) => match self.read_packed(id, loc, range).await? {
+                    Some(bytes) => Ok(Box::pin(futures::stream::iter(
+                        (!bytes.is_empty()).then_some(Ok(bytes)),
+                    ))),
+                    None => Err(BlobError::NotFound(id)),
+                },
+                None => Err(BlobError::NotFound(id)),
+            },
+            other => other,
+        }
+    }
+
+    /// Deletes `id`: its own object if it has one, else its packed copy (a tombstone).
+    async fn delete_blob(&self, id: BlobId) -> Result<(), BlobError> {
+        if self.packed(id, false).await?.is_some() {
+            return self.packs.delete(id).await;
+        }
+        match self.store.head(&self.path(id)).await {
+            Ok(_) => match self.store.delete(&self.path(id)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.failure(id, e)),
+            },
+            // Perhaps packed by another gateway.
+            Err(object_store::Error::NotFound { .. }) => {
+                if self.packed(id, true).await?.is_some() {
+                    self.packs.delete(id).await?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.failure(id, e)),
+        }
+    }
+
+    async fn get_object(&self, id: BlobId, range: Range<u64>) -> Result<ByteStream, BlobError> {
         let out_of_range = |size_bytes: u64| BlobError::OutOfRange {
             id,
             start: range.start,
@@ -437,12 +542,17 @@ impl RemoteBlobStore {
     }
 
     async fn head_size(&self, id: BlobId) -> Result<u64, BlobError> {
-        let meta = self
-            .store
-            .head(&self.path(id))
-            .await
-            .map_err(|e| self.failure(id, e))?;
-        Ok(meta.size)
+        if let Some(loc) = self.packed(id, false).await? {
+            return Ok(u64::from(loc.len));
+        }
+        match self.store.head(&self.path(id)).await {
+            Ok(meta) => Ok(meta.size),
+            Err(object_store::Error::NotFound { .. }) => match self.packed(id, true).await? {
+                Some(loc) => Ok(u64::from(loc.len)),
+                None => Err(BlobError::NotFound(id)),
+            },
+            Err(e) => Err(self.failure(id, e)),
+        }
     }
 
     async fn list_before(&self, age: Duration) -> Result<Vec<BlobId>, BlobError> {
@@ -479,6 +589,8 @@ fn chrono_cutoff(age: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pack::{PACK_HEADER_BYTES, RECORD_HEADER_BYTES};
+    use crate::remote_pack::REMOTE_MERGE_MIN_PACKS;
 
     struct TestStore {
         store: RemoteBlobStore,
@@ -610,6 +722,232 @@ mod tests {
             h.next_attempt_in_ms.unwrap() > SITE_BACKOFF_MIN.as_millis() as u64,
             "{h:?}"
         );
+    }
+
+    fn body(seed: usize, len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 + seed * 7 + 1) as u8).collect()
+    }
+
+    async fn read(
+        store: &RemoteBlobStore,
+        id: BlobId,
+        range: Range<u64>,
+    ) -> Result<Vec<u8>, BlobError> {
+        let stream = store.get(id, range).await?;
+        Ok(stream
+            .try_fold(Vec::new(), |mut acc, chunk| async move {
+                acc.extend_from_slice(&chunk);
+                Ok(acc)
+            })
+            .await?)
+    }
+
+    async fn put(store: &RemoteBlobStore, id: BlobId, data: Vec<u8>) -> u64 {
+        store
+            .put(id, Box::pin(futures::stream::iter([Ok(Bytes::from(data))])))
+            .await
+            .unwrap()
+    }
+
+    /// Every object on the site: name and bytes.
+    async fn objects(memory: &object_store::memory::InMemory) -> Vec<(String, Bytes)> {
+        let metas: Vec<_> = memory.list(None).map(|m| m.unwrap()).collect().await;
+        let mut out = Vec::new();
+        for m in metas {
+            let bytes = memory
+                .get(&m.location)
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            out.push((m.location.to_string(), bytes));
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_small_blobs_share_pack_objects_read_by_range() {
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let store = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        let ids: Vec<BlobId> = (0..200).map(|_| BlobId::random()).collect();
+        let writes = ids.iter().enumerate().map(|(i, id)| {
+            let (store, id) = (store.clone(), *id);
+            tokio::spawn(async move { put(&store, id, body(i, 1000 + i)).await })
+        });
+        for (i, w) in futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .enumerate()
+        {
+            assert_eq!(w.unwrap(), 1000 + i as u64);
+        }
+        // Fewer provider objects than blobs, all pack objects named by an opaque pack id.
+        let names: Vec<String> = objects(&memory).await.into_iter().map(|(n, _)| n).collect();
+        assert!(
+            names.len() < 200 / 4,
+            "{} objects for 200 blobs",
+            names.len()
+        );
+        assert!(
+            names.iter().all(|n| n.starts_with("p/packs/")
+                && n.len() == "p/packs/".len() + 21
+                && n.ends_with(".pack")),
+            "{names:?}"
+        );
+        assert_eq!(store.pack_stats().blobs, 200);
+        // Read back whole, by range, and past the end.
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(
+                read(&store, *id, 0..1000).await.unwrap(),
+                body(i, 1000 + i)[..1000]
+            );
+        }
+        assert_eq!(
+            read(&store, ids[9], 10..20).await.unwrap(),
+            body(9, 1009)[10..20]
+        );
+        assert_eq!(store.size(ids[9]).await.unwrap(), 1009);
+        assert!(matches!(
+            read(&store, ids[9], 10..5000).await,
+            Err(BlobError::OutOfRange {
+                size_bytes: 1009,
+                ..
+            })
+        ));
+        // A gateway that starts later learns the packs from the site alone.
+        let other = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        assert_eq!(
+            read(&other, ids[150], 0..1150).await.unwrap(),
+            body(150, 1150)
+        );
+        let mut listed = other.list_older_than(Duration::ZERO).await.unwrap();
+        listed.sort();
+        let mut want = ids.clone();
+        want.sort();
+        // Written before now: what ran in the same millisecond may be left out.
+        assert!(listed.len() >= 190 && listed.iter().all(|id| want.binary_search(id).is_ok()));
+        // A blob just past the threshold is an object of its own.
+        let large = BlobId::random();
+        put(&store, large, body(1, PACK_MAX_BLOB_BYTES + 1)).await;
+        let id_text = large.to_string();
+        assert!(
+            objects(&memory)
+                .await
+                .iter()
+                .any(|(n, _)| *n == format!("p/blobs/{}/{id_text}", &id_text[..2]))
+        );
+        assert_eq!(read(&other, large, 0..5).await.unwrap(), body(1, 5));
+    }
+
+    #[tokio::test]
+    async fn deleted_packed_blobs_stay_deleted_and_compaction_removes_their_bytes() {
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let store = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        // Distinct markers, to look for in the site's bytes afterwards.
+        let marker = |i: usize| format!("marker-{i:04}-").repeat(50).into_bytes();
+        let ids: Vec<BlobId> = (0..40).map(|_| BlobId::random()).collect();
+        futures::stream::iter(ids.iter().enumerate())
+            .for_each_concurrent(40, |(i, id)| {
+                let store = &store;
+                async move {
+                    put(store, *id, marker(i)).await;
+                }
+            })
+            .await;
+        for id in ids.iter().skip(8) {
+            store.delete(*id).await.unwrap();
+        }
+        for id in &ids[8..] {
+            assert!(matches!(store.size(*id).await, Err(BlobError::NotFound(_))));
+        }
+        // A new gateway sees the deletions too.
+        let other = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        for (i, id) in ids.iter().enumerate() {
+            let got = read(&other, *id, 0..marker(i).len() as u64).await;
+            if i < 8 {
+                assert_eq!(got.unwrap(), marker(i));
+            } else {
+                assert!(matches!(got, Err(BlobError::NotFound(_))), "{i}: {got:?}");
+            }
+        }
+        // The deleted bytes are still on the site until a compaction.
+        let on_site = |objects: &[(String, Bytes)], i: usize| {
+            let m = marker(i);
+            objects
+                .iter()
+                .any(|(_, b)| b.windows(m.len()).any(|w| w == m))
+        };
+        assert!(on_site(&objects(&memory).await, 30));
+        assert!(store.compact_packs().await.unwrap());
+        let after = objects(&memory).await;
+        for i in 0..40 {
+            assert_eq!(on_site(&after, i), i < 8, "blob {i}");
+        }
+        // Both gateways still read what lives: the first from the pack it wrote, the other
+        // after finding its pack gone.
+        for (i, id) in ids.iter().enumerate().take(8) {
+            assert_eq!(read(&store, *id, 0..10).await.unwrap(), marker(i)[..10]);
+            assert_eq!(read(&other, *id, 0..10).await.unwrap(), marker(i)[..10]);
+        }
+        let fresh = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        assert_eq!(fresh.size(ids[3]).await.unwrap(), marker(3).len() as u64);
+        assert!(matches!(
+            fresh.size(ids[30]).await,
+            Err(BlobError::NotFound(_))
+        ));
+        assert_eq!(fresh.pack_stats().blobs, 8);
+        assert_eq!(fresh.pack_stats().packs, 1);
+    }
+
+    #[tokio::test]
+    async fn small_pack_objects_are_merged_once_there_are_enough() {
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let store = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        let n = REMOTE_MERGE_MIN_PACKS + 3;
+        let ids: Vec<BlobId> = (0..n).map(|_| BlobId::random()).collect();
+        // One at a time: each write is a pack object of its own.
+        for (i, id) in ids.iter().enumerate() {
+            put(&store, *id, body(i, 500)).await;
+        }
+        assert_eq!(objects(&memory).await.len(), n);
+        assert!(store.compact_packs().await.unwrap());
+        assert_eq!(objects(&memory).await.len(), 1);
+        // Nothing more to do.
+        assert!(!store.compact_packs().await.unwrap());
+        let fresh = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(read(&fresh, *id, 0..500).await.unwrap(), body(i, 500));
+            assert_eq!(read(&store, *id, 0..500).await.unwrap(), body(i, 500));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pack_object_that_fails_its_checks_is_an_error_not_wrong_bytes() {
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let store = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        let id = BlobId::random();
+        put(&store, id, body(5, 300)).await;
+        let (name, bytes) = objects(&memory).await.pop().unwrap();
+        // A flipped data byte: the whole blob's checksum catches it.
+        let mut bad = bytes.to_vec();
+        bad[PACK_HEADER_BYTES as usize + RECORD_HEADER_BYTES + 7] ^= 0x20;
+        let path = Path::from(name.as_str());
+        memory.put(&path, PutPayload::from(bad)).await.unwrap();
+        let fresh = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        let err = read(&fresh, id, 0..300).await.unwrap_err();
+        assert!(
+            matches!(&err, BlobError::Io(e) if e.kind() == io::ErrorKind::InvalidData),
+            "{err:?}"
+        );
+        // A damaged index: the pack is refused, not misread.
+        let mut bad = bytes.to_vec();
+        let at = bad.len() - 30;
+        bad[at] ^= 0x01;
+        memory.put(&path, PutPayload::from(bad)).await.unwrap();
+        let fresh = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+        let err = fresh.size(id).await.unwrap_err();
+        assert!(err.to_string().contains("a damaged index"), "{err}");
     }
 
     #[test]

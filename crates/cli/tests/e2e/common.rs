@@ -217,6 +217,25 @@ pub fn local_blobs(root: &Path) -> std::collections::BTreeSet<String> {
         .collect()
 }
 
+/// The blob ids an S3 bucket holds as a site with no prefix (its own objects under `blobs/`
+/// and the blobs in its pack objects), read the way a gateway reads them.
+pub fn remote_blobs(site: &vallum_blob::S3Site) -> std::collections::BTreeSet<String> {
+    let store = vallum_blob::RemoteBlobStore::s3(site, "").unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(vallum_core::blob::BlobStore::list_older_than(
+            &store,
+            std::time::Duration::ZERO,
+        ))
+        .unwrap()
+        .into_iter()
+        .map(|id| id.to_string())
+        .collect()
+}
+
 pub fn stored_secret(data_dir: &Path) -> String {
     let text =
         std::fs::read_to_string(data_dir.join("credentials.toml")).expect("credentials file");

@@ -12,24 +12,19 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, data, free_port, json, local_blobs, run, run_failing, tool, vallum_admin as vallum,
+    Server, data, free_port, json, local_blobs, run, run_failing, vallum_admin as vallum,
 };
 
-/// The blob ids under `blobs/` of an S3 bucket, listed with aws-cli.
+/// The blob ids an S3 bucket holds as a site.
 fn s3_blobs(endpoint: &str, access: &str, secret: &str, bucket: &str) -> BTreeSet<String> {
-    let out = run(Command::new(tool("aws"))
-        .args(["--endpoint-url", endpoint, "s3", "ls", "--recursive"])
-        .arg(format!("s3://{bucket}/"))
-        .env("AWS_ACCESS_KEY_ID", access)
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .env("AWS_DEFAULT_REGION", common::REGION)
-        .env("AWS_CONFIG_FILE", "/dev/null")
-        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"));
-    out.lines()
-        .filter_map(|l| l.split_whitespace().last())
-        .filter(|k| k.starts_with("blobs/"))
-        .map(|k| k.rsplit('/').next().unwrap().to_owned())
-        .collect()
+    common::remote_blobs(&vallum_blob::S3Site {
+        endpoint: endpoint.into(),
+        bucket: bucket.into(),
+        region: common::REGION.into(),
+        access_key: access.into(),
+        secret_key: zeroize::Zeroizing::new(secret.into()),
+        ca_pem: None,
+    })
 }
 
 /// Writes `count` files of different sizes under `dir` and uploads them with `aws s3 sync`.
