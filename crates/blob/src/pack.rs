@@ -1337,7 +1337,16 @@ impl Writer {
             .create_new(true)
             .open(&path)?;
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
-        let created_ms = now_ms();
+        // Created after every pack known: its copies (compaction's) count over theirs.
+        let created_ms = {
+            let index = self.index();
+            index
+                .packs
+                .iter()
+                .flatten()
+                .map(|p| p.created_ms + 1)
+                .fold(now_ms(), u64::max)
+        };
         let setup = || -> io::Result<()> {
             file.write_all_at(&encode_pack_header(id, created_ms), 0)?;
             file.sync_all()?;

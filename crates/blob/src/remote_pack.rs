@@ -737,7 +737,15 @@ impl Shared {
         }
         let source_ids: HashSet<u64> = sources.iter().map(|(p, _)| *p).collect();
         let pack = pack_id();
-        let created = now_ms();
+        // Created after every source, or its copies would not count over theirs.
+        let created = {
+            let index = self.index();
+            source_ids
+                .iter()
+                .filter_map(|p| index.packs.get(p))
+                .map(|m| m.created_ms + 1)
+                .fold(now_ms(), u64::max)
+        };
         let mut body = encode_pack_header(pack, created).to_vec();
         let mut records = Vec::new();
         for (source, bytes) in &sources {
