@@ -17,12 +17,14 @@ bench_cleanup() {
     rm -rf "$work"
 }
 
-# Serves a fresh data directory with binary $1 under $work/$2, and notes
-# "endpoint access-key secret-key pid" in $work/$2/creds.
+# Serves a fresh data directory with binary $1 under $work/$2 (or, given a configuration file
+# $3, what it configures), and notes "endpoint access-key secret-key pid" in $work/$2/creds.
 bench_serve_vallum() {
     local bin=$1 dir=$work/$2 endpoint ak sk
+    local where=(--data-dir "$dir/data")
+    if [ -n "${3:-}" ]; then where=(--config "$3"); fi
     mkdir -p "$dir"
-    VALLUM_LOG=warn "$bin" serve --listen 127.0.0.1:0 --data-dir "$dir/data" >"$dir/out" 2>"$dir/err" &
+    VALLUM_LOG=warn "$bin" serve --listen 127.0.0.1:0 "${where[@]}" >"$dir/out" 2>"$dir/err" &
     pids+=($!)
     for _ in $(seq 1 300); do
         grep -q '^Secret key:' "$dir/out" 2>/dev/null && break

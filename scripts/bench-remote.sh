@@ -41,17 +41,8 @@ bucket = "site"
 access_key = "$p_ak"
 secret_env = "SITE_SECRET"
 TOML
-SITE_SECRET=$p_sk VALLUM_LOG=warn "$vallum" serve --listen 127.0.0.1:0 --config "$work/gw/vallum.toml" \
-    >"$work/gw/out" 2>"$work/gw/err" &
-pids+=($!)
-for _ in $(seq 1 300); do
-    grep -q '^Secret key:' "$work/gw/out" 2>/dev/null && break
-    sleep 0.1
-done
-endpoint=$(sed -n 's/^Vallum S3 endpoint: *//p' "$work/gw/out")
-ak=$(sed -n 's/^Access key: *//p' "$work/gw/out")
-sk=$(sed -n 's/^Secret key: *//p' "$work/gw/out")
-[ -n "$sk" ] || { cat "$work/gw/out" "$work/gw/err" >&2; exit 1; }
+SITE_SECRET=$p_sk bench_serve_vallum "$vallum" gw "$work/gw/vallum.toml"
+read -r endpoint ak sk _ <"$work/gw/creds"
 
 "$xtask" bench --endpoint "$endpoint" --access-key "$ak" --secret-key "$sk" \
     --small-objects "$objects" --large-objects 0 --lists 0 --bucket remote-bench >"$work/json"

@@ -24,11 +24,15 @@
 //! being written is locked with `flock`; compaction takes the same lock, so two processes over
 //! one shared site directory neither compact the other's active pack nor the same pack twice).
 //!
-//! Where each blob lies is an index in memory, rebuilt at open from each closed pack's index
-//! file (`<pack-id>.idx`: every record's offset and header, written when the pack is closed),
-//! or, for a pack without a usable one, by scanning its record headers. Another process's packs
-//! are read again when a blob is not found: several gateways over one shared site directory
-//! each write their own pack and read all.
+//! Where each blob lies: for the pack being written (and another process's pack still being
+//! written), a map in memory; for a closed pack (64 MiB, or [`PACK_MAX_WRITES`] writes), its
+//! index file (`<pack-id>.idx`, written when it is closed: its blob records sorted by id, then
+//! its tombstones), read a page at a time, with a Bloom filter, the first id of each page and a
+//! bit per entry (copies deleted since) in memory: about 2 bytes per blob, so memory does not
+//! grow with the objects stored. A pack without a usable index file is scanned and indexed
+//! once no process holds its lock. The pack created last decides when a blob has copies in
+//! several. Another process's packs are read again when a blob is not found: several gateways
+//! over one shared site directory each write their own pack and read all.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -1763,7 +1767,8 @@ mod tests {
 
     #[test]
     fn an_index_entry_is_small_and_its_offset_fits() {
-        assert_eq!(std::mem::size_of::<(BlobId, Loc)>(), 40);
+        // An entry of the pack being written (the map's only per-blob cost).
+        assert_eq!(std::mem::size_of::<(BlobId, Option<Loc>)>(), 48);
         assert_eq!(data_offset(u64::from(u32::MAX)).unwrap(), u32::MAX);
         let err = data_offset(1 << 32).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
