@@ -166,8 +166,10 @@ pub async fn write_direct(tmp: &Path, data: &mut ByteStream) -> Result<Option<u6
     Ok(Some(written))
 }
 
-/// Reads in flight at once for one direct read stream.
-const DIRECT_READ_DEPTH: usize = 4;
+/// Reads in flight at once for one direct read stream. Measured here with four concurrent
+/// 64 MiB GETs: 3 reads 1139-1183 MB/s, 4 reads 1043-1099 (more requests than the device
+/// serves well), 2 reads 938-1304 (a stream waits on the device).
+const DIRECT_READ_DEPTH: usize = 3;
 
 /// A file opened for direct reads, with its share of the buffer budget.
 pub struct DirectFile {
