@@ -922,6 +922,123 @@ mod tests {
         }
     }
 
+    /// The in-memory store with every PUT taking 20 ms, as a provider's do: a fault injected
+    /// for tests (the in-memory store answers at once, so no race would ever show).
+    #[derive(Debug)]
+    struct SlowPutsFaultInjection(Arc<object_store::memory::InMemory>);
+
+    impl std::fmt::Display for SlowPutsFaultInjection {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "slow puts over {}", self.0)
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for SlowPutsFaultInjection {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            opts: object_store::PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.0.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.0.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(
+            &self,
+            location: &Path,
+            options: GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            self.0.get_opts(location, options).await
+        }
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
+            self.0.delete_stream(locations)
+        }
+        fn list(
+            &self,
+            prefix: Option<&Path>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.0.list(prefix)
+        }
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&Path>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.0.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(
+            &self,
+            from: &Path,
+            to: &Path,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.0.copy_opts(from, to, options).await
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deletions_racing_a_compaction_are_never_undone() {
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let slow = Arc::new(SlowPutsFaultInjection(Arc::clone(&memory)));
+        let store = RemoteBlobStore::over(slow, "p", "memory".into());
+        for round in 0..5 {
+            let ids: Vec<BlobId> = (0..60).map(|_| BlobId::random()).collect();
+            futures::stream::iter(ids.iter().enumerate())
+                .for_each_concurrent(60, |(i, id)| {
+                    let store = &store;
+                    async move {
+                        put(store, *id, body(i, 700)).await;
+                    }
+                })
+                .await;
+            // Most of the first half deleted first, so the packs are worth compacting; the
+            // rest deleted while compactions run.
+            for id in &ids[..25] {
+                store.delete(*id).await.unwrap();
+            }
+            let compacting = {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for _ in 0..3 {
+                        store.compact_packs().await.unwrap();
+                    }
+                })
+            };
+            futures::stream::iter(&ids[25..50])
+                .for_each_concurrent(8, |id| {
+                    let store = &store;
+                    async move { store.delete(*id).await.unwrap() }
+                })
+                .await;
+            compacting.await.unwrap();
+            store.compact_packs().await.unwrap();
+            // Seen by a gateway that starts now: the first 50 are gone, the last 10 read.
+            let fresh = RemoteBlobStore::over(memory.clone(), "p", "memory".into());
+            for (i, id) in ids.iter().enumerate() {
+                let got = fresh.size(*id).await;
+                if i < 50 {
+                    assert!(
+                        matches!(got, Err(BlobError::NotFound(_))),
+                        "round {round}, {i}: {got:?}"
+                    );
+                } else {
+                    assert_eq!(read(&fresh, *id, 0..700).await.unwrap(), body(i, 700));
+                }
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_pack_object_that_fails_its_checks_is_an_error_not_wrong_bytes() {
         let memory = Arc::new(object_store::memory::InMemory::new());
