@@ -15,9 +15,19 @@ use clap::{Parser, Subcommand};
 use vallum_server::config::LogFormat;
 use vallum_server::{Config, start};
 
+/// The version `--version` prints: the release, the commit and the commit's date.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("VALLUM_COMMIT"),
+    ", ",
+    env!("VALLUM_BUILD_DATE"),
+    ")"
+);
+
 /// Vallum: a sovereign, S3-compatible object store.
 #[derive(Debug, Parser)]
-#[command(version, about = "Vallum: a sovereign, S3-compatible object store", long_about = None)]
+#[command(name = "vallum", version = VERSION, about = "Vallum: a sovereign, S3-compatible object store", long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -68,6 +78,18 @@ enum Command {
     /// Run a witness (C2SP tlog-witness): it cosigns a log's checkpoints only after checking
     /// they are consistent with the last one it cosigned, and refuses forks.
     Witness(logtools::WitnessArgs),
+    /// Print a shell completion script for `vallum`, e.g.
+    /// `vallum completions bash > /etc/bash_completion.d/vallum`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages (`vallum.1` and one per command, `vallum-serve.1`, ...) into a
+    /// directory, e.g. `vallum man /usr/local/share/man/man1`.
+    Man {
+        /// The directory to write them into (created if missing).
+        dir: PathBuf,
+    },
     /// Run an external key store (an AWS XKS proxy) over a keyring or PKCS#11 token, and
     /// manage its keys: the customer's side of `[keys] provider = "xks"`.
     Keyd(keyd::KeydArgs),
@@ -157,6 +179,43 @@ impl std::io::Write for BoundedLines {
     }
 }
 
+/// Writes `vallum.1` and a page per command and subcommand (`vallum-key-rotate.1`, ...)
+/// into `dir`, generated from the same definitions as `--help`.
+fn write_man_pages(dir: &std::path::Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut written = 0;
+    let mut pending = vec![(
+        "vallum".to_owned(),
+        <Cli as clap::CommandFactory>::command().bin_name("vallum"),
+    )];
+    while let Some((name, cmd)) = pending.pop() {
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() != "help" {
+                // `vallum-key-rotate.1`, whose synopsis reads `vallum key rotate ...`.
+                let page = format!("{name}-{}", sub.get_name());
+                let bin = format!(
+                    "{} {}",
+                    cmd.get_bin_name().unwrap_or("vallum"),
+                    sub.get_name()
+                );
+                pending.push((page.clone(), sub.clone().display_name(page).bin_name(bin)));
+            }
+        }
+        let path = dir.join(format!("{name}.1"));
+        let mut page = Vec::new();
+        clap_mangen::Man::new(cmd.clone())
+            .source(format!("vallum {VERSION}"))
+            .date(env!("VALLUM_BUILD_DATE"))
+            .manual("Vallum manual")
+            .render(&mut page)
+            .with_context(|| format!("rendering the manual page of {name}"))?;
+        std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+        written += 1;
+    }
+    println!("{written} manual pages written to {}", dir.display());
+    Ok(())
+}
+
 /// Ends the process with a tool's exit code (errors print and exit 1).
 fn exit_with(result: anyhow::Result<i32>) -> anyhow::Result<()> {
     match result {
@@ -182,6 +241,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => exit_with(logtools::verify(&args)),
         Command::Log { command } => exit_with(logtools::log(&command)),
         Command::Witness(args) => exit_with(logtools::witness(&args)),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(
+                shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "vallum",
+                &mut script,
+            );
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                // A reader that stops early (`| head`) is not an error.
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    Err(e).context("writing the completion script")
+                }
+                _ => Ok(()),
+            }
+        }
+        Command::Man { dir } => write_man_pages(&dir),
         Command::Keyd(args) => keyd::run(args),
         Command::Key(args) => keycli::run(args),
         Command::Site(args) => residencycli::run_site(args),

@@ -83,6 +83,60 @@ fn run_admin_block(dir: &Path, server: &Server, marker: &str) -> String {
 }
 
 #[test]
+fn readme_install_example_gives_version_completions_and_man_pages() {
+    let tmp = readme_dir();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(Command::new(tool("bash"))
+        .args([
+            "-euo",
+            "pipefail",
+            "-c",
+            &readme_block("<!-- readme-test install -->"),
+        ])
+        .current_dir(tmp.path())
+        .env("PATH", path));
+    // The version names the release and, in a git checkout, the commit it was built from.
+    let version = out.lines().next().unwrap();
+    assert!(
+        version.starts_with(&format!("vallum {} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output();
+    if let Ok(head) = head
+        && head.status.success()
+    {
+        let commit = String::from_utf8(head.stdout).unwrap();
+        assert!(version.contains(commit.trim()), "{version} vs {commit}");
+    }
+    // A bash completion script that knows the commands and their options.
+    let script = std::fs::read_to_string(tmp.path().join("completions/vallum")).unwrap();
+    assert!(script.contains("_vallum()") && script.contains("complete -F _vallum"));
+    for word in ["serve", "migrate-meta", "lockbox", "--data-dir"] {
+        assert!(script.contains(word), "no {word} in the completion script");
+    }
+    let checked = run(Command::new(tool("bash"))
+        .args(["-c", "source completions/vallum && complete -p vallum"])
+        .current_dir(tmp.path()));
+    assert!(checked.contains("_vallum"), "{checked}");
+    // A page per command, each titled by its name and with its options.
+    let serve = std::fs::read_to_string(tmp.path().join("man1/vallum-serve.1")).unwrap();
+    assert!(serve.contains(".TH vallum-serve 1"), "{serve}");
+    assert!(serve.contains("\\fBvallum serve\\fR") && serve.contains("data\\-dir"));
+    let rotate = std::fs::read_to_string(tmp.path().join("man1/vallum-key-rotate.1")).unwrap();
+    assert!(rotate.contains("vallum key rotate"), "{rotate}");
+    assert!(out.contains("manual pages written to man1"), "{out}");
+    assert!(out.trim_end().ends_with("man1/vallum-serve.1"), "{out}");
+}
+
+#[test]
 fn readme_client_example_runs() {
     let tmp = readme_dir();
     let server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
