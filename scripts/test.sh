@@ -34,6 +34,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v softhsm2-util >/dev/null || need_pkgs+=(softhsm2)
 command -v npm >/dev/null || need_pkgs+=(nodejs npm)
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
   as_root apt-get update -qq

@@ -17,6 +17,7 @@ mod jobs;
 mod keys;
 mod ledger;
 mod memory;
+mod packaging;
 mod readme;
 mod replication;
 mod reports;
