@@ -115,6 +115,27 @@ pub(crate) type Tx<'a> = Transaction<'a, Postgres>;
 
 impl PgMetaStore {
     /// Connects to `url` (`postgres://user:password@host:port/database`) and migrates.
+    /// Connects once to `url` and asks the server's version, changing nothing (no
+    /// migration): for `vallum config check`.
+    pub async fn ping(url: &str) -> MetaResult<String> {
+        use sqlx::Connection as _;
+        let mut conn = tokio::time::timeout(ACQUIRE_TIMEOUT, sqlx::PgConnection::connect(url))
+            .await
+            .map_err(|_| {
+                MetaError::Unavailable(format!(
+                    "metadata store: no connection within {} s",
+                    ACQUIRE_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(backend)?;
+        let version: String = sqlx::query_scalar("SHOW server_version")
+            .fetch_one(&mut conn)
+            .await
+            .map_err(backend)?;
+        let _ = conn.close().await;
+        Ok(format!("server version {version}"))
+    }
+
     pub async fn connect(url: &str) -> MetaResult<Self> {
         let pool = PgPoolOptions::new()
             .max_connections(POOL_CONNECTIONS)

@@ -6,6 +6,7 @@ mod admin_iam;
 mod admin_ops;
 mod admin_residency;
 pub mod authz;
+pub mod check;
 pub mod config;
 mod conn;
 pub mod credentials;

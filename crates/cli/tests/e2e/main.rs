@@ -17,6 +17,7 @@ mod jobs;
 mod keys;
 mod ledger;
 mod memory;
+mod operator;
 mod packaging;
 mod readme;
 mod replication;
