@@ -82,24 +82,74 @@ fn run_admin_block(dir: &Path, server: &Server, marker: &str) -> String {
     })
 }
 
-#[test]
-fn readme_install_example_gives_version_completions_and_man_pages() {
-    let tmp = readme_dir();
+/// Runs the `sh` block after `marker` with bash -euo pipefail in `dir`, with `vallum` on the
+/// PATH and no server.
+fn run_local_block(dir: &Path, marker: &str) -> String {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap();
     let path = format!(
         "{}:{}",
         bin_dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = run(Command::new(tool("bash"))
-        .args([
-            "-euo",
-            "pipefail",
-            "-c",
-            &readme_block("<!-- readme-test install -->"),
-        ])
-        .current_dir(tmp.path())
-        .env("PATH", path));
+    run(Command::new(tool("bash"))
+        .args(["-euo", "pipefail", "-c", &readme_block(marker)])
+        .current_dir(dir)
+        .env("PATH", path))
+}
+
+#[test]
+fn readme_backup_example_restores_every_object() {
+    let tmp = readme_dir();
+    let mut server = Server::start_in(&tmp.path().join("vallum-data"), "127.0.0.1:0", &[], &[]);
+    run(server.aws().args(["s3", "mb", "s3://keep"]));
+    // A small object (packed), a large one (a file of its own), one in several parts.
+    let sizes = [10usize, 200 << 10, 9 << 20];
+    for (i, size) in sizes.iter().enumerate() {
+        let file = tmp.path().join(format!("obj-{i}"));
+        std::fs::write(&file, common::data(*size, i as u64 + 7)).unwrap();
+        run(server
+            .aws()
+            .args(["s3", "cp"])
+            .arg(&file)
+            .arg(format!("s3://keep/obj-{i}")));
+    }
+    let access_key = server.access_key.clone();
+    // Stopped as a service manager stops it.
+    run(Command::new("kill").args(["-TERM", &server.child.id().to_string()]));
+    assert!(server.child.wait().unwrap().success());
+    let out = run_local_block(tmp.path(), "<!-- readme-test backup -->");
+    assert!(out.contains("restored/keys/root.key"), "{out}");
+    let restored = Server::start_in(&tmp.path().join("restored"), "127.0.0.1:0", &[], &[]);
+    assert_eq!(restored.access_key, access_key);
+    for (i, size) in sizes.iter().enumerate() {
+        let back = tmp.path().join(format!("back-{i}"));
+        run(restored
+            .aws()
+            .args(["s3", "cp", &format!("s3://keep/obj-{i}")])
+            .arg(&back));
+        assert_eq!(
+            std::fs::read(&back).unwrap(),
+            common::data(*size, i as u64 + 7),
+            "object {i}"
+        );
+    }
+    drop(restored);
+    // Without the keyring's root key, the copy refuses to start and names the file.
+    std::fs::remove_file(tmp.path().join("restored/keys/root.key")).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_vallum"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(tmp.path().join("restored"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("root.key"), "{err}");
+}
+
+#[test]
+fn readme_install_example_gives_version_completions_and_man_pages() {
+    let tmp = readme_dir();
+    let out = run_local_block(tmp.path(), "<!-- readme-test install -->");
     // The version names the release and, in a git checkout, the commit it was built from.
     let version = out.lines().next().unwrap();
     assert!(
