@@ -37,8 +37,10 @@ command -v npm >/dev/null || need_pkgs+=(nodejs npm)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
   log "installing Debian packages: ${need_pkgs[*]}"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+  # Another apt (unattended upgrades on a fresh machine) may hold the lock: wait for it.
+  apt_wait=(-o DPkg::Lock::Timeout=600)
+  as_root apt-get "${apt_wait[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get "${apt_wait[@]}" install -y -qq "${need_pkgs[@]}" >/dev/null
 fi
 
 # --- Python clients ----------------------------------------------------------------------
@@ -105,7 +107,8 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 
 log "cargo clippy --all-targets -- -D warnings"
-cargo clippy --workspace --all-targets --quiet -- -D warnings
+# Not --quiet: a cold run compiles for many minutes, and a line per crate shows it is alive.
+cargo clippy --workspace --all-targets -- -D warnings
 
 log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
