@@ -97,6 +97,159 @@ fn run_local_block(dir: &Path, marker: &str) -> String {
         .env("PATH", path))
 }
 
+/// The processes a README block leaves running in the background: the block runs in a process
+/// group of its own, stopped as a whole when this is dropped.
+struct Background(u32);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0)])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// [`readme_dir`] with the repository's `scripts/` beside the README, as in a checkout.
+fn readme_checkout() -> tempfile::TempDir {
+    let tmp = readme_dir();
+    std::fs::create_dir(tmp.path().join("scripts")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-test-ca.sh"),
+        tmp.path().join("scripts/make-test-ca.sh"),
+    )
+    .unwrap();
+    tmp
+}
+
+/// Runs the `sh` block after `marker` (with `:from` ports replaced by free ones) in `dir`, with
+/// `vallum` and `aws` on the PATH, leaving what it starts in the background running.
+fn run_background_block(dir: &Path, marker: &str, ports: &[(u16, u16)]) -> (String, Background) {
+    use std::os::unix::process::CommandExt;
+    let mut script = readme_block(marker);
+    for (from, to) in ports {
+        script = script.replace(&format!(":{from}"), &format!(":{to}"));
+    }
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_vallum")).parent().unwrap();
+    let aws_dir = tool("aws").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}:{}",
+        bin_dir.display(),
+        aws_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = Command::new(tool("bash"))
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(dir)
+        .env("PATH", path)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let group = Background(child.id());
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "the block failed: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (stdout, group)
+}
+
+/// An aws-cli command against the server whose data directory is `data`.
+fn aws_for(data: &Path, endpoint: &str) -> Command {
+    let credentials = std::fs::read_to_string(data.join("credentials.toml")).unwrap();
+    let field = |name: &str| {
+        credentials
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} = ")))
+            .unwrap()
+            .trim_matches('"')
+            .to_owned()
+    };
+    let mut cmd = Command::new(tool("aws"));
+    cmd.args(["--endpoint-url", endpoint])
+        .env("AWS_ACCESS_KEY_ID", field("access_key"))
+        .env("AWS_SECRET_ACCESS_KEY", field("secret_key"))
+        .env("AWS_DEFAULT_REGION", common::REGION)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    cmd
+}
+
+#[test]
+fn readme_xks_example_keeps_objects_under_keys_held_by_keyd() {
+    let tmp = readme_checkout();
+    let (keyd, gateway) = (common::free_port(), common::free_port());
+    let (_, _background) = run_background_block(
+        tmp.path(),
+        "<!-- readme-test xks -->",
+        &[(8443, keyd), (9001, gateway)],
+    );
+    let endpoint = format!("http://127.0.0.1:{gateway}");
+    let data = tmp.path().join("vallum-xks-data");
+    run(aws_for(&data, &endpoint).args(["s3", "mb", "s3://held"]));
+    run(aws_for(&data, &endpoint)
+        .args(["s3", "cp", "README.md", "s3://held/readme"])
+        .current_dir(tmp.path()));
+    run(aws_for(&data, &endpoint)
+        .args(["s3", "cp", "s3://held/readme", "back.md"])
+        .current_dir(tmp.path()));
+    assert_eq!(
+        std::fs::read(tmp.path().join("back.md")).unwrap(),
+        std::fs::read(tmp.path().join("README.md")).unwrap()
+    );
+    // The customer disables the key: new writes under it are refused, as the README says.
+    run(Command::new(env!("CARGO_BIN_EXE_vallum"))
+        .args([
+            "keyd",
+            "key",
+            "--config",
+            "keyd.toml",
+            "disable",
+            "customer-kek",
+        ])
+        .current_dir(tmp.path())
+        .env("KEYD_SECRET", "unused-by-key-commands"));
+    let refused = aws_for(&data, &endpoint)
+        .args(["s3", "cp", "README.md", "s3://held/again"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("KMS.DisabledException"), "{err}");
+}
+
+#[test]
+fn readme_sse_c_example_reads_back_only_with_the_key() {
+    let tmp = readme_checkout();
+    let port = common::free_port();
+    let (out, _background) =
+        run_background_block(tmp.path(), "<!-- readme-test sse-c -->", &[(9443, port)]);
+    assert!(out.contains("read back with the key"), "{out}");
+    // Without the key the object does not open.
+    let endpoint = format!("https://127.0.0.1:{port}");
+    let denied = aws_for(&tmp.path().join("tls-data"), &endpoint)
+        .args(["--ca-bundle", "tls/ca.pem", "s3api", "get-object"])
+        .args(["--bucket", "sse-c-demo", "--key", "secret.txt", "nokey.txt"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!denied.status.success());
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(
+        err.contains("InvalidRequest") || err.contains("400"),
+        "{err}"
+    );
+}
+
 #[test]
 fn readme_backup_example_restores_every_object() {
     let tmp = readme_dir();
