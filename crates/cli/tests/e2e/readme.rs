@@ -97,6 +97,44 @@ fn run_local_block(dir: &Path, marker: &str) -> String {
         .env("PATH", path))
 }
 
+#[test]
+fn every_readme_block_is_run_by_a_test_or_marked_as_an_excerpt() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    let tests =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/readme.rs"))
+            .unwrap();
+    let mut fence_open = false;
+    let mut unmarked = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with("```") {
+            continue;
+        }
+        fence_open = !fence_open;
+        if !fence_open || line.len() == 3 {
+            continue;
+        }
+        let before = if i > 0 { lines[i - 1] } else { "" };
+        if let Some(marker) = before.strip_prefix("<!-- readme-test") {
+            // A marker some test of this file names.
+            let marker = format!("<!-- readme-test{marker}");
+            assert!(
+                tests.contains(&marker),
+                "no test runs the block at line {}",
+                i + 1
+            );
+        } else if !before.starts_with("<!-- excerpt") {
+            unmarked.push(format!("line {}: {line}", i + 1));
+        }
+    }
+    assert!(
+        unmarked.is_empty(),
+        "README blocks neither run nor marked: {unmarked:#?}"
+    );
+}
+
 /// The processes a README block leaves running in the background: the block runs in a process
 /// group of its own, stopped as a whole when this is dropped.
 struct Background(u32);
