@@ -132,8 +132,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[idx].as_secs_f64() * 1000.0
 }
 
+/// How often a running phase reports its progress on stderr.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Runs `count` operations over `concurrency` workers; returns elapsed time and latencies.
+/// Progress goes to stderr (`label: done/count, rate`) every [`PROGRESS_INTERVAL`] and at the
+/// end, so a long run is never silent; the report stays alone on stdout.
 async fn run_phase<F, Fut>(
+    label: &str,
     count: usize,
     concurrency: usize,
     op: F,
@@ -144,11 +150,30 @@ where
 {
     let op = Arc::new(op);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
+    let quiet = count == 0;
+    if !quiet {
+        eprintln!("{label}: {count} requests, {concurrency} at a time");
+    }
+    let reporter = {
+        let (done, label) = (Arc::clone(&done), label.to_owned());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROGRESS_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let n = done.load(std::sync::atomic::Ordering::Relaxed);
+                let rate = n as f64 / started.elapsed().as_secs_f64();
+                eprintln!("{label}: {n}/{count} ({rate:.0}/s)");
+            }
+        })
+    };
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|_| {
             let op = Arc::clone(&op);
             let next = Arc::clone(&next);
+            let done = Arc::clone(&done);
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 loop {
@@ -159,16 +184,31 @@ where
                     let t = Instant::now();
                     op(i).await?;
                     latencies.push(t.elapsed());
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             })
         })
         .collect();
     let mut all = Vec::with_capacity(count);
-    for w in workers {
-        all.extend(w.await??);
+    let joined = async {
+        for w in workers {
+            all.extend(w.await??);
+        }
+        Ok::<_, anyhow::Error>(())
     }
+    .await;
+    reporter.abort();
+    joined?;
     all.sort();
-    Ok((started.elapsed(), all))
+    let elapsed = started.elapsed();
+    if !quiet {
+        eprintln!(
+            "{label}: {count} done in {:.1} s ({:.0}/s)",
+            elapsed.as_secs_f64(),
+            count as f64 / elapsed.as_secs_f64()
+        );
+    }
+    Ok((elapsed, all))
 }
 
 /// PUTs `count` copies of `body` as `<prefix>/<n>`; returns elapsed time and latencies.
@@ -181,7 +221,8 @@ async fn put_phase(
     body: bytes::Bytes,
 ) -> Result<(Duration, Vec<Duration>)> {
     let bucket = bucket.to_owned();
-    run_phase(count, concurrency, move |i| {
+    let label = format!("PUT {prefix} ({} KiB)", body.len() / 1024);
+    run_phase(&label, count, concurrency, move |i| {
         let (client, bucket, body) = (pick(i), bucket.clone(), body.clone());
         async move {
             client
@@ -207,7 +248,8 @@ async fn get_phase(
     len: usize,
 ) -> Result<(Duration, Vec<Duration>)> {
     let bucket = bucket.to_owned();
-    run_phase(count, concurrency, move |i| {
+    let label = format!("GET {prefix} ({} KiB)", len / 1024);
+    run_phase(&label, count, concurrency, move |i| {
         let (client, bucket) = (pick(i), bucket.clone());
         async move {
             let mut body = client
@@ -322,7 +364,7 @@ async fn bench(args: BenchArgs) -> Result<serde_json::Value> {
 
     let (p, b) = (pick.clone(), bucket.clone());
     let small_count = args.small_objects;
-    let (_, list_lat) = run_phase(args.lists, 1, move |i| {
+    let (_, list_lat) = run_phase("LIST 1000 keys", args.lists, 1, move |i| {
         let (c, b) = (p(i), b.clone());
         async move {
             let start = if small_count > 1000 {
