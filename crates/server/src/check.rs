@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::{Config, KeyProviderConfig, SiteConfig};
-use crate::server::{connect_store, probe_store};
+use crate::server::{connect_store, local_site_dir, probe_store};
 
 /// How long one check may take before it counts as failed.
 pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
@@ -98,14 +98,7 @@ fn writable_or_creatable(dir: &Path) -> Result<String, String> {
 
 async fn check_site(site: &SiteConfig, data_dir: &Path, primary: bool) -> Result<String, String> {
     if site.backend != "s3" && site.backend != "azure" {
-        let dir = if !site.path.is_empty() {
-            data_dir.join(&site.path)
-        } else if primary {
-            data_dir.join("sites").join("local")
-        } else {
-            data_dir.join("sites").join(&site.id)
-        };
-        return writable_or_creatable(&dir);
+        return writable_or_creatable(&local_site_dir(site, data_dir, primary));
     }
     let store = connect_store(site, data_dir, primary)
         .await

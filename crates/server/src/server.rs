@@ -77,6 +77,22 @@ pub(crate) async fn open_store(
     Ok(store)
 }
 
+/// The directory of a local site: its `path` (relative ones under the data directory, wherever
+/// the process runs), else `sites/local` for the primary site and `sites/<id>` for the others.
+pub(crate) fn local_site_dir(
+    site: &crate::config::SiteConfig,
+    data_dir: &std::path::Path,
+    primary: bool,
+) -> std::path::PathBuf {
+    if !site.path.is_empty() {
+        data_dir.join(&site.path)
+    } else if primary {
+        data_dir.join("sites").join("local")
+    } else {
+        data_dir.join("sites").join(&site.id)
+    }
+}
+
 /// Opens one storage site without asking it anything.
 pub(crate) async fn connect_store(
     site: &crate::config::SiteConfig,
@@ -134,14 +150,7 @@ pub(crate) async fn connect_store(
             )
         }
         _ => {
-            let dir = if !site.path.is_empty() {
-                // Relative paths are under the data directory, wherever the process runs.
-                data_dir.join(&site.path)
-            } else if primary {
-                data_dir.join("sites").join("local")
-            } else {
-                data_dir.join("sites").join(&site.id)
-            };
+            let dir = local_site_dir(site, data_dir, primary);
             let local = LocalBlobStore::open(&dir).map_err(data_dir_error(&dir))?;
             return Ok(Arc::new(local));
         }
