@@ -66,11 +66,10 @@ serve() {
     cat "$work/out" "$work/err" >&2
     exit 1
 }
-# The admin CLI speaks plain HTTP: the accounts and keys are made before TLS is turned on.
-serve
+serve VALLUM_TLS_CERT="$work/tls/cert.pem" VALLUM_TLS_KEY="$work/tls/key.pem"
 root_ak=$(sed -n 's/^Access key: *//p' "$work/out")
 root_sk=$(sed -n 's/^Secret key: *//p' "$work/out")
-export VALLUM_ENDPOINT=http://127.0.0.1:$port
+export VALLUM_ENDPOINT=https://localhost:$port AWS_CA_BUNDLE=$work/tls/ca.pem
 as_root() { AWS_ACCESS_KEY_ID=$root_ak AWS_SECRET_ACCESS_KEY=$root_sk "$vallum" "$@"; }
 
 # The KMS keys the encryption tests name, and one account per s3-tests user.
@@ -83,9 +82,6 @@ account() { # tenant -> "access secret" of its first administrator
 read -r main_ak main_sk < <(account s3main)
 read -r alt_ak alt_sk < <(account s3alt)
 read -r ten_ak ten_sk < <(account testx)
-kill "$pid"
-wait "$pid" 2>/dev/null || true
-serve VALLUM_TLS_CERT="$work/tls/cert.pem" VALLUM_TLS_KEY="$work/tls/key.pem"
 
 cat >"$work/s3tests.conf" <<CONF
 [DEFAULT]

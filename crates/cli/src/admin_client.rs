@@ -29,6 +29,10 @@ pub struct AdminConn {
     /// Region of the signature scope.
     #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
     region: String,
+    /// PEM certificates to trust for an `https://` endpoint (a private CA), instead of the
+    /// system's roots.
+    #[arg(long, env = "AWS_CA_BUNDLE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// One path segment, percent-encoded (a `/` inside it included).
@@ -58,6 +62,7 @@ impl AdminConn {
             secret_key: var("AWS_SECRET_ACCESS_KEY")
                 .context("AWS_SECRET_ACCESS_KEY: the caller's secret key is needed")?,
             region: var("AWS_DEFAULT_REGION").unwrap_or_else(|| "us-east-1".into()),
+            ca_file: var("AWS_CA_BUNDLE").map(Into::into),
         })
     }
 
@@ -67,8 +72,17 @@ impl AdminConn {
             .endpoint
             .parse()
             .with_context(|| format!("--endpoint {:?}", self.endpoint))?;
-        if base.scheme_str() != Some("http") {
-            bail!("--endpoint must be an http:// URL");
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(ADMIN_TIMEOUT))
+            .http_status_as_error(false);
+        match base.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                config = config.tls_config(vallum_server::tls_client::tls_config(
+                    self.ca_file.as_deref(),
+                )?);
+            }
+            _ => bail!("--endpoint must be an http:// or https:// URL"),
         }
         Ok(Client {
             base,
@@ -78,11 +92,7 @@ impl AdminConn {
                 region: self.region,
                 service: "vallum-admin".into(),
             },
-            agent: ureq::Agent::config_builder()
-                .timeout_global(Some(ADMIN_TIMEOUT))
-                .http_status_as_error(false)
-                .build()
-                .into(),
+            agent: config.build().into(),
         })
     }
 }

@@ -826,11 +826,15 @@ impl Publisher {
                 "{}/add-checkpoint",
                 self.witnesses[i].config.url.trim_end_matches('/')
             );
-            let agent: ureq::Agent = ureq::Agent::config_builder()
+            let mut config = ureq::Agent::config_builder()
                 .timeout_global(Some(Duration::from_millis(WITNESS_TIMEOUT_MS)))
-                .http_status_as_error(false)
-                .build()
-                .into();
+                .http_status_as_error(false);
+            // An https:// witness is checked against the system's roots.
+            if url.starts_with("https://") {
+                config = config
+                    .tls_config(crate::tls_client::tls_config(None).map_err(|e| e.to_string())?);
+            }
+            let agent: ureq::Agent = config.build().into();
             let mut resp = agent
                 .post(&url)
                 .send(&body[..])

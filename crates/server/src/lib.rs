@@ -24,6 +24,7 @@ mod precheck;
 mod s3;
 mod server;
 pub mod sites;
+pub mod tls_client;
 
 pub use config::Config;
 pub use server::{RunningServer, ServerError, start};

@@ -122,3 +122,43 @@ fn the_endpoint_serves_https_with_the_configured_certificate() {
         .arg(format!("{}/log/checkpoint", server.endpoint)));
     assert!(out.starts_with("vallum.local/"), "{out}");
 }
+
+#[test]
+fn the_admin_cli_reaches_a_tls_endpoint_trusting_only_the_given_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = tmp.path().join("tls");
+    common::test_ca(&certs);
+    let server = Server::start_in(
+        &tmp.path().join("data"),
+        "127.0.0.1:0",
+        &[],
+        &[
+            ("VALLUM_TLS_CERT", certs.join("cert.pem").to_str().unwrap()),
+            ("VALLUM_TLS_KEY", certs.join("key.pem").to_str().unwrap()),
+        ],
+    );
+    let admin = |ca: Option<&Path>| {
+        let mut cmd = common::vallum_admin(&server, "key");
+        cmd.env_remove("AWS_CA_BUNDLE");
+        if let Some(ca) = ca {
+            cmd.env("AWS_CA_BUNDLE", ca);
+        }
+        cmd
+    };
+    // With the deployment's CA: the call goes through TLS and is answered.
+    let created = run(admin(Some(&certs.join("ca.pem"))).args(["create", "over-tls"]));
+    assert!(created.contains("over-tls"), "{created}");
+    let listed = run(admin(Some(&certs.join("ca.pem"))).arg("list"));
+    assert!(listed.contains("over-tls"), "{listed}");
+    // Without it (the system's roots), the certificate is refused: no call is made.
+    let e = run_failing(admin(None).arg("list"));
+    assert!(
+        e.contains("certificate") || e.contains("UnknownIssuer"),
+        "{e}"
+    );
+    // A file that is not PEM is named.
+    let bogus = tmp.path().join("bogus.pem");
+    std::fs::write(&bogus, b"not a certificate").unwrap();
+    let e = run_failing(admin(Some(&bogus)).arg("list"));
+    assert!(e.contains("bogus.pem"), "{e}");
+}
