@@ -328,8 +328,7 @@ impl RemotePacks {
 
     /// As [`locate`](Self::locate), after listing the packs again (other gateways' writes).
     pub(crate) async fn locate_fresh(&self, id: BlobId) -> Result<Option<RemoteLoc>, BlobError> {
-        self.shared.refresh().await?;
-        let _ = self.shared.loaded.set(());
+        self.shared.relist().await?;
         Ok(self.shared.index().blobs.get(&id).copied())
     }
 
@@ -341,28 +340,17 @@ impl RemotePacks {
         loc: RemoteLoc,
         range: Range<u64>,
     ) -> Result<Option<Bytes>, BlobError> {
-        let s = &self.shared;
         if range.is_empty() {
             return Ok(Some(Bytes::new()));
         }
         let at = loc.offset + range.start..loc.offset + range.end;
-        let options = GetOptions {
-            range: Some(GetRange::Bounded(at.clone())),
-            ..GetOptions::default()
+        let Some(bytes) = self.shared.get_range(loc.pack, at).await? else {
+            return Ok(None);
         };
-        let got = match s.store.get_opts(&s.path(loc.pack), options).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(site_error(&s.label, e)),
-        };
-        let bytes = got.bytes().await.map_err(|e| site_error(&s.label, e))?;
-        if bytes.len() as u64 != at.end - at.start {
-            return Err(damaged(&s.label, "a pack object ends early"));
-        }
         if range.start == 0 && range.end == u64::from(loc.len) && crc32c::crc32c(&bytes) != loc.crc
         {
             return Err(damaged(
-                &s.label,
+                &self.shared.label,
                 "a packed blob does not match its checksum",
             ));
         }
@@ -371,8 +359,7 @@ impl RemotePacks {
 
     /// Every packed blob written before `cutoff_ms`, after listing the packs again.
     pub(crate) async fn written_before(&self, cutoff_ms: u64) -> Result<Vec<BlobId>, BlobError> {
-        self.shared.refresh().await?;
-        let _ = self.shared.loaded.set(());
+        self.shared.relist().await?;
         Ok(self
             .shared
             .index()
@@ -441,6 +428,13 @@ impl Shared {
 
     fn path(&self, pack: u64) -> Path {
         self.dir.clone().join(format!("{pack:016x}{PACK_SUFFIX}"))
+    }
+
+    /// Lists the packs now, whether or not they were read before.
+    async fn relist(&self) -> Result<(), BlobError> {
+        self.refresh().await?;
+        let _ = self.loaded.set(());
+        Ok(())
     }
 
     /// Lists the pack objects: reads those the index does not know, forgets those removed.

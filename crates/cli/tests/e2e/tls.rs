@@ -8,8 +8,8 @@ use std::process::Command;
 
 use common::{Server, run, run_failing, tool};
 
-#[test]
-fn the_endpoint_serves_https_with_the_configured_certificate() {
+/// A server serving HTTPS with a certificate of a test CA (`<tmp>/tls/ca.pem`).
+fn tls_server() -> (tempfile::TempDir, Server) {
     let tmp = tempfile::tempdir().unwrap();
     let certs = tmp.path().join("tls");
     common::test_ca(&certs);
@@ -22,6 +22,13 @@ fn the_endpoint_serves_https_with_the_configured_certificate() {
             ("VALLUM_TLS_KEY", certs.join("key.pem").to_str().unwrap()),
         ],
     );
+    (tmp, server)
+}
+
+#[test]
+fn the_endpoint_serves_https_with_the_configured_certificate() {
+    let (tmp, server) = tls_server();
+    let certs = tmp.path().join("tls");
     assert!(
         server.endpoint.starts_with("https://127.0.0.1:"),
         "{}",
@@ -125,18 +132,8 @@ fn the_endpoint_serves_https_with_the_configured_certificate() {
 
 #[test]
 fn the_admin_cli_reaches_a_tls_endpoint_trusting_only_the_given_ca() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, server) = tls_server();
     let certs = tmp.path().join("tls");
-    common::test_ca(&certs);
-    let server = Server::start_in(
-        &tmp.path().join("data"),
-        "127.0.0.1:0",
-        &[],
-        &[
-            ("VALLUM_TLS_CERT", certs.join("cert.pem").to_str().unwrap()),
-            ("VALLUM_TLS_KEY", certs.join("key.pem").to_str().unwrap()),
-        ],
-    );
     let admin = |ca: Option<&Path>| {
         let mut cmd = common::vallum_admin(&server, "key");
         cmd.env_remove("AWS_CA_BUNDLE");
