@@ -165,7 +165,15 @@ where
                 tick.tick().await;
                 let n = done.load(std::sync::atomic::Ordering::Relaxed);
                 let rate = n as f64 / started.elapsed().as_secs_f64();
-                eprintln!("{label}: {n}/{count} ({rate:.0}/s)");
+                let left = if rate > 0.0 {
+                    format!(
+                        ", about {:.0} s left",
+                        count.saturating_sub(n) as f64 / rate
+                    )
+                } else {
+                    String::new()
+                };
+                eprintln!("{label}: {n}/{count} ({rate:.0}/s{left})");
             }
         })
     };

@@ -33,6 +33,15 @@ pub struct AdminConn {
     /// system's roots.
     #[arg(long, env = "AWS_CA_BUNDLE")]
     ca_file: Option<std::path::PathBuf>,
+    /// Print the admin API's JSON answer instead of readable text (for scripts; also
+    /// `VALLUM_JSON=1`).
+    #[arg(
+        long,
+        global = true,
+        env = "VALLUM_JSON",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub json: bool,
 }
 
 /// One path segment, percent-encoded (a `/` inside it included).
@@ -63,6 +72,7 @@ impl AdminConn {
                 .context("AWS_SECRET_ACCESS_KEY: the caller's secret key is needed")?,
             region: var("AWS_DEFAULT_REGION").unwrap_or_else(|| "us-east-1".into()),
             ca_file: var("AWS_CA_BUNDLE").map(Into::into),
+            json: var("VALLUM_JSON").is_some_and(|v| !matches!(v.as_str(), "0" | "false" | "no")),
         })
     }
 

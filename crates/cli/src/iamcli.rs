@@ -1,7 +1,7 @@
 //! `vallum tenant|user|access-key|operator|charter|lockbox|authz`: identity, access control
 //! and the operator lockbox through the admin API. Every call is signed with the caller's own
 //! access key (root, a tenant's user, an operator, a grant) and judged by the server's
-//! decision point; the answer is printed as JSON.
+//! decision point; the answer is printed readably, or as JSON with `--json`.
 
 use std::path::PathBuf;
 
@@ -18,11 +18,6 @@ fn read_json(path: &PathBuf) -> anyhow::Result<Value> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
     };
     serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
-}
-
-fn print(v: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
 }
 
 /// Arguments of `vallum tenant`.
@@ -72,6 +67,7 @@ enum TenantOp {
 
 /// Runs `vallum tenant`.
 pub fn run_tenant(args: TenantArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     let out = match args.op {
         TenantOp::List => c.call("GET", "tenants", None)?,
@@ -113,7 +109,7 @@ pub fn run_tenant(args: TenantArgs) -> anyhow::Result<()> {
         TenantOp::Enable { id } => c.call("POST", &format!("tenants/{}/enable", encode(&id)), None)?,
         TenantOp::Delete { id } => c.call("DELETE", &format!("tenants/{}", encode(&id)), None)?,
     };
-    print(&out)
+    crate::output::print(json, &out)
 }
 
 /// Arguments of `vallum user`.
@@ -171,6 +167,7 @@ enum UserOp {
 
 /// Runs `vallum user`.
 pub fn run_user(args: UserArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     let base = format!("tenants/{}/users", encode(&args.tenant));
     let out = match args.op {
@@ -220,7 +217,7 @@ pub fn run_user(args: UserArgs) -> anyhow::Result<()> {
             c.call("DELETE", &format!("{base}/{}/policy", encode(&name)), None)?
         }
     };
-    print(&out)
+    crate::output::print(json, &out)
 }
 
 /// Arguments of `vallum access-key`.
@@ -279,6 +276,7 @@ fn owner_path(tenant: &str, user: Option<&str>, operator: Option<&str>) -> anyho
 
 /// Runs `vallum access-key`.
 pub fn run_access_key(args: AccessKeyArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     let out = match args.op {
         AccessKeyOp::Create {
@@ -315,7 +313,7 @@ pub fn run_access_key(args: AccessKeyArgs) -> anyhow::Result<()> {
             c.call("DELETE", &format!("access-keys/{}", encode(&id)), None)?
         }
     };
-    print(&out)
+    crate::output::print(json, &out)
 }
 
 /// Arguments of `vallum operator`.
@@ -423,6 +421,7 @@ enum OperatorOp {
 
 /// Runs `vallum operator`.
 pub fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     let out = match args.op {
         OperatorOp::List => c.call("GET", "operators", None)?,
@@ -481,7 +480,7 @@ pub fn run_operator(args: OperatorArgs) -> anyhow::Result<()> {
             c.call("DELETE", &format!("operators/{}", encode(&name)), None)?
         }
     };
-    print(&out)
+    crate::output::print(json, &out)
 }
 
 /// Arguments of `vallum charter`.
@@ -512,6 +511,7 @@ enum CharterOp {
 
 /// Runs `vallum charter`.
 pub fn run_charter(args: CharterArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     let base = format!("tenants/{}/charter", encode(&args.tenant));
     let out = match args.op {
@@ -523,7 +523,7 @@ pub fn run_charter(args: CharterArgs) -> anyhow::Result<()> {
             Some(json!({ "comment": comment })),
         )?,
     };
-    print(&out)
+    crate::output::print(json, &out)
 }
 
 /// Arguments of `vallum lockbox`.
@@ -621,6 +621,7 @@ enum LockboxOp {
 
 /// Runs `vallum lockbox`.
 pub fn run_lockbox(args: LockboxArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     let at = |id: &str, what: &str| format!("lockbox/{}/{what}", encode(id));
     let out = match args.op {
@@ -677,7 +678,7 @@ pub fn run_lockbox(args: LockboxArgs) -> anyhow::Result<()> {
             Some(json!({ "justified": justified, "comment": comment })),
         )?,
     };
-    print(&out)
+    crate::output::print(json, &out)
 }
 
 /// Arguments of `vallum authz`.
@@ -728,6 +729,7 @@ enum AuthzOp {
 
 /// Runs `vallum authz`; whether the decision allows.
 pub fn run_authz(args: AuthzArgs) -> anyhow::Result<bool> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     let AuthzOp::Explain {
         user,
@@ -750,7 +752,7 @@ pub fn run_authz(args: AuthzArgs) -> anyhow::Result<bool> {
             "source_ip": source_ip, "secure": secure,
         })),
     )?;
-    print(&out)?;
+    crate::output::print(json, &out)?;
     Ok(out["decision"] == "allow")
 }
 

@@ -12,9 +12,6 @@ use crate::admin_client::AdminConn;
 pub struct JobsArgs {
     #[command(flatten)]
     conn: AdminConn,
-    /// Print the admin API's JSON instead of a table.
-    #[arg(long)]
-    json: bool,
 }
 
 fn when(v: &Value) -> String {
@@ -76,8 +73,9 @@ fn table(v: &Value) -> String {
 
 /// Runs `vallum jobs`.
 pub fn run(args: JobsArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let v = args.conn.client()?.call("GET", "jobs", None)?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", table(&v));

@@ -68,11 +68,19 @@ enum KeyOp {
 }
 
 fn wait_rewrap(c: &Client, id: &str) -> anyhow::Result<serde_json::Value> {
+    // The versions under the key when the wait starts: what the job has to go through.
+    let total = c.call("GET", &format!("keys/{}", encode(id)), None)?["usage"]["versions"].as_u64();
+    let started = std::time::Instant::now();
     loop {
         let p = c.call("GET", &format!("keys/{}/rewrap", encode(id)), None)?;
+        let scanned = p["scanned"].as_u64().unwrap_or(0);
         eprintln!(
-            "re-wrap {id}: {} scanned, {} re-wrapped, {} current, {} skipped, {} failed",
-            p["scanned"], p["rewrapped"], p["current"], p["skipped"], p["failed"]
+            "re-wrap {id}: {} ({} re-wrapped, {} current, {} skipped, {} failed)",
+            progress_line(scanned, total, started.elapsed()),
+            p["rewrapped"],
+            p["current"],
+            p["skipped"],
+            p["failed"]
         );
         if p["done"].as_bool() == Some(true) {
             return Ok(p);
@@ -81,8 +89,31 @@ fn wait_rewrap(c: &Client, id: &str) -> anyhow::Result<serde_json::Value> {
     }
 }
 
+/// `done/total scanned (P%), R/s, about S s left`: the rate since the start and the time the
+/// rest takes at that rate (no estimate until something is done or without a total).
+fn progress_line(done: u64, total: Option<u64>, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = if secs > 0.0 { done as f64 / secs } else { 0.0 };
+    match total.filter(|t| *t > 0) {
+        Some(total) => {
+            let left = total.saturating_sub(done);
+            let eta = if rate > 0.0 {
+                format!(", about {:.0} s left", left as f64 / rate)
+            } else {
+                String::new()
+            };
+            format!(
+                "{done}/{total} scanned ({:.0}%), {rate:.0}/s{eta}",
+                100.0 * done.min(total) as f64 / total as f64
+            )
+        }
+        None => format!("{done} scanned, {rate:.0}/s"),
+    }
+}
+
 /// Runs `vallum key`.
 pub fn run(args: KeyArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     let out = match args.op {
         KeyOp::List => c.call("GET", "keys", None)?,
@@ -125,6 +156,31 @@ pub fn run(args: KeyArgs) -> anyhow::Result<()> {
             out
         }
     };
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    crate::output::print(json, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_lines_give_rate_and_time_left() {
+        assert_eq!(
+            progress_line(50, Some(200), Duration::from_secs(10)),
+            "50/200 scanned (25%), 5/s, about 30 s left"
+        );
+        assert_eq!(
+            progress_line(0, Some(200), Duration::from_secs(0)),
+            "0/200 scanned (0%), 0/s"
+        );
+        // More than counted at the start (objects written meanwhile): no negative time.
+        assert_eq!(
+            progress_line(300, Some(200), Duration::from_secs(10)),
+            "300/200 scanned (100%), 30/s, about 0 s left"
+        );
+        assert_eq!(
+            progress_line(7, None, Duration::from_secs(7)),
+            "7 scanned, 1/s"
+        );
+    }
 }

@@ -6,6 +6,7 @@ mod jobscli;
 mod keycli;
 mod keyd;
 mod logtools;
+mod output;
 mod residencycli;
 
 use std::path::PathBuf;
@@ -276,17 +277,34 @@ fn exit_with(result: anyhow::Result<i32>) -> anyhow::Result<()> {
     match result {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             std::process::exit(logtools::exit::ERROR)
         }
     }
+}
+
+/// An error and its causes on one line, each cause said once: a cause whose text an outer
+/// message already carries (many errors include their source's text) is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Errors are one line on stderr with their causes (`error: …: …`) and exit code 1 — not a
 /// backtrace, even where `RUST_BACKTRACE` is set.
 fn main() {
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", one_line(&e));
         std::process::exit(logtools::exit::ERROR);
     }
 }
@@ -423,5 +441,37 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        // A message that already carries its source's text, under a context.
+        #[derive(Debug)]
+        struct DataDir {
+            source: std::io::Error,
+        }
+        impl std::fmt::Display for DataDir {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "data directory /x: {}", self.source)
+            }
+        }
+        impl std::error::Error for DataDir {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.source)
+            }
+        }
+        let e = anyhow::Error::new(DataDir { source: io }).context("starting the server");
+        assert_eq!(
+            one_line(&e),
+            "starting the server: data directory /x: No such file or directory"
+        );
+        let plain = anyhow::anyhow!("refused").context("calling x");
+        assert_eq!(one_line(&plain), "calling x: refused");
     }
 }

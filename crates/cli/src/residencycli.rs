@@ -15,9 +15,6 @@ pub const EXIT_REFUSED: i32 = 3;
 pub struct SiteArgs {
     #[command(flatten)]
     conn: AdminConn,
-    /// Print the admin API's JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
     #[command(subcommand)]
     op: SiteOp,
 }
@@ -59,9 +56,6 @@ enum SiteOp {
 pub struct PolicyArgs {
     #[command(flatten)]
     conn: AdminConn,
-    /// Print the admin API's JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
     #[command(subcommand)]
     op: PolicyOp,
 }
@@ -110,9 +104,6 @@ enum PolicyOp {
 pub struct PlacementArgs {
     #[command(flatten)]
     conn: AdminConn,
-    /// Print the admin API's JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
     #[command(subcommand)]
     op: PlacementOp,
 }
@@ -333,11 +324,12 @@ fn decision_text(d: &Value, bucket: &str, key: &str) -> String {
 
 /// Runs `vallum site`.
 pub fn run_site(args: SiteArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     match args.op {
         SiteOp::List => {
             let v = c.call("GET", "sites", None)?;
-            print(args.json, &v, |v| {
+            print(json, &v, |v| {
                 v["sites"]
                     .as_array()
                     .map(|s| s.iter().map(site_text).collect::<Vec<_>>().join("\n"))
@@ -346,7 +338,7 @@ pub fn run_site(args: SiteArgs) -> anyhow::Result<()> {
         }
         SiteOp::Show { id } => {
             let v = c.call("GET", &format!("sites/{}", encode(&id)), None)?;
-            print(args.json, &v, site_text)
+            print(json, &v, site_text)
         }
         SiteOp::Add { file } => {
             let text = std::fs::read_to_string(&file)
@@ -360,19 +352,19 @@ pub fn run_site(args: SiteArgs) -> anyhow::Result<()> {
                     .with_context(|| format!("{} is not valid JSON", file.display()))?
             };
             let v = c.call("POST", "sites", Some(doc))?;
-            print(args.json, &v, change_text)
+            print(json, &v, change_text)
         }
         SiteOp::Drain { id } => {
             let v = c.call("POST", &format!("sites/{}/drain", encode(&id)), None)?;
-            print(args.json, &v, change_text)
+            print(json, &v, change_text)
         }
         SiteOp::Activate { id } => {
             let v = c.call("POST", &format!("sites/{}/activate", encode(&id)), None)?;
-            print(args.json, &v, change_text)
+            print(json, &v, change_text)
         }
         SiteOp::Remove { id } => {
             let v = c.call("DELETE", &format!("sites/{}", encode(&id)), None)?;
-            print(args.json, &v, change_text)
+            print(json, &v, change_text)
         }
         SiteOp::Repair { start } => {
             let v = if start {
@@ -380,7 +372,7 @@ pub fn run_site(args: SiteArgs) -> anyhow::Result<()> {
             } else {
                 c.call("GET", "repair", None)?
             };
-            print(args.json, &v, repair_text)
+            print(json, &v, repair_text)
         }
     }
 }
@@ -429,11 +421,12 @@ fn boundary_path(bucket: &str) -> String {
 
 /// Runs `vallum policy`.
 pub fn run_policy(args: PolicyArgs) -> anyhow::Result<()> {
+    let json = args.conn.json;
     let c: Client = args.conn.client()?;
     match args.op {
         PolicyOp::Show { bucket } => {
             let v = c.call("GET", &boundary_path(&bucket), None)?;
-            print(args.json, &v, |v| {
+            print(json, &v, |v| {
                 let own = match v["current"]["version"].as_u64() {
                     Some(n) => format!("version {n}: {}", policy_text(&v["current"]["policy"])),
                     None => "none".into(),
@@ -464,19 +457,19 @@ pub fn run_policy(args: PolicyArgs) -> anyhow::Result<()> {
                 (replicas, operators, quorum),
             )?;
             let v = c.call("PUT", &boundary_path(&bucket), Some(doc))?;
-            print(args.json, &v, |v| {
+            print(json, &v, |v| {
                 format!("bucket {bucket}: {}\n", version_text(&v["current"]))
             })
         }
         PolicyOp::Clear { bucket } => {
             let v = c.call("DELETE", &boundary_path(&bucket), None)?;
-            print(args.json, &v, |v| {
+            print(json, &v, |v| {
                 format!("bucket {bucket}: {}\n", version_text(&v["current"]))
             })
         }
         PolicyOp::History { bucket } => {
             let v = c.call("GET", &format!("{}/history", boundary_path(&bucket)), None)?;
-            print(args.json, &v, |v| {
+            print(json, &v, |v| {
                 let lines: Vec<String> = v["versions"]
                     .as_array()
                     .map(|a| a.iter().map(version_text).collect())
@@ -530,6 +523,7 @@ fn compliance_text(b: &Value) -> String {
 /// Runs `vallum placement`; `Ok(false)` when the object could not be placed, or a bucket's
 /// data is outside its policy.
 pub fn run_placement(args: PlacementArgs) -> anyhow::Result<bool> {
+    let json = args.conn.json;
     let c = args.conn.client()?;
     match args.op {
         PlacementOp::Explain { bucket, key } => {
@@ -538,7 +532,7 @@ pub fn run_placement(args: PlacementArgs) -> anyhow::Result<bool> {
                 &format!("buckets/{}/placement/{}", encode(&bucket), encode(&key)),
                 None,
             )?;
-            print(args.json, &v, |v| decision_text(v, &bucket, &key))?;
+            print(json, &v, |v| decision_text(v, &bucket, &key))?;
             Ok(v["refusal"].is_null())
         }
         PlacementOp::Check {
@@ -553,7 +547,7 @@ pub fn run_placement(args: PlacementArgs) -> anyhow::Result<bool> {
             if let Some(path) = &report {
                 crate::admin_client::write_report(&v, path)?;
             }
-            print(args.json, &v, compliance_text)?;
+            print(json, &v, compliance_text)?;
             Ok(v["compliant"] == true)
         }
         PlacementOp::Check {
@@ -564,7 +558,7 @@ pub fn run_placement(args: PlacementArgs) -> anyhow::Result<bool> {
             if let Some(path) = &report {
                 crate::admin_client::write_report(&v, path)?;
             }
-            print(args.json, &v, |v| {
+            print(json, &v, |v| {
                 v["buckets"]
                     .as_array()
                     .map(|a| a.iter().map(compliance_text).collect::<String>())

@@ -76,6 +76,7 @@ pub async fn migrate_meta(
     let store_of = |id: &str| stores.iter().find(|(s, _)| s == id).map(|(_, s)| s);
     let target: Arc<dyn MetaStore> = Arc::new(PgMetaStore::connect(url).await?);
     let mut report = MigrationReport::default();
+    let started = std::time::Instant::now();
 
     loop {
         let trash = source.trash_before(i64::MAX, MAX_LIST_KEYS).await?;
@@ -142,10 +143,16 @@ pub async fn migrate_meta(
                     report.objects_skipped += 1;
                 }
             }
+            let copied = report.objects + report.objects_skipped;
+            let secs = started.elapsed().as_secs_f64();
             progress(&format!(
-                "bucket {}: {} versions copied so far",
+                "bucket {}: {copied} versions copied so far ({:.0}/s over all buckets)",
                 bucket.name,
-                report.objects + report.objects_skipped
+                if secs > 0.0 {
+                    copied as f64 / secs
+                } else {
+                    0.0
+                }
             ));
         }
         let (mut key_marker, mut id_marker) = (String::new(), None);

@@ -442,12 +442,28 @@ pub fn json(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// Admin commands whose answers the tests read as JSON (`VALLUM_JSON=1`); the others'
+/// readable forms are read as text, and their JSON asked for with `--json`.
+const JSON_COMMANDS: &[&str] = &[
+    "key",
+    "tenant",
+    "user",
+    "access-key",
+    "operator",
+    "charter",
+    "lockbox",
+    "authz",
+];
+
 /// `vallum SUB` as an admin client of `server` (its credentials and endpoint).
 pub fn vallum_admin(server: &Server, sub: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vallum"));
     cmd.arg(sub)
         .envs(server.tool_env())
         .env("VALLUM_ENDPOINT", &server.endpoint);
+    if JSON_COMMANDS.contains(&sub) {
+        cmd.env("VALLUM_JSON", "1");
+    }
     cmd
 }
 
