@@ -3,8 +3,10 @@
 # with KMS keys created, three accounts (tenants) for the main, alt and tenant users. Not part
 # of the test suite or of CI (it takes minutes and needs a checkout of s3-tests).
 #
-#   scripts/s3-tests.sh S3TESTS_DIR [pytest arguments]
+#   scripts/s3-tests.sh S3TESTS_DIR [--update] [pytest arguments]
 #
+# VALLUM_BIN=path uses that binary instead of building a release one. The last run's pytest
+# log, server log and passing tests are kept in ~/.cache/vallum/s3tests/last.
 # S3TESTS_DIR is a checkout of https://github.com/ceph/s3-tests. Its Python requirements are
 # installed once into a virtualenv under ~/.cache/vallum/s3tests (VALLUM_CACHE moves it).
 # Tests of features out of scope (see OUT_OF_SCOPE) are deselected. The passing tests are
@@ -41,8 +43,12 @@ if [ ! -x "$venv/bin/pytest" ]; then
     "$venv/bin/pip" install -q -r "$src/requirements.txt"
 fi
 
-cargo build --release -p vallum --quiet --manifest-path "$here/Cargo.toml"
-vallum=$target/release/vallum
+if [ -n "${VALLUM_BIN:-}" ]; then
+    vallum=$VALLUM_BIN # a binary built already (a debug build is fast enough here)
+else
+    cargo build --release -p vallum --quiet --manifest-path "$here/Cargo.toml"
+    vallum=$target/release/vallum
+fi
 
 work=$(mktemp -d)
 pid=
@@ -66,7 +72,8 @@ serve() {
     cat "$work/out" "$work/err" >&2
     exit 1
 }
-serve VALLUM_TLS_CERT="$work/tls/cert.pem" VALLUM_TLS_KEY="$work/tls/key.pem"
+# Global bucket names: the setting a deployment serving unmodified S3 clients across tenants has.
+serve VALLUM_TLS_CERT="$work/tls/cert.pem" VALLUM_TLS_KEY="$work/tls/key.pem" VALLUM_GLOBAL_BUCKET_NAMES=true
 root_ak=$(sed -n 's/^Access key: *//p' "$work/out")
 root_sk=$(sed -n 's/^Secret key: *//p' "$work/out")
 export VALLUM_ENDPOINT=https://localhost:$port AWS_CA_BUNDLE=$work/tls/ca.pem
@@ -76,7 +83,7 @@ as_root() { AWS_ACCESS_KEY_ID=$root_ak AWS_SECRET_ACCESS_KEY=$root_sk "$vallum" 
 as_root key create s3tests-key-1 >/dev/null
 as_root key create s3tests-key-2 >/dev/null
 account() { # tenant -> "access secret" of its first administrator
-    as_root tenant create "$1" --display-name "$1" \
+    as_root tenant create "$1" --display-name "$1" --json \
         | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["access_key"]["id"], j["secret_key"])'
 }
 read -r main_ak main_sk < <(account s3main)
@@ -157,6 +164,10 @@ passed = sorted(
 )
 open(sys.argv[2], "w").write("".join(n + "\n" for n in passed))
 PY
+# The last run's log and passes stay for a look at what failed and why.
+last=$cache/s3tests/last
+mkdir -p "$last"
+cp "$work/pytest.log" "$work/passed.txt" "$work/err" "$work/junit.xml" "$last/"
 passed=$(wc -l <"$work/passed.txt")
 echo "passed: $passed"
 if [ "$passed" -eq 0 ]; then

@@ -189,6 +189,7 @@ impl KeyService {
             Encryption {
                 wrapped,
                 segment_bytes: self.segment_bytes,
+                sse_s3: false,
             },
         ))
     }
@@ -202,10 +203,10 @@ impl KeyService {
         why: &Justification,
     ) -> Result<DataKey> {
         if enc.wrapped.provider != self.provider.name() {
-            return Err(Error::KeyUnavailable(format!(
-                "the object's key is held by provider {:?}, which this deployment does not use",
-                enc.wrapped.provider
-            )));
+            return Err(Error::KeyProviderMismatch {
+                held_by: enc.wrapped.provider.clone(),
+                configured: self.provider.name().to_owned(),
+            });
         }
         let context = wrap_context(bucket, key);
         let id = DekCache::id(enc, &context, why);
@@ -245,6 +246,7 @@ impl KeyService {
         Ok(Encryption {
             wrapped,
             segment_bytes: enc.segment_bytes,
+            sse_s3: enc.sse_s3,
         })
     }
 }

@@ -174,7 +174,12 @@ pub enum Error {
     PreconditionFailed,
     /// A conditional GET/HEAD whose representation did not change.
     #[error("Not Modified")]
-    NotModified,
+    NotModified {
+        /// The representation's ETag (without quotes), which a 304 carries.
+        etag: String,
+        /// Its Last-Modified, ms since the epoch.
+        last_modified_ms: i64,
+    },
     /// The range does not overlap the object.
     #[error("The requested range is not satisfiable")]
     InvalidRange,
@@ -190,6 +195,18 @@ pub enum Error {
     /// provider unreachable).
     #[error("The object's encryption key is not available: {0}")]
     KeyUnavailable(String),
+    /// The object's data key is wrapped by a key provider the deployment is not configured
+    /// with (the configuration's `[keys] provider` changed): a fault of the deployment, not of
+    /// the key or the request.
+    #[error(
+        "The object's data key is held by key provider {held_by:?}, which this deployment does not use (it uses {configured:?})"
+    )]
+    KeyProviderMismatch {
+        /// The provider that wrapped the object's data key.
+        held_by: String,
+        /// The provider the deployment is configured with.
+        configured: String,
+    },
     /// The object's (or the request's) key-encryption key does not exist at the provider.
     #[error("The encryption key {0} does not exist")]
     KeyNotFound(String),

@@ -11,6 +11,7 @@
 pub mod blob;
 pub mod clock;
 pub mod context;
+pub mod cors;
 pub mod crypt;
 pub mod digest;
 pub mod error;

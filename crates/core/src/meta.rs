@@ -301,6 +301,12 @@ pub struct Encryption {
     pub wrapped: vallum_crypto::keys::WrappedKey,
     /// Plaintext bytes per encrypted segment.
     pub segment_bytes: u32,
+    /// Reported to S3 clients as SSE-S3 (`AES256`): the write asked for no key of its own
+    /// (neither `aws:kms` nor a bucket default naming a key), so it is under the
+    /// deployment's default key. Records written before this field existed are reported as
+    /// `aws:kms`, as they were then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sse_s3: bool,
 }
 
 /// An encrypted version and its wrapped data key, as [`MetaStore::keyed_versions`] lists them.
@@ -416,6 +422,8 @@ pub enum WriteCondition {
     IfAbsent,
     /// `If-Match: <etag>`: the key must exist with this ETag (without quotes); `*` matches any.
     IfMatch(String),
+    /// `If-None-Match: <etag>`: the key must not exist with this ETag (without quotes).
+    IfNoneMatch(String),
 }
 
 /// Where a listing starts.

@@ -19,6 +19,10 @@ use crate::service::{
 };
 use crate::versioning::{Tags, validate_tags};
 
+/// How long after an upload completed a retried CompleteMultipartUpload of the same parts
+/// still gets the object (S3 answers such retries, sent by SDKs that lost the first answer).
+pub const COMPLETED_UPLOAD_RETRY_MS: i64 = 15 * 60 * 1000;
+
 /// A part as CompleteMultipartUpload names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompletedPart {
@@ -308,7 +312,15 @@ impl ObjectService {
         requested: &[CompletedPart],
         condition: &WriteCondition,
     ) -> Result<ObjectRecord> {
-        let upload = self.upload(bucket, key, upload_id).await?;
+        let upload = match self.upload(bucket, key, upload_id).await {
+            Err(Error::NoSuchUpload) => {
+                return match self.completed_before(bucket, key, requested).await? {
+                    Some(object) => Ok(object),
+                    None => Err(Error::NoSuchUpload),
+                };
+            }
+            other => other?,
+        };
         if requested.is_empty() {
             return Err(Error::MalformedXml("The XML you provided was not well-formed or did not validate against our published schema: you must specify at least one part".into()));
         }
@@ -426,6 +438,31 @@ impl ObjectService {
         self.log(ctx, self.stored_event(&object, "multipart"))
             .await?;
         Ok(object)
+    }
+
+    /// A retried CompleteMultipartUpload (the client lost the first answer): the key's current
+    /// version, when a multipart upload of exactly the parts asked for made it within
+    /// [`COMPLETED_UPLOAD_RETRY_MS`]. Known by its ETag (the digest of the part ETags) and part
+    /// count, as the upload itself is gone.
+    async fn completed_before(
+        &self,
+        bucket: &str,
+        key: &str,
+        requested: &[CompletedPart],
+    ) -> Result<Option<ObjectRecord>> {
+        let Some(etag) = digest::multipart_etag(requested.iter().map(|p| p.etag.trim_matches('"')))
+        else {
+            return Ok(None);
+        };
+        let object = match self.head_object(bucket, key, None).await {
+            Ok(object) => object,
+            Err(Error::NoSuchKey | Error::DeleteMarker { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let recent =
+            self.now_ms().saturating_sub(object.last_modified_ms) <= COMPLETED_UPLOAD_RETRY_MS;
+        let same = object.etag == etag && object.parts_count == u32::try_from(requested.len()).ok();
+        Ok((recent && same).then_some(object))
     }
 
     async fn all_parts(&self, upload_id: UploadId) -> Result<Vec<PartRecord>> {

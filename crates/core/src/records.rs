@@ -36,6 +36,11 @@ pub mod kind {
     pub const SITE: &str = "site";
     /// A background job's saved state (by job name; the body is the job's own JSON).
     pub const JOB: &str = "job";
+    /// Facts about the deployment itself (by name: `key-providers`).
+    pub const DEPLOYMENT: &str = "deployment";
+    /// A globally unique bucket name's owner (by bare bucket name), with
+    /// `global_bucket_names`.
+    pub const BUCKET_NAME: &str = "bucket-name";
     /// Every kind, for copying a deployment's records (`vallum migrate-meta`).
     pub const ALL: &[&str] = &[
         TENANT,
@@ -49,6 +54,8 @@ pub mod kind {
         WEBHOOK_SECRET,
         SITE,
         JOB,
+        DEPLOYMENT,
+        BUCKET_NAME,
     ];
 }
 

@@ -107,7 +107,10 @@ impl ReadConditions {
             return Err(if for_copy {
                 Error::PreconditionFailed
             } else {
-                Error::NotModified
+                Error::NotModified {
+                    etag: object.etag.clone(),
+                    last_modified_ms: object.last_modified_ms,
+                }
             });
         }
         Ok(())
@@ -159,10 +162,21 @@ pub struct PutObject {
 /// Every object is encrypted; the request can only choose the key.
 #[derive(Debug, Clone, Default)]
 pub struct SseRequest {
+    /// What `x-amz-server-side-encryption` asked for, if anything.
+    pub algorithm: Option<SseAlgorithm>,
     /// `x-amz-server-side-encryption-aws-kms-key-id`: the key-encryption key to use.
     pub key_id: Option<String>,
     /// SSE-C: the customer's key wraps the data key (and is not stored).
     pub customer_key: Option<vallum_crypto::customer::CustomerKey>,
+}
+
+/// The server-side encryption a client can ask for by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SseAlgorithm {
+    /// `AES256` (SSE-S3): the deployment's default key.
+    S3,
+    /// `aws:kms` (SSE-KMS): a named key, else the bucket's default key.
+    Kms,
 }
 
 /// Whether the customer-provided key a request carries fits the object: SSE-C objects need
@@ -337,14 +351,27 @@ impl ObjectService {
                 Encryption {
                     wrapped,
                     segment_bytes,
+                    sse_s3: false,
                 },
             )));
         }
         let k = &self.keys;
-        let key_id = sse
-            .key_id
-            .as_deref()
-            .or_else(|| bucket.encryption.as_ref().and_then(|e| e.key_id.as_deref()));
+        let bucket_kms = bucket
+            .encryption
+            .as_ref()
+            .filter(|e| e.algorithm != "AES256")
+            .and_then(|e| e.key_id.as_deref());
+        // An explicit AES256 takes the deployment's key even where the bucket names one;
+        // aws:kms without a key id takes the bucket's, and S3's managed key is not offered.
+        let key_id = match sse.algorithm {
+            Some(SseAlgorithm::S3) => None,
+            Some(SseAlgorithm::Kms) => Some(sse.key_id.as_deref().or(bucket_kms).ok_or_else(|| {
+                Error::InvalidArgument(
+                    "aws:kms needs x-amz-server-side-encryption-aws-kms-key-id (the bucket has no default key)".into(),
+                )
+            })?),
+            None => sse.key_id.as_deref().or(bucket_kms),
+        };
         if let Some(id) = key_id {
             vallum_crypto::check_key_id(id).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         }
@@ -355,7 +382,23 @@ impl ObjectService {
             Err(Error::KeyNotFound(id)) => Err(Error::InvalidArgument(format!(
                 "the encryption key {id} does not exist"
             ))),
-            other => Ok(Some(other?)),
+            Ok((dek, mut enc)) => {
+                // Reported as what was asked: SSE-S3 when the request or the bucket's
+                // configuration said AES256; otherwise `aws:kms` with the key used.
+                enc.sse_s3 = match sse.algorithm {
+                    Some(SseAlgorithm::S3) => true,
+                    Some(SseAlgorithm::Kms) => false,
+                    None => {
+                        key_id.is_none()
+                            && bucket
+                                .encryption
+                                .as_ref()
+                                .is_some_and(|e| e.algorithm == "AES256")
+                    }
+                };
+                Ok(Some((dek, enc)))
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -834,6 +877,14 @@ impl ObjectService {
                 Some(_) => Err(Error::PreconditionFailed),
                 None => Err(Error::NoSuchKey),
             },
+            WriteCondition::IfNoneMatch(etag) => {
+                match self.meta.get_object(bucket, key, None).await? {
+                    Some(obj) if !obj.delete_marker && obj.etag == *etag => {
+                        Err(Error::PreconditionFailed)
+                    }
+                    _ => Ok(()),
+                }
+            }
         }
     }
 
@@ -1545,11 +1596,11 @@ mod tests {
         assert!(c(|c| c.if_unmodified_since_secs = Some(1000)).is_ok());
         assert!(matches!(
             c(|c| c.if_none_match = Some(vec!["abc".into()])),
-            Err(Error::NotModified)
+            Err(Error::NotModified { .. })
         ));
         assert!(matches!(
             c(|c| c.if_modified_since_secs = Some(1000)),
-            Err(Error::NotModified)
+            Err(Error::NotModified { .. })
         ));
         assert!(c(|c| c.if_modified_since_secs = Some(999)).is_ok());
         // If-None-Match not matching wins over If-Modified-Since.

@@ -141,7 +141,7 @@ impl ObjectLock {
 /// Whether a version's retention may change from `old` to `new` at `now_ms`.
 /// Extending (same mode, later date) is always allowed, as is anything on an expired
 /// retention. Shortening, removing, or changing the mode of an active GOVERNANCE retention
-/// needs the bypass; of an active COMPLIANCE retention, it is refused to everyone.
+/// (to COMPLIANCE too) needs the bypass; of an active COMPLIANCE retention, it is refused to everyone.
 pub fn check_retention_change(
     old: Option<Retention>,
     new: Option<Retention>,
@@ -151,13 +151,9 @@ pub fn check_retention_change(
     let Some(old) = old.filter(|o| o.until_ms > now_ms) else {
         return Ok(());
     };
+    // Any other change is an override, GOVERNANCE to COMPLIANCE included (as in S3).
     let extends = new.is_some_and(|n| n.mode == old.mode && n.until_ms >= old.until_ms);
-    let to_compliance = new.is_some_and(|n| {
-        old.mode == RetentionMode::Governance
-            && n.mode == RetentionMode::Compliance
-            && n.until_ms >= old.until_ms
-    });
-    if extends || to_compliance {
+    if extends {
         return Ok(());
     }
     match old.mode {
@@ -385,9 +381,13 @@ mod tests {
             check_retention_change(old, ret(RetentionMode::Governance, 2_500), 1_000, false)
                 .is_ok()
         );
+        // Turning GOVERNANCE into COMPLIANCE overrides it too: bypass only.
         assert!(
             check_retention_change(old, ret(RetentionMode::Compliance, 2_000), 1_000, false)
-                .is_ok()
+                .is_err()
+        );
+        assert!(
+            check_retention_change(old, ret(RetentionMode::Compliance, 2_000), 1_000, true).is_ok()
         );
     }
 

@@ -15,6 +15,7 @@ pub mod keyring;
 pub mod keys;
 pub mod pkcs11;
 pub mod secretbox;
+pub mod sigv2;
 pub mod sigv4;
 
 use keys::KeyState;

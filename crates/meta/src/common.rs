@@ -9,6 +9,7 @@ pub(crate) fn check_condition(current: Option<&str>, condition: &WriteCondition)
         WriteCondition::None => true,
         WriteCondition::IfAbsent => current.is_none(),
         WriteCondition::IfMatch(etag) => current.is_some_and(|c| etag == "*" || c == etag),
+        WriteCondition::IfNoneMatch(etag) => current.is_none_or(|c| c != etag),
     };
     if holds {
         Ok(())

@@ -40,6 +40,9 @@ pub struct Caller {
     /// The request's bucket as resolved here, `(wire name, internal name)`: handlers take it
     /// instead of resolving it again.
     pub bucket: Option<(String, String)>,
+    /// Globally unique bucket names, when the deployment uses them (a copy source's bare
+    /// name is resolved through them).
+    pub names: Option<Arc<crate::bucket_names::BucketNames>>,
 }
 
 /// The request context of an authorized request (an anonymous one before authorization).
@@ -130,8 +133,40 @@ pub fn internal(ext: &http::Extensions, wire: &str) -> S3Result<String> {
     {
         return Ok(internal.clone());
     }
+    if let Some(owner) = caller
+        .names
+        .as_ref()
+        .filter(|_| !wire.contains(TENANT_SEPARATOR))
+        .and_then(|n| n.cached_owner(wire))
+    {
+        return Ok(internal_bucket(&owner, wire));
+    }
     let (tenant, bucket) = resolve(&caller.principal, wire)?;
     Ok(internal_bucket(&tenant, &bucket))
+}
+
+impl VallumAccess {
+    /// The tenant and bucket a wire name means for `principal`: with global names a bare
+    /// name is its owner's bucket (CreateBucket excepted: it names one of the caller's own);
+    /// otherwise as [`resolve`] says.
+    async fn resolve_for(
+        &self,
+        principal: &Principal,
+        wire: &str,
+        creating: bool,
+    ) -> S3Result<(String, String)> {
+        if let Some(names) = &self.names
+            && !creating
+            && !wire.contains(TENANT_SEPARATOR)
+            && let Some(owner) = names
+                .owner(wire)
+                .await
+                .map_err(|e| s3_error!(ServiceUnavailable, "resolving the bucket name: {e}"))?
+        {
+            return Ok((owner, wire.to_owned()));
+        }
+        resolve(principal, wire)
+    }
 }
 
 /// How a bucket's internal name is shown to the caller: bare in its own namespace.
@@ -159,11 +194,19 @@ fn query_param(uri: &http::Uri, name: &str) -> Option<String> {
 pub struct VallumAccess {
     /// The identity service.
     pub iam: Arc<Iam>,
+    /// Globally unique bucket names, when the deployment uses them.
+    pub names: Option<Arc<crate::bucket_names::BucketNames>>,
 }
 
 /// Filled in by [`VallumAccess`] once s3s has resolved the operation.
 #[derive(Clone, Default)]
 pub struct OperationSlot(pub Arc<Mutex<Option<String>>>);
+
+/// Filled in by [`VallumAccess`] with the request's bucket (internal name) once resolved,
+/// before the decision: a browser's CORS headers follow that bucket's configuration, whether
+/// the request is allowed or not.
+#[derive(Clone, Default)]
+pub struct BucketSlot(pub Arc<Mutex<Option<String>>>);
 
 impl VallumAccess {
     fn facts(cx: &mut S3AccessContext<'_>, now_ms: i64) -> Facts {
@@ -240,7 +283,9 @@ impl S3Access for VallumAccess {
                 (tenant.to_owned(), Resource::Tenant(tenant.to_owned()), None)
             }
             S3Path::Bucket { bucket: wire } => {
-                let (tenant, bucket) = resolve(&principal, wire)?;
+                let (tenant, bucket) = self
+                    .resolve_for(&principal, wire, op == "CreateBucket")
+                    .await?;
                 let resolved = (wire.to_string(), internal_bucket(&tenant, &bucket));
                 (
                     tenant.clone(),
@@ -249,7 +294,7 @@ impl S3Access for VallumAccess {
                 )
             }
             S3Path::Object { bucket: wire, key } => {
-                let (tenant, bucket) = resolve(&principal, wire)?;
+                let (tenant, bucket) = self.resolve_for(&principal, wire, false).await?;
                 let resolved = (wire.to_string(), internal_bucket(&tenant, &bucket));
                 (
                     tenant.clone(),
@@ -262,6 +307,12 @@ impl S3Access for VallumAccess {
                 )
             }
         };
+        if let Some((_, internal)) = &resolved
+            && let Some(slot) = cx.extensions_mut().get::<BucketSlot>()
+            && let Ok(mut s) = slot.0.lock()
+        {
+            *s = Some(internal.clone());
+        }
         // Every operation is in the table with what it needs: an action decided here, or
         // (a multi-object delete) one decided key by key in the handler.
         match operation.required(version) {
@@ -280,12 +331,30 @@ impl S3Access for VallumAccess {
                 ));
             }
         }
+        // A copy source's bare name, known to this gateway before the handler needs it.
+        if let Some(names) = &self.names
+            && let Some(source) = cx
+                .headers()
+                .get("x-amz-copy-source")
+                .and_then(|v| v.to_str().ok())
+        {
+            let decoded = crate::admin::percent_decode(source).unwrap_or_else(|| source.to_owned());
+            let bucket = decoded
+                .trim_start_matches('/')
+                .split('/')
+                .next()
+                .unwrap_or("");
+            if !bucket.is_empty() && !bucket.contains(TENANT_SEPARATOR) {
+                let _ = names.owner(bucket).await;
+            }
+        }
         cx.extensions_mut().insert(Caller {
             principal,
             tenant,
             facts,
             ctx,
             bucket: resolved,
+            names: self.names.clone(),
         });
         Ok(())
     }

@@ -55,6 +55,10 @@ pub struct Config {
     pub region: String,
     /// Domains for virtual-hosted-style requests (`<bucket>.<domain>`); empty: path style only.
     pub domains: Vec<String>,
+    /// Bucket names unique across tenants, as in S3: a bare name then means that bucket
+    /// whoever owns it, so unmodified (and anonymous) clients reach buckets shared across
+    /// tenants by policy. Off: a bare name is the caller's own tenant's.
+    pub global_bucket_names: bool,
     /// PEM certificate chain: with `tls_key`, the endpoint serves HTTPS only.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
@@ -852,6 +856,7 @@ impl Default for Config {
             data_dir: PathBuf::from("vallum-data"),
             region: "us-east-1".into(),
             domains: Vec::new(),
+            global_bucket_names: false,
             tls_cert: None,
             tls_key: None,
             log: LogConfig::default(),
@@ -924,7 +929,7 @@ impl Config {
     }
 
     /// Applies `VALLUM_LISTEN`, `VALLUM_DATA_DIR`, `VALLUM_REGION`, `VALLUM_DOMAINS`
-    /// (comma-separated), `VALLUM_META_URL`, `VALLUM_SITE_JURISDICTION`, `VALLUM_LOG`,
+    /// (comma-separated), `VALLUM_GLOBAL_BUCKET_NAMES`, `VALLUM_META_URL`, `VALLUM_SITE_JURISDICTION`, `VALLUM_LOG`,
     /// `VALLUM_LOG_FORMAT`, `VALLUM_TLS_CERT` and `VALLUM_TLS_KEY`.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = env("VALLUM_TLS_CERT") {
@@ -952,6 +957,18 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned)
                 .collect();
+        }
+        if let Some(v) = env("VALLUM_GLOBAL_BUCKET_NAMES") {
+            self.global_bucket_names = match v.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" | "" => false,
+                other => {
+                    return Err(ConfigError::Value {
+                        field: "VALLUM_GLOBAL_BUCKET_NAMES",
+                        message: format!("{other:?}: use true or false"),
+                    });
+                }
+            };
         }
         if let Some(v) = env("VALLUM_META_URL") {
             self.meta.url = Some(v).filter(|v| !v.is_empty());

@@ -42,7 +42,7 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::RequestTimeout => S3ErrorCode::RequestTimeout,
         Error::MetadataTooLarge(_) => S3ErrorCode::MetadataTooLarge,
         Error::PreconditionFailed => S3ErrorCode::PreconditionFailed,
-        Error::NotModified => S3ErrorCode::NotModified,
+        Error::NotModified { .. } => S3ErrorCode::NotModified,
         Error::InvalidRange => S3ErrorCode::InvalidRange,
         Error::Unavailable(_) => S3ErrorCode::ServiceUnavailable,
         Error::StorageFull(_) => S3ErrorCode::Custom("XVallumStorageFull".into()),
@@ -51,6 +51,9 @@ pub fn to_s3(err: Error) -> S3Error {
         Error::KeyUnavailable(_) => S3ErrorCode::Custom("KMS.DisabledException".into()),
         // What S3 answers for a KMS key that does not exist.
         Error::KeyNotFound(_) => S3ErrorCode::Custom("KMS.NotFoundException".into()),
+        Error::KeyProviderMismatch { .. } => {
+            S3ErrorCode::Custom("XVallumKeyProviderMismatch".into())
+        }
         Error::KeyServiceUnavailable(_) => S3ErrorCode::ServiceUnavailable,
         Error::KeyRefused(_) => S3ErrorCode::AccessDenied,
         Error::NoCompliantPlacement(_) => S3ErrorCode::Custom("XVallumNoCompliantPlacement".into()),
@@ -61,11 +64,16 @@ pub fn to_s3(err: Error) -> S3Error {
         | Error::Unavailable(_)
         | Error::KeyServiceUnavailable(_)
         | Error::StorageFull(_)
-        | Error::Integrity(_) => {
+        | Error::Integrity(_)
+        | Error::KeyProviderMismatch { .. } => {
             tracing::error!(error = %err, "request failed on the server side");
             let mut e = S3Error::with_message(code, public_message(&err));
-            if matches!(err, Error::StorageFull(_)) {
-                e.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+            match err {
+                Error::StorageFull(_) => e.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE),
+                Error::KeyProviderMismatch { .. } => {
+                    e.set_status_code(http::StatusCode::INTERNAL_SERVER_ERROR);
+                }
+                _ => {}
             }
             e
         }
@@ -109,8 +117,35 @@ pub fn to_s3(err: Error) -> S3Error {
             e.set_headers(headers);
             e
         }
+        // A 304 still names the representation: its ETag and Last-Modified (RFC 9110).
+        Error::NotModified {
+            etag,
+            last_modified_ms,
+        } => {
+            let mut e = S3Error::with_message(code, err.to_string());
+            let mut headers = http::HeaderMap::new();
+            if let Ok(v) = http::HeaderValue::from_str(&format!("\"{etag}\"")) {
+                headers.insert(http::header::ETAG, v);
+            }
+            if let Ok(v) = http::HeaderValue::from_str(&crate::s3::http_date(*last_modified_ms)) {
+                headers.insert(http::header::LAST_MODIFIED, v);
+            }
+            e.set_headers(headers);
+            e
+        }
         _ => S3Error::with_message(code, err.to_string()),
     }
+}
+
+/// An S3 error whose code s3s does not know (`InvalidRetentionPeriod`, ...), with its status.
+pub fn custom_error(
+    code: &'static str,
+    status: http::StatusCode,
+    message: impl Into<String>,
+) -> S3Error {
+    let mut e = S3Error::with_message(S3ErrorCode::Custom(code.into()), message.into());
+    e.set_status_code(status);
+    e
 }
 
 fn public_message(err: &Error) -> String {
@@ -121,6 +156,9 @@ fn public_message(err: &Error) -> String {
         }
         Error::StorageFull(_) => {
             "The server has no space left to store this request; nothing was stored.".into()
+        }
+        Error::KeyProviderMismatch { .. } => {
+            "The object's data key is held by a key provider this deployment is not configured with; an operator must restore the key configuration.".into()
         }
         _ => "We encountered an internal error. Please try again.".into(),
     }
@@ -181,7 +219,14 @@ mod tests {
             (Error::EntityTooLarge(5), "EntityTooLarge", 400),
             (Error::BadDigest("x".into()), "BadDigest", 400),
             (Error::PreconditionFailed, "PreconditionFailed", 412),
-            (Error::NotModified, "NotModified", 304),
+            (
+                Error::NotModified {
+                    etag: "abc".into(),
+                    last_modified_ms: 0,
+                },
+                "NotModified",
+                304,
+            ),
             (Error::InvalidRange, "InvalidRange", 416),
             (
                 Error::IncompleteBody {
@@ -211,6 +256,14 @@ mod tests {
                 "XAmzContentSHA256Mismatch",
                 400,
             ),
+            (
+                Error::KeyProviderMismatch {
+                    held_by: "keyring".into(),
+                    configured: "xks".into(),
+                },
+                "XVallumKeyProviderMismatch",
+                500,
+            ),
         ];
         for (err, code, status) in cases {
             let s3 = to_s3(err);
@@ -222,6 +275,16 @@ mod tests {
                 .as_u16();
             assert_eq!(got, status, "{code}");
         }
+        let not_modified = to_s3(Error::NotModified {
+            etag: "abc".into(),
+            last_modified_ms: 0,
+        });
+        let headers = not_modified.headers().unwrap();
+        assert_eq!(headers.get("etag").unwrap(), "\"abc\"");
+        assert_eq!(
+            headers.get("last-modified").unwrap(),
+            "Thu, 01 Jan 1970 00:00:00 GMT"
+        );
         let hidden = to_s3(Error::Unavailable("password=hunter2 at db".into()));
         assert!(
             !hidden.message().unwrap().contains("hunter2"),

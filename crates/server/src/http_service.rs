@@ -43,6 +43,10 @@ pub struct VallumHttp {
     pub body_timeout: std::time::Duration,
     /// The embedded metadata store, whose guard `/health` reports.
     pub embedded_meta: Option<vallum_meta::SqliteMetaStore>,
+    /// Browsers' cross-origin requests.
+    pub cors: Arc<crate::cors::Cors>,
+    /// The identity service (SigV2 secrets, for [`Self::sigv2_bucket_slash`]).
+    pub iam: Arc<vallum_core::iam::Iam>,
 }
 
 /// Request extension: whether the request came over TLS (S3 refuses customer-provided keys
@@ -140,6 +144,36 @@ async fn with_request_id(resp: Response<Body>, request_id: &str) -> Response<Bod
     Response::from_parts(parts, Body::from(Bytes::from(rewritten)))
 }
 
+/// Largest GetObjectAttributes body the wrapper will rewrite (1000 parts fit well within).
+const MAX_ATTRIBUTES_BODY_BYTES: usize = 1024 * 1024;
+
+/// GetObjectAttributes gives the ETag unquoted in its XML (unlike every other S3 document);
+/// s3s 0.14 always quotes it, so the answer is corrected here.
+async fn unquoted_etag(resp: Response<Body>) -> Response<Body> {
+    if !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = http_body_util::Limited::new(body, MAX_ATTRIBUTES_BODY_BYTES)
+        .collect()
+        .await
+    else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let bytes = collected.to_bytes();
+    let Ok(text) = std::str::from_utf8(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let rewritten = text
+        .replacen("<ETag>\"", "<ETag>", 1)
+        .replacen("\"</ETag>", "</ETag>", 1);
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from(rewritten.len()),
+    );
+    Response::from_parts(parts, Body::from(Bytes::from(rewritten)))
+}
+
 /// The log resource a request asks for: an unsigned `GET /log/<path>` (a signed request for
 /// `/log/...` is S3 for a bucket named `log`) or `GET /_vallum/log/<path>`.
 fn log_path(req: &Request<Incoming>) -> Option<String> {
@@ -154,6 +188,69 @@ fn log_path(req: &Request<Incoming>) -> Option<String> {
 }
 
 impl VallumHttp {
+    /// SigV2 clients differ on a path-style bucket request (`PUT /bucket`): botocore and the
+    /// SDKs modelled on it sign the resource `/bucket/`, others `/bucket`, and s3s checks the
+    /// path as sent. When the signature is of the `/bucket/` form, the request gets that path
+    /// (the same bucket to s3s's router), so s3s's own check agrees; otherwise it is left as
+    /// it came, for s3s to judge.
+    async fn sigv2_bucket_slash(&self, req: &mut Request<Incoming>) {
+        let Some((access_key, signature)) = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("AWS "))
+            .and_then(|v| v.split_once(':'))
+            .map(|(k, s)| (k.to_owned(), s.to_owned()))
+        else {
+            return;
+        };
+        let path = req.uri().path();
+        let Some(bucket) = path.strip_prefix('/') else {
+            return;
+        };
+        if bucket.is_empty() || bucket.contains('/') {
+            return;
+        }
+        let Ok(Some(secret)) = self.iam.signing_secret(&access_key).await else {
+            return;
+        };
+        let headers: Vec<(String, String)> = req
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let query: Vec<(String, String)> = req
+            .uri()
+            .query()
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let slashed = format!("{path}/");
+        let sts = vallum_crypto::sigv2::string_to_sign(&vallum_crypto::sigv2::Request {
+            method: req.method().as_str(),
+            headers: &headers,
+            path: &slashed,
+            query: &query,
+        });
+        if !vallum_crypto::sigv2::verify(secret.as_str(), &sts, &signature) {
+            return;
+        }
+        let rewritten = match req.uri().query() {
+            Some(q) => format!("{slashed}?{q}"),
+            None => slashed,
+        };
+        let mut parts = req.uri().clone().into_parts();
+        if let Ok(pq) = rewritten.parse() {
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+
     /// Serves the transparency log read-only: tiles are immutable (cacheable forever), the
     /// checkpoint changes (never cached).
     fn log_resource(&self, path: &str) -> Response<Body> {
@@ -237,6 +334,11 @@ impl VallumHttp {
                     self.metrics.render(),
                 ),
             )
+        } else if req.method() == Method::OPTIONS && !path.starts_with(crate::admin::ADMIN_PREFIX) {
+            (
+                "PreflightCors".to_owned(),
+                self.cors.preflight(req.headers(), &path).await,
+            )
         } else if let Some(log_path) = log_path(&req) {
             ("Log".to_owned(), self.log_resource(&log_path))
         } else if path.starts_with(crate::admin::ADMIN_PREFIX) {
@@ -270,8 +372,16 @@ impl VallumHttp {
                 xml_error(refusal.status, refusal.code, &refusal.message, &request_id),
             )
         } else {
+            self.sigv2_bucket_slash(&mut req).await;
             let slot = crate::authz::OperationSlot::default();
             req.extensions_mut().insert(slot.clone());
+            let bucket_slot = crate::authz::BucketSlot::default();
+            req.extensions_mut().insert(bucket_slot.clone());
+            // A browser's request (with Origin) gets its CORS headers after the answer.
+            let browser = req
+                .headers()
+                .contains_key(http::header::ORIGIN)
+                .then(|| (req.headers().clone(), req.method().clone()));
             req.extensions_mut().insert(Secure(self.secure));
             req.extensions_mut()
                 .insert(crate::authz::RequestId(request_id.clone()));
@@ -300,6 +410,17 @@ impl VallumHttp {
                 .ok()
                 .and_then(|s| s.clone())
                 .unwrap_or_else(|| "Unknown".into());
+            let mut resp = if op == "GetObjectAttributes" {
+                unquoted_etag(resp).await
+            } else {
+                resp
+            };
+            if let Some((headers, method)) = browser {
+                let resolved = bucket_slot.0.lock().ok().and_then(|s| s.clone());
+                self.cors
+                    .decorate(&headers, &method, &path, resolved, &mut resp)
+                    .await;
+            }
             (op, resp)
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {

@@ -127,8 +127,91 @@ pub async fn open_keys(
     ))
 }
 
+/// The key providers a deployment has run with (record `deployment/key-providers`).
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct KeyProviders {
+    /// Provider names, in the order first used.
+    used: Vec<String>,
+}
+
+/// Remembers the key provider the deployment starts with, and says at start when it ran with
+/// another before: objects written then have data keys that provider holds, and their reads
+/// fail (`XVallumKeyProviderMismatch`) until it is configured again. Returns the providers used
+/// before that are not `configured`.
+pub async fn note_key_provider(
+    meta: &Arc<dyn vallum_core::meta::MetaStore>,
+    configured: &str,
+) -> Result<Vec<String>, ServerError> {
+    use vallum_core::records::{TypedRecords, kind};
+    const ID: &str = "key-providers";
+    let mut providers = meta
+        .load_as::<KeyProviders>(kind::DEPLOYMENT, ID)
+        .await?
+        .map(|v| v.value)
+        .unwrap_or_default();
+    let earlier: Vec<String> = providers
+        .used
+        .iter()
+        .filter(|p| *p != configured)
+        .cloned()
+        .collect();
+    if !earlier.is_empty() {
+        tracing::warn!(
+            configured,
+            ?earlier,
+            "this deployment ran with key provider(s) {earlier:?} before [keys] provider {configured:?}: objects written then cannot be read (XVallumKeyProviderMismatch) until the provider holding their keys is configured again"
+        );
+    }
+    if !providers.used.iter().any(|p| p == configured) {
+        providers.used.push(configured.to_owned());
+        meta.save_as(kind::DEPLOYMENT, ID, &providers).await?;
+    }
+    Ok(earlier)
+}
+
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_change_of_key_provider_is_remembered_and_reported_at_each_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn vallum_core::meta::MetaStore> = Arc::new(
+            vallum_meta::SqliteMetaStore::open(&dir.path().join("meta.db"))
+                .await
+                .unwrap(),
+        );
+        assert!(
+            note_key_provider(&store, "keyring")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            note_key_provider(&store, "keyring")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // The quick start's keyring, then an XKS configuration on the same data directory.
+        assert_eq!(
+            note_key_provider(&store, "xks").await.unwrap(),
+            vec!["keyring".to_owned()]
+        );
+        // Reported again at the next start, and back on the keyring, the other way round.
+        assert_eq!(
+            note_key_provider(&store, "xks").await.unwrap(),
+            vec!["keyring".to_owned()]
+        );
+        assert_eq!(
+            note_key_provider(&store, "keyring").await.unwrap(),
+            vec!["xks".to_owned()]
+        );
+    }
 }

@@ -151,18 +151,26 @@ pub fn check(
     }
     if let Some(query) = query {
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            // A presigned URL that never was, or no longer is, valid: 403, as S3 answers.
             if name == "X-Amz-Expires" {
-                let ok = value
-                    .parse::<u64>()
-                    .is_ok_and(|secs| secs <= MAX_PRESIGNED_EXPIRES_SECS);
-                if !ok {
-                    return Err(refuse(
-                        http::StatusCode::BAD_REQUEST,
-                        "AuthorizationQueryParametersError",
-                        format!(
-                            "X-Amz-Expires must be a number of seconds no larger than {MAX_PRESIGNED_EXPIRES_SECS} (one week)"
-                        ),
-                    ));
+                match value.parse::<i64>() {
+                    Ok(secs) if secs < 0 => {
+                        return Err(refuse(
+                            http::StatusCode::FORBIDDEN,
+                            "AccessDenied",
+                            "Request has expired".into(),
+                        ));
+                    }
+                    Ok(secs) if secs.unsigned_abs() <= MAX_PRESIGNED_EXPIRES_SECS => {}
+                    _ => {
+                        return Err(refuse(
+                            http::StatusCode::FORBIDDEN,
+                            "AuthorizationQueryParametersError",
+                            format!(
+                                "X-Amz-Expires must be a number of seconds no larger than {MAX_PRESIGNED_EXPIRES_SECS} (one week)"
+                            ),
+                        ));
+                    }
                 }
             }
         }
@@ -302,7 +310,12 @@ mod tests {
             )
             .is_ok()
         );
-        for bad in ["604801", "4294967295", "-1", "soon"] {
+        for (bad, code) in [
+            ("604801", "AuthorizationQueryParametersError"),
+            ("4294967295", "AuthorizationQueryParametersError"),
+            ("soon", "AuthorizationQueryParametersError"),
+            ("-1", "AccessDenied"),
+        ] {
             let err = check(
                 &http::Method::GET,
                 &h,
@@ -310,8 +323,8 @@ mod tests {
                 now,
             )
             .unwrap_err();
-            assert_eq!(err.code, "AuthorizationQueryParametersError", "{bad}");
-            assert_eq!(err.status, http::StatusCode::BAD_REQUEST);
+            assert_eq!(err.code, code, "{bad}");
+            assert_eq!(err.status, http::StatusCode::FORBIDDEN);
         }
     }
 }

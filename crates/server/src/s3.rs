@@ -1,7 +1,9 @@
 //! The S3 operations: each converts the s3s input into a domain call and the result back.
 //! No storage logic lives here.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use s3s::dto::*;
@@ -17,7 +19,7 @@ use vallum_core::meta::{
 use vallum_core::multipart::{CompletedPart as CorePart, parse_checksum_algorithm};
 use vallum_core::service::{
     BodyCheck, ByteRange, CopyObject, LockRequest, ObjectService, PutObject, ReadConditions,
-    SseRequest,
+    SseAlgorithm, SseRequest,
 };
 use vallum_core::versioning::{
     DefaultRetention as CoreDefaultRetention, NULL_VERSION, ObjectLock, ObjectLockConfig,
@@ -34,7 +36,18 @@ pub struct VallumS3 {
     region: String,
     owner: Owner,
     allow_governance_bypass: bool,
+    /// Globally unique bucket names, when the deployment uses them.
+    names: Option<Arc<crate::bucket_names::BucketNames>>,
+    /// Buckets' lifecycle rules as `x-amz-expiration` last read them, and when.
+    lifecycles: std::sync::Mutex<HashMap<String, CachedLifecycle>>,
 }
+
+/// A bucket's lifecycle rules (none: `None`) and when they were read.
+type CachedLifecycle = (Option<Arc<LifecycleConfig>>, Instant);
+
+/// How long a gateway reuses a bucket's lifecycle rules for `x-amz-expiration` (a change made
+/// through another gateway shows within it; one made here, at once).
+const LIFECYCLE_HEADER_TTL: Duration = Duration::from_secs(5);
 
 /// S3 inputs that name a bucket.
 trait BucketInput {
@@ -96,6 +109,10 @@ bucket_inputs!(
     GetPublicAccessBlockInput,
     PutPublicAccessBlockInput,
     DeletePublicAccessBlockInput,
+    PutBucketCorsInput,
+    GetBucketCorsInput,
+    DeleteBucketCorsInput,
+    GetObjectAttributesInput,
 );
 
 /// The preamble of every bucket handler, in one place: the request with its bucket under the
@@ -109,6 +126,81 @@ fn scoped<T: BucketInput>(mut req: S3Request<T>) -> S3Result<(S3Request<T>, Requ
 }
 
 impl VallumS3 {
+    /// `x-amz-expiration` for the current version `object`: when its bucket's lifecycle
+    /// expires it, and by which rule (none without an expiration rule that matches).
+    async fn expiration(&self, object: &ObjectRecord) -> Option<String> {
+        if !object.latest || object.delete_marker {
+            return None;
+        }
+        let lifecycle = self.lifecycle_of(&object.bucket).await?;
+        let (at, rule) = lifecycle.expiration(
+            &object.key,
+            object.size_bytes,
+            &object.tags,
+            object.last_modified_ms,
+        )?;
+        Some(format!(
+            "expiry-date=\"{}\", rule-id=\"{}\"",
+            http_date(at),
+            rule.unwrap_or_default()
+        ))
+    }
+
+    /// The encryption headers of a multipart upload's answers (UploadPart, UploadPartCopy),
+    /// from the upload's record.
+    async fn upload_sse(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        ck_md5: Option<String>,
+    ) -> S3Result<(
+        Option<ServerSideEncryption>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    )> {
+        let upload = self
+            .service
+            .upload(bucket, key, upload_id)
+            .await
+            .map_err(to_s3)?;
+        let (sse, kms) = sse_out(upload.encryption.as_ref());
+        let (alg, md5) = ssec_out(upload.encryption.as_ref(), ck_md5);
+        Ok((sse, kms, alg, md5))
+    }
+
+    /// A bucket's lifecycle rules, read at most every [`LIFECYCLE_HEADER_TTL`]; `None`
+    /// without any (a failure to read only drops the informational header).
+    async fn lifecycle_of(&self, bucket: &str) -> Option<Arc<LifecycleConfig>> {
+        let cached = self.lifecycles.lock().ok().and_then(|m| {
+            m.get(bucket)
+                .filter(|(_, at)| at.elapsed() < LIFECYCLE_HEADER_TTL)
+                .map(|(c, _)| c.clone())
+        });
+        if let Some(config) = cached {
+            return config;
+        }
+        let config = self
+            .service
+            .bucket(bucket)
+            .await
+            .ok()?
+            .lifecycle
+            .map(Arc::new);
+        if let Ok(mut m) = self.lifecycles.lock() {
+            m.insert(bucket.to_owned(), (config.clone(), Instant::now()));
+        }
+        config
+    }
+
+    /// Forgets what [`Self::lifecycle_of`] read of `bucket` (its rules changed here).
+    fn forget_lifecycle(&self, bucket: &str) {
+        if let Ok(mut m) = self.lifecycles.lock() {
+            m.remove(bucket);
+        }
+    }
+
     /// The record of the bucket a request names (resolved as [`scoped`] does): what every
     /// Get*Configuration handler reads.
     async fn bucket_of<T: BucketInput>(
@@ -155,7 +247,19 @@ impl VallumS3 {
                 display_name: Some("vallum".into()),
                 id: Some(owner_id),
             },
+            names: None,
+            lifecycles: std::sync::Mutex::default(),
         }
+    }
+
+    /// Bucket names unique across tenants (`global_bucket_names`).
+    #[must_use]
+    pub fn with_global_names(
+        mut self,
+        names: Option<Arc<crate::bucket_names::BucketNames>>,
+    ) -> Self {
+        self.names = names;
+        self
     }
 }
 
@@ -278,15 +382,59 @@ fn lock_request(
     })
 }
 
+/// A retention mode in an XML document (PutObjectRetention, PutObjectLockConfiguration):
+/// anything else than the two names, in capitals, is `MalformedXML` as in S3.
+fn mode_in_xml(mode: &str) -> S3Result<RetentionMode> {
+    mode_in(mode).map_err(|_| {
+        s3_error!(
+            MalformedXML,
+            "Unknown object lock mode {mode}: use GOVERNANCE or COMPLIANCE"
+        )
+    })
+}
+
 fn legal_hold_in(status: &str) -> S3Result<bool> {
     match status {
         "ON" => Ok(true),
         "OFF" => Ok(false),
         other => Err(s3_error!(
-            InvalidArgument,
+            MalformedXML,
             "Unknown legal hold status {other}: use ON or OFF"
         )),
     }
+}
+
+/// A default retention's period: exactly one of Days and Years, positive.
+fn retention_period(days: Option<i32>, years: Option<i32>) -> S3Result<(Option<u32>, Option<u32>)> {
+    let positive = |v: i32, what: &str| {
+        u32::try_from(v).ok().filter(|v| *v > 0).ok_or_else(|| {
+            crate::error::custom_error(
+                "InvalidRetentionPeriod",
+                http::StatusCode::BAD_REQUEST,
+                format!("Default retention period must be a positive integer value for {what}"),
+            )
+        })
+    };
+    match (days, years) {
+        (Some(d), None) => Ok((Some(positive(d, "Days")?), None)),
+        (None, Some(y)) => Ok((None, Some(positive(y, "Years")?))),
+        _ => Err(s3_error!(
+            MalformedXML,
+            "DefaultRetention names exactly one of Days and Years"
+        )),
+    }
+}
+
+/// Retention and legal hold apply in buckets made with object lock only: 400 InvalidRequest
+/// elsewhere, as in S3.
+fn require_object_lock(bucket: &vallum_core::meta::BucketRecord) -> S3Result<()> {
+    if bucket.object_lock.is_none() {
+        return Err(s3_error!(
+            InvalidRequest,
+            "Bucket is missing Object Lock Configuration"
+        ));
+    }
+    Ok(())
 }
 
 fn legal_hold_out(on: bool) -> ObjectLockLegalHoldStatus {
@@ -329,10 +477,21 @@ fn lifecycle_in(config: BucketLifecycleConfiguration) -> S3Result<LifecycleConfi
                 .is_some_and(|t| !t.is_empty())
         {
             return Err(s3_error!(
-                NotImplemented,
-                "storage class transitions are not supported: Vallum has one storage class"
+                InvalidStorageClass,
+                "storage class transitions are not supported: Vallum has one storage class, STANDARD"
             ));
         }
+        let enabled = match rule.status.as_str() {
+            ExpirationStatus::ENABLED => true,
+            ExpirationStatus::DISABLED => false,
+            other => {
+                return Err(s3_error!(
+                    MalformedXML,
+                    "a rule's Status is Enabled or Disabled, not {other:?}"
+                ));
+            }
+        };
+        let legacy_prefix = rule.prefix.is_some() && rule.filter.is_none();
         let mut filter = LifecycleFilter::default();
         if let Some(p) = rule.prefix {
             filter.prefix = p;
@@ -370,8 +529,18 @@ fn lifecycle_in(config: BucketLifecycleConfiguration) -> S3Result<LifecycleConfi
         let expiration = rule.expiration.unwrap_or_default();
         let noncurrent = rule.noncurrent_version_expiration.unwrap_or_default();
         rules.push(CoreRule {
-            id: rule.id,
-            enabled: rule.status.as_str() == ExpirationStatus::ENABLED,
+            // S3 names a rule given without an ID.
+            id: Some(rule.id.unwrap_or_else(|| {
+                format!(
+                    "rule-{}",
+                    vallum_types::UploadId::random()
+                        .to_string()
+                        .get(..16)
+                        .unwrap_or_default()
+                )
+            })),
+            enabled,
+            legacy_prefix,
             filter,
             expiration_days: count_in(expiration.days, "Days")?,
             expiration_date_ms: expiration.date.map(to_ms),
@@ -438,7 +607,7 @@ fn lifecycle_out(config: &LifecycleConfig) -> LifecycleRules {
                     }
                     .to_owned(),
                 ),
-                filter: Some(filter),
+                filter: (!r.legacy_prefix).then_some(filter),
                 expiration: has_expiration.then(|| LifecycleExpiration {
                     days: r.expiration_days.map(to_i32),
                     date: r.expiration_date_ms.map(timestamp),
@@ -455,7 +624,7 @@ fn lifecycle_out(config: &LifecycleConfig) -> LifecycleRules {
                         days_after_initiation: Some(to_i32(d)),
                     }
                 }),
-                prefix: None,
+                prefix: r.legacy_prefix.then(|| f.prefix.clone()),
                 transitions: None,
                 noncurrent_version_transitions: None,
             }
@@ -519,10 +688,9 @@ fn write_condition(
         (Some(ETagCondition::Any), None) => Ok(WriteCondition::IfMatch("*".into())),
         (Some(ETagCondition::ETag(e)), None) => Ok(WriteCondition::IfMatch(e.value().to_owned())),
         (None, Some(ETagCondition::Any)) => Ok(WriteCondition::IfAbsent),
-        (None, Some(ETagCondition::ETag(_))) => Err(s3_error!(
-            NotImplemented,
-            "If-None-Match on a write accepts only '*'"
-        )),
+        (None, Some(ETagCondition::ETag(e))) => {
+            Ok(WriteCondition::IfNoneMatch(e.value().to_owned()))
+        }
         (None, None) => Ok(WriteCondition::None),
     }
 }
@@ -776,13 +944,24 @@ fn attrs_from(
 ) -> ObjectAttrs {
     ObjectAttrs {
         content_type,
-        content_encoding,
+        content_encoding: content_encoding.and_then(|e| without_aws_chunked(&e)),
         content_disposition,
         content_language,
         cache_control,
         expires_ms: expires.map(to_ms),
         user_metadata: metadata_in(metadata),
     }
+}
+
+/// A Content-Encoding without `aws-chunked`, which describes only how the body was sent
+/// (S3 does not store it); `None` when nothing else is left.
+fn without_aws_chunked(encoding: &str) -> Option<String> {
+    let kept: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(","))
 }
 
 fn content_type_out(attrs: &ObjectAttrs) -> Option<ContentType> {
@@ -1026,16 +1205,45 @@ impl S3 for VallumS3 {
                 self.region
             ));
         }
-        if input.object_lock_enabled_for_bucket == Some(true) {
-            self.service
-                .create_locked_bucket(ctx, &input.bucket)
+        // With global names the name is claimed first: another tenant's is taken.
+        let (tenant, bare) = vallum_core::iam::model::split_internal(&input.bucket);
+        if let Some(names) = &self.names
+            && !names
+                .claim(tenant, bare)
                 .await
-                .map_err(to_s3)?;
+                .map_err(|e| to_s3(e.into()))?
+        {
+            return Err(s3_error!(
+                BucketAlreadyExists,
+                "The requested bucket name is not available. The bucket namespace is shared by all users of the system. Please select a different name and try again."
+            ));
+        }
+        let created = if input.object_lock_enabled_for_bucket == Some(true) {
+            self.service.create_locked_bucket(ctx, &input.bucket).await
         } else {
-            self.service
-                .create_bucket(ctx, &input.bucket)
+            self.service.create_bucket(ctx, &input.bucket).await
+        };
+        if let (Err(_), Some(names)) = (&created, &self.names) {
+            // A bucket that was not made keeps no claim (release checks it does not exist).
+            names
+                .release(tenant, bare)
                 .await
-                .map_err(to_s3)?;
+                .map_err(|e| to_s3(e.into()))?;
+        }
+        match created {
+            // us-east-1 keeps S3's legacy answer to re-creating one's own bucket: 200, and
+            // nothing changes (its objects, policy and settings stay).
+            Err(vallum_core::Error::BucketAlreadyOwnedByYou) if self.region == "us-east-1" => {
+                return ok(CreateBucketOutput {
+                    location: Some(format!(
+                        "/{}",
+                        crate::authz::wire_name(&req.extensions, &input.bucket)
+                    )),
+                });
+            }
+            other => {
+                other.map_err(to_s3)?;
+            }
         }
         // A policy left by an earlier bucket of the same name does not carry over.
         self.iam
@@ -1065,6 +1273,14 @@ impl S3 for VallumS3 {
             .delete_bucket(ctx, &req.input.bucket)
             .await
             .map_err(to_s3)?;
+        self.forget_lifecycle(&req.input.bucket);
+        if let Some(names) = &self.names {
+            let (tenant, bare) = vallum_core::iam::model::split_internal(&req.input.bucket);
+            names
+                .release(tenant, bare)
+                .await
+                .map_err(|e| to_s3(e.into()))?;
+        }
         self.iam
             .forget_bucket(&req.input.bucket)
             .await
@@ -1144,6 +1360,7 @@ impl S3 for VallumS3 {
             checksum_sha256: sums.sha256,
             size: i64::try_from(record.size_bytes).ok(),
             version_id: version_out(&record.version_id, false),
+            expiration: self.expiration(&record).await,
             ..Default::default()
         })
     }
@@ -1152,6 +1369,7 @@ impl S3 for VallumS3 {
         let (req, ctx) = scoped(req)?;
         let ctx = &ctx;
         let tls = secure(&req);
+        no_sse_on_read(&req.headers)?;
         let input = req.input;
         let ck = customer_key_of(tls, &input)?;
         let ctx = &ctx.clone().with_customer_keys(CustomerKeys {
@@ -1159,29 +1377,41 @@ impl S3 for VallumS3 {
             source: None,
         });
         let ck_md5 = input.sse_customer_key_md5.clone();
-        if input.part_number.is_some() {
-            return Err(s3_error!(
-                NotImplemented,
-                "GetObject with partNumber is not supported"
-            ));
-        }
         let conditions = read_conditions(
             input.if_match,
             input.if_none_match,
             input.if_modified_since,
             input.if_unmodified_since,
         );
-        let range = input.range.map(|r| match r {
+        let mut range = input.range.map(|r| match r {
             Range::Int { first, last } => ByteRange::From { first, last },
             Range::Suffix { length } => ByteRange::Suffix(length),
         });
+        let mut version_id = input.version_id.clone();
+        if let Some(n) = input.part_number {
+            if range.is_some() {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Cannot specify both Range header and partNumber query parameter"
+                ));
+            }
+            // The part's bytes of the version the key names now (read again by id below,
+            // so a concurrent overwrite cannot mix two versions).
+            let object = self
+                .service
+                .head_object(&input.bucket, &input.key, version_id.as_deref())
+                .await
+                .map_err(to_s3)?;
+            range = part_range(&object, n)?;
+            version_id = Some(object.version_id);
+        }
         let read = self
             .service
             .get_object(
                 ctx,
                 &input.bucket,
                 &input.key,
-                input.version_id.as_deref(),
+                version_id.as_deref(),
                 range,
                 &conditions,
             )
@@ -1218,6 +1448,7 @@ impl S3 for VallumS3 {
             object_lock_mode,
             object_lock_retain_until_date,
             object_lock_legal_hold_status,
+            expiration: self.expiration(&read.object).await,
             body: Some(StreamingBlob::wrap(sync_wrapper::SyncStream::new(
                 read.body,
             ))),
@@ -1246,6 +1477,7 @@ impl S3 for VallumS3 {
     async fn head_object(&self, req: S3Request<HeadObjectInput>) -> R<HeadObjectOutput> {
         let (req, _) = scoped(req)?;
         let tls = secure(&req);
+        no_sse_on_read(&req.headers)?;
         let input = req.input;
         let ck = customer_key_of(tls, &input)?;
         let ck_md5 = input.sse_customer_key_md5.clone();
@@ -1263,12 +1495,15 @@ impl S3 for VallumS3 {
             input.if_unmodified_since,
         );
         conditions.check(&object, false).map_err(to_s3)?;
-        let (content_length, content_range) = match input.range {
+        let range = match input.part_number {
+            Some(n) => part_range(&object, n)?,
+            None => input.range.map(|r| match r {
+                Range::Int { first, last } => ByteRange::From { first, last },
+                Range::Suffix { length } => ByteRange::Suffix(length),
+            }),
+        };
+        let (content_length, content_range) = match range {
             Some(r) => {
-                let r = match r {
-                    Range::Int { first, last } => ByteRange::From { first, last },
-                    Range::Suffix { length } => ByteRange::Suffix(length),
-                };
                 let span = r.resolve(object.size_bytes).map_err(to_s3)?;
                 (
                     span.end - span.start,
@@ -1289,7 +1524,8 @@ impl S3 for VallumS3 {
         let (server_side_encryption, ssekms_key_id) = sse_out(object.encryption.as_ref());
         let (sse_customer_algorithm, sse_customer_key_md5) =
             ssec_out(object.encryption.as_ref(), ck_md5);
-        ok(HeadObjectOutput {
+        let tag_count = object.tags.len();
+        let mut resp = S3Response::new(HeadObjectOutput {
             server_side_encryption,
             ssekms_key_id,
             sse_customer_algorithm,
@@ -1298,6 +1534,7 @@ impl S3 for VallumS3 {
             object_lock_mode,
             object_lock_retain_until_date,
             object_lock_legal_hold_status,
+            expiration: self.expiration(&object).await,
             content_length: i64::try_from(content_length).ok(),
             content_range,
             accept_ranges: Some("bytes".into()),
@@ -1316,6 +1553,94 @@ impl S3 for VallumS3 {
             checksum_crc32c: sums.crc32c,
             checksum_sha1: sums.sha1,
             checksum_sha256: sums.sha256,
+            ..Default::default()
+        });
+        // HeadObjectOutput has no field for it; GET's tag count is on HEAD too, as in S3.
+        if tag_count > 0 {
+            resp.headers
+                .insert("x-amz-tagging-count", http::HeaderValue::from(tag_count));
+        }
+        Ok(resp)
+    }
+
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> R<GetObjectAttributesOutput> {
+        let (req, _) = scoped(req)?;
+        let tls = secure(&req);
+        let input = req.input;
+        let ck = customer_key_of(tls, &input)?;
+        let object = self
+            .service
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .await
+            .map_err(to_s3)?;
+        vallum_core::service::check_customer_key(object.encryption.as_ref(), ck.as_ref())
+            .map_err(to_s3)?;
+        // One header value lists them comma-separated (or the header repeats).
+        let wanted = |name: &str| {
+            input
+                .object_attributes
+                .iter()
+                .flat_map(|a| a.as_str().split(','))
+                .any(|a| a.trim() == name)
+        };
+        let sums = &object.checksums;
+        let checksum = (wanted(ObjectAttributes::CHECKSUM) && !sums.is_empty()).then(|| Checksum {
+            checksum_crc32: sums.crc32.clone(),
+            checksum_crc32c: sums.crc32c.clone(),
+            checksum_sha1: sums.sha1.clone(),
+            checksum_sha256: sums.sha256.clone(),
+            checksum_type: checksum_type(sums),
+            ..Default::default()
+        });
+        let object_parts = match object.parts_count {
+            Some(count) if wanted(ObjectAttributes::OBJECT_PARTS) => {
+                let marker = input
+                    .part_number_marker
+                    .and_then(|m| usize::try_from(m).ok())
+                    .unwrap_or(0);
+                let max = input
+                    .max_parts
+                    .and_then(|m| usize::try_from(m).ok())
+                    .unwrap_or(MAX_LIST_KEYS)
+                    .min(MAX_LIST_KEYS);
+                let parts: Vec<ObjectPart> = object
+                    .segments
+                    .iter()
+                    .enumerate()
+                    .skip(marker)
+                    .take(max)
+                    .map(|(i, segment)| ObjectPart {
+                        part_number: i32::try_from(i + 1).ok(),
+                        size: i64::try_from(segment.size_bytes).ok(),
+                        ..Default::default()
+                    })
+                    .collect();
+                let last = parts.last().and_then(|p| p.part_number);
+                let truncated = marker + parts.len() < object.segments.len();
+                Some(GetObjectAttributesParts {
+                    total_parts_count: i32::try_from(count).ok(),
+                    part_number_marker: input.part_number_marker,
+                    max_parts: i32::try_from(max).ok(),
+                    is_truncated: Some(truncated),
+                    next_part_number_marker: if truncated { last } else { None },
+                    parts: Some(parts),
+                })
+            }
+            _ => None,
+        };
+        ok(GetObjectAttributesOutput {
+            e_tag: wanted(ObjectAttributes::ETAG).then(|| etag(&object.etag)),
+            last_modified: Some(timestamp(object.last_modified_ms)),
+            object_size: wanted(ObjectAttributes::OBJECT_SIZE)
+                .then(|| i64::try_from(object.size_bytes).unwrap_or(i64::MAX)),
+            storage_class: wanted(ObjectAttributes::STORAGE_CLASS)
+                .then(|| StorageClass::from_static(StorageClass::STANDARD)),
+            version_id: version_out(&object.version_id, input.version_id.is_some()),
+            checksum,
+            object_parts,
             ..Default::default()
         })
     }
@@ -1547,9 +1872,13 @@ impl S3 for VallumS3 {
         let (req, _) = scoped(req)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.clone();
+        // An empty delimiter is none (and is not echoed), as in S3.
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let start = match (&input.continuation_token, &input.start_after) {
-            (Some(token), _) => Some(ListMarker::from_token(token).map_err(to_s3)?),
+            // An empty token starts at the beginning, as no token does.
+            (Some(token), _) if !token.is_empty() => {
+                Some(ListMarker::from_token(token).map_err(to_s3)?)
+            }
             (None, Some(after)) if !after.is_empty() => Some(ListMarker::from_client(
                 after,
                 &prefix,
@@ -1590,7 +1919,7 @@ impl S3 for VallumS3 {
         let (req, _) = scoped(req)?;
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.clone();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         let start = input
             .marker
             .as_deref()
@@ -1635,6 +1964,7 @@ impl S3 for VallumS3 {
         let tls = secure(&req);
         let input = req.input;
         let ck = customer_key_of(tls, &input)?;
+        let ck_md5 = input.sse_customer_key_md5.clone();
         let alg = algorithm(input.checksum_algorithm.as_ref())?;
         let attrs = attrs_from(
             input.content_type.map(|c| c.to_string()),
@@ -1672,7 +2002,14 @@ impl S3 for VallumS3 {
             )
             .await
             .map_err(to_s3)?;
+        let (server_side_encryption, ssekms_key_id) = sse_out(upload.encryption.as_ref());
+        let (sse_customer_algorithm, sse_customer_key_md5) =
+            ssec_out(upload.encryption.as_ref(), ck_md5);
         ok(CreateMultipartUploadOutput {
+            server_side_encryption,
+            ssekms_key_id,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             bucket: Some(crate::authz::wire_name(&req.extensions, &upload.bucket)),
             key: Some(upload.key),
             upload_id: Some(upload.upload_id.to_string()),
@@ -1688,6 +2025,7 @@ impl S3 for VallumS3 {
         let check = body_check_of!(req)?;
         let input = req.input;
         let ck = customer_key_of(tls, &input)?;
+        let ck_md5 = input.sse_customer_key_md5.clone();
         let ctx = &ctx.clone().with_customer_keys(CustomerKeys {
             target: ck,
             source: None,
@@ -1706,7 +2044,14 @@ impl S3 for VallumS3 {
             .await
             .map_err(to_s3)?;
         let sums = part.checksums;
+        let (server_side_encryption, ssekms_key_id, sse_customer_algorithm, sse_customer_key_md5) =
+            self.upload_sse(&input.bucket, &input.key, &input.upload_id, ck_md5)
+                .await?;
         ok(UploadPartOutput {
+            server_side_encryption,
+            ssekms_key_id,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             e_tag: Some(etag(&part.etag)),
             checksum_crc32: sums.crc32,
             checksum_crc32c: sums.crc32c,
@@ -1726,6 +2071,7 @@ impl S3 for VallumS3 {
         let input = req.input;
         let target = customer_key_of(tls, &input)?;
         let source = customer_key_of(tls, &CopySourceKey(&input))?;
+        let ck_md5 = input.sse_customer_key_md5.clone();
         let ctx = &ctx
             .clone()
             .with_customer_keys(CustomerKeys { target, source });
@@ -1759,7 +2105,14 @@ impl S3 for VallumS3 {
             .await
             .map_err(to_s3)?;
         let sums = part.checksums;
+        let (server_side_encryption, ssekms_key_id, sse_customer_algorithm, sse_customer_key_md5) =
+            self.upload_sse(&input.bucket, &input.key, &input.upload_id, ck_md5)
+                .await?;
         ok(UploadPartCopyOutput {
+            server_side_encryption,
+            ssekms_key_id,
+            sse_customer_algorithm,
+            sse_customer_key_md5,
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(etag(&part.etag)),
                 last_modified: Some(timestamp(part.last_modified_ms)),
@@ -2111,11 +2464,9 @@ impl S3 for VallumS3 {
                     .mode
                     .as_ref()
                     .ok_or_else(|| s3_error!(MalformedXML, "DefaultRetention needs a Mode"))?;
-                Some(CoreDefaultRetention {
-                    mode: mode_in(mode.as_str())?,
-                    days: count_in(d.days, "Days")?,
-                    years: count_in(d.years, "Years")?,
-                })
+                let mode = mode_in_xml(mode.as_str())?;
+                let (days, years) = retention_period(d.days, d.years)?;
+                Some(CoreDefaultRetention { mode, days, years })
             }
         };
         self.service
@@ -2165,7 +2516,7 @@ impl S3 for VallumS3 {
                 mode: Some(mode),
                 retain_until_date: Some(until),
             }) => Some(Retention {
-                mode: mode_in(mode.as_str())?,
+                mode: mode_in_xml(mode.as_str())?,
                 until_ms: to_ms(until),
             }),
             Some(ObjectLockRetention {
@@ -2180,6 +2531,7 @@ impl S3 for VallumS3 {
                 ));
             }
         };
+        require_object_lock(&self.service.bucket(&input.bucket).await.map_err(to_s3)?)?;
         self.service
             .update_version(
                 ctx,
@@ -2206,6 +2558,7 @@ impl S3 for VallumS3 {
     ) -> R<GetObjectRetentionOutput> {
         let (req, _) = scoped(req)?;
         let input = req.input;
+        require_object_lock(&self.service.bucket(&input.bucket).await.map_err(to_s3)?)?;
         let object = self
             .service
             .head_object(&input.bucket, &input.key, input.version_id.as_deref())
@@ -2237,6 +2590,7 @@ impl S3 for VallumS3 {
             .and_then(|h| h.status)
             .ok_or_else(|| s3_error!(MalformedXML, "a LegalHold document needs a Status"))?;
         let on = legal_hold_in(status.as_str())?;
+        require_object_lock(&self.service.bucket(&input.bucket).await.map_err(to_s3)?)?;
         self.service
             .update_version(
                 ctx,
@@ -2256,13 +2610,7 @@ impl S3 for VallumS3 {
     ) -> R<GetObjectLegalHoldOutput> {
         let (req, _) = scoped(req)?;
         let input = req.input;
-        let bucket = self.service.bucket(&input.bucket).await.map_err(to_s3)?;
-        if bucket.object_lock.is_none() {
-            return Err(s3_error!(
-                InvalidRequest,
-                "Bucket is missing Object Lock Configuration"
-            ));
-        }
+        require_object_lock(&self.service.bucket(&input.bucket).await.map_err(to_s3)?)?;
         let object = self
             .service
             .head_object(&input.bucket, &input.key, input.version_id.as_deref())
@@ -2293,6 +2641,7 @@ impl S3 for VallumS3 {
             .update_bucket(ctx, &input.bucket, BucketUpdate::Lifecycle(Some(config)))
             .await
             .map_err(to_s3)?;
+        self.forget_lifecycle(&input.bucket);
         ok(PutBucketLifecycleConfigurationOutput::default())
     }
 
@@ -2314,8 +2663,12 @@ impl S3 for VallumS3 {
         &self,
         req: S3Request<DeleteBucketLifecycleInput>,
     ) -> R<DeleteBucketLifecycleOutput> {
-        self.update_bucket_of(req, BucketUpdate::Lifecycle(None))
-            .await?;
+        let (req, ctx) = scoped(req)?;
+        self.service
+            .update_bucket(&ctx, &req.input.bucket, BucketUpdate::Lifecycle(None))
+            .await
+            .map_err(to_s3)?;
+        self.forget_lifecycle(&req.input.bucket);
         no_content(DeleteBucketLifecycleOutput {})
     }
 
@@ -2364,15 +2717,17 @@ impl S3 for VallumS3 {
         req: S3Request<GetBucketEncryptionInput>,
     ) -> R<GetBucketEncryptionOutput> {
         let bucket = self.bucket_of(req).await?;
-        // Every bucket encrypts: without a configuration, under the deployment's default key
-        // (reported, as S3 does, as SSE-S3).
-        let config = bucket
-            .encryption
-            .unwrap_or(vallum_core::meta::BucketEncryption {
-                algorithm: ServerSideEncryption::AES256.into(),
-                key_id: None,
-                bucket_key_enabled: false,
-            });
+        // Every bucket encrypts, without a configuration under the deployment's default key;
+        // but only a configuration set by PutBucketEncryption is returned.
+        let Some(config) = bucket.encryption else {
+            // 404 as S3 answers (s3s's table says 400).
+            let mut e = s3_error!(
+                ServerSideEncryptionConfigurationNotFoundError,
+                "The server side encryption configuration was not found"
+            );
+            e.set_status_code(http::StatusCode::NOT_FOUND);
+            return Err(e);
+        };
         ok(GetBucketEncryptionOutput {
             server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
                 rules: vec![ServerSideEncryptionRule {
@@ -2470,6 +2825,73 @@ impl S3 for VallumS3 {
         ok(GetBucketPolicyOutput {
             policy: Some(policy.to_string()),
         })
+    }
+
+    async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> R<PutBucketCorsOutput> {
+        let (req, ctx) = self.access_scoped(req).await?;
+        let input = req.input;
+        let config = vallum_core::cors::CorsConfig {
+            rules: input
+                .cors_configuration
+                .cors_rules
+                .into_iter()
+                .map(|r| vallum_core::cors::CorsRule {
+                    id: r.id,
+                    allowed_origins: r.allowed_origins,
+                    allowed_methods: r.allowed_methods,
+                    allowed_headers: r.allowed_headers.unwrap_or_default(),
+                    expose_headers: r.expose_headers.unwrap_or_default(),
+                    max_age_secs: r.max_age_seconds,
+                })
+                .collect(),
+        };
+        config
+            .validate()
+            .map_err(|m| s3_error!(MalformedXML, "{m}"))?;
+        self.iam
+            .put_bucket_cors(&ctx, &input.bucket, Some(config))
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        ok(PutBucketCorsOutput {})
+    }
+
+    async fn get_bucket_cors(&self, req: S3Request<GetBucketCorsInput>) -> R<GetBucketCorsOutput> {
+        let (_, rec) = self.access_record_of(req).await?;
+        let config = rec.cors.ok_or_else(|| {
+            s3_error!(
+                NoSuchCORSConfiguration,
+                "The CORS configuration does not exist"
+            )
+        })?;
+        ok(GetBucketCorsOutput {
+            cors_rules: Some(
+                config
+                    .rules
+                    .into_iter()
+                    .map(|r| CORSRule {
+                        id: r.id,
+                        allowed_origins: r.allowed_origins,
+                        allowed_methods: r.allowed_methods,
+                        allowed_headers: (!r.allowed_headers.is_empty())
+                            .then_some(r.allowed_headers),
+                        expose_headers: (!r.expose_headers.is_empty()).then_some(r.expose_headers),
+                        max_age_seconds: r.max_age_secs,
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> R<DeleteBucketCorsOutput> {
+        let (req, ctx) = self.access_scoped(req).await?;
+        self.iam
+            .put_bucket_cors(&ctx, &req.input.bucket, None)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        no_content(DeleteBucketCorsOutput {})
     }
 
     async fn put_bucket_policy(
@@ -2613,6 +3035,7 @@ macro_rules! sse_customer_inputs {
 sse_customer_inputs!(
     PutObjectInput,
     GetObjectInput,
+    GetObjectAttributesInput,
     HeadObjectInput,
     CopyObjectInput,
     CreateMultipartUploadInput,
@@ -2714,12 +3137,14 @@ fn sse_request(
                 ));
             }
             Ok(SseRequest {
+                algorithm: sse.map(|_| SseAlgorithm::S3),
                 key_id: None,
                 customer_key,
             })
         }
         Some(ServerSideEncryption::AWS_KMS | ServerSideEncryption::AWS_KMS_DSSE) => {
             Ok(SseRequest {
+                algorithm: Some(SseAlgorithm::Kms),
                 key_id: key_id.as_deref().map(kms_key_id),
                 customer_key: None,
             })
@@ -2729,6 +3154,50 @@ fn sse_request(
             "{other:?} is not a server-side encryption algorithm (AES256, aws:kms)"
         )),
     }
+}
+
+/// The bytes of part `n` (`?partNumber=`) of an object: its `n`th part for a multipart
+/// object, the whole object (no range) for part 1 of any other; `400 InvalidPart` beyond.
+fn part_range(object: &ObjectRecord, n: i32) -> S3Result<Option<ByteRange>> {
+    let invalid = || {
+        s3_error!(
+            InvalidPart,
+            "The requested partnumber is not satisfiable: the object has no part {n}"
+        )
+    };
+    let index = usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .ok_or_else(invalid)?;
+    if object.parts_count.is_none() {
+        return if index == 0 { Ok(None) } else { Err(invalid()) };
+    }
+    let segment = object.segments.get(index).ok_or_else(invalid)?;
+    let first: u64 = object.segments[..index].iter().map(|s| s.size_bytes).sum();
+    if segment.size_bytes == 0 {
+        return Ok(None);
+    }
+    Ok(Some(ByteRange::From {
+        first,
+        last: Some(first + segment.size_bytes - 1),
+    }))
+}
+
+/// GET and HEAD take no `x-amz-server-side-encryption*` header but SSE-C's: S3 answers 400.
+fn no_sse_on_read(headers: &http::HeaderMap) -> S3Result<()> {
+    for name in [
+        "x-amz-server-side-encryption",
+        "x-amz-server-side-encryption-aws-kms-key-id",
+        "x-amz-server-side-encryption-context",
+    ] {
+        if headers.contains_key(name) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "{name} is not allowed on a read: the object's encryption is recorded with it"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Response headers of SSE-C: the algorithm and the MD5 the client sent.
@@ -2749,6 +3218,12 @@ fn sse_out(
 ) -> (Option<ServerSideEncryption>, Option<String>) {
     match enc {
         Some(e) if e.wrapped.provider == vallum_crypto::customer::SSE_C => (None, None),
+        Some(e) if e.sse_s3 => (
+            Some(ServerSideEncryption::from_static(
+                ServerSideEncryption::AES256,
+            )),
+            None,
+        ),
         Some(e) => (
             Some(ServerSideEncryption::from_static(
                 ServerSideEncryption::AWS_KMS,
@@ -2767,6 +3242,20 @@ mod tests {
     fn url_encoding_matches_s3() {
         assert_eq!(url_encode("a b/c+d%é"), "a%20b/c%2Bd%25%C3%A9");
         assert_eq!(url_encode("plain-key_1.txt~"), "plain-key_1.txt~");
+    }
+
+    #[test]
+    fn aws_chunked_is_not_a_stored_content_encoding() {
+        assert_eq!(
+            without_aws_chunked("gzip,aws-chunked").as_deref(),
+            Some("gzip")
+        );
+        assert_eq!(without_aws_chunked("aws-chunked"), None);
+        assert_eq!(
+            without_aws_chunked("aws-chunked, br, gzip").as_deref(),
+            Some("br,gzip")
+        );
+        assert_eq!(without_aws_chunked("identity").as_deref(), Some("identity"));
     }
 
     #[test]

@@ -403,6 +403,9 @@ pub enum ServerError {
     /// The identity records could not be loaded.
     #[error("identity and access records: {0}")]
     Iam(String),
+    /// Globally unique bucket names cannot be used (names shared by tenants).
+    #[error("bucket names: {0}")]
+    BucketNames(String),
     /// The configuration does not hold together (e.g. an exposure-rules file vanished).
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -593,6 +596,7 @@ async fn open_service(
     };
     let privacy = crate::ledger::key_privacy(&ledger_dir, &config.ledger.hash_keys)?;
     let keys = crate::keys::open_keys(data_dir, &config.keys).await?;
+    crate::keys::note_key_provider(&meta.shared(), keys.provider().name()).await?;
     let service = Arc::new(
         ObjectService::new(
             meta.shared(),
@@ -657,6 +661,7 @@ fn s3_service(
     service: &Arc<ObjectService>,
     iam: &Arc<vallum_core::iam::Iam>,
     credentials: &Credentials,
+    names: Option<Arc<crate::bucket_names::BucketNames>>,
 ) -> s3s::service::S3Service {
     let s3 = VallumS3::new(
         Arc::clone(service),
@@ -664,11 +669,13 @@ fn s3_service(
         config.region.clone(),
         credentials.access_key.clone(),
         config.object_lock.allow_governance_bypass,
-    );
+    )
+    .with_global_names(names.clone());
     let mut builder = S3ServiceBuilder::new(s3);
     builder.set_auth(crate::authz::IamAuth(Arc::clone(iam)));
     builder.set_access(crate::authz::VallumAccess {
         iam: Arc::clone(iam),
+        names,
     });
     builder.set_validation(crate::authz::TenantNames);
     let mut s3_config = S3Config::default();
@@ -742,8 +749,24 @@ pub async fn start(config: Config) -> Result<RunningServer, ServerError> {
         Arc::clone(&sites),
         Arc::clone(&ledger),
     );
+    let names = if config.global_bucket_names {
+        Some(Arc::new(
+            crate::bucket_names::BucketNames::load(service.meta().clone())
+                .await
+                .map_err(|e| ServerError::BucketNames(e.to_string()))?,
+        ))
+    } else {
+        None
+    };
+    let cors = Arc::new(crate::cors::Cors::new(
+        Arc::clone(&iam),
+        names.clone(),
+        &config.domains,
+    ));
     let http = VallumHttp {
-        s3: s3_service(&config, &service, &iam, &credentials),
+        cors,
+        iam: Arc::clone(&iam),
+        s3: s3_service(&config, &service, &iam, &credentials, names),
         metrics,
         ledger: Arc::clone(&ledger),
         admin: Arc::new(admin),

@@ -46,6 +46,8 @@ pub const MAX_TAG_KEY_CHARS: usize = 128;
 pub const MAX_TAG_VALUE_CHARS: usize = 256;
 /// Most rules in one lifecycle configuration (S3's limit).
 pub const MAX_LIFECYCLE_RULES: usize = 1000;
+/// Most rules in a bucket's CORS configuration (S3's limit).
+pub const MAX_CORS_RULES: usize = 100;
 /// Longest default or per-object retention a request may set, in days (100 years).
 pub const MAX_RETENTION_DAYS: u32 = 36_500;
 /// How many versions the lifecycle worker examines per metadata round trip.

@@ -183,6 +183,17 @@ fn boto3_script() {
     assert!(out.contains("boto3 e2e ok"), "{out}");
 }
 
+#[test]
+fn boto3_signature_version_2() {
+    let server = Server::start();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/boto3_sigv2.py");
+    let out = run(Command::new(tool("python3"))
+        .arg(script)
+        .envs(server.tool_env())
+        .env("VALLUM_ENDPOINT", &server.endpoint));
+    assert!(out.contains("boto3 sigv2 ok"), "{out}");
+}
+
 fn rclone(server: &Server) -> Command {
     let mut cmd = Command::new(tool("rclone"));
     // rclone refuses to start with a custom CA bundle variable it cannot load.

@@ -13,7 +13,8 @@ fn key_cli(server: &Server) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vallum"));
     cmd.arg("key")
         .envs(server.tool_env())
-        .env("VALLUM_ENDPOINT", &server.endpoint);
+        .env("VALLUM_ENDPOINT", &server.endpoint)
+        .env("VALLUM_JSON", "1");
     cmd
 }
 
@@ -27,6 +28,26 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
             (Some(id), Some(1))
         );
     }
+    // Readable unless asked for JSON: a table of the keys, the JSON's fields as columns.
+    let listed = json(&run(key_cli(&server).arg("list")));
+    let text = run(key_cli(&server).arg("list").env("VALLUM_JSON", "0"));
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&text).is_err(),
+        "{text}"
+    );
+    let header = text.lines().find(|l| l.contains("KEY_ID")).expect(&text);
+    assert!(header.contains("STATE"), "{text}");
+    for key in listed["keys"].as_array().expect("keys") {
+        let id = key["key_id"].as_str().unwrap();
+        assert!(
+            text.lines().any(|l| l.trim_start().starts_with(id)),
+            "{id} missing:\n{text}"
+        );
+    }
+    let flagged = json(&run(key_cli(&server)
+        .args(["list", "--json"])
+        .env("VALLUM_JSON", "0")));
+    assert_eq!(flagged, listed);
     let e = run_failing(key_cli(&server).args(["create", "records"]));
     assert!(e.contains("already exists"), "{e}");
     let e = run_failing(
@@ -71,8 +92,8 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
             .arg(&file));
     }
     let before = json(&run(key_cli(&server).args(["describe", "records"])));
-    // default, copied (boto3) + 7 (aws-cli)
-    assert_eq!(before["usage"]["versions"], 9, "{before}");
+    // default, copied, bucket-key (boto3) + 7 (aws-cli)
+    assert_eq!(before["usage"]["versions"], 10, "{before}");
     let out = key_cli(&server)
         .args(["rotate", "records", "--wait"])
         .output()
@@ -89,10 +110,15 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
             done["failed"].as_u64(),
             done["done"].as_bool()
         ),
-        (Some(9), Some(0), Some(true)),
+        (Some(10), Some(0), Some(true)),
         "{done}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("re-wrap records:"));
+    // Progress on stderr with the total, the rate and the time left.
+    let progress = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        progress.contains("re-wrap records: ") && progress.contains("/10 scanned ("),
+        "{progress}"
+    );
     let after = json(&run(key_cli(&server).args(["describe", "records"])));
     assert_eq!(after["key"]["current_version"], 2, "{after}");
     assert_eq!(after["usage"]["stale_versions"], 0, "{after}");
@@ -150,7 +176,8 @@ fn keys_are_chosen_rotated_disabled_and_shredded_through_real_clients() {
     let e = run_failing(key_cli(&server).args(["destroy", "hr"]));
     assert!(e.contains("--yes"), "{e}");
     let report = json(&run(key_cli(&server).args(["destroy", "hr", "--yes"])));
-    assert_eq!(report["unrecoverable"]["versions"], 3, "{report}");
+    // hr-file, hr-arn, mp and explicit-kms (boto3)
+    assert_eq!(report["unrecoverable"]["versions"], 4, "{report}");
     assert_eq!(report["key"]["state"], "destroyed", "{report}");
     let sample: Vec<&str> = report["sample"]
         .as_array()

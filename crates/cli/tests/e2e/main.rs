@@ -4,6 +4,7 @@
 //! PostgreSQL. nextest runs every test in its own process, as separate binaries did.
 
 mod common;
+mod cors;
 
 mod addressing;
 mod bad_input;
@@ -17,6 +18,7 @@ mod jobs;
 mod keys;
 mod ledger;
 mod memory;
+mod names;
 mod operator;
 mod packaging;
 mod readme;

@@ -140,6 +140,20 @@ dek_cache_entries = 0
     )
     .unwrap();
     let data = tmp.path().join("data");
+    // The quick start came first on this data directory: an object under the local keyring.
+    {
+        let mut quick_start = Server::start_in(&data, "127.0.0.1:0", &[], &[]);
+        let s3 = quick_start.client();
+        s3.create_bucket().bucket("early").send().await.unwrap();
+        s3.put_object()
+            .bucket("early")
+            .key("notes.txt")
+            .body(ByteStream::from_static(b"written under the keyring"))
+            .send()
+            .await
+            .unwrap();
+        quick_start.kill9();
+    }
     let server = Server::start_in(
         &data,
         "127.0.0.1:0",
@@ -147,6 +161,19 @@ dek_cache_entries = 0
         &[("KEYD_SECRET", "keyd-shared-secret")],
     );
     let s3 = server.client();
+    // Its key is the keyring's, which this configuration does not use: an error that says
+    // so (the server also says it at start), not a disabled key.
+    let e = s3
+        .get_object()
+        .bucket("early")
+        .key("notes.txt")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error_code(&e.into_service_error()),
+        "XVallumKeyProviderMismatch"
+    );
     s3.create_bucket().bucket("xks").send().await.unwrap();
     let body = common::data(300_000, 7);
     let put = s3

@@ -91,6 +91,7 @@ fn encryption() -> crate::meta::Encryption {
             wrapped: "bm90IGEgcmVhbCBrZXk=".into(),
         },
         segment_bytes: 65_536,
+        sse_s3: true,
     }
 }
 
@@ -289,10 +290,28 @@ pub async fn conditional_writes(store: Arc<dyn MetaStore>) {
             .await,
         Err(MetaError::PreconditionFailed)
     ));
+    assert!(matches!(
+        store
+            .put_object(
+                &object("b", "k", "e2"),
+                &WriteCondition::IfNoneMatch("e1".into()),
+                1
+            )
+            .await,
+        Err(MetaError::PreconditionFailed)
+    ));
     store
         .put_object(
             &object("b", "k", "e2"),
             &WriteCondition::IfMatch("e1".into()),
+            1,
+        )
+        .await
+        .unwrap();
+    store
+        .put_object(
+            &object("b", "k", "e2"),
+            &WriteCondition::IfNoneMatch("e1".into()),
             1,
         )
         .await

@@ -123,7 +123,7 @@ impl Default for PublicAccessBlock {
     }
 }
 
-/// A bucket's policy and public access block (one record per bucket).
+/// A bucket's policy, public access block and CORS configuration (one record per bucket).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct BucketPolicyRecord {
     /// The policy document.
@@ -132,6 +132,9 @@ pub struct BucketPolicyRecord {
     /// The block (`None`: the default, everything blocked).
     #[serde(default)]
     pub block: Option<PublicAccessBlock>,
+    /// The CORS configuration (PutBucketCors).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<crate::cors::CorsConfig>,
 }
 
 /// One lockbox event on its way to a tenant's guardians.
@@ -1620,6 +1623,37 @@ impl Iam {
             ),
         )
         .await
+    }
+
+    /// Sets (or with `None` removes) a bucket's CORS configuration.
+    pub async fn put_bucket_cors(
+        &self,
+        ctx: &RequestContext,
+        internal: &str,
+        cors: Option<crate::cors::CorsConfig>,
+    ) -> IamResult<()> {
+        let action = if cors.is_some() {
+            "bucket_cors_set"
+        } else {
+            "bucket_cors_deleted"
+        };
+        self.change_bucket(internal, |rec| {
+            rec.cors.clone_from(&cors);
+            Ok(())
+        })
+        .await?;
+        // The rules name the tenant's own origins: the log records only that they changed.
+        self.log(ctx, action, format!("bucket={internal}")).await
+    }
+
+    /// A bucket's CORS configuration as this gateway knows it (no store access: browsers'
+    /// requests consult it).
+    #[must_use]
+    pub fn bucket_cors(&self, internal: &str) -> Option<crate::cors::CorsConfig> {
+        self.snapshot()
+            .buckets
+            .get(internal)
+            .and_then(|(rec, _)| rec.cors.clone())
     }
 
     /// Whether the bucket's policy grants everyone (S3's policy status).

@@ -67,6 +67,9 @@ pub struct LifecycleRule {
     /// Abort multipart uploads this many days after initiation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_incomplete_days: Option<u32>,
+    /// Given with the legacy `<Prefix>` outside a `<Filter>`, and returned the same way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy_prefix: bool,
 }
 
 /// A bucket's lifecycle configuration.
@@ -78,6 +81,31 @@ pub struct LifecycleConfig {
 }
 
 impl LifecycleConfig {
+    /// When the current version of `key` (last modified at `last_modified_ms`) expires, and
+    /// under which rule: the earliest of the enabled expiration rules that match it, as S3
+    /// reports it in `x-amz-expiration`.
+    #[must_use]
+    pub fn expiration(
+        &self,
+        key: &str,
+        size: u64,
+        tags: &Tags,
+        last_modified_ms: i64,
+    ) -> Option<(i64, Option<&str>)> {
+        self.rules
+            .iter()
+            .filter(|r| r.enabled && r.filter.matches(key, size, tags))
+            .filter_map(|r| {
+                let at = match (r.expiration_days, r.expiration_date_ms) {
+                    (Some(days), _) => due_ms(last_modified_ms, days),
+                    (None, Some(date)) => date,
+                    (None, None) => return None,
+                };
+                Some((at, r.id.as_deref()))
+            })
+            .min_by_key(|(at, _)| *at)
+    }
+
     /// Checks the configuration as S3 does; the error is the message for `InvalidArgument`
     /// (or `MalformedXML`).
     pub fn validate(&self) -> std::result::Result<(), Invalid> {

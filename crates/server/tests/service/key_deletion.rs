@@ -58,7 +58,7 @@ async fn a_scheduled_deletion_destroys_the_key_only_when_due_and_reports_it() {
             lock: Default::default(),
             sse: SseRequest {
                 key_id: Some(kek.into()),
-                customer_key: None,
+                ..Default::default()
             },
         };
         let body = Box::pin(futures::stream::iter([Ok(Bytes::from_static(b"12345"))]));
