@@ -48,6 +48,10 @@ enum SiteOp {
         /// Start a pass now instead of waiting for the next interval.
         #[arg(long)]
         start: bool,
+        /// Wait for the pass under way (or the next) to finish, printing its progress with
+        /// the rate on stderr.
+        #[arg(long)]
+        wait: bool,
     },
 }
 
@@ -366,14 +370,44 @@ pub fn run_site(args: SiteArgs) -> anyhow::Result<()> {
             let v = c.call("DELETE", &format!("sites/{}", encode(&id)), None)?;
             print(json, &v, change_text)
         }
-        SiteOp::Repair { start } => {
-            let v = if start {
+        SiteOp::Repair { start, wait } => {
+            let mut v = if start {
                 c.call("POST", "repair", None)?
             } else {
                 c.call("GET", "repair", None)?
             };
+            if wait {
+                v = wait_repair(&c, &v)?;
+            }
             print(json, &v, repair_text)
         }
+    }
+}
+
+/// How often `site repair --wait` asks for progress.
+const REPAIR_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Polls the replica repair until a pass finishes after `first` (the answer when the wait
+/// began), printing the pass's progress and rate; the last answer.
+fn wait_repair(c: &Client, first: &Value) -> anyhow::Result<Value> {
+    let passes = first["repair"]["passes"].as_u64().unwrap_or(0);
+    let started = std::time::Instant::now();
+    loop {
+        std::thread::sleep(REPAIR_POLL);
+        let v = c.call("GET", "repair", None)?;
+        let r = &v["repair"];
+        if r["passes"].as_u64().unwrap_or(0) > passes {
+            return Ok(v);
+        }
+        let current = &r["current"];
+        let scanned = current["scanned"].as_u64().unwrap_or(0);
+        let secs = started.elapsed().as_secs_f64().max(f64::EPSILON);
+        eprintln!(
+            "repair: {scanned} scanned ({:.0}/s), {} copied, {} pending",
+            scanned as f64 / secs,
+            current["copied"],
+            current["pending"]
+        );
     }
 }
 

@@ -221,9 +221,15 @@ fn tightening_a_policy_migrates_replicas_and_sites_drain_and_leave_without_loss(
     assert_eq!(report["compliant"], true, "{report}");
     assert_eq!(held_on(&report, "dub-1"), 0);
     let repair = json(&run(vallum(&gateway, "site").args(["repair", "--json"])));
+    let passes = repair["repair"]["passes"].as_u64().unwrap();
+    assert!(passes >= 1, "{repair}");
+    // `--start --wait` returns once the pass it started has finished.
+    let waited = json(&run(
+        vallum(&gateway, "site").args(["repair", "--start", "--wait", "--json"])
+    ));
     assert!(
-        repair["repair"]["passes"].as_u64().unwrap() >= 1,
-        "{repair}"
+        waited["repair"]["passes"].as_u64().unwrap() > passes,
+        "{waited}"
     );
 
     // Bad input, refused with the reason and nothing lost: the primary cannot go, a site
