@@ -113,6 +113,16 @@ bucket_inputs!(
     GetBucketCorsInput,
     DeleteBucketCorsInput,
     GetObjectAttributesInput,
+    GetBucketAclInput,
+    PutBucketAclInput,
+    GetObjectAclInput,
+    PutObjectAclInput,
+    GetBucketOwnershipControlsInput,
+    PutBucketOwnershipControlsInput,
+    DeleteBucketOwnershipControlsInput,
+    GetBucketTaggingInput,
+    PutBucketTaggingInput,
+    DeleteBucketTaggingInput,
 );
 
 /// The preamble of every bucket handler, in one place: the request with its bucket under the
@@ -2827,6 +2837,191 @@ impl S3 for VallumS3 {
         })
     }
 
+    async fn get_bucket_acl(&self, req: S3Request<GetBucketAclInput>) -> R<GetBucketAclOutput> {
+        let (req, _) = self.access_scoped(req).await?;
+        let owner = bucket_owner(&req.input.bucket, &self.owner);
+        ok(GetBucketAclOutput {
+            grants: Some(owner_acl(&owner)),
+            owner: Some(owner),
+        })
+    }
+
+    async fn put_bucket_acl(&self, req: S3Request<PutBucketAclInput>) -> R<PutBucketAclOutput> {
+        let (req, _) = self.access_scoped(req).await?;
+        let input = req.input;
+        let owner = bucket_owner(&input.bucket, &self.owner);
+        let grants = [
+            &input.grant_full_control,
+            &input.grant_read,
+            &input.grant_read_acp,
+            &input.grant_write,
+            &input.grant_write_acp,
+        ];
+        only_owner(
+            input.acl.as_ref().map(BucketCannedACL::as_str),
+            input.access_control_policy.as_ref(),
+            &grants,
+            &owner,
+        )?;
+        ok(PutBucketAclOutput {})
+    }
+
+    async fn get_object_acl(&self, req: S3Request<GetObjectAclInput>) -> R<GetObjectAclOutput> {
+        let (req, _) = scoped(req)?;
+        let input = req.input;
+        // The object (version) must exist; its ACL is the bucket owner's, as for every object.
+        self.service
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .await
+            .map_err(to_s3)?;
+        let owner = bucket_owner(&input.bucket, &self.owner);
+        ok(GetObjectAclOutput {
+            grants: Some(owner_acl(&owner)),
+            owner: Some(owner),
+            ..Default::default()
+        })
+    }
+
+    async fn put_object_acl(&self, req: S3Request<PutObjectAclInput>) -> R<PutObjectAclOutput> {
+        let (req, _) = scoped(req)?;
+        let input = req.input;
+        self.service
+            .head_object(&input.bucket, &input.key, input.version_id.as_deref())
+            .await
+            .map_err(to_s3)?;
+        let owner = bucket_owner(&input.bucket, &self.owner);
+        let grants = [
+            &input.grant_full_control,
+            &input.grant_read,
+            &input.grant_read_acp,
+            &input.grant_write,
+            &input.grant_write_acp,
+        ];
+        only_owner(
+            input.acl.as_ref().map(ObjectCannedACL::as_str),
+            input.access_control_policy.as_ref(),
+            &grants,
+            &owner,
+        )?;
+        ok(PutObjectAclOutput::default())
+    }
+
+    async fn get_bucket_ownership_controls(
+        &self,
+        req: S3Request<GetBucketOwnershipControlsInput>,
+    ) -> R<GetBucketOwnershipControlsOutput> {
+        let (_, rec) = self.access_record_of(req).await?;
+        if rec.ownership_deleted {
+            let mut e = S3Error::with_message(
+                S3ErrorCode::Custom("OwnershipControlsNotFoundError".into()),
+                "The bucket ownership controls were not found",
+            );
+            e.set_status_code(http::StatusCode::NOT_FOUND);
+            return Err(e);
+        }
+        ok(GetBucketOwnershipControlsOutput {
+            ownership_controls: Some(OwnershipControls {
+                rules: vec![OwnershipControlsRule {
+                    object_ownership: ObjectOwnership::from_static(
+                        ObjectOwnership::BUCKET_OWNER_ENFORCED,
+                    ),
+                }],
+            }),
+        })
+    }
+
+    async fn put_bucket_ownership_controls(
+        &self,
+        req: S3Request<PutBucketOwnershipControlsInput>,
+    ) -> R<PutBucketOwnershipControlsOutput> {
+        let (req, ctx) = self.access_scoped(req).await?;
+        let input = req.input;
+        let [rule] = input.ownership_controls.rules.as_slice() else {
+            return Err(s3_error!(
+                MalformedXML,
+                "OwnershipControls has exactly one rule"
+            ));
+        };
+        if rule.object_ownership.as_str() != ObjectOwnership::BUCKET_OWNER_ENFORCED {
+            return Err(s3_error!(
+                NotImplemented,
+                "ACLs are not supported: object ownership is BucketOwnerEnforced, not {}",
+                rule.object_ownership.as_str()
+            ));
+        }
+        self.iam
+            .put_bucket_ownership(&ctx, &input.bucket, false)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        ok(PutBucketOwnershipControlsOutput {})
+    }
+
+    async fn delete_bucket_ownership_controls(
+        &self,
+        req: S3Request<DeleteBucketOwnershipControlsInput>,
+    ) -> R<DeleteBucketOwnershipControlsOutput> {
+        let (req, ctx) = self.access_scoped(req).await?;
+        self.iam
+            .put_bucket_ownership(&ctx, &req.input.bucket, true)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        no_content(DeleteBucketOwnershipControlsOutput {})
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> R<GetBucketTaggingOutput> {
+        let (_, rec) = self.access_record_of(req).await?;
+        let tags = rec
+            .tags
+            .ok_or_else(|| s3_error!(NoSuchTagSet, "The TagSet does not exist"))?;
+        ok(GetBucketTaggingOutput {
+            tag_set: tag_set(&tags),
+        })
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> R<PutBucketTaggingOutput> {
+        let (req, ctx) = self.access_scoped(req).await?;
+        let input = req.input;
+        let mut tags = vallum_core::versioning::Tags::new();
+        for t in input.tagging.tag_set {
+            let key = t.key.unwrap_or_default();
+            if tags
+                .insert(key.clone(), t.value.unwrap_or_default())
+                .is_some()
+            {
+                return Err(s3_error!(
+                    InvalidTag,
+                    "Cannot provide multiple Tags with the same key: {key}"
+                ));
+            }
+        }
+        self.iam
+            .put_bucket_tags(&ctx, &input.bucket, Some(tags))
+            .await
+            .map_err(|e| match e {
+                vallum_core::iam::IamError::Invalid(m) => s3_error!(InvalidTag, "{m}"),
+                other => crate::error::iam_to_s3(other),
+            })?;
+        no_content(PutBucketTaggingOutput {})
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> R<DeleteBucketTaggingOutput> {
+        let (req, ctx) = self.access_scoped(req).await?;
+        self.iam
+            .put_bucket_tags(&ctx, &req.input.bucket, None)
+            .await
+            .map_err(crate::error::iam_to_s3)?;
+        no_content(DeleteBucketTaggingOutput {})
+    }
+
     async fn put_bucket_cors(&self, req: S3Request<PutBucketCorsInput>) -> R<PutBucketCorsOutput> {
         let (req, ctx) = self.access_scoped(req).await?;
         let input = req.input;
@@ -3181,6 +3376,80 @@ fn part_range(object: &ObjectRecord, n: i32) -> S3Result<Option<ByteRange>> {
         first,
         last: Some(first + segment.size_bytes - 1),
     }))
+}
+
+/// The owner S3 reports for a bucket (internal name): its tenant, or for the `default`
+/// tenant's buckets the deployment's root.
+fn bucket_owner(internal: &str, root: &Owner) -> Owner {
+    match vallum_core::iam::model::split_internal(internal) {
+        (vallum_core::iam::model::DEFAULT_TENANT, _) => root.clone(),
+        (tenant, _) => Owner {
+            display_name: Some(tenant.to_owned()),
+            id: Some(tenant.to_owned()),
+        },
+    }
+}
+
+/// The ACL of every bucket and object with ACLs off (object ownership BucketOwnerEnforced,
+/// S3's default since 2023): the bucket owner has FULL_CONTROL, and nobody else anything.
+fn owner_acl(owner: &Owner) -> Vec<Grant> {
+    vec![Grant {
+        grantee: Some(Grantee {
+            display_name: owner.display_name.clone(),
+            email_address: None,
+            id: owner.id.clone(),
+            type_: Type::from_static(Type::CANONICAL_USER),
+            uri: None,
+        }),
+        permission: Some(Permission::from_static(Permission::FULL_CONTROL)),
+    }]
+}
+
+/// With ACLs off, a Put*Acl may only say what is already so: the owner's full control (a
+/// `private` or `bucket-owner-full-control` canned ACL, or grants to the owner alone); anything
+/// else is `400 AccessControlListNotSupported`, as S3 answers for such buckets.
+fn only_owner(
+    canned: Option<&str>,
+    policy: Option<&AccessControlPolicy>,
+    grants: &[&Option<String>],
+    owner: &Owner,
+) -> S3Result<()> {
+    let refused = || {
+        s3_error!(
+            AccessControlListNotSupported,
+            "The bucket does not allow ACLs: access is granted by policies"
+        )
+    };
+    if canned.is_some_and(|c| !matches!(c, "private" | "bucket-owner-full-control")) {
+        return Err(refused());
+    }
+    let owner_id = owner.id.as_deref().unwrap_or_default();
+    let names_owner_only = |g: &str| {
+        g.split(',').all(|part| {
+            part.trim().strip_prefix("id=").map(|v| v.trim_matches('"')) == Some(owner_id)
+        })
+    };
+    for grant in grants.iter().copied().flatten() {
+        if !names_owner_only(grant) {
+            return Err(refused());
+        }
+    }
+    if let Some(p) = policy {
+        for g in p.grants.iter().flatten() {
+            let to_owner = g
+                .grantee
+                .as_ref()
+                .is_some_and(|ge| ge.id.as_deref() == Some(owner_id) && ge.uri.is_none());
+            let full = g
+                .permission
+                .as_ref()
+                .is_some_and(|p| p.as_str() == Permission::FULL_CONTROL);
+            if !(to_owner && full) {
+                return Err(refused());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// GET and HEAD take no `x-amz-server-side-encryption*` header but SSE-C's: S3 answers 400.

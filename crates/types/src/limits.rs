@@ -40,6 +40,8 @@ pub const HEADER_READ_TIMEOUT_SECS: u64 = 30;
 pub const SHUTDOWN_GRACE_SECS: u64 = 10;
 /// Most tags on one object (S3's limit).
 pub const MAX_OBJECT_TAGS: usize = 10;
+/// Most tags on a bucket (S3's limit).
+pub const MAX_BUCKET_TAGS: usize = 50;
 /// Longest tag key, in Unicode characters.
 pub const MAX_TAG_KEY_CHARS: usize = 128;
 /// Longest tag value, in Unicode characters.

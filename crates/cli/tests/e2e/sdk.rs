@@ -1306,3 +1306,196 @@ async fn a_second_server_on_the_same_data_dir_is_refused() {
     );
     server.client().list_buckets().send().await.unwrap();
 }
+
+/// ACLs are off, as on a new S3 bucket (BucketOwnerEnforced): the ACL calls answer what is so
+/// and refuse to change it; ownership controls and bucket tags work.
+#[tokio::test]
+async fn acls_are_off_and_bucket_settings_are_kept() {
+    use aws_sdk_s3::types::{
+        BucketCannedAcl, ObjectCannedAcl, ObjectOwnership, OwnershipControls,
+        OwnershipControlsRule, Permission, Tag, Tagging, Type,
+    };
+    let server = Server::start();
+    let s3 = server.client();
+    s3.create_bucket().bucket("acl").send().await.unwrap();
+    s3.put_object()
+        .bucket("acl")
+        .key("k")
+        .body(ByteStream::from_static(b"v"))
+        .send()
+        .await
+        .unwrap();
+
+    let acl = s3.get_bucket_acl().bucket("acl").send().await.unwrap();
+    let owner = acl.owner().unwrap().id().unwrap().to_owned();
+    assert_eq!(acl.grants().len(), 1);
+    let grant = &acl.grants()[0];
+    assert_eq!(grant.permission(), Some(&Permission::FullControl));
+    assert_eq!(grant.grantee().unwrap().r#type(), &Type::CanonicalUser);
+    assert_eq!(grant.grantee().unwrap().id(), Some(owner.as_str()));
+    let object_acl = s3
+        .get_object_acl()
+        .bucket("acl")
+        .key("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(object_acl.grants(), acl.grants());
+    let e = s3
+        .get_object_acl()
+        .bucket("acl")
+        .key("missing")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "NoSuchKey");
+    // What is already so is accepted; anything else refused, as S3 refuses on such buckets.
+    s3.put_bucket_acl()
+        .bucket("acl")
+        .acl(BucketCannedAcl::Private)
+        .send()
+        .await
+        .unwrap();
+    s3.put_object_acl()
+        .bucket("acl")
+        .key("k")
+        .acl(ObjectCannedAcl::BucketOwnerFullControl)
+        .send()
+        .await
+        .unwrap();
+    let e = s3
+        .put_bucket_acl()
+        .bucket("acl")
+        .acl(BucketCannedAcl::PublicRead)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "AccessControlListNotSupported"
+    );
+    let e = s3
+        .put_object_acl()
+        .bucket("acl")
+        .key("k")
+        .grant_read("uri=http://acs.amazonaws.com/groups/global/AllUsers")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "AccessControlListNotSupported"
+    );
+
+    // Ownership controls: BucketOwnerEnforced, the only one; deleted, then none.
+    let got = s3
+        .get_bucket_ownership_controls()
+        .bucket("acl")
+        .send()
+        .await
+        .unwrap();
+    let rules = got.ownership_controls().unwrap().rules();
+    assert_eq!(
+        rules[0].object_ownership(),
+        &ObjectOwnership::BucketOwnerEnforced
+    );
+    let rule = |o: ObjectOwnership| {
+        OwnershipControls::builder()
+            .rules(
+                OwnershipControlsRule::builder()
+                    .object_ownership(o)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    let e = s3
+        .put_bucket_ownership_controls()
+        .bucket("acl")
+        .ownership_controls(rule(ObjectOwnership::ObjectWriter))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "NotImplemented");
+    s3.delete_bucket_ownership_controls()
+        .bucket("acl")
+        .send()
+        .await
+        .unwrap();
+    let e = s3
+        .get_bucket_ownership_controls()
+        .bucket("acl")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        code(&e.into_service_error()),
+        "OwnershipControlsNotFoundError"
+    );
+    s3.put_bucket_ownership_controls()
+        .bucket("acl")
+        .ownership_controls(rule(ObjectOwnership::BucketOwnerEnforced))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        s3.get_bucket_ownership_controls()
+            .bucket("acl")
+            .send()
+            .await
+            .is_ok()
+    );
+
+    // Bucket tags.
+    let e = s3
+        .get_bucket_tagging()
+        .bucket("acl")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "NoSuchTagSet");
+    let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build().unwrap();
+    s3.put_bucket_tagging()
+        .bucket("acl")
+        .tagging(
+            Tagging::builder()
+                .tag_set(tag("cost-centre", "radiology"))
+                .tag_set(tag("retention", "10y"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let got = s3.get_bucket_tagging().bucket("acl").send().await.unwrap();
+    let mut pairs: Vec<(&str, &str)> = got.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    pairs.sort_unstable();
+    assert_eq!(pairs, [("cost-centre", "radiology"), ("retention", "10y")]);
+    let too_long = "x".repeat(129);
+    let e = s3
+        .put_bucket_tagging()
+        .bucket("acl")
+        .tagging(
+            Tagging::builder()
+                .tag_set(tag(&too_long, "v"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidTag");
+    s3.delete_bucket_tagging()
+        .bucket("acl")
+        .send()
+        .await
+        .unwrap();
+    let e = s3
+        .get_bucket_tagging()
+        .bucket("acl")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "NoSuchTagSet");
+}

@@ -135,6 +135,13 @@ pub struct BucketPolicyRecord {
     /// The CORS configuration (PutBucketCors).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cors: Option<crate::cors::CorsConfig>,
+    /// The bucket's tags (PutBucketTagging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<crate::versioning::Tags>,
+    /// DeleteBucketOwnershipControls was called: GetBucketOwnershipControls answers that
+    /// there are none (object ownership is BucketOwnerEnforced either way: ACLs are off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ownership_deleted: bool,
 }
 
 /// One lockbox event on its way to a tenant's guardians.
@@ -1643,6 +1650,60 @@ impl Iam {
         })
         .await?;
         // The rules name the tenant's own origins: the log records only that they changed.
+        self.log(ctx, action, format!("bucket={internal}")).await
+    }
+
+    /// Sets (or with `None` removes) a bucket's tags, checked as S3 checks them.
+    pub async fn put_bucket_tags(
+        &self,
+        ctx: &RequestContext,
+        internal: &str,
+        tags: Option<crate::versioning::Tags>,
+    ) -> IamResult<()> {
+        if let Some(t) = &tags {
+            let max = vallum_types::limits::MAX_BUCKET_TAGS;
+            if t.len() > max {
+                return Err(IamError::Invalid(format!(
+                    "Bucket tags cannot be greater than {max}"
+                )));
+            }
+            // Each key and value as S3 checks an object's.
+            for (k, v) in t {
+                let one = crate::versioning::Tags::from([(k.clone(), v.clone())]);
+                crate::versioning::validate_tags(&one).map_err(|e| IamError::Invalid(e.0))?;
+            }
+        }
+        let action = if tags.is_some() {
+            "bucket_tags_set"
+        } else {
+            "bucket_tags_deleted"
+        };
+        self.change_bucket(internal, |rec| {
+            rec.tags.clone_from(&tags);
+            Ok(())
+        })
+        .await?;
+        // Tags are the tenant's own words: the log records only that they changed.
+        self.log(ctx, action, format!("bucket={internal}")).await
+    }
+
+    /// Records Put (`deleted = false`) or DeleteBucketOwnershipControls (`true`).
+    pub async fn put_bucket_ownership(
+        &self,
+        ctx: &RequestContext,
+        internal: &str,
+        deleted: bool,
+    ) -> IamResult<()> {
+        self.change_bucket(internal, |rec| {
+            rec.ownership_deleted = deleted;
+            Ok(())
+        })
+        .await?;
+        let action = if deleted {
+            "bucket_ownership_controls_deleted"
+        } else {
+            "bucket_ownership_controls_set"
+        };
         self.log(ctx, action, format!("bucket={internal}")).await
     }
 
