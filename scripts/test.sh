@@ -17,7 +17,7 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 VENV="$CACHE/venv"
 mkdir -p "$CACHE"
 
-log() { printf '\n== %s\n' "$*"; }
+log() { printf '\n== %s (%s, %ss into the run)\n' "$*" "$(date -u +%H:%M:%S)" "$SECONDS"; }
 
 as_root() {
   if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -110,10 +110,15 @@ log "cargo clippy --all-targets -- -D warnings"
 # Not --quiet: a cold run compiles for many minutes, and a line per crate shows it is alive.
 cargo clippy --workspace --all-targets -- -D warnings
 
-log "tests"
 if cargo nextest --version >/dev/null 2>&1; then
+  # Built first on its own, so the log shows how long the build and the run each take.
+  log "building the tests"
+  cargo nextest run --workspace --no-run
+  log "tests"
   cargo nextest run --workspace --no-fail-fast "$@"
 else
+  log "tests"
   echo "cargo-nextest not found; running cargo test"
   cargo test --workspace --no-fail-fast "$@"
 fi
+log "done"

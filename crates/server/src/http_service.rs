@@ -109,6 +109,29 @@ fn text(status: StatusCode, content_type: &'static str, body: String) -> Respons
     resp
 }
 
+/// Replaces a response's body (read up to `limit` bytes) by what `rewrite` makes of its text;
+/// `None` from `rewrite` (or a body that is not UTF-8) keeps it as it was. A body over the
+/// limit is dropped: these are short XML documents.
+async fn rewrite_body(
+    resp: Response<Body>,
+    limit: usize,
+    rewrite: impl FnOnce(&str) -> Option<String>,
+) -> Response<Body> {
+    let (mut parts, body) = resp.into_parts();
+    let Ok(collected) = http_body_util::Limited::new(body, limit).collect().await else {
+        return Response::from_parts(parts, Body::empty());
+    };
+    let bytes = collected.to_bytes();
+    let Some(rewritten) = std::str::from_utf8(&bytes).ok().and_then(rewrite) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    parts.headers.insert(
+        http::header::CONTENT_LENGTH,
+        HeaderValue::from(rewritten.len()),
+    );
+    Response::from_parts(parts, Body::from(Bytes::from(rewritten)))
+}
+
 /// Adds `<RequestId>` to an XML error body that lacks one.
 async fn with_request_id(resp: Response<Body>, request_id: &str) -> Response<Body> {
     let is_xml = resp
@@ -118,30 +141,16 @@ async fn with_request_id(resp: Response<Body>, request_id: &str) -> Response<Bod
     if !is_xml || resp.status().is_success() {
         return resp;
     }
-    let (mut parts, body) = resp.into_parts();
-    let Ok(collected) = http_body_util::Limited::new(body, MAX_ERROR_BODY_BYTES)
-        .collect()
-        .await
-    else {
-        return Response::from_parts(parts, Body::empty());
-    };
-    let bytes = collected.to_bytes();
-    let Ok(text) = std::str::from_utf8(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    if text.contains("<RequestId>") || !text.contains("</Error>") {
-        return Response::from_parts(parts, Body::from(bytes));
-    }
-    let rewritten = text.replacen(
-        "</Error>",
-        &format!("<RequestId>{request_id}</RequestId></Error>"),
-        1,
-    );
-    parts.headers.insert(
-        http::header::CONTENT_LENGTH,
-        HeaderValue::from(rewritten.len()),
-    );
-    Response::from_parts(parts, Body::from(Bytes::from(rewritten)))
+    rewrite_body(resp, MAX_ERROR_BODY_BYTES, |text| {
+        (!text.contains("<RequestId>") && text.contains("</Error>")).then(|| {
+            text.replacen(
+                "</Error>",
+                &format!("<RequestId>{request_id}</RequestId></Error>"),
+                1,
+            )
+        })
+    })
+    .await
 }
 
 /// Largest GetObjectAttributes body the wrapper will rewrite (1000 parts fit well within).
@@ -153,25 +162,13 @@ async fn unquoted_etag(resp: Response<Body>) -> Response<Body> {
     if !resp.status().is_success() {
         return resp;
     }
-    let (mut parts, body) = resp.into_parts();
-    let Ok(collected) = http_body_util::Limited::new(body, MAX_ATTRIBUTES_BODY_BYTES)
-        .collect()
-        .await
-    else {
-        return Response::from_parts(parts, Body::empty());
-    };
-    let bytes = collected.to_bytes();
-    let Ok(text) = std::str::from_utf8(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    let rewritten = text
-        .replacen("<ETag>\"", "<ETag>", 1)
-        .replacen("\"</ETag>", "</ETag>", 1);
-    parts.headers.insert(
-        http::header::CONTENT_LENGTH,
-        HeaderValue::from(rewritten.len()),
-    );
-    Response::from_parts(parts, Body::from(Bytes::from(rewritten)))
+    rewrite_body(resp, MAX_ATTRIBUTES_BODY_BYTES, |text| {
+        Some(
+            text.replacen("<ETag>\"", "<ETag>", 1)
+                .replacen("\"</ETag>", "</ETag>", 1),
+        )
+    })
+    .await
 }
 
 /// The log resource a request asks for: an unsigned `GET /log/<path>` (a signed request for
