@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use s3s::Body;
 use s3s::service::S3Service;
-use vallum_types::limits::{LOW_SPACE_BYTES, MAX_REQUEST_HEADER_BYTES};
+use vallum_types::limits::{LOW_SPACE_BYTES, MAX_REQUEST_HEADER_BYTES, PREREAD_BODY_BYTES};
 
 use crate::metrics::SharedMetrics;
 
@@ -169,6 +169,30 @@ async fn unquoted_etag(resp: Response<Body>) -> Response<Body> {
         )
     })
     .await
+}
+
+/// How much of a request body to read whole before handling it (see
+/// [`PREREAD_BODY_BYTES`]): its declared length when small, or for an `aws-chunked` body a
+/// bound on its encoding when its decoded length is small; `None` to stream it.
+fn preread_limit(headers: &http::HeaderMap) -> Option<usize> {
+    let number = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let chunked = headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    let declared = if chunked {
+        // The chunk framing, signatures and trailer add a little to the decoded length.
+        number("x-amz-decoded-content-length")
+            .filter(|n| *n <= PREREAD_BODY_BYTES)
+            .map(|n| n + PREREAD_BODY_BYTES)
+    } else {
+        number("content-length").filter(|n| *n > 0 && *n <= PREREAD_BODY_BYTES)
+    };
+    declared.and_then(|n| usize::try_from(n).ok())
 }
 
 /// The log resource a request asks for: an unsigned `GET /log/<path>` (a signed request for
@@ -369,56 +393,90 @@ impl VallumHttp {
                 xml_error(refusal.status, refusal.code, &refusal.message, &request_id),
             )
         } else {
-            self.sigv2_bucket_slash(&mut req).await;
-            let slot = crate::authz::OperationSlot::default();
-            req.extensions_mut().insert(slot.clone());
-            let bucket_slot = crate::authz::BucketSlot::default();
-            req.extensions_mut().insert(bucket_slot.clone());
-            // A browser's request (with Origin) gets its CORS headers after the answer.
-            let browser = req
-                .headers()
-                .contains_key(http::header::ORIGIN)
-                .then(|| (req.headers().clone(), req.method().clone()));
-            req.extensions_mut().insert(Secure(self.secure));
-            req.extensions_mut()
-                .insert(crate::authz::RequestId(request_id.clone()));
-            req.extensions_mut()
-                .insert(crate::authz::PeerAddr(self.peer));
-            let timeout = self.body_timeout;
-            let req = req.map(|b| Body::http_body(crate::conn::TimedBody::new(b, timeout)));
-            let resp = match self.s3.call(req).await {
-                Ok(resp) => with_request_id(resp, &request_id).await,
-                Err(err) => {
-                    if let Some(suppressed) = SERVICE_ERRORS.admit() {
-                        let text = crate::conn::bounded(&format!("{err:?}"));
-                        tracing::error!(error = %text, suppressed, "s3 service failed");
+            's3: {
+                self.sigv2_bucket_slash(&mut req).await;
+                let slot = crate::authz::OperationSlot::default();
+                req.extensions_mut().insert(slot.clone());
+                let bucket_slot = crate::authz::BucketSlot::default();
+                req.extensions_mut().insert(bucket_slot.clone());
+                // A browser's request (with Origin) gets its CORS headers after the answer.
+                let browser = req
+                    .headers()
+                    .contains_key(http::header::ORIGIN)
+                    .then(|| (req.headers().clone(), req.method().clone()));
+                req.extensions_mut().insert(Secure(self.secure));
+                req.extensions_mut()
+                    .insert(crate::authz::RequestId(request_id.clone()));
+                req.extensions_mut()
+                    .insert(crate::authz::PeerAddr(self.peer));
+                let timeout = self.body_timeout;
+                let req = match preread_limit(req.headers()) {
+                    None => req.map(|b| Body::http_body(crate::conn::TimedBody::new(b, timeout))),
+                    Some(limit) => {
+                        let (parts, body) = req.into_parts();
+                        let body = crate::conn::TimedBody::new(body, timeout);
+                        match http_body_util::Limited::new(body, limit).collect().await {
+                            Ok(whole) => Request::from_parts(parts, Body::from(whole.to_bytes())),
+                            Err(err) => {
+                                let refusal = if err.is::<crate::conn::BodyTimedOut>() {
+                                    (
+                                        StatusCode::BAD_REQUEST,
+                                        "RequestTimeout",
+                                        "Your socket connection to the server was not read from or written to within the timeout period.",
+                                    )
+                                } else if err.is::<http_body_util::LengthLimitError>() {
+                                    (
+                                        StatusCode::BAD_REQUEST,
+                                        "IncompleteBody",
+                                        "The request body is longer than its declared length.",
+                                    )
+                                } else {
+                                    (
+                                        StatusCode::BAD_REQUEST,
+                                        "IncompleteBody",
+                                        "You did not provide the number of bytes specified by the Content-Length HTTP header.",
+                                    )
+                                };
+                                let resp = xml_error(refusal.0, refusal.1, refusal.2, &request_id);
+                                break 's3 ("Unknown".to_owned(), resp);
+                            }
+                        }
                     }
-                    xml_error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "InternalError",
-                        "We encountered an internal error. Please try again.",
-                        &request_id,
-                    )
+                };
+                let resp = match self.s3.call(req).await {
+                    Ok(resp) => with_request_id(resp, &request_id).await,
+                    Err(err) => {
+                        if let Some(suppressed) = SERVICE_ERRORS.admit() {
+                            let text = crate::conn::bounded(&format!("{err:?}"));
+                            tracing::error!(error = %text, suppressed, "s3 service failed");
+                        }
+                        xml_error(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "InternalError",
+                            "We encountered an internal error. Please try again.",
+                            &request_id,
+                        )
+                    }
+                };
+                let op = slot
+                    .0
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.clone())
+                    .unwrap_or_else(|| "Unknown".into());
+                let mut resp = if op == "GetObjectAttributes" {
+                    unquoted_etag(resp).await
+                } else {
+                    resp
+                };
+                if let Some((headers, method)) = browser {
+                    let resolved = bucket_slot.0.lock().ok().and_then(|s| s.clone());
+                    self.cors
+                        .decorate(&headers, &method, &path, resolved, &mut resp)
+                        .await;
                 }
-            };
-            let op = slot
-                .0
-                .lock()
-                .ok()
-                .and_then(|s| s.clone())
-                .unwrap_or_else(|| "Unknown".into());
-            let mut resp = if op == "GetObjectAttributes" {
-                unquoted_etag(resp).await
-            } else {
-                resp
-            };
-            if let Some((headers, method)) = browser {
-                let resolved = bucket_slot.0.lock().ok().and_then(|s| s.clone());
-                self.cors
-                    .decorate(&headers, &method, &path, resolved, &mut resp)
-                    .await;
+                (op, resp)
             }
-            (op, resp)
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-amz-request-id", v);

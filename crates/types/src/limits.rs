@@ -84,3 +84,8 @@ pub const RESERVED_DESCRIPTORS: u64 = 256;
 pub const MAX_LOGGED_ERROR_BYTES: usize = 1024;
 /// Longest line the server writes to its log; longer ones are cut, saying how much.
 pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// Request bodies up to this size (decoded) are read whole before the request is handled, so
+/// an answer given before the body is used (a failed precondition, a refusal) still leaves
+/// the connection reusable: a client that sent the body gets no reset on its next request.
+pub const PREREAD_BODY_BYTES: u64 = 64 * 1024;

@@ -109,6 +109,14 @@ fn the_endpoint_serves_https_with_the_configured_certificate() {
         .env("VALLUM_ENDPOINT", &server.endpoint)
         .env("VALLUM_CA", &ca));
     assert!(out.contains("boto3 ssec ok"), "{out}");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/boto3_early_answers.py");
+    let out = run(Command::new(tool("python3"))
+        .arg(script)
+        .envs(server.tool_env())
+        .env_remove("AWS_CA_BUNDLE")
+        .env("VALLUM_ENDPOINT", &server.endpoint)
+        .env("VALLUM_CA", &ca));
+    assert!(out.contains("boto3 early answers ok"), "{out}");
     // Neither customer key is stored: only a salted HMAC of each.
     let meta: Vec<u8> = ["meta.db", "meta.db-wal"]
         .iter()
