@@ -966,12 +966,18 @@ fn attrs_from(
 /// A Content-Encoding without `aws-chunked`, which describes only how the body was sent
 /// (S3 does not store it); `None` when nothing else is left.
 fn without_aws_chunked(encoding: &str) -> Option<String> {
-    let kept: Vec<&str> = encoding
-        .split(',')
-        .map(str::trim)
+    let tokens = encoding.split(',').map(str::trim);
+    if !tokens
+        .clone()
+        .any(|e| e.eq_ignore_ascii_case("aws-chunked"))
+    {
+        // Kept exactly as the client wrote it.
+        return (!encoding.is_empty()).then(|| encoding.to_owned());
+    }
+    let kept: Vec<&str> = tokens
         .filter(|e| !e.is_empty() && !e.eq_ignore_ascii_case("aws-chunked"))
         .collect();
-    (!kept.is_empty()).then(|| kept.join(","))
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 fn content_type_out(attrs: &ObjectAttrs) -> Option<ContentType> {
@@ -3522,8 +3528,13 @@ mod tests {
         assert_eq!(without_aws_chunked("aws-chunked"), None);
         assert_eq!(
             without_aws_chunked("aws-chunked, br, gzip").as_deref(),
-            Some("br,gzip")
+            Some("br, gzip")
         );
+        assert_eq!(
+            without_aws_chunked("deflate, gzip").as_deref(),
+            Some("deflate, gzip")
+        );
+        assert_eq!(without_aws_chunked("aws-chunked, aws-chunked"), None);
         assert_eq!(without_aws_chunked("identity").as_deref(), Some("identity"));
     }
 
