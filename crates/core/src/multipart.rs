@@ -268,6 +268,11 @@ impl ObjectService {
         let upload = self.upload(bucket, key, upload_id).await?;
         let source = self.head_object(src_bucket, src_key, src_version).await?;
         src_conditions.check(&source, true)?;
+        // Unlike a GET's range, a copy's is not cut to the object: it must lie within it.
+        let beyond = matches!(src_range, Some(ByteRange::From { last: Some(last), .. }) if last >= source.size_bytes);
+        if beyond {
+            return Err(Error::InvalidRange);
+        }
         let range = match src_range {
             Some(r) => r.resolve(source.size_bytes).map_err(|_| {
                 Error::InvalidArgument(format!("The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy, within an object of {} bytes", source.size_bytes))

@@ -836,6 +836,19 @@ async fn multipart_upload_full_cycle() {
         .e_tag()
         .unwrap()
         .to_owned();
+    // A copy range past the source's end is refused, not cut to it.
+    let e = s3
+        .upload_part_copy()
+        .bucket("bkt")
+        .key("big")
+        .upload_id(&id)
+        .part_number(4)
+        .copy_source("bkt/source")
+        .copy_source_range(format!("bytes=0-{}", 6 * MIB))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e.into_service_error()), "InvalidRange");
     let e3 = s3
         .upload_part()
         .bucket("bkt")
