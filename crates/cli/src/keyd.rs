@@ -33,6 +33,15 @@ enum KeydCommand {
         /// keyd.toml.
         #[arg(long, short)]
         config: PathBuf,
+        /// Print each key as JSON (a list for `list`) instead of a line of text (also
+        /// `VALLUM_JSON=1`).
+        #[arg(
+            long,
+            global = true,
+            env = "VALLUM_JSON",
+            value_parser = clap::builder::FalseyValueParser::new()
+        )]
+        json: bool,
         #[command(subcommand)]
         op: KeyOp,
     },
@@ -167,7 +176,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 pub fn run(args: KeydArgs) -> anyhow::Result<()> {
     match args.command {
         KeydCommand::Serve { config } => serve(&config),
-        KeydCommand::Key { config, op } => key(&config, op),
+        KeydCommand::Key { config, json, op } => key(&config, op, json),
     }
 }
 
@@ -248,11 +257,15 @@ fn serve(path: &Path) -> anyhow::Result<()> {
     })
 }
 
-fn key(path: &Path, op: KeyOp) -> anyhow::Result<()> {
+fn key(path: &Path, op: KeyOp, json: bool) -> anyhow::Result<()> {
     use vallum_crypto::keys::{KeyInfo, KeyState};
     let cfg = load(path)?;
     let p = provider(&cfg)?;
     let show = |k: &KeyInfo| {
+        if json {
+            println!("{}", serde_json::to_string_pretty(k).unwrap_or_default());
+            return;
+        }
         println!(
             "{}\tversion {}\t{}",
             k.key_id,
@@ -276,8 +289,13 @@ fn key(path: &Path, op: KeyOp) -> anyhow::Result<()> {
                 show(&p.create_key(&id, now).await?)
             }
             KeyOp::List => {
-                for k in p.list().await? {
-                    show(&k);
+                let keys = p.list().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&keys)?);
+                } else {
+                    for k in keys {
+                        show(&k);
+                    }
                 }
             }
             KeyOp::Rotate { id } => show(&p.rotate(&id, now).await?),

@@ -110,6 +110,10 @@ reasons = ["customer-request", "describe-key"]
         created.contains("records-kek\tversion 1\tenabled"),
         "{created}"
     );
+    let listed = common::json(&keyd_key(&keyd_toml, &["list", "--json"]));
+    assert_eq!(listed[0]["key_id"], "records-kek", "{listed}");
+    assert_eq!(listed[0]["current_version"], 1, "{listed}");
+    assert_eq!(listed[0]["state"], "enabled", "{listed}");
     let bad = vallum()
         .args(["keyd", "key", "--config"])
         .arg(&keyd_toml)
