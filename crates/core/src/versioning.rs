@@ -230,12 +230,16 @@ pub struct ObjectLockConfig {
 /// Object tags, key → value.
 pub type Tags = BTreeMap<String, String>;
 
-/// Checks a tag set against S3's limits.
+/// Checks an object's tag set against S3's limits.
 pub fn validate_tags(tags: &Tags) -> Result<(), Invalid> {
-    if tags.len() > MAX_OBJECT_TAGS {
-        return Err(Invalid(format!(
-            "Object tags cannot be greater than {MAX_OBJECT_TAGS}"
-        )));
+    validate_tag_set(tags, MAX_OBJECT_TAGS, "Object")
+}
+
+/// Checks a tag set of at most `max` tags (`what`: Object or Bucket) against S3's rules for
+/// keys and values.
+pub fn validate_tag_set(tags: &Tags, max: usize, what: &str) -> Result<(), Invalid> {
+    if tags.len() > max {
+        return Err(Invalid(format!("{what} tags cannot be greater than {max}")));
     }
     for (k, v) in tags {
         if k.is_empty() || k.chars().count() > MAX_TAG_KEY_CHARS {

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode};
+
+use crate::http_service::xml_error;
 use s3s::Body;
 use s3s::host::S3Host;
 use vallum_core::cors::CorsRule;
@@ -24,19 +26,6 @@ pub struct Cors {
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn xml_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    );
-    let mut resp = Response::new(Body::from(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/xml"),
-    );
-    resp
 }
 
 fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -128,7 +117,12 @@ impl Cors {
     }
 
     /// Answers a preflight request.
-    pub async fn preflight(&self, headers: &HeaderMap, path: &str) -> Response<Body> {
+    pub async fn preflight(
+        &self,
+        headers: &HeaderMap,
+        path: &str,
+        request_id: &str,
+    ) -> Response<Body> {
         let (Some(origin), Some(method)) = (
             header(headers, "origin"),
             header(headers, "access-control-request-method"),
@@ -137,6 +131,7 @@ impl Cors {
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 "Insufficient information. Origin request header and Access-Control-Request-Method needed.",
+                request_id,
             );
         };
         let Some(wire) = self.wire_bucket(headers, path) else {
@@ -144,6 +139,7 @@ impl Cors {
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
                 "A CORS preflight names a bucket.",
+                request_id,
             );
         };
         let internal = self.bucket_without_credentials(&wire).await;
@@ -152,6 +148,7 @@ impl Cors {
                 StatusCode::FORBIDDEN,
                 "AccessForbidden",
                 "CORSResponse: CORS is not enabled for this bucket.",
+                request_id,
             );
         };
         let asked = requested_headers(headers);
@@ -160,6 +157,7 @@ impl Cors {
                 StatusCode::FORBIDDEN,
                 "AccessForbidden",
                 "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+                request_id,
             );
         };
         let mut resp = Response::new(Body::empty());

@@ -86,7 +86,12 @@ fn is_unsigned(req: &Request<Incoming>) -> bool {
             .is_some_and(|q| q.contains("X-Amz-Signature") || q.contains("Signature="))
 }
 
-fn xml_error(status: StatusCode, code: &str, message: &str, request_id: &str) -> Response<Body> {
+pub(crate) fn xml_error(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    request_id: &str,
+) -> Response<Body> {
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message><RequestId>{request_id}</RequestId></Error>"
     );
@@ -358,7 +363,7 @@ impl VallumHttp {
         } else if req.method() == Method::OPTIONS && !path.starts_with(crate::admin::ADMIN_PREFIX) {
             (
                 "PreflightCors".to_owned(),
-                self.cors.preflight(req.headers(), &path).await,
+                self.cors.preflight(req.headers(), &path, &request_id).await,
             )
         } else if let Some(log_path) = log_path(&req) {
             ("Log".to_owned(), self.log_resource(&log_path))

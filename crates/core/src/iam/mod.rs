@@ -1644,13 +1644,9 @@ impl Iam {
         } else {
             "bucket_cors_deleted"
         };
-        self.change_bucket(internal, |rec| {
-            rec.cors.clone_from(&cors);
-            Ok(())
-        })
-        .await?;
         // The rules name the tenant's own origins: the log records only that they changed.
-        self.log(ctx, action, format!("bucket={internal}")).await
+        self.change_bucket_setting(ctx, internal, action, |rec| rec.cors.clone_from(&cors))
+            .await
     }
 
     /// Sets (or with `None` removes) a bucket's tags, checked as S3 checks them.
@@ -1661,29 +1657,33 @@ impl Iam {
         tags: Option<crate::versioning::Tags>,
     ) -> IamResult<()> {
         if let Some(t) = &tags {
-            let max = vallum_types::limits::MAX_BUCKET_TAGS;
-            if t.len() > max {
-                return Err(IamError::Invalid(format!(
-                    "Bucket tags cannot be greater than {max}"
-                )));
-            }
-            // Each key and value as S3 checks an object's.
-            for (k, v) in t {
-                let one = crate::versioning::Tags::from([(k.clone(), v.clone())]);
-                crate::versioning::validate_tags(&one).map_err(|e| IamError::Invalid(e.0))?;
-            }
+            crate::versioning::validate_tag_set(t, vallum_types::limits::MAX_BUCKET_TAGS, "Bucket")
+                .map_err(|e| IamError::Invalid(e.0))?;
         }
         let action = if tags.is_some() {
             "bucket_tags_set"
         } else {
             "bucket_tags_deleted"
         };
+        // Tags are the tenant's own words: the log records only that they changed.
+        self.change_bucket_setting(ctx, internal, action, |rec| rec.tags.clone_from(&tags))
+            .await
+    }
+
+    /// Changes one setting of a bucket's record and logs `action` naming only the bucket:
+    /// CORS rules, tags and ownership are the tenant's own, and stay out of the public log.
+    async fn change_bucket_setting(
+        &self,
+        ctx: &RequestContext,
+        internal: &str,
+        action: &str,
+        mut set: impl FnMut(&mut BucketPolicyRecord),
+    ) -> IamResult<()> {
         self.change_bucket(internal, |rec| {
-            rec.tags.clone_from(&tags);
+            set(rec);
             Ok(())
         })
         .await?;
-        // Tags are the tenant's own words: the log records only that they changed.
         self.log(ctx, action, format!("bucket={internal}")).await
     }
 
@@ -1694,17 +1694,13 @@ impl Iam {
         internal: &str,
         deleted: bool,
     ) -> IamResult<()> {
-        self.change_bucket(internal, |rec| {
-            rec.ownership_deleted = deleted;
-            Ok(())
-        })
-        .await?;
         let action = if deleted {
             "bucket_ownership_controls_deleted"
         } else {
             "bucket_ownership_controls_set"
         };
-        self.log(ctx, action, format!("bucket={internal}")).await
+        self.change_bucket_setting(ctx, internal, action, |rec| rec.ownership_deleted = deleted)
+            .await
     }
 
     /// A bucket's CORS configuration as this gateway knows it (no store access: browsers'
